@@ -1,0 +1,109 @@
+// Bindings of the clock and the timed loop.
+#include "pyinfer/clock.hpp"
+
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "pyinfer/errors.hpp"
+#include "pyinfer/recorder.hpp"
+#include "pyinfer/timed_loop.hpp"
+
+namespace pyinfer::bindings {
+
+namespace {
+
+// Calls `fn` `iterations` times (after `warmup` untimed calls) from C++ and returns the
+// durations. On an exception from `fn` or a signal (Ctrl-C), the exception propagates with the
+// samples completed before it attached as `partial_recorder`.
+LatencyRecorder time_calls(const py::object& fn, long long iterations, long long warmup) {
+  if (!PyCallable_Check(fn.ptr())) {
+    throw InvalidArgument(std::string("fn must be callable, got an object of type ") +
+                          Py_TYPE(fn.ptr())->tp_name);
+  }
+  if (iterations < 1) {
+    throw InvalidArgument("iterations must be at least 1, got " + std::to_string(iterations));
+  }
+  if (warmup < 0) {
+    throw InvalidArgument("warmup must be non-negative, got " + std::to_string(warmup));
+  }
+  std::vector<double> samples(static_cast<std::size_t>(iterations));
+  PyObject* callable = fn.ptr();
+  unsigned long calls = 0;
+  bool call_failed = false;
+  bool interrupted = false;
+  auto call = [callable]() noexcept { return PyObject_CallNoArgs(callable); };
+  auto finish = [&](PyObject* result) noexcept {
+    if (result == nullptr) {
+      call_failed = true;
+      return false;
+    }
+    Py_DECREF(result);
+    // Signals are otherwise only seen by Python code: check now and then for C callables.
+    if ((++calls & 63U) == 0 && PyErr_CheckSignals() != 0) {
+      interrupted = true;
+      return false;
+    }
+    return true;
+  };
+  const std::size_t done = timed_loop(call, finish, static_cast<std::size_t>(iterations),
+                                      static_cast<std::size_t>(warmup), samples.data());
+  if (!call_failed && !interrupted) return LatencyRecorder::from_samples(std::move(samples));
+
+  // The failed call's own duration is not a sample; a sample cut short by a signal is.
+  samples.resize(call_failed && done > 0 ? done - 1 : done);
+  py::error_already_set error;
+  try {
+    error.value().attr("partial_recorder") =
+        py::cast(LatencyRecorder::from_samples(std::move(samples)));
+  } catch (py::error_already_set&) {
+    // An exception type that takes no attributes: the original error still propagates.
+  }
+  throw error;
+}
+
+}  // namespace
+
+void bind_clock(py::module_& m) {
+  m.def("now_ns", &now_ns,
+        "Monotonic clock in nanoseconds since an unspecified epoch (CLOCK_MONOTONIC).");
+
+  py::class_<ClockInfo>(m, "ClockInfo", "What now_ns() reads and what one read costs.")
+      .def_readonly("source", &ClockInfo::source, "The clock read by now_ns().")
+      .def_readonly("kernel_clocksource", &ClockInfo::kernel_clocksource,
+                    "The kernel clocksource behind it (tsc, kvm-clock, hpet, ...).")
+      .def_readonly("resolution_ns", &ClockInfo::resolution_ns,
+                    "Resolution the kernel reports, in nanoseconds.")
+      .def_readonly("read_cost_ns", &ClockInfo::read_cost_ns,
+                    "Measured cost of one now_ns() call, in nanoseconds (median of batches).")
+      .def_readonly("min_step_ns", &ClockInfo::min_step_ns,
+                    "Smallest non-zero step seen between consecutive reads, in nanoseconds.")
+      .def("to_dict",
+           [](const ClockInfo& c) {
+             py::dict d;
+             d["source"] = c.source;
+             d["kernel_clocksource"] = c.kernel_clocksource;
+             d["resolution_ns"] = c.resolution_ns;
+             d["read_cost_ns"] = c.read_cost_ns;
+             d["min_step_ns"] = c.min_step_ns;
+             return d;
+           })
+      .def("__repr__", [](const ClockInfo& c) {
+        return "ClockInfo(source='" + c.source + "', kernel_clocksource='" +
+               c.kernel_clocksource + "', resolution_ns=" + std::to_string(c.resolution_ns) +
+               ", read_cost_ns=" + std::to_string(c.read_cost_ns) +
+               ", min_step_ns=" + std::to_string(c.min_step_ns) + ")";
+      });
+
+  m.def(
+      "clock_info", []() { return clock_info(); }, py::call_guard<py::gil_scoped_release>(),
+      "Describes the clock and measures what one read costs (about a millisecond).");
+
+  m.def("time_calls", &time_calls, py::arg("fn"), py::arg("iterations"), py::arg("warmup") = 0,
+        "Calls fn() `warmup` times untimed, then `iterations` times from C++, and returns a\n"
+        "LatencyRecorder with one duration in nanoseconds per timed call.");
+}
+
+}  // namespace pyinfer::bindings

@@ -1,0 +1,319 @@
+// LatencyRecorder: thread-safe collection of durations, exact or as a bounded histogram.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pyinfer/errors.hpp"
+#include "pyinfer/histogram.hpp"
+#include "pyinfer/summary.hpp"
+
+namespace pyinfer {
+
+/// A read-only snapshot of an exact recorder's samples: `data[0 .. size)` stays valid and
+/// unchanged for as long as the snapshot (or a copy of its `owner`) lives, whatever the
+/// recorder does meanwhile (it copies on write).
+struct SampleSnapshot {
+  std::shared_ptr<const double[]> owner;
+  const double* data = nullptr;
+  std::size_t size = 0;
+};
+
+/// Collects durations in nanoseconds.
+///
+/// Exact mode keeps every sample (8 bytes each) and gives exact percentiles. Histogram mode keeps
+/// a LogLinearHistogram (fixed memory, O(1) recording) plus exact count, mean, std, min and max;
+/// its percentiles are within relative_error() of the exact ones, or 1 ns (values are recorded at
+/// 1 ns resolution).
+///
+/// Thread-safety: every member function may be called from any number of threads at once.
+class LatencyRecorder {
+ public:
+  /// An exact recorder.
+  LatencyRecorder() = default;
+
+  /// A histogram recorder (see LogLinearHistogram for the arguments and their errors).
+  static LatencyRecorder histogram(int significant_digits = 3,
+                                   std::uint64_t highest_trackable_ns =
+                                       LogLinearHistogram::kOneHourNs) {
+    LatencyRecorder r;
+    r.histogram_.emplace(significant_digits, highest_trackable_ns);
+    return r;
+  }
+
+  /// An exact recorder that takes ownership of `samples` (already validated by the caller: used
+  /// by the timed loop, whose durations are non-negative by construction).
+  static LatencyRecorder from_samples(std::vector<double>&& samples) {
+    LatencyRecorder r;
+    r.append_unlocked(samples.data(), samples.size());
+    return r;
+  }
+
+  LatencyRecorder(LatencyRecorder&& other) noexcept {
+    std::lock_guard<std::mutex> lock(other.mutex_);
+    move_from(other);
+  }
+  LatencyRecorder& operator=(LatencyRecorder&& other) noexcept {
+    if (this != &other) {
+      std::scoped_lock lock(mutex_, other.mutex_);
+      move_from(other);
+    }
+    return *this;
+  }
+  LatencyRecorder(const LatencyRecorder&) = delete;
+  LatencyRecorder& operator=(const LatencyRecorder&) = delete;
+
+  /// Records one duration. @throws InvalidArgument if `ns` is negative or not finite, or (in
+  /// histogram mode) above the highest trackable value.
+  void record(double ns) {
+    check_duration(ns, 0);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (histogram_) {
+      record_histogram_unlocked(ns);
+    } else {
+      append_unlocked(&ns, 1);
+    }
+  }
+
+  /// Records `n` durations. All are validated first: on error nothing is recorded.
+  /// @throws InvalidArgument naming the index of the first bad value.
+  void record_many(const double* values, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) check_duration(values[i], i);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (histogram_) {
+      const double highest = static_cast<double>(histogram_->highest_trackable());
+      for (std::size_t i = 0; i < n; ++i) {
+        if (std::nearbyint(values[i]) > highest) throw_too_large(values[i], i);
+      }
+      for (std::size_t i = 0; i < n; ++i) record_histogram_unlocked(values[i]);
+    } else {
+      append_unlocked(values, n);
+    }
+  }
+
+  /// Number of durations recorded.
+  std::size_t count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return histogram_ ? static_cast<std::size_t>(histogram_->count()) : size_;
+  }
+
+  bool is_histogram() const noexcept { return histogram_.has_value(); }
+
+  /// The histogram's settings and size (histogram mode only; 0 otherwise).
+  int significant_digits() const noexcept { return histogram_ ? histogram_->significant_digits() : 0; }
+  std::uint64_t highest_trackable_ns() const noexcept {
+    return histogram_ ? histogram_->highest_trackable() : 0;
+  }
+  /// Bound on the relative error of percentiles: 0 in exact mode.
+  double relative_error() const noexcept { return histogram_ ? histogram_->relative_error() : 0.0; }
+
+  /// Bytes of memory this recorder holds for its samples or buckets.
+  std::size_t memory_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return histogram_ ? histogram_->memory_bytes() : capacity_ * sizeof(double);
+  }
+
+  /// The samples recorded so far (exact mode). @throws InvalidArgument in histogram mode.
+  SampleSnapshot samples() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (histogram_) {
+      throw InvalidArgument("a histogram recorder keeps no individual samples; use summary()");
+    }
+    return SampleSnapshot{buffer_, buffer_.get(), size_};
+  }
+
+  /// Count, mean, std, min, max and the requested percentiles, in one call.
+  /// @throws InvalidArgument when nothing was recorded, or for a bad rank or ddof.
+  Summary summary(const std::vector<double>& percentiles, int ddof = 0,
+                  unsigned threads = 0) const {
+    validate_percentiles(percentiles);
+    if (!histogram_) {
+      const SampleSnapshot snap = samples();
+      if (snap.size == 0) throw_empty();
+      return summarize(snap.data, snap.size, percentiles, ddof, threads);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t n = histogram_->count();
+    if (n == 0) throw_empty();
+    if (ddof < 0 || static_cast<std::uint64_t>(ddof) >= n) {
+      throw InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
+                            " for " + std::to_string(n) + " samples");
+    }
+    Summary s;
+    s.count = static_cast<std::size_t>(n);
+    s.mean = mean_;
+    s.std = std::sqrt(m2_ / static_cast<double>(n - static_cast<std::uint64_t>(ddof)));
+    s.min = min_;
+    s.max = max_;
+    s.percentile_ranks = percentiles;
+    s.percentile_values = histogram_->percentiles(percentiles);
+    for (double& v : s.percentile_values) v = std::clamp(v, min_, max_);
+    s.exact = false;
+    s.relative_error = histogram_->relative_error();
+    return s;
+  }
+
+  /// Adds everything `other` recorded. Exact + exact concatenates; anything into a histogram
+  /// records the other's samples or merges its buckets exactly (same settings required).
+  /// @throws InvalidArgument when merging a histogram into an exact recorder or settings differ.
+  void merge(const LatencyRecorder& other) {
+    if (&other == this) {
+      throw InvalidArgument("cannot merge a recorder into itself");
+    }
+    std::scoped_lock lock(mutex_, other.mutex_);
+    if (!histogram_) {
+      if (other.histogram_) {
+        throw InvalidArgument(
+            "cannot merge a histogram recorder into an exact one: its samples are not kept");
+      }
+      append_unlocked(other.buffer_.get(), other.size_);
+      return;
+    }
+    if (!other.histogram_) {
+      const double highest = static_cast<double>(histogram_->highest_trackable());
+      for (std::size_t i = 0; i < other.size_; ++i) {
+        if (std::nearbyint(other.buffer_[i]) > highest) throw_too_large(other.buffer_[i], i);
+      }
+      for (std::size_t i = 0; i < other.size_; ++i) record_histogram_unlocked(other.buffer_[i]);
+      return;
+    }
+    histogram_->merge(*other.histogram_);  // throws on different settings, before any change
+    merge_moments(other.moments_n_, other.mean_, other.m2_, other.min_, other.max_);
+  }
+
+  /// Forgets everything recorded (settings are kept). Snapshots taken before stay valid.
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (histogram_) {
+      histogram_->clear();
+      moments_n_ = 0;
+      mean_ = m2_ = min_ = max_ = 0.0;
+      return;
+    }
+    if (buffer_.use_count() > 1) {  // a snapshot still reads it: leave it alone
+      buffer_.reset();
+      capacity_ = 0;
+    }
+    size_ = 0;
+  }
+
+  /// The histogram's non-empty buckets as (lowest value, width, count) triples, ascending.
+  /// @throws InvalidArgument in exact mode.
+  std::vector<std::uint64_t> histogram_buckets() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!histogram_) throw InvalidArgument("an exact recorder has no histogram buckets");
+    std::vector<std::uint64_t> out;
+    for (std::size_t i = 0; i < histogram_->bucket_count(); ++i) {
+      const std::uint64_t c = histogram_->bucket_count_at(i);
+      if (c == 0) continue;
+      out.push_back(histogram_->bucket_lower(i));
+      out.push_back(histogram_->bucket_width(i));
+      out.push_back(c);
+    }
+    return out;
+  }
+
+ private:
+  static void check_duration(double ns, std::size_t index) {
+    if (!(ns >= 0.0) || !std::isfinite(ns)) {  // !(ns >= 0) also catches NaN
+      throw InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
+                            std::to_string(index) +
+                            " is invalid: durations must be finite and non-negative");
+    }
+  }
+  [[noreturn]] void throw_too_large(double ns, std::size_t index) const {
+    throw InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
+                          std::to_string(index) + " exceeds the histogram's highest trackable " +
+                          std::to_string(histogram_->highest_trackable()) + " ns");
+  }
+  [[noreturn]] static void throw_empty() {
+    throw InvalidArgument("no samples recorded: nothing to summarize");
+  }
+
+  void move_from(LatencyRecorder& other) noexcept {
+    buffer_ = std::move(other.buffer_);
+    size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
+    histogram_ = std::move(other.histogram_);
+    other.histogram_.reset();
+    moments_n_ = other.moments_n_;
+    mean_ = other.mean_;
+    m2_ = other.m2_;
+    min_ = other.min_;
+    max_ = other.max_;
+  }
+
+  // Exact mode: append with amortised doubling; a buffer shared with a snapshot is never
+  // written below the snapshot's size, and is replaced (not reused) by clear().
+  void append_unlocked(const double* values, std::size_t n) {
+    if (n == 0) return;
+    if (size_ + n > capacity_) {
+      std::size_t capacity = std::max<std::size_t>({capacity_ * 2, size_ + n, 1024});
+      std::shared_ptr<double[]> grown(new double[capacity]);
+      if (size_ > 0) std::memcpy(grown.get(), buffer_.get(), size_ * sizeof(double));
+      buffer_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    std::memcpy(buffer_.get() + size_, values, n * sizeof(double));
+    size_ += n;
+  }
+
+  void record_histogram_unlocked(double ns) {
+    const double rounded = std::nearbyint(ns);
+    if (rounded > static_cast<double>(histogram_->highest_trackable())) throw_too_large(ns, 0);
+    histogram_->record(static_cast<std::uint64_t>(rounded));
+    // Welford's update: exact-enough mean and variance without storing samples.
+    ++moments_n_;
+    const double delta = ns - mean_;
+    mean_ += delta / static_cast<double>(moments_n_);
+    m2_ += delta * (ns - mean_);
+    if (moments_n_ == 1 || ns < min_) min_ = ns;
+    if (moments_n_ == 1 || ns > max_) max_ = ns;
+  }
+
+  // Chan et al.'s pairwise combination of (count, mean, M2).
+  void merge_moments(std::uint64_t n_b, double mean_b, double m2_b, double min_b, double max_b) {
+    if (n_b == 0) return;
+    const std::uint64_t n_a = moments_n_;
+    if (n_a == 0) {
+      moments_n_ = n_b;
+      mean_ = mean_b;
+      m2_ = m2_b;
+      min_ = min_b;
+      max_ = max_b;
+      return;
+    }
+    const double na = static_cast<double>(n_a), nb = static_cast<double>(n_b);
+    const double n = na + nb;
+    const double delta = mean_b - mean_;
+    mean_ += delta * nb / n;
+    m2_ += m2_b + delta * delta * na * nb / n;
+    moments_n_ = n_a + n_b;
+    min_ = std::min(min_, min_b);
+    max_ = std::max(max_, max_b);
+  }
+
+  mutable std::mutex mutex_;
+  // exact mode
+  std::shared_ptr<double[]> buffer_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  // histogram mode
+  std::optional<LogLinearHistogram> histogram_;
+  std::uint64_t moments_n_ = 0;
+  double mean_ = 0.0;
+  double m2_ = 0.0;
+  double min_ = 0.0;
+  double max_ = 0.0;
+};
+
+}  // namespace pyinfer

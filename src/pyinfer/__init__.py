@@ -1,0 +1,106 @@
+"""pyinfer: load models of every common format, run them, and measure how fast they run.
+
+``import pyinfer`` is light: it loads the native core and nothing else. Frameworks (torch,
+onnxruntime, tensorflow) are imported only by the parts that need them, at first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfer import _core
+from pyinfer.core import (
+    DEFAULT_PERCENTILES,
+    ClockInfo,
+    LatencyRecorder,
+    Summary,
+    clock_info,
+    now_ns,
+    peak_rss_bytes,
+    peak_rss_method,
+    reset_peak_rss,
+    rss_bytes,
+    summarize,
+    time_calls,
+)
+from pyinfer.errors import (
+    BufferInUseError,
+    CudaError,
+    CudaUnavailableError,
+    DeviceError,
+    InvalidArgumentError,
+    OutOfMemoryError,
+    PyinferError,
+)
+
+__version__: str = _core.__version__
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def get_include() -> str:
+    """Returns the directory of pyinfer's public C++ headers.
+
+    Add it to the include path of a C++ extension to ``#include <pyinfer/recorder.hpp>`` and use
+    the same clock, recorder and CUDA timer as pyinfer itself (like ``pybind11.get_include()``).
+
+    Returns:
+        The absolute path of the ``include`` directory installed with the package.
+
+    Raises:
+        PyinferError: If the headers are not installed (an in-place development build).
+    """
+    installed = _PACKAGE_DIR / "include"
+    if (installed / "pyinfer" / "version.hpp").is_file():
+        return str(installed)
+    raise PyinferError(
+        f"pyinfer's C++ headers are not installed next to {_PACKAGE_DIR}; "
+        "install the package with `pip install .` to get them"
+    )
+
+
+def get_cmake_dir() -> str:
+    """Returns the directory holding ``pyinferConfig.cmake``.
+
+    Pass it as ``-Dpyinfer_DIR=...`` (or append it to ``CMAKE_PREFIX_PATH``) and call
+    ``find_package(pyinfer CONFIG REQUIRED)`` to link the ``pyinfer::headers`` target.
+
+    Returns:
+        The absolute path of the CMake package directory installed with the package.
+
+    Raises:
+        PyinferError: If the CMake package is not installed (an in-place development build).
+    """
+    cmake_dir = _PACKAGE_DIR / "share" / "cmake" / "pyinfer"
+    if (cmake_dir / "pyinferConfig.cmake").is_file():
+        return str(cmake_dir)
+    raise PyinferError(
+        f"pyinfer's CMake package is not installed next to {_PACKAGE_DIR}; "
+        "install the package with `pip install .` to get it"
+    )
+
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "BufferInUseError",
+    "ClockInfo",
+    "CudaError",
+    "CudaUnavailableError",
+    "DeviceError",
+    "InvalidArgumentError",
+    "LatencyRecorder",
+    "OutOfMemoryError",
+    "PyinferError",
+    "Summary",
+    "__version__",
+    "clock_info",
+    "get_cmake_dir",
+    "get_include",
+    "now_ns",
+    "peak_rss_bytes",
+    "peak_rss_method",
+    "reset_peak_rss",
+    "rss_bytes",
+    "summarize",
+    "time_calls",
+]
