@@ -1,8 +1,10 @@
 // Bindings of the clock and the timed loop.
 #include "pyinfer/clock.hpp"
 
+#include <pybind11/eval.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -29,8 +31,9 @@ LatencyRecorder time_calls(const py::object& fn, long long iterations, long long
   if (warmup < 0) {
     throw InvalidArgument("warmup must be non-negative, got " + std::to_string(warmup));
   }
-  std::vector<double> samples(static_cast<std::size_t>(iterations));
   PyObject* callable = fn.ptr();
+  const py::object yield_function = py::eval("lambda: None");
+  PyObject* yield_point = yield_function.ptr();
   unsigned long calls = 0;
   bool call_failed = false;
   bool interrupted = false;
@@ -41,19 +44,47 @@ LatencyRecorder time_calls(const py::object& fn, long long iterations, long long
       return false;
     }
     Py_DECREF(result);
-    // Signals are otherwise only seen by Python code: check now and then for C callables.
-    if ((++calls & 63U) == 0 && PyErr_CheckSignals() != 0) {
-      interrupted = true;
-      return false;
+    // A C callable never enters the eval loop, which is what normally notices signals and
+    // lets other threads take the GIL: do both now and then, outside the timed window.
+    if ((++calls & 63U) == 0) {
+      if (PyErr_CheckSignals() != 0) {
+        interrupted = true;
+        return false;
+      }
+      // Entering Python bytecode (a no-op lambda) lets the interpreter honour a pending
+      // request from another thread to hand over the GIL, as it does between bytecodes.
+      if ((calls & 1023U) == 0) {
+        PyObject* none = PyObject_CallNoArgs(yield_point);
+        if (none == nullptr) {
+          interrupted = true;
+          return false;
+        }
+        Py_DECREF(none);
+      }
     }
     return true;
   };
-  const std::size_t done = timed_loop(call, finish, static_cast<std::size_t>(iterations),
-                                      static_cast<std::size_t>(warmup), samples.data());
+  // Samples are stored in chunks so that a huge `iterations` (a run meant to be stopped with
+  // Ctrl-C) does not reserve memory up front; a chunk boundary costs one vector resize.
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  const auto total = static_cast<std::size_t>(iterations);
+  std::vector<double> samples;
+  samples.reserve(std::min(total, kChunk));
+  std::size_t done = 0;
+  std::size_t warmup_left = static_cast<std::size_t>(warmup);
+  while (done < total) {
+    const std::size_t chunk = std::min(kChunk, total - done);
+    samples.resize(done + chunk);
+    const std::size_t got = timed_loop(call, finish, chunk, warmup_left, samples.data() + done);
+    warmup_left = 0;
+    done += got;
+    if (got < chunk) break;
+  }
+  samples.resize(done);
   if (!call_failed && !interrupted) return LatencyRecorder::from_samples(std::move(samples));
 
   // The failed call's own duration is not a sample; a sample cut short by a signal is.
-  samples.resize(call_failed && done > 0 ? done - 1 : done);
+  if (call_failed && done > 0) samples.pop_back();
   py::error_already_set error;
   try {
     error.value().attr("partial_recorder") =
