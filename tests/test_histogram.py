@@ -25,8 +25,9 @@ def histogram_of(
 def assert_within_bound(summary: pyinfer.Summary, values: np.ndarray) -> None:
     exact = np.percentile(values, list(summary.percentiles), method="linear")
     bound = summary.relative_error
-    for rank, estimate, truth in zip(summary.percentiles, summary.percentiles.values(), exact,
-                                     strict=True):
+    for rank, estimate, truth in zip(
+        summary.percentiles, summary.percentiles.values(), exact, strict=True
+    ):
         # Values are recorded at 1 ns resolution: the bound is relative, or 1 ns.
         assert abs(estimate - truth) <= max(bound * truth, 1.0), (rank, estimate, truth)
 
@@ -98,8 +99,12 @@ def test_exact_samples_merge_into_a_histogram_but_not_back(rng: np.random.Genera
     exact.record_many(values)
     hist = pyinfer.LatencyRecorder(histogram=True)
     hist.merge(exact)
-    np.testing.assert_array_equal(hist.histogram_buckets(), histogram_of(values).histogram_buckets())
-    with pytest.raises(InvalidArgumentError, match="cannot merge a histogram recorder into an exact"):
+    np.testing.assert_array_equal(
+        hist.histogram_buckets(), histogram_of(values).histogram_buckets()
+    )
+    with pytest.raises(
+        InvalidArgumentError, match="cannot merge a histogram recorder into an exact"
+    ):
         exact.merge(hist)
     other = pyinfer.LatencyRecorder(histogram=True, significant_digits=2)
     with pytest.raises(InvalidArgumentError, match="different settings"):
@@ -120,8 +125,9 @@ def test_buckets_cover_every_value(rng: np.random.Generator) -> None:
 
 
 def test_settings_and_bad_values() -> None:
-    recorder = pyinfer.LatencyRecorder(histogram=True, significant_digits=2,
-                                       highest_trackable_ns=1_000_000)
+    recorder = pyinfer.LatencyRecorder(
+        histogram=True, significant_digits=2, highest_trackable_ns=1_000_000
+    )
     assert recorder.is_histogram
     assert recorder.significant_digits == 2
     assert recorder.highest_trackable_ns == 1_000_000

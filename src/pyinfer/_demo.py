@@ -8,11 +8,13 @@ timing method itself costs, so a user sees why the numbers can be trusted.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import platform
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyinfer import core
@@ -56,7 +58,7 @@ class DemoResult:
 def cpu_name() -> str:
     """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
@@ -65,15 +67,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _mlp(
-    batch_size: int, sizes: tuple[int, ...], seed: int
-) -> tuple[Callable[[], object], int]:
+def _mlp(batch_size: int, sizes: tuple[int, ...], seed: int) -> tuple[Callable[[], object], int]:
     import numpy as np  # the demo's workload; the core itself does not need numpy
 
     rng = np.random.default_rng(seed)
     weights = [
         (rng.standard_normal((n_in, n_out), dtype=np.float32) / np.sqrt(n_in)).astype(np.float32)
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+        for n_in, n_out in itertools.pairwise(sizes)
     ]
     biases = [np.zeros(n_out, dtype=np.float32) for n_out in sizes[1:]]
     x = rng.standard_normal((batch_size, sizes[0]), dtype=np.float32)

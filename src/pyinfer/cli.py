@@ -45,13 +45,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     result = run_demo(iterations=args.iterations, warmup=args.warmup, batch_size=args.batch_size)
     if args.json:
+        latency = result.latency.to_dict()
+        latency["percentiles"] = {str(k): v for k, v in result.latency.percentiles.items()}
         payload = {
             "model": result.model,
             "device": result.device,
             "input_shape": list(result.input_shape),
             "iterations": result.iterations,
             "warmup": result.warmup,
-            "latency_ns": result.latency.to_dict(),
+            "latency_ns": latency,
             "throughput_fps": result.throughput_fps,
             "parameter_bytes": result.parameter_bytes,
             "peak_rss_delta_bytes": result.peak_rss_delta_bytes,
@@ -60,9 +62,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "timer_overhead_ns": result.timer_overhead_ns,
             "python_loop_overhead_ns": result.python_loop_overhead_ns,
             "pyinfer_version": pyinfer.__version__,
-        }
-        payload["latency_ns"]["percentiles"] = {
-            str(k): v for k, v in result.latency.percentiles.items()
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:

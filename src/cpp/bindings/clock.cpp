@@ -122,8 +122,8 @@ void bind_clock(py::module_& m) {
              return d;
            })
       .def("__repr__", [](const ClockInfo& c) {
-        return "ClockInfo(source='" + c.source + "', kernel_clocksource='" +
-               c.kernel_clocksource + "', resolution_ns=" + std::to_string(c.resolution_ns) +
+        return "ClockInfo(source='" + c.source + "', kernel_clocksource='" + c.kernel_clocksource +
+               "', resolution_ns=" + std::to_string(c.resolution_ns) +
                ", read_cost_ns=" + std::to_string(c.read_cost_ns) +
                ", min_step_ns=" + std::to_string(c.min_step_ns) + ")";
       });

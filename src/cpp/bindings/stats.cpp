@@ -5,9 +5,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,7 +56,8 @@ py::dict percentiles_dict(const Summary& s) {
 // A read-only numpy view of a snapshot; the array keeps the snapshot's buffer alive.
 py::array snapshot_view(const SampleSnapshot& snap) {
   auto* holder = new std::shared_ptr<const double[]>(snap.owner);
-  py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<const double[]>*>(p); });
+  py::capsule owner(holder,
+                    [](void* p) { delete static_cast<std::shared_ptr<const double[]>*>(p); });
   static const double kEmpty = 0.0;
   const double* data = snap.data != nullptr ? snap.data : &kEmpty;
   py::array view(py::dtype::of<double>(), {static_cast<py::ssize_t>(snap.size)}, {}, data, owner);
@@ -166,8 +167,8 @@ void bind_stats(py::module_& m) {
           "histogram_buckets",
           [](const LatencyRecorder& self) {
             std::vector<std::uint64_t> flat = self.histogram_buckets();
-            py::array_t<std::uint64_t> out({static_cast<py::ssize_t>(flat.size() / 3),
-                                            static_cast<py::ssize_t>(3)});
+            py::array_t<std::uint64_t> out(
+                {static_cast<py::ssize_t>(flat.size() / 3), static_cast<py::ssize_t>(3)});
             std::copy(flat.begin(), flat.end(), out.mutable_data());
             return out;
           },

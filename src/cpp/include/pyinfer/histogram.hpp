@@ -63,10 +63,10 @@ class LogLinearHistogram {
   /// Adds every count of `other`. @throws InvalidArgument if the two differ in settings.
   void merge(const LogLinearHistogram& other) {
     if (other.digits_ != digits_ || other.highest_ != highest_) {
-      throw InvalidArgument(
-          "cannot merge histograms with different settings (significant digits " +
-          std::to_string(digits_) + " vs " + std::to_string(other.digits_) + ", highest " +
-          std::to_string(highest_) + " vs " + std::to_string(other.highest_) + ")");
+      throw InvalidArgument("cannot merge histograms with different settings (significant digits " +
+                            std::to_string(digits_) + " vs " + std::to_string(other.digits_) +
+                            ", highest " + std::to_string(highest_) + " vs " +
+                            std::to_string(other.highest_) + ")");
     }
     if (other.total_ == 0) return;
     for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];

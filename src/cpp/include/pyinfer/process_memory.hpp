@@ -61,8 +61,8 @@ inline std::uint64_t lifetime_peak_rss_bytes() {
 /// Thread-safety: all members may be called from any thread.
 class PeakRssTracker {
  public:
-  explicit PeakRssTracker(std::chrono::microseconds sampling_period = std::chrono::microseconds(
-                              500))
+  explicit PeakRssTracker(
+      std::chrono::microseconds sampling_period = std::chrono::microseconds(500))
       : period_(sampling_period) {}
   ~PeakRssTracker() { stop_sampler(); }
   PeakRssTracker(const PeakRssTracker&) = delete;

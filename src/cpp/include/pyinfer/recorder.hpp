@@ -42,9 +42,8 @@ class LatencyRecorder {
   LatencyRecorder() = default;
 
   /// A histogram recorder (see LogLinearHistogram for the arguments and their errors).
-  static LatencyRecorder histogram(int significant_digits = 3,
-                                   std::uint64_t highest_trackable_ns =
-                                       LogLinearHistogram::kOneHourNs) {
+  static LatencyRecorder histogram(int significant_digits = 3, std::uint64_t highest_trackable_ns =
+                                                                   LogLinearHistogram::kOneHourNs) {
     LatencyRecorder r;
     r.histogram_.emplace(significant_digits, highest_trackable_ns);
     return r;
@@ -109,7 +108,9 @@ class LatencyRecorder {
   bool is_histogram() const noexcept { return histogram_.has_value(); }
 
   /// The histogram's settings and size (histogram mode only; 0 otherwise).
-  int significant_digits() const noexcept { return histogram_ ? histogram_->significant_digits() : 0; }
+  int significant_digits() const noexcept {
+    return histogram_ ? histogram_->significant_digits() : 0;
+  }
   std::uint64_t highest_trackable_ns() const noexcept {
     return histogram_ ? histogram_->highest_trackable() : 0;
   }

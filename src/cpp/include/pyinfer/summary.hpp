@@ -91,8 +91,8 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   validate_percentiles(percentiles);
   if (n == 0) throw InvalidArgument("cannot summarize zero samples");
   if (ddof < 0 || static_cast<std::size_t>(ddof) >= n) {
-    throw InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
-                          " for " + std::to_string(n) + " samples");
+    throw InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) + " for " +
+                          std::to_string(n) + " samples");
   }
   std::vector<double> sorted(data, data + n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -118,7 +118,8 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   s.min = sorted.front();
   s.max = sorted.back();
   s.percentile_ranks = percentiles;
-  for (double p : percentiles) s.percentile_values.push_back(percentile_of_sorted(sorted.data(), n, p));
+  for (double p : percentiles)
+    s.percentile_values.push_back(percentile_of_sorted(sorted.data(), n, p));
   return s;
 }
 

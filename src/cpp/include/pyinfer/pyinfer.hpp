@@ -1,0 +1,14 @@
+// Umbrella header: everything in pyinfer's public C++ core.
+//
+// Header-only, C++17, no Python and no CUDA headers needed. Link Threads and ${CMAKE_DL_LIBS}
+// (the pyinfer::headers CMake target does it for you).
+#pragma once
+
+#include "pyinfer/clock.hpp"
+#include "pyinfer/errors.hpp"
+#include "pyinfer/histogram.hpp"
+#include "pyinfer/process_memory.hpp"
+#include "pyinfer/recorder.hpp"
+#include "pyinfer/summary.hpp"
+#include "pyinfer/timed_loop.hpp"
+#include "pyinfer/version.hpp"

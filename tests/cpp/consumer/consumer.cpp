@@ -1,0 +1,69 @@
+// A C++ program built against pyinfer's installed headers, as another extension would be.
+// It prints "pyinfer <version>" and exits 0 when every check holds.
+#include <pyinfer/pyinfer.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+namespace {
+int failures = 0;
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAILED: %s\n", what);
+    ++failures;
+  }
+}
+}  // namespace
+
+int main() {
+  std::printf("pyinfer %s\n", PYINFER_VERSION_STRING);
+
+  // Clock and timed loop around real work.
+  const std::int64_t t0 = pyinfer::now_ns();
+  std::vector<double> samples(200);
+  volatile double sink = 0.0;
+  const std::size_t done = pyinfer::timed_loop(
+      [&sink] {
+        for (int i = 0; i < 1000; ++i) sink = sink + std::sqrt(static_cast<double>(i));
+      },
+      samples.size(), 10, samples.data());
+  check(done == samples.size(), "timed_loop returns every sample");
+  check(pyinfer::now_ns() > t0, "the clock moves forward");
+  const pyinfer::ClockInfo info = pyinfer::clock_info(5, 100);
+  check(info.read_cost_ns > 0.0, "clock_info measures a read");
+
+  // Exact recorder, filled from several threads.
+  pyinfer::LatencyRecorder recorder;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&recorder] {
+      for (int i = 1; i <= 1000; ++i) recorder.record(static_cast<double>(i));
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  check(recorder.count() == 4000, "no sample lost across threads");
+  const pyinfer::Summary s = recorder.summary({0.0, 50.0, 100.0});
+  check(s.min == 1.0 && s.max == 1000.0, "min and max");
+  check(s.mean == 500.5, "mean");
+  check(s.percentile_values[1] == 500.5, "median by linear interpolation");
+
+  // Histogram recorder: bounded error.
+  auto histogram = pyinfer::LatencyRecorder::histogram(3);
+  for (int i = 1; i <= 100000; ++i) histogram.record(static_cast<double>(i) * 1000.0);
+  const pyinfer::Summary h = histogram.summary({50.0, 99.0});
+  const double exact_p50 = 50000.5 * 1000.0;
+  check(std::fabs(h.percentile_values[0] - exact_p50) <= h.relative_error * exact_p50,
+        "histogram p50 within its bound");
+
+  // Errors are typed C++ exceptions.
+  try {
+    recorder.record(-1.0);
+    check(false, "a negative duration throws");
+  } catch (const pyinfer::InvalidArgument&) {
+  }
+
+  check(pyinfer::current_rss_bytes() > 0, "RSS is readable");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,105 @@
+// C++ tests of pyinfer/recorder.hpp, timed_loop.hpp and process_memory.hpp.
+#include <pyinfer/process_memory.hpp>
+#include <pyinfer/recorder.hpp>
+#include <pyinfer/timed_loop.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "check.hpp"
+
+namespace {
+
+void test_snapshot_survives_growth_and_clear() {
+  pyinfer::LatencyRecorder r;
+  for (int i = 0; i < 100; ++i) r.record(static_cast<double>(i));
+  const pyinfer::SampleSnapshot snap = r.samples();
+  std::vector<double> more(50000, 9.0);
+  r.record_many(more.data(), more.size());
+  r.clear();
+  r.record(-0.0);
+  for (int i = 0; i < 100; ++i) CHECK(snap.data[i] == static_cast<double>(i));
+  CHECK(snap.size == 100);
+  CHECK(r.count() == 1);
+}
+
+void test_concurrent_record_and_merge() {
+  pyinfer::LatencyRecorder r;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&r, t] {
+      std::vector<double> batch(100, static_cast<double>(t));
+      for (int i = 0; i < 500; ++i) r.record(static_cast<double>(t));
+      for (int i = 0; i < 5; ++i) r.record_many(batch.data(), batch.size());
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(r.count() == 8 * 1000);
+  pyinfer::LatencyRecorder other = pyinfer::LatencyRecorder::from_samples({1.0, 2.0});
+  r.merge(other);
+  CHECK(r.count() == 8002);
+  CHECK_THROWS(r.merge(r), pyinfer::InvalidArgument);
+  pyinfer::LatencyRecorder moved(std::move(r));
+  CHECK(moved.count() == 8002);
+}
+
+void test_record_many_is_all_or_nothing() {
+  pyinfer::LatencyRecorder r;
+  const double values[] = {1.0, 2.0, -3.0};
+  CHECK_THROWS(r.record_many(values, 3), pyinfer::InvalidArgument);
+  CHECK(r.count() == 0);
+  CHECK_THROWS(r.summary({50.0}), pyinfer::InvalidArgument);
+}
+
+void test_histogram_recorder_moments() {
+  auto h = pyinfer::LatencyRecorder::histogram(3);
+  auto g = pyinfer::LatencyRecorder::histogram(3);
+  for (int i = 1; i <= 1000; ++i) h.record(1e6 + i);
+  for (int i = 1001; i <= 2000; ++i) g.record(1e6 + i);
+  h.merge(g);
+  const pyinfer::Summary s = h.summary({50.0});
+  CHECK(s.count == 2000);
+  CHECK(std::fabs(s.mean - (1e6 + 1000.5)) < 1e-6);
+  CHECK(std::fabs(s.std - std::sqrt((2000.0 * 2000.0 - 1.0) / 12.0)) < 1e-6);
+  CHECK(!s.exact);
+  CHECK_THROWS(h.samples(), pyinfer::InvalidArgument);
+}
+
+void test_timed_loop_stops_early() {
+  std::vector<double> out(10, -1.0);
+  int calls = 0;
+  const std::size_t done = pyinfer::timed_loop([&calls] { return ++calls; },
+                                               [](int n) { return n < 4; }, 10, 0, out.data());
+  CHECK(done == 4);
+  CHECK(out[3] >= 0.0 && out[4] == -1.0);
+}
+
+void test_peak_rss_sampling() {
+  pyinfer::PeakRssTracker tracker;
+  tracker.force_sampling(true);
+  CHECK(tracker.reset() == "sampling");
+  const std::uint64_t before = pyinfer::current_rss_bytes();
+  {
+    std::vector<char> block(64u << 20);
+    std::memset(block.data(), 1, block.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(tracker.peak_bytes() >= before + (60u << 20));
+  tracker.force_sampling(false);
+  const std::string method = tracker.reset();
+  CHECK(method == "clear_refs" || method == "sampling");
+}
+
+}  // namespace
+
+int main() {
+  test_snapshot_survives_growth_and_clear();
+  test_concurrent_record_and_merge();
+  test_record_many_is_all_or_nothing();
+  test_histogram_recorder_moments();
+  test_timed_loop_stops_early();
+  test_peak_rss_sampling();
+  return TEST_MAIN_RESULT();
+}

@@ -1,0 +1,89 @@
+"""Packaging promises: one version everywhere, a light import, sane extras."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+import pyinfer
+from pyinfer import _core
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "tensorflow", "keras", "numpy")
+
+
+def test_one_version_everywhere() -> None:
+    version = PYPROJECT["project"]["version"]
+    assert pyinfer.__version__ == version
+    assert _core.__version__ == version
+    try:
+        assert importlib.metadata.version("pyinfer") == version
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("pyinfer is not installed (in-place build): no package metadata to compare")
+
+
+def test_import_loads_no_framework_and_no_cuda() -> None:
+    code = (
+        "import json, sys, pyinfer\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(json.dumps({'modules': sorted(m for m in sys.modules), 'cuda': 'libcuda' in maps}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=None
+    )
+    loaded = json.loads(result.stdout)
+    heavy = [m for m in loaded["modules"] if m.split(".")[0] in HEAVY]
+    assert heavy == []
+    assert loaded["cuda"] is False
+
+
+def _extra_requirements(extra: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    names: set[str] = set()
+    for text in PYPROJECT["project"]["optional-dependencies"][extra]:
+        requirement = Requirement(text)
+        if requirement.name == "pyinfer":
+            for nested in requirement.extras - seen:
+                names |= _extra_requirements(nested, seen | {extra})
+        else:
+            names.add(requirement.name)
+    return names
+
+
+@pytest.mark.parametrize("extra", sorted(PYPROJECT["project"]["optional-dependencies"]))
+def test_no_extra_installs_both_onnxruntime_packages(extra: str) -> None:
+    names = _extra_requirements(extra)
+    assert not {"onnxruntime", "onnxruntime-gpu"} <= names
+
+
+def test_extras_admit_the_frameworks_served_here() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    torch = {Requirement(r).name: Requirement(r).specifier for r in extras["torch"]}
+    assert "2.14.1" in torch["torch"]
+    assert "0.29.1" in torch["torchvision"]
+    assert _extra_requirements("all") >= {"torch", "onnxruntime", "tensorflow"}
+    assert "onnxruntime-gpu" in _extra_requirements("all-gpu")
+    assert _extra_requirements("dev") >= {"pytest", "pytest-cov", "hypothesis", "ruff", "mypy"}
+    for extra, requirements in extras.items():
+        for text in requirements:
+            requirement = Requirement(text)
+            if requirement.name != "pyinfer":
+                assert str(requirement.specifier), f"{extra}: {text} needs a version range"
+
+
+def test_public_api_is_typed_and_exported() -> None:
+    assert (Path(pyinfer.__file__).parent / "py.typed").is_file()
+    assert (Path(pyinfer.__file__).parent / "_core.pyi").is_file()
+    for name in pyinfer.__all__:
+        assert hasattr(pyinfer, name), name
