@@ -44,5 +44,12 @@ def test_clock_info_describes_the_clock() -> None:
         "resolution_ns",
         "read_cost_ns",
         "min_step_ns",
+        "timed_loop_clock",
+        "timed_loop_read_cost_ns",
     }
+    assert 0 < info.timed_loop_read_cost_ns < 1_000_000
+    if info.kernel_clocksource != "tsc":
+        assert info.timed_loop_clock == "clock_gettime(CLOCK_MONOTONIC)"
+    else:  # rdtsc where the CPU says the TSC is invariant, else the same fallback
+        assert info.timed_loop_clock.startswith(("rdtsc (invariant TSC", "clock_gettime"))
     assert "ClockInfo(source=" in repr(info)

@@ -26,6 +26,10 @@ class ClockInfo:
     def read_cost_ns(self) -> float: ...
     @property
     def min_step_ns(self) -> float: ...
+    @property
+    def timed_loop_clock(self) -> str: ...
+    @property
+    def timed_loop_read_cost_ns(self) -> float: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 def clock_info() -> ClockInfo:
@@ -42,6 +46,9 @@ def time_calls(fn: Callable[[], object], iterations: int, warmup: int = 0) -> La
     Raises:
         InvalidArgumentError: ``fn`` is not callable, ``iterations < 1`` or ``warmup < 0``.
     """
+
+def _call_loop_ns(fn: Callable[[], object], n: int) -> int:
+    """Benchmark aid: wall time of ``n`` untimed back-to-back calls of ``fn``, in nanoseconds."""
 
 # ---- summaries and recorders --------------------------------------------------------------
 

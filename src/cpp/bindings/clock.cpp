@@ -95,6 +95,19 @@ LatencyRecorder time_calls(const py::object& fn, long long iterations, long long
   throw error;
 }
 
+// Wall time in nanoseconds of `n` back-to-back calls of `fn` with no clock read in between:
+// the benchmarks' baseline for what a call costs by itself.
+std::int64_t call_loop_ns(const py::object& fn, long long n) {
+  PyObject* callable = fn.ptr();
+  const std::int64_t start = now_ns();
+  for (long long i = 0; i < n; ++i) {
+    PyObject* result = PyObject_CallNoArgs(callable);
+    if (result == nullptr) throw py::error_already_set();
+    Py_DECREF(result);
+  }
+  return now_ns() - start;
+}
+
 }  // namespace
 
 void bind_clock(py::module_& m) {
@@ -111,6 +124,10 @@ void bind_clock(py::module_& m) {
                     "Measured cost of one now_ns() call, in nanoseconds (median of batches).")
       .def_readonly("min_step_ns", &ClockInfo::min_step_ns,
                     "Smallest non-zero step seen between consecutive reads, in nanoseconds.")
+      .def_readonly("timed_loop_clock", &ClockInfo::timed_loop_clock,
+                    "The clock time_calls reads (the invariant TSC where usable).")
+      .def_readonly("timed_loop_read_cost_ns", &ClockInfo::timed_loop_read_cost_ns,
+                    "Measured cost of one read of the timed loop's clock, in nanoseconds.")
       .def("to_dict",
            [](const ClockInfo& c) {
              py::dict d;
@@ -119,13 +136,16 @@ void bind_clock(py::module_& m) {
              d["resolution_ns"] = c.resolution_ns;
              d["read_cost_ns"] = c.read_cost_ns;
              d["min_step_ns"] = c.min_step_ns;
+             d["timed_loop_clock"] = c.timed_loop_clock;
+             d["timed_loop_read_cost_ns"] = c.timed_loop_read_cost_ns;
              return d;
            })
       .def("__repr__", [](const ClockInfo& c) {
         return "ClockInfo(source='" + c.source + "', kernel_clocksource='" + c.kernel_clocksource +
                "', resolution_ns=" + std::to_string(c.resolution_ns) +
                ", read_cost_ns=" + std::to_string(c.read_cost_ns) +
-               ", min_step_ns=" + std::to_string(c.min_step_ns) + ")";
+               ", min_step_ns=" + std::to_string(c.min_step_ns) + ", timed_loop_clock='" +
+               c.timed_loop_clock + "')";
       });
 
   m.def(
@@ -135,6 +155,9 @@ void bind_clock(py::module_& m) {
   m.def("time_calls", &time_calls, py::arg("fn"), py::arg("iterations"), py::arg("warmup") = 0,
         "Calls fn() `warmup` times untimed, then `iterations` times from C++, and returns a\n"
         "LatencyRecorder with one duration in nanoseconds per timed call.");
+
+  m.def("_call_loop_ns", &call_loop_ns, py::arg("fn"), py::arg("n"),
+        "Benchmark aid: wall time of n untimed back-to-back calls of fn, in nanoseconds.");
 }
 
 }  // namespace pyinfer::bindings

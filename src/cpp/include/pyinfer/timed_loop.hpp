@@ -12,10 +12,12 @@ namespace pyinfer {
 /// Calls `call()` `warmup` times untimed, then `iterations` times, storing each call's duration
 /// in nanoseconds into `out_ns[0 .. iterations)`.
 ///
-/// The clock is read immediately before and after `call()`; `finish(result)` runs outside the
-/// timed window (release the result, check for errors or interrupts) and returns false to stop
-/// the loop early. Nothing else happens between the two reads, so a sample's bias is one clock
-/// read (see clock_info().read_cost_ns).
+/// The clock (TickClock: the invariant TSC where usable, else CLOCK_MONOTONIC) is read
+/// immediately before and after `call()`; `finish(result)` runs outside the timed window
+/// (release the result, check for errors or interrupts) and returns false to stop the loop early.
+/// Nothing else happens between the two reads, so a sample's bias is one tick read (see
+/// clock_info().timed_loop_read_cost_ns). Ticks become nanoseconds after the loop. The first
+/// use in a process calibrates the TSC (5 ms, see TickClock).
 ///
 /// @param call        callable returning a value (any type) that is handed to `finish`
 /// @param finish      callable taking that value, returning true to go on
@@ -28,17 +30,24 @@ namespace pyinfer {
 template <class Call, class Finish>
 std::size_t timed_loop(Call&& call, Finish&& finish, std::size_t iterations, std::size_t warmup,
                        double* out_ns) {
+  const double ns_per_tick = TickClock::instance().ns_per_tick();
   for (std::size_t i = 0; i < warmup; ++i) {
     if (!finish(call())) return 0;
   }
+  std::size_t done = iterations;
   for (std::size_t i = 0; i < iterations; ++i) {
-    const std::int64_t start = now_ns();
+    const std::uint64_t start = TickClock::ticks();
     auto&& result = call();
-    const std::int64_t stop = now_ns();
-    out_ns[i] = static_cast<double>(stop - start);
-    if (!finish(std::forward<decltype(result)>(result))) return i + 1;
+    const std::uint64_t stop = TickClock::ticks();
+    // Raw tick deltas for now (a subtraction and a store); scaled below, off the hot path.
+    out_ns[i] = stop >= start ? static_cast<double>(stop - start) : 0.0;
+    if (!finish(std::forward<decltype(result)>(result))) {
+      done = i + 1;
+      break;
+    }
   }
-  return iterations;
+  for (std::size_t i = 0; i < done; ++i) out_ns[i] *= ns_per_tick;
+  return done;
 }
 
 /// Convenience overload for a `void` callable that cannot fail: times `iterations` calls.
