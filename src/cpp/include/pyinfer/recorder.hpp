@@ -93,7 +93,7 @@ class LatencyRecorder {
       for (std::size_t i = 0; i < n; ++i) {
         if (std::nearbyint(values[i]) > highest) throw_too_large(values[i], i);
       }
-      for (std::size_t i = 0; i < n; ++i) record_histogram_unlocked(values[i]);
+      record_histogram_batch_unlocked(values, n);
     } else {
       append_unlocked(values, n);
     }
@@ -184,7 +184,7 @@ class LatencyRecorder {
       for (std::size_t i = 0; i < other.size_; ++i) {
         if (std::nearbyint(other.buffer_[i]) > highest) throw_too_large(other.buffer_[i], i);
       }
-      for (std::size_t i = 0; i < other.size_; ++i) record_histogram_unlocked(other.buffer_[i]);
+      record_histogram_batch_unlocked(other.buffer_.get(), other.size_);
       return;
     }
     histogram_->merge(*other.histogram_);  // throws on different settings, before any change
@@ -279,6 +279,30 @@ class LatencyRecorder {
     m2_ += delta * (ns - mean_);
     if (moments_n_ == 1 || ns < min_) min_ = ns;
     if (moments_n_ == 1 || ns > max_) max_ = ns;
+  }
+
+  // A validated batch: buckets one by one, moments of the batch by two passes (no division per
+  // sample) merged in with Chan's formula.
+  void record_histogram_batch_unlocked(const double* values, std::size_t n) {
+    if (n == 0) return;
+    double sum = 0.0, lo = values[0], hi = values[0];
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = values[i];
+      histogram_->record(static_cast<std::uint64_t>(std::nearbyint(v)));
+      sum += v;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    const double mean = sum / static_cast<double>(n);
+    double dev = 0.0, dev2 = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double d = values[i] - mean;
+      dev += d;
+      dev2 += d * d;
+    }
+    // The correction term removes the rounding error of `mean` (the corrected two-pass formula).
+    const double m2 = std::max(dev2 - dev * dev / static_cast<double>(n), 0.0);
+    merge_moments(n, mean + dev / static_cast<double>(n), m2, lo, hi);
   }
 
   // Chan et al.'s pairwise combination of (count, mean, M2).
