@@ -191,8 +191,8 @@ def format_demo(result: DemoResult) -> str:
         f"Throughput: {result.throughput_fps:.1f} FPS",
         "",
         "Timing method:",
-        f"  Clock: {result.clock.source} on {result.clock.kernel_clocksource},"
-        f" {result.clock.read_cost_ns:.1f} ns per read",
+        f"  Clock: {result.clock.timed_loop_clock},"
+        f" {result.clock.timed_loop_read_cost_ns:.1f} ns per read",
         "  Median sample of a no-op call (call + timer bias):",
         f"    pyinfer.time_calls:          {result.timer_overhead_ns:5.0f} ns",
         f"    Python perf_counter_ns loop: {result.python_loop_overhead_ns:5.0f} ns",
