@@ -22,6 +22,23 @@ Process memory
     its peak resident memory (Linux ``clear_refs`` + ``VmHWM``, or a sampling thread where the
     kernel lacks it; :func:`peak_rss_method` says which).
 
+CUDA (no build or import dependency)
+    The NVIDIA driver (``libcuda.so.1``) is loaded at the first CUDA call, never at import, so
+    the same wheel runs with or without a GPU and beside any torch or ONNX Runtime CUDA version.
+    :func:`cuda_available` (never raises) and :func:`cuda_unavailable_reason` say whether it can
+    be used; :func:`cuda_driver_version`, :func:`cuda_device_count`, :func:`cuda_device_name`,
+    :func:`cuda_device_total_memory` and :func:`cuda_mem_get_info` (device-wide free and total
+    memory) describe the devices. :class:`CudaEventTimer` times GPU work with CUDA event pairs
+    recorded on a stream handle given as an int (``torch.cuda.current_stream().cuda_stream``)
+    and resolves them with one synchronisation into per-pair milliseconds; its ``time_calls``
+    times a callable on the GPU and the host at once. :class:`PinnedBuffer` is page-locked host
+    memory exposed zero-copy through the buffer protocol (numpy, ``torch.from_numpy``) for fast
+    asynchronous uploads, and :class:`PinnedRing` a ring of such slots for double-buffered
+    uploads. Everything uses the device's primary context, the one torch and ONNX Runtime use,
+    and leaves the calling thread's current context alone. Without a usable driver these raise
+    :class:`~pyinfer.errors.CudaUnavailableError` with the reason (``PinnedBuffer`` and
+    ``PinnedRing`` fall back to ordinary memory with ``allow_pageable=True``).
+
 Errors are the classes of :mod:`pyinfer.errors`: a bad argument raises
 :class:`~pyinfer.errors.InvalidArgumentError` (a ``ValueError``).
 """
@@ -30,9 +47,19 @@ from __future__ import annotations
 
 from pyinfer._core import (
     ClockInfo,
+    CudaEventTimer,
     LatencyRecorder,
+    PinnedBuffer,
+    PinnedRing,
     Summary,
     clock_info,
+    cuda_available,
+    cuda_device_count,
+    cuda_device_name,
+    cuda_device_total_memory,
+    cuda_driver_version,
+    cuda_mem_get_info,
+    cuda_unavailable_reason,
     now_ns,
     peak_rss_bytes,
     peak_rss_method,
@@ -48,9 +75,19 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
 __all__ = [
     "DEFAULT_PERCENTILES",
     "ClockInfo",
+    "CudaEventTimer",
     "LatencyRecorder",
+    "PinnedBuffer",
+    "PinnedRing",
     "Summary",
     "clock_info",
+    "cuda_available",
+    "cuda_device_count",
+    "cuda_device_name",
+    "cuda_device_total_memory",
+    "cuda_driver_version",
+    "cuda_mem_get_info",
+    "cuda_unavailable_reason",
     "now_ns",
     "peak_rss_bytes",
     "peak_rss_method",
