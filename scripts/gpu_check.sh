@@ -50,4 +50,12 @@ timeout 300 "$python" -m pytest "${pytest_args[@]}"
 
 echo "== timing and bandwidth"
 timeout 180 "$python" benchmarks/gpu_timing.py
+
+echo "== whole test suite on this machine (Python $("$python" -c 'import sys; print(sys.version.split()[0])'))"
+all_args=("${pytest_args[@]}")
+all_args=("${all_args[@]/#gpu/}")  # drop the marker filter: -m "" selects everything
+timeout 300 "$python" -m pytest "${all_args[@]}" -x
+
+echo "== timed-loop overhead, with torch.utils.benchmark.Timer"
+timeout 120 "$python" benchmarks/bench_time_calls.py --rounds 5
 echo "== gpu_check passed"

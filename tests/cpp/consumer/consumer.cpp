@@ -65,5 +65,24 @@ int main() {
   }
 
   check(pyinfer::current_rss_bytes() > 0, "RSS is readable");
+
+  // CUDA: the same timer as pyinfer's; without a GPU, a typed error instead of a crash.
+  if (pyinfer::cuda_available()) {
+    pyinfer::CudaEventTimer timer(0, 0, 4);
+    for (int i = 0; i < 8; ++i) {
+      timer.start();
+      timer.stop();
+    }
+    const std::vector<double> ms = timer.elapsed_ms();
+    check(ms.size() == 8, "one duration per event pair");
+    std::printf("cuda: %s\n", pyinfer::cuda_device_name(0).c_str());
+  } else {
+    try {
+      pyinfer::CudaEventTimer timer;
+      check(false, "a timer without CUDA throws");
+    } catch (const pyinfer::CudaUnavailable& e) {
+      std::printf("cuda: unavailable (%s)\n", e.what());
+    }
+  }
   return failures == 0 ? 0 : 1;
 }

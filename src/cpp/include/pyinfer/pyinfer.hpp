@@ -5,8 +5,11 @@
 #pragma once
 
 #include "pyinfer/clock.hpp"
+#include "pyinfer/cuda_driver.hpp"
+#include "pyinfer/cuda_timer.hpp"
 #include "pyinfer/errors.hpp"
 #include "pyinfer/histogram.hpp"
+#include "pyinfer/pinned_buffer.hpp"
 #include "pyinfer/process_memory.hpp"
 #include "pyinfer/recorder.hpp"
 #include "pyinfer/summary.hpp"
