@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -25,14 +26,11 @@ const std::vector<double> kDefaultPercentiles{50.0, 90.0, 95.0, 99.0, 99.9};
 
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-// Shortest text that reads back as the same double (what Python's repr prints).
+// Shortest text that reads back as the same double: "50", "99.9", "1e+20".
 std::string format_number(double v) {
   char text[32];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(text, sizeof(text), "%.*g", precision, v);
-    if (std::strtod(text, nullptr) == v) break;
-  }
-  return text;
+  const std::to_chars_result result = std::to_chars(text, text + sizeof(text), v);
+  return std::string(text, result.ptr);
 }
 
 double percentile_from(const Summary& s, double p) {

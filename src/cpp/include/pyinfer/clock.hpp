@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -125,11 +124,18 @@ struct ClockInfo {
 };
 
 namespace detail {
+/// First line of a small text file (without its newline), or "unknown". C stdio, not iostreams:
+/// no locale machinery is touched.
 inline std::string read_first_line(const char* path) {
-  std::ifstream in(path);
-  std::string line;
-  if (!in || !std::getline(in, line)) return "unknown";
-  return line;
+  std::FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return "unknown";
+  char buffer[256];
+  const bool ok = std::fgets(buffer, sizeof(buffer), f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "unknown";
+  std::string line(buffer);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line.empty() ? "unknown" : line;
 }
 }  // namespace detail
 

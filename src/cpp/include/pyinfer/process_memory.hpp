@@ -9,8 +9,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -33,15 +33,19 @@ inline std::uint64_t current_rss_bytes() {
 namespace detail {
 /// A "Name:   123 kB" field of /proc/self/status, in bytes; 0 if absent.
 inline std::uint64_t proc_status_bytes(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
   const std::size_t len = std::strlen(field);
-  while (std::getline(in, line)) {
-    if (line.compare(0, len, field) == 0 && line.size() > len && line[len] == ':') {
-      return std::stoull(line.substr(len + 1)) * 1024ULL;
+  char line[256];
+  std::uint64_t bytes = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::strncmp(line, field, len) == 0 && line[len] == ':') {
+      bytes = std::strtoull(line + len + 1, nullptr, 10) * 1024ULL;
+      break;
     }
   }
-  return 0;
+  std::fclose(f);
+  return bytes;
 }
 /// Peak RSS since the process started (getrusage), in bytes.
 inline std::uint64_t lifetime_peak_rss_bytes() {
