@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,19 @@ def test_public_api_is_typed_and_exported() -> None:
     assert (Path(pyinfer.__file__).parent / "_core.pyi").is_file()
     for name in pyinfer.__all__:
         assert hasattr(pyinfer, name), name
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="no nm (binutils) on PATH")
+def test_the_module_exports_no_cxx_runtime() -> None:
+    # A toolchain that links libstdc++ statically must not export it: a second, visible C++
+    # runtime in the process crashed `import torch` after pyinfer (seen on a GPU machine).
+    result = subprocess.run(
+        ["nm", "-D", "--defined-only", _core.__file__],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    symbols = [line.split()[-1] for line in result.stdout.splitlines() if line.strip()]
+    assert "PyInit__core" in symbols
+    runtime = [s for s in symbols if s.startswith(("__cxa_", "__gxx_", "_ZNSt6locale"))]
+    assert runtime == []
