@@ -1,7 +1,6 @@
 // Bindings of the clock and the timed loop.
 #include "pyinfer/clock.hpp"
 
-#include <pybind11/eval.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include "pyinfer/errors.hpp"
 #include "pyinfer/recorder.hpp"
 #include "pyinfer/timed_loop.hpp"
+#include "python_calls.hpp"
 
 namespace pyinfer::bindings {
 
@@ -21,49 +21,10 @@ namespace {
 // durations. On an exception from `fn` or a signal (Ctrl-C), the exception propagates with the
 // samples completed before it attached as `partial_recorder`.
 LatencyRecorder time_calls(const py::object& fn, long long iterations, long long warmup) {
-  if (!PyCallable_Check(fn.ptr())) {
-    throw InvalidArgument(std::string("fn must be callable, got an object of type ") +
-                          Py_TYPE(fn.ptr())->tp_name);
-  }
-  if (iterations < 1) {
-    throw InvalidArgument("iterations must be at least 1, got " + std::to_string(iterations));
-  }
-  if (warmup < 0) {
-    throw InvalidArgument("warmup must be non-negative, got " + std::to_string(warmup));
-  }
-  PyObject* callable = fn.ptr();
-  const py::object yield_function = py::eval("lambda: None");
-  PyObject* yield_point = yield_function.ptr();
-  unsigned long calls = 0;
-  bool call_failed = false;
-  bool interrupted = false;
-  auto call = [callable]() noexcept { return PyObject_CallNoArgs(callable); };
-  auto finish = [&](PyObject* result) noexcept {
-    if (result == nullptr) {
-      call_failed = true;
-      return false;
-    }
-    Py_DECREF(result);
-    // A C callable never enters the eval loop, which is what normally notices signals and
-    // lets other threads take the GIL: do both now and then, outside the timed window.
-    if ((++calls & 63U) == 0) {
-      if (PyErr_CheckSignals() != 0) {
-        interrupted = true;
-        return false;
-      }
-      // Entering Python bytecode (a no-op lambda) lets the interpreter honour a pending
-      // request from another thread to hand over the GIL, as it does between bytecodes.
-      if ((calls & 1023U) == 0) {
-        PyObject* none = PyObject_CallNoArgs(yield_point);
-        if (none == nullptr) {
-          interrupted = true;
-          return false;
-        }
-        Py_DECREF(none);
-      }
-    }
-    return true;
-  };
+  check_loop_arguments(fn, iterations, warmup);
+  PythonCallLoop loop(fn);
+  auto call = loop.call();
+  auto finish = loop.finish();
   // Samples are stored in chunks so that a huge `iterations` (a run meant to be stopped with
   // Ctrl-C) does not reserve memory up front; a chunk boundary costs one vector resize.
   constexpr std::size_t kChunk = std::size_t{1} << 20;
@@ -80,19 +41,9 @@ LatencyRecorder time_calls(const py::object& fn, long long iterations, long long
     done += got;
     if (got < chunk) break;
   }
+  if (loop.stopped()) loop.raise_with_partial(std::move(samples), done);
   samples.resize(done);
-  if (!call_failed && !interrupted) return LatencyRecorder::from_samples(std::move(samples));
-
-  // The failed call's own duration is not a sample; a sample cut short by a signal is.
-  if (call_failed && done > 0) samples.pop_back();
-  py::error_already_set error;
-  try {
-    error.value().attr("partial_recorder") =
-        py::cast(LatencyRecorder::from_samples(std::move(samples)));
-  } catch (py::error_already_set&) {
-    // An exception type that takes no attributes: the original error still propagates.
-  }
-  throw error;
+  return LatencyRecorder::from_samples(std::move(samples));
 }
 
 // Wall time in nanoseconds of `n` back-to-back calls of `fn` with no clock read in between:

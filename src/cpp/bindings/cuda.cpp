@@ -20,6 +20,7 @@
 #include "pyinfer/errors.hpp"
 #include "pyinfer/pinned_buffer.hpp"
 #include "pyinfer/recorder.hpp"
+#include "python_calls.hpp"
 
 namespace pyinfer::bindings {
 
@@ -159,42 +160,15 @@ py::object numpy_view(const py::object& self, const py::object& dtype, const py:
 
 py::tuple timer_time_calls(CudaEventTimer& timer, const py::object& fn, long long iterations,
                            long long warmup) {
-  if (!PyCallable_Check(fn.ptr())) {
-    throw InvalidArgument(std::string("fn must be callable, got an object of type ") +
-                          Py_TYPE(fn.ptr())->tp_name);
-  }
-  const std::size_t n = count_arg(iterations, "iterations", 1);
-  const std::size_t w = count_arg(warmup, "warmup", 0);
+  check_loop_arguments(fn, iterations, warmup);
+  const auto n = static_cast<std::size_t>(iterations);
   std::vector<double> host(n);
-  PyObject* callable = fn.ptr();
-  unsigned long calls = 0;
-  bool call_failed = false;
-  bool interrupted = false;
-  auto call = [callable]() noexcept { return PyObject_CallNoArgs(callable); };
-  auto finish = [&](PyObject* result) noexcept {
-    if (result == nullptr) {
-      call_failed = true;
-      return false;
-    }
-    Py_DECREF(result);
-    if ((++calls & 63U) == 0 && PyErr_CheckSignals() != 0) {
-      interrupted = true;
-      return false;
-    }
-    return true;
-  };
-  const std::size_t done = timer.time_calls(call, finish, n, w, host.data());
-  if (call_failed || interrupted) {
+  PythonCallLoop loop(fn);
+  const std::size_t done = timer.time_calls(loop.call(), loop.finish(), n,
+                                            static_cast<std::size_t>(warmup), host.data());
+  if (loop.stopped()) {
     timer.reset();  // the GPU times of an interrupted loop are not returned
-    host.resize(call_failed && done > 0 ? done - 1 : done);
-    py::error_already_set error;
-    try {
-      error.value().attr("partial_recorder") =
-          py::cast(LatencyRecorder::from_samples(std::move(host)));
-    } catch (py::error_already_set&) {
-      // An exception type that takes no attributes: the original error still propagates.
-    }
-    throw error;
+    loop.raise_with_partial(std::move(host), done);
   }
   std::vector<double> gpu;
   {
