@@ -45,7 +45,8 @@ void check(const std::string& name, const std::vector<double>& x,
   const double want_std = std::sqrt(std::max(var, 0.0));
 
   const pyinfer::Summary s = pyinfer::summarize(x.data(), n, ranks, 0, threads);
-  const std::string tag = name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads);
+  const std::string tag = name + " n=" + std::to_string(n) + " threads=" + std::to_string(threads) +
+                          (pyinfer::detail::force_portable_scan() ? " portable" : "");
   if (s.count != n) fail(tag + ": count");
   if (s.min != sorted.front()) fail(tag + ": min");
   if (s.max != sorted.back()) fail(tag + ": max");
@@ -101,55 +102,61 @@ void expect_throw(const std::string& name, const std::function<void()>& f,
 
 int main() {
   std::mt19937_64 rng(42);
-  const std::vector<std::size_t> sizes{1,     2,     3,     17,     1000,   32767,  32768,
-                                       32769, 40000, 65535, 65536,  65537,  100003, 1 << 20};
-  for (std::size_t n : sizes) {
-    std::normal_distribution<double> normal(3.0, 2.0);
-    std::lognormal_distribution<double> lognormal(std::log(5e6), 0.4);
-    std::uniform_int_distribution<int> small(0, 9);
-    std::vector<double> x(n);
-    for (double& v : x) v = normal(rng);
-    check("normal", x);
-    check("normal", x, kRanks, 1);
-    check("normal", x, kRanks, 3);
-    for (double& v : x) v = lognormal(rng);
-    check("lognormal", x);
-    std::sort(x.begin(), x.end());
-    check("sorted", x);
-    std::reverse(x.begin(), x.end());
-    check("reverse sorted", x);
-    std::fill(x.begin(), x.end(), -2.5);
-    check("constant", x);
-    x[n / 2] = 1e150;
-    check("one huge outlier", x);
-    for (double& v : x) v = small(rng) < 5 ? -1.0 : 3.0;
-    check("two-valued", x);
-    for (double& v : x) v = small(rng);
-    check("small integers", x);
-    for (double& v : x) v = small(rng) == 0 ? 5e-324 * small(rng) : 1e12 * normal(rng);
-    check("denormals and large", x);
-    // A cluster of 100 equal values right at the rank of p99, shuffled in.
-    for (double& v : x) v = normal(rng);
-    std::sort(x.begin(), x.end());
-    const std::size_t at = static_cast<std::size_t>(0.99 * static_cast<double>(n - 1));
-    for (std::size_t i = at > 50 ? at - 50 : 0; i < std::min(n, at + 50); ++i) x[i] = x[at];
-    std::shuffle(x.begin(), x.end(), rng);
-    check("spike at p99", x);
-    // Many ranks at once (the copy-everything path for large n).
-    std::vector<double> many;
-    for (int p = 0; p <= 100; ++p) many.push_back(p);
-    check("many ranks", x, many);
-    // Data built against the fixed seed: every sampled index holds 0, the rest distinct values,
-    // so every bracket misses and the exact fallback pass has to find the ranks.
-    if (n >= pyinfer::detail::kSortBelow) {
-      for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(i % 1000003) + 1.0;
-      for (std::size_t i : sampled_indices(n)) x[i] = 0.0;
-      check("adversarial sample", x);
-      for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(n - i);
-      for (std::size_t i : sampled_indices(n)) x[i] = 1e9 + static_cast<double>(i);
-      check("adversarial sample 2", x, {0.0, 0.1, 50.0, 99.0, 99.99});
+  const std::vector<std::size_t> sizes{1,     2,     3,     17,    1000,  32767,  32768,
+                                       32769, 40000, 65535, 65536, 65537, 100003, 1 << 20};
+  // Every case twice: with the build dispatch picks for this CPU (AVX2 where it runs), then with
+  // the portable build forced, so that both kernels stay covered on one machine.
+  for (const bool portable : {false, true}) {
+    pyinfer::detail::force_portable_scan() = portable;
+    for (std::size_t n : sizes) {
+      std::normal_distribution<double> normal(3.0, 2.0);
+      std::lognormal_distribution<double> lognormal(std::log(5e6), 0.4);
+      std::uniform_int_distribution<int> small(0, 9);
+      std::vector<double> x(n);
+      for (double& v : x) v = normal(rng);
+      check("normal", x);
+      check("normal", x, kRanks, 1);
+      check("normal", x, kRanks, 3);
+      for (double& v : x) v = lognormal(rng);
+      check("lognormal", x);
+      std::sort(x.begin(), x.end());
+      check("sorted", x);
+      std::reverse(x.begin(), x.end());
+      check("reverse sorted", x);
+      std::fill(x.begin(), x.end(), -2.5);
+      check("constant", x);
+      x[n / 2] = 1e150;
+      check("one huge outlier", x);
+      for (double& v : x) v = small(rng) < 5 ? -1.0 : 3.0;
+      check("two-valued", x);
+      for (double& v : x) v = small(rng);
+      check("small integers", x);
+      for (double& v : x) v = small(rng) == 0 ? 5e-324 * small(rng) : 1e12 * normal(rng);
+      check("denormals and large", x);
+      // A cluster of 100 equal values right at the rank of p99, shuffled in.
+      for (double& v : x) v = normal(rng);
+      std::sort(x.begin(), x.end());
+      const std::size_t at = static_cast<std::size_t>(0.99 * static_cast<double>(n - 1));
+      for (std::size_t i = at > 50 ? at - 50 : 0; i < std::min(n, at + 50); ++i) x[i] = x[at];
+      std::shuffle(x.begin(), x.end(), rng);
+      check("spike at p99", x);
+      // Many ranks at once (the copy-everything path for large n).
+      std::vector<double> many;
+      for (int p = 0; p <= 100; ++p) many.push_back(p);
+      check("many ranks", x, many);
+      // Data built against the fixed seed: every sampled index holds 0, the rest distinct values,
+      // so every bracket misses and the exact fallback pass has to find the ranks.
+      if (n >= pyinfer::detail::kSortBelow) {
+        for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(i % 1000003) + 1.0;
+        for (std::size_t i : sampled_indices(n)) x[i] = 0.0;
+        check("adversarial sample", x);
+        for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(n - i);
+        for (std::size_t i : sampled_indices(n)) x[i] = 1e9 + static_cast<double>(i);
+        check("adversarial sample 2", x, {0.0, 0.1, 50.0, 99.0, 99.99});
+      }
     }
   }
+  pyinfer::detail::force_portable_scan() = false;
   {  // Large n, default ranks, 2 threads; std a millionth of the mean.
     std::normal_distribution<double> normal(0.0, 1.0);
     std::vector<double> x(3000000);

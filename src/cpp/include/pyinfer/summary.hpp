@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -87,17 +88,19 @@ namespace detail {
 // ---- summarize(): the exact fast path ----------------------------------------------------------
 //
 // Below kSortBelow samples, summarize() copies and sorts. Above, it never copies the data:
-//  1. It draws a fixed-seed random sample (with replacement) of up to kSampleSize values and sorts
-//     it. The sample median is the shift K of the moments, and for every rank r the percentiles
-//     need, the sample gives a bracket [lo, hi] that holds the r-th smallest value with
-//     overwhelming probability (kBracketSigmas binomial standard deviations on either side).
+//  1. It draws a fixed-seed random sample (with replacement) of up to kSampleSize values
+//     (computing the indices first and prefetching the random reads ahead) and selects in it. The
+//     sample median is the shift K of the moments, and for every rank r the percentiles need, the
+//     sample gives a bracket [lo, hi] that holds the r-th smallest value with overwhelming
+//     probability (kBracketSigmas binomial standard deviations on either side).
 //  2. One pass over the data (on several threads for large n) adds up sum(x - K) and
 //     sum((x - K)^2) in blocks, finds min and max, checks every value is finite, counts for every
 //     "cut" t the values x < t, and copies out the few values inside a bracket. An end of a
 //     bracket that is repeated in the sample is split off as a single-value region (counted, not
 //     copied), so heavily repeated data never copies much.
 //  3. Every wanted rank is found from the counts: in a copied region by nth_element over the few
-//     copies, in a single-value region directly. A rank that fell outside its bracket (an unlucky
+//     copies (different regions on two threads when there are two), in a single-value region
+//     directly. A rank that fell outside its bracket (an unlucky
 //     sample, or data built against the fixed seed) costs one more pass that copies exactly the
 //     regions holding such ranks: always exact, rarely slower.
 // Since |mean - median| <= std for any distribution, the sums shifted by the sample median stay
@@ -114,7 +117,7 @@ constexpr std::size_t kScanBlock = 2048;
 /// Size of the random sample that places the brackets.
 constexpr std::size_t kSampleSize = 65536;
 /// Half-width of a bracket, in binomial standard deviations of the sample rank.
-constexpr double kBracketSigmas = 4.0;
+constexpr double kBracketSigmas = 3.5;
 /// Distinct ranks beyond which the scan simply copies everything and selects from the copy.
 constexpr std::size_t kMaxBracketedRanks = 32;
 
@@ -172,7 +175,9 @@ constexpr std::size_t kMaxCutsPerKernel = 16;
 
 // ---- the kernels ------------------------------------------------------------------------------
 // With GCC and clang, the kernels use vector extensions, and on x86-64 they are compiled twice,
-// for SSE2 (any x86-64) and for AVX2, picked at run time. Other compilers get plain loops.
+// for SSE2 (any x86-64) and for AVX2, picked at run time (force_portable_scan() forces the SSE2
+// build, for tests). The rare "copy something out of these 2W values?" test is one movemask on
+// x86 (any_sign). Other compilers get plain loops.
 #if defined(__GNUC__) && !defined(PYINFER_NO_SIMD)
 #define PYINFER_DETAIL_VECTORS 1
 #define PYINFER_DETAIL_ALWAYS_INLINE __attribute__((always_inline)) inline
@@ -184,6 +189,13 @@ constexpr std::size_t kMaxCutsPerKernel = 16;
 #define PYINFER_DETAIL_X86_DISPATCH 1
 #else
 #define PYINFER_DETAIL_X86_DISPATCH 0
+#endif
+#if PYINFER_DETAIL_X86_DISPATCH
+}  // namespace detail
+}  // namespace pyinfer
+#include <immintrin.h>
+namespace pyinfer {
+namespace detail {
 #endif
 
 /// Block sums of one block: sum(x - shift), sum((x - shift)^2), min, max.
@@ -197,7 +209,26 @@ template <int W>
 struct Vec {
   typedef double D __attribute__((vector_size(8 * W)));
   typedef std::int64_t I __attribute__((vector_size(8 * W)));
+  typedef std::uint64_t U __attribute__((vector_size(8 * W)));
 };
+
+/// True when the sign bit of some lane of `v` is set (movemask where there is one).
+template <int W>
+PYINFER_DETAIL_ALWAYS_INLINE bool any_sign(const typename Vec<W>::U& v) noexcept {
+  std::uint64_t all = 0;
+  for (int l = 0; l < W; ++l) all |= v[l];
+  return (all >> 63) != 0;
+}
+#if PYINFER_DETAIL_X86_DISPATCH
+template <>
+PYINFER_DETAIL_ALWAYS_INLINE bool any_sign<2>(const Vec<2>::U& v) noexcept {
+  return _mm_movemask_pd(reinterpret_cast<__m128d>(v)) != 0;
+}
+template <>
+__attribute__((target("avx2"))) inline bool any_sign<4>(const Vec<4>::U& v) noexcept {
+  return _mm256_movemask_pd(reinterpret_cast<__m256d>(v)) != 0;
+}
+#endif
 #endif
 
 /// Moments of `x[0 .. len)`, len >= 1, in independent lanes (blocked summation keeps the
@@ -261,6 +292,7 @@ PYINFER_DETAIL_ALWAYS_INLINE void cut_block(const double* x, std::size_t len, co
 #if PYINFER_DETAIL_VECTORS
   using D = typename Vec<W>::D;
   using I = typename Vec<W>::I;
+  using U = typename Vec<W>::U;
   constexpr std::size_t kStep = 2 * W;
   D t[M > 0 ? M : 1];
   I c[M > 0 ? M : 1];
@@ -268,7 +300,9 @@ PYINFER_DETAIL_ALWAYS_INLINE void cut_block(const double* x, std::size_t len, co
     t[j] = D{} + cuts[j];
     c[j] = I{};
   }
-  const I bits = I{} + static_cast<std::int64_t>(take_bits);
+  std::uint64_t reversed = 0;  // bit 63 - g: take region g
+  for (int g = 0; g <= M; ++g) reversed |= ((take_bits >> g) & 1) << (63 - g);
+  const U bits = U{} + reversed;
   for (; i + kStep <= len; i += kStep) {
     D v0, v1;
     std::memcpy(&v0, x + i, sizeof(D));
@@ -282,21 +316,18 @@ PYINFER_DETAIL_ALWAYS_INLINE void cut_block(const double* x, std::size_t len, co
       code0 += m0;
       code1 += m1;
     }
-    const I flag0 = bits >> (code0 + M);  // bit 0: copy the value out
-    const I flag1 = bits >> (code1 + M);
-    const I any = (flag0 | flag1) & 1;
-    std::int64_t hit = 0;
-    for (int l = 0; l < W; ++l) hit |= any[l];
-    if (hit != 0) {  // rare: copy out, branch-free
+    const U flag0 = bits << (U)(code0 + M);  // sign bit: copy the value out
+    const U flag1 = bits << (U)(code1 + M);
+    if (any_sign<W>(flag0 | flag1)) {  // rare: copy out, branch-free
       for (int l = 0; l < W; ++l) {
         values[kept] = v0[l];
         regions[kept] = static_cast<std::uint8_t>(region0 + M + code0[l]);
-        kept += static_cast<std::size_t>(flag0[l] & 1);
+        kept += static_cast<std::size_t>(flag0[l] >> 63);
       }
       for (int l = 0; l < W; ++l) {
         values[kept] = v1[l];
         regions[kept] = static_cast<std::uint8_t>(region0 + M + code1[l]);
-        kept += static_cast<std::size_t>(flag1[l] & 1);
+        kept += static_cast<std::size_t>(flag1[l] >> 63);
       }
     }
   }
@@ -458,11 +489,20 @@ inline bool cpu_has_avx2() noexcept {
 }
 #endif
 
+/// Test hook: while true, scan_range() uses the portable build even where AVX2 runs, so that
+/// tests cover both builds on one machine. Not for production use.
+inline std::atomic<bool>& force_portable_scan() noexcept {
+  static std::atomic<bool> forced{false};
+  return forced;
+}
+
 /// Scans `data[begin .. end)` with the best build for this CPU.
 inline void scan_range(const ScanPlan& plan, const double* data, std::size_t begin, std::size_t end,
                        ScanPart* out) {
 #if PYINFER_DETAIL_X86_DISPATCH
-  if (cpu_has_avx2()) return scan_range_avx2(plan, data, begin, end, out);
+  if (cpu_has_avx2() && !force_portable_scan().load(std::memory_order_relaxed)) {
+    return scan_range_avx2(plan, data, begin, end, out);
+  }
 #endif
   scan_range_portable(plan, data, begin, end, out);
 }
@@ -669,11 +709,12 @@ inline std::size_t region_of(const std::vector<std::int64_t>& below, std::size_t
 }
 
 /// Fills values[k] (and sets known[k]) for every rank ranks[k] (ascending) not yet known that
-/// the scan pinned down: in a single-value region, or in a taken region.
+/// the scan pinned down: in a single-value region, or in a taken region. Selects on up to two
+/// threads when `threads` > 1.
 inline void resolve_ranks(const ScanPlan& plan, const std::vector<std::int64_t>& below,
                           const std::vector<ScanPart>& parts, std::size_t n,
                           const std::vector<std::size_t>& ranks, std::vector<double>* values,
-                          std::vector<std::uint8_t>* known) {
+                          std::vector<std::uint8_t>* known, unsigned threads) {
   const std::size_t m = plan.cuts.size();
   auto start = [&](std::size_t g) {
     return g == 0 ? std::size_t{0} : g > m ? n : static_cast<std::size_t>(below[g - 1]);
@@ -706,14 +747,61 @@ inline void resolve_ranks(const ScanPlan& plan, const std::vector<std::int64_t>&
         copies[fill[g]++] = p.values[i];
     }
   }
+  // Select in each complete region (always all of them, short of a bug); with two threads, the
+  // regions are shared out between them by size (the copies of a region are disjoint).
+  std::vector<std::size_t> complete;
   for (std::size_t g = 0; g <= m; ++g) {
-    if (!wanted[g] || fill[g] != offset[g] + (start(g + 1) - start(g))) continue;  // (cannot fail)
+    if (wanted[g] && fill[g] == offset[g] + (start(g + 1) - start(g))) complete.push_back(g);
+  }
+  auto select_in = [&](std::size_t g) {
     const std::size_t first = start(g);
     std::vector<std::size_t> local;  // indices into copies
     for (std::size_t r : ranks) {
       if (r >= first && r < start(g + 1)) local.push_back(offset[g] + (r - first));
     }
     select_ranks(copies.data(), offset[g], fill[g], local.data(), local.size());
+  };
+  std::vector<std::uint8_t> elsewhere(m + 1, 0);  // regions the other thread selects in
+  std::size_t here_size = 0, there_size = 0;
+  if (threads > 1 && complete.size() > 1) {
+    std::vector<std::size_t> by_size(complete);
+    std::sort(by_size.begin(), by_size.end(), [&](std::size_t a, std::size_t b) {
+      return fill[a] - offset[a] > fill[b] - offset[b];
+    });
+    for (std::size_t g : by_size) {
+      const std::size_t size = fill[g] - offset[g];
+      if (there_size < here_size) {
+        elsewhere[g] = 1;
+        there_size += size;
+      } else {
+        here_size += size;
+      }
+    }
+  }
+  std::exception_ptr error;
+  std::thread other;
+  if (there_size >= kValuesPerThread) {
+    try {
+      other = std::thread([&] {
+        try {
+          for (std::size_t g : complete) {
+            if (elsewhere[g]) select_in(g);
+          }
+        } catch (...) {
+          error = std::current_exception();
+        }
+      });
+    } catch (const std::system_error&) {
+    }
+  }
+  if (!other.joinable()) std::fill(elsewhere.begin(), elsewhere.end(), 0);
+  for (std::size_t g : complete) {
+    if (!elsewhere[g]) select_in(g);
+  }
+  if (other.joinable()) other.join();
+  if (error) std::rethrow_exception(error);
+  for (std::size_t g : complete) {
+    const std::size_t first = start(g);
     for (std::size_t k = 0; k < ranks.size(); ++k) {
       if (ranks[k] >= first && ranks[k] < start(g + 1)) {
         (*values)[k] = copies[offset[g] + (ranks[k] - first)];
@@ -780,13 +868,24 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   // 1. A fixed-seed random sample (splitmix64, with replacement): the shift and the brackets.
   const std::size_t s = std::min(detail::kSampleSize, n / 2);
   std::vector<double> sample(s);
-  std::uint64_t state = 0x9E3779B97F4A7C15ULL ^ n;
-  for (std::size_t k = 0; k < s; ++k) {
-    state += 0x9E3779B97F4A7C15ULL;
-    std::uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    sample[k] = data[(z ^ (z >> 31)) % n];
+  {
+    // The indices first, then the loads, a few ahead: random reads miss the caches.
+    std::vector<std::size_t> at(s);
+    std::uint64_t state = 0x9E3779B97F4A7C15ULL ^ n;
+    for (std::size_t k = 0; k < s; ++k) {
+      state += 0x9E3779B97F4A7C15ULL;
+      std::uint64_t z = state;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      at[k] = static_cast<std::size_t>((z ^ (z >> 31)) % n);
+    }
+    constexpr std::size_t kAhead = 32;
+    for (std::size_t k = 0; k < s; ++k) {
+#if defined(__GNUC__)
+      if (k + kAhead < s) __builtin_prefetch(data + at[k + kAhead]);
+#endif
+      sample[k] = data[at[k]];
+    }
   }
   for (double v : sample) {
     if (!std::isfinite(v)) detail::check_finite(data, n);  // throws for the first one
@@ -871,7 +970,7 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   std::vector<double> values(ranks.size(), 0.0);
   std::vector<std::uint8_t> known(ranks.size(), 0);
   std::vector<std::int64_t> below = detail::total_below(parts, plan.cuts.size());
-  detail::resolve_ranks(plan, below, parts, n, ranks, &values, &known);
+  detail::resolve_ranks(plan, below, parts, n, ranks, &values, &known, t);
   if (std::find(known.begin(), known.end(), 0) != known.end()) {
     // Rare: some rank fell outside its bracket. Copy out exactly the regions holding such
     // ranks (merged where adjacent) in one more pass.
@@ -902,7 +1001,7 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
     }
     parts = detail::scan(again, data, n, t);
     below = detail::total_below(parts, again.cuts.size());
-    detail::resolve_ranks(again, below, parts, n, ranks, &values, &known);
+    detail::resolve_ranks(again, below, parts, n, ranks, &values, &known, t);
     if (std::find(known.begin(), known.end(), 0) != known.end()) {  // never seen; be exact anyway
       std::vector<double> copy(data, data + n);
       detail::select_ranks(copy.data(), 0, n, ranks.data(), ranks.size());
