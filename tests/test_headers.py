@@ -52,6 +52,22 @@ def test_cpp_unit_tests_pass(source: Path, tmp_path: Path) -> None:
 
 
 @needs_compiler
+def test_every_header_compiles_on_its_own(tmp_path: Path) -> None:
+    include = installed_include()
+    sources = []
+    for header in sorted((include / "pyinfer").glob("*.hpp")):
+        source = tmp_path / f"{header.stem}.cpp"
+        source.write_text(f"#include <pyinfer/{header.name}>\n#include <pyinfer/{header.name}>\n")
+        sources.append(str(source))
+    command = [
+        str(CXX), "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Wpedantic", "-Werror",
+        f"-I{include}", *sources,
+    ]  # fmt: skip
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_compiler
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="no cmake on PATH")
 def test_find_package_gives_the_headers_target(tmp_path: Path) -> None:
     installed_include()

@@ -6,6 +6,10 @@
 // i = floor(h), g = h - i, and P(p) = x[i] + g * (x[i+1] - x[i]) (numpy's lerp formulation).
 #pragma once
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -548,12 +552,25 @@ inline std::vector<ScanPart> scan(const ScanPlan& plan, const double* data, std:
   return parts;
 }
 
+/// CPUs this thread may run on (its affinity mask on Linux, so a container or `taskset` limit
+/// counts), else std::thread::hardware_concurrency(); at least 1.
+inline unsigned usable_cpus() noexcept {
+#if defined(__linux__) && defined(CPU_COUNT)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return static_cast<unsigned>(count);
+  }
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 /// The threads summarize() uses for n samples when asked for `requested` (0: choose).
 inline unsigned summary_threads(std::size_t n, unsigned requested) noexcept {
   std::size_t t = requested;
   if (t == 0) {
     if (n < kThreadsFrom) return 1;
-    t = std::max(1u, std::thread::hardware_concurrency());
+    t = usable_cpus();
   }
   t = std::min<std::size_t>(t, std::max<std::size_t>(1, n / kValuesPerThread));
   return static_cast<unsigned>(std::min<std::size_t>(t, 256));
