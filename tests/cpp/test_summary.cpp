@@ -70,21 +70,6 @@ void check(const std::string& name, const std::vector<double>& x,
   }
 }
 
-// The indices summarize() samples (its fixed-seed splitmix64), to build data against them.
-std::vector<std::size_t> sampled_indices(std::size_t n) {
-  const std::size_t s = std::min(pyinfer::detail::kSampleSize, n / 2);
-  std::vector<std::size_t> out;
-  std::uint64_t state = 0x9E3779B97F4A7C15ULL ^ n;
-  for (std::size_t k = 0; k < s; ++k) {
-    state += 0x9E3779B97F4A7C15ULL;
-    std::uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    out.push_back((z ^ (z >> 31)) % n);
-  }
-  return out;
-}
-
 void expect_throw(const std::string& name, const std::function<void()>& f,
                   const std::string& fragment) {
   ++checks;
@@ -148,10 +133,11 @@ int main() {
       // so every bracket misses and the exact fallback pass has to find the ranks.
       if (n >= pyinfer::detail::kSortBelow) {
         for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(i % 1000003) + 1.0;
-        for (std::size_t i : sampled_indices(n)) x[i] = 0.0;
+        for (std::size_t i : pyinfer::detail::sample_indices(n)) x[i] = 0.0;
         check("adversarial sample", x);
         for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<double>(n - i);
-        for (std::size_t i : sampled_indices(n)) x[i] = 1e9 + static_cast<double>(i);
+        for (std::size_t i : pyinfer::detail::sample_indices(n))
+          x[i] = 1e9 + static_cast<double>(i);
         check("adversarial sample 2", x, {0.0, 0.1, 50.0, 99.0, 99.99});
       }
     }

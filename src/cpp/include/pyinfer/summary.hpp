@@ -552,6 +552,22 @@ inline std::vector<ScanPart> scan(const ScanPlan& plan, const double* data, std:
   return parts;
 }
 
+/// The positions summarize() samples for n values: min(kSampleSize, n / 2) indices from a
+/// splitmix64 sequence seeded by n (fixed, so results and timings are reproducible; tests build
+/// adversarial data against exactly these positions).
+inline std::vector<std::size_t> sample_indices(std::size_t n) {
+  std::vector<std::size_t> at(std::min(kSampleSize, n / 2));
+  std::uint64_t state = 0x9E3779B97F4A7C15ULL ^ n;
+  for (std::size_t& index : at) {
+    state += 0x9E3779B97F4A7C15ULL;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    index = static_cast<std::size_t>((z ^ (z >> 31)) % n);
+  }
+  return at;
+}
+
 /// CPUs this thread may run on (its affinity mask on Linux, so a container or `taskset` limit
 /// counts), else std::thread::hardware_concurrency(); at least 1.
 inline unsigned usable_cpus() noexcept {
@@ -883,19 +899,11 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
               ranks.end());
 
   // 1. A fixed-seed random sample (splitmix64, with replacement): the shift and the brackets.
-  const std::size_t s = std::min(detail::kSampleSize, n / 2);
-  std::vector<double> sample(s);
+  std::vector<double> sample(std::min(detail::kSampleSize, n / 2));
+  const std::size_t s = sample.size();
   {
     // The indices first, then the loads, a few ahead: random reads miss the caches.
-    std::vector<std::size_t> at(s);
-    std::uint64_t state = 0x9E3779B97F4A7C15ULL ^ n;
-    for (std::size_t k = 0; k < s; ++k) {
-      state += 0x9E3779B97F4A7C15ULL;
-      std::uint64_t z = state;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-      at[k] = static_cast<std::size_t>((z ^ (z >> 31)) % n);
-    }
+    const std::vector<std::size_t> at = detail::sample_indices(n);
     constexpr std::size_t kAhead = 32;
     for (std::size_t k = 0; k < s; ++k) {
 #if defined(__GNUC__)
