@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,3 +18,62 @@ if os.environ.get("CI"):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261128)
+
+
+# Framework fixtures: each gives the framework's module, or skips the test where it is not
+# installed. CI sets PYINFER_REQUIRE_FRAMEWORKS=1 and installs every framework, and there a missing
+# one fails the test instead, so no loader goes untested by accident.
+REQUIRE_FRAMEWORKS = os.environ.get("PYINFER_REQUIRE_FRAMEWORKS", "") not in {"", "0"}
+
+
+def require_module(name: str) -> ModuleType:
+    """Imports `name` (through pyinfer's safe import order), or skips / fails the test."""
+    try:
+        if name == "tensorflow":
+            from pyinfer.backends._frameworks import import_tensorflow
+
+            return import_tensorflow()
+        if name in {"torch", "torchvision", "onnxscript"}:
+            from pyinfer.backends._frameworks import ensure_triton_safe
+
+            ensure_triton_safe()
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if REQUIRE_FRAMEWORKS:
+            pytest.fail(f"{name} is required (PYINFER_REQUIRE_FRAMEWORKS is set) but: {exc}")
+        pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def torch_module() -> ModuleType:
+    return require_module("torch")
+
+
+@pytest.fixture
+def torchvision_module() -> ModuleType:
+    return require_module("torchvision")
+
+
+@pytest.fixture
+def onnx_module() -> ModuleType:
+    return require_module("onnx")
+
+
+@pytest.fixture
+def onnxruntime_module() -> ModuleType:
+    return require_module("onnxruntime")
+
+
+@pytest.fixture
+def onnxscript_module() -> ModuleType:
+    return require_module("onnxscript")
+
+
+@pytest.fixture
+def tensorflow_module() -> ModuleType:
+    return require_module("tensorflow")
+
+
+@pytest.fixture
+def keras_module(tensorflow_module: ModuleType) -> ModuleType:
+    return require_module("keras")

@@ -6,7 +6,9 @@ onnxruntime, tensorflow) are imported only by the parts that need them, at first
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pyinfer import _core
 from pyinfer.core import (
@@ -34,14 +36,59 @@ from pyinfer.core import (
     time_calls,
 )
 from pyinfer.errors import (
+    ArchitectureError,
     BufferInUseError,
+    CorruptModelError,
     CudaError,
     CudaUnavailableError,
     DeviceError,
+    FrameworkNotInstalledError,
     InvalidArgumentError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotFoundError,
     OutOfMemoryError,
     PyinferError,
+    UnknownFormatError,
+    UntrustedModelError,
 )
+
+if TYPE_CHECKING:
+    from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+    from pyinfer.model_loader import (
+        ONNXModelLoader,
+        PyTorchModelLoader,
+        TensorFlowModelLoader,
+        detect_format,
+        load_model,
+    )
+
+# Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
+_LAZY = {
+    "Device": "pyinfer.backends.base",
+    "Model": "pyinfer.backends.base",
+    "ModelFormat": "pyinfer.backends.base",
+    "TensorSpec": "pyinfer.backends.base",
+    "ONNXModelLoader": "pyinfer.model_loader",
+    "PyTorchModelLoader": "pyinfer.model_loader",
+    "TensorFlowModelLoader": "pyinfer.model_loader",
+    "detect_format": "pyinfer.model_loader",
+    "load_model": "pyinfer.model_loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyinfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__: str = _core.__version__
 
@@ -92,19 +139,34 @@ def get_cmake_dir() -> str:
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "ArchitectureError",
     "BufferInUseError",
     "ClockInfo",
+    "CorruptModelError",
     "CudaError",
     "CudaEventTimer",
     "CudaUnavailableError",
+    "Device",
     "DeviceError",
+    "FrameworkNotInstalledError",
     "InvalidArgumentError",
+    "InvalidInputError",
     "LatencyRecorder",
+    "Model",
+    "ModelFormat",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ONNXModelLoader",
     "OutOfMemoryError",
     "PinnedBuffer",
     "PinnedRing",
+    "PyTorchModelLoader",
     "PyinferError",
     "Summary",
+    "TensorFlowModelLoader",
+    "TensorSpec",
+    "UnknownFormatError",
+    "UntrustedModelError",
     "__version__",
     "clock_info",
     "cuda_available",
@@ -114,8 +176,10 @@ __all__ = [
     "cuda_driver_version",
     "cuda_mem_get_info",
     "cuda_unavailable_reason",
+    "detect_format",
     "get_cmake_dir",
     "get_include",
+    "load_model",
     "now_ns",
     "peak_rss_bytes",
     "peak_rss_method",
