@@ -14,6 +14,14 @@ from pyinfer import errors
         (errors.CudaError, RuntimeError),
         (errors.OutOfMemoryError, MemoryError),
         (errors.BufferInUseError, BufferError),
+        (errors.FrameworkNotInstalledError, ImportError),
+        (errors.ModelLoadError, RuntimeError),
+        (errors.ModelNotFoundError, FileNotFoundError),
+        (errors.UnknownFormatError, ValueError),
+        (errors.CorruptModelError, ValueError),
+        (errors.ArchitectureError, ValueError),
+        (errors.UntrustedModelError, PermissionError),
+        (errors.InvalidInputError, ValueError),
     ],
 )
 def test_every_error_is_a_pyinfer_error_and_its_builtin(
@@ -29,3 +37,18 @@ def test_cuda_errors_are_device_errors() -> None:
     assert issubclass(errors.CudaUnavailableError, errors.DeviceError)
     assert issubclass(errors.CudaError, errors.DeviceError)
     assert sorted(errors.__all__) == sorted(name for name in dir(errors) if name.endswith("Error"))
+
+
+def test_load_errors_carry_the_path() -> None:
+    for cls in (
+        errors.ModelNotFoundError,
+        errors.UnknownFormatError,
+        errors.CorruptModelError,
+        errors.ArchitectureError,
+        errors.UntrustedModelError,
+    ):
+        assert issubclass(cls, errors.ModelLoadError)
+        exc = cls("bad model", path="/models/m.onnx")
+        assert exc.path == "/models/m.onnx"
+        assert str(exc) == "bad model"
+    assert errors.ModelLoadError("in memory").path is None

@@ -113,13 +113,20 @@ def _read_varint(f: BinaryIO) -> int | None:
 
 
 def _onnx_verdict(f: BinaryIO, size: int) -> str:
-    """Walks a file's top-level protobuf fields: ``"onnx"``, ``"truncated"`` or ``"no"``."""
+    """Walks a file's top-level protobuf fields.
+
+    Returns:
+        ``"onnx"``, ``"truncated"`` (a field runs past the end), ``"no-graph"`` (well-formed
+        ModelProto fields but no graph) or ``"no"``.
+    """
     f.seek(0)
     seen: set[int] = set()
     while True:
         pos = f.tell()
         if pos == size:
-            return "onnx" if _ONNX_GRAPH_FIELD in seen else ("truncated" if seen else "no")
+            if _ONNX_GRAPH_FIELD in seen:
+                return "onnx"
+            return "no-graph" if 1 in seen and len(seen) >= 2 else "no"
         tag = _read_varint(f)
         if tag is None:
             return "truncated" if len(seen) >= 2 else "no"
@@ -196,6 +203,12 @@ def _content_format(path: Path) -> ModelFormat | None:
         raise CorruptModelError(
             f"{path} starts like an ONNX model but its data stops short of what its headers "
             "announce: the file is truncated; export or copy it again",
+            path=path,
+        )
+    if verdict == "no-graph":
+        raise CorruptModelError(
+            f"{path} has the header fields of an ONNX model but no graph: it was cut off after "
+            "its header or written incompletely; export or copy it again",
             path=path,
         )
     return None
