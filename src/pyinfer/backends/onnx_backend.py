@@ -206,7 +206,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
     obtained = list(session.get_providers())
     fallback = _check_obtained(path, requested, obtained, settings.allow_fallback) or fallback
 
-    on_gpu = CUDA_PROVIDER in obtained
+    on_gpu = any(p in _GPU_PROVIDERS for p in obtained)
     run_device = Device("cuda", _device_id(requested, device)) if on_gpu else Device("cpu")
     if not on_gpu:
         stream, stream_handle = None, None
@@ -648,14 +648,20 @@ def _check_obtained(
     gpu_lost = any(p in _GPU_PROVIDERS for p in dropped)
     problem = (
         f"the ONNX Runtime session for {path} did not get {', '.join(dropped)}: it runs on "
-        f"{', '.join(obtained)} (ONNX Runtime drops a provider whose libraries fail to load, "
-        "with only a log line; for CUDA it needs the CUDA and cuDNN libraries its build "
-        "expects, see the error logged by onnxruntime above)"
+        f"{', '.join(obtained)} (ONNX Runtime drops a provider whose libraries fail to load "
+        "with only a log line; see the error onnxruntime logged above)"
+    )
+    fix = (
+        "; onnxruntime-gpu needs the CUDA and cuDNN libraries of the CUDA version it was built "
+        "for (CUDA 13 for current releases) where the loader finds them: install them (the "
+        f"nvidia-*-cu13 wheels or the CUDA toolkit); {_GPU_INSTALL_HINT}"
+        if gpu_lost
+        else f"; install what {', '.join(dropped)} needs, or leave it out of providers"
     )
     if not allow_fallback:
         cls = CudaUnavailableError if gpu_lost else DeviceError
         raise cls(
-            f"{problem}; {_GPU_INSTALL_HINT}; or pass allow_fallback=True to accept running on "
+            f"{problem}{fix}; or pass allow_fallback=True to accept running on "
             f"{', '.join(obtained)}"
         )
     logger.warning("%s; continuing there (allow_fallback=True)", problem)
