@@ -20,12 +20,13 @@ import pytest
 
 from pyinfer.backends import tf_backend
 from pyinfer.backends._frameworks import import_tensorflow, physical_cores
-from pyinfer.backends.base import ModelFormat
+from pyinfer.backends.base import Device, ModelFormat
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
     DeviceError,
     InvalidArgumentError,
+    ModelLoadError,
     ModelNotFoundError,
     UntrustedModelError,
 )
@@ -154,10 +155,8 @@ def test_fixed_weight_dense_gives_the_exact_analytic_output(exported: Exported, 
 def test_multi_io_model_keeps_names_order_and_outputs(exported: Exported, fmt: str) -> None:
     model = load_model(exported.paths["multi", fmt])
     assert model.input_names() == ["alpha", "beta"]
-    if fmt in {"keras", "h5"}:
-        outputs = ["score", "aux"]  # the model's own order
-    else:
-        outputs = ["aux", "score"]  # signatures keep names in maps: sorted by name
+    # Keras files keep the model's own order; signatures keep names in maps: sorted by name.
+    outputs = ["score", "aux"] if fmt in {"keras", "h5"} else ["aux", "score"]
     assert model.output_names() == outputs
     assert [s.shape for s in model.inputs] == [(None, 4), (None, 2)]
     shapes = {"score": (None, 3), "aux": (None, 1)}
@@ -234,9 +233,9 @@ def test_call_modes_agree_and_are_recorded(exported: Exported) -> None:
 
 def test_bad_call_mode_and_custom_objects_are_rejected(exported: Exported) -> None:
     path = exported.paths["dense", "keras"]
-    with pytest.raises(InvalidArgumentError, match="call_mode='eager'.*function, direct, predict"):
+    with pytest.raises(InvalidArgumentError, match=r"call_mode='eager'.*function, direct, predict"):
         load_model(path, call_mode="eager")
-    with pytest.raises(InvalidArgumentError, match="custom_objects .* must be a dict"):
+    with pytest.raises(InvalidArgumentError, match=r"custom_objects .* must be a dict"):
         load_model(path, custom_objects=["Scale"])
 
 
@@ -331,6 +330,28 @@ def test_weights_only_h5_is_an_architecture_error(keras_module: ModuleType, tmp_
     assert "load_weights" in message
 
 
+def test_list_inputs_and_outputs_keep_their_layer_names(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    keras = keras_module
+    first = keras.Input((2,), name="first")
+    second = keras.Input((3,), name="second")
+    total = keras.layers.Dense(1, name="total", use_bias=False, kernel_initializer="ones")
+    rows = keras.layers.Dense(2, name="rows", use_bias=False, kernel_initializer="ones")
+    path = export_keras(
+        keras.Model([first, second], [total(second), rows(first)]), tmp_path / "l.keras"
+    )
+    model = load_model(path)
+    assert model.input_names() == ["first", "second"]
+    assert model.output_names() == ["total", "rows"]
+    a = np.array([[1.0, 2.0]], np.float32)
+    b = np.array([[1.0, 2.0, 4.0]], np.float32)
+    out = model([a, b])
+    assert list(out) == ["total", "rows"]
+    np.testing.assert_array_equal(out["total"], [[7.0]])
+    np.testing.assert_array_equal(out["rows"], [[3.0, 3.0]])
+
+
 # -- SavedModel signatures ------------------------------------------------------------------------
 
 
@@ -346,6 +367,19 @@ def test_signature_choice_and_unknown_signature(exported: Exported) -> None:
         np.testing.assert_array_equal(serve(x)[key], value)
     with pytest.raises(InvalidArgumentError, match=r"no signature 'predict'.*'serve'.*'serving_"):
         load_model(path, signature="predict")
+
+
+def test_saved_model_without_signatures(exported: Exported, tmp_path: Path) -> None:
+    module = exported.tf.Module()
+    module.v = exported.tf.Variable(1.0)
+    exported.tf.saved_model.save(module, str(tmp_path / "bare"))
+    with pytest.raises(ModelLoadError, match=r"bare has no signatures.*model\.export"):
+        load_model(tmp_path / "bare")
+
+
+def test_backend_refuses_formats_of_other_frameworks(exported: Exported, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="cannot load onnx models"):
+        tf_backend.load(tmp_path, ModelFormat.ONNX, Device("cpu"), name="x")
 
 
 def test_saved_model_path_that_is_not_a_saved_model(exported: Exported, tmp_path: Path) -> None:
@@ -447,6 +481,14 @@ def _damage(exp: Exported, tmp_path: Path, case: str) -> tuple[Path, ModelFormat
         with zipfile.ZipFile(p := tmp_path / "z.keras", "w") as archive:
             archive.writestr("metadata.json", "{}")
         return p, ModelFormat.KERAS
+    if case == "keras-without-weights":
+        with zipfile.ZipFile(src["keras"]) as archive:
+            config = archive.read("config.json")
+            metadata = archive.read("metadata.json")
+        with zipfile.ZipFile(p := tmp_path / "w.keras", "w") as archive:
+            archive.writestr("config.json", config)
+            archive.writestr("metadata.json", metadata)
+        return p, ModelFormat.KERAS
     if case == "truncated-h5":
         data = src["h5"].read_bytes()
         (p := tmp_path / "t.h5").write_bytes(data[: len(data) // 2])
@@ -484,6 +526,7 @@ DAMAGED = [
     "truncated-keras",
     "random-keras",
     "zip-without-config-keras",
+    "keras-without-weights",
     "truncated-h5",
     "garbage-h5",
     "broken-saved-model",

@@ -25,6 +25,7 @@ TensorFlow is imported only through :func:`~pyinfer.backends._frameworks.import_
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import re
@@ -44,7 +45,6 @@ from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
     CudaUnavailableError,
-    DeviceError,
     InvalidArgumentError,
     ModelLoadError,
     ModelNotFoundError,
@@ -148,9 +148,10 @@ def _tf_device(tf: ModuleType, device: Device, path: Path) -> str:
 def _np_dtype(dtype: Any) -> np.dtype[Any]:
     """A numpy dtype from a TensorFlow DType, a Keras dtype string or a numpy type."""
     as_numpy = getattr(dtype, "as_numpy_dtype", None)
-    if as_numpy is not None:
-        return np.dtype(as_numpy)
-    return np.dtype(str(dtype) if not isinstance(dtype, type) else dtype)
+    result: np.dtype[Any] = np.dtype(
+        as_numpy if as_numpy is not None else dtype if isinstance(dtype, type) else str(dtype)
+    )
+    return result
 
 
 def _shape(dims: Any) -> tuple[Dim, ...]:
@@ -175,9 +176,7 @@ class _TensorFlowModel(Model):
 
     def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Copies outputs (``tf.Tensor`` or numpy) to host numpy arrays, waiting for them."""
-        return {
-            k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in outputs.items()
-        }
+        return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in outputs.items()}
 
     def synchronize(self) -> None:
         """Waits for the GPU work queued by TensorFlow (a no-op on the CPU).
@@ -261,7 +260,7 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
                 path=path,
             ) from exc
         return _parse_json(text, path)
-    import h5py  # installed with keras
+    h5py = importlib.import_module("h5py")  # installed with keras (untyped)
 
     try:
         with h5py.File(path, "r") as f:
@@ -451,10 +450,13 @@ def _keras_specs(keras_model: Any, path: Path) -> tuple[list[TensorSpec], list[T
         ) from exc
     in_struct = getattr(keras_model, "_inputs_struct", None)
     in_names = list(in_struct) if isinstance(in_struct, dict) else [t.name for t in in_tensors]
-    in_by_name = dict(in_struct) if isinstance(in_struct, dict) else dict(zip(in_names, in_tensors))
+    in_by_name = (
+        dict(in_struct)
+        if isinstance(in_struct, dict)
+        else dict(zip(in_names, in_tensors, strict=True))
+    )
     inputs = [
-        TensorSpec(n, _shape(in_by_name[n].shape), _np_dtype(in_by_name[n].dtype))
-        for n in in_names
+        TensorSpec(n, _shape(in_by_name[n].shape), _np_dtype(in_by_name[n].dtype)) for n in in_names
     ]
     out_struct = getattr(keras_model, "_outputs_struct", None)
     if isinstance(out_struct, dict):
@@ -466,7 +468,7 @@ def _keras_specs(keras_model: Any, path: Path) -> tuple[list[TensorSpec], list[T
                 names = [keras_model.layers[-1].name]
             else:
                 names = [f"output_{i}" for i in range(len(out_tensors))]
-        out_pairs = list(zip(names, out_tensors))
+        out_pairs = list(zip(names, out_tensors, strict=True))
     outputs = [TensorSpec(str(n), _shape(t.shape), _np_dtype(t.dtype)) for n, t in out_pairs]
     return inputs, outputs
 
