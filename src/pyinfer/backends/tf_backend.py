@@ -5,9 +5,10 @@ Three :class:`~pyinfer.backends.base.Model` classes share this module:
 * :class:`KerasModel` (``.h5`` and ``.keras``): loaded with ``keras.models.load_model(...,
   compile=False)``. By default the model runs through a ``tf.function`` (``reduce_retracing``)
   wrapping ``model(x, training=False)``: measured with ``benchmarks/bench_tf_defaults.py`` on
-  ResNet50 at batch 1 it was the fastest of the three call modes and gave bit-identical outputs
-  (see the README). ``call_mode="direct"`` (eager call) and ``"predict"`` (``model.predict``)
-  are there for comparison.
+  ResNet50 at batch 1 (2-core machine, three runs) it took 57-104 ms per call against 119-208 ms
+  for ``model.predict`` and 234-365 ms for the eager call, with bit-identical outputs.
+  ``call_mode="direct"`` (eager call) and ``"predict"`` (``model.predict``) are there for
+  comparison; :attr:`Model.options` records the mode.
 * :class:`SavedModelModel`: ``tf.saved_model.load`` and one of its signatures
   (``serving_default`` unless ``signature=`` names another).
 * :class:`TFLiteModel`: the TFLite interpreter (``ai_edge_litert`` where it is installed, else
