@@ -439,8 +439,8 @@ class TensorFlowModelLoader(ModelLoader):
 
     Options: ``signature`` (SavedModel, default ``"serving_default"``), ``num_threads``
     (TFLite, default: physical cores), ``trust_code`` (Keras lambda layers and custom objects,
-    default ``False``), ``custom_objects``, ``call_mode`` (Keras: ``"direct"`` by default, or
-    ``"predict"``).
+    default ``False``), ``custom_objects``, ``call_mode`` (Keras: ``"function"``, a
+    ``tf.function`` around the model's call, by default; ``"direct"`` or ``"predict"``).
     """
 
     framework = "tensorflow"

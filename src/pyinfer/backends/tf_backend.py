@@ -1,0 +1,766 @@
+"""The TensorFlow backend: Keras ``.h5`` / ``.keras`` files, SavedModel folders and TFLite files.
+
+Three :class:`~pyinfer.backends.base.Model` classes share this module:
+
+* :class:`KerasModel` (``.h5`` and ``.keras``): loaded with ``keras.models.load_model(...,
+  compile=False)``. By default the model runs through a ``tf.function`` (``reduce_retracing``)
+  wrapping ``model(x, training=False)``: measured with ``benchmarks/bench_tf_defaults.py`` on
+  ResNet50 at batch 1 (2-core machine, three runs) it took 57-104 ms per call against 119-208 ms
+  for ``model.predict`` and 234-365 ms for the eager call, with bit-identical outputs.
+  ``call_mode="direct"`` (eager call) and ``"predict"`` (``model.predict``) are there for
+  comparison; :attr:`Model.options` records the mode.
+* :class:`SavedModelModel`: ``tf.saved_model.load`` and one of its signatures
+  (``serving_default`` unless ``signature=`` names another).
+* :class:`TFLiteModel`: the TFLite interpreter (``ai_edge_litert`` where it is installed, else
+  ``tf.lite.Interpreter``) with ``num_threads`` (default: the physical cores) and a dynamic batch
+  through ``resize_tensor_input``. TFLite runs on the CPU only.
+
+Loading refuses code stored in a file unless the caller opts in with ``trust_code=True``: Keras
+``Lambda`` layers carry marshalled Python bytecode that runs while the model is rebuilt. pyinfer
+reads the model's configuration itself before Keras sees the file, so this holds for ``.h5``
+files as for ``.keras`` archives and whatever the Keras version does.
+
+TensorFlow is imported only through :func:`~pyinfer.backends._frameworks.import_tensorflow`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from pyinfer.backends._frameworks import import_tensorflow, physical_cores
+from pyinfer.backends.base import Device, Dim, Model, ModelFormat, TensorSpec
+from pyinfer.errors import (
+    ArchitectureError,
+    CorruptModelError,
+    CudaUnavailableError,
+    InvalidArgumentError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UntrustedModelError,
+)
+
+__all__ = ["KNOWN_OPTIONS", "KerasModel", "SavedModelModel", "TFLiteModel", "load"]
+
+logger = logging.getLogger(__name__)
+
+#: Every option :func:`load` takes, with the formats it applies to.
+KNOWN_OPTIONS: dict[str, str] = {
+    "call_mode": "keras: 'function' (default), 'direct' or 'predict'",
+    "custom_objects": "keras: dict of name to class or function, passed to load_model",
+    "trust_code": "keras: allow Lambda layers (runs code stored in the file), default False",
+    "signature": "saved-model: the signature to run, default 'serving_default'",
+    "num_threads": "tflite: interpreter threads, default the physical cores",
+}
+
+_CALL_MODES = ("function", "direct", "predict")
+_KERAS_FORMATS = (ModelFormat.KERAS_H5, ModelFormat.KERAS)
+
+
+def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: Any) -> Model:
+    """Loads a Keras, SavedModel or TFLite model.
+
+    Args:
+        path: The ``.h5`` / ``.keras`` / ``.tflite`` file, or the SavedModel folder.
+        fmt: Its format: ``KERAS_H5``, ``KERAS``, ``SAVED_MODEL`` or ``TFLITE``.
+        device: ``cpu`` or ``cuda:N`` (TensorFlow's ``/GPU:N``; TFLite is CPU-only).
+        name: Name for reports.
+        **options: See :data:`KNOWN_OPTIONS`. Every option is accepted for every format (so one
+            :class:`~pyinfer.model_loader.TensorFlowModelLoader` can load files of all four);
+            :attr:`Model.options` records those that applied.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        InvalidArgumentError: On an unknown option or value, an unknown signature, or CUDA asked
+            for a TFLite model.
+        UntrustedModelError: If a Keras model holds Lambda layers and ``trust_code`` is not set.
+        ArchitectureError: If an HDF5 file holds weights only, or a custom layer is unknown.
+        CorruptModelError: If the file or folder is damaged.
+        CudaUnavailableError: If CUDA is asked for and TensorFlow sees no such GPU.
+    """
+    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+    if unknown:
+        known = "; ".join(f"{k} ({v})" for k, v in KNOWN_OPTIONS.items())
+        raise InvalidArgumentError(
+            f"unknown option(s) {', '.join(repr(u) for u in unknown)} for TensorFlow model "
+            f"{path}; known options: {known}"
+        )
+    if fmt is ModelFormat.TFLITE:
+        if device.is_cuda:
+            raise InvalidArgumentError(
+                f"{path} is a TFLite model and TFLite runs on the CPU only; load it with "
+                "device='cpu', or load the SavedModel or Keras file it came from on CUDA"
+            )
+        return _load_tflite(path, name=name, num_threads=options.get("num_threads"))
+    tf = import_tensorflow()
+    tf_device = _tf_device(tf, device, path)
+    if fmt in _KERAS_FORMATS:
+        return _load_keras(
+            tf,
+            path,
+            fmt,
+            device,
+            tf_device,
+            name=name,
+            call_mode=options.get("call_mode", "function"),
+            trust_code=bool(options.get("trust_code", False)),
+            custom_objects=options.get("custom_objects"),
+        )
+    if fmt is ModelFormat.SAVED_MODEL:
+        return _load_saved_model(
+            tf,
+            path,
+            device,
+            tf_device,
+            name=name,
+            signature=options.get("signature", "serving_default"),
+        )
+    raise InvalidArgumentError(f"the TensorFlow backend cannot load {fmt.value} models ({path})")
+
+
+def _tf_device(tf: ModuleType, device: Device, path: Path) -> str:
+    if not device.is_cuda:
+        return "/CPU:0"
+    gpus = tf.config.list_physical_devices("GPU")
+    if device.index >= len(gpus):
+        seen = f"{len(gpus)} GPU(s)" if gpus else "no GPU"
+        raise CudaUnavailableError(
+            f"cannot load {path} on {device}: TensorFlow sees {seen} (is the CUDA build of "
+            "tensorflow installed, pip install 'tensorflow[and-cuda]', and a driver present?); "
+            "load it with device='cpu' instead"
+        )
+    return f"/GPU:{device.index}"  # pragma: no cover - needs a GPU visible to TensorFlow
+
+
+def _np_dtype(dtype: Any) -> np.dtype[Any]:
+    """A numpy dtype from a TensorFlow DType, a Keras dtype string or a numpy type."""
+    as_numpy = getattr(dtype, "as_numpy_dtype", None)
+    result: np.dtype[Any] = np.dtype(
+        as_numpy if as_numpy is not None else dtype if isinstance(dtype, type) else str(dtype)
+    )
+    return result
+
+
+def _shape(dims: Any) -> tuple[Dim, ...]:
+    return tuple(None if d is None or int(d) < 0 else int(d) for d in dims)
+
+
+# -- shared TensorFlow model ------------------------------------------------------------------
+
+
+class _TensorFlowModel(Model):
+    """What Keras and SavedModel models share: device placement, conversion, synchronisation."""
+
+    def __init__(self, *, tf: ModuleType, tf_device: str, **kwargs: Any) -> None:
+        super().__init__(framework="tensorflow", **kwargs)
+        self._tf = tf
+        self._tf_device = tf_device
+
+    def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Copies numpy inputs to ``tf.Tensor`` objects on the model's device."""
+        with self._tf.device(self._tf_device):
+            return {k: self._tf.identity(self._tf.convert_to_tensor(v)) for k, v in inputs.items()}
+
+    def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Copies outputs (``tf.Tensor`` or numpy) to host numpy arrays, waiting for them."""
+        return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in outputs.items()}
+
+    def synchronize(self) -> None:
+        """Waits for the GPU work queued by TensorFlow (a no-op on the CPU).
+
+        TensorFlow exposes no CUDA stream, so :attr:`stream_handle` is ``None``; on a GPU the
+        tensors :meth:`run_native` returns may still be computing, and this waits for every
+        device through ``tf.test.experimental.sync_devices()``. :meth:`to_numpy` waits by itself.
+        """
+        if self.device.is_cuda:  # pragma: no cover - needs a GPU visible to TensorFlow
+            self._tf.test.experimental.sync_devices()
+
+
+# -- Keras ------------------------------------------------------------------------------------
+
+
+class KerasModel(_TensorFlowModel):
+    """A Keras model loaded from a ``.h5`` or ``.keras`` file.
+
+    Inputs are named after the model's ``Input`` layers (or the keys of its input dict); outputs
+    after the keys of its output dict, or else its output layers, in the model's own order.
+    """
+
+    def __init__(self, keras_model: Any, *, call_mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keras_model = keras_model
+        self._call_mode = call_mode
+        self._input_struct = getattr(keras_model, "_inputs_struct", None)
+        self._dict_outputs = isinstance(getattr(keras_model, "_outputs_struct", None), dict)
+        self._graph_call: Any = None
+        if call_mode == "function":
+            self._graph_call = self._tf.function(
+                lambda x: keras_model(x, training=False), reduce_retracing=True
+            )
+
+    def _structure(self, inputs: Mapping[str, Any]) -> Any:
+        names = self.input_names()
+        if isinstance(self._input_struct, dict):
+            return {n: inputs[n] for n in names}
+        if len(names) == 1:
+            return inputs[names[0]]
+        return [inputs[n] for n in names]
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Runs the model (``training=False``) in the call mode chosen at load time."""
+        x = self._structure(inputs)
+        with self._tf.device(self._tf_device):
+            if self._call_mode == "predict":
+                batch = len(next(iter(inputs.values())))
+                result = self.keras_model.predict(x, verbose=0, batch_size=max(1, batch))
+            elif self._graph_call is not None:
+                result = self._graph_call(x)
+            else:
+                result = self.keras_model(x, training=False)
+        return self._named(result)
+
+    def _named(self, result: Any) -> dict[str, Any]:
+        names = self.output_names()
+        if isinstance(result, Mapping):
+            return {n: result[n] for n in names}
+        if isinstance(result, (list, tuple)):
+            return dict(zip(names, result, strict=True))
+        return {names[0]: result}
+
+
+def _keras_config(path: Path, fmt: ModelFormat) -> Any:
+    """The model's configuration as stored in the file, read without Keras (nothing runs)."""
+    if fmt is ModelFormat.KERAS:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    raise CorruptModelError(
+                        f"{path} is a zip archive but not a Keras v3 file: it has no config.json; "
+                        "save the model again with model.save('model.keras')",
+                        path=path,
+                    )
+                text = archive.read("config.json")
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise CorruptModelError(
+                f"{path} is not a readable .keras archive ({exc}): the file is damaged or "
+                "truncated; save or copy it again",
+                path=path,
+            ) from exc
+        return _parse_json(text, path)
+    h5py = importlib.import_module("h5py")  # installed with keras (untyped)
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+            groups = set(f.keys())
+            weight_attrs = "layer_names" in f.attrs
+    except (OSError, ValueError) as exc:
+        raise CorruptModelError(
+            f"{path} is not a readable HDF5 file ({exc}): it is damaged or truncated; save or "
+            "copy it again",
+            path=path,
+        ) from exc
+    if config is None:
+        if groups & {"layers", "vars", "model_weights"} or weight_attrs:
+            raise ArchitectureError(
+                f"{path} holds weights only (written by model.save_weights), not a model: it has "
+                "no architecture to load. Build the model in code and call "
+                "model.load_weights(path), then save the whole model with "
+                "model.save('model.keras') and load that",
+                path=path,
+            )
+        raise CorruptModelError(
+            f"{path} is an HDF5 file but holds no Keras model (no model_config attribute); "
+            "save the model with model.save('model.keras') or model.save('model.h5')",
+            path=path,
+        )
+    return _parse_json(config, path)
+
+
+def _parse_json(text: Any, path: Path) -> Any:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        return json.loads(str(text))
+    except ValueError as exc:
+        raise CorruptModelError(
+            f"{path}: the model configuration stored in the file is not valid JSON ({exc}); "
+            "the file is damaged, save it again",
+            path=path,
+        ) from exc
+
+
+def _code_layers(config: Any) -> list[str]:
+    """Names of the layers in a Keras config that carry Python code (Lambda layers)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            cls = node.get("class_name")
+            if cls in {"Lambda", "__lambda__"}:
+                inner = node.get("config")
+                name = inner.get("name") if isinstance(inner, dict) else None
+                found.append(str(name or cls))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+@contextlib.contextmanager
+def _keras_path(path: Path, fmt: ModelFormat) -> Iterator[Path]:
+    """The path under a name Keras accepts: it picks the reader from the extension alone."""
+    suffixes = (".keras",) if fmt is ModelFormat.KERAS else (".h5", ".hdf5")
+    if path.suffix.lower() in suffixes:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="pyinfer-keras-") as tmp:
+        link = Path(tmp) / f"model{suffixes[0]}"
+        link.symlink_to(path.resolve())
+        yield link
+
+
+def _load_keras(
+    tf: ModuleType,
+    path: Path,
+    fmt: ModelFormat,
+    device: Device,
+    tf_device: str,
+    *,
+    name: str,
+    call_mode: str,
+    trust_code: bool,
+    custom_objects: Any,
+) -> KerasModel:
+    if call_mode not in _CALL_MODES:
+        raise InvalidArgumentError(
+            f"call_mode={call_mode!r} for {path}: use one of {', '.join(_CALL_MODES)}"
+        )
+    if custom_objects is not None and not isinstance(custom_objects, Mapping):
+        raise InvalidArgumentError(
+            f"custom_objects for {path} must be a dict of name to class or function, "
+            f"not {type(custom_objects).__name__}"
+        )
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} is not a file; a Keras model is one file", path=path)
+    lambdas = _code_layers(_keras_config(path, fmt))
+    if lambdas and not trust_code:
+        raise UntrustedModelError(
+            f"{path} holds Lambda layer(s) {', '.join(lambdas)}: their Python code is stored in "
+            "the file and would run while the model is loaded, so a malicious file could run "
+            "anything. If you trust where the file comes from, load it with trust_code=True",
+            path=path,
+        )
+    import keras
+
+    try:
+        with _keras_path(path, fmt) as keras_path, device_scope(tf, tf_device):
+            keras_model = keras.models.load_model(
+                keras_path,
+                custom_objects=dict(custom_objects) if custom_objects else None,
+                compile=False,
+                safe_mode=not trust_code,
+            )
+    except Exception as exc:
+        raise _keras_error(exc, path) from exc
+    inputs, outputs = _keras_specs(keras_model, path)
+    weights = list(keras_model.weights)
+    parameter_bytes = sum(
+        int(np.prod(w.shape, dtype=np.int64)) * _np_dtype(w.dtype).itemsize for w in weights
+    )
+    return KerasModel(
+        keras_model,
+        call_mode=call_mode,
+        tf=tf,
+        tf_device=tf_device,
+        name=name,
+        format=fmt,
+        device=device,
+        path=path,
+        inputs=inputs,
+        outputs=outputs,
+        parameter_count=int(keras_model.count_params()),
+        parameter_bytes=parameter_bytes,
+        options={
+            "call_mode": call_mode,
+            "trust_code": trust_code,
+            "custom_objects": sorted(custom_objects) if custom_objects else [],
+        },
+    )
+
+
+@contextlib.contextmanager
+def device_scope(tf: ModuleType, tf_device: str) -> Iterator[None]:
+    """``tf.device(tf_device)`` as a typed context manager."""
+    with tf.device(tf_device):
+        yield
+
+
+def _keras_error(exc: Exception, path: Path) -> ModelLoadError:
+    text = str(exc)
+    if "safe_mode" in text or "unsafe" in text.lower():
+        return UntrustedModelError(
+            f"{path}: Keras refused to load code stored in the file ({text}); load it with "
+            "trust_code=True only if you trust where the file comes from",
+            path=path,
+        )
+    missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if missing or "Unknown layer" in text:
+        what = f"'{missing.group(1)}'" if missing else "a layer class"
+        return ArchitectureError(
+            f"{path} uses {what}, which Keras cannot find: it is custom code, not stored in "
+            f"the file. Pass it with custom_objects={{'{missing.group(1) if missing else 'Name'}"
+            "': TheClass}",
+            path=path,
+        )
+    return CorruptModelError(
+        f"{path} could not be loaded as a Keras model ({type(exc).__name__}: {text}); the file "
+        "is damaged or was written by an incompatible Keras version: save it again",
+        path=path,
+    )
+
+
+def _keras_specs(keras_model: Any, path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    try:
+        in_tensors = list(keras_model.inputs)
+        out_tensors = list(keras_model.outputs)
+    except (AttributeError, ValueError) as exc:
+        raise ArchitectureError(
+            f"{path} holds a Keras model whose inputs are not declared (a subclassed model "
+            "never called before saving); pyinfer needs a functional or Sequential model with "
+            "keras.Input layers: rebuild it so and save it again",
+            path=path,
+        ) from exc
+    in_struct = getattr(keras_model, "_inputs_struct", None)
+    in_names = list(in_struct) if isinstance(in_struct, dict) else [t.name for t in in_tensors]
+    in_by_name = (
+        dict(in_struct)
+        if isinstance(in_struct, dict)
+        else dict(zip(in_names, in_tensors, strict=True))
+    )
+    inputs = [
+        TensorSpec(n, _shape(in_by_name[n].shape), _np_dtype(in_by_name[n].dtype)) for n in in_names
+    ]
+    out_struct = getattr(keras_model, "_outputs_struct", None)
+    if isinstance(out_struct, dict):
+        out_pairs = list(out_struct.items())
+    else:
+        names = getattr(keras_model, "output_names", None)
+        if not names or len(names) != len(out_tensors):
+            if len(out_tensors) == 1:
+                names = [keras_model.layers[-1].name]
+            else:
+                names = [f"output_{i}" for i in range(len(out_tensors))]
+        out_pairs = list(zip(names, out_tensors, strict=True))
+    outputs = [TensorSpec(str(n), _shape(t.shape), _np_dtype(t.dtype)) for n, t in out_pairs]
+    return inputs, outputs
+
+
+# -- SavedModel -------------------------------------------------------------------------------
+
+
+class SavedModelModel(_TensorFlowModel):
+    """A TensorFlow SavedModel folder, run through one of its signatures.
+
+    Inputs are the signature's keyword arguments and outputs the keys of the dict it returns,
+    both sorted by name: a SavedModel stores them in protobuf maps, which keep no order (the
+    order ``structured_input_signature`` and ``structured_outputs`` report changes from one
+    process to the next), so the order of the original model's outputs is not in the file.
+    """
+
+    def __init__(self, loaded: Any, signature_fn: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._loaded = loaded  # keeps the variables the signature captures alive
+        self._signature_fn = signature_fn
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Calls the signature with the inputs as keyword arguments."""
+        with self._tf.device(self._tf_device):
+            result = self._signature_fn(**inputs)
+        return {n: result[n] for n in self.output_names()}
+
+
+def _load_saved_model(
+    tf: ModuleType, path: Path, device: Device, tf_device: str, *, name: str, signature: Any
+) -> SavedModelModel:
+    if not path.is_dir() or not (
+        (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+    ):
+        raise ModelNotFoundError(
+            f"{path} is not a SavedModel folder (a folder with saved_model.pb and variables/); "
+            "pass the folder tf.saved_model.save or model.export wrote",
+            path=path,
+        )
+    try:
+        with tf.device(tf_device):
+            loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise CorruptModelError(
+            f"{path} could not be loaded as a SavedModel ({type(exc).__name__}: "
+            f"{str(exc).strip()[:500]}); saved_model.pb or variables/ is damaged or missing: "
+            "export the model again",
+            path=path,
+        ) from exc
+    available = list(loaded.signatures.keys())
+    if not available:
+        raise ModelLoadError(
+            f"{path} has no signatures, so there is no function to serve; export it with "
+            "model.export(path) (Keras) or tf.saved_model.save(obj, path, signatures=...)",
+            path=path,
+        )
+    if signature not in available:
+        raise InvalidArgumentError(
+            f"{path} has no signature {signature!r}; it has {', '.join(map(repr, available))}: "
+            "choose one with signature=..."
+        )
+    fn = loaded.signatures[signature]
+    _, kwargs = fn.structured_input_signature  # signatures take keyword arguments only
+    inputs = [
+        TensorSpec(str(n), _shape(kwargs[n].shape.as_list()), _np_dtype(kwargs[n].dtype))
+        for n in sorted(kwargs)
+    ]
+    structured = fn.structured_outputs
+    outputs = [
+        TensorSpec(str(n), _shape(structured[n].shape.as_list()), _np_dtype(structured[n].dtype))
+        for n in sorted(structured)
+    ]
+    variables = {id(v): v for v in list(fn.variables) or list(getattr(loaded, "variables", []))}
+    count = sum(int(np.prod(v.shape.as_list(), dtype=np.int64)) for v in variables.values())
+    nbytes = sum(
+        int(np.prod(v.shape.as_list(), dtype=np.int64)) * _np_dtype(v.dtype).itemsize
+        for v in variables.values()
+    )
+    return SavedModelModel(
+        loaded,
+        fn,
+        tf=tf,
+        tf_device=tf_device,
+        name=name,
+        format=ModelFormat.SAVED_MODEL,
+        device=device,
+        path=path,
+        inputs=inputs,
+        outputs=outputs,
+        parameter_count=count,
+        parameter_bytes=nbytes,
+        options={"signature": signature, "signatures_available": available},
+    )
+
+
+# -- TFLite -----------------------------------------------------------------------------------
+
+
+class TFLiteModel(Model):
+    """A TFLite flatbuffer run by the TFLite interpreter on the CPU.
+
+    Names come from the model's first signature where it has one (the names the model was
+    exported with), else from the tensors. With a signature, inputs and outputs are sorted by
+    name, as for a SavedModel (the converter's order of the graph's tensors follows the
+    SavedModel's unordered maps); without one they are in the graph's order.
+    An input whose ``shape_signature`` has ``-1`` is dynamic there: when a call brings another
+    size, the input is resized (``resize_tensor_input``) and the tensors reallocated, once per
+    change of shape. Inputs and outputs keep the model's dtypes (``int8`` for a fully quantized
+    model): quantize them with the scale and zero point of the model's tensor details.
+    """
+
+    def __init__(
+        self,
+        interpreter: Any,
+        input_index: Mapping[str, int],
+        output_index: Mapping[str, int],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(framework="tflite", **kwargs)
+        self.interpreter = interpreter
+        self._input_index = dict(input_index)
+        self._output_index = dict(output_index)
+        details = {d["index"]: d for d in interpreter.get_input_details()}
+        self._current_shapes = {
+            n: tuple(int(s) for s in details[i]["shape"]) for n, i in self._input_index.items()
+        }
+
+    def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """TFLite takes host arrays: returns them as they are."""
+        return dict(inputs)
+
+    def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The outputs are host arrays already."""
+        return {k: np.asarray(v) for k, v in outputs.items()}
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Sets the inputs (resizing dynamic ones when their shape changed), invokes, copies out."""
+        resized = False
+        for name, index in self._input_index.items():
+            shape = tuple(int(s) for s in np.shape(inputs[name]))
+            if shape != self._current_shapes[name]:
+                self.interpreter.resize_tensor_input(index, list(shape), strict=True)
+                self._current_shapes[name] = shape
+                resized = True
+        if resized:
+            self.interpreter.allocate_tensors()
+        for name, index in self._input_index.items():
+            self.interpreter.set_tensor(index, inputs[name])
+        self.interpreter.invoke()
+        return {n: self.interpreter.get_tensor(i) for n, i in self._output_index.items()}
+
+    def close(self) -> None:
+        """Drops the interpreter."""
+        self.interpreter = None
+
+
+def _interpreter_class() -> tuple[Any, str]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        tf = import_tensorflow()
+        return tf.lite.Interpreter, "tf.lite"
+
+
+def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
+    if num_threads is None:
+        num_threads = physical_cores()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise InvalidArgumentError(
+            f"num_threads={num_threads!r} for {path}: give a positive number of threads"
+        )
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} is not a file; a TFLite model is one file", path=path)
+    count, nbytes = _tflite_constants(path)
+    interpreter_class, runtime = _interpreter_class()
+    try:
+        with warnings.catch_warnings():
+            # tf.lite.Interpreter warns on construction that it moves to ai_edge_litert.
+            warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+            interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise CorruptModelError(
+            f"{path} is not a valid TFLite model ({str(exc).strip()[:500]}): the file is damaged "
+            "or truncated; convert or copy it again",
+            path=path,
+        ) from exc
+    in_details = {d["index"]: d for d in interpreter.get_input_details()}
+    out_details = {d["index"]: d for d in interpreter.get_output_details()}
+    input_index, output_index = _tflite_names(interpreter, in_details, out_details)
+    inputs = [_tflite_spec(n, in_details[i]) for n, i in input_index.items()]
+    outputs = [_tflite_spec(n, out_details[i]) for n, i in output_index.items()]
+    return TFLiteModel(
+        interpreter,
+        input_index,
+        output_index,
+        name=name,
+        format=ModelFormat.TFLITE,
+        device=Device("cpu"),
+        path=path,
+        inputs=inputs,
+        outputs=outputs,
+        parameter_count=count,
+        parameter_bytes=nbytes,
+        options={"num_threads": num_threads, "runtime": runtime},
+    )
+
+
+def _tflite_spec(name: str, detail: Mapping[str, Any]) -> TensorSpec:
+    dims = detail.get("shape_signature")
+    if dims is None or len(dims) != len(detail["shape"]):
+        dims = detail["shape"]
+    return TensorSpec(name, _shape(dims), np.dtype(detail["dtype"]))
+
+
+def _tflite_names(
+    interpreter: Any, in_details: Mapping[int, Any], out_details: Mapping[int, Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Input and output name -> tensor index, from the first signature when it fits."""
+    try:
+        signatures = interpreter.get_signature_list()
+    except (AttributeError, RuntimeError, ValueError):  # pragma: no cover - old runtimes
+        signatures = {}
+    for key in signatures:
+        runner = interpreter.get_signature_runner(key)
+        sig_in = {str(n): int(d["index"]) for n, d in runner.get_input_details().items()}
+        sig_out = {str(n): int(d["index"]) for n, d in runner.get_output_details().items()}
+        if set(sig_in.values()) == set(in_details) and set(sig_out.values()) == set(out_details):
+            return dict(sorted(sig_in.items())), dict(sorted(sig_out.items()))
+    return (
+        {str(d["name"]): i for i, d in in_details.items()},
+        {str(d["name"]): i for i, d in out_details.items()},
+    )
+
+
+def _tflite_constants(path: Path) -> tuple[int, int]:
+    """Elements and bytes of the constant tensors stored in a TFLite flatbuffer.
+
+    What is counted: every tensor of every subgraph whose buffer holds data in the file, each
+    buffer once however many tensors share it. That is the weights and biases, but also the
+    small constants a graph carries (reshape targets, padding amounts, axis lists), while
+    constants the converter folded away (a zero bias) are not there to count; quantization
+    scales and zero points (tensor metadata, not buffers) are not counted. Elements are the
+    product of the tensor's shape; bytes the size of its buffer (``int8`` weights count one byte
+    each).
+
+    The walk also checks that every buffer lies inside the file, before the interpreter (which
+    trusts the offsets) reads it.
+
+    Returns:
+        ``(elements, bytes)``.
+
+    Raises:
+        CorruptModelError: If the flatbuffer's tables or buffers point outside the file.
+    """
+    import_tensorflow()
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buf = path.read_bytes()
+    count = nbytes = 0
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        if model.SubgraphsLength() == 0:
+            raise ValueError("the model has no subgraph")
+        seen: set[int] = set()
+        for s in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(s)
+            for t in range(subgraph.TensorsLength()):
+                tensor = subgraph.Tensors(t)
+                index = tensor.Buffer()
+                if index <= 0 or index in seen or index >= model.BuffersLength():
+                    continue
+                buffer = model.Buffers(index)
+                if buffer.DataLength() > 0:
+                    size = int(buffer.DataAsNumpy().nbytes)  # raises past the end of the file
+                elif buffer.Offset() > 1:  # models over 2 GB keep buffers after the flatbuffer
+                    size = int(buffer.Size())
+                    if buffer.Offset() + size > len(buf):
+                        raise ValueError(f"buffer {index} ends past the end of the file")
+                else:
+                    continue
+                seen.add(index)
+                shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.ones(1)
+                count += int(np.prod(shape, dtype=np.int64))
+                nbytes += size
+    except Exception as exc:
+        raise CorruptModelError(
+            f"{path} is not a valid TFLite model ({type(exc).__name__}: {exc}): its flatbuffer "
+            "is damaged or truncated; convert or copy it again",
+            path=path,
+        ) from exc
+    return count, nbytes
