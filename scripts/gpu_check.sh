@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with an NVIDIA GPU and torch installed (no network needed): builds and
-# installs pyinfer, runs the GPU tests (`pytest -m gpu`), then prints the timing/bandwidth table
+# installs pyinfer, runs the GPU tests (`pytest -m gpu`), loads models on CUDA with every framework
+# there (scripts/gpu_loaders_check.py), then prints the timing/bandwidth table
 # of benchmarks/gpu_timing.py. Writes a copy of the log to "$OUT/gpu_check.log" when OUT is set.
 # Exits non-zero on any failure. Usage: scripts/gpu_check.sh
 set -euo pipefail
@@ -47,6 +48,9 @@ else  # the configured addopts name pytest-cov options: replace them
   pytest_args+=(-o "addopts=-ra --strict-markers --import-mode=importlib")
 fi
 timeout 300 "$python" -m pytest "${pytest_args[@]}"
+
+echo "== models loaded on CUDA with each framework, checked against the CPU"
+timeout 300 "$python" scripts/gpu_loaders_check.py
 
 echo "== timing and bandwidth"
 timeout 180 "$python" benchmarks/gpu_timing.py
