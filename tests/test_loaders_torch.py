@@ -200,6 +200,8 @@ def test_formats_agree_with_eager(
     assert models["script"].options["optimize"] is True
     assert models["script"].options["freeze_verified"] is True
     assert models["trace"].options["freeze_verified"] is False  # no shapes to build an example
+    for label in ("eager", "export", "state_dict", "legacy"):
+        assert models[label].options["freeze"] is False  # freezing is TorchScript's
     for model in models.values():
         assert model.options["channels_last"] is True
         assert model.parameter_count == sum(p.numel() for p in net.parameters())

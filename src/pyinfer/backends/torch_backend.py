@@ -937,8 +937,8 @@ def _build(
     if scripted:
         _freeze(torch, model, opts, example, reference)
     else:
-        options["freeze"] = False
-        options["optimize"] = False
+        model.options["freeze"] = False
+        model.options["optimize"] = False
     return model
 
 
