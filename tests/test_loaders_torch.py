@@ -880,3 +880,15 @@ def test_marker_payload_really_runs_when_unpickled(tmp_path: Path):
     marker = tmp_path / "marker"
     pickle.loads(pickle.dumps(Payload(marker)))
     assert marker.read_text() == "pwned"
+
+
+def test_non_tensor_outputs(torch_module: ModuleType):
+    class Extras(torch_module.nn.Module):
+        def forward(self, x):
+            return {"y": x + 1, "aux": None, "scale": 2.5}
+
+    model = PyTorchModelLoader(input_shapes=(None, 2)).from_module(Extras())
+    assert [str(s) for s in model.outputs] == ["y: (batch, 2) float32", "scale: () float32"]
+    out = model(np.zeros((3, 2), np.float32))
+    np.testing.assert_array_equal(out["y"], np.ones((3, 2), np.float32))
+    assert out["scale"].item() == 2.5

@@ -23,8 +23,10 @@ has them and the architecture's keys do not.
 
 Speed defaults (each switchable and recorded in :attr:`TorchModel.options`):
 
-* ``channels_last`` (default: on for modules with 2-D convolutions): weights and 4-D inputs in
-  NHWC memory order, which oneDNN and cuDNN run faster;
+* ``channels_last`` (default: on for modules with 2-D convolutions on the CPU): weights and
+  4-D inputs in NHWC memory order, which oneDNN runs faster (see
+  ``benchmarks/bench_torch_defaults.py``); off by default on CUDA, where the gain depends on the
+  dtype and the GPU and has not been measured;
 * ``freeze`` / ``optimize`` (TorchScript only, default on): ``torch.jit.freeze`` then
   ``torch.jit.optimize_for_inference``; where an example input can be built the outputs are
   compared with the plain module's, and a failure or a deviation falls back to the plain module
@@ -234,7 +236,11 @@ class TorchModel(Model):
         kwargs = {n: inputs[n] for n in self.input_names() if n in self._keyword_inputs}
         with self._torch.inference_mode():
             result = self.module(*args, **kwargs)
-        outputs = dict(_flatten_outputs(result, "output", top=True))
+        outputs = {
+            n: t if isinstance(t, self._torch.Tensor) else self._torch.as_tensor(t)
+            for n, t in _flatten_outputs(result, "output", top=True)
+            if t is not None  # an optional output the model left out
+        }
         if not self.outputs:
             # Shapes were not declared at load: record what the first run gives.
             self.outputs = tuple(
