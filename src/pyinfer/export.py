@@ -8,20 +8,238 @@ and keeps external data files next to the model.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import inspect
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import import_tensorflow
-from pyinfer.errors import InvalidArgumentError, PyinferError
+from pyinfer.backends._frameworks import ensure_triton_safe, import_tensorflow, import_torch
+from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError, PyinferError
+
+logger = logging.getLogger(__name__)
 
 # -- torch: TorchScript, torch.export and ONNX ---------------------------------------------------
+
+
+def _torch_examples(torch: ModuleType, example_inputs: Any) -> tuple[Any, ...]:
+    """Example inputs as a tuple of tensors (numpy arrays are converted)."""
+    items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    out = []
+    for given in items:
+        item = torch.from_numpy(np.array(given)) if isinstance(given, np.ndarray) else given
+        if not isinstance(item, torch.Tensor):
+            raise InvalidArgumentError(
+                f"example inputs must be torch tensors or numpy arrays, not {type(item).__name__}"
+            )
+        out.append(item)
+    if not out:
+        raise InvalidArgumentError("give at least one example input")
+    return tuple(out)
+
+
+def _batched(examples: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Examples with a batch of at least 2: torch.export fixes a dimension traced at size 1."""
+    if all(t.dim() > 0 and t.shape[0] == 1 for t in examples):
+        return tuple(t.repeat(2, *([1] * (t.dim() - 1))) for t in examples)
+    return examples
+
+
+def _eval_module(module: Any) -> Any:
+    torch = import_torch()
+    if not isinstance(module, torch.nn.Module):
+        raise InvalidArgumentError(f"expected a torch.nn.Module, not {type(module).__name__}")
+    return module.eval()
+
+
+def _forward_names(module: Any, count: int) -> list[str]:
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in {p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD}
+        ]
+    except (TypeError, ValueError):  # pragma: no cover - forward without a signature
+        params = []
+    if len(params) >= count:
+        return params[:count]
+    return [f"input_{i}" for i in range(count)]
+
+
+def export_torchscript(
+    module: Any,
+    path: str | Path,
+    example_inputs: Any,
+    *,
+    method: str = "trace",
+) -> Path:
+    """Saves a module as a TorchScript archive.
+
+    Args:
+        module: The ``torch.nn.Module`` (switched to eval mode).
+        path: The file to write (``.pt``).
+        example_inputs: A tensor or tuple of tensors (or numpy arrays) to trace with.
+        method: ``"trace"`` (records the operations run on the example; the batch stays
+            dynamic for models without shape-dependent Python code) or ``"script"`` (compiles
+            the Python source, keeping control flow).
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidArgumentError: On an unknown method or bad example inputs.
+    """
+    torch = import_torch()
+    if method not in {"trace", "script"}:
+        raise InvalidArgumentError(f"method must be 'trace' or 'script', not {method!r}")
+    module = _eval_module(module)
+    examples = _torch_examples(torch, example_inputs)
+    out = Path(path)
+    with warnings.catch_warnings():
+        # torch 2.14 deprecates torch.jit.* with a FutureWarning; the format is still loaded.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        with torch.no_grad():
+            if method == "trace":
+                # strict=False lets dict and list outputs through, as pyinfer loads them.
+                scripted = torch.jit.trace(module, examples, strict=False)
+            else:
+                scripted = torch.jit.script(module)
+        torch.jit.save(scripted, str(out))
+    return out
+
+
+def export_torch_program(
+    module: Any,
+    path: str | Path,
+    example_inputs: Any,
+    *,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Saves a module as a ``torch.export`` program (``.pt2``).
+
+    Args:
+        module: The ``torch.nn.Module`` (switched to eval mode).
+        path: The file to write.
+        example_inputs: A tensor or tuple of tensors (or numpy arrays), one per ``forward``
+            argument. Examples of batch 1 are repeated to batch 2 for export, since
+            ``torch.export`` would otherwise fix a dimension it saw at size 1.
+        dynamic_batch: Declare the first dimension of every input as one dynamic ``batch``.
+
+    Returns:
+        The path written.
+    """
+    torch = import_torch()
+    ensure_triton_safe()
+    module = _eval_module(module)
+    examples = _torch_examples(torch, example_inputs)
+    dynamic_shapes = None
+    if dynamic_batch:
+        examples = _batched(examples)
+        batch = torch.export.Dim("batch", min=1)
+        dynamic_shapes = tuple({0: batch} if t.dim() else {} for t in examples)
+    program = torch.export.export(module, examples, dynamic_shapes=dynamic_shapes)
+    out = Path(path)
+    torch.export.save(program, str(out))
+    return out
+
+
+def export_onnx(
+    module: Any,
+    path: str | Path,
+    example_inputs: Any,
+    *,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+    dynamo: bool | None = None,
+) -> list[Path]:
+    """Exports a module to ONNX, with a dynamic batch and its external data beside it.
+
+    The default exporter is torch's dynamo-based one (``torch.export`` underneath), the one
+    torch develops and defaults to since 2.9; the TorchScript-based exporter is deprecated and
+    will be removed. It needs ``onnxscript``: where that is missing the default falls back to
+    the legacy exporter with a logged note. The dynamo exporter writes the weights to
+    ``<name>.onnx.data`` in the same folder; keep the two files together.
+
+    Args:
+        module: The ``torch.nn.Module`` (switched to eval mode).
+        path: The ``.onnx`` file to write.
+        example_inputs: A tensor or tuple of tensors (or numpy arrays), one per input.
+        input_names: Names of the ONNX inputs; the ``forward`` argument names by default.
+        output_names: Names of the ONNX outputs; by default those pyinfer gives the module's
+            outputs (``output``; ``output_0``, ...; a dict's keys).
+        dynamic_batch: Make the first dimension of every input and output a dynamic
+            ``batch``.
+        opset: The ONNX opset (the exporter's default if ``None``).
+        dynamo: ``True`` for the dynamo exporter, ``False`` for the legacy one, ``None``
+            (default) for dynamo where ``onnxscript`` is installed.
+
+    Returns:
+        The files written: the model first, then its external data file if there is one.
+
+    Raises:
+        InvalidArgumentError: On bad example inputs or names.
+        FrameworkNotInstalledError: If ``dynamo=True`` and onnxscript is missing.
+    """
+    torch = import_torch()
+    ensure_triton_safe()
+    from pyinfer.backends.torch_backend import _flatten_outputs
+
+    module = _eval_module(module)
+    examples = _torch_examples(torch, example_inputs)
+    if dynamo is None:
+        dynamo = importlib.util.find_spec("onnxscript") is not None
+        if not dynamo:
+            logger.info("onnxscript is not installed: exporting with the legacy ONNX exporter")
+    elif dynamo and importlib.util.find_spec("onnxscript") is None:
+        raise FrameworkNotInstalledError(
+            "the dynamo ONNX exporter needs onnxscript: pip install onnxscript, or pass "
+            "dynamo=False for the legacy exporter"
+        )
+    if dynamic_batch:
+        examples = _batched(examples)
+    in_names = list(input_names) if input_names else _forward_names(module, len(examples))
+    if len(in_names) != len(examples):
+        raise InvalidArgumentError(
+            f"{len(in_names)} input names for {len(examples)} example inputs: give one per input"
+        )
+    if output_names is None:
+        with torch.no_grad():
+            result = module(*examples)
+        out_names = [n for n, _ in _flatten_outputs(result, "output", top=True)]
+    else:
+        out_names = list(output_names)
+    out = Path(path)
+    data_file = out.with_name(out.name + ".data")
+    data_file.unlink(missing_ok=True)  # a stale one from an earlier export must not remain
+    kwargs: dict[str, Any] = {"input_names": in_names, "output_names": out_names}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    if dynamo:
+        if dynamic_batch:
+            batch = torch.export.Dim("batch", min=1)
+            kwargs["dynamic_shapes"] = tuple({0: batch} if t.dim() else {} for t in examples)
+        with warnings.catch_warnings():
+            # One Dim shared by several inputs makes the exporter warn that it names the
+            # axis once; that is what a shared batch means.
+            warnings.filterwarnings("ignore", message=r".*The axis name", category=UserWarning)
+            torch.onnx.export(module, examples, str(out), dynamo=True, verbose=False, **kwargs)
+    else:
+        if dynamic_batch:
+            kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [*in_names, *out_names]}
+        with warnings.catch_warnings():
+            # The legacy exporter is deprecated (DeprecationWarning) but still works; the
+            # caller chose it with dynamo=False, or has no onnxscript.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(module, examples, str(out), dynamo=False, **kwargs)
+    return [out, data_file] if data_file.exists() else [out]
 
 
 # -- Keras: .h5, .keras, SavedModel and TFLite ---------------------------------------------------

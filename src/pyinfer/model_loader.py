@@ -366,10 +366,13 @@ class PyTorchModelLoader(ModelLoader):
       instance, a factory callable, or an import string such as
       ``"torchvision.models:resnet50"`` (called with ``architecture_kwargs``);
     * ``strict`` (default ``True``): missing or unexpected keys are an error;
+    * ``use_ema`` (default ``False``) / ``state_dict_key``: which checkpoint entry holds the
+      weights;
     * ``trust_code`` (default ``False``): allow unpickling a whole model object, which runs code
       from the file; only for files you trust;
     * ``input_shapes`` / ``input_dtypes``: declare inputs a module does not describe itself;
-    * ``channels_last``, ``freeze``, ``optimize``, ``num_threads``: speed-ups, see the README.
+    * ``channels_last``, ``freeze``, ``optimize``, ``num_threads``: speed-ups, see
+      :mod:`pyinfer.backends.torch_backend`.
     """
 
     framework = "torch"

@@ -1,0 +1,1263 @@
+"""The PyTorch backend: TorchScript, ``torch.save`` checkpoints, pickles, ``torch.export``.
+
+:func:`load` turns a file into a :class:`TorchModel`; :func:`from_module` wraps an in-memory
+module. Only this module imports torch (through :func:`~pyinfer.backends._frameworks.import_torch`).
+
+Safety. Every ``torch.save`` file is read with ``torch.load(..., weights_only=True)`` first, which
+refuses to import anything but tensors and plain containers. A file that needs more (a whole
+pickled module, or a malicious payload) raises :class:`~pyinfer.errors.UntrustedModelError`
+unless the caller passed ``trust_code=True``; only then is it unpickled in full. A plain pickle
+is never unpickled without ``trust_code=True``: its opcodes are only scanned (which runs
+nothing) to name the code it would import.
+
+Checkpoints. A state_dict is matched against an architecture (a module instance, a factory or an
+import string ``"pkg.mod:attr"``). Checkpoint dicts are searched for their weights under
+``state_dict``, ``model_state_dict``, ``model``, ``net``, ``network`` and ``weights`` (or the key
+given as ``state_dict_key``); with ``use_ema=True``, under the EMA keys ``ema``, ``model_ema``,
+``state_dict_ema`` and ``ema_state_dict`` instead. The main weights are the default because they
+are what the checkpoint's author saved as "the model" and EMA weights are absent from most
+checkpoints; the model records ``ema_available`` so reports can say when a choice existed. Other
+entries (optimizer, scheduler, epoch, ...) are ignored and listed in the load report. Prefixes
+``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``) are stripped when every key
+has them and the architecture's keys do not.
+
+Speed defaults (each switchable and recorded in :attr:`TorchModel.options`):
+
+* ``channels_last`` (default: on for modules with 2-D convolutions on the CPU): weights and
+  4-D inputs in NHWC memory order, which oneDNN runs faster (see
+  ``benchmarks/bench_torch_defaults.py``); off by default on CUDA, where the gain depends on the
+  dtype and the GPU and has not been measured;
+* ``freeze`` / ``optimize`` (TorchScript only, default on): ``torch.jit.freeze`` then
+  ``torch.jit.optimize_for_inference``; where an example input can be built the outputs are
+  compared with the plain module's, and a failure or a deviation falls back to the plain module
+  with a logged warning;
+* ``num_threads``: torch's intra-op thread count (left as torch sets it unless given; the count
+  in effect is recorded).
+
+Outputs. A tensor is ``output``; a tuple or list gives ``output_0``, ``output_1``, ...; a dict
+gives its keys in order (nested containers join the names with ``_``). Output specs of a
+``torch.export`` program come from its graph. For other modules they are found by running the
+model at load on random inputs of the declared shapes (``input_shapes``): once at batch 1 and,
+when the batch is dynamic, once at batch 2, so an output dimension that follows the input batch
+is marked ``"batch"``. Without declared shapes nothing is run at load and the outputs are
+recorded from the first call.
+
+Size. :attr:`~pyinfer.backends.base.Model.parameter_count` counts the scalars of the parameters
+(each shared tensor once); :attr:`~pyinfer.backends.base.Model.parameter_bytes` is the bytes of
+the parameters and buffers (BatchNorm statistics included), both measured before freezing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import io
+import logging
+import pickle
+import pickletools
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from pyinfer.backends import _frameworks
+from pyinfer.backends.base import Device, Dim, Model, ModelFormat, TensorSpec
+from pyinfer.errors import (
+    ArchitectureError,
+    CorruptModelError,
+    CudaUnavailableError,
+    DeviceError,
+    InvalidArgumentError,
+    ModelLoadError,
+    UntrustedModelError,
+)
+
+__all__ = ["KNOWN_OPTIONS", "LoadReport", "TorchModel", "from_module", "load"]
+
+logger = logging.getLogger(__name__)
+
+#: Every option :func:`load` and :func:`from_module` accept.
+KNOWN_OPTIONS = frozenset(
+    {
+        "architecture",
+        "architecture_kwargs",
+        "strict",
+        "trust_code",
+        "use_ema",
+        "state_dict_key",
+        "input_shapes",
+        "input_dtypes",
+        "channels_last",
+        "freeze",
+        "optimize",
+        "num_threads",
+    }
+)
+
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
+_EMA_KEYS = ("ema", "model_ema", "state_dict_ema", "ema_state_dict")
+_PREFIXES = ("module.", "_orig_mod.")
+_REPORT_SHOWN = 5
+_TRUST_HINT = (
+    "unpickling it would run code stored in the file, which can do anything your user can "
+    "(delete files, steal credentials). If you trust where the file came from, load it with "
+    "trust_code=True (CLI: --trust-code); better, save only the weights "
+    "(torch.save(model.state_dict(), path)) and load them with architecture=..."
+)
+_FREEZE_RTOL = 1e-3
+_FREEZE_ATOL = 1e-4
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    """How a state_dict fitted its architecture.
+
+    Attributes:
+        missing_keys: Keys the architecture has and the checkpoint lacks.
+        unexpected_keys: Keys the checkpoint has and the architecture lacks.
+        shape_mismatches: ``(key, checkpoint shape, architecture shape)`` for each key in both
+            whose shapes differ.
+        stripped_prefixes: Prefixes removed from every key (``module.``, ``_orig_mod.``).
+        source_key: The checkpoint entry the weights came from (``None`` for a bare
+            state_dict).
+        ignored_keys: Other top-level checkpoint entries (optimizer, epoch, ...).
+    """
+
+    missing_keys: tuple[str, ...] = ()
+    unexpected_keys: tuple[str, ...] = ()
+    shape_mismatches: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()
+    stripped_prefixes: tuple[str, ...] = ()
+    source_key: str | None = None
+    ignored_keys: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every key matched in name and shape."""
+        return not (self.missing_keys or self.unexpected_keys or self.shape_mismatches)
+
+    def summary(self) -> str:
+        """The problems in one line: counts and the first few keys of each kind."""
+        parts = []
+        if self.missing_keys:
+            parts.append(f"{len(self.missing_keys)} missing key(s) ({_few(self.missing_keys)})")
+        if self.unexpected_keys:
+            parts.append(
+                f"{len(self.unexpected_keys)} unexpected key(s) ({_few(self.unexpected_keys)})"
+            )
+        if self.shape_mismatches:
+            shown = [
+                f"{k}: checkpoint {tuple(a)} vs architecture {tuple(b)}"
+                for k, a, b in self.shape_mismatches
+            ]
+            parts.append(f"{len(self.shape_mismatches)} shape mismatch(es) ({_few(shown)})")
+        return "; ".join(parts) if parts else "all keys matched"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, as recorded in ``model.options["load_report"]``."""
+        return {
+            "missing_keys": list(self.missing_keys),
+            "unexpected_keys": list(self.unexpected_keys),
+            "shape_mismatches": [
+                {"key": k, "checkpoint": list(a), "architecture": list(b)}
+                for k, a, b in self.shape_mismatches
+            ],
+            "stripped_prefixes": list(self.stripped_prefixes),
+            "source_key": self.source_key,
+            "ignored_keys": list(self.ignored_keys),
+        }
+
+
+def _few(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_REPORT_SHOWN])
+    return shown + (f", ... and {len(items) - _REPORT_SHOWN} more" if len(items) > 5 else "")
+
+
+class TorchModel(Model):
+    """A torch module (eager, scripted or exported) behind the :class:`Model` interface.
+
+    Attributes:
+        module: The module that runs (after the speed-ups applied at load).
+        load_report: For a model built from a state_dict, how the keys matched; else ``None``.
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        *,
+        torch_mod: ModuleType,
+        name: str,
+        format: ModelFormat,
+        device: Device,
+        path: Path | None,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        parameter_count: int,
+        parameter_bytes: int,
+        options: Mapping[str, Any],
+        keyword_inputs: Sequence[str] = (),
+        load_report: LoadReport | None = None,
+    ) -> None:
+        super().__init__(
+            name=name,
+            format=format,
+            framework="torch",
+            device=device,
+            path=path,
+            inputs=inputs,
+            outputs=outputs,
+            parameter_count=parameter_count,
+            parameter_bytes=parameter_bytes,
+            options=options,
+        )
+        self.module = module
+        self.load_report = load_report
+        self._torch = torch_mod
+        self._torch_device = torch_mod.device(str(device))
+        self._keyword_inputs = frozenset(keyword_inputs)
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Runs the module under ``torch.inference_mode()`` on tensors already on its device.
+
+        Args:
+            inputs: Input name to ``torch.Tensor``.
+
+        Returns:
+            Output name to tensor (see the module docstring for the names).
+        """
+        args = [inputs[s.name] for s in self.inputs if s.name not in self._keyword_inputs]
+        kwargs = {n: inputs[n] for n in self.input_names() if n in self._keyword_inputs}
+        with self._torch.inference_mode():
+            result = self.module(*args, **kwargs)
+        outputs = {
+            n: t if isinstance(t, self._torch.Tensor) else self._torch.as_tensor(t)
+            for n, t in _flatten_outputs(result, "output", top=True)
+            if t is not None  # an optional output the model left out
+        }
+        if not self.outputs:
+            # Shapes were not declared at load: record what the first run gives.
+            self.outputs = tuple(
+                TensorSpec(n, (None, *t.shape[1:]) if t.dim() else (), _numpy_dtype(t.dtype))
+                for n, t in outputs.items()
+            )
+        return outputs
+
+    def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Copies numpy arrays to tensors on the device (NHWC for 4-D inputs with channels_last).
+
+        Args:
+            inputs: Input name to array.
+
+        Returns:
+            Input name to tensor.
+        """
+        torch = self._torch
+        channels_last = bool(self.options.get("channels_last"))
+        out: dict[str, Any] = {}
+        for name, array in inputs.items():
+            # torch.from_numpy warns on read-only arrays; copy those instead of sharing.
+            tensor = torch.from_numpy(array) if array.flags.writeable else torch.tensor(array)
+            if self.device.is_cuda:
+                tensor = tensor.to(self._torch_device, non_blocking=tensor.is_pinned())
+            if channels_last and tensor.dim() == 4:
+                tensor = tensor.contiguous(memory_format=torch.channels_last)
+            out[name] = tensor
+        return out
+
+    def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Copies output tensors to host numpy arrays (bfloat16 becomes float32).
+
+        Args:
+            outputs: Output name to tensor.
+
+        Returns:
+            Output name to contiguous array.
+        """
+        result: dict[str, np.ndarray] = {}
+        for name, tensor in outputs.items():
+            t = tensor.detach()
+            if t.dtype == self._torch.bfloat16:
+                t = t.float()
+            result[name] = np.ascontiguousarray(t.cpu().numpy())
+        return result
+
+    def synchronize(self) -> None:
+        """Waits for the CUDA device's queued work; a no-op on the CPU."""
+        if self.device.is_cuda:
+            self._torch.cuda.synchronize(self._torch_device)
+
+    @property
+    def stream_handle(self) -> int | None:
+        """The handle of torch's current CUDA stream on the device, ``None`` on the CPU."""
+        if not self.device.is_cuda:
+            return None
+        return int(self._torch.cuda.current_stream(self._torch_device).cuda_stream)
+
+
+def _flatten_outputs(value: Any, name: str, *, top: bool = False) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _flatten_outputs(item, str(key) if top else f"{name}_{key}")
+    elif isinstance(value, (tuple, list)):
+        fields = getattr(value, "_fields", None)  # a namedtuple names its outputs
+        for i, item in enumerate(value):
+            label = str(fields[i]) if fields else str(i)
+            yield from _flatten_outputs(item, label if top and fields else f"{name}_{label}")
+    else:
+        yield name, value
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: Any) -> Model:
+    """Loads a torch model file.
+
+    Args:
+        path: The file.
+        fmt: Its format: TorchScript, ``torch.save`` (zip or legacy), plain pickle or
+            ``torch.export``.
+        device: Where to run it.
+        name: Name for reports.
+        **options: See :data:`KNOWN_OPTIONS` and the module docstring: ``architecture``,
+            ``architecture_kwargs``, ``strict`` (default ``True``), ``trust_code`` (default
+            ``False``), ``use_ema`` (default ``False``), ``state_dict_key``, ``input_shapes``,
+            ``input_dtypes``, ``channels_last`` (default: auto), ``freeze`` and ``optimize``
+            (TorchScript, default ``True``), ``num_threads``.
+
+    Returns:
+        The model, in eval and inference mode on ``device``.
+
+    Raises:
+        InvalidArgumentError: On an unknown option or a bad option value.
+        UntrustedModelError: If loading would run code from the file and ``trust_code`` is not
+            set.
+        CorruptModelError: If the file is damaged or truncated.
+        ArchitectureError: If weights come without an architecture or do not fit it.
+        DeviceError: If the device cannot be used (``CudaUnavailableError`` without CUDA).
+    """
+    opts = _check_options(options)
+    torch = _frameworks.import_torch()
+    tdev = _torch_device(torch, device)
+    _apply_threads(torch, opts)
+    report: LoadReport | None = None
+    ema_available = False
+    if fmt is ModelFormat.TORCHSCRIPT:
+        module = _load_torchscript(torch, path, tdev)
+    elif fmt is ModelFormat.TORCH_EXPORT:
+        module = _load_export(torch, path, tdev)
+    elif fmt in {ModelFormat.PYTORCH, ModelFormat.PYTORCH_LEGACY, ModelFormat.PICKLE}:
+        obj = _load_pickled(torch, path, fmt, tdev, trust=bool(opts.get("trust_code", False)))
+        module, report, ema_available = _module_from_object(torch, obj, path, opts)
+    else:
+        raise InvalidArgumentError(f"the torch backend cannot load {fmt.value} models ({path})")
+    if fmt in {ModelFormat.TORCHSCRIPT, ModelFormat.TORCH_EXPORT} and "architecture" in opts:
+        logger.warning(
+            "%s is a %s model, which carries its own architecture; ignoring architecture=%r",
+            path,
+            fmt.value,
+            opts["architecture"],
+        )
+    return _build(
+        torch,
+        module,
+        fmt=fmt,
+        device=device,
+        tdev=tdev,
+        path=path,
+        name=name,
+        opts=opts,
+        report=report,
+        ema_available=ema_available,
+    )
+
+
+def from_module(module: Any, device: Device, *, name: str, **options: Any) -> Model:
+    """Wraps an in-memory module as a :class:`TorchModel`.
+
+    The module is moved to ``device`` and switched to eval mode in place. A ``ScriptModule`` is
+    treated like a loaded TorchScript file (frozen by default, on a copy), an exported
+    ``torch.export.ExportedProgram`` like a ``.pt2`` file.
+
+    Args:
+        module: An ``nn.Module``, ``ScriptModule`` or ``ExportedProgram``.
+        device: Where to run it.
+        name: Name for reports.
+        **options: As for :func:`load`, less the checkpoint options (``architecture``, ...).
+
+    Returns:
+        The model.
+
+    Raises:
+        InvalidArgumentError: If ``module`` is not a torch module, or on a bad option.
+        DeviceError: If the device cannot be used.
+    """
+    opts = _check_options(options)
+    torch = _frameworks.import_torch()
+    tdev = _torch_device(torch, device)
+    _apply_threads(torch, opts)
+    fmt = ModelFormat.PYTORCH
+    if isinstance(module, torch.jit.ScriptModule):
+        fmt = ModelFormat.TORCHSCRIPT
+        module = module.to(tdev)
+    elif _is_exported_program(module):
+        fmt = ModelFormat.TORCH_EXPORT
+        module = _exported_module(module, tdev)
+    elif isinstance(module, torch.nn.Module):
+        module = module.to(tdev)
+    else:
+        raise InvalidArgumentError(
+            f"from_module takes a torch.nn.Module, ScriptModule or ExportedProgram, not "
+            f"{type(module).__name__}"
+        )
+    return _build(torch, module, fmt=fmt, device=device, tdev=tdev, path=None, name=name, opts=opts)
+
+
+# -- options and device ------------------------------------------------------------------------
+
+
+def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown PyTorch loader option(s) {', '.join(repr(u) for u in unknown)}; known: "
+            f"{', '.join(sorted(KNOWN_OPTIONS))}"
+        )
+    kwargs = options.get("architecture_kwargs")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise InvalidArgumentError(
+            f"architecture_kwargs must be a dict of keyword arguments, not {type(kwargs).__name__}"
+        )
+    threads = options.get("num_threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise InvalidArgumentError(f"num_threads must be a positive int, not {threads!r}")
+    for flag in ("strict", "trust_code", "use_ema", "freeze", "optimize"):
+        if flag in options and not isinstance(options[flag], bool):
+            raise InvalidArgumentError(f"{flag} must be True or False, not {options[flag]!r}")
+    cl = options.get("channels_last")
+    if cl is not None and not isinstance(cl, bool):
+        raise InvalidArgumentError(f"channels_last must be True, False or None, not {cl!r}")
+    return dict(options)
+
+
+def _torch_device(torch: ModuleType, device: Device) -> Any:
+    if not device.is_cuda:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = torch.version.cuda
+        why = (
+            "this torch build has no CUDA support (install a CUDA build of torch)"
+            if build is None
+            else f"torch (built for CUDA {build}) finds no usable GPU or driver"
+        )
+        raise CudaUnavailableError(
+            f"device {device} was asked for but {why}; use device='cpu' to run on the CPU"
+        )
+    count = int(torch.cuda.device_count())
+    if device.index >= count:
+        raise DeviceError(
+            f"device {device} does not exist: torch sees {count} GPU(s) "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
+    return torch.device("cuda", device.index)
+
+
+def _apply_threads(torch: ModuleType, opts: Mapping[str, Any]) -> None:
+    threads = opts.get("num_threads")
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(int(threads))
+
+
+# -- reading files -----------------------------------------------------------------------------
+
+
+def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CorruptModelError(
+        f"{path} could not be read as a {what} ({type(exc).__name__}: {detail[:200]}); the "
+        "file is damaged or truncated: save, export or copy it again",
+        path=path,
+    )
+
+
+def _load_torchscript(torch: ModuleType, path: Path, tdev: Any) -> Any:
+    try:
+        with warnings.catch_warnings():
+            # torch 2.14 deprecates torch.jit.* with a FutureWarning; TorchScript files still
+            # load and run, and are a format users have.
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            module = torch.jit.load(str(path), map_location=tdev)
+    except Exception as exc:
+        raise _corrupt(path, "TorchScript archive", exc) from exc
+    return module
+
+
+def _load_export(torch: ModuleType, path: Path, tdev: Any) -> Any:
+    _frameworks.ensure_triton_safe()
+    export_logger = logging.getLogger("torch.export")
+    level = export_logger.level
+    # torch.export.load logs a full traceback at WARNING before raising on a damaged archive;
+    # the error raised below says the same in one line.
+    export_logger.setLevel(logging.ERROR)
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
+    finally:
+        export_logger.setLevel(level)
+    return _exported_module(program, tdev)
+
+
+def _is_exported_program(obj: Any) -> bool:
+    return type(obj).__name__ == "ExportedProgram" and hasattr(obj, "graph_signature")
+
+
+def _exported_module(program: Any, tdev: Any) -> Any:
+    module = program.module()
+    module = module.to(tdev)
+    # The program is kept so its graph gives the input and output specs.
+    module._pyinfer_program = program
+    return module
+
+
+def _untrusted_globals(exc: BaseException) -> list[str]:
+    text = str(exc)
+    found = re.findall(r"GLOBAL ([\w.]+)", text)
+    return [g for g in found if not g.endswith(".")]
+
+
+def _load_pickled(
+    torch: ModuleType, path: Path, fmt: ModelFormat, tdev: Any, *, trust: bool
+) -> Any:
+    if fmt is ModelFormat.PICKLE:
+        globals_ = _scan_pickle(path)
+        if not trust:
+            shown = _few(globals_) if globals_ else "no code"
+            raise UntrustedModelError(
+                f"{path} is a plain Python pickle that imports {shown}: {_TRUST_HINT}",
+                path=path,
+            )
+        try:
+            with path.open("rb") as f:
+                obj = pickle.load(f)  # the caller opted in: trust_code=True
+        except Exception as exc:
+            raise _corrupt(path, "Python pickle", exc) from exc
+        return _to_device(torch, obj, tdev)
+    what = "torch.save file" + (" (legacy format)" if fmt is ModelFormat.PYTORCH_LEGACY else "")
+    try:
+        return torch.load(str(path), map_location=tdev, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        names = _untrusted_globals(exc)
+        if not names or (fmt is ModelFormat.PYTORCH_LEGACY and _legacy_truncated(path)):
+            raise _corrupt(path, what, exc) from exc
+        if not trust:
+            raise UntrustedModelError(
+                f"{path} holds more than weights: loading it needs {_few(names)} (a whole "
+                f"pickled model or other Python objects), and {_TRUST_HINT}",
+                path=path,
+            ) from exc
+    except Exception as exc:
+        raise _corrupt(path, what, exc) from exc
+    logger.warning("unpickling %s in full, running code from it (trust_code=True)", path)
+    try:
+        with warnings.catch_warnings():
+            # torch warns that weights_only=False is unsafe: the caller chose it knowingly.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            return torch.load(str(path), map_location=tdev, weights_only=False)
+    except Exception as exc:
+        raise _corrupt(path, what, exc) from exc
+
+
+def _scan_pickle(path: Path) -> list[str]:
+    """The globals a pickle would import, read without running it; corrupt files raise."""
+    try:
+        data = path.read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name == "GLOBAL" and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception as exc:
+        raise _corrupt(path, "Python pickle", exc) from exc
+    return list(dict.fromkeys(found))
+
+
+def _legacy_truncated(path: Path) -> bool:
+    """Whether a legacy torch.save file's pickles (magic, protocol, sys info, data) are cut."""
+    try:
+        with path.open("rb") as f:
+            for _ in range(4):
+                for _op in pickletools.genops(f):
+                    pass
+    except Exception:
+        return True
+    return False
+
+
+def _to_device(torch: ModuleType, obj: Any, tdev: Any) -> Any:
+    if isinstance(obj, (torch.nn.Module, torch.Tensor)):
+        return obj.to(tdev)
+    if isinstance(obj, dict):
+        return {k: _to_device(torch, v, tdev) for k, v in obj.items()}
+    return obj
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def _is_state_dict(torch: ModuleType, obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _module_from_object(
+    torch: ModuleType, obj: Any, path: Path, opts: Mapping[str, Any]
+) -> tuple[Any, LoadReport | None, bool]:
+    """The module a loaded object stands for, the state_dict report, and whether EMA existed."""
+    if isinstance(obj, torch.nn.Module):
+        if "architecture" in opts:
+            logger.warning("%s holds a whole module; ignoring architecture=...", path)
+        return obj, None, False
+    if not isinstance(obj, Mapping):
+        raise ArchitectureError(
+            f"{path} holds a {type(obj).__name__}, not a module, state_dict or checkpoint dict; "
+            "pyinfer can only run torch modules",
+            path=path,
+        )
+    ema_keys = [k for k in _EMA_KEYS if k in obj]
+    weights, source, ignored = _pick_weights(torch, obj, path, opts, ema_keys)
+    if isinstance(weights, torch.nn.Module):
+        return weights, LoadReport(source_key=source, ignored_keys=ignored), bool(ema_keys)
+    module = _architecture(torch, path, opts)
+    report = _fit_state_dict(module, weights, path, opts, source=source, ignored=ignored)
+    return module, report, bool(ema_keys)
+
+
+def _pick_weights(
+    torch: ModuleType,
+    obj: Mapping[Any, Any],
+    path: Path,
+    opts: Mapping[str, Any],
+    ema_keys: Sequence[str],
+) -> tuple[Any, str | None, tuple[str, ...]]:
+    if _is_state_dict(torch, obj):
+        if opts.get("use_ema"):
+            raise ArchitectureError(
+                f"use_ema=True but {path} is a bare state_dict with no EMA weights; load it "
+                "without use_ema",
+                path=path,
+            )
+        return obj, None, ()
+    keys = [str(k) for k in obj]
+    explicit = opts.get("state_dict_key")
+    if explicit is not None:
+        if explicit not in obj:
+            raise ArchitectureError(
+                f"state_dict_key={explicit!r} is not in the checkpoint {path}; its keys are "
+                f"{_few(keys)}",
+                path=path,
+            )
+        candidates: Sequence[str] = (explicit,)
+    elif opts.get("use_ema"):
+        if not ema_keys:
+            raise ArchitectureError(
+                f"use_ema=True but the checkpoint {path} has no EMA weights (looked for "
+                f"{', '.join(_EMA_KEYS)}; it has {_few(keys)}); load it without use_ema or "
+                "name the entry with state_dict_key=...",
+                path=path,
+            )
+        candidates = ema_keys
+    else:
+        candidates = [k for k in _STATE_DICT_KEYS if k in obj]
+    for key in candidates:
+        value = _unwrap(torch, obj[key])
+        if value is not None:
+            if ema_keys and not opts.get("use_ema"):
+                logger.info(
+                    "%s also has EMA weights (%s); pass use_ema=True to load those instead",
+                    path,
+                    ", ".join(ema_keys),
+                )
+            return value, key, tuple(k for k in keys if k != key)
+    raise ArchitectureError(
+        f"{path} is a checkpoint dict but none of its entries holds model weights (it has "
+        f"{_few(keys)}; looked for {', '.join(candidates or _STATE_DICT_KEYS)}); name the entry "
+        "with state_dict_key='...'",
+        path=path,
+    )
+
+
+def _unwrap(torch: ModuleType, value: Any) -> Any:
+    """A state_dict or module inside a checkpoint entry (EMA wrappers nest one level)."""
+    if isinstance(value, torch.nn.Module) or _is_state_dict(torch, value):
+        return value
+    if isinstance(value, Mapping):
+        for key in ("state_dict", "module", "model"):
+            if key in value and (
+                isinstance(value[key], torch.nn.Module) or _is_state_dict(torch, value[key])
+            ):
+                return value[key]
+    return None
+
+
+def _architecture(torch: ModuleType, path: Path, opts: Mapping[str, Any]) -> Any:
+    arch = opts.get("architecture")
+    if arch is None:
+        raise ArchitectureError(
+            f"{path} holds only weights (a state_dict), not the model's architecture; pass the "
+            "architecture to fill, e.g. load_model(path, architecture='torchvision.models:"
+            "resnet50') or architecture=MyNet (a class, factory or module instance), with "
+            "architecture_kwargs={...} for its arguments",
+            path=path,
+        )
+    kwargs = dict(opts.get("architecture_kwargs") or {})
+    if isinstance(arch, torch.nn.Module):
+        if kwargs:
+            logger.warning("architecture is a module instance; ignoring architecture_kwargs")
+        return arch
+    if isinstance(arch, str):
+        factory = _import_factory(arch, path)
+        label = arch
+    elif callable(arch):
+        factory = arch
+        label = getattr(arch, "__qualname__", repr(arch))
+    else:
+        raise InvalidArgumentError(
+            f"architecture must be an nn.Module, a callable or an import string "
+            f"'pkg.module:attr', not {type(arch).__name__}"
+        )
+    if _accepts(factory, "weights") and "weights" not in kwargs:
+        kwargs["weights"] = None  # never download pretrained weights we would overwrite
+    try:
+        module = factory(**kwargs)
+    except Exception as exc:
+        raise ArchitectureError(
+            f"building the architecture {label}(**{kwargs!r}) for {path} failed: "
+            f"{type(exc).__name__}: {exc}; check architecture_kwargs",
+            path=path,
+        ) from exc
+    if not isinstance(module, torch.nn.Module):
+        raise ArchitectureError(
+            f"the architecture {label} returned a {type(module).__name__}, not a torch.nn.Module",
+            path=path,
+        )
+    return module
+
+
+def _import_factory(spec: str, path: Path) -> Callable[..., Any]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidArgumentError(
+            f"architecture import string {spec!r} must look like 'package.module:attribute', "
+            "e.g. 'torchvision.models:resnet50'"
+        )
+    _frameworks.ensure_triton_safe()  # torchvision and many model zoos import triton
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ArchitectureError(
+            f"cannot import the architecture {spec!r} for {path}: {exc}; check the spelling and "
+            "that its package is installed",
+            path=path,
+        ) from exc
+    if not callable(obj):
+        raise ArchitectureError(
+            f"the architecture {spec!r} is a {type(obj).__name__}, not a class or factory",
+            path=path,
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+def _accepts(func: Callable[..., Any], param: str) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return param in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _strip_prefixes(
+    state: Mapping[str, Any], target: set[str]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    out = dict(state)
+    stripped: list[str] = []
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in out) and not all(
+                k.startswith(prefix) for k in target
+            ):
+                out = {k[len(prefix) :]: v for k, v in out.items()}
+                stripped.append(prefix)
+                changed = True
+    return out, tuple(stripped)
+
+
+def _fit_state_dict(
+    module: Any,
+    state: Mapping[str, Any],
+    path: Path,
+    opts: Mapping[str, Any],
+    *,
+    source: str | None,
+    ignored: tuple[str, ...],
+) -> LoadReport:
+    expected = module.state_dict()
+    weights, stripped = _strip_prefixes(state, set(expected))
+    mismatches = tuple(
+        (k, tuple(v.shape), tuple(expected[k].shape))
+        for k, v in weights.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    )
+    report = LoadReport(
+        missing_keys=tuple(k for k in expected if k not in weights),
+        unexpected_keys=tuple(k for k in weights if k not in expected),
+        shape_mismatches=mismatches,
+        stripped_prefixes=stripped,
+        source_key=source,
+        ignored_keys=ignored,
+    )
+    strict = opts.get("strict", True)
+    if not report.ok:
+        if strict:
+            raise ArchitectureError(
+                f"the weights in {path} do not fit the architecture "
+                f"{type(module).__name__}: {report.summary()}; pass the architecture the "
+                "checkpoint was saved from (and its architecture_kwargs, such as num_classes), "
+                "or strict=False to load the keys that fit",
+                path=path,
+            )
+        logger.warning(
+            "loading %s into %s with strict=False: %s",
+            path,
+            type(module).__name__,
+            report.summary(),
+        )
+    bad = {k for k, _, _ in mismatches}
+    fitting = {k: v for k, v in weights.items() if k not in bad}
+    module.load_state_dict(fitting, strict=False)
+    return report
+
+
+# -- building the model ------------------------------------------------------------------------
+
+
+def _build(
+    torch: ModuleType,
+    module: Any,
+    *,
+    fmt: ModelFormat,
+    device: Device,
+    tdev: Any,
+    path: Path | None,
+    name: str,
+    opts: Mapping[str, Any],
+    report: LoadReport | None = None,
+    ema_available: bool = False,
+) -> TorchModel:
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    program = getattr(module, "_pyinfer_program", None)
+    module = module.to(tdev)
+    if program is None:
+        module.eval()  # exported graphs have their mode baked in and refuse eval()
+    for param in module.parameters():  # ScriptModules refuse module.requires_grad_()
+        param.requires_grad_(False)
+    count, nbytes = _sizes(module)
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    if program is not None:
+        specs, outputs, keyword = _export_specs(program, module)
+        inputs = _declared(specs, opts, path)
+    else:
+        names, keyword = _input_names(module, scripted, opts, path)
+        inputs = _declared([TensorSpec(n, None) for n in names], opts, path)
+        outputs = ()
+
+    has_conv = _has_conv2d(torch, module, program)
+    channels_last = opts.get("channels_last")
+    if channels_last is None:
+        channels_last = has_conv and not device.is_cuda
+    options: dict[str, Any] = {
+        k: v for k, v in opts.items() if k not in {"architecture", "architecture_kwargs"}
+    }
+    if "architecture" in opts:
+        options["architecture"] = _describe_arch(opts["architecture"])
+    if opts.get("architecture_kwargs"):
+        options["architecture_kwargs"] = dict(opts["architecture_kwargs"])
+    options.update(
+        strict=opts.get("strict", True),
+        trust_code=opts.get("trust_code", False),
+        channels_last=bool(channels_last),
+        num_threads=int(torch.get_num_threads()),
+        inference_mode=True,
+    )
+    if report is not None:
+        options["load_report"] = report.to_dict()
+        options["use_ema"] = bool(opts.get("use_ema", False))
+        options["ema_available"] = ema_available
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+
+    model = TorchModel(
+        module,
+        torch_mod=torch,
+        name=name,
+        format=fmt,
+        device=device,
+        path=path,
+        inputs=inputs,
+        outputs=outputs,
+        parameter_count=count,
+        parameter_bytes=nbytes,
+        options=options,
+        keyword_inputs=keyword,
+        load_report=report,
+    )
+    example = _example(model)
+    reference = None
+    need_outputs = not model.outputs
+    if example is not None and (need_outputs or scripted):
+        reference = _run_example(model, example, path)
+        if need_outputs:
+            model.outputs = _observed_outputs(model, reference, path)
+    if scripted:
+        _freeze(torch, model, opts, example, reference)
+    else:
+        model.options["freeze"] = False
+        model.options["optimize"] = False
+    return model
+
+
+def _describe_arch(arch: Any) -> str:
+    if isinstance(arch, str):
+        return arch
+    if callable(arch) and hasattr(arch, "__qualname__"):
+        return f"{getattr(arch, '__module__', '?')}.{arch.__qualname__}"
+    return type(arch).__name__
+
+
+def _sizes(module: Any) -> tuple[int, int]:
+    seen: set[int] = set()
+    count = 0
+    nbytes = 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            count += p.numel()
+            nbytes += p.numel() * p.element_size()
+    for b in module.buffers():
+        if id(b) not in seen:
+            seen.add(id(b))
+            nbytes += b.numel() * b.element_size()
+    return int(count), int(nbytes)
+
+
+def _has_conv2d(torch: ModuleType, module: Any, program: Any) -> bool:
+    if program is not None:
+        return any(
+            n.op == "call_function" and "conv2d" in str(n.target) for n in program.graph.nodes
+        )
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv2d) or getattr(sub, "original_name", "") == "Conv2d":
+            return True
+    return False
+
+
+def _input_names(
+    module: Any, scripted: bool, opts: Mapping[str, Any], path: Path | None
+) -> tuple[list[str], list[str]]:
+    """Input names from the forward signature, and those to pass by keyword."""
+    declared = opts.get("input_shapes")
+    declared_names = set(declared) if isinstance(declared, Mapping) else set()
+    names: list[str] = []
+    keyword: list[str] = []
+    skipped = False
+    if scripted:
+        for arg in module.forward.schema.arguments[1:]:
+            if arg.has_default_value() and arg.name not in declared_names:
+                skipped = True
+                continue
+            names.append(arg.name)
+            if skipped or arg.kwarg_only:
+                keyword.append(arg.name)
+        return names, keyword
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - forward without a signature
+        return ["input"], []
+    for p in params:
+        if p.kind in {p.VAR_POSITIONAL, p.VAR_KEYWORD}:
+            continue
+        if p.default is not p.empty and p.name not in declared_names:
+            skipped = True
+            continue
+        names.append(p.name)
+        if skipped or p.kind is p.KEYWORD_ONLY:
+            keyword.append(p.name)
+    if not names:
+        raise ModelLoadError(
+            f"the module {type(module).__name__} takes no named inputs (forward(*args)); "
+            "pyinfer needs named tensor inputs",
+            path=path,
+        )
+    return names, keyword
+
+
+def _parse_shape(name: str, shape: Any) -> tuple[Dim, ...]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise InvalidArgumentError(
+            f"input_shapes[{name!r}] must be a sequence of dimensions (int, None or a name), "
+            f"not {shape!r}"
+        )
+    dims: list[Dim] = []
+    for d in shape:
+        if d is None or isinstance(d, str):
+            dims.append(d)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+            dims.append(int(d))
+        else:
+            raise InvalidArgumentError(
+                f"input_shapes[{name!r}] has a bad dimension {d!r}: use an int >= 0, None or a "
+                "name such as 'batch' for a dynamic dimension"
+            )
+    return tuple(dims)
+
+
+def _per_input(
+    option: str, value: Any, names: Sequence[str], single: Callable[[Any], bool]
+) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        unknown = [n for n in value if n not in names]
+        if unknown:
+            raise InvalidArgumentError(
+                f"{option} names unknown input(s) {', '.join(repr(u) for u in unknown)}; the "
+                f"model's inputs are {', '.join(repr(n) for n in names)}"
+            )
+        return dict(value)
+    if single(value):
+        if len(names) != 1:
+            raise InvalidArgumentError(
+                f"{option} without names fits a one-input model, but this one takes "
+                f"{', '.join(repr(n) for n in names)}: pass a dict of input name to value"
+            )
+        return {names[0]: value}
+    raise InvalidArgumentError(f"{option} must be a dict of input name to value, not {value!r}")
+
+
+def _declared(
+    specs: Sequence[TensorSpec], opts: Mapping[str, Any], path: Path | None
+) -> tuple[TensorSpec, ...]:
+    names = [s.name for s in specs]
+    shapes = _per_input(
+        "input_shapes",
+        opts.get("input_shapes"),
+        names,
+        lambda v: isinstance(v, Sequence) and not isinstance(v, str),
+    )
+    dtypes = _per_input(
+        "input_dtypes",
+        opts.get("input_dtypes"),
+        names,
+        lambda v: not isinstance(v, Mapping),
+    )
+    out = []
+    for spec in specs:
+        shape = spec.shape
+        if spec.name in shapes:
+            shape = _parse_shape(spec.name, shapes[spec.name])
+        dtype = spec.dtype
+        if spec.name in dtypes:
+            try:
+                dtype = np.dtype(dtypes[spec.name])
+            except TypeError as exc:
+                raise InvalidArgumentError(
+                    f"input_dtypes[{spec.name!r}] = {dtypes[spec.name]!r} is not a numpy dtype "
+                    "(use e.g. 'float32', 'int64' or np.float16)"
+                ) from exc
+        out.append(TensorSpec(spec.name, shape, dtype))
+    return tuple(out)
+
+
+def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
+    text = str(dtype).removeprefix("torch.")
+    if text == "bfloat16":
+        return np.dtype(np.float32)
+    try:
+        return np.dtype(text)
+    except TypeError:
+        return np.dtype(np.float32)
+
+
+def _export_specs(
+    program: Any, module: Any
+) -> tuple[list[TensorSpec], tuple[TensorSpec, ...], list[str]]:
+    from torch.utils import _pytree
+
+    sig = program.graph_signature
+    nodes = {n.name: n for n in program.graph.nodes}
+    user_inputs = list(sig.user_inputs)
+    call_sig = program.module_call_graph[0].signature
+    arg_names = list(getattr(call_sig, "forward_arg_names", None) or [])
+    if len(arg_names) != len(user_inputs):
+        arg_names = [str(n) for n in user_inputs]
+    batch_symbols: set[str] = set()
+    for n in user_inputs:
+        val = nodes[n].meta.get("val")
+        if val is not None and val.dim() > 0 and not isinstance(val.shape[0], int):
+            batch_symbols.add(str(val.shape[0]))
+
+    def spec(name: str, val: Any) -> TensorSpec:
+        if val is None or not hasattr(val, "shape"):
+            return TensorSpec(name, None)
+        dims: list[Dim] = []
+        for d in val.shape:
+            if isinstance(d, int):
+                dims.append(d)
+            else:
+                sym = str(d)
+                dims.append("batch" if sym in batch_symbols else sym)
+        return TensorSpec(name, tuple(dims), _numpy_dtype(val.dtype))
+
+    inputs = [
+        spec(a, nodes[n].meta.get("val")) for a, n in zip(arg_names, user_inputs, strict=True)
+    ]
+    out_node = next(n for n in program.graph.nodes if n.op == "output")
+    values = list(out_node.args[0])
+    user_vals = [
+        v for v, s in zip(values, sig.output_specs, strict=False) if s.kind.name in {"USER_OUTPUT"}
+    ] or values
+    leaves = list(range(len(user_vals)))
+    try:
+        tree = _pytree.tree_unflatten(leaves, call_sig.out_spec)
+        out_names = [n for n, _ in _flatten_outputs(tree, "output", top=True)]
+    except Exception:  # pragma: no cover - an out_spec pytree cannot rebuild
+        out_names = ["output"] if len(leaves) == 1 else [f"output_{i}" for i in leaves]
+    outputs = tuple(
+        spec(n, getattr(v, "meta", {}).get("val"))
+        for n, v in zip(out_names, user_vals, strict=False)
+    )
+    return inputs, outputs, []
+
+
+def _example(model: TorchModel) -> dict[str, np.ndarray] | None:
+    if not model.inputs or any(s.shape is None for s in model.inputs):
+        return None
+    try:
+        return model.example_inputs(1)
+    except InvalidArgumentError:
+        return None  # a dynamic dimension besides the batch: nothing to run at load
+
+
+def _run_example(model: TorchModel, example: Mapping[str, np.ndarray], path: Path | None) -> Any:
+    try:
+        return model.run_native(model.to_native(example))
+    except Exception as exc:
+        shapes = ", ".join(f"{s.name} {s.shape_text()} {s.dtype}" for s in model.inputs)
+        raise ModelLoadError(
+            f"running {path or model.name} on an example of the declared inputs ({shapes}) "
+            f"failed: {type(exc).__name__}: {str(exc)[:300]}; check input_shapes and "
+            "input_dtypes",
+            path=path,
+        ) from exc
+
+
+def _observed_outputs(
+    model: TorchModel,
+    first: Mapping[str, Any],
+    path: Path | None,
+) -> tuple[TensorSpec, ...]:
+    shapes = {n: tuple(t.shape) for n, t in first.items()}
+    dynamic = model.has_dynamic_batch and all(s.shape for s in model.inputs)
+    batch_follows: dict[str, bool] = dict.fromkeys(shapes, False)
+    if dynamic:
+        twice = model.example_inputs(2)
+        second = _run_example(model, twice, path)
+        for n, shape in shapes.items():
+            other = tuple(second[n].shape)
+            batch_follows[n] = bool(shape) and shape[0] == 1 and other[:1] == (2,)
+    specs = []
+    for n, t in first.items():
+        dims: list[Dim] = list(shapes[n])
+        if batch_follows[n]:
+            dims[0] = "batch"
+        specs.append(TensorSpec(n, tuple(dims), _numpy_dtype(t.dtype)))
+    return tuple(specs)
+
+
+def _freeze(
+    torch: ModuleType,
+    model: TorchModel,
+    opts: Mapping[str, Any],
+    example: Mapping[str, np.ndarray] | None,
+    reference: Mapping[str, Any] | None,
+) -> None:
+    freeze = opts.get("freeze", True)
+    optimize = bool(opts.get("optimize", True)) and freeze
+    model.options["freeze"] = False
+    model.options["optimize"] = False
+    if not freeze:
+        return
+    plain = model.module
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+            fast = torch.jit.freeze(plain)
+            if optimize:
+                fast = torch.jit.optimize_for_inference(fast)
+        model.module = fast
+        if example is not None and reference is not None:
+            got = model.run_native(model.to_native(example))
+            _check_close(torch, reference, got)
+    except Exception as exc:
+        model.module = plain
+        model.options["freeze_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        logger.warning(
+            "torch.jit.freeze%s failed for %s, running it unfrozen: %s",
+            " + optimize_for_inference" if optimize else "",
+            model.path or model.name,
+            model.options["freeze_error"],
+        )
+        return
+    model.options["freeze"] = True
+    model.options["optimize"] = optimize
+    model.options["freeze_verified"] = example is not None
+
+
+def _check_close(torch: ModuleType, expected: Mapping[str, Any], got: Mapping[str, Any]) -> None:
+    for name, ref in expected.items():
+        out = got[name]
+        if out.shape != ref.shape:
+            raise ValueError(f"output {name!r} changed shape {tuple(ref.shape)} -> {out.shape}")
+        if ref.is_floating_point():
+            scale = max(1.0, float(ref.abs().max()))
+            if not torch.allclose(
+                out.float(), ref.float(), rtol=_FREEZE_RTOL, atol=_FREEZE_ATOL * scale
+            ):
+                diff = float((out.float() - ref.float()).abs().max())
+                raise ValueError(
+                    f"output {name!r} differs by {diff:.3g} from the unfrozen module's"
+                )
+        elif not torch.equal(out, ref):
+            raise ValueError(f"output {name!r} differs from the unfrozen module's")
