@@ -187,6 +187,12 @@ def test_formats_agree_with_eager(
     session = onnxruntime_module.InferenceSession(
         str(onnx_files[0]), providers=["CPUExecutionProvider"]
     )
+    # The same export through pyinfer's ONNX backend, and the dynamo exporter's (external data).
+    models["onnx"] = load_model(onnx_files[0])
+    dynamo_files = export_onnx(net, tmp_path / "net_dynamo.onnx", example)
+    assert dynamo_files[-1].name == "net_dynamo.onnx.data"
+    models["onnx-dynamo"] = load_model(dynamo_files[0])
+    expected_formats["onnx"] = expected_formats["onnx-dynamo"] = ModelFormat.ONNX
     for batch in (1, 5):
         x = _images(batch, seed=batch)
         reference = _eager(torch, net, x).numpy()
@@ -202,9 +208,32 @@ def test_formats_agree_with_eager(
     assert models["trace"].options["freeze_verified"] is False  # no shapes to build an example
     for label in ("eager", "export", "state_dict", "legacy"):
         assert models[label].options["freeze"] is False  # freezing is TorchScript's
-    for model in models.values():
-        assert model.options["channels_last"] is True
-        assert model.parameter_count == sum(p.numel() for p in net.parameters())
+    for label, model in models.items():
+        if model.format is not ModelFormat.ONNX:
+            assert model.options["channels_last"] is True
+        # ONNX counts initializers, which the exporters may fold (BatchNorm into the conv):
+        # at most the module's parameters, never more.
+        params = sum(p.numel() for p in net.parameters())
+        if model.format is ModelFormat.ONNX:
+            assert 0 < model.parameter_count <= params, label
+        else:
+            assert model.parameter_count == params, label
+
+
+def test_content_wins_over_a_wrong_extension(
+    torch_module: ModuleType, nets: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    net = nets.conv_net()
+    example = torch_module.from_numpy(_images(2))
+    path = export_torchscript(net, tmp_path / "actually_torchscript.onnx", example)
+    with caplog.at_level(logging.WARNING, logger="pyinfer.model_loader"):
+        model = load_model(path, input_shapes=(None, 3, 8, 8))
+    assert model.format is ModelFormat.TORCHSCRIPT
+    assert any("its content is torchscript" in r.getMessage() for r in caplog.records)
+    x = _images(3)
+    np.testing.assert_allclose(
+        model({"image": x})["output"], _eager(torch_module, net, x).numpy(), **PARITY
+    )
 
 
 def test_torch_export_specs_from_graph(torch_module: ModuleType, nets: Any, tmp_path: Path):
@@ -244,6 +273,10 @@ def test_export_onnx_dynamo_keeps_data_beside_and_dynamic_batch(
     assert [i.name for i in session.get_inputs()] == ["image", "extra"]
     assert [o.name for o in session.get_outputs()] == ["z_first", "a_second"]
     assert not isinstance(session.get_inputs()[0].shape[0], int)
+    model = load_model(files[0])
+    assert model.input_names() == ["image", "extra"]
+    assert model.output_names() == ["z_first", "a_second"]
+    assert model.has_dynamic_batch
     for batch in (1, 5):
         rng = np.random.default_rng(batch)
         image = rng.standard_normal((batch, 4)).astype(np.float32)
@@ -252,6 +285,9 @@ def test_export_onnx_dynamo_keeps_data_beside_and_dynamic_batch(
         got = session.run(None, {"image": image, "extra": extra})
         np.testing.assert_allclose(got[0], want["z_first"].numpy(), **PARITY)
         np.testing.assert_allclose(got[1], want["a_second"].numpy(), **PARITY)
+        through_pyinfer = model({"image": image, "extra": extra})
+        assert list(through_pyinfer) == ["z_first", "a_second"]
+        np.testing.assert_allclose(through_pyinfer["a_second"], want["a_second"].numpy(), **PARITY)
 
 
 def test_export_onnx_legacy_names_and_no_data_file(
