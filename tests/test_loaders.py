@@ -28,6 +28,7 @@ from pyinfer.backends.base import (
     Model,
     ModelFormat,
     TensorSpec,
+    check_options,
     output_specs_from_arrays,
     parse_device,
 )
@@ -415,6 +416,19 @@ def test_tensor_spec() -> None:
     assert unknown.shape_text() == "(unknown)"
     with pytest.raises(InvalidArgumentError, match="input 'u' has no declared shape"):
         unknown.concrete_shape()
+
+
+def test_check_options() -> None:
+    check_options({"a": 1}, ("a", "b"), loader="X", path=None)
+    with pytest.raises(
+        InvalidArgumentError, match=r"^unknown X option\(s\) 'c', 'd'; known: a, b$"
+    ):
+        check_options({"d": 1, "a": 1, "c": 2}, ("b", "a"), loader="X", path=None)
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^unknown Y option\(s\) 'z' for /m\.onnx; known: a \(the a\); b \(the b\)$",
+    ):
+        check_options({"z": 0}, {"b": "the b", "a": "the a"}, loader="Y", path=Path("/m.onnx"))
 
 
 def test_output_specs_from_arrays() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "Model",
     "ModelFormat",
     "TensorSpec",
+    "check_options",
     "parse_device",
 ]
 
@@ -145,6 +146,39 @@ def parse_device(device: str | Device | None) -> Device:
     raise InvalidArgumentError(
         f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N' (N the GPU's index)"
     )
+
+
+def check_options(
+    options: Mapping[str, Any],
+    known: Iterable[str] | Mapping[str, str],
+    *,
+    loader: str,
+    path: Path | None,
+) -> None:
+    """Refuses options a backend does not know, listing the ones it does.
+
+    Args:
+        options: The options given.
+        known: The option names the backend accepts; a mapping of name to description lists
+            each with its description.
+        loader: Who refuses, in the message (``"ONNX"``, ``"PyTorch loader"``...).
+        path: The model the options were given for (``None`` for an in-memory model).
+
+    Raises:
+        InvalidArgumentError: If any option is unknown; the message names them and lists the
+            known ones.
+    """
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        where = "" if path is None else f" for {path}"
+        if isinstance(known, Mapping):
+            listed = "; ".join(f"{k} ({v})" for k, v in sorted(known.items()))
+        else:
+            listed = ", ".join(sorted(known))
+        raise InvalidArgumentError(
+            f"unknown {loader} option(s) {', '.join(repr(u) for u in unknown)}{where}; "
+            f"known: {listed}"
+        )
 
 
 def _dim_text(dim: Dim) -> str:

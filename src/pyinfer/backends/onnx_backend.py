@@ -39,7 +39,14 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends import _frameworks
-from pyinfer.backends.base import Device, Dim, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import (
+    Device,
+    Dim,
+    Model,
+    ModelFormat,
+    TensorSpec,
+    check_options,
+)
 from pyinfer.errors import (
     CorruptModelError,
     CudaUnavailableError,
@@ -155,12 +162,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         OutOfMemoryError: If ONNX Runtime could not allocate the model's memory.
         FrameworkNotInstalledError: If onnxruntime is not installed.
     """
-    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown ONNX option(s) {', '.join(repr(o) for o in unknown)} for {path}; "
-            f"known: {', '.join(KNOWN_OPTIONS)}"
-        )
+    check_options(options, KNOWN_OPTIONS, loader="ONNX", path=path)
     if fmt is not ModelFormat.ONNX:
         raise InvalidArgumentError(
             f"the ONNX Runtime backend loads ONNX models, not {fmt.value} ({path})"

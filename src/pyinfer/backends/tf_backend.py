@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends._frameworks import import_tensorflow, physical_cores
-from pyinfer.backends.base import Device, Dim, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import (
+    Device,
+    Dim,
+    Model,
+    ModelFormat,
+    TensorSpec,
+    check_options,
+)
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
@@ -92,13 +99,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         CorruptModelError: If the file or folder is damaged.
         CudaUnavailableError: If CUDA is asked for and TensorFlow sees no such GPU.
     """
-    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-    if unknown:
-        known = "; ".join(f"{k} ({v})" for k, v in KNOWN_OPTIONS.items())
-        raise InvalidArgumentError(
-            f"unknown option(s) {', '.join(repr(u) for u in unknown)} for TensorFlow model "
-            f"{path}; known options: {known}"
-        )
+    check_options(options, KNOWN_OPTIONS, loader="TensorFlow", path=path)
     if fmt is ModelFormat.TFLITE:
         if device.is_cuda:
             raise InvalidArgumentError(

@@ -66,7 +66,14 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends import _frameworks
-from pyinfer.backends.base import Device, Dim, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import (
+    Device,
+    Dim,
+    Model,
+    ModelFormat,
+    TensorSpec,
+    check_options,
+)
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
@@ -424,12 +431,7 @@ def from_module(module: Any, device: Device, *, name: str, **options: Any) -> Mo
 
 
 def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown PyTorch loader option(s) {', '.join(repr(u) for u in unknown)}; known: "
-            f"{', '.join(sorted(KNOWN_OPTIONS))}"
-        )
+    check_options(options, KNOWN_OPTIONS, loader="PyTorch loader", path=None)
     kwargs = options.get("architecture_kwargs")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InvalidArgumentError(
