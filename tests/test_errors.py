@@ -36,7 +36,8 @@ def test_every_error_is_a_pyinfer_error_and_its_builtin(
 def test_cuda_errors_are_device_errors() -> None:
     assert issubclass(errors.CudaUnavailableError, errors.DeviceError)
     assert issubclass(errors.CudaError, errors.DeviceError)
-    assert sorted(errors.__all__) == sorted(name for name in dir(errors) if name.endswith("Error"))
+    classes = sorted(name for name in errors.__all__ if name.endswith("Error"))
+    assert classes == sorted(name for name in dir(errors) if name.endswith("Error"))
 
 
 def test_load_errors_carry_the_path() -> None:
@@ -52,3 +53,42 @@ def test_load_errors_carry_the_path() -> None:
         assert exc.path == "/models/m.onnx"
         assert str(exc) == "bad model"
     assert errors.ModelLoadError("in memory").path is None
+
+
+class _FakeTorchOomError(RuntimeError):
+    pass
+
+
+_FakeTorchOomError.__name__ = "OutOfMemoryError"
+
+
+class _ResourceExhaustedError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        _FakeTorchOomError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory"
+            " out of memory"
+        ),
+        RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory"),
+        _ResourceExhaustedError("OOM when allocating tensor with shape[64,3,224,224]"),
+        MemoryError(),
+        RuntimeError("std::bad_alloc"),
+    ],
+)
+def test_as_out_of_memory_recognises_every_framework(exc: BaseException) -> None:
+    converted = errors.as_out_of_memory(exc)
+    assert isinstance(converted, errors.OutOfMemoryError)
+    assert converted.__cause__ is exc
+    assert type(exc).__name__ in str(converted)
+
+
+def test_as_out_of_memory_keeps_pyinfer_errors_and_ignores_others() -> None:
+    own = errors.OutOfMemoryError("pinned memory")
+    assert errors.as_out_of_memory(own) is own
+    assert errors.as_out_of_memory(ValueError("shape mismatch")) is None
+    assert errors.as_out_of_memory(RuntimeError("memory format is channels_last")) is None

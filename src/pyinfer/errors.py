@@ -25,6 +25,7 @@ __all__ = [
     "PyinferError",
     "UnknownFormatError",
     "UntrustedModelError",
+    "as_out_of_memory",
 ]
 
 
@@ -95,3 +96,53 @@ class UntrustedModelError(ModelLoadError, PermissionError):
 
 class InvalidInputError(PyinferError, ValueError):
     """An input tensor has the wrong name, shape or dtype for the model; the message names it."""
+
+
+# Exception class names that mean "out of memory" in the frameworks pyinfer runs, matched by name
+# so this module imports none of them: torch.cuda.OutOfMemoryError (and torch.OutOfMemoryError),
+# TensorFlow's ResourceExhaustedError, and the Python builtin.
+_OOM_TYPE_NAMES = frozenset({"OutOfMemoryError", "ResourceExhaustedError", "MemoryError"})
+# Lower-case message fragments that mean the same where the class is generic (a torch
+# RuntimeError from an older release or a non-CUDA allocator, ONNX Runtime's RuntimeException
+# or Fail, a C++ std::bad_alloc translated by pybind11).
+_OOM_MESSAGES = (
+    "out of memory",
+    "failed to allocate memory",
+    "bad allocation",
+    "std::bad_alloc",
+    "oom when allocating",
+    "resource exhausted",
+    "cudnn_status_alloc_failed",
+    "cublas_status_alloc_failed",
+)
+
+
+def as_out_of_memory(exc: BaseException) -> OutOfMemoryError | None:
+    """Recognises an out-of-memory failure from any framework pyinfer runs.
+
+    torch (CUDA or host), ONNX Runtime, TensorFlow and Python each report an allocation failure
+    in their own way; this maps all of them to one :class:`OutOfMemoryError`, so callers (the
+    engine's batch back-off, the profiler's batch sweep) can react to one type. No framework is
+    imported: the exception is recognised by its class names and its message.
+
+    Args:
+        exc: The exception a model run raised.
+
+    Returns:
+        ``exc`` itself when it already is an :class:`OutOfMemoryError`; a new one, chained to
+        ``exc`` and carrying its message, when ``exc`` means out of memory; ``None`` otherwise.
+    """
+    if isinstance(exc, OutOfMemoryError):
+        return exc
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(exc).strip()
+    if not (names & _OOM_TYPE_NAMES or any(m in message.lower() for m in _OOM_MESSAGES)):
+        return None
+    first_line = message.splitlines()[0] if message else ""
+    converted = OutOfMemoryError(
+        f"{type(exc).__name__}: {first_line}"
+        if first_line
+        else f"{type(exc).__name__} (out of memory)"
+    )
+    converted.__cause__ = exc
+    return converted
