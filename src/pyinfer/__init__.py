@@ -62,6 +62,8 @@ if TYPE_CHECKING:
         detect_format,
         load_model,
     )
+    from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+    from pyinfer.report import ProfileReport, compare, comparison_table
 
 # Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
 _LAZY = {
@@ -74,6 +76,11 @@ _LAZY = {
     "TensorFlowModelLoader": "pyinfer.model_loader",
     "detect_format": "pyinfer.model_loader",
     "load_model": "pyinfer.model_loader",
+    "PerformanceProfiler": "pyinfer.profiler",
+    "ProfilerSettings": "pyinfer.profiler",
+    "ProfileReport": "pyinfer.report",
+    "compare": "pyinfer.report",
+    "comparison_table": "pyinfer.report",
 }
 
 
@@ -158,8 +165,11 @@ __all__ = [
     "ModelNotFoundError",
     "ONNXModelLoader",
     "OutOfMemoryError",
+    "PerformanceProfiler",
     "PinnedBuffer",
     "PinnedRing",
+    "ProfileReport",
+    "ProfilerSettings",
     "PyTorchModelLoader",
     "PyinferError",
     "Summary",
@@ -169,6 +179,8 @@ __all__ = [
     "UntrustedModelError",
     "__version__",
     "clock_info",
+    "compare",
+    "comparison_table",
     "cuda_available",
     "cuda_device_count",
     "cuda_device_name",
