@@ -199,12 +199,17 @@ class StoppingRule:
         size = max(1, round(CHUNK_TIME_S / per_call_s))
         limits = [self.max_iterations - count]
         remaining_s = self.max_time_s - elapsed_s
-        limits.append(max(1, math.ceil(remaining_s / per_call_s)))
+        limits.append(_calls_for(remaining_s, per_call_s))
         if count < self.min_iterations:
             limits.append(self.min_iterations - count)
         elif elapsed_s < self.min_time_s:
-            limits.append(max(1, math.ceil((self.min_time_s - elapsed_s) / per_call_s)))
+            limits.append(_calls_for(self.min_time_s - elapsed_s, per_call_s))
         return max(1, min(size, *limits))
+
+
+def _calls_for(seconds: float, per_call_s: float) -> int:
+    # Rounded before the ceiling: 0.05 s / 1 ms is 50.00000000000004 in binary, and is 50 calls.
+    return max(1, math.ceil(round(seconds / per_call_s, 6)))
 
 
 @dataclass(frozen=True)

@@ -834,16 +834,19 @@ def _box_table(
     centred, except the first column's, left-aligned unless ``center_first``. Columns grow to
     fit their content.
     """
+    last = len(header) - 1
+    # A header needs one space after it (none before the first, none after the last).
+    pad = [1] + [2] * (last - 1) + [1]
     width = [
-        max(widths[i], len(header[i]) + (1 if i == 0 else 2), *(len(r[i]) + 2 for r in rows))
+        max(widths[i], len(header[i]) + pad[i], *(len(r[i]) + 2 for r in rows))
         for i in range(len(header))
     ]
     head = [header[0].ljust(width[0])]
     head += [f" {h} ".ljust(w) for h, w in zip(header[1:], width[1:], strict=True)]
     out = ["│".join(head).rstrip(), "┼".join("─" * w for w in width)]
     for row in rows:
-        first = row[0].center(width[0]) if center_first else row[0].ljust(width[0])
-        cells = [first] + [c.center(w) for c, w in zip(row[1:], width[1:], strict=True)]
+        first = f"{row[0]:^{width[0]}}" if center_first else row[0].ljust(width[0])
+        cells = [first] + [f"{c:^{w}}" for c, w in zip(row[1:], width[1:], strict=True)]
         out.append("│".join(cells).rstrip())
     return "\n".join(out)
 
@@ -876,7 +879,8 @@ def comparison_table(
         m = r.memory
         memory = "-"
         if m is not None:
-            memory = _short((m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB)
+            megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB
+            memory = f"{megabytes:.0f}" if megabytes >= 10 else _short(megabytes)
         rows.append((name, _short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
     return _box_table(header, rows, widths=(16, 14, 18, 12))

@@ -1,0 +1,677 @@
+"""The profiler: stopping rule and warm-up on synthetic streams, accuracy on a known workload,
+the measurements on busy-wait models, and full profiles of tiny torch, ONNX Runtime and Keras
+models. GPU paths are marked ``gpu``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyinfer
+from pyinfer import _stopping
+from pyinfer._stopping import StoppingRule, WarmupPolicy, collect, warm_up
+from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.errors import DeviceError, InvalidArgumentError, OutOfMemoryError
+from pyinfer.profiler import (
+    MIN_THROUGHPUT_CALLS,
+    PerformanceProfiler,
+    ProfilerSettings,
+    _finish_curve,
+)
+from pyinfer.report import BatchPoint, ProfileReport
+
+# ---- synthetic sample streams with a fake clock -----------------------------------------------
+
+
+class FakeStream:
+    """A sample source over a fixed sequence (ns) whose clock advances by the samples it gives."""
+
+    def __init__(self, values: Iterator[float]) -> None:
+        self.values = values
+        self.now_s = 0.0
+        self.calls: list[int] = []
+
+    def clock(self) -> float:
+        return self.now_s
+
+    def __call__(self, n: int) -> np.ndarray:
+        self.calls.append(n)
+        chunk = np.array([next(self.values) for _ in range(n)], dtype=np.float64)
+        self.now_s += float(chunk.sum()) / 1e9
+        return chunk
+
+
+def stable_values(ms: float = 1.0, jitter: float = 0.001) -> Iterator[float]:
+    i = 0
+    while True:  # +-0.1% deterministic jitter
+        yield ms * 1e6 * (1.0 + jitter * (1 if i % 2 else -1))
+        i += 1
+
+
+def noisy_values(seed: int = 1, sigma: float = 0.5) -> Iterator[float]:
+    rng = np.random.default_rng(seed)
+    while True:
+        yield float(rng.lognormal(np.log(1e6), sigma))
+
+
+def test_a_stable_stream_stops_exactly_at_the_minimum_count() -> None:
+    stream = FakeStream(stable_values())
+    rule = StoppingRule(min_iterations=100, min_time_s=0.01, stability_metric="cv")
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert run.samples_ns.size == 100
+    assert run.decision.stable
+    assert run.decision.reason.startswith("stable: cv 0.10% <= 1.00% target after 100 samples")
+    assert run.elapsed_s == pytest.approx(0.1)
+    assert run.decision.stability_value == pytest.approx(np.std(run.samples_ns, ddof=1) / 1e6)
+
+
+def test_the_minimum_time_holds_the_run_until_it_has_passed() -> None:
+    stream = FakeStream(stable_values())
+    rule = StoppingRule(min_iterations=10, min_time_s=0.5)
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    # 1 ms per call: the chunks stop exactly where 0.5 s is reached.
+    assert run.samples_ns.size == 500
+    assert run.decision.stable
+    assert max(stream.calls) <= round(_stopping.CHUNK_TIME_S / 1e-3)
+
+
+def test_a_noisy_stream_runs_to_the_cap_and_is_flagged_unstable() -> None:
+    stream = FakeStream(noisy_values())
+    rule = StoppingRule(
+        min_iterations=50,
+        min_time_s=0.0,
+        max_iterations=2000,
+        max_time_s=100.0,
+        stability_target=0.05,
+        stability_metric="cv",
+    )
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert run.samples_ns.size == 2000  # every sample kept
+    assert not run.decision.stable
+    assert "NOT stable: cv" in run.decision.reason
+    assert "stopped at the iteration cap (2000) after 2000 samples" in run.decision.reason
+    assert run.decision.stability_value > 0.4  # lognormal sigma 0.5: cv ~ 0.53
+
+
+def test_the_time_cap_stops_a_noisy_run() -> None:
+    stream = FakeStream(noisy_values(2))
+    rule = StoppingRule(min_iterations=10, min_time_s=0.0, max_time_s=0.3, stability_metric="cv")
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert "time cap (0.3 s)" in run.decision.reason
+    assert 0.3 <= run.elapsed_s < 0.3 + _stopping.CHUNK_TIME_S * 2
+    assert not run.decision.stable
+
+
+def test_the_median_interval_converges_on_a_noisy_stream() -> None:
+    stream = FakeStream(noisy_values(3))
+    rule = StoppingRule(
+        min_iterations=20,
+        min_time_s=0.0,
+        max_iterations=100_000,
+        max_time_s=1000.0,
+        stability_target=0.05,
+        stability_metric="median_ci",
+    )
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert run.decision.stable
+    assert run.decision.reason.startswith("stable: median 95% CI")
+    # Half-width ~ 1.96 * sigma * sqrt(pi/2) / (2 sqrt(n)) for a lognormal: 5% needs ~150.
+    assert 50 < run.samples_ns.size < 1000
+
+
+def test_a_failing_source_keeps_its_partial_samples() -> None:
+    values = stable_values()
+
+    def source(n: int) -> np.ndarray:
+        if source.taken >= 30:  # type: ignore[attr-defined]
+            raise RuntimeError("device lost")
+        source.taken += n  # type: ignore[attr-defined]
+        return np.array([next(values) for _ in range(n)])
+
+    source.taken = 0  # type: ignore[attr-defined]
+    clock = iter(range(10_000)).__next__
+    with pytest.raises(RuntimeError, match="device lost") as info:
+        collect(source, StoppingRule(min_iterations=1000, min_time_s=0.0), lambda: clock() * 1e-3)
+    partial = info.value.partial_samples_ns  # type: ignore[attr-defined]
+    assert partial.size >= 30
+    assert np.all(partial == pytest.approx(1e6, rel=1e-2))
+
+
+def test_a_source_returning_the_wrong_count_is_an_error() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"returned \(3,\) samples for 1 calls"):
+        collect(lambda n: np.ones(3), StoppingRule(), lambda: 0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_iterations": 0}, "min_iterations must be at least 1, got 0"),
+        ({"min_iterations": 10, "max_iterations": 5}, "max_iterations (5) must be at least"),
+        ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s (1.0) must be at least min_time_s"),
+        ({"min_time_s": -1.0}, "min_time_s must be >= 0"),
+        ({"stability_target": 0.0}, "stability_target must be above 0"),
+        ({"stability_metric": "iqr"}, "unknown stability_metric 'iqr'"),
+    ],
+)
+def test_bad_rules_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        StoppingRule(**kwargs)
+
+
+def test_chunks_never_cross_a_boundary() -> None:
+    rule = StoppingRule(min_iterations=100, min_time_s=1.0, max_iterations=1000, max_time_s=5.0)
+    assert rule.chunk_size(0, 0.0, None) == 1  # nothing known yet: one call
+    assert rule.chunk_size(0, 0.0, 1e6) == 100  # 0.1 s of 1 ms calls, = the minimum count
+    assert rule.chunk_size(90, 0.09, 1e6) == 10  # up to the minimum count only
+    assert rule.chunk_size(100, 0.95, 1e6) == 50  # then up to the minimum time only
+    assert rule.chunk_size(990, 2.0, 1e6) == 10  # never past the count cap
+    assert rule.chunk_size(500, 4.99, 1e6) == 10  # nor (by much) past the time cap
+    assert rule.chunk_size(500, 2.0, 1e9) == 1  # one-second calls: one at a time
+
+
+# ---- warm-up ----------------------------------------------------------------------------------
+
+
+def transient_values() -> Iterator[float]:
+    """10 ms decaying to 1 ms over ~40 calls, then 1 ms +- 0.1%."""
+    i = 0
+    while True:
+        decay = 9.0 * np.exp(-i / 6.0)
+        yield 1e6 * (1.0 + decay + 0.001 * (1 if i % 2 else -1))
+        i += 1
+
+
+def test_a_warmup_transient_is_detected_and_skipped() -> None:
+    stream = FakeStream(transient_values())
+    warm = warm_up(stream, WarmupPolicy(iterations=5, until_settled=True), stream.clock)
+    assert warm.settled is True
+    assert 40 <= warm.iterations <= 200  # windows grow to 50 calls (0.05 s) as it speeds up
+    assert warm.samples_ns.max() > 5e6  # the transient was in the warm-up...
+    run = collect(stream, StoppingRule(min_iterations=50, min_time_s=0.0), stream.clock)
+    assert run.samples_ns.max() < 1.02e6  # ...and none of it in the measurement
+    assert run.decision.stable
+
+
+def test_without_settling_the_transient_stays_in_the_samples() -> None:
+    stream = FakeStream(transient_values())
+    warm = warm_up(stream, WarmupPolicy(iterations=5, until_settled=False), stream.clock)
+    assert warm.settled is None
+    assert warm.iterations == 5
+    run = collect(
+        stream, StoppingRule(min_iterations=50, min_time_s=0.0, stability_metric="cv"), stream.clock
+    )
+    assert run.samples_ns.max() > 2e6
+
+
+def test_a_warmup_that_never_settles_stops_at_its_cap(caplog: pytest.LogCaptureFixture) -> None:
+    def drifting() -> Iterator[float]:
+        i = 0
+        while True:  # 5% slower every call: no two windows agree
+            yield 1e6 * 1.05**i
+            i += 1
+
+    stream = FakeStream(drifting())
+    with caplog.at_level(logging.WARNING, logger="pyinfer._stopping"):
+        warm = warm_up(
+            stream, WarmupPolicy(iterations=0, until_settled=True, max_iterations=60), stream.clock
+        )
+    assert warm.settled is False
+    assert warm.iterations == 60
+    assert "warm-up did not settle within 60 calls" in caplog.text
+
+
+def test_a_negative_warmup_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="warmup_iterations must be 0 or more, got -1"):
+        ProfilerSettings(warmup_iterations=-1)
+
+
+# ---- busy-wait models: known durations through the real profiler ------------------------------
+
+
+def spin(ns: float) -> None:
+    end = time.perf_counter_ns() + ns
+    while time.perf_counter_ns() < end:
+        pass
+
+
+class SpinModel(Model):
+    """Busy-waits ``base_ns + per_item_ns * batch`` per call; optional failures and allocations."""
+
+    def __init__(
+        self,
+        base_ns: float = 2e6,
+        per_item_ns: float = 0.0,
+        *,
+        shape: tuple[Any, ...] = ("batch", 4),
+        oom_from_batch: int | None = None,
+        fail_at_batch: int | None = None,
+        allocate_bytes: int = 0,
+        first_call_ns: float = 0.0,
+    ) -> None:
+        super().__init__(
+            name="spin",
+            format=ModelFormat.ONNX,
+            framework="numpy",
+            device=Device("cpu"),
+            path=None,
+            inputs=[TensorSpec("x", shape)],
+            outputs=[TensorSpec("y", shape)],
+            parameter_count=10,
+            parameter_bytes=40,
+            options={"intra_op_threads": 1},
+        )
+        self.base_ns, self.per_item_ns = base_ns, per_item_ns
+        self.oom_from_batch, self.fail_at_batch = oom_from_batch, fail_at_batch
+        self.allocate_bytes, self.first_call_ns = allocate_bytes, first_call_ns
+        self.calls = 0
+
+    def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        return dict(inputs)
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        x = inputs["x"]
+        batch = x.shape[0]
+        if self.oom_from_batch is not None and batch >= self.oom_from_batch:
+            raise RuntimeError(f"CUDA out of memory. Tried to allocate {batch} GiB")
+        if self.fail_at_batch == batch:
+            raise ValueError(f"bad batch {batch}")
+        self.calls += 1
+        if self.calls == 1 and self.first_call_ns:
+            spin(self.first_call_ns)
+        if self.allocate_bytes:
+            scratch = np.ones(self.allocate_bytes, dtype=np.uint8)  # touched: resident
+            x = x + float(scratch[-1]) - 1.0
+        spin(self.base_ns + self.per_item_ns * batch)
+        return {"y": x}
+
+    def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+FAST = ProfilerSettings(
+    warmup_iterations=3,
+    warmup_until_settled=False,
+    min_iterations=20,
+    min_time_s=0.02,
+    max_iterations=400,
+    max_time_s=0.3,
+    throughput_time_s=0.05,
+    memory_runs=2,
+)
+
+
+def fast(**changes: Any) -> ProfilerSettings:
+    from dataclasses import replace
+
+    return replace(FAST, **changes)
+
+
+def test_a_known_workload_is_measured_within_2_percent_at_the_median() -> None:
+    model = SpinModel(base_ns=3e6)
+    settings = fast(min_iterations=40, min_time_s=0.1, max_time_s=1.0)
+    latency = PerformanceProfiler(model, settings).measure_latency()
+    assert latency.iterations >= 40
+    assert latency.stats.median_ms == pytest.approx(3.0, rel=0.02)
+    assert latency.stats.min_ms >= 3.0  # a busy wait cannot end early
+    assert latency.timing_method.startswith("host timed loop")
+    assert len(latency.samples_ns) == latency.stats.count
+
+
+def test_an_engine_lends_its_model_and_batch_size() -> None:
+    class Engine:
+        def __init__(self, model: Model) -> None:
+            self.model = model
+            self.batch_size = 3
+
+    profiler = PerformanceProfiler(Engine(SpinModel(base_ns=2e5)), FAST)
+    latency = profiler.measure_latency()
+    assert latency.batch_size == 3
+    assert profiler.measure_latency(5).batch_size == 5
+
+
+def test_something_without_a_model_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"needs a pyinfer Model .* not str"):
+        PerformanceProfiler("resnet50.onnx")
+
+
+def test_settings_are_checked_against_the_model() -> None:
+    with pytest.raises(InvalidArgumentError, match="cuda_graphs needs a torch model on CUDA"):
+        PerformanceProfiler(SpinModel(), fast(cuda_graphs=True))
+    with pytest.raises(InvalidArgumentError, match="timing='cuda-events' needs a CUDA model"):
+        PerformanceProfiler(SpinModel(), fast(timing="cuda-events"))
+    with pytest.raises(InvalidArgumentError, match="unknown timing 'gpu'"):
+        ProfilerSettings(timing="gpu")
+    with pytest.raises(InvalidArgumentError, match="batch_size must be at least 1, got 0"):
+        ProfilerSettings(batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="throughput_time_s must be above 0"):
+        ProfilerSettings(throughput_time_s=0)
+    with pytest.raises(InvalidArgumentError, match="memory_runs must be at least 1"):
+        ProfilerSettings(memory_runs=0)
+    with pytest.raises(InvalidArgumentError, match="batch_size must be at least 1, got 0"):
+        PerformanceProfiler(SpinModel(), FAST).measure_latency(0)
+
+
+def test_a_fixed_batch_model_runs_its_own_batch_and_refuses_others() -> None:
+    model = SpinModel(base_ns=1e5, shape=(2, 4))
+    profiler = PerformanceProfiler(model, FAST)
+    assert profiler.measure_latency().batch_size == 2  # default batch 1 gives way
+    with pytest.raises(InvalidArgumentError, match=r"fixed batch size of 2 \(input 'x' \(2, 4\)\)"):
+        profiler.measure_latency(4)
+    with pytest.raises(InvalidArgumentError, match="a batch sweep needs a dynamic batch"):
+        profiler.sweep_batch_sizes([1, 2])
+
+
+def test_throughput_counts_items_and_calls_over_the_wall_time() -> None:
+    model = SpinModel(base_ns=1e6)
+    tput = PerformanceProfiler(model, FAST).measure_throughput(2, duration_s=0.1)
+    assert tput.calls >= MIN_THROUGHPUT_CALLS
+    assert tput.items == 2 * tput.calls
+    assert tput.fps == pytest.approx(tput.items / tput.wall_s)
+    assert tput.rps == pytest.approx(tput.calls / tput.wall_s)
+    assert 1000 < tput.fps <= 2000 * 1.01  # 1 ms per call of 2 items: at most 2000 items/s
+    assert tput.gpu_utilization.unavailable == "the model runs on the CPU"
+    with pytest.raises(InvalidArgumentError, match="duration_s must be above 0"):
+        PerformanceProfiler(model, FAST).measure_throughput(duration_s=-1)
+
+
+def test_the_memory_pass_sees_what_a_call_allocates() -> None:
+    model = SpinModel(base_ns=1e4, allocate_bytes=64 * 1024 * 1024)
+    memory = PerformanceProfiler(model, FAST).measure_memory()
+    assert memory.parameter_bytes == 40
+    assert memory.peak_activation_bytes is not None
+    assert memory.peak_activation_bytes >= 60 * 1024 * 1024
+    assert memory.process_peak_rss_bytes is not None
+    assert memory.process_peak_rss_bytes >= memory.peak_activation_bytes
+    assert memory.runs == 2
+    assert memory.total[0] == "Process Peak RSS"
+    assert memory.activation_method.startswith("peak RSS over the pre-run RSS across 2 calls")
+    with pytest.raises(InvalidArgumentError, match="runs must be at least 1, got 0"):
+        PerformanceProfiler(model, FAST).measure_memory(runs=0)
+
+
+def test_out_of_memory_is_one_error_type() -> None:
+    profiler = PerformanceProfiler(SpinModel(oom_from_batch=1), FAST)
+    for measure in (profiler.measure_latency, profiler.measure_throughput, profiler.measure_memory):
+        with pytest.raises(OutOfMemoryError, match="CUDA out of memory"):
+            measure()
+
+
+def test_a_sweep_records_failures_and_stops_at_out_of_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = SpinModel(base_ns=1e5, per_item_ns=2e4, oom_from_batch=8, fail_at_batch=2)
+    with caplog.at_level(logging.WARNING, logger="pyinfer.profiler"):
+        curve = PerformanceProfiler(model, FAST).sweep_batch_sizes([16, 4, 1, 2, 8, 4])
+    assert [p.batch_size for p in curve.points] == [1, 2, 4, 8]  # sorted, deduplicated, 16 never
+    one, two, four, eight = curve.points
+    assert one.ok
+    assert four.ok
+    assert two.error == "ValueError: bad batch 2"
+    assert not two.out_of_memory
+    assert eight.out_of_memory
+    assert eight.error is not None
+    assert eight.error.startswith("out of memory: RuntimeError: CUDA out of memory")
+    assert four.latency_mean_ms is not None
+    assert four.latency_mean_ms >= 0.18
+    assert four.throughput_fps is not None
+    assert four.throughput_fps <= 4 / 0.18e-3
+    assert curve.knee_batch_size in {1, 4}
+    assert curve.best_batch_size == 4
+    assert "batch 8: out of memory; the sweep stops here" in caplog.text
+    with pytest.raises(InvalidArgumentError, match="one or more sizes of at least 1"):
+        PerformanceProfiler(model, FAST).sweep_batch_sizes([])
+    with pytest.raises(InvalidArgumentError, match="latency_budget_ms must be above 0"):
+        PerformanceProfiler(model, FAST).sweep_batch_sizes([1], latency_budget_ms=0)
+
+
+def points(*rows: tuple[int, float, float]) -> list[BatchPoint]:
+    return [
+        BatchPoint(
+            b,
+            latency_mean_ms=p95 * 0.9,
+            latency_median_ms=p95 * 0.9,
+            latency_p95_ms=p95,
+            throughput_fps=fps,
+            stable=True,
+        )
+        for b, p95, fps in rows
+    ]
+
+
+def test_knee_and_best_batch_follow_their_rules() -> None:
+    curve_points = points(
+        (1, 4.5, 238),
+        (2, 5.5, 392),
+        (4, 8.0, 548),
+        (8, 13.0, 678),
+        (16, 22.0, 780),
+        (32, 40.0, 837),
+    )
+    curve = _finish_curve(curve_points, None)
+    assert curve.knee_batch_size == 16  # 780 >= 0.9 * 837 = 753.3; 678 is not
+    assert curve.best_batch_size == 32
+    assert curve.best_reason.startswith("batch 32: the highest throughput, 837.0 FPS")
+    budget = _finish_curve(curve_points, 15.0)
+    assert budget.best_batch_size == 8
+    assert budget.best_reason == "batch 8: 678.0 FPS with P95 13.000 ms within the 15 ms budget"
+    none = _finish_curve(curve_points, 4.0)
+    assert none.best_batch_size is None
+    assert none.best_reason == (
+        "none: no batch size has P95 <= 4 ms (the lowest is 4.500 ms at batch 1)"
+    )
+    failed = _finish_curve([BatchPoint(1, error="x")], None)
+    assert failed.knee_batch_size is None
+    assert failed.best_reason == "no batch size was measured"
+
+
+def test_profile_reports_everything_in_the_specification_layout() -> None:
+    model = SpinModel(base_ns=5e5, first_call_ns=2e7)
+    model.load_time_s = 0.25
+    report = PerformanceProfiler(model, FAST).profile(batch_size=2, batch_sizes=[1, 2])
+    assert report.cold_start.load_time_s == 0.25
+    assert report.cold_start.first_inference_ms is not None
+    assert report.cold_start.first_inference_ms >= 20.0  # the first call is timed alone
+    assert report.latency.stats.min_ms >= 0.5  # and kept out of the latency
+    assert report.input_shapes == {"x": (2, 4)}
+    assert report.input_dtypes == {"x": "float32"}
+    assert report.environment.model_options == {"intra_op_threads": 1}
+    assert report.environment.threads["model.intra_op_threads"] == 1
+    lines = report.to_text().splitlines()
+    s = report.latency.stats
+    assert lines[:8] == [
+        "Profiling Results:",
+        "==================",
+        "Model: spin",
+        f"Device: {report.device_name}",
+        "Input Shape: (2, 4)",
+        f"Iterations: {s.count} (3 warmup)",
+        "",
+        "Latency Statistics:",
+    ]
+    assert report.device_name.startswith("CPU (")
+    assert lines[8] == f"  Mean:   {s.mean_ms:.2f} ms"
+    assert "  Model Parameters: 0.0 MB" in lines
+    assert any(line.startswith("  Process Peak RSS: ") for line in lines)
+    assert f"Throughput: {report.throughput_fps:.1f} FPS" in lines
+    assert report.batch_curve is not None
+    assert len(report.batch_curve.points) == 2
+    assert ProfileReport.from_json(report.to_json()) == report
+
+
+def test_public_names_are_served_lazily() -> None:
+    assert pyinfer.PerformanceProfiler is PerformanceProfiler
+    assert pyinfer.ProfilerSettings is ProfilerSettings
+    assert pyinfer.ProfileReport is ProfileReport
+
+
+# ---- real tiny models -------------------------------------------------------------------------
+
+REAL = fast(min_iterations=20, max_time_s=0.3, memory_runs=2)
+
+
+def tiny_torch(torch: ModuleType) -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
+
+
+def check_real_report(report: ProfileReport, framework: str, batch: int) -> None:
+    assert report.framework == framework
+    assert report.batch_size == batch
+    assert report.latency.stats.count >= 20
+    assert 0 < report.latency.stats.min_ms <= report.latency.stats.median_ms
+    assert report.memory is not None
+    assert report.memory.peak_activation_bytes is not None
+    assert report.memory.peak_activation_bytes >= 0
+    assert report.throughput is not None
+    assert report.throughput.fps > 0
+    assert report.cold_start.load_time_s is not None
+    assert report.cold_start.load_time_s > 0
+    assert ProfileReport.from_json(report.to_json()) == report
+
+
+def test_profile_a_tiny_torch_model(torch_module: ModuleType) -> None:
+    model = pyinfer.PyTorchModelLoader(input_shapes=(None, 3, 16, 16)).from_module(
+        tiny_torch(torch_module)
+    )
+    report = PerformanceProfiler(model, REAL).profile(batch_size=2)
+    check_real_report(report, "torch", 2)
+    assert report.memory is not None
+    assert report.memory.parameter_bytes == (8 * 27 + 8 + 36) * 4
+    assert report.environment.threads["torch_threads"] == torch_module.get_num_threads()
+    assert report.label == "PyTorch (FP32)"
+
+
+def test_profile_a_tiny_onnx_model(
+    torch_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
+) -> None:
+    from pyinfer.export import export_onnx
+
+    export_onnx(
+        tiny_torch(torch_module),
+        tmp_path / "tiny.onnx",
+        torch_module.randn(1, 3, 16, 16),
+        dynamo=False,
+    )
+    model = pyinfer.load_model(tmp_path / "tiny.onnx")
+    report = PerformanceProfiler(model, REAL).profile(batch_size=4, batch_sizes=[1, 4])
+    check_real_report(report, "onnxruntime", 4)
+    assert report.label == "ONNX (FP32)"
+    assert report.batch_curve is not None
+    assert [p.batch_size for p in report.batch_curve.measured] == [1, 4]
+
+
+def test_profile_a_tiny_keras_model(keras_module: ModuleType, tmp_path: Path) -> None:
+    from pyinfer.export import export_keras
+
+    keras = keras_module
+    net = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
+    )
+    path = export_keras(net, tmp_path / "tiny.keras")
+    model = pyinfer.load_model(path)
+    report = PerformanceProfiler(model, REAL).profile(batch_size=3)
+    check_real_report(report, "tensorflow", 3)
+    assert report.memory is not None
+    assert report.memory.parameter_bytes == (8 * 16 + 16 + 34) * 4
+
+
+# ---- GPU (pytest -m gpu) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cuda_torch() -> ModuleType:
+    if not pyinfer.cuda_available():
+        pytest.skip(f"CUDA is unavailable: {pyinfer.cuda_unavailable_reason()}")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    return torch
+
+
+def sleeper(torch: ModuleType, cycles: int) -> Any:
+    class Sleep(torch.nn.Module):  # type: ignore[name-defined,misc]
+        def forward(self, x: Any) -> Any:
+            torch.cuda._sleep(cycles)
+            return x * 2
+
+    return Sleep()
+
+
+@pytest.mark.gpu
+def test_cuda_events_time_the_gpu_work_not_the_launch(cuda_torch: ModuleType) -> None:
+    torch = cuda_torch
+    model = pyinfer.PyTorchModelLoader(input_shapes=(None, 8)).from_module(
+        sleeper(torch, 2_000_000), device="cuda"
+    )
+    report = PerformanceProfiler(model, fast(min_time_s=0.1, max_time_s=2.0)).profile()
+    lat = report.latency
+    assert lat.timing_method.startswith("CUDA events")
+    assert lat.host_mean_ms is not None
+    assert lat.host_mean_ms >= lat.stats.median_ms * 0.9
+    assert lat.stats.median_ms > 0.1  # ~2M cycles: about a millisecond on any recent GPU
+    assert report.memory is not None
+    assert report.memory.gpu_reserved_bytes is not None
+    assert report.memory.device_used_bytes is not None
+    assert report.device_name.startswith("CUDA (")
+    assert report.environment.gpu_name
+    assert report.environment.gpu_driver
+    util = report.throughput.gpu_utilization if report.throughput else None
+    assert util is not None
+    assert util.samples > 0 or util.unavailable
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_replay_the_same_work(cuda_torch: ModuleType) -> None:
+    torch = cuda_torch
+    net = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(20)])
+    model = pyinfer.PyTorchModelLoader(input_shapes=(None, 64)).from_module(net, device="cuda")
+    eager = PerformanceProfiler(model, fast(max_time_s=1.0)).measure_latency(1)
+    graphs = PerformanceProfiler(model, fast(max_time_s=1.0, cuda_graphs=True)).measure_latency(1)
+    assert graphs.timing_method.startswith("CUDA graph replay")
+    # Replay removes the 20 launches' host overhead; the GPU time cannot grow much.
+    assert graphs.stats.median_ms <= eager.stats.median_ms * 1.2
+
+
+@pytest.mark.gpu
+def test_host_timing_on_cuda_synchronises_each_call(cuda_torch: ModuleType) -> None:
+    torch = cuda_torch
+    model = pyinfer.PyTorchModelLoader(input_shapes=(None, 8)).from_module(
+        sleeper(torch, 2_000_000), device="cuda"
+    )
+    events = PerformanceProfiler(model, fast(max_time_s=1.0)).measure_latency()
+    host = PerformanceProfiler(model, fast(max_time_s=1.0, timing="host")).measure_latency()
+    assert host.timing_method.startswith("host clock, synchronising after each call")
+    assert host.stats.median_ms == pytest.approx(events.stats.median_ms, rel=0.2)
+
+
+def test_graph_capture_failure_is_a_device_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capture path's error handling, driven with a stand-in torch (no GPU needed)."""
+    import sys
+
+    class FakeCuda:
+        Stream = staticmethod(lambda device: (_ for _ in ()).throw(RuntimeError("no stream")))
+
+    class FakeTorch:
+        cuda = FakeCuda
+        device = staticmethod(lambda name: name)
+
+    monkeypatch.setitem(sys.modules, "torch", FakeTorch)
+    model = SpinModel(base_ns=1e4)
+    profiler = PerformanceProfiler(model, FAST)
+    prep = profiler._prepare(1)
+    with pytest.raises(DeviceError, match="capturing model 'spin' into a CUDA graph failed"):
+        profiler._capture_graph(prep)

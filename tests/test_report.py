@@ -1,0 +1,493 @@
+"""Reports: statistics, the specification's text layout, JSON round trip and schema checks,
+CSV/Markdown, the box tables, plots, atomic writes, compare() and its significance test."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyinfer import _stats
+from pyinfer._environment import collect_environment, cpu_model, physical_cores
+from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
+from pyinfer.report import (
+    SCHEMA_VERSION,
+    BatchCurve,
+    BatchPoint,
+    ColdStart,
+    GpuUtilization,
+    LatencyMeasurement,
+    LatencyStats,
+    MemoryStats,
+    ProfileReport,
+    Throughput,
+    compare,
+    comparison_table,
+    reports_to_csv,
+    write_atomic,
+)
+
+MB = 1024 * 1024
+
+# ---- statistics -------------------------------------------------------------------------------
+
+
+def test_latency_stats_match_numpy(rng: np.random.Generator) -> None:
+    samples = rng.lognormal(np.log(4e6), 0.1, size=1234)
+    s = LatencyStats.from_samples_ns(samples)
+    ms = samples / 1e6
+    assert s.count == 1234
+    assert s.mean_ms == pytest.approx(ms.mean(), rel=1e-12)
+    assert s.std_ms == pytest.approx(ms.std(ddof=1), rel=1e-9)
+    assert s.median_ms == pytest.approx(np.percentile(ms, 50), rel=1e-12)
+    for p, value in ((90, s.p90_ms), (95, s.p95_ms), (99, s.p99_ms), (99.9, s.p999_ms)):
+        assert value == pytest.approx(np.percentile(ms, p), rel=1e-12)
+    assert (s.min_ms, s.max_ms) == (ms.min(), ms.max())
+    assert s.std_percent == pytest.approx(100 * ms.std(ddof=1) / ms.mean())
+    assert s.unsupported_percentiles == ("P99.9",)  # 1234 >= 1000 for P99, < 10000 for P99.9
+    single = LatencyStats.from_samples_ns([2e6])
+    assert (single.count, single.std_ms, single.p99_ms) == (1, 0.0, 2.0)
+    with pytest.raises(InvalidArgumentError, match="no samples"):
+        LatencyStats.from_samples_ns([])
+
+
+def test_the_percentile_sample_count_rule() -> None:
+    assert [_stats.min_samples_for_percentile(p) for p in (50, 90, 95, 99, 99.9)] == [
+        20,
+        100,
+        200,
+        1000,
+        10000,
+    ]
+    assert _stats.percentile_supported(99, 1000)
+    assert not _stats.percentile_supported(99, 999)
+    assert LatencyStats.from_samples_ns(np.ones(50)).unsupported_percentiles == (
+        "P90",
+        "P95",
+        "P99",
+        "P99.9",
+    )
+    with pytest.raises(InvalidArgumentError, match=r"must be in \[0, 100\), got 100"):
+        _stats.min_samples_for_percentile(100)
+
+
+def test_stability_measures_on_hand_checked_values() -> None:
+    # std(ddof=1) of 1..4 is sqrt(5/3) = 1.2910; over the mean 2.5.
+    assert _stats.coefficient_of_variation([1, 2, 3, 4]) == pytest.approx(math.sqrt(5 / 3) / 2.5)
+    assert _stats.coefficient_of_variation([5.0]) == math.inf
+    # n = 10: ranks 10/2 -+ 1.96 sqrt(10)/2 = 5 -+ 3.099 -> order statistics 2 and 9 (1-based);
+    # (9 - 2) / 2 over the median 5.5.
+    assert _stats.median_ci_relative(list(range(1, 11))) == pytest.approx(3.5 / 5.5)
+    assert _stats.median_ci_relative([1.0, 2.0]) == math.inf
+    with pytest.raises(InvalidArgumentError, match="samples must be finite"):
+        _stats.coefficient_of_variation([1.0, math.nan])
+
+
+def test_mann_whitney_u_against_published_and_hand_checked_values() -> None:
+    # scipy's documentation example (method="asymptotic"): U = 17, p = 0.11134688653314041.
+    u, p = _stats.mann_whitney_u([19, 22, 16, 29, 24], [20, 11, 17, 12])
+    assert u == 17.0
+    assert p == pytest.approx(0.11134688653314041, rel=1e-12)
+    # Complete separation, n1 = n2 = 5: U = 0, mu = 12.5, sigma = sqrt(25 * 11 / 12),
+    # z = (12.5 - 0.5) / sigma = 2.5067, p = erfc(z / sqrt 2) = 0.0121858.
+    u, p = _stats.mann_whitney_u([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    assert u == 0.0
+    assert p == pytest.approx(0.012185780355344818, rel=1e-12)
+    # Ties: ranks of 1,2,2,2,3,3,3,4 are 1,3,3,3,6,6,6,8; R_a = 13, U = 13 - 10 = 3; tie groups
+    # of 3 and 3 give sum(t^3 - t) = 48, variance = 16/12 * (9 - 48/56) = 76/7,
+    # z = (5 - 0.5) / sqrt(76/7) = 1.36570, p = 0.1720337.
+    u, p = _stats.mann_whitney_u([1, 2, 2, 3], [2, 3, 3, 4])
+    assert u == 3.0
+    assert p == pytest.approx(math.erfc(4.5 / math.sqrt(76 / 7) / math.sqrt(2)), rel=1e-12)
+    assert p == pytest.approx(0.17203370892182296, rel=1e-12)
+    assert _stats.mann_whitney_u([1, 1], [1, 1]) == (2.0, 1.0)  # all equal: no evidence
+    with pytest.raises(InvalidArgumentError, match=r"Mann-Whitney U \(second set\): no samples"):
+        _stats.mann_whitney_u([1], [])
+
+
+def test_knee_index() -> None:
+    assert _stats.knee_index([238, 392, 548, 678, 780, 837]) == 4
+    assert _stats.knee_index([5.0], 1.0) == 0
+    with pytest.raises(InvalidArgumentError, match="knee fraction must be in"):
+        _stats.knee_index([1.0], 0.0)
+    with pytest.raises(InvalidArgumentError, match="knee of an empty curve"):
+        _stats.knee_index([])
+
+
+# ---- a report built by hand: the specification's example --------------------------------------
+
+
+def spec_samples() -> np.ndarray:
+    """1000 samples whose statistics are the specification's example, within rounding."""
+    rng = np.random.default_rng(7)
+    return rng.normal(4.23e6, 0.21e6, size=1000)
+
+
+def make_report(samples_ns: np.ndarray | None = None, **changes: object) -> ProfileReport:
+    samples = spec_samples() if samples_ns is None else samples_ns
+    latency = LatencyMeasurement(
+        batch_size=1,
+        stats=LatencyStats.from_samples_ns(samples),
+        samples_ns=tuple(float(v) for v in samples),
+        warmup_iterations=100,
+        warmup_settled=True,
+        stable=True,
+        stability_reason="stable: median 95% CI 0.40% <= 1.00% target after 1000 samples",
+        stability_metric="median_ci",
+        stability_value=0.004,
+        timing_method="CUDA events on the model's stream, one synchronisation per chunk",
+        wall_s=4.3,
+        host_mean_ms=4.4,
+    )
+    report = ProfileReport(
+        model="ResNet50",
+        format="pytorch",
+        framework="torch",
+        device="cuda:0",
+        device_name="CUDA (Tesla V100-SXM2-32GB)",
+        batch_size=1,
+        input_shapes={"input": (1, 3, 224, 224)},
+        input_dtypes={"input": "float32"},
+        latency=latency,
+        environment=collect_environment(model_options={"channels_last": True}),
+        throughput=Throughput(1, 2364, 10.0, GpuUtilization(93.5, 100.0, 100)),
+        memory=MemoryStats(
+            parameter_bytes=int(97.5 * MB),
+            peak_activation_bytes=int(125.3 * MB),
+            activation_method="torch peak allocated over the post-load allocated, 3 calls",
+            runs=3,
+            gpu_allocated_bytes=int(200 * MB),
+            gpu_reserved_bytes=int(350.8 * MB),
+            device_used_bytes=int(900 * MB),
+            device_total_bytes=int(32000 * MB),
+        ),
+        cold_start=ColdStart(load_time_s=1.25, first_inference_ms=850.0),
+        batch_curve=BatchCurve(
+            (
+                BatchPoint(1, 4.2, 4.18, 4.5, 238.0, True),
+                BatchPoint(2, 5.1, 5.0, 5.6, 392.0, True),
+                BatchPoint(64, error="out of memory: CUDA out of memory", out_of_memory=True),
+            ),
+            knee_batch_size=2,
+            latency_budget_ms=None,
+            best_batch_size=2,
+            best_reason="batch 2: the highest throughput, 392.0 FPS (no latency budget given)",
+        ),
+    )
+    return replace(report, **changes)  # type: ignore[arg-type]
+
+
+def test_text_follows_the_specification_layout_line_for_line() -> None:
+    report = make_report()
+    s = report.latency.stats
+    text = report.to_text()
+    lines = text.splitlines()
+    assert lines[:24] == [
+        "Profiling Results:",
+        "==================",
+        "Model: ResNet50",
+        "Device: CUDA (Tesla V100-SXM2-32GB)",
+        "Input Shape: (1, 3, 224, 224)",
+        "Iterations: 1000 (100 warmup)",
+        "",
+        "Latency Statistics:",
+        f"  Mean:   {s.mean_ms:.2f} ms",
+        f"  Median: {s.median_ms:.2f} ms",
+        f"  Std:    {s.std_ms:.2f} ms ({s.std_percent:.1f}%)",
+        f"  Min:    {s.min_ms:.2f} ms",
+        f"  Max:    {s.max_ms:.2f} ms",
+        f"  P95:    {s.p95_ms:.2f} ms",
+        f"  P99:    {s.p99_ms:.2f} ms",
+        "",
+        "Memory Usage:",
+        "  Model Parameters: 97.5 MB",
+        "  Peak Activation:  125.3 MB",
+        "  Total GPU:        350.8 MB",
+        "",
+        "Throughput: 236.4 FPS",
+        "",
+        "Details:",
+    ]
+    assert "  P90:    " in text
+    assert "  Host end-to-end: 4.40 ms per call" in lines
+    assert "  Cold start: load 1.250 s, first inference 850.00 ms" in lines
+    assert "  GPU utilisation: mean 93.5%, max 100.0% (100 samples)" in lines
+    assert "  Too few samples for P99.9 (1,000 taken; P99.9 needs 10,000): read them as rough" in (
+        lines
+    )
+    assert "  Knee of the batch curve: batch 2" in lines
+
+
+def test_text_on_the_cpu_names_its_memory_line_and_small_latencies_keep_digits() -> None:
+    memory = MemoryStats(
+        parameter_bytes=MB,
+        peak_activation_bytes=None,
+        activation_method="x",
+        runs=1,
+        process_peak_rss_bytes=512 * MB,
+    )
+    report = make_report(np.full(30, 25_000.0), memory=memory, throughput=None, batch_curve=None)
+    lines = report.to_text().splitlines()
+    assert "  Mean:   0.0250 ms" in lines
+    assert "  Peak Activation:  n/a" in lines
+    assert "  Process Peak RSS: 512.0 MB" in lines
+    assert f"Throughput: {1 * 30 / 4.3:.1f} FPS" in lines  # the latency run's, without a run
+    assert not any(line.startswith("  GPU utilisation") for line in lines)
+
+
+# ---- JSON -------------------------------------------------------------------------------------
+
+
+def test_json_round_trips_exactly(tmp_path: Path) -> None:
+    report = make_report()
+    report = replace(report, latency=replace(report.latency, stability_value=math.inf))
+    text = report.to_json()
+    payload = json.loads(text)
+    assert payload["schema_version"] == SCHEMA_VERSION
+    assert payload["latency"]["stability_value"] == "inf"  # strict JSON: no Infinity literal
+    assert payload["input_shapes"] == {"input": [1, 3, 224, 224]}
+    back = ProfileReport.from_json(text)
+    assert back == report
+    assert back.input_shapes["input"] == (1, 3, 224, 224)
+    assert back.batch_curve is not None
+    assert back.batch_curve.points[2].out_of_memory
+    path = report.save(tmp_path / "r.json")
+    assert ProfileReport.load(path) == report
+
+
+def test_a_newer_major_schema_is_refused_with_a_clear_error() -> None:
+    payload = make_report().to_dict()
+    payload["schema_version"] = "2.0"
+    with pytest.raises(InvalidArgumentError, match=r"schema 2\.0 is newer .* upgrade pyinfer"):
+        ProfileReport.from_dict(payload)
+    payload["schema_version"] = "0.9"
+    with pytest.raises(InvalidArgumentError, match=r"schema 0\.9 is older"):
+        ProfileReport.from_dict(payload)
+    payload["schema_version"] = None
+    with pytest.raises(InvalidArgumentError, match="not a pyinfer profile report"):
+        ProfileReport.from_dict(payload)
+
+
+def test_a_newer_minor_schema_is_read_ignoring_new_fields() -> None:
+    report = make_report()
+    payload = report.to_dict()
+    payload["schema_version"] = "1.7"
+    payload["latency"]["energy_joules"] = 3.0
+    assert ProfileReport.from_dict(payload) == replace(report, schema_version="1.7")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["latency"].pop("stats"), "report.latency: field 'stats' is missing"),
+        (
+            lambda d: d["latency"]["stats"].update(mean_ms="fast"),
+            "report.latency.stats.mean_ms: expected a number, got 'fast'",
+        ),
+        (lambda d: d.update(batch_size=True), "report.batch_size: expected an integer"),
+        (lambda d: d.update(model=3), "report.model: expected a string, got 3"),
+        (lambda d: d["latency"].update(stable="yes"), "report.latency.stable: expected true"),
+        (lambda d: d.update(input_shapes=[1]), "report.input_shapes: expected an object"),
+        (lambda d: d.update(latency=[]), "report.latency: expected an object"),
+        (
+            lambda d: d["latency"].update(samples_ns=5),
+            "report.latency.samples_ns: expected a list",
+        ),
+    ],
+)
+def test_a_damaged_report_names_the_field(edit: object, message: str) -> None:
+    payload = make_report().to_dict()
+    edit(payload)  # type: ignore[operator]
+    with pytest.raises(InvalidArgumentError) as info:
+        ProfileReport.from_dict(payload)
+    assert message in str(info.value)
+
+
+def test_not_json_and_not_an_object_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="not valid JSON"):
+        ProfileReport.from_json("{")
+    with pytest.raises(InvalidArgumentError, match="must be a JSON object, not list"):
+        ProfileReport.from_json("[]")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(InvalidArgumentError, match=r"bad\.json: not a pyinfer profile report"):
+        ProfileReport.load(bad)
+
+
+# ---- CSV, Markdown, tables --------------------------------------------------------------------
+
+
+def test_csv_has_one_row_per_report() -> None:
+    a = make_report()
+    b = make_report(model="MobileNetV2", memory=None)
+    rows = list(csv.DictReader(io.StringIO(reports_to_csv([a, b]))))
+    assert [r["model"] for r in rows] == ["ResNet50", "MobileNetV2"]
+    assert float(rows[0]["median_ms"]) == a.latency.stats.median_ms
+    assert rows[0]["parameter_bytes"] == str(int(97.5 * MB))
+    assert rows[1]["parameter_bytes"] == ""
+    assert rows[0]["stable"] == "True"
+    assert float(rows[0]["throughput_fps"]) == pytest.approx(236.4)
+    assert next(iter(csv.DictReader(io.StringIO(a.to_csv())))) == rows[0]
+    with pytest.raises(InvalidArgumentError, match="at least one report"):
+        reports_to_csv([])
+
+
+def test_markdown_has_the_metrics_and_batch_tables() -> None:
+    md = make_report().to_markdown()
+    assert md.startswith("## ResNet50 (PyTorch (FP32))\n")
+    assert "| Iterations | 1000 (100 warmup) |" in md
+    assert "| Throughput | 236.4 FPS |" in md
+    assert "| 2 | 5.10 | 392.0 |" in md
+    assert "| 64 | failed: out of memory: CUDA out of memory | |" in md
+
+
+SPEC_HEADER = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)"
+SPEC_RULE = "────────────────┼──────────────┼──────────────────┼────────────"
+
+
+def test_comparison_table_has_the_specifications_header_and_rule() -> None:
+    a = make_report()
+    onnx = make_report(format="onnx", memory=replace(a.memory, peak_activation_bytes=int(10.7 * MB)))
+    table = comparison_table([a, onnx]).splitlines()
+    assert table[0] == SPEC_HEADER
+    assert table[1] == SPEC_RULE
+    mean = f"{a.latency.stats.mean_ms:.1f}"
+    assert table[2] == f"PyTorch (FP32)  │{mean:^14}│{'236.4':^18}│{'223':^12}".rstrip()
+    assert table[3].startswith("ONNX (FP32)     │")
+    assert table[3].endswith("│    108")  # 97.5 MB of weights + 10.7 MB of activations
+    named = comparison_table([a], labels=["a much longer label than sixteen"]).splitlines()
+    assert named[0].startswith("Model Format" + " " * 22 + "│")  # the column grows to fit
+    with pytest.raises(InvalidArgumentError, match="1 labels given for 2 reports"):
+        comparison_table([a, a], labels=["x"])
+    with pytest.raises(InvalidArgumentError, match="at least one report"):
+        comparison_table([])
+
+
+def test_batch_table_and_csv() -> None:
+    curve = make_report().batch_curve
+    assert curve is not None
+    lines = curve.to_table().splitlines()
+    assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
+    failed = "failed: out of memory: CUDA out of memory"
+    last = len(failed) + 2  # the last column grows to fit the failure
+    assert lines[1] == "───────────┼──────────────┼──────────────────┼" + "─" * last
+    assert lines[2] == f"{'1':^11}│{'4.20':^14}│{'238.0':^18}│{'238.0':^{last}}".rstrip()
+    assert lines[4].startswith(f"{'64':^11}│{'-':^14}│")
+    assert "failed: out of memory: CUDA out of memory" in lines[4]
+    rows = list(csv.DictReader(io.StringIO(curve.to_csv())))
+    assert rows[1]["throughput_fps"] == "392.0"
+    assert rows[2]["out_of_memory"] == "True"
+    assert rows[2]["latency_mean_ms"] == ""
+
+
+# ---- files and plots --------------------------------------------------------------------------
+
+
+def test_save_picks_the_format_from_the_suffix(tmp_path: Path) -> None:
+    report = make_report()
+    assert report.save(tmp_path / "r.txt").read_text() == report.to_text()
+    assert report.save(tmp_path / "r.csv").read_text() == report.to_csv()
+    assert report.save(tmp_path / "r.md").read_text() == report.to_markdown()
+    assert report.save(tmp_path / "r.out", format="json").read_text() == report.to_json()
+    with pytest.raises(InvalidArgumentError, match=r"cannot tell the report format of .*r\.xls"):
+        report.save(tmp_path / "r.xls")
+
+
+def test_write_atomic_replaces_or_leaves_the_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "report.json"
+    write_atomic(target, "old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+
+    def fail(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, "half")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temporary left
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_written_as_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = make_report()
+    assert report.batch_curve is not None
+    curve_png = report.batch_curve.plot(tmp_path / "curve.png", title="ResNet50")
+    latency_png = report.plot_latency(tmp_path / "latency.png")
+    for path in (curve_png, latency_png):
+        data = path.read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        assert len(data) > 10_000  # axes, lines and labels, not an empty canvas
+    empty = BatchCurve((BatchPoint(1, error="x"),))
+    with pytest.raises(InvalidArgumentError, match="no measured point to plot"):
+        empty.plot(tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
+
+
+def test_plots_without_matplotlib_name_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(FrameworkNotInstalledError, match=r'pip install "pyinfer\[plot\]"'):
+        make_report().plot_latency(tmp_path / "x.png")
+
+
+# ---- compare ----------------------------------------------------------------------------------
+
+
+def test_compare_tells_a_regression_from_noise(rng: np.random.Generator) -> None:
+    base = rng.lognormal(np.log(4e6), 0.05, size=500)
+    noise = rng.lognormal(np.log(4e6), 0.05, size=500)
+    slower = base * 1.10
+    before = make_report(base)
+    same = compare(before, make_report(noise))
+    assert same.verdict == "no significant change"
+    assert same.p_value > 0.05
+    worse = compare(before, make_report(slower))
+    assert worse.verdict == "slower"
+    assert worse.p_value < 1e-6
+    median = next(c for c in worse.changes if c.name == "median")
+    assert median.change_percent == pytest.approx(10.0, rel=1e-9)
+    assert compare(make_report(slower), before).verdict == "faster"
+    assert "Mann-Whitney U p-value" in worse.to_text()
+    assert "median (ms)" in worse.to_text()
+
+
+def test_a_significant_but_tiny_shift_is_no_change(rng: np.random.Generator) -> None:
+    base = rng.normal(4e6, 0.01e6, size=5000)
+    result = compare(make_report(base), make_report(base * 1.005))
+    assert result.p_value < 1e-6  # 0.5% is detectable with 5000 samples each...
+    assert result.verdict == "no significant change"  # ...but below what is claimed
+
+
+# ---- environment ------------------------------------------------------------------------------
+
+
+def test_environment_records_the_machine() -> None:
+    env = collect_environment(model_options={"intra_op_threads": 2, "providers": ("CPU",)})
+    assert env.logical_cores == os.cpu_count()
+    assert env.affinity == len(os.sched_getaffinity(0))
+    assert env.cpu_model == cpu_model()
+    assert env.cpu_model
+    assert env.physical_cores == physical_cores()
+    assert env.threads["model.intra_op_threads"] == 2
+    assert env.model_options == {"intra_op_threads": 2, "providers": ["CPU"]}
+    assert "numpy" in env.versions
+    assert env.clock["timed_loop_clock"]
+    assert env.gpu_name == ""
+    assert env.gpu_memory_bytes == 0
+    assert env.timestamp.endswith("+00:00")
