@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -675,3 +676,304 @@ def test_graph_capture_failure_is_a_device_error(monkeypatch: pytest.MonkeyPatch
     prep = profiler._prepare(1)
     with pytest.raises(DeviceError, match="capturing model 'spin' into a CUDA graph failed"):
         profiler._capture_graph(prep)
+
+
+# ---- the CUDA paths on stand-ins (run everywhere; the real GPU tests are above) ---------------
+#
+# These drive the profiler's CUDA orchestration with stand-ins for the event timer, NVML, torch's
+# allocator statistics and TensorFlow's memory info, so that what the profiler does with their
+# answers is checked exactly on any machine. What real drivers answer is checked by the `gpu`
+# tests and scripts/gpu_check.sh.
+
+
+class FakeEventTimer:
+    """Stands in for pyinfer.CudaEventTimer: each call "takes" 0.5 ms of GPU time."""
+
+    made: list[tuple[int, int]] = []  # noqa: RUF012 - shared on purpose, reset per test
+
+    def __init__(self, stream: int, device: int) -> None:
+        FakeEventTimer.made.append((stream, device))
+
+    def time_calls(self, fn: Any, iterations: int, warmup: int = 0) -> tuple[np.ndarray, Any]:
+        for _ in range(iterations):
+            fn()
+        return np.full(iterations, 0.5), None
+
+
+class FakeNvml(ModuleType):
+    def __init__(self, used: list[int], util: float = 87.0, fail_init: bool = False) -> None:
+        super().__init__("pynvml")
+        self.used, self.util, self.fail_init = used, util, fail_init
+        self.handles: list[int] = []
+        self.open = 0
+
+    def nvmlInit(self) -> None:  # noqa: N802 - NVML's names
+        if self.fail_init:
+            raise RuntimeError("NVML_ERROR_DRIVER_NOT_LOADED")
+        self.open += 1
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        self.open -= 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+        self.handles.append(index)
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:  # noqa: N802
+        return type("Rates", (), {"gpu": self.util})()
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:  # noqa: N802
+        used = self.used.pop(0) if len(self.used) > 1 else self.used[0]
+        return type("Info", (), {"used": used, "total": 80 * MB_})()
+
+
+MB_ = 1024 * 1024
+
+
+class FakeCudaModel(SpinModel):
+    def __init__(self, framework: str, stream: int | None = 77, **kwargs: Any) -> None:
+        super().__init__(base_ns=1e4, **kwargs)
+        self.framework = framework
+        self.device = Device("cuda", 1)
+        self._stream = stream
+        self.syncs = 0
+
+    @property
+    def stream_handle(self) -> int | None:
+        return self._stream
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+
+def fake_torch(model: FakeCudaModel) -> ModuleType:
+    torch = ModuleType("torch")
+    stats = {"allocated": 100 * MB_, "peak": 100 * MB_, "emptied": 0}
+
+    class Cuda:
+        @staticmethod
+        def memory_allocated(device: str) -> int:
+            return stats["allocated"]
+
+        @staticmethod
+        def reset_peak_memory_stats(device: str) -> None:
+            stats["peak"] = stats["allocated"]
+
+        @staticmethod
+        def max_memory_allocated(device: str) -> int:
+            return stats["allocated"] + 30 * MB_  # the calls peaked 30 MB above
+
+        @staticmethod
+        def memory_reserved(device: str) -> int:
+            return 160 * MB_
+
+        @staticmethod
+        def empty_cache() -> None:
+            stats["emptied"] += 1
+
+    torch.cuda = Cuda  # type: ignore[attr-defined]
+    torch.device = lambda name: name  # type: ignore[attr-defined]
+    torch.stats = stats  # type: ignore[attr-defined]
+    return torch
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
+    from pyinfer import _core, profiler
+
+    FakeEventTimer.made = []
+    monkeypatch.setattr(profiler._core, "CudaEventTimer", FakeEventTimer)
+    monkeypatch.setattr(_core, "cuda_device_name", lambda index: f"Fake GPU {index}")
+    monkeypatch.setattr(_core, "cuda_driver_version", lambda: 13000)
+    monkeypatch.setattr(_core, "cuda_device_total_memory", lambda index: 80 * MB_)
+    nvml = FakeNvml(used=[500 * MB_, 540 * MB_])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return nvml
+
+
+def test_torch_on_cuda_times_with_events_and_reads_its_allocator(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = FakeCudaModel("torch")
+    torch = fake_torch(model)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    report = PerformanceProfiler(model, FAST).profile()
+    lat = report.latency
+    assert FakeEventTimer.made[0] == (77, 1)  # the model's stream, the model's device
+    assert lat.stats.median_ms == 0.5  # GPU times, not host times
+    assert lat.timing_method == "CUDA events on the model's stream, one synchronisation per chunk"
+    assert lat.host_mean_ms is not None
+    assert lat.host_mean_ms > 0
+    memory = report.memory
+    assert memory is not None
+    assert memory.peak_activation_bytes == 30 * MB_
+    assert memory.gpu_allocated_bytes == 100 * MB_
+    assert memory.gpu_reserved_bytes == 160 * MB_
+    assert memory.device_total_bytes == 80 * MB_
+    assert memory.total == ("Total GPU", 160 * MB_)
+    assert report.throughput is not None
+    util = report.throughput.gpu_utilization
+    assert (util.mean_percent, util.max_percent) == (87.0, 87.0)
+    assert util.samples >= 1
+    assert fake_gpu.open == 0  # every nvmlInit was shut down
+    assert report.device_name == "CUDA (Fake GPU 1)"
+    assert (report.environment.gpu_name, report.environment.gpu_driver) == ("Fake GPU 1", "13.0")
+    assert "  Total GPU:        160.0 MB" in report.to_text().splitlines()
+
+
+def test_onnxruntime_on_cuda_measures_the_growth_of_device_memory(fake_gpu: FakeNvml) -> None:
+    report = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST).profile(throughput=False)
+    assert report.memory is not None
+    assert report.memory.peak_activation_bytes == 40 * MB_  # 540 MB after, 500 MB before
+    assert report.memory.activation_method.startswith("growth of device-wide used memory")
+    assert report.memory.total == ("Total GPU", 540 * MB_)
+
+
+def test_tensorflow_on_cuda_is_timed_on_the_host_and_reads_its_own_peak(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tf = ModuleType("tensorflow")
+    calls: list[str] = []
+
+    class Experimental:
+        @staticmethod
+        def reset_memory_stats(name: str) -> None:
+            calls.append(name)
+
+        @staticmethod
+        def get_memory_info(name: str) -> dict[str, int]:
+            return {"current": 10 * MB_, "peak": 25 * MB_}
+
+    tf.config = type("Config", (), {"experimental": Experimental})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorflow", tf)
+    model = FakeCudaModel("tensorflow", stream=None)
+    report = PerformanceProfiler(model, FAST).profile(throughput=False)
+    assert report.latency.timing_method.startswith("host clock, synchronising after each call")
+    assert not FakeEventTimer.made
+    assert model.syncs >= report.latency.stats.count  # one synchronisation per timed call
+    assert report.memory is not None
+    assert calls == ["GPU:1"]
+    assert report.memory.tf_peak_bytes == 25 * MB_
+    assert report.memory.peak_activation_bytes == 15 * MB_
+
+    def broken(name: str) -> None:
+        raise ValueError("memory stats are not supported")
+
+    monkeypatch.setattr(Experimental, "reset_memory_stats", broken)
+    memory = PerformanceProfiler(model, FAST).measure_memory()
+    assert memory.peak_activation_bytes is None
+    assert memory.activation_method.startswith("unavailable: TensorFlow reports no GPU memory")
+    with pytest.raises(InvalidArgumentError, match="exposing one; use timing='host'"):
+        PerformanceProfiler(model, fast(timing="cuda-events"))
+
+
+def test_without_nvml_utilisation_is_unavailable_and_memory_comes_from_the_driver(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyinfer import profiler
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(profiler._core, "cuda_mem_get_info", lambda index: (30 * MB_, 80 * MB_))
+    prof = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST)
+    tput = prof.measure_throughput(duration_s=0.01)
+    assert tput.gpu_utilization.unavailable == (
+        'pynvml is not installed (pip install "pyinfer[gpu]")'
+    )
+    assert tput.gpu_utilization.text().startswith("unavailable: pynvml is not installed")
+    memory = prof.measure_memory()
+    assert (memory.device_used_bytes, memory.device_total_bytes) == (50 * MB_, 80 * MB_)
+
+    def no_driver(index: int) -> tuple[int, int]:
+        raise pyinfer.CudaUnavailableError("libcuda.so.1 not found")
+
+    monkeypatch.setattr(profiler._core, "cuda_mem_get_info", no_driver)
+    memory = prof.measure_memory()
+    assert memory.device_used_bytes is None
+    assert memory.peak_activation_bytes is None
+
+
+def test_an_nvml_failure_costs_the_figure_not_the_run(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_gpu.fail_init = True
+    tput = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST).measure_throughput(
+        duration_s=0.01
+    )
+    assert tput.gpu_utilization.unavailable == "NVML failed: NVML_ERROR_DRIVER_NOT_LOADED"
+    fake_gpu.fail_init = False
+
+    def broken(handle: int) -> Any:
+        raise RuntimeError("GPU is lost")
+
+    monkeypatch.setattr(fake_gpu, "nvmlDeviceGetUtilizationRates", broken)
+    tput = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST).measure_throughput(
+        duration_s=0.01
+    )
+    assert tput.gpu_utilization.unavailable == "NVML failed: GPU is lost"
+    assert tput.calls >= MIN_THROUGHPUT_CALLS
+
+
+def test_nvml_counts_the_gpus_cuda_visible_devices_hides(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,2")
+    PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST).measure_throughput(duration_s=0.01)
+    assert fake_gpu.handles == [2]  # cuda:1 is the machine's GPU 2
+
+
+def test_cuda_graphs_capture_once_and_time_the_replay(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = FakeCudaModel("torch")
+    torch = fake_torch(model)
+    events: list[str] = []
+
+    class Stream:
+        def __init__(self, device: str) -> None:
+            events.append(f"stream {device}")
+
+        def wait_stream(self, other: Any) -> None:
+            events.append("wait")
+
+    class Context:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def __enter__(self) -> None:
+            events.append("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            events.append("exit")
+
+    class Graph:
+        replays = 0
+
+        def replay(self) -> None:
+            Graph.replays += 1
+
+    torch.cuda.Stream = Stream  # type: ignore[attr-defined]
+    torch.cuda.current_stream = Stream  # type: ignore[attr-defined]
+    torch.cuda.stream = Context  # type: ignore[attr-defined]
+    torch.cuda.graph = Context  # type: ignore[attr-defined]
+    torch.cuda.CUDAGraph = Graph  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    profiler = PerformanceProfiler(model, fast(cuda_graphs=True))
+    latency = profiler.measure_latency()
+    assert latency.timing_method.startswith("CUDA graph replay timed with CUDA events")
+    assert Graph.replays >= latency.stats.count  # the timed calls are replays
+    calls_after_capture = model.calls
+    assert calls_after_capture == 1 + 3 + 1  # first inference, 3 side-stream calls, capture
+    profiler.measure_throughput(duration_s=0.01)
+    assert model.calls == calls_after_capture  # the graph is reused, not captured again
+
+
+def test_a_cuda_sweep_frees_the_cache_after_running_out_of_memory(
+    fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = FakeCudaModel("torch", oom_from_batch=2)
+    torch = fake_torch(model)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    curve = PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
+    assert [p.out_of_memory for p in curve.points] == [False, True]
+    assert torch.stats["emptied"] == 1  # type: ignore[attr-defined]

@@ -355,7 +355,9 @@ SPEC_RULE = "────────────────┼─────�
 
 def test_comparison_table_has_the_specifications_header_and_rule() -> None:
     a = make_report()
-    onnx = make_report(format="onnx", memory=replace(a.memory, peak_activation_bytes=int(10.7 * MB)))
+    onnx = make_report(
+        format="onnx", memory=replace(a.memory, peak_activation_bytes=int(10.7 * MB))
+    )
     table = comparison_table([a, onnx]).splitlines()
     assert table[0] == SPEC_HEADER
     assert table[1] == SPEC_RULE

@@ -240,7 +240,12 @@ class _UtilizationSampler:
         self._thread.start()
 
     def _sample(self) -> None:
-        self._samples.append(float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu))
+        try:
+            rates = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
+        except Exception as exc:  # a failed query loses a sample, never the run
+            self.unavailable = f"NVML failed: {exc}"
+            return
+        self._samples.append(float(rates.gpu))
 
     def _run(self) -> None:
         while not self._stop.wait(NVML_PERIOD_S):
@@ -248,13 +253,16 @@ class _UtilizationSampler:
 
     def stop(self) -> GpuUtilization:
         if self._thread is None:
-            return GpuUtilization(unavailable=self.unavailable or "not started")
+            return GpuUtilization(unavailable=self.unavailable)
         self._stop.set()
         self._thread.join()
+        self._sample()  # one at the end, so a short run still has a figure
         try:
-            self._sample()  # one at the end, so a short run still has a figure
-        finally:
             self._nvml.nvmlShutdown()
+        except Exception as exc:
+            logger.debug("nvmlShutdown failed: %s", exc)
+        if not self._samples:
+            return GpuUtilization(unavailable=self.unavailable)
         values = np.asarray(self._samples)
         return GpuUtilization(float(values.mean()), float(values.max()), int(values.size))
 
