@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with an NVIDIA GPU and torch installed (no network needed): builds and
 # installs pyinfer, runs the GPU tests (`pytest -m gpu`), loads models on CUDA with every framework
-# there (scripts/gpu_loaders_check.py), then prints the timing/bandwidth table
+# there (scripts/gpu_loaders_check.py), profiles ResNet50 on CUDA (scripts/gpu_profiler_check.py),
+# then prints the timing/bandwidth table
 # of benchmarks/gpu_timing.py. Writes a copy of the log to "$OUT/gpu_check.log" when OUT is set.
 # Exits non-zero on any failure. Usage: scripts/gpu_check.sh
 set -euo pipefail
@@ -51,6 +52,9 @@ timeout 300 "$python" -m pytest "${pytest_args[@]}"
 
 echo "== models loaded on CUDA with each framework, checked against the CPU"
 timeout 300 "$python" scripts/gpu_loaders_check.py
+
+echo "== profiler: ResNet50 on CUDA (torch eager, CUDA graphs, ONNX Runtime), events vs host"
+timeout 480 "$python" scripts/gpu_profiler_check.py
 
 echo "== timing and bandwidth"
 timeout 180 "$python" benchmarks/gpu_timing.py
