@@ -493,3 +493,12 @@ def test_environment_records_the_machine() -> None:
     assert env.gpu_name == ""
     assert env.gpu_memory_bytes == 0
     assert env.timestamp.endswith("+00:00")
+
+
+def test_stats_from_a_core_summary_need_the_reported_percentiles() -> None:
+    from pyinfer import core
+
+    summary = core.summarize(np.array([1e6, 2e6, 3e6]))
+    assert LatencyStats.from_summary(summary).median_ms == 2.0
+    with pytest.raises(InvalidArgumentError, match=r"lacks percentile\(s\) 90, 95, 99, 99.9"):
+        LatencyStats.from_summary(core.summarize(np.array([1e6]), [50.0]))

@@ -11,13 +11,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyinfer import core
+from pyinfer._environment import cpu_model
 from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -53,18 +52,6 @@ class DemoResult:
     def throughput_fps(self) -> float:
         """Items per second: batch size over mean latency."""
         return self.input_shape[0] * 1e9 / self.latency.mean
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
-    try:
-        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _mlp(batch_size: int, sizes: tuple[int, ...], seed: int) -> tuple[Callable[[], object], int]:
@@ -148,7 +135,7 @@ def run_demo(
     overhead = core.time_calls(lambda: None, 20_000, warmup=1_000).summary().percentile(50.0)
     return DemoResult(
         model="numpy MLP " + "-".join(str(s) for s in sizes) + " (float32)",
-        device=f"CPU ({cpu_name()}, {os.cpu_count()} logical cores)",
+        device=f"CPU ({cpu_model()}, {os.cpu_count()} logical cores)",
         input_shape=(batch_size, sizes[0]),
         iterations=iterations,
         warmup=warmup,
@@ -164,31 +151,26 @@ def run_demo(
 
 def format_demo(result: DemoResult) -> str:
     """Formats a demo result in the specification's report layout, plus the timer's own cost."""
-    lat = result.latency
-    ms = 1e-6
-    lines = [
-        "Profiling Results:",
-        "==================",
-        f"Model: {result.model}",
-        f"Device: {result.device}",
-        f"Input Shape: {result.input_shape}",
-        f"Iterations: {result.iterations} ({result.warmup} warmup)",
-        "",
-        "Latency Statistics:",
-        f"  Mean:   {lat.mean * ms:.2f} ms",
-        f"  Median: {lat.percentile(50.0) * ms:.2f} ms",
-        f"  Std:    {lat.std * ms:.2f} ms ({lat.std_percent:.1f}%)",
-        f"  Min:    {lat.min * ms:.2f} ms",
-        f"  Max:    {lat.max * ms:.2f} ms",
-        f"  P95:    {lat.percentile(95.0) * ms:.2f} ms",
-        f"  P99:    {lat.percentile(99.0) * ms:.2f} ms",
-        "",
-        "Memory Usage:",
-        f"  Model Parameters: {result.parameter_bytes / _MB:.1f} MB",
-        f"  Peak Activation:  {result.peak_rss_delta_bytes / _MB:.1f} MB"
-        f" (peak RSS over baseline, {result.peak_rss_method})",
-        "",
-        f"Throughput: {result.throughput_fps:.1f} FPS",
+    from pyinfer.report import LatencyStats, format_results
+
+    lines = format_results(
+        model=result.model,
+        device=result.device,
+        input_shape=str(result.input_shape),
+        iterations=result.iterations,
+        warmup=result.warmup,
+        stats=LatencyStats.from_summary(result.latency),
+        memory=[
+            ("Model Parameters", f"{result.parameter_bytes / _MB:.1f} MB"),
+            (
+                "Peak Activation",
+                f"{result.peak_rss_delta_bytes / _MB:.1f} MB"
+                f" (peak RSS over baseline, {result.peak_rss_method})",
+            ),
+        ],
+        throughput_fps=result.throughput_fps,
+    )
+    lines += [
         "",
         "Timing method:",
         f"  Clock: {result.clock.timed_loop_clock},"

@@ -70,6 +70,7 @@ __all__ = [
     "Throughput",
     "compare",
     "comparison_table",
+    "format_results",
     "reports_to_csv",
     "write_atomic",
 ]
@@ -165,8 +166,21 @@ class LatencyStats:
         arr = np.ascontiguousarray(samples_ns, dtype=np.float64)
         if arr.size == 0:
             raise InvalidArgumentError("latency statistics of no samples")
-        summary = _core.summarize(arr, _PERCENTILES, ddof=1 if arr.size > 1 else 0)
+        return cls.from_summary(_core.summarize(arr, _PERCENTILES, ddof=1 if arr.size > 1 else 0))
+
+    @classmethod
+    def from_summary(cls, summary: _core.Summary) -> LatencyStats:
+        """Converts a core summary in nanoseconds that holds the five reported percentiles.
+
+        Raises:
+            InvalidArgumentError: If the summary lacks one of P50, P90, P95, P99 and P99.9.
+        """
         pct = summary.percentiles
+        missing = [p for p in _PERCENTILES if p not in pct]
+        if missing:
+            raise InvalidArgumentError(
+                f"the summary lacks percentile(s) {', '.join(f'{p:g}' for p in missing)}"
+            )
         return cls(
             count=summary.count,
             mean_ms=summary.mean / 1e6,
@@ -550,43 +564,26 @@ class ProfileReport:
 
     def to_text(self) -> str:
         """The report in the specification's layout, then a separate ``Details`` block."""
-        s = self.latency.stats
-        lines = [
-            "Profiling Results:",
-            "==================",
-            f"Model: {self.model}",
-            f"Device: {self.device_name}",
-            f"Input Shape: {self.input_shape_text}",
-            f"Iterations: {s.count} ({self.latency.warmup_iterations} warmup)",
-            "",
-            "Latency Statistics:",
-            f"  Mean:   {_ms(s.mean_ms)} ms",
-            f"  Median: {_ms(s.median_ms)} ms",
-            f"  Std:    {_ms(s.std_ms)} ms ({s.std_percent:.1f}%)",
-            f"  Min:    {_ms(s.min_ms)} ms",
-            f"  Max:    {_ms(s.max_ms)} ms",
-            f"  P95:    {_ms(s.p95_ms)} ms",
-            f"  P99:    {_ms(s.p99_ms)} ms",
-        ]
+        memory = None
         if self.memory is not None:
             m = self.memory
             total_label, total_value = m.total
-            lines += [
-                "",
-                "Memory Usage:",
-                f"  Model Parameters: {_mb(m.parameter_bytes)} MB",
-                "  Peak Activation:  "
-                + (
-                    "n/a"
-                    if m.peak_activation_bytes is None
-                    else f"{_mb(m.peak_activation_bytes)} MB"
-                ),
-                f"  {total_label + ':':<18}"
-                + ("n/a" if total_value is None else f"{_mb(total_value)} MB"),
+            memory = [
+                ("Model Parameters", f"{_mb(m.parameter_bytes)} MB"),
+                ("Peak Activation", _mb_or_na(m.peak_activation_bytes)),
+                (total_label, _mb_or_na(total_value)),
             ]
-        lines += ["", f"Throughput: {self.throughput_fps:.1f} FPS", ""]
-        lines += self._details()
-        return "\n".join(lines)
+        lines = format_results(
+            model=self.model,
+            device=self.device_name,
+            input_shape=self.input_shape_text,
+            iterations=self.latency.stats.count,
+            warmup=self.latency.warmup_iterations,
+            stats=self.latency.stats,
+            memory=memory,
+            throughput_fps=self.throughput_fps,
+        )
+        return "\n".join([*lines, "", *self._details()])
 
     def _details(self) -> list[str]:
         lat, s = self.latency, self.latency.stats
@@ -812,6 +809,60 @@ class ProfileReport:
         from pyinfer._plots import plot_latency
 
         return plot_latency(self, Path(path))
+
+
+def _mb_or_na(value: int | None) -> str:
+    return "n/a" if value is None else f"{_mb(value)} MB"
+
+
+def format_results(
+    *,
+    model: str,
+    device: str,
+    input_shape: str,
+    iterations: int,
+    warmup: int,
+    stats: LatencyStats,
+    memory: Sequence[tuple[str, str]] | None,
+    throughput_fps: float,
+) -> list[str]:
+    """The specification's report layout, line for line (shared by reports and ``pyinfer demo``).
+
+    Args:
+        model: The ``Model:`` line.
+        device: The ``Device:`` line.
+        input_shape: The ``Input Shape:`` line.
+        iterations: Timed calls.
+        warmup: Warm-up calls.
+        stats: The latency statistics.
+        memory: ``(label, value)`` lines of the ``Memory Usage`` block, or ``None`` for none.
+        throughput_fps: The ``Throughput:`` line.
+
+    Returns:
+        The lines, without newlines.
+    """
+    lines = [
+        "Profiling Results:",
+        "==================",
+        f"Model: {model}",
+        f"Device: {device}",
+        f"Input Shape: {input_shape}",
+        f"Iterations: {iterations} ({warmup} warmup)",
+        "",
+        "Latency Statistics:",
+        f"  Mean:   {_ms(stats.mean_ms)} ms",
+        f"  Median: {_ms(stats.median_ms)} ms",
+        f"  Std:    {_ms(stats.std_ms)} ms ({stats.std_percent:.1f}%)",
+        f"  Min:    {_ms(stats.min_ms)} ms",
+        f"  Max:    {_ms(stats.max_ms)} ms",
+        f"  P95:    {_ms(stats.p95_ms)} ms",
+        f"  P99:    {_ms(stats.p99_ms)} ms",
+    ]
+    if memory is not None:
+        lines += ["", "Memory Usage:"]
+        lines += [f"  {label + ':':<18}{value}" for label, value in memory]
+    lines += ["", f"Throughput: {throughput_fps:.1f} FPS"]
+    return lines
 
 
 def _tail(s: LatencyStats) -> tuple[float, float, float, float]:
