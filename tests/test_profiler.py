@@ -316,12 +316,12 @@ def fast(**changes: Any) -> ProfilerSettings:
 
 
 def test_a_known_workload_is_measured_within_2_percent_at_the_median() -> None:
-    model = SpinModel(base_ns=3e6)
+    model = SpinModel(base_ns=2e6)
     settings = fast(min_iterations=40, min_time_s=0.1, max_time_s=1.0)
     latency = PerformanceProfiler(model, settings).measure_latency()
     assert latency.iterations >= 40
-    assert latency.stats.median_ms == pytest.approx(3.0, rel=0.02)
-    assert latency.stats.min_ms >= 3.0  # a busy wait cannot end early
+    assert latency.stats.median_ms == pytest.approx(2.0, rel=0.02)
+    assert latency.stats.min_ms >= 2.0  # a busy wait cannot end early
     assert latency.timing_method.startswith("host timed loop")
     assert len(latency.samples_ns) == latency.stats.count
 
@@ -377,10 +377,24 @@ def test_throughput_counts_items_and_calls_over_the_wall_time() -> None:
     assert tput.items == 2 * tput.calls
     assert tput.fps == pytest.approx(tput.items / tput.wall_s)
     assert tput.rps == pytest.approx(tput.calls / tput.wall_s)
-    assert 1000 < tput.fps <= 2000 * 1.01  # 1 ms per call of 2 items: at most 2000 items/s
+    # 1 ms per call of 2 items: at most 2000 items/s; well under it only on a loaded machine.
+    assert 500 < tput.fps <= 2000 * 1.01
     assert tput.gpu_utilization.unavailable == "the model runs on the CPU"
     with pytest.raises(InvalidArgumentError, match="duration_s must be above 0"):
         PerformanceProfiler(model, FAST).measure_throughput(duration_s=-1)
+
+
+def test_a_throughput_run_keeps_to_its_duration_when_calls_slow_down() -> None:
+    class Slowing(SpinModel):
+        def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+            self.base_ns = 1e5 if self.calls < 20 else 5e6  # the probe sees 0.1 ms calls
+            return super().run_native(inputs)
+
+    started = time.perf_counter()
+    tput = PerformanceProfiler(Slowing(), FAST).measure_throughput(duration_s=0.1)
+    assert time.perf_counter() - started < 1.0  # sized by the probe alone: 1000 x 5 ms = 5 s
+    assert 0.1 <= tput.wall_s < 0.6
+    assert tput.calls < 200
 
 
 def test_the_memory_pass_sees_what_a_call_allocates() -> None:
@@ -515,7 +529,7 @@ def test_public_names_are_served_lazily() -> None:
 
 # ---- real tiny models -------------------------------------------------------------------------
 
-REAL = fast(min_iterations=20, max_time_s=0.3, memory_runs=2)
+REAL = fast(min_iterations=20, max_time_s=2.0, memory_runs=2)
 
 
 def tiny_torch(torch: ModuleType) -> Any:

@@ -49,6 +49,7 @@ from pyinfer import _core
 from pyinfer._environment import collect_environment, cpu_model, physical_cores
 from pyinfer._stats import KNEE_FRACTION, knee_index
 from pyinfer._stopping import (
+    CHUNK_TIME_S,
     SampleSource,
     StoppingRule,
     WarmupPolicy,
@@ -529,9 +530,11 @@ class PerformanceProfiler:
     ) -> Throughput:
         """Back-to-back calls for a while; items and calls over the wall time.
 
-        A few calls (``warmup_iterations``, at least one) are timed first to size the run to
-        ``duration_s``; then the calls run with nothing between them, and the wall time ends
-        after the device's synchronisation. On a GPU, utilisation is sampled through NVML.
+        A few calls (``warmup_iterations``, at least one) are timed first to size the chunks;
+        then the calls run back to back in chunks that double up to about 0.1 s (the clock is
+        read between chunks) until ``duration_s`` has passed and at least
+        :data:`MIN_THROUGHPUT_CALLS` calls were made, or ``max_iterations`` calls; the wall
+        time ends after the device's synchronisation. On a GPU, utilisation is sampled through NVML.
 
         Args:
             batch_size: Items per call.
@@ -566,17 +569,28 @@ class PerformanceProfiler:
         _core.time_calls(prep.call, probe)
         self.model.synchronize()
         per_call = max((self._clock() - start) / probe, 1e-9)
-        calls = min(
-            max(MIN_THROUGHPUT_CALLS, math.ceil(duration / per_call)), self.settings.max_iterations
-        )
+        cap = max(MIN_THROUGHPUT_CALLS, self.settings.max_iterations)
         sampler = (
             _UtilizationSampler(self.model.device.index) if self.model.device.is_cuda else None
         )
         if sampler is not None:
             sampler.start()
+        calls, n, elapsed = 0, 0, 0.0
         start = self._clock()
         try:
-            _core.time_calls(prep.call, calls)
+            # Chunks that double up to about CHUNK_TIME_S, the clock read between them, so the
+            # run keeps to its duration even when calls slow down after the probe (a busy
+            # machine, a GPU clocking down): a slowdown costs at most one chunk.
+            while True:
+                n = min(max(1, 2 * n, MIN_THROUGHPUT_CALLS), round(CHUNK_TIME_S / per_call))
+                n = max(1, min(n, cap - calls))
+                _core.time_calls(prep.call, n)
+                calls += n
+                now = self._clock() - start
+                if calls >= cap or (now >= duration and calls >= MIN_THROUGHPUT_CALLS):
+                    break
+                per_call = max((now - elapsed) / n, 1e-9)
+                elapsed = now
             self.model.synchronize()
             wall = self._clock() - start
         finally:
