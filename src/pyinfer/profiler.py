@@ -31,6 +31,7 @@ are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profile
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -38,7 +39,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,18 @@ class ProfilerSettings:
         return WarmupPolicy(
             iterations=self.warmup_iterations, until_settled=self.warmup_until_settled
         )
+
+
+@contextlib.contextmanager
+def _one_out_of_memory_type() -> Iterator[None]:
+    """Re-raises any framework's out-of-memory failure as :class:`OutOfMemoryError`."""
+    try:
+        yield
+    except Exception as exc:
+        oom = as_out_of_memory(exc)
+        if oom is not None and oom is not exc:
+            raise oom from exc
+        raise
 
 
 def _resolve_model(model_or_engine: Any) -> tuple[Model, int | None]:
@@ -481,13 +494,8 @@ class PerformanceProfiler:
             OutOfMemoryError: If the model runs out of memory (host or device).
             DeviceError: If a CUDA graph cannot be captured.
         """
-        try:
+        with _one_out_of_memory_type():
             return self._measure_latency(batch_size)
-        except Exception as exc:
-            oom = as_out_of_memory(exc)
-            if oom is not None and oom is not exc:
-                raise oom from exc
-            raise
 
     def _measure_latency(self, batch_size: int | None) -> LatencyMeasurement:
         prep = self._prepare(batch_size)
@@ -551,13 +559,8 @@ class PerformanceProfiler:
         duration = self.settings.throughput_time_s if duration_s is None else duration_s
         if not duration > 0.0:
             raise InvalidArgumentError(f"duration_s must be above 0, got {duration}")
-        try:
+        with _one_out_of_memory_type():
             return self._measure_throughput(batch_size, duration)
-        except Exception as exc:
-            oom = as_out_of_memory(exc)
-            if oom is not None and oom is not exc:
-                raise oom from exc
-            raise
 
     def _measure_throughput(self, batch_size: int | None, duration: float) -> Throughput:
         prep = self._prepare(batch_size)
@@ -636,16 +639,11 @@ class PerformanceProfiler:
         count = self.settings.memory_runs if runs is None else runs
         if count < 1:
             raise InvalidArgumentError(f"runs must be at least 1, got {count}")
-        try:
+        with _one_out_of_memory_type():
             prep = self._prepare(batch_size)
             if not self.model.device.is_cuda:
                 return self._memory_cpu(prep, count)
             return self._memory_cuda(prep, count)
-        except Exception as exc:
-            oom = as_out_of_memory(exc)
-            if oom is not None and oom is not exc:
-                raise oom from exc
-            raise
 
     def _memory_cpu(self, prep: _Prepared, runs: int) -> MemoryStats:
         baseline = _core.rss_bytes()
