@@ -410,6 +410,9 @@ def test_write_atomic_replaces_or_leaves_the_file_whole(
     write_atomic(target, "old")
     write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would, not mkstemp's 0600
 
     def fail(fd: int) -> None:
         raise OSError("disk full")

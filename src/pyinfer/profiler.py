@@ -541,8 +541,8 @@ class PerformanceProfiler:
         A few calls (``warmup_iterations``, at least one) are timed first to size the chunks;
         then the calls run back to back in chunks that double up to about 0.1 s (the clock is
         read between chunks) until ``duration_s`` has passed and at least
-        :data:`MIN_THROUGHPUT_CALLS` calls were made, or ``max_iterations`` calls; the wall
-        time ends after the device's synchronisation. On a GPU, utilisation is sampled through NVML.
+        :data:`MIN_THROUGHPUT_CALLS` calls were made; the wall time ends after the device's
+        synchronisation. On a GPU, utilisation is sampled through NVML.
 
         Args:
             batch_size: Items per call.
@@ -572,7 +572,6 @@ class PerformanceProfiler:
         _core.time_calls(prep.call, probe)
         self.model.synchronize()
         per_call = max((self._clock() - start) / probe, 1e-9)
-        cap = max(MIN_THROUGHPUT_CALLS, self.settings.max_iterations)
         sampler = (
             _UtilizationSampler(self.model.device.index) if self.model.device.is_cuda else None
         )
@@ -585,12 +584,11 @@ class PerformanceProfiler:
             # run keeps to its duration even when calls slow down after the probe (a busy
             # machine, a GPU clocking down): a slowdown costs at most one chunk.
             while True:
-                n = min(max(1, 2 * n, MIN_THROUGHPUT_CALLS), round(CHUNK_TIME_S / per_call))
-                n = max(1, min(n, cap - calls))
+                n = max(1, min(max(2 * n, MIN_THROUGHPUT_CALLS), round(CHUNK_TIME_S / per_call)))
                 _core.time_calls(prep.call, n)
                 calls += n
                 now = self._clock() - start
-                if calls >= cap or (now >= duration and calls >= MIN_THROUGHPUT_CALLS):
+                if now >= duration and calls >= MIN_THROUGHPUT_CALLS:
                     break
                 per_call = max((now - elapsed) / n, 1e-9)
                 elapsed = now

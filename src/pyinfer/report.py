@@ -1051,6 +1051,17 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
 # ---- files ------------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux ``/proc``), else the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        pass
+    return 0o022  # pragma: no cover - not Linux
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Writes a file so that readers see the old content or the new, never a part.
 
@@ -1071,6 +1082,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
