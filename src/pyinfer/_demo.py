@@ -1,7 +1,8 @@
 """The quick-start demo: the native core timing real work, reported in the specification's layout.
 
-Until the loaders and the profiler exist, the "model" is a small multi-layer perceptron in numpy
-(real matrix products, real memory traffic). The demo times its forward pass with the core's
+The demo needs no framework: its "model" is a small multi-layer perceptron in numpy (real matrix
+products, real memory traffic), and its report goes through the same formatter as the profiler's
+(:func:`pyinfer.report.format_results`). The demo times its forward pass with the core's
 timed loop, measures its peak memory with the core's peak-RSS reader, and also shows what the
 timing method itself costs, so a user sees why the numbers can be trusted.
 """

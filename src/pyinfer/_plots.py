@@ -96,7 +96,13 @@ def plot_latency(report: ProfileReport, path: Path) -> Path:
     samples_ms = np.sort(np.asarray(report.latency.samples_ns, dtype=np.float64)) / 1e6
     fig = _figure(1, 2)
     hist = fig.add_subplot(1, 2, 1)
-    hist.hist(samples_ms, bins=_HISTOGRAM_BINS, color="tab:blue")
+    # The histogram stops at P99.9 so that a few preempted calls do not squash the body of the
+    # distribution into one bar; the CDF, on a log axis, shows the whole tail.
+    upper = float(np.percentile(samples_ms, 99.9))
+    beyond = int(np.count_nonzero(samples_ms > upper))
+    hist.hist(samples_ms, bins=_HISTOGRAM_BINS, range=(samples_ms[0], upper), color="tab:blue")
+    if beyond:
+        hist.set_title(f"{beyond} slower call(s) beyond P99.9 not shown", fontsize="small")
     hist.axvline(report.latency.stats.median_ms, color="black", linestyle="--", label="median")
     hist.axvline(report.latency.stats.p99_ms, color="tab:red", linestyle=":", label="p99")
     hist.set_xlabel("latency (ms)")
@@ -104,7 +110,8 @@ def plot_latency(report: ProfileReport, path: Path) -> Path:
     hist.legend()
     cdf = fig.add_subplot(1, 2, 2)
     cdf.plot(samples_ms, np.arange(1, samples_ms.size + 1) / samples_ms.size, color="tab:blue")
-    cdf.set_xlabel("latency (ms)")
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency (ms, log scale)")
     cdf.set_ylabel("fraction of calls at or under")
     cdf.grid(visible=True, alpha=0.3)
     fig.suptitle(f"{report.model} on {report.device_name}, batch {report.batch_size}")
