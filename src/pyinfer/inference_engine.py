@@ -45,6 +45,7 @@ from pyinfer import _core
 from pyinfer._postprocess import Prediction, softmax, top_k, top_k_batch
 from pyinfer.backends.base import Device, Model, parse_device
 from pyinfer.errors import (
+    BufferInUseError,
     InferenceError,
     InvalidArgumentError,
     InvalidInputError,
@@ -696,19 +697,16 @@ class InferenceEngine:
         arrays = {k: np.asarray(v) for k, v in given.items()}
         if self.cast_inputs is not None:
             arrays = cast_arrays(arrays, self.model.inputs, self.cast_inputs)
-        try:
-            checked = self.model.check_inputs(arrays)
-        except InvalidInputError as exc:
-            if "must be" in str(exc) and "got" in str(exc) and "cast it" in str(exc):
-                raise InvalidInputError(f"{exc} (or pass cast_inputs='same_kind')") from exc
-            raise
-        lengths = {len(v) for v in checked.values()}
+        lengths = {len(v) if v.ndim else 0 for v in arrays.values()}
         if len(lengths) != 1 or 0 in lengths:
+            sizes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in arrays.items())
             raise InvalidInputError(
                 f"stacked inputs of model '{self.model.name}' must share one non-zero batch "
-                f"size, got {', '.join(f'{k}: {len(v)}' for k, v in checked.items())}"
+                f"size on their first axis, got {sizes}"
             )
-        return checked
+        # The first row stands for all: the same names, dtypes and per-item shapes.
+        check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+        return {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in self.model.inputs}
 
     # -- running the model -----------------------------------------------------------------
 
@@ -797,7 +795,11 @@ class InferenceEngine:
                 if oom is None:
                     raise
                 if size == 1 or self.fixed_batch is not None:
-                    what = "one item" if size == 1 else f"the model's fixed batch of {size}"
+                    what = (
+                        "one item"
+                        if self.fixed_batch is None
+                        else f"the model's fixed batch of {self.fixed_batch}"
+                    )
                     raise OutOfMemoryError(
                         f"model '{self.model.name}' on {self.device} ran out of memory on "
                         f"{what}: {oom}"
@@ -1073,8 +1075,9 @@ class _CudaUploader:
     on the device (the backend then runs through its IO binding).
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, *, allow_pageable: bool = False) -> None:
         self.model = model
+        self.allow_pageable = allow_pageable  # tests run the staging logic without a GPU
         self.ring: Any = None
         self._side: Any = None
         self._torch: Any = None
@@ -1089,7 +1092,9 @@ class _CudaUploader:
         need = sum(-(-a.nbytes // _ALIGN) * _ALIGN for a in arrays.values())
         if self.ring is None or self.ring.slot_nbytes < need:
             self.close()
-            self.ring = _core.PinnedRing(need, 2, device=self.model.device.index)
+            self.ring = _core.PinnedRing(
+                need, 2, device=self.model.device.index, allow_pageable=self.allow_pageable
+            )
         index = self.ring.acquire()
         raw = self.ring.slot(index).numpy(np.uint8)
         views: Arrays = {}
@@ -1130,7 +1135,12 @@ class _CudaUploader:
         return out
 
     def close(self) -> None:
-        """Waits for uploads in flight and frees the ring."""
+        """Waits for uploads in flight and frees the ring (or leaves it to the last view)."""
         if self.ring is not None:
-            self.ring.close()
+            try:
+                self.ring.close()
+            except BufferInUseError:
+                # A view is still alive (say, in the traceback of an error the caller holds):
+                # the ring's memory goes when the last view does.
+                logger.debug("pinned ring still has views; freed when they are")
             self.ring = None
