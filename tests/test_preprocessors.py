@@ -20,6 +20,8 @@ from pyinfer.preprocessors import (
     Decode,
     ImagePipeline,
     Normalize,
+    NormalizeImage,
+    ResizeCenterCrop,
     ResizeShorter,
     TextPipeline,
     ToDtype,
@@ -213,15 +215,37 @@ def test_imagenet_preset_equals_the_steps_by_hand() -> None:
     out = ImagePipeline.imagenet()(photo)
     assert out.shape == (3, 224, 224)
     assert out.dtype == np.float32
+    # Resize the shorter side to 256 (500x375 -> 341x256), crop the centre 224 (left 58, top
+    # 16), scale, normalise, CHW: one step at a time.
     resized = np.asarray(Image.fromarray(photo).resize((341, 256), Image.Resampling.BILINEAR))
-    crop = resized[16:240, 58:282].astype(np.float32) * np.float32(1 / 255)
-    by_hand = (crop - np.array(IMAGENET_MEAN, np.float32)) * (1.0 / np.array(IMAGENET_STD)).astype(
-        np.float32
-    )
+    crop = resized[16:240, 58:282]
+    np.testing.assert_array_equal(np.asarray(ResizeCenterCrop(256, 224)(photo)).shape, crop.shape)
+    fused_crop = np.asarray(ResizeCenterCrop(256, 224)(photo)).astype(int)
+    assert np.abs(fused_crop - crop).max() <= 1  # the same resampling, rounded once less
+    scaled = fused_crop.astype(np.float32) * np.float32(1 / 255)
+    by_hand = (scaled - np.array(IMAGENET_MEAN, np.float32)) * (
+        1.0 / np.array(IMAGENET_STD)
+    ).astype(np.float32)
     np.testing.assert_array_equal(out, by_hand.transpose(2, 0, 1))
     hwc = ImagePipeline.imagenet(32, layout="HWC", input_name="img")(photo)
     assert hwc["img"].shape == (32, 32, 3)
-    assert "Decode" in repr(ImagePipeline.imagenet())
+    assert "ResizeCenterCrop(256, (224, 224), 'bilinear')" in repr(ImagePipeline.imagenet())
+    with pytest.raises(InvalidInputError, match="resized to 6x4 is smaller than the 5x5 crop"):
+        ResizeCenterCrop(4, 5)(IMG)
+
+
+@pytest.mark.parametrize(("layout", "dtype"), [("CHW", np.float32), ("HWC", np.float16)])
+def test_normalize_image_is_bit_identical_to_the_steps(layout: str, dtype: Any) -> None:
+    photo = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    fused = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout=layout, dtype=dtype)
+    steps = Compose(
+        [ToFloat(dtype=dtype), Normalize(IMAGENET_MEAN, IMAGENET_STD), ToLayout(layout)]
+    )
+    np.testing.assert_array_equal(fused(photo), steps(photo))
+    assert fused(photo).dtype == dtype
+    floats = photo.astype(np.float32)  # not uint8: the steps run one by one
+    np.testing.assert_array_equal(fused(floats), steps(floats))
+    assert layout in repr(fused)
 
 
 def test_layout_and_size_from_the_model() -> None:

@@ -385,6 +385,18 @@ class InferenceEngine:
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.cast_inputs: Casting | None = cast_inputs
         self._oom_limit: int | None = None  # largest batch known to fit after an OOM
+        # name, dtype, rank (None: unknown) and the fixed dimensions after the batch, per input
+        self._fast_specs = [
+            (
+                spec.name,
+                spec.dtype,
+                None if spec.shape is None else len(spec.shape),
+                ()
+                if spec.shape is None
+                else tuple((i, d) for i, d in enumerate(spec.shape) if i and isinstance(d, int)),
+            )
+            for spec in model.inputs
+        ]
         self._collate: Callable[[Sequence[Mapping[str, np.ndarray]]], Arrays] = (
             getattr(preprocessor, "collate", None) or stack_items
         )
@@ -439,7 +451,8 @@ class InferenceEngine:
             InferenceError: If the model fails.
         """
         if isinstance(xs, (np.ndarray, Mapping)):
-            arrays = self._check_stacked(as_item(self.model, xs))
+            fast = self._stacked_fast(xs)
+            arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))
             count = len(next(iter(arrays.values())))
         elif isinstance(xs, (list, tuple)):
             if not xs:
@@ -693,6 +706,38 @@ class InferenceEngine:
             self.model, as_item(self.model, value), casting=self.cast_inputs, where=where
         )
 
+    def _stacked_fast(self, xs: Any) -> Arrays | None:
+        """A stacked batch checked cheaply, or ``None`` for the full check and its messages.
+
+        The common case passes: right names, dtypes, ranks and fixed dimensions, one batch
+        size, C-contiguous arrays.
+        """
+        given: Mapping[str, Any] = (
+            {self._fast_specs[0][0]: xs}
+            if isinstance(xs, np.ndarray) and len(self._fast_specs) == 1
+            else xs
+        )
+        if not isinstance(given, Mapping) or len(given) != len(self._fast_specs):
+            return None
+        count = -1
+        for name, dtype, rank, fixed in self._fast_specs:
+            value = given.get(name)
+            if (
+                not isinstance(value, np.ndarray)
+                or value.dtype != dtype
+                or not value.flags.c_contiguous
+                or (rank is not None and value.ndim != rank)
+                or value.ndim == 0
+                or any(value.shape[axis] != size for axis, size in fixed)
+            ):
+                return None
+            if count not in (-1, value.shape[0]):
+                return None
+            count = value.shape[0]
+        if count < 1:
+            return None
+        return {name: given[name] for name, _, _, _ in self._fast_specs}
+
     def _check_stacked(self, given: Mapping[str, Any]) -> Arrays:
         arrays = {k: np.asarray(v) for k, v in given.items()}
         if self.cast_inputs is not None:
@@ -787,7 +832,9 @@ class InferenceEngine:
                 size = min(self.fixed_batch, count - start)
             else:
                 size = min(count - start, self._oom_limit or count)
-            chunk = {k: v[start : start + size] for k, v in arrays.items()}
+            chunk = (
+                arrays if size == count else {k: v[start : start + size] for k, v in arrays.items()}
+            )
             try:
                 out = self._call(chunk, size)
             except Exception as exc:
@@ -862,7 +909,7 @@ class InferenceEngine:
                     f"output '{name}' of model '{self.model.name}' has shape {value.shape}, "
                     f"not a batch of {full} first: the engine cannot split it per input"
                 )
-            out[name] = value[:count]
+            out[name] = value if full == count else value[:count]
         return out
 
     def _call(self, arrays: Arrays, count: int) -> Arrays:

