@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with an NVIDIA GPU and torch installed (no network needed): builds and
 # installs pyinfer, runs the GPU tests (`pytest -m gpu`), loads models on CUDA with every framework
-# there (scripts/gpu_loaders_check.py), then prints the timing/bandwidth table
-# of benchmarks/gpu_timing.py. Writes a copy of the log to "$OUT/gpu_check.log" when OUT is set.
+# there (scripts/gpu_loaders_check.py), runs the inference engine on CUDA (pinned, overlapped
+# dataset pipeline with and without overlap, real OOM back-off: scripts/gpu_engine_check.py),
+# then prints the timing/bandwidth table of benchmarks/gpu_timing.py. Writes a copy of the log to "$OUT/gpu_check.log" when OUT is set.
 # Exits non-zero on any failure. Usage: scripts/gpu_check.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +52,9 @@ timeout 300 "$python" -m pytest "${pytest_args[@]}"
 
 echo "== models loaded on CUDA with each framework, checked against the CPU"
 timeout 300 "$python" scripts/gpu_loaders_check.py
+
+echo "== inference engine on CUDA: pinned, overlapped dataset pipeline; out-of-memory back-off"
+timeout 400 "$python" scripts/gpu_engine_check.py
 
 echo "== timing and bandwidth"
 timeout 180 "$python" benchmarks/gpu_timing.py

@@ -674,3 +674,38 @@ def test_staged_path_backs_off_on_oom_and_stops_on_errors() -> None:
         failing.run_dataset(x)
     failing.close()  # the error's traceback still holds a view of the ring: closing copes
     assert len(info.value.partial_result) == 4
+
+
+# -- on a GPU (pytest -m gpu) -------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_pinned_overlapped_upload_matches_the_plain_path(torch_module: ModuleType) -> None:
+    from pyinfer.model_loader import PyTorchModelLoader
+
+    torch = torch_module
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 16 * 16, 5),
+    )
+    model = PyTorchModelLoader(input_shapes={"input": (None, 3, 16, 16)}).from_module(
+        net, device="cuda"
+    )
+    x = np.random.default_rng(3).standard_normal((37, 3, 16, 16)).astype(np.float32)
+    with InferenceEngine(model, batch_size=8, overlap_upload=True) as overlapped:
+        staged = overlapped.run_dataset(x)
+        ring = overlapped._uploader.ring  # type: ignore[union-attr]
+        assert ring is not None
+        assert ring.pinned
+    plain = InferenceEngine(model, batch_size=8, overlap_upload=False)
+    assert plain._uploader is None
+    np.testing.assert_allclose(staged.stacked(), plain.run_dataset(x).stacked(), rtol=1e-5)
+    with torch.inference_mode():
+        expected = net.cpu()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(staged.stacked(), expected, rtol=1e-3, atol=1e-4)
+    assert staged.batch_sizes == [8, 8, 8, 8, 5]
