@@ -287,7 +287,9 @@ def test_dataset_keeps_order_and_reports_a_bad_input_in_the_middle() -> None:
     assert isinstance(result, DatasetResult)
     assert len(result) == 11
     assert [f.index for f in result.failures] == [5, 8]
-    assert "(item 5, item 5)" in result.failures[0].reason
+    assert "'x' of model 'linear' (item 5) must have shape (4,) per item" in (
+        result.failures[0].reason
+    )
     assert "InvalidInputError" in result.failures[1].reason
     assert result.succeeded == 9
     for i, out in enumerate(result.outputs):

@@ -295,7 +295,8 @@ class InferenceEngine:
         progress_file: Where the bar is written (stderr by default).
         prefetch: Batches prepared ahead of the one running (at least 1).
         num_workers: Preprocessing threads; ``0`` prepares in the calling thread. Default:
-            ``min(4, cpu count)``.
+            ``min(4, cpu count)``. With threads, the preprocessor is called from several at
+            once: it must be thread-safe (the pipelines of :mod:`pyinfer.preprocessors` are).
         cast_inputs: ``None`` (default): a dtype other than the model's is an error;
             ``"safe"`` or ``"same_kind"``: cast under that numpy rule.
         overlap_upload: On CUDA, stage batches in pinned memory and upload them on a side
@@ -682,7 +683,8 @@ class InferenceEngine:
         failures: list[ItemFailure] = []
         for index, source, raw in chunk:
             try:
-                ready.append(self._prepare_item(raw, f" (item {index}, {source})"))
+                where = f" (item {index})" if source == f"item {index}" else f" ({source})"
+                ready.append(self._prepare_item(raw, where))
             except Exception as exc:  # a bad input is reported, and the run goes on
                 failures.append(ItemFailure(index, source, f"{type(exc).__name__}: {exc}"))
                 continue
