@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from pyinfer.backends.base import name_mismatch
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -154,18 +155,9 @@ def check_item(
             was given.
     """
     names = model.input_names()
-    missing = [n for n in names if n not in item]
-    extra = [n for n in item if n not in names]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(repr(n) for n in missing)}")
-        if extra:
-            parts.append(f"unexpected {', '.join(repr(n) for n in extra)}")
-        raise InvalidInputError(
-            f"model '{model.name}' inputs{where}: {'; '.join(parts)} "
-            f"(it takes {', '.join(repr(n) for n in names)})"
-        )
+    mismatch = name_mismatch(model.name, names, item, where)
+    if mismatch:
+        raise InvalidInputError(mismatch)
     arrays = {n: np.asarray(item[n]) for n in names}
     if casting is not None:
         arrays = cast_arrays(arrays, model.inputs, casting)
