@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # GPU check, for a machine with an NVIDIA GPU and torch installed (no network needed): builds and
-# installs pyinfer, runs the GPU tests (`pytest -m gpu`), loads models on CUDA with every framework
-# there (scripts/gpu_loaders_check.py), profiles ResNet50 on CUDA (scripts/gpu_profiler_check.py),
-# then prints the timing/bandwidth table
-# of benchmarks/gpu_timing.py. Writes a copy of the log to "$OUT/gpu_check.log" when OUT is set.
-# Exits non-zero on any failure. Usage: scripts/gpu_check.sh
+# installs pyinfer, then runs the named sections (all of them by default, in this order):
+#   tests     the GPU tests (`pytest -m gpu`)
+#   loaders   models loaded on CUDA with every framework there (scripts/gpu_loaders_check.py)
+#   profiler  ResNet50 on CUDA: eager, CUDA graphs, ONNX Runtime, events vs host
+#             (scripts/gpu_profiler_check.py)
+#   engine    the inference engine on CUDA: pinned, overlapped dataset pipeline with and without
+#             overlap, real out-of-memory back-off (scripts/gpu_engine_check.py)
+#   timing    the timing/bandwidth table of benchmarks/gpu_timing.py
+#   suite     the whole test suite
+#   loop      the timed loop's overhead against torch.utils.benchmark.Timer
+# A device session is short: name only the sections an issue needs, e.g.
+# `scripts/gpu_check.sh tests engine`. Writes a copy of the log to "$OUT/gpu_check.log" when OUT
+# is set. Exits non-zero on any failure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 python=${PYTHON:-python3}
+
+sections=("$@")
+[[ ${#sections[@]} -eq 0 ]] && sections=(tests loaders profiler engine timing suite loop)
+for section in "${sections[@]}"; do
+  case $section in
+    tests | loaders | profiler | engine | timing | suite | loop) ;;
+    *) echo "unknown section '$section'; use: tests loaders profiler engine timing suite loop" >&2
+       exit 2 ;;
+  esac
+done
+wants() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 
 if [[ -n "${OUT:-}" ]]; then
   mkdir -p "$OUT"
@@ -41,29 +60,46 @@ fi
 rm -f pip.log
 (cd / && "$python" -c "import pyinfer, sys; print('installed', pyinfer.__version__, 'at', pyinfer.__file__, '| cuda_available:', pyinfer.cuda_available(), pyinfer.cuda_unavailable_reason())")
 
-echo "== GPU tests"
 pytest_args=(-m gpu -p no:cacheprovider -q tests/)
 if "$python" -c "import pytest_cov" 2>/dev/null; then
   pytest_args+=(--no-cov)
 else  # the configured addopts name pytest-cov options: replace them
   pytest_args+=(-o "addopts=-ra --strict-markers --import-mode=importlib")
 fi
-timeout 300 "$python" -m pytest "${pytest_args[@]}"
+if wants tests; then
+  echo "== GPU tests"
+  timeout 300 "$python" -m pytest "${pytest_args[@]}"
+fi
 
-echo "== models loaded on CUDA with each framework, checked against the CPU"
-timeout 300 "$python" scripts/gpu_loaders_check.py
+if wants loaders; then
+  echo "== models loaded on CUDA with each framework, checked against the CPU"
+  timeout 300 "$python" scripts/gpu_loaders_check.py
+fi
 
-echo "== profiler: ResNet50 on CUDA (torch eager, CUDA graphs, ONNX Runtime), events vs host"
-timeout 480 "$python" scripts/gpu_profiler_check.py
+if wants profiler; then
+  echo "== profiler: ResNet50 on CUDA (torch eager, CUDA graphs, ONNX Runtime), events vs host"
+  timeout 480 "$python" scripts/gpu_profiler_check.py
+fi
 
-echo "== timing and bandwidth"
-timeout 180 "$python" benchmarks/gpu_timing.py
+if wants engine; then
+  echo "== inference engine on CUDA: pinned, overlapped dataset pipeline; out-of-memory back-off"
+  timeout 400 "$python" scripts/gpu_engine_check.py
+fi
 
-echo "== whole test suite on this machine (Python $("$python" -c 'import sys; print(sys.version.split()[0])'))"
-all_args=("${pytest_args[@]}")
-all_args=("${all_args[@]/#gpu/}")  # drop the marker filter: -m "" selects everything
-timeout 300 "$python" -m pytest "${all_args[@]}" -x
+if wants timing; then
+  echo "== timing and bandwidth"
+  timeout 180 "$python" benchmarks/gpu_timing.py
+fi
 
-echo "== timed-loop overhead, with torch.utils.benchmark.Timer"
-timeout 120 "$python" benchmarks/bench_time_calls.py --rounds 5
+if wants suite; then
+  echo "== whole test suite on this machine (Python $("$python" -c 'import sys; print(sys.version.split()[0])'))"
+  all_args=("${pytest_args[@]}")
+  all_args=("${all_args[@]/#gpu/}")  # drop the marker filter: -m "" selects everything
+  timeout 300 "$python" -m pytest "${all_args[@]}" -x
+fi
+
+if wants loop; then
+  echo "== timed-loop overhead, with torch.utils.benchmark.Timer"
+  timeout 120 "$python" benchmarks/bench_time_calls.py --rounds 5
+fi
 echo "== gpu_check passed"

@@ -9,6 +9,8 @@ The native core raises these same classes: its C++ exceptions are translated on 
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ArchitectureError",
     "BufferInUseError",
@@ -17,6 +19,7 @@ __all__ = [
     "CudaUnavailableError",
     "DeviceError",
     "FrameworkNotInstalledError",
+    "InferenceError",
     "InvalidArgumentError",
     "InvalidInputError",
     "ModelLoadError",
@@ -50,7 +53,14 @@ class CudaError(DeviceError):
 
 
 class OutOfMemoryError(PyinferError, MemoryError):
-    """An allocation failed: host memory, page-locked memory or device memory."""
+    """An allocation failed: host memory, page-locked memory or device memory.
+
+    Attributes:
+        partial_result: When the inference engine gives up (batch 1 still does not fit), what it
+            finished before (a ``DatasetResult``); ``None`` elsewhere.
+    """
+
+    partial_result: Any = None
 
 
 class BufferInUseError(PyinferError, BufferError):
@@ -92,6 +102,19 @@ class ArchitectureError(ModelLoadError, ValueError):
 
 class UntrustedModelError(ModelLoadError, PermissionError):
     """Loading would run code stored in the file (a pickle, a Keras lambda); opt in to allow it."""
+
+
+class InferenceError(PyinferError, RuntimeError):
+    """A model failed while the inference engine ran it (not out of memory, not a bad input).
+
+    Attributes:
+        partial_result: What the engine finished before the failure (a ``DatasetResult``), so no
+            finished work is lost; ``None`` when nothing had run.
+    """
+
+    def __init__(self, message: str, *, partial_result: Any = None) -> None:
+        super().__init__(message)
+        self.partial_result = partial_result
 
 
 class InvalidInputError(PyinferError, ValueError):

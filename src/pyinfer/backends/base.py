@@ -474,18 +474,9 @@ class Model(abc.ABC):
             given: dict[str, Any] = {names[0]: inputs}
         elif isinstance(inputs, Mapping):
             given = dict(inputs)
-            missing = [n for n in names if n not in given]
-            extra = [n for n in given if n not in names]
-            if missing or extra:
-                parts = []
-                if missing:
-                    parts.append(f"missing {', '.join(repr(n) for n in missing)}")
-                if extra:
-                    parts.append(f"unexpected {', '.join(repr(n) for n in extra)}")
-                raise InvalidInputError(
-                    f"model '{self.name}' inputs: {'; '.join(parts)} "
-                    f"(it takes {', '.join(repr(n) for n in names)})"
-                )
+            mismatch = name_mismatch(self.name, names, given)
+            if mismatch:
+                raise InvalidInputError(mismatch)
         elif isinstance(inputs, (list, tuple)):
             if len(inputs) != len(names):
                 raise InvalidInputError(
@@ -580,6 +571,36 @@ class Model(abc.ABC):
             f"<{type(self).__name__} {self.name!r} {self.format.value} on {self.device}: "
             f"{ins} -> {len(self.outputs)} output(s), {self.parameter_count:,} parameters>"
         )
+
+
+def name_mismatch(
+    model_name: str, names: Sequence[str], given: Iterable[str], where: str = ""
+) -> str | None:
+    """Says which input names are missing or unexpected, or ``None`` when they match.
+
+    Args:
+        model_name: The model, for the message.
+        names: The names the model takes, in order.
+        given: The names given.
+        where: Said after ``inputs`` (``" (item 3)"``).
+
+    Returns:
+        The message for an :class:`~pyinfer.errors.InvalidInputError`, or ``None``.
+    """
+    given = list(given)
+    missing = [n for n in names if n not in given]
+    extra = [n for n in given if n not in names]
+    if not (missing or extra):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(repr(n) for n in missing)}")
+    if extra:
+        parts.append(f"unexpected {', '.join(repr(n) for n in extra)}")
+    return (
+        f"model '{model_name}' inputs{where}: {'; '.join(parts)} "
+        f"(it takes {', '.join(repr(n) for n in names)})"
+    )
 
 
 def _check_array(model_name: str, spec: TensorSpec, value: np.ndarray) -> None:

@@ -1,0 +1,112 @@
+"""Postprocessing for classifiers: a numerically stable softmax and top-k with labels.
+
+The public names are served from :mod:`pyinfer.inference_engine` (and ``pyinfer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from pyinfer.errors import InvalidArgumentError, InvalidInputError
+
+__all__ = ["Prediction", "softmax", "top_k", "top_k_batch"]
+
+
+class Prediction(NamedTuple):
+    """One class of a classifier's answer.
+
+    Attributes:
+        class_index: The class index (position in the scores).
+        label: Its label when labels were given, else ``None``.
+        score: Its score (a probability after softmax).
+    """
+
+    class_index: int
+    label: str | None
+    score: float
+
+
+def softmax(logits: Any, axis: int = -1) -> np.ndarray:
+    """Softmax along an axis, computed stably (the maximum is subtracted first).
+
+    Args:
+        logits: Scores, any shape (float; integers are converted to float64).
+        axis: The class axis.
+
+    Returns:
+        Probabilities of the same shape, each slice along ``axis`` summing to 1; float32 input
+        gives float32.
+
+    Raises:
+        InvalidInputError: If ``logits`` is empty along ``axis`` or holds NaN.
+    """
+    x = np.asarray(logits)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    if x.ndim == 0 or x.shape[axis] == 0:
+        raise InvalidInputError(f"softmax needs at least one score along axis {axis}")
+    if np.isnan(x).any():
+        raise InvalidInputError("softmax got NaN scores")
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= np.sum(shifted, axis=axis, keepdims=True)
+    out: np.ndarray = shifted
+    return out
+
+
+def _check_labels(labels: Sequence[str] | None, classes: int) -> None:
+    if labels is not None and len(labels) != classes:
+        raise InvalidArgumentError(
+            f"{len(labels)} labels given for {classes} classes; give one label per class"
+        )
+
+
+def top_k(scores: Any, k: int = 5, labels: Sequence[str] | None = None) -> list[Prediction]:
+    """The ``k`` highest scores of one item, best first (ties: lower index first).
+
+    Args:
+        scores: 1-D scores of one item (logits or probabilities).
+        k: How many; capped at the number of classes.
+        labels: One label per class.
+
+    Returns:
+        Up to ``k`` predictions.
+
+    Raises:
+        InvalidArgumentError: If ``k < 1`` or the labels do not match the classes.
+        InvalidInputError: If ``scores`` is not 1-D.
+    """
+    s = np.asarray(scores)
+    if s.ndim != 1:
+        raise InvalidInputError(
+            f"top_k takes the 1-D scores of one item, got shape {tuple(s.shape)}; use top_k_batch"
+        )
+    return top_k_batch(s[None, :], k, labels)[0]
+
+
+def top_k_batch(
+    scores: Any, k: int = 5, labels: Sequence[str] | None = None
+) -> list[list[Prediction]]:
+    """:func:`top_k` for each row of a ``(batch, classes)`` array.
+
+    Raises:
+        InvalidArgumentError: If ``k < 1`` or the labels do not match the classes.
+        InvalidInputError: If ``scores`` is not 2-D.
+    """
+    s = np.asarray(scores)
+    if s.ndim != 2:
+        raise InvalidInputError(
+            f"top_k_batch takes (batch, classes) scores, got shape {tuple(s.shape)}"
+        )
+    if k < 1:
+        raise InvalidArgumentError(f"k must be >= 1, got {k}")
+    _check_labels(labels, s.shape[1])
+    k = min(k, s.shape[1])
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return [
+        [Prediction(int(i), None if labels is None else str(labels[i]), float(row[i])) for i in idx]
+        for row, idx in zip(s, order, strict=True)
+    ]

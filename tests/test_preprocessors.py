@@ -1,0 +1,390 @@
+"""Preprocessing pipelines against hand-computed references on tiny images and texts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.errors import InvalidArgumentError, InvalidInputError
+from pyinfer.preprocessors import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CenterCrop,
+    Compose,
+    Decode,
+    ImagePipeline,
+    Normalize,
+    NormalizeImage,
+    ResizeCenterCrop,
+    ResizeShorter,
+    TextPipeline,
+    ToDtype,
+    ToFloat,
+    ToLayout,
+    VocabTokenizer,
+    cast_arrays,
+    check_item,
+    image_layout,
+)
+
+Image = pytest.importorskip("PIL.Image")
+
+# A 4x6 RGB image with known values: red = 9 * (6 * row + col), green = red + 3, blue = red + 6.
+IMG = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 3).astype(np.uint8)
+
+
+class SpecModel(Model):
+    """A model that only declares inputs (what check() reads); running it is not needed."""
+
+    def __init__(self, *specs: TensorSpec) -> None:
+        super().__init__(
+            name="spec",
+            format=ModelFormat.ONNX,
+            framework="numpy",
+            device=Device("cpu"),
+            path=None,
+            inputs=specs,
+            outputs=[],
+            parameter_count=0,
+            parameter_bytes=0,
+        )
+
+    def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_numpy(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def triangle_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Pillow's antialiased bilinear filter when shrinking: a triangle scaled to the ratio."""
+    scale = n_in / n_out
+    m = np.zeros((n_out, n_in))
+    for j in range(n_out):
+        centre = (j + 0.5) * scale
+        for i in range(n_in):
+            m[j, i] = max(0.0, 1.0 - abs(i + 0.5 - centre) / scale)
+        m[j] /= m[j].sum()
+    return m
+
+
+# -- image steps against hand computations ------------------------------------------------------
+
+
+def test_resize_shorter_nearest_picks_the_centre_pixels() -> None:
+    out = np.asarray(ResizeShorter(2, "nearest")(IMG))
+    assert out.shape == (2, 3, 3)
+    # 4x6 -> 2x3: each output pixel samples source pixel floor((j + 0.5) * 2) = rows 1, 3 and
+    # columns 1, 3, 5.
+    np.testing.assert_array_equal(out, IMG[[1, 3]][:, [1, 3, 5]])
+    assert out[0, 0, 0] == 63
+    assert out[1, 2, 2] == 213
+
+
+def test_resize_shorter_bilinear_matches_the_triangle_filter() -> None:
+    out = np.asarray(ResizeShorter(2, "bilinear")(Image.fromarray(IMG))).astype(np.float64)
+    rows, cols = triangle_weights(4, 2), triangle_weights(6, 3)
+    expected = np.einsum("yi,ixc->yxc", rows, np.einsum("xj,ijc->ixc", cols, IMG.astype(float)))
+    # Pillow rounds to uint8 between its two passes: within one grey level.
+    np.testing.assert_allclose(out, expected, atol=1.0)
+    assert out[0, 0, 0] == 45.0  # (0.75*0 + 0.75*9 + 0.25*18)/1.75 = 6.43 per row, rows alike
+
+
+def test_resize_shorter_sizes_and_errors() -> None:
+    assert ResizeShorter(224).output_size(500, 375) == (299, 224)
+    assert ResizeShorter(224).output_size(375, 500) == (224, 299)
+    assert ResizeShorter(4)(Image.fromarray(IMG)).size == (6, 4)  # already the size: unchanged
+    with pytest.raises(InvalidArgumentError, match="size must be >= 1"):
+        ResizeShorter(0)
+    with pytest.raises(InvalidArgumentError, match="unknown interpolation 'cubic'"):
+        ResizeShorter(2, "cubic")
+    with pytest.raises(InvalidInputError, match="put it before ToFloat"):
+        ResizeShorter(2)(IMG.astype(np.float32))
+
+
+def test_center_crop_on_arrays_and_images() -> None:
+    np.testing.assert_array_equal(CenterCrop(2)(IMG), IMG[1:3, 2:4])
+    np.testing.assert_array_equal(CenterCrop((3, 4))(IMG), IMG[0:3, 1:5])  # round(0.5) == 0
+    cropped = CenterCrop(2)(Image.fromarray(IMG))
+    np.testing.assert_array_equal(np.asarray(cropped), IMG[1:3, 2:4])
+    with pytest.raises(InvalidInputError, match="6x4 is smaller than the 5x5 crop"):
+        CenterCrop(5)(IMG)
+    with pytest.raises(InvalidArgumentError, match="crop size"):
+        CenterCrop(0)
+
+
+def test_scale_normalise_layout_exact_values() -> None:
+    x = ToFloat()(IMG)
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, IMG.astype(np.float32) * np.float32(1 / 255))
+    normed = Normalize(IMAGENET_MEAN, IMAGENET_STD)(x)
+    mean = np.array(IMAGENET_MEAN, np.float32)
+    inv_std = (1.0 / np.array(IMAGENET_STD)).astype(np.float32)
+    np.testing.assert_array_equal(normed, (x - mean) * inv_std)
+    # the corner pixel (0, 3, 6) by hand
+    np.testing.assert_allclose(
+        normed[0, 0],
+        [-0.485 / 0.229, (3 / 255 - 0.456) / 0.224, (6 / 255 - 0.406) / 0.225],
+        rtol=1e-6,
+    )
+    chw = ToLayout("CHW")(normed)
+    assert chw.shape == (3, 4, 6)
+    assert chw.flags.c_contiguous
+    np.testing.assert_array_equal(chw[1], normed[:, :, 1])
+    assert ToLayout("HWC")(normed).shape == (4, 6, 3)
+    assert ToLayout("CHW")(np.zeros((4, 6))).shape == (1, 4, 6)
+    assert ToDtype(np.float16)(normed).dtype == np.float16
+    assert Normalize(0.5, 0.25)(np.ones((2, 2), np.float64))[0, 0] == 2.0
+
+
+def test_step_errors() -> None:
+    with pytest.raises(InvalidArgumentError, match="same length"):
+        Normalize([0.1, 0.2], [0.3])
+    with pytest.raises(InvalidArgumentError, match="must not contain 0"):
+        Normalize([0.1], [0.0])
+    with pytest.raises(InvalidInputError, match="put ToFloat before it"):
+        Normalize(IMAGENET_MEAN, IMAGENET_STD)(IMG)
+    with pytest.raises(InvalidInputError, match="3 channels but the array's last axis is 6"):
+        Normalize(IMAGENET_MEAN, IMAGENET_STD)(np.zeros((3, 4, 6), np.float32))
+    with pytest.raises(InvalidArgumentError, match="layout must be"):
+        ToLayout("NCHW")
+    with pytest.raises(InvalidInputError, match="HxWxC"):
+        ToLayout()(np.zeros(3))
+    with pytest.raises(InvalidArgumentError, match="not callable"):
+        Compose([ToFloat(), 3])  # type: ignore[list-item]
+
+
+# -- decoding -----------------------------------------------------------------------------------
+
+
+def test_decode_from_every_source(tmp_path: Path) -> None:
+    path = tmp_path / "img.png"
+    Image.fromarray(IMG).save(path)
+    for source in (path, str(path), path.read_bytes(), Image.fromarray(IMG), IMG):
+        img = Decode()(source)
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), IMG)
+    grey = Decode()(IMG[:, :, 0])
+    np.testing.assert_array_equal(np.asarray(grey)[:, :, 1], IMG[:, :, 0])
+    assert Decode("L")(Image.fromarray(IMG)).mode == "L"
+
+
+def test_decode_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(InvalidInputError, match=r"cannot decode image .*broken\.jpg"):
+        Decode()(bad)
+    with pytest.raises(InvalidInputError, match=r"image .*missing\.png does not exist"):
+        Decode()(tmp_path / "missing.png")
+    with pytest.raises(InvalidInputError, match="cannot decode image <bytes>"):
+        Decode()(b"nope")
+    with pytest.raises(InvalidInputError, match="uint8 of shape HxW"):
+        Decode()(np.zeros((4, 4), np.float32))
+    with pytest.raises(InvalidInputError, match="cannot decode a int"):
+        Decode()(3)
+
+
+def test_fast_decode_shrinks_large_jpegs_in_the_decoder() -> None:
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    assert Decode()(data).size == (800, 600)
+    assert Decode(draft_size=(256, 256))(data).size == (400, 300)  # 1/2 still >= 256
+    fast = ImagePipeline.imagenet(fast_decode=True)(data)
+    slow = ImagePipeline.imagenet()(data)
+    assert fast.shape == slow.shape == (3, 224, 224)
+
+
+# -- presets and checks -------------------------------------------------------------------------
+
+
+def test_imagenet_preset_equals_the_steps_by_hand() -> None:
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+    out = ImagePipeline.imagenet()(photo)
+    assert out.shape == (3, 224, 224)
+    assert out.dtype == np.float32
+    # Resize the shorter side to 256 (500x375 -> 341x256), crop the centre 224 (left 58, top
+    # 16), scale, normalise, CHW: one step at a time.
+    resized = np.asarray(Image.fromarray(photo).resize((341, 256), Image.Resampling.BILINEAR))
+    crop = resized[16:240, 58:282]
+    np.testing.assert_array_equal(np.asarray(ResizeCenterCrop(256, 224)(photo)).shape, crop.shape)
+    fused_crop = np.asarray(ResizeCenterCrop(256, 224)(photo)).astype(int)
+    assert np.abs(fused_crop - crop).max() <= 1  # the same resampling, rounded once less
+    scaled = fused_crop.astype(np.float32) * np.float32(1 / 255)
+    by_hand = (scaled - np.array(IMAGENET_MEAN, np.float32)) * (
+        1.0 / np.array(IMAGENET_STD)
+    ).astype(np.float32)
+    np.testing.assert_array_equal(out, by_hand.transpose(2, 0, 1))
+    hwc = ImagePipeline.imagenet(32, layout="HWC", input_name="img")(photo)
+    assert hwc["img"].shape == (32, 32, 3)
+    assert "ResizeCenterCrop(256, (224, 224), 'bilinear')" in repr(ImagePipeline.imagenet())
+    with pytest.raises(InvalidInputError, match="resized to 6x4 is smaller than the 5x5 crop"):
+        ResizeCenterCrop(4, 5)(IMG)
+
+
+@pytest.mark.parametrize(("layout", "dtype"), [("CHW", np.float32), ("HWC", np.float16)])
+def test_normalize_image_is_bit_identical_to_the_steps(layout: str, dtype: Any) -> None:
+    photo = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    fused = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout=layout, dtype=dtype)
+    steps = Compose(
+        [ToFloat(dtype=dtype), Normalize(IMAGENET_MEAN, IMAGENET_STD), ToLayout(layout)]
+    )
+    np.testing.assert_array_equal(fused(photo), steps(photo))
+    assert fused(photo).dtype == dtype
+    floats = photo.astype(np.float32)  # not uint8: the steps run one by one
+    np.testing.assert_array_equal(fused(floats), steps(floats))
+    assert layout in repr(fused)
+
+
+def test_layout_and_size_from_the_model() -> None:
+    chw = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
+    hwc = SpecModel(TensorSpec("img", (None, 48, 48, 3), np.float16))
+    assert image_layout(chw.inputs[0]) == "CHW"
+    assert image_layout(hwc.inputs[0]) == "HWC"
+    out = ImagePipeline.for_model(hwc)(IMG)
+    assert out["img"].shape == (48, 48, 3)
+    assert out["img"].dtype == np.float16
+    assert ImagePipeline.for_model(chw).check(chw)["x"].shape == (3, 32, 32)
+    dyn = SpecModel(TensorSpec("x", ("N", 3, "h", "w"), np.float32))
+    assert ImagePipeline.for_model(dyn)(IMG)["x"].shape == (3, 224, 224)
+    with pytest.raises(InvalidArgumentError, match="not an image batch"):
+        image_layout(TensorSpec("x", ("N", 4), np.float32))
+    with pytest.raises(InvalidArgumentError, match="cannot tell the channel axis"):
+        image_layout(TensorSpec("x", ("N", 5, 8, 8), np.float32))
+
+
+def test_check_reports_a_pipeline_that_does_not_fit() -> None:
+    model = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
+    with pytest.raises(
+        InvalidInputError,
+        match=r"ImagePipeline output does not fit model 'spec': .*'x'.*\(3, 32, 32\) per item.*"
+        r"got \(3, 224, 224\)",
+    ):
+        ImagePipeline.imagenet().check(model)
+    with pytest.raises(InvalidInputError, match="must be float32, got float64"):
+        ImagePipeline.imagenet(32, dtype=np.float64).check(model)
+
+
+def test_check_item_and_cast_arrays() -> None:
+    model = SpecModel(
+        TensorSpec("ids", ("batch", "seq"), np.int64), TensorSpec("x", ("batch", 2), np.float32)
+    )
+    ok = check_item(model, {"x": np.zeros(2, np.float32), "ids": np.zeros(5, np.int64)})
+    assert list(ok) == ["ids", "x"]
+    cast = check_item(
+        model, {"x": np.zeros(2, np.float64), "ids": np.zeros(5, np.int32)}, casting="same_kind"
+    )
+    assert cast["x"].dtype == np.float32
+    assert cast["ids"].dtype == np.int64
+    assert (
+        cast_arrays({"ids": np.zeros(3, np.uint8)}, model.inputs, "safe")["ids"].dtype == np.int64
+    )
+    with pytest.raises(InvalidInputError, match="'x' is float64 and cannot be cast to float32"):
+        cast_arrays({"x": np.zeros(2)}, model.inputs, "safe")
+    with pytest.raises(InvalidArgumentError, match="casting must be"):
+        cast_arrays({}, model.inputs, "unsafe")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"'ids'.*shape \(\?,\) per item.*got \(2, 2\)"):
+        check_item(model, {"x": np.zeros(2, np.float32), "ids": np.zeros((2, 2), np.int64)})
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def test_vocab_tokenizer() -> None:
+    tok = VocabTokenizer(["hello", "world", ","])
+    assert tok.tokenize("Hello, WORLD!") == ["hello", ",", "world", "!"]
+    assert tok.encode("Hello, WORLD!") == [2, 4, 6, 5, 1, 3]
+    assert tok.encode("hello", add_special_tokens=False) == [4]
+    assert len(tok) == 7
+    corpus = VocabTokenizer.from_corpus(["b a b", "c b a"], max_size=2)
+    assert corpus.vocab == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "b": 4, "a": 5}
+    assert VocabTokenizer.from_corpus(["x y y"], min_count=2).encode("x y") == [2, 1, 4, 3]
+    mapping = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "Yes": 4}
+    assert VocabTokenizer(mapping, lowercase=False)("Yes yes") == [2, 4, 1, 3]
+    with pytest.raises(InvalidArgumentError, match=r"must map \[UNK\] to 1"):
+        VocabTokenizer({"[PAD]": 0, "[UNK]": 7})
+
+
+def test_text_pipeline_padding_and_truncation() -> None:
+    tok = VocabTokenizer(["a", "b", "c", "d"])
+    padded = TextPipeline(tok, max_length=6)("a b")
+    np.testing.assert_array_equal(padded["input_ids"], [2, 4, 5, 3, 0, 0])
+    np.testing.assert_array_equal(padded["attention_mask"], [1, 1, 1, 1, 0, 0])
+    assert padded["input_ids"].dtype == np.int64
+    assert "token_type_ids" not in padded
+    cut = TextPipeline(tok, max_length=4, token_type_ids=True)("a b c d")
+    np.testing.assert_array_equal(cut["input_ids"], [2, 4, 5, 3])  # the [SEP] is kept
+    np.testing.assert_array_equal(cut["token_type_ids"], [0, 0, 0, 0])
+    with pytest.raises(InvalidInputError, match="6 tokens is longer than max_length=4"):
+        TextPipeline(tok, max_length=4, truncation=False)("a b c d")
+    longest = TextPipeline(tok, max_length=8, padding="longest", dtype=np.int32)
+    items = [longest("a"), longest("a b c")]
+    assert items[0]["input_ids"].shape == (3,)
+    batch = longest.collate(items)
+    np.testing.assert_array_equal(batch["input_ids"], [[2, 4, 3, 0, 0], [2, 4, 5, 6, 3]])
+    np.testing.assert_array_equal(batch["attention_mask"], [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    assert batch["input_ids"].dtype == np.int32
+    with pytest.raises(InvalidInputError, match="takes a str"):
+        longest(3)
+    with pytest.raises(InvalidArgumentError, match="max_length"):
+        TextPipeline(tok, max_length=0)
+    with pytest.raises(InvalidArgumentError, match="padding must be"):
+        TextPipeline(tok, padding="right")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="neither callable nor has encode"):
+        TextPipeline(object())
+    assert "max_length=8" in repr(longest)
+
+
+class HuggingFaceLike:
+    """Duck-typed like a transformers tokenizer: encode() with special ids, pad and sep ids."""
+
+    pad_token_id = 1
+    sep_token_id = 2
+
+    def encode(self, text: str) -> list[int]:
+        return [0, *(10 + len(w) for w in text.split()), 2]
+
+
+def test_user_tokenizers_are_duck_typed() -> None:
+    hf = TextPipeline(HuggingFaceLike(), max_length=4)
+    np.testing.assert_array_equal(hf("hi there")["input_ids"], [0, 12, 15, 2])
+    np.testing.assert_array_equal(hf("a")["input_ids"], [0, 11, 2, 1])  # padded with pad id 1
+    np.testing.assert_array_equal(hf("a bb ccc")["input_ids"], [0, 11, 12, 2])
+
+    def as_mapping(text: str) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) for c in text]}
+
+    plain = TextPipeline(as_mapping, max_length=3)
+    np.testing.assert_array_equal(plain("abcd")["input_ids"], [97, 98, 99])  # no sep: plain cut
+    arrays = TextPipeline(lambda t: np.array([5, 6]), max_length=3)("x")
+    np.testing.assert_array_equal(arrays["input_ids"], [5, 6, 0])
+
+
+def test_text_pipeline_for_model_and_check() -> None:
+    bert = SpecModel(
+        TensorSpec("input_ids", ("batch", 16), np.int32),
+        TensorSpec("attention_mask", ("batch", 16), np.int32),
+        TensorSpec("token_type_ids", ("batch", 16), np.int32),
+    )
+    tok = VocabTokenizer(["a"])
+    fitted = TextPipeline.for_model(bert, tok)
+    assert fitted.max_length == 16
+    assert fitted.token_type_ids
+    assert fitted.dtype == np.int32
+    assert fitted.check(bert)["input_ids"].shape == (16,)
+    with pytest.raises(InvalidInputError, match=r"missing 'token_type_ids'.*token_type_ids=True"):
+        TextPipeline(tok, max_length=16, dtype=np.int32).check(bert)
+    renamed = TextPipeline(tok, names={"input_ids": "ids"})
+    assert set(renamed("a")) == {"ids", "attention_mask"}
