@@ -617,6 +617,24 @@ def test_profile_a_tiny_keras_model(keras_module: ModuleType, tmp_path: Path) ->
     assert report.memory.parameter_bytes == (8 * 16 + 16 + 34) * 4
 
 
+def test_profile_through_an_inference_engine(torch_module: ModuleType) -> None:
+    """The engine is duck-typed: its model is profiled at the engine's batch size."""
+    model = pyinfer.PyTorchModelLoader(input_shapes=(None, 3, 16, 16)).from_module(
+        tiny_torch(torch_module)
+    )
+    engine = pyinfer.InferenceEngine(model, batch_size=3, progress=False)
+    profiler = PerformanceProfiler(engine, REAL)
+    assert profiler.model is model
+    report = profiler.profile()
+    check_real_report(report, "torch", 3)
+    assert list(report.input_shapes.values()) == [(3, 3, 16, 16)]
+    # What the engine returns for those inputs is what the profiled call computes.
+    x = model.example_inputs(3, seed=0)
+    np.testing.assert_array_equal(
+        engine.predict_batch(x)[model.output_names()[0]], model(x)[model.output_names()[0]]
+    )
+
+
 # ---- GPU (pytest -m gpu) ----------------------------------------------------------------------
 
 
