@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 import numpy as np
 
@@ -517,7 +517,15 @@ class InferenceEngine:
 
     # -- datasets --------------------------------------------------------------------------
 
-    def run_dataset(self, source: Any, *, stream: bool = False) -> Any:
+    @overload
+    def run_dataset(self, source: Any, *, stream: Literal[False] = ...) -> DatasetResult: ...
+
+    @overload
+    def run_dataset(self, source: Any, *, stream: Literal[True]) -> Iterator[ItemResult]: ...
+
+    def run_dataset(
+        self, source: Any, *, stream: bool = False
+    ) -> DatasetResult | Iterator[ItemResult]:
         """Runs every input of a dataset, in batches, preprocessing ahead in worker threads.
 
         Args:
