@@ -5,6 +5,7 @@ models. GPU paths are marked ``gpu``."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 import time
@@ -157,7 +158,8 @@ def test_a_source_returning_the_wrong_count_is_an_error() -> None:
         ({"min_iterations": 0}, "min_iterations must be at least 1, got 0"),
         ({"min_iterations": 10, "max_iterations": 5}, "max_iterations (5) must be at least"),
         ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s (1.0) must be at least min_time_s"),
-        ({"min_time_s": -1.0}, "min_time_s must be >= 0"),
+        ({"min_time_s": -1.0}, "min_time_s must be finite and >= 0"),
+        ({"min_time_s": math.inf, "max_time_s": math.inf}, "min_time_s must be finite and >= 0"),
         ({"stability_target": 0.0}, "stability_target must be above 0"),
         ({"stability_metric": "iqr"}, "unknown stability_metric 'iqr'"),
     ],
@@ -165,6 +167,14 @@ def test_a_source_returning_the_wrong_count_is_an_error() -> None:
 def test_bad_rules_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         StoppingRule(**kwargs)
+
+
+def test_without_a_time_cap_the_count_bounds_the_run() -> None:
+    stream = FakeStream(noisy_values())
+    rule = StoppingRule(min_iterations=10, min_time_s=0.0, max_iterations=300, max_time_s=math.inf)
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert run.samples_ns.size == 300
+    assert "iteration cap (300)" in run.decision.reason
 
 
 def test_chunks_never_cross_a_boundary() -> None:
