@@ -1032,3 +1032,46 @@ def test_a_cuda_sweep_frees_the_cache_after_running_out_of_memory(
     curve = PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
     assert [p.out_of_memory for p in curve.points] == [False, True]
     assert torch.stats["emptied"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 2.5}, "batch_size must be an integer, got 2.5"),
+        ({"batch_size": True}, "batch_size must be an integer, got True"),
+        ({"seed": -1}, "seed must be an integer of 0 or more, got -1"),
+        ({"input_dims": {"seq": 0}}, "input_dims must map dimension names to sizes of at least"),
+        ({"input_dims": {"seq": "8"}}, "sizes of at least 1, got 'seq': '8'"),
+        ({"throughput_time_s": math.inf}, "throughput_time_s must be above 0 and finite"),
+    ],
+)
+def test_settings_that_would_measure_something_else_or_never_end_are_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        fast(**changes)
+
+
+def test_batch_sizes_are_plain_integers_and_numpy_ones_are_accepted() -> None:
+    profiler = PerformanceProfiler(SpinModel(base_ns=1e4), FAST)
+    assert fast(batch_size=np.int64(2)).batch_size == 2
+    assert type(fast(batch_size=np.int64(2)).batch_size) is int
+    latency = profiler.measure_latency(np.int64(3))  # type: ignore[arg-type]
+    assert type(latency.batch_size) is int  # a report of it must serialise to JSON
+    with pytest.raises(InvalidArgumentError, match=r"batch_size must be an integer, got 2\.0"):
+        profiler.measure_latency(2.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"each of batch_sizes must be an integer"):
+        profiler.sweep_batch_sizes([1, 1.5])  # type: ignore[list-item]
+    curve = profiler.sweep_batch_sizes(b for b in (2, 1))  # type: ignore[arg-type]
+    assert [p.batch_size for p in curve.points] == [1, 2]
+
+
+def test_profile_checks_its_sweep_before_measuring_anything() -> None:
+    model = SpinModel(base_ns=1e4, shape=(2, 4))
+    with pytest.raises(InvalidArgumentError, match="a batch sweep needs a dynamic batch"):
+        PerformanceProfiler(model, FAST).profile(batch_sizes=[1, 2])
+    assert model.calls == 0
+    dynamic = SpinModel(base_ns=1e4)
+    with pytest.raises(InvalidArgumentError, match="latency_budget_ms must be above 0"):
+        PerformanceProfiler(dynamic, FAST).profile(batch_sizes=[1], latency_budget_ms=-1.0)
+    assert dynamic.calls == 0

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import logging
 import math
+import operator
 import os
 import sys
 import threading
@@ -116,10 +117,11 @@ class ProfilerSettings:
     """How to measure; every duration is in seconds and every threshold a fraction.
 
     Attributes:
-        batch_size: Items per call (default: the engine's batch size, else 1; a model with a
-            fixed batch runs its own).
-        input_dims: Sizes of named dynamic dimensions other than the batch (``sequence=128``).
-        seed: Seed of the random example inputs.
+        batch_size: Items per call, an integer (default: the engine's batch size, else 1; a
+            model with a fixed batch runs its own).
+        input_dims: Sizes of named dynamic dimensions other than the batch (``sequence=128``),
+            each at least 1.
+        seed: Seed of the random example inputs (0 or more).
         warmup_iterations: Untimed calls before measuring (the specification asks 10-50).
         warmup_until_settled: Then keep warming up until the median settles.
         min_iterations: Minimum timed calls before a run may stop as stable.
@@ -133,7 +135,7 @@ class ProfilerSettings:
             use it with ``stability_target=0.05``).
         timing: ``"auto"``, ``"cuda-events"`` or ``"host"`` (see :data:`TIMING_METHODS`).
         cuda_graphs: torch on CUDA only: time the replay of a CUDA graph of the call.
-        throughput_time_s: Duration of a throughput run.
+        throughput_time_s: Duration of a throughput run (finite).
         memory_runs: Calls in the memory pass.
     """
 
@@ -154,16 +156,24 @@ class ProfilerSettings:
     memory_runs: int = 3
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", _as_batch_size(self.batch_size, "batch_size"))
+        if not _is_int(self.seed) or self.seed < 0:
+            raise InvalidArgumentError(f"seed must be an integer of 0 or more, got {self.seed!r}")
+        for name, size in self.input_dims.items():
+            if not isinstance(name, str) or not _is_int(size) or size < 1:
+                raise InvalidArgumentError(
+                    f"input_dims must map dimension names to sizes of at least 1, got "
+                    f"{name!r}: {size!r}"
+                )
         if self.timing not in TIMING_METHODS:
             raise InvalidArgumentError(
                 f"unknown timing {self.timing!r}; use one of "
                 + ", ".join(repr(t) for t in TIMING_METHODS)
             )
-        if not self.throughput_time_s > 0.0:
+        if not 0.0 < self.throughput_time_s < math.inf:
             raise InvalidArgumentError(
-                f"throughput_time_s must be above 0, got {self.throughput_time_s}"
+                f"throughput_time_s must be above 0 and finite, got {self.throughput_time_s}"
             )
         if self.memory_runs < 1:
             raise InvalidArgumentError(f"memory_runs must be at least 1, got {self.memory_runs}")
@@ -186,6 +196,25 @@ class ProfilerSettings:
         return WarmupPolicy(
             iterations=self.warmup_iterations, until_settled=self.warmup_until_settled
         )
+
+
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), and not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_batch_size(value: object, what: str) -> int:
+    """``value`` as a plain ``int`` of at least 1 (a numpy integer is one; 2.5 or True is not).
+
+    Raises:
+        InvalidArgumentError: If ``value`` is not an integer of at least 1.
+    """
+    if not _is_int(value):
+        raise InvalidArgumentError(f"{what} must be an integer, got {value!r}")
+    batch = operator.index(value)  # type: ignore[arg-type]
+    if batch < 1:
+        raise InvalidArgumentError(f"{what} must be at least 1, got {batch}")
+    return batch
 
 
 @contextlib.contextmanager
@@ -367,9 +396,9 @@ class PerformanceProfiler:
                 )
 
     def _batch_for(self, requested: int | None) -> int:
-        batch = requested if requested is not None else self._default_batch
-        if batch < 1:
-            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch}")
+        batch = (
+            self._default_batch if requested is None else _as_batch_size(requested, "batch_size")
+        )
         if self.model.has_dynamic_batch:
             return batch
         first = next(
@@ -730,23 +759,10 @@ class PerformanceProfiler:
             The curve with its knee and best batch.
 
         Raises:
-            InvalidArgumentError: If no batch size is given, one is below 1, the model's batch
-                is fixed, or the budget is not positive.
+            InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
+                the model's batch is fixed, or the budget is not positive.
         """
-        sizes = sorted({int(b) for b in batch_sizes})
-        if not sizes or sizes[0] < 1:
-            raise InvalidArgumentError(
-                f"batch_sizes must be one or more sizes of at least 1, got {list(batch_sizes)}"
-            )
-        if latency_budget_ms is not None and not latency_budget_ms > 0:
-            raise InvalidArgumentError(
-                f"latency_budget_ms must be above 0, got {latency_budget_ms}"
-            )
-        if not self.model.has_dynamic_batch:
-            raise InvalidArgumentError(
-                f"model '{self.model.name}' has a fixed batch size ({self.model.inputs[0]}); "
-                "a batch sweep needs a dynamic batch dimension"
-            )
+        sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
         points: list[BatchPoint] = []
         for size in sizes:
             try:
@@ -776,6 +792,27 @@ class PerformanceProfiler:
             )
         self._prepared = None
         return _finish_curve(points, latency_budget_ms)
+
+    def _sweep_sizes(
+        self, batch_sizes: Sequence[int], latency_budget_ms: float | None
+    ) -> list[int]:
+        """The sweep's batch sizes, sorted and unique, once the arguments are checked."""
+        given = list(batch_sizes)  # a generator is read once
+        if not given:
+            raise InvalidArgumentError(
+                "batch_sizes must be one or more sizes of at least 1, got []"
+            )
+        sizes = sorted({_as_batch_size(b, "each of batch_sizes") for b in given})
+        if latency_budget_ms is not None and not latency_budget_ms > 0:
+            raise InvalidArgumentError(
+                f"latency_budget_ms must be above 0, got {latency_budget_ms}"
+            )
+        if not self.model.has_dynamic_batch:
+            raise InvalidArgumentError(
+                f"model '{self.model.name}' has a fixed batch size ({self.model.inputs[0]}); "
+                "a batch sweep needs a dynamic batch dimension"
+            )
+        return sizes
 
     def _release_cuda_cache(self) -> None:
         torch = sys.modules.get("torch")
@@ -809,14 +846,18 @@ class PerformanceProfiler:
             The report.
 
         Raises:
-            InvalidArgumentError: If a batch size does not fit the model.
+            InvalidArgumentError: If a batch size does not fit the model, or the sweep's
+                arguments are refused (checked before anything is measured).
             OutOfMemoryError: If the model runs out of memory at ``batch_size``.
         """
+        sweep = list(batch_sizes) if batch_sizes else []
+        if sweep:  # checked before minutes of measuring, not after
+            self._sweep_sizes(sweep, latency_budget_ms)
         mem = self.measure_memory(batch_size) if memory else None
         latency = self.measure_latency(batch_size)
         prep = self._prepare(batch_size)
         tput = self.measure_throughput(batch_size) if throughput else None
-        curve = self.sweep_batch_sizes(batch_sizes, latency_budget_ms) if batch_sizes else None
+        curve = self.sweep_batch_sizes(sweep, latency_budget_ms) if sweep else None
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
         return ProfileReport(
