@@ -322,6 +322,23 @@ def test_not_json_and_not_an_object_are_refused(tmp_path: Path) -> None:
         ProfileReport.load(bad)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe\x00garbage\x80",
+        '{"model": "\u00e9"}'.encode("latin-1"),
+        b"\x00" * 10,
+        b"[" * 100_000,
+    ],
+    ids=["binary", "latin-1", "zeros", "nested"],
+)
+def test_a_damaged_file_is_refused_naming_it(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "damaged.json"
+    bad.write_bytes(content)
+    with pytest.raises(InvalidArgumentError, match=r"damaged\.json: profile report is not valid"):
+        ProfileReport.load(bad)
+
+
 # ---- CSV, Markdown, tables --------------------------------------------------------------------
 
 

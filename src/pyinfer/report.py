@@ -682,7 +682,7 @@ class ProfileReport:
         """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
             raise InvalidArgumentError(f"profile report is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
