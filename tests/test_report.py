@@ -390,6 +390,24 @@ def test_comparison_table_has_the_specifications_header_and_rule() -> None:
         comparison_table([])
 
 
+def test_comparison_rows_of_one_format_on_two_devices_can_be_told_apart() -> None:
+    gpu = make_report(format="onnx")
+    cpu = make_report(format="onnx", device="cpu", device_name="CPU (EPYC, 2 cores)")
+    torch_gpu = make_report()
+    table = comparison_table([cpu, gpu, torch_gpu]).splitlines()
+    assert [row.split("│")[0].rstrip() for row in table[2:]] == [
+        "ONNX (FP32) cpu",
+        "ONNX (FP32) cuda:0",
+        "PyTorch (FP32)",  # unique already: left as the specification writes it
+    ]
+    other = make_report(format="onnx", model="MobileNetV2", batch_size=8)
+    rows = comparison_table([gpu, other]).splitlines()[2:]
+    assert [row.split("│")[0].rstrip() for row in rows] == [
+        "ONNX (FP32) cuda:0 ResNet50 b1",
+        "ONNX (FP32) cuda:0 MobileNetV2 b8",
+    ]
+
+
 def test_batch_table_and_csv() -> None:
     curve = make_report().batch_curve
     assert curve is not None

@@ -912,7 +912,9 @@ def comparison_table(
 
     Args:
         reports: The reports, one row each.
-        labels: Row names (default: each report's :attr:`ProfileReport.label`).
+        labels: Row names (default: each report's :attr:`ProfileReport.label`; where two
+            reports share one, the device is added, then the model and batch size, so that no
+            two rows read the same: ``"ONNX (FP32) cpu"``, ``"ONNX (FP32) cuda:0"``).
 
     Returns:
         The table, without a trailing newline.
@@ -924,7 +926,7 @@ def comparison_table(
         raise InvalidArgumentError("comparison_table needs at least one report")
     if labels is not None and len(labels) != len(reports):
         raise InvalidArgumentError(f"{len(labels)} labels given for {len(reports)} reports")
-    names = list(labels) if labels is not None else [r.label for r in reports]
+    names = list(labels) if labels is not None else _row_labels(reports)
     rows = []
     for name, r in zip(names, reports, strict=True):
         m = r.memory
@@ -935,6 +937,22 @@ def comparison_table(
         rows.append((name, _short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
     return _box_table(header, rows, widths=(16, 14, 18, 12))
+
+
+def _row_labels(reports: Sequence[ProfileReport]) -> list[str]:
+    """Each report's label, made longer only where two rows would otherwise read the same."""
+    names = [r.label for r in reports]
+    for extra in (
+        lambda r: r.device,
+        lambda r: f"{r.model} b{r.batch_size}",
+    ):
+        if len(set(names)) == len(names):
+            break
+        names = [
+            f"{name} {extra(r)}" if names.count(name) > 1 else name
+            for name, r in zip(names, reports, strict=True)
+        ]
+    return names
 
 
 def reports_to_csv(reports: Sequence[ProfileReport]) -> str:
