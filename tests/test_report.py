@@ -366,6 +366,15 @@ def test_markdown_has_the_metrics_and_batch_tables() -> None:
     assert "| 64 | failed: out of memory: CUDA out of memory | |" in md
 
 
+def test_a_failure_message_on_several_lines_keeps_the_tables_whole() -> None:
+    curve = BatchCurve((BatchPoint(4, error="RuntimeError: shape | mismatch\n  at node 'fc'"),))
+    md = make_report(batch_curve=curve).to_markdown().splitlines()
+    assert md[-1] == "| 4 | failed: RuntimeError: shape \\| mismatch at node 'fc' | |"
+    table = curve.to_table().splitlines()
+    assert len(table) == 3
+    assert table[2].endswith("failed: RuntimeError: shape | mismatch at node 'fc'")
+
+
 SPEC_HEADER = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)"
 SPEC_RULE = "────────────────┼──────────────┼──────────────────┼────────────"
 

@@ -393,7 +393,7 @@ class BatchCurve:
                     )
                 )
             else:
-                rows.append((str(p.batch_size), "-", "-", f"failed: {p.error}"))
+                rows.append((str(p.batch_size), "-", "-", f"failed: {_one_line(p.error)}"))
         return _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
 
     def to_csv(self) -> str:
@@ -756,7 +756,7 @@ class ProfileReport:
                 rows.append(("Peak activation", f"{_mb(self.memory.peak_activation_bytes)} MB"))
         rows.append(("Stable", f"{'yes' if self.stable else 'NO'}: {self.stability_reason}"))
         lines = [f"## {self.model} ({self.label})", "", "| Metric | Value |", "|---|---|"]
-        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]
+        lines += [f"| {k} | {_md_cell(v)} |" for k, v in rows]
         if self.batch_curve is not None:
             lines += ["", "| Batch size | Latency (ms) | Throughput (FPS) |", "|---:|---:|---:|"]
             for p in self.batch_curve.points:
@@ -765,7 +765,7 @@ class ProfileReport:
                         f"| {p.batch_size} | {_ms(p.latency_mean_ms)} | {p.throughput_fps:.1f} |"
                     )
                 else:
-                    lines.append(f"| {p.batch_size} | failed: {p.error} | |")
+                    lines.append(f"| {p.batch_size} | failed: {_md_cell(p.error)} | |")
         return "\n".join(lines) + "\n"
 
     # -- files -----------------------------------------------------------------------------
@@ -809,6 +809,16 @@ class ProfileReport:
         from pyinfer._plots import plot_latency
 
         return plot_latency(self, Path(path))
+
+
+def _one_line(text: str | None) -> str:
+    """``text`` on one line (an exception's message may hold several), for a table cell."""
+    return " ".join(str(text).split())
+
+
+def _md_cell(text: str | None) -> str:
+    """``text`` as one Markdown table cell: one line, ``|`` escaped."""
+    return _one_line(text).replace("|", "\\|")
 
 
 def _mb_or_na(value: int | None) -> str:
