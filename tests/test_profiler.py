@@ -1075,3 +1075,19 @@ def test_profile_checks_its_sweep_before_measuring_anything() -> None:
     with pytest.raises(InvalidArgumentError, match="latency_budget_ms must be above 0"):
         PerformanceProfiler(dynamic, FAST).profile(batch_sizes=[1], latency_budget_ms=-1.0)
     assert dynamic.calls == 0
+
+
+def test_a_missing_dimension_size_says_how_to_give_it_to_the_profiler() -> None:
+    named = SpinModel(base_ns=1e4, shape=("batch", "sequence"))
+    with pytest.raises(InvalidArgumentError) as info:
+        PerformanceProfiler(named, fast(input_dims={"seq": 8})).measure_latency()
+    assert str(info.value) == (
+        "input 'x' of model 'spin' has dynamic dimension 1 in shape (batch, sequence); give its "
+        "size to the profiler as ProfilerSettings(input_dims={'sequence': N}) (input_dims "
+        "['seq'] name no dimension of it)"
+    )
+    latency = PerformanceProfiler(named, fast(input_dims={"sequence": 8})).measure_latency(2)
+    assert latency.batch_size == 2
+    unnamed = SpinModel(base_ns=1e4, shape=("batch", None))
+    with pytest.raises(InvalidArgumentError, match=r"unnamed, .*input_shapes=\{'x': \(\.\.\.\)\}"):
+        PerformanceProfiler(unnamed, FAST).measure_latency()

@@ -229,6 +229,11 @@ def _one_out_of_memory_type() -> Iterator[None]:
         raise
 
 
+def _named_dims(model: Model) -> set[str]:
+    """The names of the model's named dynamic dimensions (``batch``, ``sequence``...)."""
+    return {d for spec in model.inputs for d in (spec.shape or ()) if isinstance(d, str)}
+
+
 def _resolve_model(model_or_engine: Any) -> tuple[Model, int | None]:
     if isinstance(model_or_engine, Model):
         return model_or_engine, None
@@ -419,6 +424,7 @@ class PerformanceProfiler:
         if self._prepared is not None and self._prepared.batch_size == batch:
             return self._prepared
         self._prepared = None  # free the previous batch's inputs first
+        self._check_dims()
         arrays = self.model.example_inputs(
             batch, seed=self.settings.seed, dims=dict(self.settings.input_dims)
         )
@@ -432,6 +438,34 @@ class PerformanceProfiler:
         )
         self._prepared = prepared
         return prepared
+
+    def _check_dims(self) -> None:
+        """Refuses, saying how to fix it, an input dimension that no setting gives a size to.
+
+        Raises:
+            InvalidArgumentError: If a dynamic dimension other than the first is named but
+                missing from ``input_dims``, or unnamed (the model then needs an input shape).
+        """
+        given = self.settings.input_dims
+        for spec in self.model.inputs:
+            for axis, dim in enumerate(spec.shape or ()):
+                if axis == 0 or isinstance(dim, int) or (isinstance(dim, str) and dim in given):
+                    continue
+                where = (
+                    f"input '{spec.name}' of model '{self.model.name}' has dynamic dimension "
+                    f"{axis} in shape {spec.shape_text()}"
+                )
+                if isinstance(dim, str):
+                    unused = sorted(set(given) - _named_dims(self.model))
+                    raise InvalidArgumentError(
+                        f"{where}; give its size to the profiler as "
+                        f"ProfilerSettings(input_dims={{{dim!r}: N}})"
+                        + (f" (input_dims {unused} name no dimension of it)" if unused else "")
+                    )
+                raise InvalidArgumentError(
+                    f"{where}, unnamed, so input_dims cannot size it; load the model with its "
+                    f"shape: load_model(..., input_shapes={{{spec.name!r}: (...)}})"
+                )
 
     def _run_once(self, prep: _Prepared) -> None:
         """One call, synchronised; the profiler's very first call is timed as cold start."""
