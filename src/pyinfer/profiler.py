@@ -32,6 +32,7 @@ are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profile
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import math
@@ -313,6 +314,26 @@ class _UtilizationSampler:
             return GpuUtilization(unavailable=self.unavailable)
         values = np.asarray(self._samples)
         return GpuUtilization(float(values.mean()), float(values.max()), int(values.size))
+
+
+def _release_free_heap() -> None:
+    """Gives the C heap's free pages back to the system (glibc's ``malloc_trim``), if it can.
+
+    glibc keeps freed memory resident for reuse (below its trim threshold, which grows to 64 MB
+    after large blocks are freed). A memory pass that follows other work would see the calls
+    reuse those pages and the resident size not grow: a peak activation of 0 MB. Trimmed first,
+    what the calls allocate shows in the resident size again.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
 
 
 def _nvml_index(cuda_index: int) -> int:
@@ -674,10 +695,11 @@ class PerformanceProfiler:
 
         * CPU (every framework): the core's ``reset_peak_rss()`` (Linux ``clear_refs`` and
           ``VmHWM``, or a sampling thread), the resident size as baseline, ``runs`` calls, then
-          the peak over the baseline. It includes what the runtime allocates for itself on
-          those calls (allocator arenas, kernel caches): run first, as :meth:`profile` does, it
-          also catches the first call's growth; run again later, memory the allocator kept is
-          already in the baseline.
+          the peak over the baseline. The C heap's free pages are handed back first (glibc's
+          ``malloc_trim``), so memory freed by earlier work and reused by the calls still
+          counts. It includes what the runtime allocates for itself on those calls (allocator
+          arenas, kernel caches): run first, as :meth:`profile` does, it also catches the first
+          call's growth; run again later, memory a runtime's own pool kept is in the baseline.
         * torch on CUDA: ``reset_peak_memory_stats``, the allocated memory after the inputs as
           baseline, ``max_memory_allocated`` minus it after the runs; allocated and reserved
           memory after them.
@@ -707,6 +729,7 @@ class PerformanceProfiler:
             return self._memory_cuda(prep, count)
 
     def _memory_cpu(self, prep: _Prepared, runs: int) -> MemoryStats:
+        _release_free_heap()
         baseline = _core.rss_bytes()
         method = _core.reset_peak_rss()
         for _ in range(runs):
