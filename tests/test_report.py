@@ -485,6 +485,9 @@ def test_plots_are_written_as_png(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="no measured point to plot"):
         empty.plot(tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+    stripped = replace(report, latency=replace(report.latency, samples_ns=()))
+    with pytest.raises(InvalidArgumentError, match="'ResNet50' holds no raw latency samples"):
+        stripped.plot_latency(tmp_path / "stripped.png")
 
 
 def test_plots_without_matplotlib_name_the_extra(

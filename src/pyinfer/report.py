@@ -805,6 +805,7 @@ class ProfileReport:
 
         Raises:
             FrameworkNotInstalledError: If matplotlib is missing (``pyinfer[plot]``).
+            InvalidArgumentError: If the report holds no raw samples.
         """
         from pyinfer._plots import plot_latency
 
