@@ -519,6 +519,17 @@ def test_compare_tells_a_regression_from_noise(rng: np.random.Generator) -> None
     assert "median (ms)" in worse.to_text()
 
 
+def test_compare_says_when_the_batch_sizes_differ() -> None:
+    same = compare(make_report(), make_report())
+    assert same.notes == ()
+    assert "Note:" not in same.to_text()
+    mixed = compare(make_report(), make_report(batch_size=8))
+    assert mixed.to_text().splitlines()[-1] == (
+        "Note: the batch sizes differ (1 vs 8): the latencies (and the verdict) are of calls of "
+        "different sizes; throughput is the like-for-like figure"
+    )
+
+
 def test_a_significant_but_tiny_shift_is_no_change(rng: np.random.Generator) -> None:
     base = rng.normal(4e6, 0.01e6, size=5000)
     result = compare(make_report(base), make_report(base * 1.005))

@@ -1017,12 +1017,14 @@ class Comparison:
         p_value: Two-sided p-value of the U test on the raw latency samples.
         verdict: ``"faster"``, ``"slower"`` or ``"no significant change"`` (for the second
             report, relative to the first).
+        notes: What makes the two less than like for like (different batch sizes), if anything.
     """
 
     changes: tuple[MetricChange, ...]
     u_statistic: float
     p_value: float
     verdict: str
+    notes: tuple[str, ...] = ()
 
     def to_text(self) -> str:
         """A small table of the changes and the verdict."""
@@ -1033,6 +1035,7 @@ class Comparison:
                 f"{c.change_percent:>+9.1f}%"
             )
         lines.append(f"Mann-Whitney U p-value: {self.p_value:.3g} -> {self.verdict}")
+        lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -1047,7 +1050,8 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     The raw latency samples of the two reports are compared with a two-sided Mann-Whitney U
     test. The verdict is ``"faster"`` or ``"slower"`` only when the p-value is under
     :data:`SIGNIFICANCE_LEVEL` *and* the median moved by at least :data:`MIN_MEANINGFUL_CHANGE`;
-    otherwise ``"no significant change"``.
+    otherwise ``"no significant change"``. Reports of different batch sizes are compared all
+    the same, with a note saying so.
 
     Args:
         before: The reference report.
@@ -1074,7 +1078,14 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
         verdict = "faster" if shift < 0 else "slower"
     else:
         verdict = "no significant change"
-    return Comparison(tuple(changes), u, p, verdict)
+    notes = []
+    if before.batch_size != after.batch_size:
+        notes.append(
+            f"the batch sizes differ ({before.batch_size} vs {after.batch_size}): the latencies "
+            "(and the verdict) are of calls of different sizes; throughput is the like-for-like "
+            "figure"
+        )
+    return Comparison(tuple(changes), u, p, verdict, tuple(notes))
 
 
 # ---- files ------------------------------------------------------------------------------------
