@@ -362,6 +362,8 @@ def test_markdown_has_the_metrics_and_batch_tables() -> None:
     assert md.startswith("## ResNet50 (PyTorch (FP32))\n")
     assert "| Iterations | 1000 (100 warmup) |" in md
     assert "| Throughput | 236.4 FPS |" in md
+    tail = next(line for line in md.splitlines() if line.startswith("| P90 / P95"))
+    assert tail.endswith(" ms (too few samples for P99.9: rough) |")  # 1000 samples
     assert "| 2 | 5.10 | 392.0 |" in md
     assert "| 64 | failed: out of memory: CUDA out of memory | |" in md
 

@@ -739,6 +739,8 @@ class ProfileReport:
     def to_markdown(self) -> str:
         """The report as Markdown: a heading, a metrics table, the batch table if any."""
         s = self.latency.stats
+        unsupported = s.unsupported_percentiles
+        rough = f" (too few samples for {', '.join(unsupported)}: rough)" if unsupported else ""
         rows = [
             ("Device", self.device_name),
             ("Input shape", self.input_shape_text),
@@ -747,7 +749,7 @@ class ProfileReport:
             ("Median", f"{_ms(s.median_ms)} ms"),
             ("Std", f"{_ms(s.std_ms)} ms ({s.std_percent:.1f}%)"),
             ("Min / Max", f"{_ms(s.min_ms)} / {_ms(s.max_ms)} ms"),
-            ("P90 / P95 / P99 / P99.9", " / ".join(_ms(v) for v in _tail(s)) + " ms"),
+            ("P90 / P95 / P99 / P99.9", " / ".join(_ms(v) for v in _tail(s)) + " ms" + rough),
             ("Throughput", f"{self.throughput_fps:.1f} FPS"),
         ]
         if self.memory is not None:
