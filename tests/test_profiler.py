@@ -1045,6 +1045,11 @@ def test_a_cuda_sweep_frees_the_cache_after_running_out_of_memory(
         ({"input_dims": {"seq": 0}}, "input_dims must map dimension names to sizes of at least"),
         ({"input_dims": {"seq": "8"}}, "sizes of at least 1, got 'seq': '8'"),
         ({"throughput_time_s": math.inf}, "throughput_time_s must be above 0 and finite"),
+        ({"min_iterations": 10.5}, "min_iterations must be an integer, got 10.5"),
+        ({"warmup_iterations": 2.5}, "warmup_iterations must be an integer, got 2.5"),
+        ({"memory_runs": True}, "memory_runs must be an integer, got True"),
+        ({"max_time_s": "5"}, "max_time_s must be a number, got '5'"),
+        ({"stability_target": None}, "stability_target must be a number, got None"),
     ],
 )
 def test_settings_that_would_measure_something_else_or_never_end_are_refused(

@@ -159,6 +159,18 @@ class ProfilerSettings:
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             object.__setattr__(self, "batch_size", _as_batch_size(self.batch_size, "batch_size"))
+        for name in ("warmup_iterations", "min_iterations", "max_iterations", "memory_runs"):
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("min_time_s", "max_time_s", "stability_target", "throughput_time_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+                value, (bool, np.bool_)
+            ):
+                raise InvalidArgumentError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not _is_int(self.seed) or self.seed < 0:
             raise InvalidArgumentError(f"seed must be an integer of 0 or more, got {self.seed!r}")
         for name, size in self.input_dims.items():
