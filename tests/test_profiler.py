@@ -5,7 +5,10 @@ models. GPU paths are marked ``gpu``."""
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -157,7 +160,8 @@ def test_a_source_returning_the_wrong_count_is_an_error() -> None:
         ({"min_iterations": 0}, "min_iterations must be at least 1, got 0"),
         ({"min_iterations": 10, "max_iterations": 5}, "max_iterations (5) must be at least"),
         ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s (1.0) must be at least min_time_s"),
-        ({"min_time_s": -1.0}, "min_time_s must be >= 0"),
+        ({"min_time_s": -1.0}, "min_time_s must be finite and >= 0"),
+        ({"min_time_s": math.inf, "max_time_s": math.inf}, "min_time_s must be finite and >= 0"),
         ({"stability_target": 0.0}, "stability_target must be above 0"),
         ({"stability_metric": "iqr"}, "unknown stability_metric 'iqr'"),
     ],
@@ -165,6 +169,14 @@ def test_a_source_returning_the_wrong_count_is_an_error() -> None:
 def test_bad_rules_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         StoppingRule(**kwargs)
+
+
+def test_without_a_time_cap_the_count_bounds_the_run() -> None:
+    stream = FakeStream(noisy_values())
+    rule = StoppingRule(min_iterations=10, min_time_s=0.0, max_iterations=300, max_time_s=math.inf)
+    run = collect(stream, rule, stream.clock, typical_ns=1e6)
+    assert run.samples_ns.size == 300
+    assert "iteration cap (300)" in run.decision.reason
 
 
 def test_chunks_never_cross_a_boundary() -> None:
@@ -1022,3 +1034,91 @@ def test_a_cuda_sweep_frees_the_cache_after_running_out_of_memory(
     curve = PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
     assert [p.out_of_memory for p in curve.points] == [False, True]
     assert torch.stats["emptied"] == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 2.5}, "batch_size must be an integer, got 2.5"),
+        ({"batch_size": True}, "batch_size must be an integer, got True"),
+        ({"seed": -1}, "seed must be an integer of 0 or more, got -1"),
+        ({"input_dims": {"seq": 0}}, "input_dims must map dimension names to sizes of at least"),
+        ({"input_dims": {"seq": "8"}}, "sizes of at least 1, got 'seq': '8'"),
+        ({"throughput_time_s": math.inf}, "throughput_time_s must be above 0 and finite"),
+        ({"min_iterations": 10.5}, "min_iterations must be an integer, got 10.5"),
+        ({"warmup_iterations": 2.5}, "warmup_iterations must be an integer, got 2.5"),
+        ({"memory_runs": True}, "memory_runs must be an integer, got True"),
+        ({"max_time_s": "5"}, "max_time_s must be a number, got '5'"),
+        ({"stability_target": None}, "stability_target must be a number, got None"),
+    ],
+)
+def test_settings_that_would_measure_something_else_or_never_end_are_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        fast(**changes)
+
+
+def test_batch_sizes_are_plain_integers_and_numpy_ones_are_accepted() -> None:
+    profiler = PerformanceProfiler(SpinModel(base_ns=1e4), FAST)
+    assert fast(batch_size=np.int64(2)).batch_size == 2
+    assert type(fast(batch_size=np.int64(2)).batch_size) is int
+    latency = profiler.measure_latency(np.int64(3))  # type: ignore[arg-type]
+    assert type(latency.batch_size) is int  # a report of it must serialise to JSON
+    with pytest.raises(InvalidArgumentError, match=r"batch_size must be an integer, got 2\.0"):
+        profiler.measure_latency(2.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"each of batch_sizes must be an integer"):
+        profiler.sweep_batch_sizes([1, 1.5])  # type: ignore[list-item]
+    curve = profiler.sweep_batch_sizes(b for b in (2, 1))  # type: ignore[arg-type]
+    assert [p.batch_size for p in curve.points] == [1, 2]
+
+
+def test_profile_checks_its_sweep_before_measuring_anything() -> None:
+    model = SpinModel(base_ns=1e4, shape=(2, 4))
+    with pytest.raises(InvalidArgumentError, match="a batch sweep needs a dynamic batch"):
+        PerformanceProfiler(model, FAST).profile(batch_sizes=[1, 2])
+    assert model.calls == 0
+    dynamic = SpinModel(base_ns=1e4)
+    with pytest.raises(InvalidArgumentError, match="latency_budget_ms must be above 0"):
+        PerformanceProfiler(dynamic, FAST).profile(batch_sizes=[1], latency_budget_ms=-1.0)
+    assert dynamic.calls == 0
+
+
+def test_a_missing_dimension_size_says_how_to_give_it_to_the_profiler() -> None:
+    named = SpinModel(base_ns=1e4, shape=("batch", "sequence"))
+    with pytest.raises(InvalidArgumentError) as info:
+        PerformanceProfiler(named, fast(input_dims={"seq": 8})).measure_latency()
+    assert str(info.value) == (
+        "input 'x' of model 'spin' has dynamic dimension 1 in shape (batch, sequence); give its "
+        "size to the profiler as ProfilerSettings(input_dims={'sequence': N}) (input_dims "
+        "['seq'] name no dimension of it)"
+    )
+    latency = PerformanceProfiler(named, fast(input_dims={"sequence": 8})).measure_latency(2)
+    assert latency.batch_size == 2
+    unnamed = SpinModel(base_ns=1e4, shape=("batch", None))
+    with pytest.raises(InvalidArgumentError, match=r"unnamed, .*input_shapes=\{'x': \(\.\.\.\)\}"):
+        PerformanceProfiler(unnamed, FAST).measure_latency()
+
+
+_REUSED_HEAP = """
+import numpy as np
+from pyinfer import PerformanceProfiler
+from test_profiler import FAST, SpinModel
+
+MB = 1024 * 1024
+freed = np.ones(32 * MB, dtype=np.uint8)
+del freed  # glibc now keeps blocks up to 32 MB on its heap, and freed ones resident
+profiler = PerformanceProfiler(SpinModel(base_ns=1e4, allocate_bytes=16 * MB), FAST)
+print([profiler.measure_memory().peak_activation_bytes // MB for _ in range(3)])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc heap behaviour")
+def test_a_memory_pass_after_other_work_still_sees_what_a_call_allocates() -> None:
+    # In a process of its own: the test changes glibc's thresholds for the rest of the process.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*sys.path, str(Path(__file__).parent)])}
+    out = subprocess.run(
+        [sys.executable, "-c", _REUSED_HEAP], env=env, capture_output=True, text=True, check=True
+    )
+    peaks = [int(v) for v in out.stdout.strip().strip("[]").split(",")]
+    assert all(p >= 15 for p in peaks), peaks  # was [16, 0, 0]: the calls reused freed pages

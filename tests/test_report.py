@@ -322,6 +322,23 @@ def test_not_json_and_not_an_object_are_refused(tmp_path: Path) -> None:
         ProfileReport.load(bad)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe\x00garbage\x80",
+        '{"model": "\u00e9"}'.encode("latin-1"),
+        b"\x00" * 10,
+        b"[" * 100_000,
+    ],
+    ids=["binary", "latin-1", "zeros", "nested"],
+)
+def test_a_damaged_file_is_refused_naming_it(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "damaged.json"
+    bad.write_bytes(content)
+    with pytest.raises(InvalidArgumentError, match=r"damaged\.json: profile report is not valid"):
+        ProfileReport.load(bad)
+
+
 # ---- CSV, Markdown, tables --------------------------------------------------------------------
 
 
@@ -345,8 +362,19 @@ def test_markdown_has_the_metrics_and_batch_tables() -> None:
     assert md.startswith("## ResNet50 (PyTorch (FP32))\n")
     assert "| Iterations | 1000 (100 warmup) |" in md
     assert "| Throughput | 236.4 FPS |" in md
+    tail = next(line for line in md.splitlines() if line.startswith("| P90 / P95"))
+    assert tail.endswith(" ms (too few samples for P99.9: rough) |")  # 1000 samples
     assert "| 2 | 5.10 | 392.0 |" in md
     assert "| 64 | failed: out of memory: CUDA out of memory | |" in md
+
+
+def test_a_failure_message_on_several_lines_keeps_the_tables_whole() -> None:
+    curve = BatchCurve((BatchPoint(4, error="RuntimeError: shape | mismatch\n  at node 'fc'"),))
+    md = make_report(batch_curve=curve).to_markdown().splitlines()
+    assert md[-1] == "| 4 | failed: RuntimeError: shape \\| mismatch at node 'fc' | |"
+    table = curve.to_table().splitlines()
+    assert len(table) == 3
+    assert table[2].endswith("failed: RuntimeError: shape | mismatch at node 'fc'")
 
 
 SPEC_HEADER = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)"
@@ -371,6 +399,24 @@ def test_comparison_table_has_the_specifications_header_and_rule() -> None:
         comparison_table([a, a], labels=["x"])
     with pytest.raises(InvalidArgumentError, match="at least one report"):
         comparison_table([])
+
+
+def test_comparison_rows_of_one_format_on_two_devices_can_be_told_apart() -> None:
+    gpu = make_report(format="onnx")
+    cpu = make_report(format="onnx", device="cpu", device_name="CPU (EPYC, 2 cores)")
+    torch_gpu = make_report()
+    table = comparison_table([cpu, gpu, torch_gpu]).splitlines()
+    assert [row.split("│")[0].rstrip() for row in table[2:]] == [
+        "ONNX (FP32) cpu",
+        "ONNX (FP32) cuda:0",
+        "PyTorch (FP32)",  # unique already: left as the specification writes it
+    ]
+    other = make_report(format="onnx", model="MobileNetV2", batch_size=8)
+    rows = comparison_table([gpu, other]).splitlines()[2:]
+    assert [row.split("│")[0].rstrip() for row in rows] == [
+        "ONNX (FP32) cuda:0 ResNet50 b1",
+        "ONNX (FP32) cuda:0 MobileNetV2 b8",
+    ]
 
 
 def test_batch_table_and_csv() -> None:
@@ -441,6 +487,9 @@ def test_plots_are_written_as_png(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="no measured point to plot"):
         empty.plot(tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+    stripped = replace(report, latency=replace(report.latency, samples_ns=()))
+    with pytest.raises(InvalidArgumentError, match="'ResNet50' holds no raw latency samples"):
+        stripped.plot_latency(tmp_path / "stripped.png")
 
 
 def test_plots_without_matplotlib_name_the_extra(
@@ -470,6 +519,17 @@ def test_compare_tells_a_regression_from_noise(rng: np.random.Generator) -> None
     assert compare(make_report(slower), before).verdict == "faster"
     assert "Mann-Whitney U p-value" in worse.to_text()
     assert "median (ms)" in worse.to_text()
+
+
+def test_compare_says_when_the_batch_sizes_differ() -> None:
+    same = compare(make_report(), make_report())
+    assert same.notes == ()
+    assert "Note:" not in same.to_text()
+    mixed = compare(make_report(), make_report(batch_size=8))
+    assert mixed.to_text().splitlines()[-1] == (
+        "Note: the batch sizes differ (1 vs 8): the latencies (and the verdict) are of calls of "
+        "different sizes; throughput is the like-for-like figure"
+    )
 
 
 def test_a_significant_but_tiny_shift_is_no_change(rng: np.random.Generator) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,7 +94,8 @@ class StoppingRule:
         min_iterations: Never stop as stable before this many samples.
         min_time_s: Never stop as stable before this much measured time.
         max_iterations: Stop at this many samples, stable or not.
-        max_time_s: Stop after this much measured time, stable or not.
+        max_time_s: Stop after this much measured time, stable or not (``math.inf``: no time
+            cap, the count alone bounds the run).
         stability_target: The stability measure must be at or under this (0.05 = 5%).
         stability_metric: ``"cv"`` or ``"median_ci"`` (see :data:`STABILITY_METRICS`).
     """
@@ -115,9 +117,9 @@ class StoppingRule:
                 f"max_iterations ({self.max_iterations}) must be at least min_iterations "
                 f"({self.min_iterations})"
             )
-        if not (self.min_time_s >= 0.0 and self.max_time_s > 0.0):
+        if not (0.0 <= self.min_time_s < math.inf and self.max_time_s > 0.0):
             raise InvalidArgumentError(
-                f"min_time_s must be >= 0 and max_time_s > 0, got {self.min_time_s} and "
+                f"min_time_s must be finite and >= 0 and max_time_s > 0, got {self.min_time_s} and "
                 f"{self.max_time_s}"
             )
         if self.max_time_s < self.min_time_s:
@@ -208,8 +210,11 @@ class StoppingRule:
 
 
 def _calls_for(seconds: float, per_call_s: float) -> int:
+    calls = seconds / per_call_s
+    if not math.isfinite(calls):  # no time cap (max_time_s=inf): the count is the only bound
+        return sys.maxsize
     # Rounded before the ceiling: 0.05 s / 1 ms is 50.00000000000004 in binary, and is 50 calls.
-    return max(1, math.ceil(round(seconds / per_call_s, 6)))
+    return max(1, math.ceil(round(calls, 6)))
 
 
 @dataclass(frozen=True)

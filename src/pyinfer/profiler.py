@@ -32,9 +32,11 @@ are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profile
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import math
+import operator
 import os
 import sys
 import threading
@@ -116,10 +118,11 @@ class ProfilerSettings:
     """How to measure; every duration is in seconds and every threshold a fraction.
 
     Attributes:
-        batch_size: Items per call (default: the engine's batch size, else 1; a model with a
-            fixed batch runs its own).
-        input_dims: Sizes of named dynamic dimensions other than the batch (``sequence=128``).
-        seed: Seed of the random example inputs.
+        batch_size: Items per call, an integer (default: the engine's batch size, else 1; a
+            model with a fixed batch runs its own).
+        input_dims: Sizes of named dynamic dimensions other than the batch (``sequence=128``),
+            each at least 1.
+        seed: Seed of the random example inputs (0 or more).
         warmup_iterations: Untimed calls before measuring (the specification asks 10-50).
         warmup_until_settled: Then keep warming up until the median settles.
         min_iterations: Minimum timed calls before a run may stop as stable.
@@ -133,7 +136,7 @@ class ProfilerSettings:
             use it with ``stability_target=0.05``).
         timing: ``"auto"``, ``"cuda-events"`` or ``"host"`` (see :data:`TIMING_METHODS`).
         cuda_graphs: torch on CUDA only: time the replay of a CUDA graph of the call.
-        throughput_time_s: Duration of a throughput run.
+        throughput_time_s: Duration of a throughput run (finite).
         memory_runs: Calls in the memory pass.
     """
 
@@ -154,16 +157,36 @@ class ProfilerSettings:
     memory_runs: int = 3
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", _as_batch_size(self.batch_size, "batch_size"))
+        for name in ("warmup_iterations", "min_iterations", "max_iterations", "memory_runs"):
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("min_time_s", "max_time_s", "stability_target", "throughput_time_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
+                value, (bool, np.bool_)
+            ):
+                raise InvalidArgumentError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not _is_int(self.seed) or self.seed < 0:
+            raise InvalidArgumentError(f"seed must be an integer of 0 or more, got {self.seed!r}")
+        for name, size in self.input_dims.items():
+            if not isinstance(name, str) or not _is_int(size) or size < 1:
+                raise InvalidArgumentError(
+                    f"input_dims must map dimension names to sizes of at least 1, got "
+                    f"{name!r}: {size!r}"
+                )
         if self.timing not in TIMING_METHODS:
             raise InvalidArgumentError(
                 f"unknown timing {self.timing!r}; use one of "
                 + ", ".join(repr(t) for t in TIMING_METHODS)
             )
-        if not self.throughput_time_s > 0.0:
+        if not 0.0 < self.throughput_time_s < math.inf:
             raise InvalidArgumentError(
-                f"throughput_time_s must be above 0, got {self.throughput_time_s}"
+                f"throughput_time_s must be above 0 and finite, got {self.throughput_time_s}"
             )
         if self.memory_runs < 1:
             raise InvalidArgumentError(f"memory_runs must be at least 1, got {self.memory_runs}")
@@ -188,6 +211,25 @@ class ProfilerSettings:
         )
 
 
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), and not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_batch_size(value: object, what: str) -> int:
+    """``value`` as a plain ``int`` of at least 1 (a numpy integer is one; 2.5 or True is not).
+
+    Raises:
+        InvalidArgumentError: If ``value`` is not an integer of at least 1.
+    """
+    if not _is_int(value):
+        raise InvalidArgumentError(f"{what} must be an integer, got {value!r}")
+    batch = operator.index(value)  # type: ignore[arg-type]
+    if batch < 1:
+        raise InvalidArgumentError(f"{what} must be at least 1, got {batch}")
+    return batch
+
+
 @contextlib.contextmanager
 def _one_out_of_memory_type() -> Iterator[None]:
     """Re-raises any framework's out-of-memory failure as :class:`OutOfMemoryError`."""
@@ -198,6 +240,11 @@ def _one_out_of_memory_type() -> Iterator[None]:
         if oom is not None and oom is not exc:
             raise oom from exc
         raise
+
+
+def _named_dims(model: Model) -> set[str]:
+    """The names of the model's named dynamic dimensions (``batch``, ``sequence``...)."""
+    return {d for spec in model.inputs for d in (spec.shape or ()) if isinstance(d, str)}
 
 
 def _resolve_model(model_or_engine: Any) -> tuple[Model, int | None]:
@@ -279,6 +326,26 @@ class _UtilizationSampler:
             return GpuUtilization(unavailable=self.unavailable)
         values = np.asarray(self._samples)
         return GpuUtilization(float(values.mean()), float(values.max()), int(values.size))
+
+
+def _release_free_heap() -> None:
+    """Gives the C heap's free pages back to the system (glibc's ``malloc_trim``), if it can.
+
+    glibc keeps freed memory resident for reuse (below its trim threshold, which grows to 64 MB
+    after large blocks are freed). A memory pass that follows other work would see the calls
+    reuse those pages and the resident size not grow: a peak activation of 0 MB. Trimmed first,
+    what the calls allocate shows in the resident size again.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
 
 
 def _nvml_index(cuda_index: int) -> int:
@@ -367,9 +434,9 @@ class PerformanceProfiler:
                 )
 
     def _batch_for(self, requested: int | None) -> int:
-        batch = requested if requested is not None else self._default_batch
-        if batch < 1:
-            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch}")
+        batch = (
+            self._default_batch if requested is None else _as_batch_size(requested, "batch_size")
+        )
         if self.model.has_dynamic_batch:
             return batch
         first = next(
@@ -390,6 +457,7 @@ class PerformanceProfiler:
         if self._prepared is not None and self._prepared.batch_size == batch:
             return self._prepared
         self._prepared = None  # free the previous batch's inputs first
+        self._check_dims()
         arrays = self.model.example_inputs(
             batch, seed=self.settings.seed, dims=dict(self.settings.input_dims)
         )
@@ -403,6 +471,34 @@ class PerformanceProfiler:
         )
         self._prepared = prepared
         return prepared
+
+    def _check_dims(self) -> None:
+        """Refuses, saying how to fix it, an input dimension that no setting gives a size to.
+
+        Raises:
+            InvalidArgumentError: If a dynamic dimension other than the first is named but
+                missing from ``input_dims``, or unnamed (the model then needs an input shape).
+        """
+        given = self.settings.input_dims
+        for spec in self.model.inputs:
+            for axis, dim in enumerate(spec.shape or ()):
+                if axis == 0 or isinstance(dim, int) or (isinstance(dim, str) and dim in given):
+                    continue
+                where = (
+                    f"input '{spec.name}' of model '{self.model.name}' has dynamic dimension "
+                    f"{axis} in shape {spec.shape_text()}"
+                )
+                if isinstance(dim, str):
+                    unused = sorted(set(given) - _named_dims(self.model))
+                    raise InvalidArgumentError(
+                        f"{where}; give its size to the profiler as "
+                        f"ProfilerSettings(input_dims={{{dim!r}: N}})"
+                        + (f" (input_dims {unused} name no dimension of it)" if unused else "")
+                    )
+                raise InvalidArgumentError(
+                    f"{where}, unnamed, so input_dims cannot size it; load the model with its "
+                    f"shape: load_model(..., input_shapes={{{spec.name!r}: (...)}})"
+                )
 
     def _run_once(self, prep: _Prepared) -> None:
         """One call, synchronised; the profiler's very first call is timed as cold start."""
@@ -611,10 +707,11 @@ class PerformanceProfiler:
 
         * CPU (every framework): the core's ``reset_peak_rss()`` (Linux ``clear_refs`` and
           ``VmHWM``, or a sampling thread), the resident size as baseline, ``runs`` calls, then
-          the peak over the baseline. It includes what the runtime allocates for itself on
-          those calls (allocator arenas, kernel caches): run first, as :meth:`profile` does, it
-          also catches the first call's growth; run again later, memory the allocator kept is
-          already in the baseline.
+          the peak over the baseline. The C heap's free pages are handed back first (glibc's
+          ``malloc_trim``), so memory freed by earlier work and reused by the calls still
+          counts. It includes what the runtime allocates for itself on those calls (allocator
+          arenas, kernel caches): run first, as :meth:`profile` does, it also catches the first
+          call's growth; run again later, memory a runtime's own pool kept is in the baseline.
         * torch on CUDA: ``reset_peak_memory_stats``, the allocated memory after the inputs as
           baseline, ``max_memory_allocated`` minus it after the runs; allocated and reserved
           memory after them.
@@ -644,6 +741,7 @@ class PerformanceProfiler:
             return self._memory_cuda(prep, count)
 
     def _memory_cpu(self, prep: _Prepared, runs: int) -> MemoryStats:
+        _release_free_heap()
         baseline = _core.rss_bytes()
         method = _core.reset_peak_rss()
         for _ in range(runs):
@@ -730,23 +828,10 @@ class PerformanceProfiler:
             The curve with its knee and best batch.
 
         Raises:
-            InvalidArgumentError: If no batch size is given, one is below 1, the model's batch
-                is fixed, or the budget is not positive.
+            InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
+                the model's batch is fixed, or the budget is not positive.
         """
-        sizes = sorted({int(b) for b in batch_sizes})
-        if not sizes or sizes[0] < 1:
-            raise InvalidArgumentError(
-                f"batch_sizes must be one or more sizes of at least 1, got {list(batch_sizes)}"
-            )
-        if latency_budget_ms is not None and not latency_budget_ms > 0:
-            raise InvalidArgumentError(
-                f"latency_budget_ms must be above 0, got {latency_budget_ms}"
-            )
-        if not self.model.has_dynamic_batch:
-            raise InvalidArgumentError(
-                f"model '{self.model.name}' has a fixed batch size ({self.model.inputs[0]}); "
-                "a batch sweep needs a dynamic batch dimension"
-            )
+        sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
         points: list[BatchPoint] = []
         for size in sizes:
             try:
@@ -776,6 +861,27 @@ class PerformanceProfiler:
             )
         self._prepared = None
         return _finish_curve(points, latency_budget_ms)
+
+    def _sweep_sizes(
+        self, batch_sizes: Sequence[int], latency_budget_ms: float | None
+    ) -> list[int]:
+        """The sweep's batch sizes, sorted and unique, once the arguments are checked."""
+        given = list(batch_sizes)  # a generator is read once
+        if not given:
+            raise InvalidArgumentError(
+                "batch_sizes must be one or more sizes of at least 1, got []"
+            )
+        sizes = sorted({_as_batch_size(b, "each of batch_sizes") for b in given})
+        if latency_budget_ms is not None and not latency_budget_ms > 0:
+            raise InvalidArgumentError(
+                f"latency_budget_ms must be above 0, got {latency_budget_ms}"
+            )
+        if not self.model.has_dynamic_batch:
+            raise InvalidArgumentError(
+                f"model '{self.model.name}' has a fixed batch size ({self.model.inputs[0]}); "
+                "a batch sweep needs a dynamic batch dimension"
+            )
+        return sizes
 
     def _release_cuda_cache(self) -> None:
         torch = sys.modules.get("torch")
@@ -809,14 +915,18 @@ class PerformanceProfiler:
             The report.
 
         Raises:
-            InvalidArgumentError: If a batch size does not fit the model.
+            InvalidArgumentError: If a batch size does not fit the model, or the sweep's
+                arguments are refused (checked before anything is measured).
             OutOfMemoryError: If the model runs out of memory at ``batch_size``.
         """
+        sweep = list(batch_sizes) if batch_sizes else []
+        if sweep:  # checked before minutes of measuring, not after
+            self._sweep_sizes(sweep, latency_budget_ms)
         mem = self.measure_memory(batch_size) if memory else None
         latency = self.measure_latency(batch_size)
         prep = self._prepare(batch_size)
         tput = self.measure_throughput(batch_size) if throughput else None
-        curve = self.sweep_batch_sizes(batch_sizes, latency_budget_ms) if batch_sizes else None
+        curve = self.sweep_batch_sizes(sweep, latency_budget_ms) if sweep else None
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
         return ProfileReport(

@@ -393,7 +393,7 @@ class BatchCurve:
                     )
                 )
             else:
-                rows.append((str(p.batch_size), "-", "-", f"failed: {p.error}"))
+                rows.append((str(p.batch_size), "-", "-", f"failed: {_one_line(p.error)}"))
         return _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
 
     def to_csv(self) -> str:
@@ -682,7 +682,7 @@ class ProfileReport:
         """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
             raise InvalidArgumentError(f"profile report is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 
@@ -739,6 +739,8 @@ class ProfileReport:
     def to_markdown(self) -> str:
         """The report as Markdown: a heading, a metrics table, the batch table if any."""
         s = self.latency.stats
+        unsupported = s.unsupported_percentiles
+        rough = f" (too few samples for {', '.join(unsupported)}: rough)" if unsupported else ""
         rows = [
             ("Device", self.device_name),
             ("Input shape", self.input_shape_text),
@@ -747,7 +749,7 @@ class ProfileReport:
             ("Median", f"{_ms(s.median_ms)} ms"),
             ("Std", f"{_ms(s.std_ms)} ms ({s.std_percent:.1f}%)"),
             ("Min / Max", f"{_ms(s.min_ms)} / {_ms(s.max_ms)} ms"),
-            ("P90 / P95 / P99 / P99.9", " / ".join(_ms(v) for v in _tail(s)) + " ms"),
+            ("P90 / P95 / P99 / P99.9", " / ".join(_ms(v) for v in _tail(s)) + " ms" + rough),
             ("Throughput", f"{self.throughput_fps:.1f} FPS"),
         ]
         if self.memory is not None:
@@ -756,7 +758,7 @@ class ProfileReport:
                 rows.append(("Peak activation", f"{_mb(self.memory.peak_activation_bytes)} MB"))
         rows.append(("Stable", f"{'yes' if self.stable else 'NO'}: {self.stability_reason}"))
         lines = [f"## {self.model} ({self.label})", "", "| Metric | Value |", "|---|---|"]
-        lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]
+        lines += [f"| {k} | {_md_cell(v)} |" for k, v in rows]
         if self.batch_curve is not None:
             lines += ["", "| Batch size | Latency (ms) | Throughput (FPS) |", "|---:|---:|---:|"]
             for p in self.batch_curve.points:
@@ -765,7 +767,7 @@ class ProfileReport:
                         f"| {p.batch_size} | {_ms(p.latency_mean_ms)} | {p.throughput_fps:.1f} |"
                     )
                 else:
-                    lines.append(f"| {p.batch_size} | failed: {p.error} | |")
+                    lines.append(f"| {p.batch_size} | failed: {_md_cell(p.error)} | |")
         return "\n".join(lines) + "\n"
 
     # -- files -----------------------------------------------------------------------------
@@ -805,10 +807,21 @@ class ProfileReport:
 
         Raises:
             FrameworkNotInstalledError: If matplotlib is missing (``pyinfer[plot]``).
+            InvalidArgumentError: If the report holds no raw samples.
         """
         from pyinfer._plots import plot_latency
 
         return plot_latency(self, Path(path))
+
+
+def _one_line(text: str | None) -> str:
+    """``text`` on one line (an exception's message may hold several), for a table cell."""
+    return " ".join(str(text).split())
+
+
+def _md_cell(text: str | None) -> str:
+    """``text`` as one Markdown table cell: one line, ``|`` escaped."""
+    return _one_line(text).replace("|", "\\|")
 
 
 def _mb_or_na(value: int | None) -> str:
@@ -912,7 +925,9 @@ def comparison_table(
 
     Args:
         reports: The reports, one row each.
-        labels: Row names (default: each report's :attr:`ProfileReport.label`).
+        labels: Row names (default: each report's :attr:`ProfileReport.label`; where two
+            reports share one, the device is added, then the model and batch size, so that no
+            two rows read the same: ``"ONNX (FP32) cpu"``, ``"ONNX (FP32) cuda:0"``).
 
     Returns:
         The table, without a trailing newline.
@@ -924,7 +939,7 @@ def comparison_table(
         raise InvalidArgumentError("comparison_table needs at least one report")
     if labels is not None and len(labels) != len(reports):
         raise InvalidArgumentError(f"{len(labels)} labels given for {len(reports)} reports")
-    names = list(labels) if labels is not None else [r.label for r in reports]
+    names = list(labels) if labels is not None else _row_labels(reports)
     rows = []
     for name, r in zip(names, reports, strict=True):
         m = r.memory
@@ -935,6 +950,22 @@ def comparison_table(
         rows.append((name, _short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
     return _box_table(header, rows, widths=(16, 14, 18, 12))
+
+
+def _row_labels(reports: Sequence[ProfileReport]) -> list[str]:
+    """Each report's label, made longer only where two rows would otherwise read the same."""
+    names = [r.label for r in reports]
+    for extra in (
+        lambda r: r.device,
+        lambda r: f"{r.model} b{r.batch_size}",
+    ):
+        if len(set(names)) == len(names):
+            break
+        names = [
+            f"{name} {extra(r)}" if names.count(name) > 1 else name
+            for name, r in zip(names, reports, strict=True)
+        ]
+    return names
 
 
 def reports_to_csv(reports: Sequence[ProfileReport]) -> str:
@@ -988,12 +1019,14 @@ class Comparison:
         p_value: Two-sided p-value of the U test on the raw latency samples.
         verdict: ``"faster"``, ``"slower"`` or ``"no significant change"`` (for the second
             report, relative to the first).
+        notes: What makes the two less than like for like (different batch sizes), if anything.
     """
 
     changes: tuple[MetricChange, ...]
     u_statistic: float
     p_value: float
     verdict: str
+    notes: tuple[str, ...] = ()
 
     def to_text(self) -> str:
         """A small table of the changes and the verdict."""
@@ -1004,6 +1037,7 @@ class Comparison:
                 f"{c.change_percent:>+9.1f}%"
             )
         lines.append(f"Mann-Whitney U p-value: {self.p_value:.3g} -> {self.verdict}")
+        lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -1018,7 +1052,8 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     The raw latency samples of the two reports are compared with a two-sided Mann-Whitney U
     test. The verdict is ``"faster"`` or ``"slower"`` only when the p-value is under
     :data:`SIGNIFICANCE_LEVEL` *and* the median moved by at least :data:`MIN_MEANINGFUL_CHANGE`;
-    otherwise ``"no significant change"``.
+    otherwise ``"no significant change"``. Reports of different batch sizes are compared all
+    the same, with a note saying so.
 
     Args:
         before: The reference report.
@@ -1045,7 +1080,14 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
         verdict = "faster" if shift < 0 else "slower"
     else:
         verdict = "no significant change"
-    return Comparison(tuple(changes), u, p, verdict)
+    notes = []
+    if before.batch_size != after.batch_size:
+        notes.append(
+            f"the batch sizes differ ({before.batch_size} vs {after.batch_size}): the latencies "
+            "(and the verdict) are of calls of different sizes; throughput is the like-for-like "
+            "figure"
+        )
+    return Comparison(tuple(changes), u, p, verdict, tuple(notes))
 
 
 # ---- files ------------------------------------------------------------------------------------
