@@ -422,6 +422,25 @@ def test_a_throughput_run_keeps_to_its_duration_when_calls_slow_down() -> None:
     assert tput.calls < 200
 
 
+def test_a_throughput_run_after_a_latency_run_does_not_probe_again() -> None:
+    model = SpinModel(base_ns=1e5)
+    profiler = PerformanceProfiler(model, fast(warmup_iterations=50))
+    profiler.measure_throughput(duration_s=0.02)
+    cold_calls = model.calls
+    # The first run: one first call, then the 50-call probe, then at least 5 timed calls.
+    assert cold_calls >= 1 + 50 + MIN_THROUGHPUT_CALLS
+
+    model = SpinModel(base_ns=1e5)
+    profiler = PerformanceProfiler(model, fast(warmup_iterations=50))
+    latency = profiler.measure_latency()
+    before = model.calls
+    tput = profiler.measure_throughput(duration_s=0.02)
+    # Warm, and the latency run timed a call: the chunks start from that, with no 50-call probe
+    # (one synchronised call precedes every measurement).
+    assert model.calls - before == tput.calls + 1
+    assert latency.iterations >= 20
+
+
 def test_the_memory_pass_sees_what_a_call_allocates() -> None:
     model = SpinModel(base_ns=1e4, allocate_bytes=64 * 1024 * 1024)
     memory = PerformanceProfiler(model, FAST).measure_memory()

@@ -270,6 +270,9 @@ class _Prepared:
     native: dict[str, Any]
     call: Callable[[], object]
     graph: Any = None  # keeps a captured CUDA graph (and its outputs) alive
+    # Median seconds per call from a latency run on these inputs: the model is warm, and a
+    # throughput run sizes its chunks from this instead of probing again.
+    call_s: float | None = None
 
 
 class _UtilizationSampler:
@@ -606,6 +609,8 @@ class PerformanceProfiler:
         host_ns[0] = 0.0
         run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)
         count = int(run.samples_ns.size)
+        if count:
+            prep.call_s = float(np.median(run.samples_ns)) / 1e9
         logger.info(
             "latency of '%s' at batch %d: %s",
             self.model.name,
@@ -634,7 +639,9 @@ class PerformanceProfiler:
     ) -> Throughput:
         """Back-to-back calls for a while; items and calls over the wall time.
 
-        A few calls (``warmup_iterations``, at least one) are timed first to size the chunks;
+        A few calls (``warmup_iterations``, at least one) are timed first to size the chunks,
+        unless a latency run on the same inputs already gave the time of a call (the model is
+        warm then);
         then the calls run back to back in chunks that double up to about 0.1 s (the clock is
         read between chunks) until ``duration_s`` has passed and at least
         :data:`MIN_THROUGHPUT_CALLS` calls were made; the wall time ends after the device's
@@ -663,11 +670,14 @@ class PerformanceProfiler:
         self._run_once(prep)
         if self._timing_kind() == "cuda-graph" and prep.graph is None:
             self._capture_graph(prep)
-        probe = max(1, self.settings.warmup_iterations)
-        start = self._clock()
-        _core.time_calls(prep.call, probe)
-        self.model.synchronize()
-        per_call = max((self._clock() - start) / probe, 1e-9)
+        if prep.call_s is not None:  # warm from a latency run on these inputs: no probe
+            per_call = max(prep.call_s, 1e-9)
+        else:
+            probe = max(1, self.settings.warmup_iterations)
+            start = self._clock()
+            _core.time_calls(prep.call, probe)
+            self.model.synchronize()
+            per_call = max((self._clock() - start) / probe, 1e-9)
         sampler = (
             _UtilizationSampler(self.model.device.index) if self.model.device.is_cuda else None
         )
