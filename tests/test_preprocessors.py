@@ -265,6 +265,29 @@ def test_layout_and_size_from_the_model() -> None:
         image_layout(TensorSpec("x", ("N", 5, 8, 8), np.float32))
 
 
+def test_for_model_fits_grey_and_non_square_inputs() -> None:
+    grey_model = SpecModel(TensorSpec("x", ("N", 1, 4, 6), np.float32))
+    grey = IMG[:, :, 0]
+    pipeline = ImagePipeline.for_model(grey_model, resize=4)  # 6x4 image: no resampling
+    out = pipeline.check(grey_model, grey)["x"]
+    assert out.shape == (1, 4, 6)
+    by_hand = (grey.astype(np.float32) * np.float32(1 / 255) - np.float32(0.449)) * np.float32(
+        1 / 0.226
+    )
+    np.testing.assert_allclose(out[0], by_hand, rtol=1e-6)
+    assert pipeline.check(grey_model, IMG)["x"].shape == (1, 4, 6)  # colour made grey
+    keras_grey = SpecModel(TensorSpec("img", (None, 28, 28, 1), np.float32))
+    assert ImagePipeline.for_model(keras_grey).check(keras_grey)["img"].shape == (28, 28, 1)
+    wide = SpecModel(TensorSpec("img", (None, 4, 6, 3), np.float32))
+    out = ImagePipeline.for_model(wide, resize=4).check(wide, IMG)["img"]
+    expected = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout="HWC")(IMG)
+    np.testing.assert_array_equal(out, expected)  # the whole 6x4 image, not a 4x4 crop
+    tall = SpecModel(TensorSpec("x", ("N", 3, 48, "w"), np.float32))
+    assert ImagePipeline.for_model(tall).check(tall)["x"].shape == (3, 48, 48)
+    with pytest.raises(InvalidArgumentError, match="mode must be 'RGB' or 'L'"):
+        ImagePipeline.imagenet(mode="CMYK")  # type: ignore[arg-type]
+
+
 def test_check_reports_a_pipeline_that_does_not_fit() -> None:
     model = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
     with pytest.raises(

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from pyinfer.backends.base import Model, TensorSpec
 
 __all__ = [
+    "IMAGENET_GREY_MEAN",
+    "IMAGENET_GREY_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -67,6 +69,9 @@ logger = logging.getLogger(__name__)
 #: Per-channel mean and standard deviation of ImageNet (RGB, on values scaled to [0, 1]).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Their averages, for grey (one-channel) images.
+IMAGENET_GREY_MEAN: float = 0.449
+IMAGENET_GREY_STD: float = 0.226
 
 #: File extensions (lower case) read as images from a folder.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -669,8 +674,13 @@ class NormalizeImage:
         self.dtype = self.steps[0].dtype
 
     def __call__(self, image: Any) -> np.ndarray:
-        """Normalises one uint8 ``HxWxC`` image (PIL or array); other inputs go step by step."""
+        """Normalises one uint8 ``HxWxC`` image (or ``HxW`` with one channel, PIL or array).
+
+        Other inputs go through the steps one by one.
+        """
         array = np.asarray(image)
+        if array.ndim == 2 and len(self.table) == 1:
+            array = array[:, :, None]  # a grey image: its one channel
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != len(self.table):
             value: Any = array
             for step in self.steps:
@@ -749,14 +759,15 @@ class ImagePipeline(Compose):
     @classmethod
     def imagenet(
         cls,
-        size: int = 224,
+        size: int | tuple[int, int] = 224,
         *,
         resize: int | None = None,
         layout: Layout = "CHW",
         dtype: Any = np.float32,
         interpolation: str = "bilinear",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mode: Literal["RGB", "L"] = "RGB",
         input_name: str | None = None,
         fast_decode: bool = False,
     ) -> ImagePipeline:
@@ -767,13 +778,17 @@ class ImagePipeline(Compose):
         ToFloat, Normalize and ToLayout); compose the single steps for other orders.
 
         Args:
-            size: Side of the square crop.
-            resize: Shorter side before cropping; ``round(size * 256 / 224)`` by default.
+            size: Side of the square crop, or its ``(height, width)``.
+            resize: Shorter side before cropping; ``round(max(size) * 256 / 224)`` by default.
             layout: ``"CHW"`` (torch, ONNX) or ``"HWC"`` (Keras).
             dtype: Floating dtype of the result.
             interpolation: Resize filter (see :class:`ResizeShorter`).
-            mean: Per-channel mean (on values in [0, 1]).
-            std: Per-channel standard deviation.
+            mean: Per-channel mean (on values in [0, 1]); :data:`IMAGENET_MEAN` for ``"RGB"``,
+                its average ``(0.449,)`` for ``"L"`` by default.
+            std: Per-channel standard deviation; :data:`IMAGENET_STD` for ``"RGB"``, its
+                average ``(0.226,)`` for ``"L"`` by default.
+            mode: ``"RGB"`` (three channels) or ``"L"`` (one grey channel: the result has a
+                channel axis of 1).
             input_name: Return ``{input_name: array}`` instead of the array.
             fast_decode: Let the JPEG decoder shrink large photos by a power of two (down to
                 no less than the resize size) before resizing: faster on big images, slightly
@@ -782,12 +797,19 @@ class ImagePipeline(Compose):
         Returns:
             The pipeline.
         """
-        shorter = resize if resize is not None else round(size * 256 / 224)
+        if mode not in ("RGB", "L"):
+            raise InvalidArgumentError(f"mode must be 'RGB' or 'L', not {mode!r}")
+        crop = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        shorter = resize if resize is not None else round(max(crop) * 256 / 224)
+        if mean is None:
+            mean = IMAGENET_MEAN if mode == "RGB" else (IMAGENET_GREY_MEAN,)
+        if std is None:
+            std = IMAGENET_STD if mode == "RGB" else (IMAGENET_GREY_STD,)
         draft = (shorter, shorter) if fast_decode else None
         return cls(
             [
-                Decode("RGB", draft_size=draft),
-                ResizeCenterCrop(shorter, size, interpolation),
+                Decode(mode, draft_size=draft),
+                ResizeCenterCrop(shorter, crop, interpolation),
                 NormalizeImage(mean, std, layout=layout, dtype=dtype),
             ],
             input_name=input_name,
@@ -797,8 +819,9 @@ class ImagePipeline(Compose):
     def for_model(cls, model: Model, **kwargs: Any) -> ImagePipeline:
         """The ImageNet-style pipeline fitted to a one-image-input model's input spec.
 
-        The crop size comes from the spec's fixed height and width (224 where they are
-        dynamic), the layout from where its channel axis is, the dtype from its dtype.
+        The crop size comes from the spec's fixed height and width (a dynamic one takes the
+        other's size, 224 where both are dynamic), the layout from where its channel axis is,
+        the dtype from its dtype, and a one-channel input gets grey images (``mode="L"``).
 
         Args:
             model: A model whose first input is an image batch (rank 4).
@@ -814,11 +837,16 @@ class ImagePipeline(Compose):
         layout = image_layout(spec)
         assert spec.shape is not None  # checked by image_layout
         h, w = (spec.shape[2], spec.shape[3]) if layout == "CHW" else (spec.shape[1], spec.shape[2])
-        size = h if isinstance(h, int) else (w if isinstance(w, int) else 224)
+        height = h if isinstance(h, int) else (w if isinstance(w, int) else 224)
+        width = w if isinstance(w, int) else height
+        size: int | tuple[int, int] = height if height == width else (height, width)
+        channels = spec.shape[1] if layout == "CHW" else spec.shape[3]
+        if channels == 1:
+            kwargs.setdefault("mode", "L")
         kwargs.setdefault("layout", layout)
         kwargs.setdefault("dtype", spec.dtype)
         kwargs.setdefault("input_name", spec.name)
-        return cls.imagenet(int(kwargs.pop("size", size)), **kwargs)
+        return cls.imagenet(kwargs.pop("size", size), **kwargs)
 
 
 # -- text --------------------------------------------------------------------------------------
