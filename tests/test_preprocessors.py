@@ -193,6 +193,30 @@ def test_decode_errors_name_the_file(tmp_path: Path) -> None:
         Decode()(3)
 
 
+def test_decode_scales_16_bit_grey_to_8_bits(tmp_path: Path) -> None:
+    deep = (np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(deep).save(path)
+    with Image.open(path) as opened:
+        opened.load()
+        assert opened.mode.startswith("I;16")
+    expected = (deep >> 8).astype(np.uint8)
+    for source in (path, opened):
+        rgb = np.asarray(Decode()(source))
+        for c in range(3):
+            np.testing.assert_array_equal(rgb[:, :, c], expected)  # not clipped at 255
+        np.testing.assert_array_equal(np.asarray(Decode("L")(source)), expected)
+
+
+def test_empty_images_are_typed_errors() -> None:
+    with pytest.raises(InvalidInputError, match=r"image array is empty: shape \(0, 10, 3\)"):
+        Decode()(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InvalidInputError, match="cannot resize an empty image of 0x4"):
+        ResizeShorter(8)(Image.new("RGB", (0, 4)))
+    with pytest.raises(InvalidInputError, match="cannot resize an empty image of 5x0"):
+        ResizeCenterCrop(8, 4)(Image.new("RGB", (5, 0)))
+
+
 def test_fast_decode_shrinks_large_jpegs_in_the_decoder() -> None:
     rng = np.random.default_rng(0)
     big = Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8))

@@ -356,13 +356,15 @@ class Decode:
         """
         image_mod = _import_pil()
         if isinstance(item, image_mod.Image):
-            return item if item.mode == self.mode else item.convert(self.mode)
+            return self._convert(image_mod, item)
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim not in (2, 3):
                 raise InvalidInputError(
                     f"an image array must be uint8 of shape HxW or HxWxC, got {item.dtype.name} "
                     f"{tuple(item.shape)}"
                 )
+            if item.size == 0:
+                raise InvalidInputError(f"an image array is empty: shape {tuple(item.shape)}")
             return image_mod.fromarray(item).convert(self.mode)
         if isinstance(item, (bytes, bytearray, memoryview)):
             fp: Any = io.BytesIO(bytes(item))
@@ -379,11 +381,21 @@ class Decode:
                 if self.draft_size is not None and img.format == "JPEG":
                     img.draft(self.mode, self.draft_size)
                 img.load()
-                return img.convert(self.mode) if img.mode != self.mode else img.copy()
+                return self._convert(image_mod, img) if img.mode != self.mode else img.copy()
         except FileNotFoundError as exc:
             raise InvalidInputError(f"image {name} does not exist") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
             raise InvalidInputError(f"cannot decode image {name}: {exc}") from exc
+
+    def _convert(self, image_mod: ModuleType, img: Any) -> Any:
+        """``img`` in :attr:`mode`; 16-bit grey scaled to 8 bits (Pillow would clip it)."""
+        if img.mode == self.mode:
+            return img
+        if img.mode.startswith("I;16"):
+            eight = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+            img = image_mod.fromarray(eight)
+            return img if img.mode == self.mode else img.convert(self.mode)
+        return img.convert(self.mode)
 
     def __repr__(self) -> str:
         return f"Decode(mode={self.mode!r}, draft_size={self.draft_size})"
@@ -429,7 +441,13 @@ class ResizeShorter:
         self.interpolation = interpolation
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """The ``(width, height)`` an image of this size is resized to."""
+        """The ``(width, height)`` an image of this size is resized to.
+
+        Raises:
+            InvalidInputError: If the image is empty (a side of 0).
+        """
+        if width < 1 or height < 1:
+            raise InvalidInputError(f"cannot resize an empty image of {width}x{height}")
         if width <= height:
             return self.size, max(1, round(height * self.size / width))
         return max(1, round(width * self.size / height)), self.size
