@@ -627,6 +627,52 @@ def test_text_dataset_padded_to_the_longest_of_each_batch() -> None:
         InferenceEngine(MaskedSum(), TextPipeline(tokenizer, token_type_ids=True))
 
 
+class DtypeRecordingSum(MaskedSum):
+    """MaskedSum that records the dtypes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[str] = set()
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self.dtypes.update(v.dtype.name for v in inputs.values())
+        return super().run_native(inputs)
+
+
+class CheckWithoutCasting:
+    """A user preprocessor whose check() predates the casting keyword."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def __call__(self, text: str) -> dict[str, np.ndarray]:
+        ids = np.arange(1, len(text) + 1, dtype=np.int32)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+    def check(self, model: Model) -> None:
+        self.checked += 1
+
+
+def test_int32_text_pipeline_runs_with_cast_inputs() -> None:
+    texts = ["the cat sat", "the dog", "owl"]
+    tokenizer = VocabTokenizer.from_corpus(texts)
+    pipeline = TextPipeline(tokenizer, max_length=6, padding="longest", dtype=np.int32)
+    with pytest.raises(InvalidInputError, match="cast_inputs='safe'"):
+        InferenceEngine(MaskedSum(), pipeline)
+    model = DtypeRecordingSum()
+    engine = InferenceEngine(model, pipeline, batch_size=2, num_workers=0, cast_inputs="safe")
+    result = engine.run_dataset(texts)
+    assert not result.failures
+    assert [int(o["total"]) for o in result.outputs] == [  # type: ignore[index]
+        sum(tokenizer.encode(t)) for t in texts
+    ]
+    assert model.dtypes == {"int64"}  # the batch kept the cast dtype, not the pipeline's
+    custom = CheckWithoutCasting()
+    engine = InferenceEngine(DtypeRecordingSum(), custom, cast_inputs="safe", num_workers=0)
+    assert custom.checked == 1
+    assert int(engine.predict("abc")["total"]) == 6
+
+
 # -- the staged (pinned ring) path, run on the host -------------------------------------------
 
 

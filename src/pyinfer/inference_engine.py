@@ -28,6 +28,7 @@ classifier's answer.
 from __future__ import annotations
 
 import gc
+import inspect
 import itertools
 import logging
 import os
@@ -285,7 +286,8 @@ class InferenceEngine:
         preprocessor: A callable turning one raw item into the model's input (an array or a
             dict of name to array, without batch dimension), such as
             :class:`~pyinfer.preprocessors.ImagePipeline`. Its optional ``check(model)`` runs
-            at construction and its optional ``collate(items)`` builds batches.
+            at construction (with ``casting=cast_inputs`` when it takes that keyword and a cast
+            is set) and its optional ``collate(items)`` builds batches.
         batch_size: Items per model call in :meth:`run_dataset`. A model with a fixed batch
             uses its own (a different value is logged and replaced).
         device: Where to run; for a given model it must be the model's device (``None``:
@@ -409,7 +411,10 @@ class InferenceEngine:
             self._uploader = _CudaUploader(model)
         check = getattr(preprocessor, "check", None)
         if preprocessor is not None and check_preprocessor and callable(check):
-            check(model)
+            if cast_inputs is not None and _takes_keyword(check, "casting"):
+                check(model, casting=cast_inputs)  # the output is cast before it runs
+            else:
+                check(model)
 
     # -- single inputs and batches ---------------------------------------------------------
 
@@ -1103,6 +1108,16 @@ def _bound_call(
         return call(batch, size)
 
     return run
+
+
+def _takes_keyword(function: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _fixed_batch(model: Model) -> int | None:

@@ -289,12 +289,15 @@ class Compose:
         ramp = np.linspace(0, 255, 64 * 48 * 3, dtype=np.float64).reshape(48, 64, 3)
         return ramp.astype(np.uint8)
 
-    def check(self, model: Model, example: Any = None) -> dict[str, np.ndarray]:
+    def check(
+        self, model: Model, example: Any = None, *, casting: Casting | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs the pipeline on an example and checks the output against the model's inputs.
 
         Args:
             model: The model the pipeline feeds.
             example: A raw item; :meth:`example` when ``None``.
+            casting: The dtype cast the engine will apply (its ``cast_inputs``), if any.
 
         Returns:
             The checked output, input name to array (without batch dimension).
@@ -305,7 +308,7 @@ class Compose:
         """
         value = self(self.example() if example is None else example)
         try:
-            return check_item(model, as_item(model, value))
+            return check_item(model, as_item(model, value), casting=casting)
         except InvalidInputError as exc:
             raise InvalidInputError(
                 f"{type(self).__name__} output does not fit model '{model.name}': {exc}"
@@ -1095,13 +1098,14 @@ class TextPipeline:
             items: Outputs of :meth:`__call__`.
 
         Returns:
-            Name to ``(batch, length)`` array.
+            Name to ``(batch, length)`` array, each of its items' dtype (the model's, after the
+            engine's ``cast_inputs``).
         """
         longest = max(len(next(iter(it.values()))) for it in items)
         out: dict[str, np.ndarray] = {}
         for name in items[0]:
             fill = self.pad_id if name == self.names["input_ids"] else 0
-            batch = np.full((len(items), longest), fill, dtype=self.dtype)
+            batch = np.full((len(items), longest), fill, dtype=items[0][name].dtype)
             for row, it in zip(batch, items, strict=True):
                 row[: len(it[name])] = it[name]
             out[name] = batch
@@ -1111,7 +1115,9 @@ class TextPipeline:
         """A text to check the pipeline with."""
         return "A short example sentence, to check the pipeline."
 
-    def check(self, model: Model, example: Any = None) -> dict[str, np.ndarray]:
+    def check(
+        self, model: Model, example: Any = None, *, casting: Casting | None = None
+    ) -> dict[str, np.ndarray]:
         """Encodes an example and checks it against the model's inputs (see Compose.check).
 
         Raises:
@@ -1119,7 +1125,7 @@ class TextPipeline:
         """
         value = self(self.example() if example is None else example)
         try:
-            return check_item(model, value)
+            return check_item(model, value, casting=casting)
         except InvalidInputError as exc:
             hint = ""
             if "token_type_ids" in model.input_names() and not self.token_type_ids:
