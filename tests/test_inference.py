@@ -514,6 +514,8 @@ def test_best_batch_size_within_a_latency_budget() -> None:
         engine.best_batch_size(0.001, [1, 2], iterations=2, warmup=0)
     with pytest.raises(InvalidArgumentError, match="positive"):
         engine.best_batch_size(candidates=[0])
+    with pytest.raises(InvalidArgumentError, match="candidates must be positive"):
+        engine.best_batch_size(candidates=[])  # not silently the default sizes
 
 
 def test_best_batch_size_skips_sizes_that_do_not_fit() -> None:

@@ -1040,7 +1040,8 @@ class InferenceEngine:
         if self.fixed_batch is not None:
             sizes = [self.fixed_batch]
         else:
-            sizes = sorted({int(c) for c in (candidates or (1, 2, 4, 8, 16, 32, 64))})
+            given = (1, 2, 4, 8, 16, 32, 64) if candidates is None else candidates
+            sizes = sorted({int(c) for c in given})
         if not sizes or sizes[0] < 1:
             raise InvalidArgumentError(f"candidates must be positive batch sizes, got {sizes}")
         rows: list[BatchMeasurement] = []
