@@ -435,3 +435,24 @@ def test_text_pipeline_for_model_and_check() -> None:
         TextPipeline(tok, max_length=16, dtype=np.int32).check(bert)
     renamed = TextPipeline(tok, names={"input_ids": "ids"})
     assert set(renamed("a")) == {"ids", "attention_mask"}
+
+
+def test_text_pipeline_for_a_model_that_takes_only_ids() -> None:
+    ids_only = SpecModel(TensorSpec("input_ids", ("batch", 8), np.int64))
+    tok = VocabTokenizer(["a", "b"])
+    fitted = TextPipeline.for_model(ids_only, tok)
+    out = fitted.check(ids_only, "a b")
+    assert set(out) == {"input_ids"}
+    np.testing.assert_array_equal(out["input_ids"], [2, 4, 5, 3, 0, 0, 0, 0])
+    with pytest.raises(
+        InvalidInputError, match=r"unexpected 'attention_mask'.*attention_mask=False"
+    ):
+        TextPipeline(tok, max_length=8).check(ids_only)
+    renamed = SpecModel(
+        TensorSpec("ids", ("batch", 6), np.int32), TensorSpec("mask", ("batch", 6), np.int32)
+    )
+    fitted = TextPipeline.for_model(
+        renamed, tok, names={"input_ids": "ids", "attention_mask": "mask"}
+    )
+    assert fitted.max_length == 6  # read from the renamed ids input
+    np.testing.assert_array_equal(fitted.check(renamed, "b")["mask"], [1, 1, 1, 0, 0, 0])

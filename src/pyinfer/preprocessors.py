@@ -976,6 +976,7 @@ class TextPipeline:
             when the tokenizer has ``sep_token_id``); if ``False`` a longer text is an error.
         pad_id: Id used for padding (the tokenizer's ``pad_token_id`` when it has one, else 0).
         token_type_ids: Also give ``token_type_ids`` (all 0: one segment).
+        attention_mask: Give ``attention_mask`` (``False`` for a model that takes only ids).
         dtype: Integer dtype of the arrays.
         names: Names of the outputs, to match a model's inputs:
             ``{"input_ids": ..., "attention_mask": ..., "token_type_ids": ...}``.
@@ -994,6 +995,7 @@ class TextPipeline:
         truncation: bool = True,
         pad_id: int | None = None,
         token_type_ids: bool = False,
+        attention_mask: bool = True,
         dtype: Any = np.int64,
         names: Mapping[str, str] | None = None,
     ) -> None:
@@ -1014,6 +1016,7 @@ class TextPipeline:
         default_pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad_id if pad_id is not None else (default_pad or 0))
         self.token_type_ids = token_type_ids
+        self.attention_mask = attention_mask
         self.dtype = np.dtype(dtype)
         self.names = {
             "input_ids": "input_ids",
@@ -1026,8 +1029,8 @@ class TextPipeline:
     def for_model(cls, model: Model, tokenizer: Any, **kwargs: Any) -> TextPipeline:
         """A pipeline fitted to a model's text inputs.
 
-        ``token_type_ids`` if the model takes them, its ids' dtype, and its fixed sequence length
-        if it has one.
+        ``attention_mask`` and ``token_type_ids`` if the model takes them (under the names in
+        ``names=`` when given), its ids' dtype, and its fixed sequence length if it has one.
 
         Args:
             model: A text model taking ``input_ids`` (and ``attention_mask``...).
@@ -1038,8 +1041,11 @@ class TextPipeline:
             The pipeline.
         """
         specs = {s.name: s for s in model.inputs}
-        kwargs.setdefault("token_type_ids", "token_type_ids" in specs)
-        ids = specs.get("input_ids")
+        names = {key: key for key in ("input_ids", "attention_mask", "token_type_ids")}
+        names.update(kwargs.get("names") or {})
+        kwargs.setdefault("token_type_ids", names["token_type_ids"] in specs)
+        kwargs.setdefault("attention_mask", names["attention_mask"] in specs)
+        ids = specs.get(names["input_ids"])
         if ids is not None:
             kwargs.setdefault("dtype", ids.dtype)
             if ids.shape is not None and len(ids.shape) == 2 and isinstance(ids.shape[1], int):
@@ -1072,8 +1078,8 @@ class TextPipeline:
 
         Returns:
             Output name to 1-D array: ids padded with ``pad_id`` (to ``max_length`` with
-            ``padding="max_length"``), a mask of 1 on tokens and 0 on padding, and zeros for
-            ``token_type_ids``.
+            ``padding="max_length"``), a mask of 1 on tokens and 0 on padding (unless
+            ``attention_mask=False``), and zeros for ``token_type_ids``.
 
         Raises:
             InvalidInputError: If ``text`` is not a string, or is too long without truncation.
@@ -1084,9 +1090,11 @@ class TextPipeline:
         length = self.max_length if self.padding == "max_length" else len(ids)
         input_ids = np.full(length, self.pad_id, dtype=self.dtype)
         input_ids[: len(ids)] = ids
-        mask = np.zeros(length, dtype=self.dtype)
-        mask[: len(ids)] = 1
-        out = {self.names["input_ids"]: input_ids, self.names["attention_mask"]: mask}
+        out = {self.names["input_ids"]: input_ids}
+        if self.attention_mask:
+            mask = np.zeros(length, dtype=self.dtype)
+            mask[: len(ids)] = 1
+            out[self.names["attention_mask"]] = mask
         if self.token_type_ids:
             out[self.names["token_type_ids"]] = np.zeros(length, dtype=self.dtype)
         return out
@@ -1128,8 +1136,11 @@ class TextPipeline:
             return check_item(model, value, casting=casting)
         except InvalidInputError as exc:
             hint = ""
-            if "token_type_ids" in model.input_names() and not self.token_type_ids:
+            takes = model.input_names()
+            if self.names["token_type_ids"] in takes and not self.token_type_ids:
                 hint = "; pass token_type_ids=True (or use TextPipeline.for_model)"
+            elif self.attention_mask and self.names["attention_mask"] not in takes:
+                hint = "; pass attention_mask=False (or use TextPipeline.for_model)"
             raise InvalidInputError(
                 f"TextPipeline output does not fit model '{model.name}': {exc}{hint}"
             ) from exc
@@ -1137,5 +1148,6 @@ class TextPipeline:
     def __repr__(self) -> str:
         return (
             f"TextPipeline(max_length={self.max_length}, padding={self.padding!r}, "
-            f"truncation={self.truncation}, token_type_ids={self.token_type_ids})"
+            f"truncation={self.truncation}, token_type_ids={self.token_type_ids}, "
+            f"attention_mask={self.attention_mask})"
         )
