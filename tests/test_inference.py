@@ -211,6 +211,23 @@ def test_torch_single_equals_batch(torch_module: ModuleType) -> None:
     np.testing.assert_allclose(streamed, batch, rtol=1e-5, atol=1e-6)
 
 
+def test_torch_tensors_from_a_preprocessor_or_the_caller(torch_module: ModuleType) -> None:
+    torch = torch_module
+    x = data(5)
+
+    def to_tensor(i: int) -> Any:  # what a torchvision transform pipeline returns
+        return torch.from_numpy(x[i])
+
+    engine = InferenceEngine(LinearModel(), to_tensor, num_workers=0)
+    np.testing.assert_array_equal(engine.run_dataset(range(5)).stacked(), reference(x))
+    plain = InferenceEngine(LinearModel())
+    np.testing.assert_array_equal(plain.predict(torch.from_numpy(x[0]))["y"], reference(x[:1])[0])
+    np.testing.assert_array_equal(plain.predict_batch(torch.from_numpy(x))["y"], reference(x))
+    grad = torch.from_numpy(x[0]).requires_grad_()
+    with pytest.raises(InvalidInputError, match=r"Tensor numpy cannot read.*detach\(\)"):
+        plain.predict(grad)
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ from pyinfer.errors import (
 from pyinfer.preprocessors import (
     IMAGE_EXTENSIONS,
     Casting,
+    as_array,
     as_item,
     cast_arrays,
     check_item,
@@ -441,7 +442,8 @@ class InferenceEngine:
 
         Args:
             xs: A list of inputs (as for :meth:`predict`), or an already stacked batch: an
-                array with the batch first (one-input model) or a dict of name to such arrays.
+                array with the batch first (one-input model; a CPU torch tensor is read as one)
+                or a dict of name to such arrays.
                 A stacked batch is used as it is (no preprocessor).
 
         Returns:
@@ -456,6 +458,8 @@ class InferenceEngine:
             OutOfMemoryError: If even one item does not fit in memory.
             InferenceError: If the model fails.
         """
+        if not isinstance(xs, (np.ndarray, Mapping, list, tuple)) and hasattr(xs, "__array__"):
+            xs = as_array(xs, f"the batch for model '{self.model.name}'")  # a torch tensor...
         if isinstance(xs, (np.ndarray, Mapping)):
             fast = self._stacked_fast(xs)
             arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))

@@ -201,17 +201,21 @@ def as_item(model: Model, value: Any) -> dict[str, Any]:
 
     Args:
         model: The model the input is for.
-        value: A mapping of input name to array, or one array (for a one-input model).
+        value: A mapping of input name to array, or one array (for a one-input model): a numpy
+            array or anything numpy converts through ``__array__`` (a CPU torch tensor, a
+            TensorFlow eager tensor).
 
     Returns:
         Input name to value.
 
     Raises:
-        InvalidInputError: If ``value`` is neither, or an array is given to a model with several
-            inputs.
+        InvalidInputError: If ``value`` is neither, cannot be converted, or an array is given to
+            a model with several inputs.
     """
     if isinstance(value, Mapping):
         return dict(value)
+    if not isinstance(value, np.ndarray) and hasattr(value, "__array__"):
+        value = as_array(value, f"an input of model '{model.name}'")
     if isinstance(value, (np.ndarray, np.generic, list, tuple, int, float)):
         names = model.input_names()
         if len(names) != 1:
@@ -224,6 +228,29 @@ def as_item(model: Model, value: Any) -> dict[str, Any]:
         f"an input of model '{model.name}' must be a numpy array or a dict of name to array, "
         f"not {type(value).__name__}; give the engine a preprocessor for other items"
     )
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """``np.asarray(value)``, with a conversion failure as a typed error.
+
+    Args:
+        value: An array-like (a CPU torch tensor, a TensorFlow eager tensor...).
+        what: What the value is, for the message.
+
+    Returns:
+        The numpy array.
+
+    Raises:
+        InvalidInputError: If numpy cannot convert it (a CUDA tensor, a tensor that requires
+            grad); the message says what to do.
+    """
+    try:
+        return np.asarray(value)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{what} is a {type(value).__name__} numpy cannot read ({exc}); give a numpy array "
+            "(for torch: tensor.detach().cpu().numpy())"
+        ) from exc
 
 
 def stack_items(items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
