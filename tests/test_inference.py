@@ -444,6 +444,22 @@ def test_folder_of_images_in_sorted_order_with_a_corrupt_file(tmp_path: Path) ->
     np.testing.assert_array_equal(result.outputs[3]["y"], expected_c)  # type: ignore[index]
 
 
+def test_folder_of_class_subfolders_warns_instead_of_silently_running_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "a.png").write_bytes(b"unread")
+    engine = InferenceEngine(LinearModel(), lambda p: np.zeros(4, np.float32), progress=False)
+    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+        result = engine.run_dataset(tmp_path)
+    assert len(result) == 0
+    assert "has no image files of its own but 1 subfolders, which are not read" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+        assert len(engine.run_dataset(tmp_path / "cats")) == 1
+    assert not caplog.text
+
+
 # -- out of memory ------------------------------------------------------------------------------
 
 
