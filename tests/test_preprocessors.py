@@ -217,6 +217,24 @@ def test_empty_images_are_typed_errors() -> None:
         ResizeCenterCrop(8, 4)(Image.new("RGB", (5, 0)))
 
 
+def test_exif_orientation_applied_only_when_asked(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: turn 90 degrees clockwise to show it
+    path = tmp_path / "phone.png"
+    Image.fromarray(IMG).save(path, exif=exif)
+    np.testing.assert_array_equal(np.asarray(Decode()(path)), IMG)  # as stored, as torchvision
+    upright = np.rot90(IMG, k=-1)
+    np.testing.assert_array_equal(np.asarray(Decode(exif_transpose=True)(path)), upright)
+    with Image.open(path) as opened:
+        opened.load()
+    np.testing.assert_array_equal(np.asarray(Decode(exif_transpose=True)(opened)), upright)
+    grey = np.asarray(Decode("L", exif_transpose=True)(path))
+    assert grey.shape == (6, 4)
+    pipeline = ImagePipeline.imagenet(4, resize=4, layout="HWC", exif_transpose=True)
+    expected = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout="HWC")(upright[1:5])
+    np.testing.assert_array_equal(pipeline(path), expected)  # the crop of the upright image
+
+
 def test_fast_decode_shrinks_large_jpegs_in_the_decoder() -> None:
     rng = np.random.default_rng(0)
     big = Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8))

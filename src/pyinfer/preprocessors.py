@@ -365,11 +365,21 @@ class Decode:
         draft_size: For JPEG, let the decoder shrink by 1/2, 1/4 or 1/8 while the image stays
             at least this ``(width, height)`` (DCT scaling: much faster decoding of large
             photos, slightly different pixels). ``None`` (default) decodes at full size.
+        exif_transpose: Turn a file (or PIL image) upright as its EXIF orientation tag says,
+            as photo viewers show phone pictures. Off by default, as torchvision's loaders
+            (which most models were trained with) leave the pixels as stored.
     """
 
-    def __init__(self, mode: str = "RGB", *, draft_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "RGB",
+        *,
+        draft_size: tuple[int, int] | None = None,
+        exif_transpose: bool = False,
+    ) -> None:
         self.mode = mode
         self.draft_size = draft_size
+        self.exif_transpose = exif_transpose
 
     def __call__(self, item: Any) -> Any:
         """Decodes one item.
@@ -386,7 +396,7 @@ class Decode:
         """
         image_mod = _import_pil()
         if isinstance(item, image_mod.Image):
-            return self._convert(image_mod, item)
+            return self._convert(image_mod, self._upright(item))
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim not in (2, 3):
                 raise InvalidInputError(
@@ -411,11 +421,22 @@ class Decode:
                 if self.draft_size is not None and img.format == "JPEG":
                     img.draft(self.mode, self.draft_size)
                 img.load()
-                return self._convert(image_mod, img) if img.mode != self.mode else img.copy()
+                upright = self._upright(img)
+                if upright is img and img.mode == self.mode:
+                    return img.copy()  # outlives the closed file
+                return self._convert(image_mod, upright)
         except FileNotFoundError as exc:
             raise InvalidInputError(f"image {name} does not exist") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
             raise InvalidInputError(f"cannot decode image {name}: {exc}") from exc
+
+    def _upright(self, img: Any) -> Any:
+        """``img`` turned as its EXIF orientation says, when asked (else ``img`` itself)."""
+        if not self.exif_transpose:
+            return img
+        from PIL import ImageOps
+
+        return ImageOps.exif_transpose(img) or img
 
     def _convert(self, image_mod: ModuleType, img: Any) -> Any:
         """``img`` in :attr:`mode`; 16-bit grey scaled to 8 bits (Pillow would clip it)."""
@@ -428,7 +449,8 @@ class Decode:
         return img.convert(self.mode)
 
     def __repr__(self) -> str:
-        return f"Decode(mode={self.mode!r}, draft_size={self.draft_size})"
+        exif = ", exif_transpose=True" if self.exif_transpose else ""
+        return f"Decode(mode={self.mode!r}, draft_size={self.draft_size}{exif})"
 
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
@@ -818,6 +840,7 @@ class ImagePipeline(Compose):
         mode: Literal["RGB", "L"] = "RGB",
         input_name: str | None = None,
         fast_decode: bool = False,
+        exif_transpose: bool = False,
     ) -> ImagePipeline:
         """The ImageNet evaluation preprocessing: resize to 256, crop 224, scale, normalise.
 
@@ -841,6 +864,8 @@ class ImagePipeline(Compose):
             fast_decode: Let the JPEG decoder shrink large photos by a power of two (down to
                 no less than the resize size) before resizing: faster on big images, slightly
                 different pixels from a full decode.
+            exif_transpose: Turn photos upright by their EXIF orientation first (see
+                :class:`Decode`).
 
         Returns:
             The pipeline.
@@ -856,7 +881,7 @@ class ImagePipeline(Compose):
         draft = (shorter, shorter) if fast_decode else None
         return cls(
             [
-                Decode(mode, draft_size=draft),
+                Decode(mode, draft_size=draft, exif_transpose=exif_transpose),
                 ResizeCenterCrop(shorter, crop, interpolation),
                 NormalizeImage(mean, std, layout=layout, dtype=dtype),
             ],
