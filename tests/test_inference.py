@@ -522,6 +522,15 @@ def test_find_max_batch_size_binary_search_with_back_off() -> None:
     assert InferenceEngine(OomAbove(limit=5)).find_max_batch_size(example=example) == 5
 
 
+def test_batch_size_search_on_a_model_without_declared_shapes() -> None:
+    model = OomAbove(limit=5)
+    model.inputs = (TensorSpec("x", None, np.float32),)  # as a TorchScript file loads
+    engine = InferenceEngine(model)
+    with pytest.raises(InvalidArgumentError, match=r"no declared shape.*; or pass example="):
+        engine.find_max_batch_size(limit=8)
+    assert engine.find_max_batch_size(limit=8, example=data(1)[0]) == 5
+
+
 class SleepyModel(LinearModel):
     """A batch takes 2 ms + 2 ms per item: throughput grows with the batch, so does latency."""
 

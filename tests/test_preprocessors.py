@@ -303,6 +303,9 @@ def test_layout_and_size_from_the_model() -> None:
     assert ImagePipeline.for_model(dyn)(IMG)["x"].shape == (3, 224, 224)
     with pytest.raises(InvalidArgumentError, match="not an image batch"):
         image_layout(TensorSpec("x", ("N", 4), np.float32))
+    unknown = SpecModel(TensorSpec("x", None, np.float32))  # a TorchScript file's input
+    with pytest.raises(InvalidArgumentError, match=r"no declared shape.*ImagePipeline\.imagenet"):
+        ImagePipeline.for_model(unknown)
     with pytest.raises(InvalidArgumentError, match="cannot tell the channel axis"):
         image_layout(TensorSpec("x", ("N", 5, 8, 8), np.float32))
 

@@ -941,7 +941,12 @@ class InferenceEngine:
 
     def _example_batch(self, example: Any, size: int) -> Arrays:
         if example is None:
-            one = {k: v[0] for k, v in self.model.example_inputs(1).items()}
+            try:
+                one = {k: v[0] for k, v in self.model.example_inputs(1).items()}
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{exc}; or pass example= (one input, as for predict)"
+                ) from exc
         else:
             one = self._prepare_item(example, " (example)")
         return {k: np.repeat(v[None], size, axis=0) for k, v in one.items()}

@@ -805,7 +805,12 @@ def image_layout(spec: TensorSpec) -> Layout:
     Raises:
         InvalidArgumentError: If the spec is not rank 4 or neither axis is a channel axis.
     """
-    if spec.shape is None or len(spec.shape) != 4:
+    if spec.shape is None:
+        raise InvalidArgumentError(
+            f"input '{spec.name}' has no declared shape, so its image layout is unknown: load "
+            "the model with input_shapes={...}, or use ImagePipeline.imagenet(size, layout=...)"
+        )
+    if len(spec.shape) != 4:
         raise InvalidArgumentError(
             f"input '{spec.name}' {spec.shape_text()} is not an image batch (rank 4)"
         )
