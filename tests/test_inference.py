@@ -264,6 +264,10 @@ def test_shape_and_name_errors() -> None:
         engine.predict({"z": np.zeros(4, np.float32)})
     with pytest.raises(InvalidInputError, match="must have shape"):
         engine.predict_batch(np.zeros((2, 5), np.float32))
+    with pytest.raises(  # one item given as a batch: the message shows the whole array's shape
+        InvalidInputError, match=r"got \(\) \(the stacked batch is x: \(4,\), its first axis"
+    ):
+        engine.predict_batch(np.zeros(4, np.float32))
     with pytest.raises(InvalidInputError, match="empty list"):
         engine.predict_batch([])
     with pytest.raises(InvalidInputError, match="not str"):

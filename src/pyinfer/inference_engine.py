@@ -769,7 +769,16 @@ class InferenceEngine:
                 f"size on their first axis, got {sizes}"
             )
         # The first row stands for all: the same names, dtypes and per-item shapes.
-        check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+        try:
+            check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+        except InvalidInputError as exc:
+            if "per item" not in str(exc):
+                raise
+            sizes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in arrays.items())
+            raise InvalidInputError(
+                f"{exc} (the stacked batch is {sizes}, its first axis taken as the batch; for "
+                "one input without a batch axis use predict)"
+            ) from exc
         return {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in self.model.inputs}
 
     # -- running the model -----------------------------------------------------------------
