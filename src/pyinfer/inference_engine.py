@@ -597,10 +597,20 @@ class InferenceEngine:
                     f"a folder of images ({folder}) needs a preprocessor, such as "
                     "ImagePipeline.for_model(model)"
                 )
+            entries = list(folder.iterdir())
             files = sorted(
-                p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
             )
             logger.info("dataset %s: %d image files", folder, len(files))
+            subfolders = sum(1 for p in entries if p.is_dir())
+            if not files and subfolders:
+                logger.warning(
+                    "dataset %s has no image files of its own but %d subfolders, which are not "
+                    "read (one class per subfolder?): run each subfolder, or pass the files "
+                    "as a list, e.g. sorted(Path(folder).rglob('*.jpg'))",
+                    folder,
+                    subfolders,
+                )
             return ((i, str(p), p) for i, p in enumerate(files)), len(files)
         if isinstance(source, np.ndarray):
             if source.ndim == 0:
