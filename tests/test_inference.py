@@ -347,6 +347,16 @@ def test_dataset_sources_arrays_dicts_generators() -> None:
         engine.run_dataset(x).stacked("z")
 
 
+def test_sources_that_are_not_datasets_are_typed_errors() -> None:
+    engine = InferenceEngine(LinearModel())
+    with pytest.raises(InvalidArgumentError, match="'x' is a scalar"):
+        engine.run_dataset({"x": np.float32(1)})
+    with pytest.raises(InvalidArgumentError, match="it is empty"):
+        engine.run_dataset({})
+    with pytest.raises(InvalidArgumentError, match=r"a dataset of bytes.*give \[data\]"):
+        engine.run_dataset(b"\xff\xd8 one encoded image")
+
+
 def test_stream_yields_in_order_as_batches_finish() -> None:
     model = LinearModel()
     engine = InferenceEngine(model, batch_size=3, num_workers=1)

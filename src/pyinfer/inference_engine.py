@@ -549,7 +549,8 @@ class InferenceEngine:
             iterator of :class:`ItemResult`.
 
         Raises:
-            InvalidArgumentError: If the source is not a dataset (a missing folder, a file), or
+            InvalidArgumentError: If the source is not a dataset (a missing folder, a file, bytes,
+                a dict of scalars), or
                 a folder is given without a preprocessor.
             InferenceError: If the model fails on a batch (not out of memory); its
                 ``partial_result`` holds the inputs finished before.
@@ -616,8 +617,19 @@ class InferenceEngine:
             if source.ndim == 0:
                 raise InvalidArgumentError("a dataset array needs the items on its first axis")
             return ((i, f"item {i}", source[i]) for i in range(len(source))), len(source)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(
+                f"a dataset of {type(source).__name__} would be its single bytes; for one encoded "
+                "image give [data], for several a list of them"
+            )
         if isinstance(source, Mapping):
             arrays = {k: np.asarray(v) for k, v in source.items()}
+            scalars = [k for k, v in arrays.items() if v.ndim == 0]
+            if scalars or not arrays:
+                raise InvalidArgumentError(
+                    "a dataset dict needs arrays with the items on their first axis; "
+                    + (f"{', '.join(map(repr, scalars))} is a scalar" if scalars else "it is empty")
+                )
             lengths = {len(v) for v in arrays.values()}
             if len(lengths) != 1:
                 raise InvalidArgumentError(
