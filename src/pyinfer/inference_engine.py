@@ -550,8 +550,7 @@ class InferenceEngine:
 
         Raises:
             InvalidArgumentError: If the source is not a dataset (a missing folder, a file, bytes,
-                a dict of scalars), or
-                a folder is given without a preprocessor.
+                a dict of scalars), or a folder is given without a preprocessor.
             InferenceError: If the model fails on a batch (not out of memory); its
                 ``partial_result`` holds the inputs finished before.
             OutOfMemoryError: If even one item does not fit; ``partial_result`` as above.
