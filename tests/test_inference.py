@@ -276,6 +276,14 @@ def test_shape_and_name_errors() -> None:
         engine.predict("a path")
 
 
+def test_stacked_raw_items_with_a_preprocessor_say_the_preprocessor_is_skipped() -> None:
+    engine = InferenceEngine(LinearModel(), lambda raw: raw.astype(np.float32), num_workers=0)
+    raw = np.zeros((3, 4), np.uint8)
+    with pytest.raises(InvalidInputError, match=r"without the preprocessor: pass a list of raw"):
+        engine.predict_batch(raw)
+    np.testing.assert_array_equal(engine.predict_batch(list(raw))["y"], reference(raw * 1.0))
+
+
 def test_bad_arguments() -> None:
     model = LinearModel()
     with pytest.raises(InvalidArgumentError, match=r"device 'cuda' disagrees .* cpu"):

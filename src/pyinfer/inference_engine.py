@@ -462,7 +462,15 @@ class InferenceEngine:
             xs = as_array(xs, f"the batch for model '{self.model.name}'")  # a torch tensor...
         if isinstance(xs, (np.ndarray, Mapping)):
             fast = self._stacked_fast(xs)
-            arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))
+            try:
+                arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))
+            except InvalidInputError as exc:
+                if self.preprocessor is None:
+                    raise
+                raise InvalidInputError(
+                    f"{exc}. A stacked batch goes to the model as it is, without the "
+                    "preprocessor: pass a list of raw items to preprocess them"
+                ) from exc
             count = len(next(iter(arrays.values())))
         elif isinstance(xs, (list, tuple)):
             if not xs:
