@@ -327,6 +327,8 @@ def test_for_model_fits_grey_and_non_square_inputs() -> None:
     out = ImagePipeline.for_model(wide, resize=4).check(wide, IMG)["img"]
     expected = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout="HWC")(IMG)
     np.testing.assert_array_equal(out, expected)  # the whole 6x4 image, not a 4x4 crop
+    chw = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
+    assert ImagePipeline.for_model(chw, size=np.int64(32)).check(chw)["x"].shape == (3, 32, 32)
     tall = SpecModel(TensorSpec("x", ("N", 3, 48, "w"), np.float32))
     assert ImagePipeline.for_model(tall).check(tall)["x"].shape == (3, 48, 48)
     with pytest.raises(InvalidArgumentError, match="mode must be 'RGB' or 'L'"):

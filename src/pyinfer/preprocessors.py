@@ -877,7 +877,10 @@ class ImagePipeline(Compose):
         """
         if mode not in ("RGB", "L"):
             raise InvalidArgumentError(f"mode must be 'RGB' or 'L', not {mode!r}")
-        crop = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        if isinstance(size, (int, np.integer)):
+            crop = (int(size), int(size))
+        else:
+            crop = (int(size[0]), int(size[1]))
         shorter = resize if resize is not None else round(max(crop) * 256 / 224)
         if mean is None:
             mean = IMAGENET_MEAN if mode == "RGB" else (IMAGENET_GREY_MEAN,)
