@@ -211,6 +211,23 @@ def test_torch_single_equals_batch(torch_module: ModuleType) -> None:
     np.testing.assert_allclose(streamed, batch, rtol=1e-5, atol=1e-6)
 
 
+def test_torch_tensors_from_a_preprocessor_or_the_caller(torch_module: ModuleType) -> None:
+    torch = torch_module
+    x = data(5)
+
+    def to_tensor(i: int) -> Any:  # what a torchvision transform pipeline returns
+        return torch.from_numpy(x[i])
+
+    engine = InferenceEngine(LinearModel(), to_tensor, num_workers=0)
+    np.testing.assert_array_equal(engine.run_dataset(range(5)).stacked(), reference(x))
+    plain = InferenceEngine(LinearModel())
+    np.testing.assert_array_equal(plain.predict(torch.from_numpy(x[0]))["y"], reference(x[:1])[0])
+    np.testing.assert_array_equal(plain.predict_batch(torch.from_numpy(x))["y"], reference(x))
+    grad = torch.from_numpy(x[0]).requires_grad_()
+    with pytest.raises(InvalidInputError, match=r"Tensor numpy cannot read.*detach\(\)"):
+        plain.predict(grad)
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 
@@ -247,12 +264,24 @@ def test_shape_and_name_errors() -> None:
         engine.predict({"z": np.zeros(4, np.float32)})
     with pytest.raises(InvalidInputError, match="must have shape"):
         engine.predict_batch(np.zeros((2, 5), np.float32))
+    with pytest.raises(  # one item given as a batch: the message shows the whole array's shape
+        InvalidInputError, match=r"got \(\) \(the stacked batch is x: \(4,\), its first axis"
+    ):
+        engine.predict_batch(np.zeros(4, np.float32))
     with pytest.raises(InvalidInputError, match="empty list"):
         engine.predict_batch([])
     with pytest.raises(InvalidInputError, match="not str"):
         engine.predict_batch("text")
     with pytest.raises(InvalidInputError, match="give the engine a preprocessor"):
         engine.predict("a path")
+
+
+def test_stacked_raw_items_with_a_preprocessor_say_the_preprocessor_is_skipped() -> None:
+    engine = InferenceEngine(LinearModel(), lambda raw: raw.astype(np.float32), num_workers=0)
+    raw = np.zeros((3, 4), np.uint8)
+    with pytest.raises(InvalidInputError, match=r"without the preprocessor: pass a list of raw"):
+        engine.predict_batch(raw)
+    np.testing.assert_array_equal(engine.predict_batch(list(raw))["y"], reference(raw * 1.0))
 
 
 def test_bad_arguments() -> None:
@@ -324,6 +353,16 @@ def test_dataset_sources_arrays_dicts_generators() -> None:
         engine.run_dataset([]).stacked()
     with pytest.raises(InvalidArgumentError, match="no output 'z'"):
         engine.run_dataset(x).stacked("z")
+
+
+def test_sources_that_are_not_datasets_are_typed_errors() -> None:
+    engine = InferenceEngine(LinearModel())
+    with pytest.raises(InvalidArgumentError, match="'x' is a scalar"):
+        engine.run_dataset({"x": np.float32(1)})
+    with pytest.raises(InvalidArgumentError, match="it is empty"):
+        engine.run_dataset({})
+    with pytest.raises(InvalidArgumentError, match=r"a dataset of bytes.*give \[data\]"):
+        engine.run_dataset(b"\xff\xd8 one encoded image")
 
 
 def test_stream_yields_in_order_as_batches_finish() -> None:
@@ -427,6 +466,22 @@ def test_folder_of_images_in_sorted_order_with_a_corrupt_file(tmp_path: Path) ->
     np.testing.assert_array_equal(result.outputs[3]["y"], expected_c)  # type: ignore[index]
 
 
+def test_folder_of_class_subfolders_warns_instead_of_silently_running_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "a.png").write_bytes(b"unread")
+    engine = InferenceEngine(LinearModel(), lambda p: np.zeros(4, np.float32), progress=False)
+    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+        result = engine.run_dataset(tmp_path)
+    assert len(result) == 0
+    assert "has no image files of its own but 1 subfolders, which are not read" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+        assert len(engine.run_dataset(tmp_path / "cats")) == 1
+    assert not caplog.text
+
+
 # -- out of memory ------------------------------------------------------------------------------
 
 
@@ -489,6 +544,15 @@ def test_find_max_batch_size_binary_search_with_back_off() -> None:
     assert InferenceEngine(OomAbove(limit=5)).find_max_batch_size(example=example) == 5
 
 
+def test_batch_size_search_on_a_model_without_declared_shapes() -> None:
+    model = OomAbove(limit=5)
+    model.inputs = (TensorSpec("x", None, np.float32),)  # as a TorchScript file loads
+    engine = InferenceEngine(model)
+    with pytest.raises(InvalidArgumentError, match=r"no declared shape.*; or pass example="):
+        engine.find_max_batch_size(limit=8)
+    assert engine.find_max_batch_size(limit=8, example=data(1)[0]) == 5
+
+
 class SleepyModel(LinearModel):
     """A batch takes 2 ms + 2 ms per item: throughput grows with the batch, so does latency."""
 
@@ -514,6 +578,8 @@ def test_best_batch_size_within_a_latency_budget() -> None:
         engine.best_batch_size(0.001, [1, 2], iterations=2, warmup=0)
     with pytest.raises(InvalidArgumentError, match="positive"):
         engine.best_batch_size(candidates=[0])
+    with pytest.raises(InvalidArgumentError, match="candidates must be positive"):
+        engine.best_batch_size(candidates=[])  # not silently the default sizes
 
 
 def test_best_batch_size_skips_sizes_that_do_not_fit() -> None:
@@ -625,6 +691,52 @@ def test_text_dataset_padded_to_the_longest_of_each_batch() -> None:
     assert [int(o["total"]) for o in result.outputs] == expected  # type: ignore[index]
     with pytest.raises(InvalidInputError, match="token_type_ids"):
         InferenceEngine(MaskedSum(), TextPipeline(tokenizer, token_type_ids=True))
+
+
+class DtypeRecordingSum(MaskedSum):
+    """MaskedSum that records the dtypes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[str] = set()
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self.dtypes.update(v.dtype.name for v in inputs.values())
+        return super().run_native(inputs)
+
+
+class CheckWithoutCasting:
+    """A user preprocessor whose check() predates the casting keyword."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def __call__(self, text: str) -> dict[str, np.ndarray]:
+        ids = np.arange(1, len(text) + 1, dtype=np.int32)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+    def check(self, model: Model) -> None:
+        self.checked += 1
+
+
+def test_int32_text_pipeline_runs_with_cast_inputs() -> None:
+    texts = ["the cat sat", "the dog", "owl"]
+    tokenizer = VocabTokenizer.from_corpus(texts)
+    pipeline = TextPipeline(tokenizer, max_length=6, padding="longest", dtype=np.int32)
+    with pytest.raises(InvalidInputError, match="cast_inputs='safe'"):
+        InferenceEngine(MaskedSum(), pipeline)
+    model = DtypeRecordingSum()
+    engine = InferenceEngine(model, pipeline, batch_size=2, num_workers=0, cast_inputs="safe")
+    result = engine.run_dataset(texts)
+    assert not result.failures
+    assert [int(o["total"]) for o in result.outputs] == [  # type: ignore[index]
+        sum(tokenizer.encode(t)) for t in texts
+    ]
+    assert model.dtypes == {"int64"}  # the batch kept the cast dtype, not the pipeline's
+    custom = CheckWithoutCasting()
+    engine = InferenceEngine(DtypeRecordingSum(), custom, cast_inputs="safe", num_workers=0)
+    assert custom.checked == 1
+    assert int(engine.predict("abc")["total"]) == 6
 
 
 # -- the staged (pinned ring) path, run on the host -------------------------------------------

@@ -193,6 +193,48 @@ def test_decode_errors_name_the_file(tmp_path: Path) -> None:
         Decode()(3)
 
 
+def test_decode_scales_16_bit_grey_to_8_bits(tmp_path: Path) -> None:
+    deep = (np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 2800).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(deep).save(path)
+    with Image.open(path) as opened:
+        opened.load()
+        assert opened.mode.startswith("I;16")
+    expected = (deep >> 8).astype(np.uint8)
+    for source in (path, opened):
+        rgb = np.asarray(Decode()(source))
+        for c in range(3):
+            np.testing.assert_array_equal(rgb[:, :, c], expected)  # not clipped at 255
+        np.testing.assert_array_equal(np.asarray(Decode("L")(source)), expected)
+
+
+def test_empty_images_are_typed_errors() -> None:
+    with pytest.raises(InvalidInputError, match=r"image array is empty: shape \(0, 10, 3\)"):
+        Decode()(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InvalidInputError, match="cannot resize an empty image of 0x4"):
+        ResizeShorter(8)(Image.new("RGB", (0, 4)))
+    with pytest.raises(InvalidInputError, match="cannot resize an empty image of 5x0"):
+        ResizeCenterCrop(8, 4)(Image.new("RGB", (5, 0)))
+
+
+def test_exif_orientation_applied_only_when_asked(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: turn 90 degrees clockwise to show it
+    path = tmp_path / "phone.png"
+    Image.fromarray(IMG).save(path, exif=exif)
+    np.testing.assert_array_equal(np.asarray(Decode()(path)), IMG)  # as stored, as torchvision
+    upright = np.rot90(IMG, k=-1)
+    np.testing.assert_array_equal(np.asarray(Decode(exif_transpose=True)(path)), upright)
+    with Image.open(path) as opened:
+        opened.load()
+    np.testing.assert_array_equal(np.asarray(Decode(exif_transpose=True)(opened)), upright)
+    grey = np.asarray(Decode("L", exif_transpose=True)(path))
+    assert grey.shape == (6, 4)
+    pipeline = ImagePipeline.imagenet(4, resize=4, layout="HWC", exif_transpose=True)
+    expected = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout="HWC")(upright[1:5])
+    np.testing.assert_array_equal(pipeline(path), expected)  # the crop of the upright image
+
+
 def test_fast_decode_shrinks_large_jpegs_in_the_decoder() -> None:
     rng = np.random.default_rng(0)
     big = Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8))
@@ -261,8 +303,36 @@ def test_layout_and_size_from_the_model() -> None:
     assert ImagePipeline.for_model(dyn)(IMG)["x"].shape == (3, 224, 224)
     with pytest.raises(InvalidArgumentError, match="not an image batch"):
         image_layout(TensorSpec("x", ("N", 4), np.float32))
+    unknown = SpecModel(TensorSpec("x", None, np.float32))  # a TorchScript file's input
+    with pytest.raises(InvalidArgumentError, match=r"no declared shape.*ImagePipeline\.imagenet"):
+        ImagePipeline.for_model(unknown)
     with pytest.raises(InvalidArgumentError, match="cannot tell the channel axis"):
         image_layout(TensorSpec("x", ("N", 5, 8, 8), np.float32))
+
+
+def test_for_model_fits_grey_and_non_square_inputs() -> None:
+    grey_model = SpecModel(TensorSpec("x", ("N", 1, 4, 6), np.float32))
+    grey = IMG[:, :, 0]
+    pipeline = ImagePipeline.for_model(grey_model, resize=4)  # 6x4 image: no resampling
+    out = pipeline.check(grey_model, grey)["x"]
+    assert out.shape == (1, 4, 6)
+    by_hand = (grey.astype(np.float32) * np.float32(1 / 255) - np.float32(0.449)) * np.float32(
+        1 / 0.226
+    )
+    np.testing.assert_allclose(out[0], by_hand, rtol=1e-6)
+    assert pipeline.check(grey_model, IMG)["x"].shape == (1, 4, 6)  # colour made grey
+    keras_grey = SpecModel(TensorSpec("img", (None, 28, 28, 1), np.float32))
+    assert ImagePipeline.for_model(keras_grey).check(keras_grey)["img"].shape == (28, 28, 1)
+    wide = SpecModel(TensorSpec("img", (None, 4, 6, 3), np.float32))
+    out = ImagePipeline.for_model(wide, resize=4).check(wide, IMG)["img"]
+    expected = NormalizeImage(IMAGENET_MEAN, IMAGENET_STD, layout="HWC")(IMG)
+    np.testing.assert_array_equal(out, expected)  # the whole 6x4 image, not a 4x4 crop
+    chw = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
+    assert ImagePipeline.for_model(chw, size=np.int64(32)).check(chw)["x"].shape == (3, 32, 32)
+    tall = SpecModel(TensorSpec("x", ("N", 3, 48, "w"), np.float32))
+    assert ImagePipeline.for_model(tall).check(tall)["x"].shape == (3, 48, 48)
+    with pytest.raises(InvalidArgumentError, match="mode must be 'RGB' or 'L'"):
+        ImagePipeline.imagenet(mode="CMYK")  # type: ignore[arg-type]
 
 
 def test_check_reports_a_pipeline_that_does_not_fit() -> None:
@@ -388,3 +458,24 @@ def test_text_pipeline_for_model_and_check() -> None:
         TextPipeline(tok, max_length=16, dtype=np.int32).check(bert)
     renamed = TextPipeline(tok, names={"input_ids": "ids"})
     assert set(renamed("a")) == {"ids", "attention_mask"}
+
+
+def test_text_pipeline_for_a_model_that_takes_only_ids() -> None:
+    ids_only = SpecModel(TensorSpec("input_ids", ("batch", 8), np.int64))
+    tok = VocabTokenizer(["a", "b"])
+    fitted = TextPipeline.for_model(ids_only, tok)
+    out = fitted.check(ids_only, "a b")
+    assert set(out) == {"input_ids"}
+    np.testing.assert_array_equal(out["input_ids"], [2, 4, 5, 3, 0, 0, 0, 0])
+    with pytest.raises(
+        InvalidInputError, match=r"unexpected 'attention_mask'.*attention_mask=False"
+    ):
+        TextPipeline(tok, max_length=8).check(ids_only)
+    renamed = SpecModel(
+        TensorSpec("ids", ("batch", 6), np.int32), TensorSpec("mask", ("batch", 6), np.int32)
+    )
+    fitted = TextPipeline.for_model(
+        renamed, tok, names={"input_ids": "ids", "attention_mask": "mask"}
+    )
+    assert fitted.max_length == 6  # read from the renamed ids input
+    np.testing.assert_array_equal(fitted.check(renamed, "b")["mask"], [1, 1, 1, 0, 0, 0])

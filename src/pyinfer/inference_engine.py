@@ -28,6 +28,7 @@ classifier's answer.
 from __future__ import annotations
 
 import gc
+import inspect
 import itertools
 import logging
 import os
@@ -56,6 +57,7 @@ from pyinfer.errors import (
 from pyinfer.preprocessors import (
     IMAGE_EXTENSIONS,
     Casting,
+    as_array,
     as_item,
     cast_arrays,
     check_item,
@@ -285,7 +287,8 @@ class InferenceEngine:
         preprocessor: A callable turning one raw item into the model's input (an array or a
             dict of name to array, without batch dimension), such as
             :class:`~pyinfer.preprocessors.ImagePipeline`. Its optional ``check(model)`` runs
-            at construction and its optional ``collate(items)`` builds batches.
+            at construction (with ``casting=cast_inputs`` when it takes that keyword and a cast
+            is set) and its optional ``collate(items)`` builds batches.
         batch_size: Items per model call in :meth:`run_dataset`. A model with a fixed batch
             uses its own (a different value is logged and replaced).
         device: Where to run; for a given model it must be the model's device (``None``:
@@ -409,7 +412,10 @@ class InferenceEngine:
             self._uploader = _CudaUploader(model)
         check = getattr(preprocessor, "check", None)
         if preprocessor is not None and check_preprocessor and callable(check):
-            check(model)
+            if cast_inputs is not None and _takes_keyword(check, "casting"):
+                check(model, casting=cast_inputs)  # the output is cast before it runs
+            else:
+                check(model)
 
     # -- single inputs and batches ---------------------------------------------------------
 
@@ -436,7 +442,8 @@ class InferenceEngine:
 
         Args:
             xs: A list of inputs (as for :meth:`predict`), or an already stacked batch: an
-                array with the batch first (one-input model) or a dict of name to such arrays.
+                array with the batch first (one-input model; a CPU torch tensor is read as one)
+                or a dict of name to such arrays.
                 A stacked batch is used as it is (no preprocessor).
 
         Returns:
@@ -451,9 +458,19 @@ class InferenceEngine:
             OutOfMemoryError: If even one item does not fit in memory.
             InferenceError: If the model fails.
         """
+        if not isinstance(xs, (np.ndarray, Mapping, list, tuple)) and hasattr(xs, "__array__"):
+            xs = as_array(xs, f"the batch for model '{self.model.name}'")  # a torch tensor...
         if isinstance(xs, (np.ndarray, Mapping)):
             fast = self._stacked_fast(xs)
-            arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))
+            try:
+                arrays = fast if fast is not None else self._check_stacked(as_item(self.model, xs))
+            except InvalidInputError as exc:
+                if self.preprocessor is None:
+                    raise
+                raise InvalidInputError(
+                    f"{exc}. A stacked batch goes to the model as it is, without the "
+                    "preprocessor: pass a list of raw items to preprocess them"
+                ) from exc
             count = len(next(iter(arrays.values())))
         elif isinstance(xs, (list, tuple)):
             if not xs:
@@ -540,8 +557,8 @@ class InferenceEngine:
             iterator of :class:`ItemResult`.
 
         Raises:
-            InvalidArgumentError: If the source is not a dataset (a missing folder, a file), or
-                a folder is given without a preprocessor.
+            InvalidArgumentError: If the source is not a dataset (a missing folder, a file, bytes,
+                a dict of scalars), or a folder is given without a preprocessor.
             InferenceError: If the model fails on a batch (not out of memory); its
                 ``partial_result`` holds the inputs finished before.
             OutOfMemoryError: If even one item does not fit; ``partial_result`` as above.
@@ -588,17 +605,38 @@ class InferenceEngine:
                     f"a folder of images ({folder}) needs a preprocessor, such as "
                     "ImagePipeline.for_model(model)"
                 )
+            entries = list(folder.iterdir())
             files = sorted(
-                p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
             )
             logger.info("dataset %s: %d image files", folder, len(files))
+            subfolders = sum(1 for p in entries if p.is_dir())
+            if not files and subfolders:
+                logger.warning(
+                    "dataset %s has no image files of its own but %d subfolders, which are not "
+                    "read (one class per subfolder?): run each subfolder, or pass the files "
+                    "as a list, e.g. sorted(Path(folder).rglob('*.jpg'))",
+                    folder,
+                    subfolders,
+                )
             return ((i, str(p), p) for i, p in enumerate(files)), len(files)
         if isinstance(source, np.ndarray):
             if source.ndim == 0:
                 raise InvalidArgumentError("a dataset array needs the items on its first axis")
             return ((i, f"item {i}", source[i]) for i in range(len(source))), len(source)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(
+                f"a dataset of {type(source).__name__} would be its single bytes; for one encoded "
+                "image give [data], for several a list of them"
+            )
         if isinstance(source, Mapping):
             arrays = {k: np.asarray(v) for k, v in source.items()}
+            scalars = [k for k, v in arrays.items() if v.ndim == 0]
+            if scalars or not arrays:
+                raise InvalidArgumentError(
+                    "a dataset dict needs arrays with the items on their first axis; "
+                    + (f"{', '.join(map(repr, scalars))} is a scalar" if scalars else "it is empty")
+                )
             lengths = {len(v) for v in arrays.values()}
             if len(lengths) != 1:
                 raise InvalidArgumentError(
@@ -760,7 +798,16 @@ class InferenceEngine:
                 f"size on their first axis, got {sizes}"
             )
         # The first row stands for all: the same names, dtypes and per-item shapes.
-        check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+        try:
+            check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+        except InvalidInputError as exc:
+            if "per item" not in str(exc):
+                raise
+            sizes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in arrays.items())
+            raise InvalidInputError(
+                f"{exc} (the stacked batch is {sizes}, its first axis taken as the batch; for "
+                "one input without a batch axis use predict)"
+            ) from exc
         return {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in self.model.inputs}
 
     # -- running the model -----------------------------------------------------------------
@@ -932,7 +979,12 @@ class InferenceEngine:
 
     def _example_batch(self, example: Any, size: int) -> Arrays:
         if example is None:
-            one = {k: v[0] for k, v in self.model.example_inputs(1).items()}
+            try:
+                one = {k: v[0] for k, v in self.model.example_inputs(1).items()}
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{exc}; or pass example= (one input, as for predict)"
+                ) from exc
         else:
             one = self._prepare_item(example, " (example)")
         return {k: np.repeat(v[None], size, axis=0) for k, v in one.items()}
@@ -1035,7 +1087,8 @@ class InferenceEngine:
         if self.fixed_batch is not None:
             sizes = [self.fixed_batch]
         else:
-            sizes = sorted({int(c) for c in (candidates or (1, 2, 4, 8, 16, 32, 64))})
+            given = (1, 2, 4, 8, 16, 32, 64) if candidates is None else candidates
+            sizes = sorted({int(c) for c in given})
         if not sizes or sizes[0] < 1:
             raise InvalidArgumentError(f"candidates must be positive batch sizes, got {sizes}")
         rows: list[BatchMeasurement] = []
@@ -1103,6 +1156,16 @@ def _bound_call(
         return call(batch, size)
 
     return run
+
+
+def _takes_keyword(function: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _fixed_batch(model: Model) -> int | None:

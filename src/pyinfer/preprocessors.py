@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from pyinfer.backends.base import Model, TensorSpec
 
 __all__ = [
+    "IMAGENET_GREY_MEAN",
+    "IMAGENET_GREY_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -67,6 +69,9 @@ logger = logging.getLogger(__name__)
 #: Per-channel mean and standard deviation of ImageNet (RGB, on values scaled to [0, 1]).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Their averages, for grey (one-channel) images.
+IMAGENET_GREY_MEAN: float = 0.449
+IMAGENET_GREY_STD: float = 0.226
 
 #: File extensions (lower case) read as images from a folder.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -196,17 +201,21 @@ def as_item(model: Model, value: Any) -> dict[str, Any]:
 
     Args:
         model: The model the input is for.
-        value: A mapping of input name to array, or one array (for a one-input model).
+        value: A mapping of input name to array, or one array (for a one-input model): a numpy
+            array or anything numpy converts through ``__array__`` (a CPU torch tensor, a
+            TensorFlow eager tensor).
 
     Returns:
         Input name to value.
 
     Raises:
-        InvalidInputError: If ``value`` is neither, or an array is given to a model with several
-            inputs.
+        InvalidInputError: If ``value`` is neither, cannot be converted, or an array is given to
+            a model with several inputs.
     """
     if isinstance(value, Mapping):
         return dict(value)
+    if not isinstance(value, np.ndarray) and hasattr(value, "__array__"):
+        value = as_array(value, f"an input of model '{model.name}'")
     if isinstance(value, (np.ndarray, np.generic, list, tuple, int, float)):
         names = model.input_names()
         if len(names) != 1:
@@ -219,6 +228,29 @@ def as_item(model: Model, value: Any) -> dict[str, Any]:
         f"an input of model '{model.name}' must be a numpy array or a dict of name to array, "
         f"not {type(value).__name__}; give the engine a preprocessor for other items"
     )
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """``np.asarray(value)``, with a conversion failure as a typed error.
+
+    Args:
+        value: An array-like (a CPU torch tensor, a TensorFlow eager tensor...).
+        what: What the value is, for the message.
+
+    Returns:
+        The numpy array.
+
+    Raises:
+        InvalidInputError: If numpy cannot convert it (a CUDA tensor, a tensor that requires
+            grad); the message says what to do.
+    """
+    try:
+        return np.asarray(value)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{what} is a {type(value).__name__} numpy cannot read ({exc}); give a numpy array "
+            "(for torch: tensor.detach().cpu().numpy())"
+        ) from exc
 
 
 def stack_items(items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -284,12 +316,15 @@ class Compose:
         ramp = np.linspace(0, 255, 64 * 48 * 3, dtype=np.float64).reshape(48, 64, 3)
         return ramp.astype(np.uint8)
 
-    def check(self, model: Model, example: Any = None) -> dict[str, np.ndarray]:
+    def check(
+        self, model: Model, example: Any = None, *, casting: Casting | None = None
+    ) -> dict[str, np.ndarray]:
         """Runs the pipeline on an example and checks the output against the model's inputs.
 
         Args:
             model: The model the pipeline feeds.
             example: A raw item; :meth:`example` when ``None``.
+            casting: The dtype cast the engine will apply (its ``cast_inputs``), if any.
 
         Returns:
             The checked output, input name to array (without batch dimension).
@@ -300,7 +335,7 @@ class Compose:
         """
         value = self(self.example() if example is None else example)
         try:
-            return check_item(model, as_item(model, value))
+            return check_item(model, as_item(model, value), casting=casting)
         except InvalidInputError as exc:
             raise InvalidInputError(
                 f"{type(self).__name__} output does not fit model '{model.name}': {exc}"
@@ -330,11 +365,21 @@ class Decode:
         draft_size: For JPEG, let the decoder shrink by 1/2, 1/4 or 1/8 while the image stays
             at least this ``(width, height)`` (DCT scaling: much faster decoding of large
             photos, slightly different pixels). ``None`` (default) decodes at full size.
+        exif_transpose: Turn a file (or PIL image) upright as its EXIF orientation tag says,
+            as photo viewers show phone pictures. Off by default, as torchvision's loaders
+            (which most models were trained with) leave the pixels as stored.
     """
 
-    def __init__(self, mode: str = "RGB", *, draft_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "RGB",
+        *,
+        draft_size: tuple[int, int] | None = None,
+        exif_transpose: bool = False,
+    ) -> None:
         self.mode = mode
         self.draft_size = draft_size
+        self.exif_transpose = exif_transpose
 
     def __call__(self, item: Any) -> Any:
         """Decodes one item.
@@ -351,13 +396,15 @@ class Decode:
         """
         image_mod = _import_pil()
         if isinstance(item, image_mod.Image):
-            return item if item.mode == self.mode else item.convert(self.mode)
+            return self._convert(image_mod, self._upright(item))
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim not in (2, 3):
                 raise InvalidInputError(
                     f"an image array must be uint8 of shape HxW or HxWxC, got {item.dtype.name} "
                     f"{tuple(item.shape)}"
                 )
+            if item.size == 0:
+                raise InvalidInputError(f"an image array is empty: shape {tuple(item.shape)}")
             return image_mod.fromarray(item).convert(self.mode)
         if isinstance(item, (bytes, bytearray, memoryview)):
             fp: Any = io.BytesIO(bytes(item))
@@ -374,14 +421,36 @@ class Decode:
                 if self.draft_size is not None and img.format == "JPEG":
                     img.draft(self.mode, self.draft_size)
                 img.load()
-                return img.convert(self.mode) if img.mode != self.mode else img.copy()
+                upright = self._upright(img)
+                if upright is img and img.mode == self.mode:
+                    return img.copy()  # outlives the closed file
+                return self._convert(image_mod, upright)
         except FileNotFoundError as exc:
             raise InvalidInputError(f"image {name} does not exist") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
             raise InvalidInputError(f"cannot decode image {name}: {exc}") from exc
 
+    def _upright(self, img: Any) -> Any:
+        """``img`` turned as its EXIF orientation says, when asked (else ``img`` itself)."""
+        if not self.exif_transpose:
+            return img
+        from PIL import ImageOps
+
+        return ImageOps.exif_transpose(img) or img
+
+    def _convert(self, image_mod: ModuleType, img: Any) -> Any:
+        """``img`` in :attr:`mode`; 16-bit grey scaled to 8 bits (Pillow would clip it)."""
+        if img.mode == self.mode:
+            return img
+        if img.mode.startswith("I;16"):
+            eight = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+            img = image_mod.fromarray(eight)
+            return img if img.mode == self.mode else img.convert(self.mode)
+        return img.convert(self.mode)
+
     def __repr__(self) -> str:
-        return f"Decode(mode={self.mode!r}, draft_size={self.draft_size})"
+        exif = ", exif_transpose=True" if self.exif_transpose else ""
+        return f"Decode(mode={self.mode!r}, draft_size={self.draft_size}{exif})"
 
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
@@ -424,7 +493,13 @@ class ResizeShorter:
         self.interpolation = interpolation
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """The ``(width, height)`` an image of this size is resized to."""
+        """The ``(width, height)`` an image of this size is resized to.
+
+        Raises:
+            InvalidInputError: If the image is empty (a side of 0).
+        """
+        if width < 1 or height < 1:
+            raise InvalidInputError(f"cannot resize an empty image of {width}x{height}")
         if width <= height:
             return self.size, max(1, round(height * self.size / width))
         return max(1, round(width * self.size / height)), self.size
@@ -669,8 +744,13 @@ class NormalizeImage:
         self.dtype = self.steps[0].dtype
 
     def __call__(self, image: Any) -> np.ndarray:
-        """Normalises one uint8 ``HxWxC`` image (PIL or array); other inputs go step by step."""
+        """Normalises one uint8 ``HxWxC`` image (or ``HxW`` with one channel, PIL or array).
+
+        Other inputs go through the steps one by one.
+        """
         array = np.asarray(image)
+        if array.ndim == 2 and len(self.table) == 1:
+            array = array[:, :, None]  # a grey image: its one channel
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != len(self.table):
             value: Any = array
             for step in self.steps:
@@ -725,7 +805,12 @@ def image_layout(spec: TensorSpec) -> Layout:
     Raises:
         InvalidArgumentError: If the spec is not rank 4 or neither axis is a channel axis.
     """
-    if spec.shape is None or len(spec.shape) != 4:
+    if spec.shape is None:
+        raise InvalidArgumentError(
+            f"input '{spec.name}' has no declared shape, so its image layout is unknown: load "
+            "the model with input_shapes={...}, or use ImagePipeline.imagenet(size, layout=...)"
+        )
+    if len(spec.shape) != 4:
         raise InvalidArgumentError(
             f"input '{spec.name}' {spec.shape_text()} is not an image batch (rank 4)"
         )
@@ -749,16 +834,18 @@ class ImagePipeline(Compose):
     @classmethod
     def imagenet(
         cls,
-        size: int = 224,
+        size: int | tuple[int, int] = 224,
         *,
         resize: int | None = None,
         layout: Layout = "CHW",
         dtype: Any = np.float32,
         interpolation: str = "bilinear",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mode: Literal["RGB", "L"] = "RGB",
         input_name: str | None = None,
         fast_decode: bool = False,
+        exif_transpose: bool = False,
     ) -> ImagePipeline:
         """The ImageNet evaluation preprocessing: resize to 256, crop 224, scale, normalise.
 
@@ -767,27 +854,43 @@ class ImagePipeline(Compose):
         ToFloat, Normalize and ToLayout); compose the single steps for other orders.
 
         Args:
-            size: Side of the square crop.
-            resize: Shorter side before cropping; ``round(size * 256 / 224)`` by default.
+            size: Side of the square crop, or its ``(height, width)``.
+            resize: Shorter side before cropping; ``round(max(size) * 256 / 224)`` by default.
             layout: ``"CHW"`` (torch, ONNX) or ``"HWC"`` (Keras).
             dtype: Floating dtype of the result.
             interpolation: Resize filter (see :class:`ResizeShorter`).
-            mean: Per-channel mean (on values in [0, 1]).
-            std: Per-channel standard deviation.
+            mean: Per-channel mean (on values in [0, 1]); :data:`IMAGENET_MEAN` for ``"RGB"``,
+                its average ``(0.449,)`` for ``"L"`` by default.
+            std: Per-channel standard deviation; :data:`IMAGENET_STD` for ``"RGB"``, its
+                average ``(0.226,)`` for ``"L"`` by default.
+            mode: ``"RGB"`` (three channels) or ``"L"`` (one grey channel: the result has a
+                channel axis of 1).
             input_name: Return ``{input_name: array}`` instead of the array.
             fast_decode: Let the JPEG decoder shrink large photos by a power of two (down to
                 no less than the resize size) before resizing: faster on big images, slightly
                 different pixels from a full decode.
+            exif_transpose: Turn photos upright by their EXIF orientation first (see
+                :class:`Decode`).
 
         Returns:
             The pipeline.
         """
-        shorter = resize if resize is not None else round(size * 256 / 224)
+        if mode not in ("RGB", "L"):
+            raise InvalidArgumentError(f"mode must be 'RGB' or 'L', not {mode!r}")
+        if isinstance(size, (int, np.integer)):
+            crop = (int(size), int(size))
+        else:
+            crop = (int(size[0]), int(size[1]))
+        shorter = resize if resize is not None else round(max(crop) * 256 / 224)
+        if mean is None:
+            mean = IMAGENET_MEAN if mode == "RGB" else (IMAGENET_GREY_MEAN,)
+        if std is None:
+            std = IMAGENET_STD if mode == "RGB" else (IMAGENET_GREY_STD,)
         draft = (shorter, shorter) if fast_decode else None
         return cls(
             [
-                Decode("RGB", draft_size=draft),
-                ResizeCenterCrop(shorter, size, interpolation),
+                Decode(mode, draft_size=draft, exif_transpose=exif_transpose),
+                ResizeCenterCrop(shorter, crop, interpolation),
                 NormalizeImage(mean, std, layout=layout, dtype=dtype),
             ],
             input_name=input_name,
@@ -797,8 +900,9 @@ class ImagePipeline(Compose):
     def for_model(cls, model: Model, **kwargs: Any) -> ImagePipeline:
         """The ImageNet-style pipeline fitted to a one-image-input model's input spec.
 
-        The crop size comes from the spec's fixed height and width (224 where they are
-        dynamic), the layout from where its channel axis is, the dtype from its dtype.
+        The crop size comes from the spec's fixed height and width (a dynamic one takes the
+        other's size, 224 where both are dynamic), the layout from where its channel axis is,
+        the dtype from its dtype, and a one-channel input gets grey images (``mode="L"``).
 
         Args:
             model: A model whose first input is an image batch (rank 4).
@@ -814,11 +918,16 @@ class ImagePipeline(Compose):
         layout = image_layout(spec)
         assert spec.shape is not None  # checked by image_layout
         h, w = (spec.shape[2], spec.shape[3]) if layout == "CHW" else (spec.shape[1], spec.shape[2])
-        size = h if isinstance(h, int) else (w if isinstance(w, int) else 224)
+        height = h if isinstance(h, int) else (w if isinstance(w, int) else 224)
+        width = w if isinstance(w, int) else height
+        size: int | tuple[int, int] = height if height == width else (height, width)
+        channels = spec.shape[1] if layout == "CHW" else spec.shape[3]
+        if channels == 1:
+            kwargs.setdefault("mode", "L")
         kwargs.setdefault("layout", layout)
         kwargs.setdefault("dtype", spec.dtype)
         kwargs.setdefault("input_name", spec.name)
-        return cls.imagenet(int(kwargs.pop("size", size)), **kwargs)
+        return cls.imagenet(kwargs.pop("size", size), **kwargs)
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -927,6 +1036,7 @@ class TextPipeline:
             when the tokenizer has ``sep_token_id``); if ``False`` a longer text is an error.
         pad_id: Id used for padding (the tokenizer's ``pad_token_id`` when it has one, else 0).
         token_type_ids: Also give ``token_type_ids`` (all 0: one segment).
+        attention_mask: Give ``attention_mask`` (``False`` for a model that takes only ids).
         dtype: Integer dtype of the arrays.
         names: Names of the outputs, to match a model's inputs:
             ``{"input_ids": ..., "attention_mask": ..., "token_type_ids": ...}``.
@@ -945,6 +1055,7 @@ class TextPipeline:
         truncation: bool = True,
         pad_id: int | None = None,
         token_type_ids: bool = False,
+        attention_mask: bool = True,
         dtype: Any = np.int64,
         names: Mapping[str, str] | None = None,
     ) -> None:
@@ -965,6 +1076,7 @@ class TextPipeline:
         default_pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad_id if pad_id is not None else (default_pad or 0))
         self.token_type_ids = token_type_ids
+        self.attention_mask = attention_mask
         self.dtype = np.dtype(dtype)
         self.names = {
             "input_ids": "input_ids",
@@ -977,8 +1089,8 @@ class TextPipeline:
     def for_model(cls, model: Model, tokenizer: Any, **kwargs: Any) -> TextPipeline:
         """A pipeline fitted to a model's text inputs.
 
-        ``token_type_ids`` if the model takes them, its ids' dtype, and its fixed sequence length
-        if it has one.
+        ``attention_mask`` and ``token_type_ids`` if the model takes them (under the names in
+        ``names=`` when given), its ids' dtype, and its fixed sequence length if it has one.
 
         Args:
             model: A text model taking ``input_ids`` (and ``attention_mask``...).
@@ -989,8 +1101,11 @@ class TextPipeline:
             The pipeline.
         """
         specs = {s.name: s for s in model.inputs}
-        kwargs.setdefault("token_type_ids", "token_type_ids" in specs)
-        ids = specs.get("input_ids")
+        names = {key: key for key in ("input_ids", "attention_mask", "token_type_ids")}
+        names.update(kwargs.get("names") or {})
+        kwargs.setdefault("token_type_ids", names["token_type_ids"] in specs)
+        kwargs.setdefault("attention_mask", names["attention_mask"] in specs)
+        ids = specs.get(names["input_ids"])
         if ids is not None:
             kwargs.setdefault("dtype", ids.dtype)
             if ids.shape is not None and len(ids.shape) == 2 and isinstance(ids.shape[1], int):
@@ -1023,8 +1138,8 @@ class TextPipeline:
 
         Returns:
             Output name to 1-D array: ids padded with ``pad_id`` (to ``max_length`` with
-            ``padding="max_length"``), a mask of 1 on tokens and 0 on padding, and zeros for
-            ``token_type_ids``.
+            ``padding="max_length"``), a mask of 1 on tokens and 0 on padding (unless
+            ``attention_mask=False``), and zeros for ``token_type_ids``.
 
         Raises:
             InvalidInputError: If ``text`` is not a string, or is too long without truncation.
@@ -1035,9 +1150,11 @@ class TextPipeline:
         length = self.max_length if self.padding == "max_length" else len(ids)
         input_ids = np.full(length, self.pad_id, dtype=self.dtype)
         input_ids[: len(ids)] = ids
-        mask = np.zeros(length, dtype=self.dtype)
-        mask[: len(ids)] = 1
-        out = {self.names["input_ids"]: input_ids, self.names["attention_mask"]: mask}
+        out = {self.names["input_ids"]: input_ids}
+        if self.attention_mask:
+            mask = np.zeros(length, dtype=self.dtype)
+            mask[: len(ids)] = 1
+            out[self.names["attention_mask"]] = mask
         if self.token_type_ids:
             out[self.names["token_type_ids"]] = np.zeros(length, dtype=self.dtype)
         return out
@@ -1049,13 +1166,14 @@ class TextPipeline:
             items: Outputs of :meth:`__call__`.
 
         Returns:
-            Name to ``(batch, length)`` array.
+            Name to ``(batch, length)`` array, each of its items' dtype (the model's, after the
+            engine's ``cast_inputs``).
         """
         longest = max(len(next(iter(it.values()))) for it in items)
         out: dict[str, np.ndarray] = {}
         for name in items[0]:
             fill = self.pad_id if name == self.names["input_ids"] else 0
-            batch = np.full((len(items), longest), fill, dtype=self.dtype)
+            batch = np.full((len(items), longest), fill, dtype=items[0][name].dtype)
             for row, it in zip(batch, items, strict=True):
                 row[: len(it[name])] = it[name]
             out[name] = batch
@@ -1065,7 +1183,9 @@ class TextPipeline:
         """A text to check the pipeline with."""
         return "A short example sentence, to check the pipeline."
 
-    def check(self, model: Model, example: Any = None) -> dict[str, np.ndarray]:
+    def check(
+        self, model: Model, example: Any = None, *, casting: Casting | None = None
+    ) -> dict[str, np.ndarray]:
         """Encodes an example and checks it against the model's inputs (see Compose.check).
 
         Raises:
@@ -1073,11 +1193,14 @@ class TextPipeline:
         """
         value = self(self.example() if example is None else example)
         try:
-            return check_item(model, value)
+            return check_item(model, value, casting=casting)
         except InvalidInputError as exc:
             hint = ""
-            if "token_type_ids" in model.input_names() and not self.token_type_ids:
+            takes = model.input_names()
+            if self.names["token_type_ids"] in takes and not self.token_type_ids:
                 hint = "; pass token_type_ids=True (or use TextPipeline.for_model)"
+            elif self.attention_mask and self.names["attention_mask"] not in takes:
+                hint = "; pass attention_mask=False (or use TextPipeline.for_model)"
             raise InvalidInputError(
                 f"TextPipeline output does not fit model '{model.name}': {exc}{hint}"
             ) from exc
@@ -1085,5 +1208,6 @@ class TextPipeline:
     def __repr__(self) -> str:
         return (
             f"TextPipeline(max_length={self.max_length}, padding={self.padding!r}, "
-            f"truncation={self.truncation}, token_type_ids={self.token_type_ids})"
+            f"truncation={self.truncation}, token_type_ids={self.token_type_ids}, "
+            f"attention_mask={self.attention_mask})"
         )
