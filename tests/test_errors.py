@@ -22,6 +22,7 @@ from pyinfer import errors
         (errors.ArchitectureError, ValueError),
         (errors.UntrustedModelError, PermissionError),
         (errors.InvalidInputError, ValueError),
+        (errors.DatasetSourceError, RuntimeError),
     ],
 )
 def test_every_error_is_a_pyinfer_error_and_its_builtin(

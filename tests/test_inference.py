@@ -15,6 +15,7 @@ import pytest
 
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
 from pyinfer.errors import (
+    DatasetSourceError,
     InferenceError,
     InvalidArgumentError,
     InvalidInputError,
@@ -422,6 +423,37 @@ def test_model_failure_stops_with_partial_result() -> None:
     np.testing.assert_array_equal(partial.stacked(), reference(x[:6]))
     with pytest.raises(InferenceError, match="kernel exploded"):
         InferenceEngine(FailsOnCall(fail_at=0)).predict(x[0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_source_that_fails_part_way_keeps_the_items_before_it(workers: int) -> None:
+    x = data(10)
+
+    def rows() -> Iterator[np.ndarray]:
+        for i, row in enumerate(x):
+            if i == 7:
+                raise OSError("network share went away")
+            yield row
+
+    engine = InferenceEngine(LinearModel(), batch_size=3, num_workers=workers, prefetch=2)
+    with pytest.raises(
+        DatasetSourceError, match=r"raised OSError after 7 item\(s\): network share went away"
+    ) as info:
+        engine.run_dataset(rows())
+    assert isinstance(info.value.__cause__, OSError)
+    partial = info.value.partial_result
+    assert len(partial) == 7
+    np.testing.assert_array_equal(partial.stacked("y"), reference(x[:7]))
+
+    streamed: list[Any] = []
+
+    def consume() -> None:
+        for item in engine.run_dataset(rows(), stream=True):
+            streamed.append(item.outputs)
+
+    with pytest.raises(DatasetSourceError):
+        consume()
+    assert len(streamed) == 7  # every item read before the failure was yielded first
 
 
 def test_ctrl_c_keeps_partial_results() -> None:

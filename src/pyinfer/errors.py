@@ -17,6 +17,7 @@ __all__ = [
     "CorruptModelError",
     "CudaError",
     "CudaUnavailableError",
+    "DatasetSourceError",
     "DeviceError",
     "FrameworkNotInstalledError",
     "InferenceError",
@@ -105,7 +106,7 @@ class UntrustedModelError(ModelLoadError, PermissionError):
 
 
 class InferenceError(PyinferError, RuntimeError):
-    """A model failed while the inference engine ran it (not out of memory, not a bad input).
+    """A model (or the dataset feeding it) failed while the engine ran (not out of memory).
 
     Attributes:
         partial_result: What the engine finished before the failure (a ``DatasetResult``), so no
@@ -115,6 +116,14 @@ class InferenceError(PyinferError, RuntimeError):
     def __init__(self, message: str, *, partial_result: Any = None) -> None:
         super().__init__(message)
         self.partial_result = partial_result
+
+
+class DatasetSourceError(InferenceError):
+    """The iterable a dataset run read its inputs from raised; the items before it were run.
+
+    Attributes:
+        partial_result: The results of every item the source gave before it failed.
+    """
 
 
 class InvalidInputError(PyinferError, ValueError):

@@ -47,6 +47,7 @@ from pyinfer._postprocess import Prediction, softmax, top_k, top_k_batch
 from pyinfer.backends.base import Device, Model, parse_device
 from pyinfer.errors import (
     BufferInUseError,
+    DatasetSourceError,
     InferenceError,
     InvalidArgumentError,
     InvalidInputError,
@@ -260,6 +261,32 @@ class _Stats:
     batch_sizes: list[int] = field(default_factory=list)
     padded_items: int = 0
     oom_retries: int = 0
+
+
+class _SourceItems(Iterator[tuple[int, str, Any]]):
+    """Numbers the items of a user's iterable; an exception it raises ends the items instead.
+
+    The error is kept in :attr:`error` and raised once the batches already read have run, so a
+    generator that fails part way loses none of the work done before it.
+    """
+
+    def __init__(self, source: Iterator[Any]) -> None:
+        self._source = source
+        self._index = 0
+        self.error: Exception | None = None
+
+    def __next__(self) -> tuple[int, str, Any]:
+        if self.error is not None:
+            raise StopIteration
+        try:
+            item = next(self._source)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self.error = exc
+            raise StopIteration from exc
+        index, self._index = self._index, self._index + 1
+        return index, f"item {index}", item
 
 
 @dataclass
@@ -648,7 +675,7 @@ class InferenceEngine:
             return gen, n
         if isinstance(source, Iterable):
             total = len(source) if isinstance(source, Sized) else None
-            return ((i, f"item {i}", x) for i, x in enumerate(source)), total
+            return _SourceItems(iter(source)), total
         raise InvalidArgumentError(
             f"cannot run a dataset from a {type(source).__name__}: give a folder, an array or an "
             "iterable of inputs"
@@ -682,6 +709,12 @@ class InferenceEngine:
                 if bar is not None:
                     bar.update(len(merged))
                 yield from merged
+            source_error = getattr(items, "error", None)
+            if source_error is not None:
+                raise DatasetSourceError(
+                    f"the dataset source raised {type(source_error).__name__} after {done} "
+                    f"item(s): {source_error}; the items before it were run and are kept"
+                ) from source_error
         finally:
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
