@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from pyinfer import _stats
-from pyinfer._environment import collect_environment, cpu_model, physical_cores
+from pyinfer._environment import collect_environment, cpu_model
+from pyinfer.backends._frameworks import physical_cores
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.report import (
     SCHEMA_VERSION,

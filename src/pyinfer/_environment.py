@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pyinfer import _core
+from pyinfer.backends._frameworks import physical_cores
 
-__all__ = ["Environment", "collect_environment", "cpu_model", "physical_cores"]
+__all__ = ["Environment", "collect_environment", "cpu_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class Environment:
         python: Python version.
         platform: ``platform.platform()``.
         cpu_model: The CPU's model name.
-        physical_cores: Physical cores (0 when unknown).
+        physical_cores: Physical cores this process may run on (hyper-threads counted once;
+            the same count that sets ONNX Runtime's and TFLite's default threads).
         logical_cores: Logical CPUs of the machine.
         affinity: Logical CPUs this process may run on.
         threads: Thread settings: ``torch_threads`` when torch is imported, thread-related
@@ -103,20 +105,6 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
-
-
-def physical_cores() -> int:
-    """Distinct (physical id, core id) pairs in ``/proc/cpuinfo``; 0 when it says nothing."""
-    cores: set[tuple[str, str]] = set()
-    physical = ""
-    for line in _cpuinfo_lines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            physical = value.strip()
-        elif key == "core id":
-            cores.add((physical, value.strip()))
-    return len(cores)
 
 
 def _versions() -> dict[str, str]:

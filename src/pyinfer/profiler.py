@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyinfer import _core
-from pyinfer._environment import collect_environment, cpu_model, physical_cores
+from pyinfer._environment import Environment, collect_environment
 from pyinfer._stats import KNEE_FRACTION, knee_index
 from pyinfer._stopping import (
     CHUNK_TIME_S,
@@ -59,7 +59,7 @@ from pyinfer._stopping import (
     collect,
     warm_up,
 )
-from pyinfer.backends.base import Model
+from pyinfer.backends.base import Device, Model
 from pyinfer.errors import (
     DeviceError,
     InvalidArgumentError,
@@ -939,35 +939,34 @@ class PerformanceProfiler:
         curve = self.sweep_batch_sizes(sweep, latency_budget_ms) if sweep else None
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
+        environment = collect_environment(
+            model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
+        )
         return ProfileReport(
             model=m.name,
             format=m.format.value,
             framework=m.framework,
             device=str(m.device),
-            device_name=self._device_name(),
+            device_name=_device_name(m.device, environment),
             batch_size=latency.batch_size,
             input_shapes=prep.shapes,
             input_dtypes=prep.dtypes,
             latency=latency,
-            environment=collect_environment(
-                model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
-            ),
+            environment=environment,
             throughput=tput,
             memory=mem,
             cold_start=ColdStart(load_time_s=load, first_inference_ms=self._first_inference_ms),
             batch_curve=curve,
         )
 
-    def _device_name(self) -> str:
-        device = self.model.device
-        if device.is_cuda:
-            try:
-                return f"CUDA ({_core.cuda_device_name(device.index)})"
-            except Exception:
-                return f"CUDA (device {device.index})"
-        cores = physical_cores()
-        count = f"{cores} cores" if cores else f"{os.cpu_count()} logical cores"
-        return f"CPU ({cpu_model()}, {count})"
+
+def _device_name(device: Device, environment: Environment) -> str:
+    """The report's Device line, from the environment already recorded for it."""
+    if device.is_cuda:
+        return f"CUDA ({environment.gpu_name or f'device {device.index}'})"
+    cores = environment.physical_cores
+    count = f"{cores} cores" if cores else f"{environment.logical_cores} logical cores"
+    return f"CPU ({environment.cpu_model}, {count})"
 
 
 def _finish_curve(points: list[BatchPoint], budget_ms: float | None) -> BatchCurve:
