@@ -57,6 +57,7 @@ from pyinfer.errors import (
     ModelLoadError,
     ModelNotFoundError,
     OutOfMemoryError,
+    as_out_of_memory,
 )
 
 __all__ = ["KNOWN_OPTIONS", "OnnxModel", "load"]
@@ -115,7 +116,6 @@ _ORT_DTYPES: dict[str, np.dtype[Any]] = {
 #: Bits per element of ONNX tensor types narrower than a byte (TensorProto names).
 _SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
 
-_OOM_PATTERNS = ("failed to allocate memory", "bad allocation", "out of memory")
 _UNSUPPORTED_PATTERNS = ("opset", "not a registered", "no op reg", "not implemented")
 _INPUT_NAME_PATTERN = re.compile(r"for input: ([^\s]+)")
 
@@ -374,7 +374,7 @@ class OnnxModel(Model):
 
     def _run_error(self, exc: BaseException, inputs: Mapping[str, Any]) -> Exception:
         message = str(exc).strip()
-        if any(p in message.lower() for p in _OOM_PATTERNS):
+        if as_out_of_memory(exc) is not None:
             return OutOfMemoryError(
                 f"ONNX Runtime ran out of memory running model '{self.name}' on {self.device} "
                 f"with inputs {_shapes_text(inputs)}: {message}; use a smaller batch"
@@ -604,7 +604,7 @@ def _load_error(path: Path, exc: BaseException) -> Exception:
     kind = type(exc).__name__
     message = _first_line(str(exc))
     lower = message.lower()
-    if any(p in lower for p in _OOM_PATTERNS):
+    if as_out_of_memory(exc) is not None:
         return OutOfMemoryError(
             f"ONNX Runtime ran out of memory loading {path}: {message}; free memory or use a "
             "smaller model"
