@@ -862,9 +862,7 @@ class InferenceEngine:
                 try:
                     pending = self.model.run_native(staged)
                 except Exception as exc:
-                    if as_out_of_memory(exc) is None:
-                        raise self._inference_error(exc, current.count) from exc
-                    self._after_oom(current.count, stats)
+                    self._back_off_or_raise(exc, current.count, stats)
             upcoming = next(batches, None)
             staged_next = self._stage(uploader, upcoming)  # uploads while `pending` computes
             outputs: Arrays | None
@@ -872,14 +870,18 @@ class InferenceEngine:
                 try:
                     outputs = self._to_rows(self.model.to_numpy(pending), current.count, stats)
                 except Exception as exc:
-                    if as_out_of_memory(exc) is None:
-                        raise self._inference_error(exc, current.count) from exc
-                    self._after_oom(current.count, stats)
+                    self._back_off_or_raise(exc, current.count, stats)
                     outputs = self._run_prepared(current, stats)
             else:
                 outputs = self._run_prepared(current, stats)
             yield current, outputs
             current, staged = upcoming, staged_next
+
+    def _back_off_or_raise(self, exc: Exception, count: int, stats: _Stats) -> None:
+        """After a failed staged run: halve the batch on out-of-memory, else raise."""
+        if as_out_of_memory(exc) is None:
+            raise self._inference_error(exc, count) from exc
+        self._after_oom(count, stats)
 
     def _stage(self, uploader: _CudaUploader, prepared: _Prepared | None) -> Any:
         if prepared is None or prepared.arrays is None:
