@@ -52,7 +52,7 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     [
         (["demo", "--iterations", "0"], "must be at least 1, got 0"),
         (["demo", "--warmup", "-1"], "must be 0 or more, got -1"),
-        (["demo", "--batch-size", "x"], "invalid _positive_int value"),
+        (["demo", "--batch-size", "x"], "invalid positive_int value"),
         (["nope"], "invalid choice"),
     ],
 )

@@ -13,6 +13,15 @@ import sys
 from typing import TYPE_CHECKING
 
 import pyinfer
+from pyinfer._cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNSTABLE,
+    EXIT_USAGE,
+    non_negative_int,
+    positive_int,
+)
 from pyinfer.errors import PyinferError
 
 if TYPE_CHECKING:
@@ -20,23 +29,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNSTABLE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -87,11 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         "loop and prints latency statistics, memory and throughput in pyinfer's report layout.",
         epilog="Example: pyinfer demo --iterations 2000 --batch-size 64",
     )
-    demo.add_argument("--iterations", type=_positive_int, default=1000, help="timed passes")
-    demo.add_argument("--warmup", type=_non_negative_int, default=100, help="untimed passes first")
-    demo.add_argument("--batch-size", type=_positive_int, default=32, help="rows per pass")
+    demo.add_argument("--iterations", type=positive_int, default=1000, help="timed passes")
+    demo.add_argument("--warmup", type=non_negative_int, default=100, help="untimed passes first")
+    demo.add_argument("--batch-size", type=positive_int, default=32, help="rows per pass")
     demo.add_argument("--json", action="store_true", help="print the result as JSON")
     demo.set_defaults(handler=cmd_demo)
+
+    from pyinfer import _cli_bench
+
+    _cli_bench.add_commands(commands)
     return parser
 
 
@@ -115,5 +120,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write(f"pyinfer {args.command}: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     return status

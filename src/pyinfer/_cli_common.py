@@ -1,0 +1,119 @@
+"""Pieces shared by the ``pyinfer`` subcommands: exit codes, option types and file output.
+
+Kept apart from ``cli.py`` so the benchmark commands (``_cli_bench.py``) use the same exit codes,
+option parsing and atomic writes as the others without importing one another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pyinfer.errors import InvalidArgumentError
+
+EXIT_OK = 0
+"""The command did what was asked."""
+EXIT_FAILED = 1
+"""The run failed: a model that cannot be loaded, an input that cannot be read, a failed call."""
+EXIT_USAGE = 2
+"""Bad usage: an unknown option, a malformed value, an option the model cannot take."""
+EXIT_UNSTABLE = 3
+"""Measured and reported, but at least one measurement did not become stable."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (128 + SIGINT, the shell convention); what was measured is kept."""
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (an argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer of 0 or more (an argparse type)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def percent_or_fraction(text: str) -> float:
+    """A target such as ``1%`` or ``0.01``, returned as a fraction in (0, 1)."""
+    raw = text.strip()
+    scale = 100.0 if raw.endswith("%") else 1.0
+    try:
+        value = float(raw.removesuffix("%")) / scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction or a percentage, got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100%, got {text}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """A comma-separated list of integers of at least 1, such as ``1,2,4,8`` (an argparse type)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(
+            f"must be a comma-separated list of integers, got {text!r}"
+        )
+    values: list[int] = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a comma-separated list of integers, got {part!r} in {text!r}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"each value must be at least 1, got {value}")
+        values.append(value)
+    return values
+
+
+def write_output(path: str | Path, text: str | bytes, what: str) -> Path:
+    """Writes a result file atomically and logs where it went.
+
+    Args:
+        path: The file to write; its folder must exist.
+        text: The content.
+        what: What it is, for the messages ("JSON report").
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidArgumentError: If the folder does not exist or cannot be written; the message
+            names the path.
+    """
+    from pyinfer.report import write_atomic
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise InvalidArgumentError(
+            f"cannot write the {what} to {target}: no folder {target.parent}"
+        )
+    try:
+        write_atomic(target, text)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write the {what} to {target}: {exc.strerror or exc}"
+        ) from exc
+    sys.stderr.write(f"wrote {what} to {target}\n")
+    return target
