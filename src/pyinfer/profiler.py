@@ -658,7 +658,7 @@ class PerformanceProfiler:
         """The samples a Ctrl-C left, as a measurement marked not stable (``None``: none)."""
         samples = np.asarray(getattr(exc, "partial_samples_ns", np.empty(0)), dtype=np.float64)
         count = int(samples.size)
-        logger.warning(
+        logger.info(
             "latency of '%s' at batch %d interrupted after %d samples",
             self.model.name,
             prep.batch_size,
