@@ -200,12 +200,18 @@ def _size_of(path: Path) -> int:
     return path.stat().st_size
 
 
-def _mb(nbytes: float) -> str:
-    return f"{nbytes / (1024 * 1024):.1f} MB"
+def _size_text(nbytes: float) -> str:
+    """``512 B``, ``3.4 kB``, ``97.5 MB``, ``1.2 GB`` (powers of 1024)."""
+    for unit, scale in (("GB", 1024.0**3), ("MB", 1024.0**2), ("kB", 1024.0)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
 
 
 def _value_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value or "(none)"
+    return json.dumps(value)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -224,15 +230,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         load += f" (framework import {import_s:.2f} s apart)"
     lines = [
         f"Model:       {model.name}",
-        f"File:        {path} ({_mb(described['file_bytes'])})",
+        f"File:        {path} ({_size_text(described['file_bytes'])})",
         f"Format:      {model.format.value}",
         f"Framework:   {model.framework}",
         f"Device:      {model.device}",
         "Inputs:",
         *(f"  {spec}" for spec in model.inputs),
         "Outputs:",
-        *(f"  {spec}" for spec in model.outputs),
-        f"Parameters:  {model.parameter_count:,} ({_mb(model.parameter_bytes)})",
+        *([f"  {spec}" for spec in model.outputs] or ["  (known once it runs)"]),
+        f"Parameters:  {model.parameter_count:,} ({_size_text(model.parameter_bytes)})",
         f"Load time:   {load}",
         "Options:",
     ]
@@ -537,7 +543,8 @@ def _input_shapes(
             dimensions, another spec or ``--batch-size`` (the message says which).
     """
     inputs = {s.name: s for s in model.inputs}
-    named = {d for s in model.inputs for d in (s.shape or ()) if isinstance(d, str)}
+    named = {d for s in model.inputs for d in (s.shape or ())[1:] if isinstance(d, str)}
+    batch_names = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], str)}
     dims: dict[str, int] = {}
     batch = batch_size
     for text in specs:
@@ -589,7 +596,7 @@ def _input_shapes(
                         f"without a name {spec.shape_text()}; load the model with its shape: "
                         f"--option 'input_shapes={{\"{name}\": [...]}}'"
                     )
-        elif name in named:
+        elif name in named or name in batch_names:
             try:
                 size = int(value)
             except ValueError:
@@ -598,12 +605,38 @@ def _input_shapes(
                 raise InvalidArgumentError(
                     f"--input-shape {text}: the size of '{name}' must be an integer of at least 1"
                 )
-            dims[name] = size
+            if name in named:
+                dims[name] = size
+            elif batch is not None and batch != size:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+                )
+            else:
+                batch = size
         else:
             raise InvalidArgumentError(
                 f"--input-shape {text}: '{name}' is neither an input of model '{model.name}' "
                 f"({', '.join(inputs)}) nor one of its named dimensions "
-                f"({', '.join(sorted(named)) or 'none'})"
+                f"({', '.join(sorted(named | batch_names)) or 'none'})"
+            )
+    for spec in model.inputs:
+        if spec.shape is None:
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has no declared shape; load it "
+                f"with its shape: --option 'input_shapes={{\"{spec.name}\": [...]}}'"
+            )
+        for axis, dim in enumerate(spec.shape):
+            if axis == 0 or isinstance(dim, int) or dim in dims:
+                continue
+            if isinstance(dim, str):
+                raise InvalidArgumentError(
+                    f"input '{spec.name}' of model '{model.name}' has the dynamic dimension "
+                    f"'{dim}' {spec.shape_text()}; give its size: --input-shape {dim}=N"
+                )
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has an unnamed dynamic dimension "
+                f"{axis} {spec.shape_text()}; load it with its shape: "
+                f"--option 'input_shapes={{\"{spec.name}\": [...]}}'"
             )
     return dims, batch
 
