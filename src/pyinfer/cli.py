@@ -502,10 +502,6 @@ def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
         "throughput_time_s": args.throughput_time,
     }
     if args.iterations is not None:
-        if args.max_time is not None:
-            raise InvalidArgumentError(
-                "--iterations N times exactly N calls; it cannot be combined with --max-time"
-            )
         kwargs.update(
             min_iterations=args.iterations,
             max_iterations=args.iterations,
@@ -606,6 +602,11 @@ def _input_shapes(
                     f"--input-shape {text}: the size of '{name}' must be an integer of at least 1"
                 )
             if name in named:
+                if dims.get(name, size) != size:
+                    raise InvalidArgumentError(
+                        f"--input-shape {text}: dimension '{name}' is {size} here and "
+                        f"{dims[name]} elsewhere"
+                    )
                 dims[name] = size
             elif batch is not None and batch != size:
                 raise InvalidArgumentError(
@@ -644,6 +645,10 @@ def _input_shapes(
 def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None]:
     from pyinfer.profiler import PerformanceProfiler
 
+    if args.iterations is not None and args.max_time is not None:
+        raise InvalidArgumentError(
+            "--iterations N times exactly N calls; it cannot be combined with --max-time"
+        )
     model = _load(args)
     dims, batch = _input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
     return PerformanceProfiler(model, _settings(args, dims)), batch
