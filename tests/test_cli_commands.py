@@ -418,7 +418,7 @@ def test_an_unstable_profile_exits_3_with_its_figures(
     assert not report.stable
     assert "Latency Statistics:" in out
     assert (
-        f"pyinfer profile: not stable: {report.stability_reason}; the figures above are what "
+        f"pyinfer profile: {report.stability_reason}; the figures above are what "
         "was measured: give it more time (--max-time) or a quieter machine\n"
     ) in err
     assert report.stability_reason.startswith("NOT stable: median 95% CI ")
@@ -660,7 +660,7 @@ def test_sweep_shows_out_of_memory_and_exits_3_when_a_point_is_unstable(
     code, out, err = run_cli(["sweep", models["mlp"], "--batch-sizes", "1,2,4"], capsys)
     assert code == 3
     assert "failed: out of memory: CUDA out of memory" in out
-    assert "pyinfer sweep: not stable: batch size(s) [2] did not settle;" in err
+    assert "pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
 
 
 def test_sweep_interrupted_keeps_the_finished_batch_sizes(

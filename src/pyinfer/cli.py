@@ -476,7 +476,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed\n")
     ran = f"{len(done)} of {len(entries)} input(s) ran"
     sys.stderr.write(f"{ran}, {len(failed)} failed\n")
-    if output is not None and done:
+    if output is not None and (done or output.suffix.lower() == ".json"):
         payload = _run_output_payload(entries, names, output, args.top_k, labels)
         write_output(output, payload, "outputs")
     if isinstance(stopped, KeyboardInterrupt):
@@ -510,6 +510,8 @@ def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
         )
     if args.min_time is not None:
         kwargs["min_time_s"] = args.min_time
+        if args.max_time is None:  # a minimum past the default cap moves the cap with it
+            kwargs["max_time_s"] = max(ProfilerSettings.max_time_s, args.min_time)
     if args.max_time is not None:
         kwargs["max_time_s"] = args.max_time
     if args.stability is not None:
@@ -655,8 +657,9 @@ def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None
 
 
 def _unstable_note(command: str, reason: str) -> None:
+    verdict = reason if reason.startswith("NOT stable") else f"NOT stable: {reason}"
     sys.stderr.write(
-        f"pyinfer {command}: not stable: {reason}; the figures above are what was measured: "
+        f"pyinfer {command}: {verdict}; the figures above are what was measured: "
         "give it more time (--max-time) or a quieter machine\n"
     )
 
