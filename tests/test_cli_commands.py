@@ -308,6 +308,7 @@ def test_run_lists_arrays_that_do_not_fit(
         (["--output", "x.txt"], 2, "pyinfer run: error: --output x.txt: use a .npy, .npz or "),
         (["--labels", "nolabels.txt"], 1, "pyinfer run: error: cannot read labels file "),
         (["--output", "/no/such/dir/o.json"], 2, "pyinfer run: error: cannot write /no/such"),
+        (["picture.png"], 2, "pyinfer run: error: picture.png is read as an image, but model "),
     ],
 )
 def test_run_bad_arguments(
@@ -315,8 +316,12 @@ def test_run_bad_arguments(
     extra: list[str],
     code: int,
     message: str,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.chdir(models["npy"].parent)
+    (models["npy"].parent / "picture.png").write_bytes(b"")
     got, _, err = run_cli(["run", models["mlp"], models["npy"], *extra], capsys)
     assert got == code
     assert err.startswith(message)

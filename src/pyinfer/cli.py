@@ -349,7 +349,15 @@ def _run_entries(
         todo = [e for e in entries if e.kind == kind and e.error is None]
         if not todo:
             continue
-        pipeline = ImagePipeline.for_model(model) if kind == "image" else None
+        pipeline = None
+        if kind == "image":
+            try:
+                pipeline = ImagePipeline.for_model(model)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
+                    f"images: {exc}; give it .npy or .npz arrays"
+                ) from exc
         engine = InferenceEngine(model, pipeline, batch_size=args.batch_size, progress=progress)
         items = [Path(e.source) if kind == "image" else e.payload for e in todo]
         try:
