@@ -4,7 +4,6 @@ through ``cli.main`` and, for the real exit statuses and Ctrl-C, through ``pytho
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import pyinfer
 from pyinfer import cli
 from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 # Short measurements: a few dozen calls, a tenth of a second of throughput.
 QUICK = ["--warmup", "2", "--min-time", "0.05", "--max-time", "0.3", "--throughput-time", "0.1"]
 EXACT = ["--warmup", "2", "--iterations", "30", "--throughput-time", "0.1"]
@@ -32,7 +30,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A conv classifier (ONNX), an MLP with 3 classes and one with 1 output (ONNX), a
     TorchScript model with a dynamic sequence dimension, and a folder of images with one broken.
     """
-    from tests.conftest import require_module
+    from conftest import require_module
 
     torch = require_module("torch")
     require_module("onnxruntime")
@@ -777,18 +775,13 @@ def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[st
 # ---- real processes ---------------------------------------------------------------------------
 
 
-def pyinfer_process(*argv: object, **kwargs: Any) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-    }
+def pyinfer_process(*argv: object) -> subprocess.Popen[str]:
+    """``python -m pyinfer ARGV`` in a process of its own (the same pyinfer as this one)."""
     return subprocess.Popen(
         [sys.executable, "-m", "pyinfer", *map(str, argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
-        **kwargs,
     )
 
 
