@@ -30,7 +30,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A conv classifier (ONNX), an MLP with 3 classes and one with 1 output (ONNX), a
     TorchScript model with a dynamic sequence dimension, and a folder of images with one broken.
     """
-    from conftest import require_module
+    from tests.conftest import require_module  # conftest under --import-mode=importlib
 
     torch = require_module("torch")
     require_module("onnxruntime")
