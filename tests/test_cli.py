@@ -65,14 +65,25 @@ def test_bad_options_exit_2_with_a_message(
     assert message in capsys.readouterr().err
 
 
-def test_a_pyinfer_error_is_one_line_and_exit_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (pyinfer.InvalidArgumentError, cli.EXIT_USAGE),  # bad usage: exit 2
+        (pyinfer.InferenceError, cli.EXIT_FAILED),  # a failed run: exit 1
+        (pyinfer.OutOfMemoryError, cli.EXIT_FAILED),
+    ],
+)
+def test_a_pyinfer_error_is_one_line_and_its_exit_status(
+    error: type[Exception],
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def fail(**_: object) -> None:
-        raise pyinfer.InvalidArgumentError("sizes needs two or more positive widths")
+        raise error("sizes needs two or more positive widths")
 
     monkeypatch.setattr("pyinfer._demo.run_demo", fail)
-    assert cli.main(["demo"]) == cli.EXIT_FAILED
+    assert cli.main(["demo"]) == status
     err = capsys.readouterr().err
     assert err == "pyinfer demo: error: sizes needs two or more positive widths\n"
 
@@ -84,7 +95,7 @@ def test_verbose_logs_the_traceback(
         raise pyinfer.InvalidArgumentError("boom")
 
     monkeypatch.setattr("pyinfer._demo.run_demo", fail)
-    assert cli.main(["--verbose", "demo"]) == cli.EXIT_FAILED
+    assert cli.main(["--verbose", "demo"]) == cli.EXIT_USAGE
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
 
 

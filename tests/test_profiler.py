@@ -30,7 +30,7 @@ from pyinfer.profiler import (
     ProfilerSettings,
     _finish_curve,
 )
-from pyinfer.report import BatchPoint, ProfileReport
+from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
 
 # ---- synthetic sample streams with a fake clock -----------------------------------------------
 
@@ -1141,3 +1141,118 @@ def test_a_memory_pass_after_other_work_still_sees_what_a_call_allocates() -> No
     )
     peaks = [int(v) for v in out.stdout.strip().strip("[]").split(",")]
     assert all(p >= 15 for p in peaks), peaks  # was [16, 0, 0]: the calls reused freed pages
+
+
+# ---- Ctrl-C keeps what was measured -----------------------------------------------------------
+
+
+class InterruptedModel(SpinModel):
+    """A SpinModel whose ``interrupt_at``-th call (of batch ``only_batch``, if given) raises
+    KeyboardInterrupt, as Ctrl-C would."""
+
+    def __init__(self, interrupt_at: int, only_batch: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.interrupt_at, self.only_batch = interrupt_at, only_batch
+        self.attempts = 0
+
+    def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        if self.only_batch in (None, inputs["x"].shape[0]):
+            self.attempts += 1
+            if self.attempts == self.interrupt_at:
+                raise KeyboardInterrupt
+        return super().run_native(inputs)
+
+
+def test_ctrl_c_between_chunks_keeps_the_samples() -> None:
+    stream = FakeStream(stable_values())
+    reads = [0]
+
+    def clock() -> float:
+        reads[0] += 1
+        if reads[0] == 5:  # after two chunks: start and end of each
+            raise KeyboardInterrupt
+        return stream.clock()
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        collect(stream, StoppingRule(min_iterations=1000, min_time_s=0.0), clock, typical_ns=1e6)
+    partial = info.value.partial_samples_ns  # type: ignore[attr-defined]
+    assert partial.size == sum(stream.calls[:2])
+
+
+def test_an_interrupted_latency_measurement_keeps_its_samples_not_stable() -> None:
+    # Calls: 1 first inference, 3 warm-up, then a chunk of 20 (the minimum count), then the
+    # interrupted chunk, whose samples the timed loop never returns.
+    model = InterruptedModel(40, base_ns=1e5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        PerformanceProfiler(model, FAST).measure_latency(batch_size=2)
+    partial = info.value.partial_result  # type: ignore[attr-defined]
+    assert partial.iterations == 20
+    assert partial.batch_size == 2
+    assert partial.stable is False
+    assert partial.stability_reason == "interrupted after 20 samples"
+    assert partial.warmup_iterations == 3
+    assert partial.stats.min_ms >= 0.1
+    assert partial.wall_s == pytest.approx(sum(partial.samples_ns) / 1e9)
+
+
+def test_profile_interrupted_attaches_a_partial_report() -> None:
+    # 2 memory calls (the first is the cold start), 1 + 3 latency calls before the samples.
+    model = InterruptedModel(40, base_ns=1e5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        PerformanceProfiler(model, FAST).profile(batch_size=2)
+    report = info.value.partial_result  # type: ignore[attr-defined]
+    assert isinstance(report, ProfileReport)
+    assert report.memory is not None
+    assert report.memory.runs == 2
+    assert report.throughput is None
+    assert not report.stable
+    assert report.stability_reason == f"interrupted after {report.latency.iterations} samples"
+    assert report.input_shapes == {"x": (2, 4)}
+    assert "  Stability: interrupted after" in report.to_text()
+    assert ProfileReport.from_json(report.to_json()) == report
+
+
+@pytest.mark.parametrize("interrupt_at", [2, 7])  # in the memory pass; before any sample
+def test_profile_interrupted_before_samples_has_no_report(interrupt_at: int) -> None:
+    model = InterruptedModel(interrupt_at, base_ns=1e5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        PerformanceProfiler(model, FAST).profile()
+    assert getattr(info.value, "partial_result", None) is None
+
+
+def test_profile_interrupted_in_its_sweep_keeps_the_report_and_the_curve_so_far() -> None:
+    model = SpinModel(base_ns=1e5)
+    profiler = PerformanceProfiler(model, FAST)
+    real = profiler.measure_latency
+    sizes: list[int | None] = []
+
+    def measure(batch_size: int | None = None) -> Any:
+        sizes.append(batch_size)
+        if len(sizes) == 3:  # the profile's own latency, then batch 1, then batch 2
+            exc = KeyboardInterrupt()
+            exc.partial_result = None  # type: ignore[attr-defined]
+            raise exc
+        return real(batch_size)
+
+    profiler.measure_latency = measure  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt) as info:
+        profiler.profile(batch_size=1, batch_sizes=[1, 2, 4])
+    report = info.value.partial_result  # type: ignore[attr-defined]
+    assert report.throughput is not None
+    curve = report.batch_curve
+    assert [p.batch_size for p in curve.points] == [1, 2]
+    assert curve.points[0].ok
+    assert curve.points[1].error == "interrupted after 0 samples"
+    assert curve.knee_batch_size == 1
+
+
+def test_a_sweep_interrupted_attaches_the_curve_so_far() -> None:
+    # Batch 2: 1 first call + 3 warm-up + a chunk of 20, then the interrupted chunk.
+    model = InterruptedModel(40, only_batch=2, base_ns=1e5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
+    curve = info.value.partial_result  # type: ignore[attr-defined]
+    assert [p.batch_size for p in curve.points] == [1, 2]
+    assert curve.points[1].error == "interrupted after 20 samples"
+    assert not curve.points[1].ok
+    assert BatchCurve.from_json(curve.to_json()) == curve

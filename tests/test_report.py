@@ -566,3 +566,25 @@ def test_stats_from_a_core_summary_need_the_reported_percentiles() -> None:
     assert LatencyStats.from_summary(summary).median_ms == 2.0
     with pytest.raises(InvalidArgumentError, match=r"lacks percentile\(s\) 90, 95, 99, 99.9"):
         LatencyStats.from_summary(core.summarize(np.array([1e6]), [50.0]))
+
+
+def test_a_batch_curve_round_trips_through_json() -> None:
+    curve = BatchCurve(
+        (
+            BatchPoint(1, 0.5, 0.45, 0.6, 2000.0, stable=True),
+            BatchPoint(2, 0.8, 0.75, math.inf, 2500.0, stable=False),
+            BatchPoint(4, error="out of memory: CUDA out of memory", out_of_memory=True),
+        ),
+        knee_batch_size=2,
+        latency_budget_ms=1.0,
+        best_batch_size=1,
+        best_reason="batch 1: 2000.0 FPS with P95 0.600 ms within the 1 ms budget",
+    )
+    text = curve.to_json()
+    assert json.loads(text)["points"][1]["latency_p95_ms"] == "inf"
+    assert BatchCurve.from_json(text) == curve
+    assert BatchCurve.from_dict(curve.to_dict()) == curve
+    with pytest.raises(InvalidArgumentError, match=r"batch curve.points\[0\].batch_size: expected"):
+        BatchCurve.from_json(text.replace('"batch_size": 1,', '"batch_size": "one",'))
+    with pytest.raises(InvalidArgumentError, match="batch curve is not valid JSON"):
+        BatchCurve.from_json(text[:-2])

@@ -272,23 +272,32 @@ def collect(
     Raises:
         Exception: Whatever ``source`` raises, with the samples taken before it attached as
             ``partial_samples_ns``.
+        KeyboardInterrupt: On Ctrl-C, wherever it lands, with ``partial_samples_ns`` as above.
     """
     collected: list[npt.NDArray[np.float64]] = []
     count, elapsed, chunks = 0, 0.0, 0
-    while True:
-        n = rule.chunk_size(count, elapsed, typical_ns)
-        start = clock()
-        _take(source, n, collected)
-        elapsed += clock() - start
-        count += n
-        chunks += 1
-        samples = np.concatenate(collected) if len(collected) > 1 else collected[0]
-        collected = [samples]
-        typical_ns = float(np.median(samples))
-        decision = rule.decide(samples, elapsed)
-        if decision is not None:
-            logger.debug("measurement stopped: %s", decision.reason)
-            return SampleRun(samples, elapsed, decision, chunks)
+    try:
+        while True:
+            n = rule.chunk_size(count, elapsed, typical_ns)
+            start = clock()
+            _take(source, n, collected)
+            elapsed += clock() - start
+            count += n
+            chunks += 1
+            samples = np.concatenate(collected) if len(collected) > 1 else collected[0]
+            collected = [samples]
+            typical_ns = float(np.median(samples))
+            decision = rule.decide(samples, elapsed)
+            if decision is not None:
+                logger.debug("measurement stopped: %s", decision.reason)
+                return SampleRun(samples, elapsed, decision, chunks)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C between chunks (not inside the source): keep the samples all the same.
+        if not hasattr(exc, "partial_samples_ns"):
+            exc.partial_samples_ns = (  # type: ignore[attr-defined]
+                np.concatenate(collected) if collected else np.empty(0)
+            )
+        raise
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,27 @@
 """The ``pyinfer`` command line.
 
-One ``cmd_<name>()`` function per subcommand. Errors from pyinfer become a one-line message on
-stderr and exit status 2 (bad usage) or 1 (a failed run); ``--verbose`` shows the traceback.
+One ``cmd_<name>()`` function per subcommand: ``info``, ``run``, ``profile``, ``sweep``,
+``compare``, ``env`` and ``demo`` (``bench`` and ``formats`` come from ``_cli_bench``).
+
+Exit statuses (:mod:`pyinfer._cli_common`): 0 done; 1 a failed run (a model that cannot be
+loaded, an input that cannot be read, an item that failed, a damaged report); 2 bad usage (an
+unknown option, a malformed value, an option the model cannot take); 3 measured, but not stable;
+130 interrupted by Ctrl-C, with what was measured printed and written. Errors are one line on
+stderr; ``--verbose`` adds the traceback. Frameworks are imported only by the commands that load
+a model, so ``pyinfer --help`` stays light.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import json
 import logging
+import math
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyinfer
 from pyinfer._cli_common import (
@@ -19,13 +30,23 @@ from pyinfer._cli_common import (
     EXIT_OK,
     EXIT_UNSTABLE,
     EXIT_USAGE,
+    int_list,
     non_negative_int,
+    percent_or_fraction,
+    positive_float,
     positive_int,
+    write_output,
 )
-from pyinfer.errors import PyinferError
+from pyinfer.errors import InvalidArgumentError, PyinferError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import numpy as np
+
+    from pyinfer.backends.base import Model
+    from pyinfer.profiler import PerformanceProfiler
+    from pyinfer.report import BatchCurve, ProfileReport
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +56,808 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNSTABLE",
     "EXIT_USAGE",
+    "MODEL_FORMATS",
+    "CommandError",
     "build_parser",
     "main",
 ]
+
+#: The ``--format`` names (``ModelFormat`` values, listed here so ``--help`` imports nothing).
+MODEL_FORMATS = (
+    "torchscript",
+    "pytorch",
+    "pytorch-legacy",
+    "pickle",
+    "torch-export",
+    "onnx",
+    "keras-h5",
+    "keras",
+    "saved-model",
+    "tflite",
+)
+
+#: How long a run's list of failed items gets on stderr before it is cut.
+MAX_FAILURES_SHOWN = 20
+
+
+class CommandError(PyinferError):
+    """A command could not do its work: a missing input, a damaged report (exit status 1)."""
+
+
+# ---- shared options ---------------------------------------------------------------------------
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """A loader option ``KEY=VALUE`` (an argparse type): VALUE as JSON when it parses."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--format`` and ``--option``, shared by info/run/profile/sweep."""
+    group = parser.add_argument_group("model loading")
+    group.add_argument(
+        "--device", default="cpu", help="cpu (default), cuda or cuda:N; the model runs there"
+    )
+    group.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="skip detection and load as this format: " + ", ".join(MODEL_FORMATS),
+    )
+    group.add_argument(
+        "--option",
+        dest="options",
+        metavar="KEY=VALUE",
+        action="append",
+        type=_option,
+        default=[],
+        help="a loader option (repeatable); VALUE is JSON when it parses, else a string: "
+        "--option num_threads=2, --option trust_code=true, "
+        "--option 'input_shapes={\"x\": [null, 3, 224, 224]}'",
+    )
+
+
+def _add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """The profiler's warm-up, stopping-rule and input options (profile and sweep)."""
+    group = parser.add_argument_group("measurement")
+    group.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for dynamic models: a named dimension (sequence=128), an input's whole shape "
+        "(input_ids=1x128), or the shape of a single-input model (1x3x224x224); repeatable",
+    )
+    group.add_argument(
+        "--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)"
+    )
+    count = group.add_mutually_exclusive_group()
+    count.add_argument(
+        "--iterations", type=positive_int, help="exactly N timed calls (no time limits)"
+    )
+    count.add_argument(
+        "--min-time", type=positive_float, help="measure at least S seconds (default 1)"
+    )
+    group.add_argument(
+        "--max-time", type=positive_float, help="stop after S seconds, stable or not (default 30)"
+    )
+    group.add_argument(
+        "--stability",
+        type=percent_or_fraction,
+        help="stability target, as 1%% or 0.01 (default 1%%; 5%% suits --stability-metric cv)",
+    )
+    group.add_argument(
+        "--stability-metric",
+        choices=("median_ci", "cv"),
+        default="median_ci",
+        help="median_ci: half-width of the median's 95%% confidence interval (default); "
+        "cv: std/mean",
+    )
+    group.add_argument(
+        "--throughput-time",
+        type=positive_float,
+        default=2.0,
+        help="seconds of the throughput run (default 2)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Model:
+    """Loads ``args.model`` with the shared loading options."""
+    from pyinfer.model_loader import load_model
+
+    options = dict(args.options)
+    return load_model(args.model, format=args.format, device=args.device, **options)
+
+
+def _check_outputs(*paths: str | None) -> None:
+    """Refuses, before any work, output files whose folder does not exist.
+
+    Raises:
+        InvalidArgumentError: Naming the path.
+    """
+    for path in paths:
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise InvalidArgumentError(f"cannot write {path}: no folder {folder}")
+
+
+# ---- info -------------------------------------------------------------------------------------
+
+
+def _size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _size_text(nbytes: float) -> str:
+    """``512 B``, ``3.4 kB``, ``97.5 MB``, ``1.2 GB`` (powers of 1024)."""
+    for unit, scale in (("GB", 1024.0**3), ("MB", 1024.0**2), ("kB", 1024.0)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value or "(none)"
+    return json.dumps(value)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Loads a model and prints what it is: format, inputs, outputs, parameters, options."""
+    model = _load(args)
+    described = model.describe()
+    path = Path(args.model)
+    described["file"] = str(path)
+    described["file_bytes"] = _size_of(path)
+    if args.json:
+        sys.stdout.write(json.dumps(described, indent=2) + "\n")
+        return EXIT_OK
+    import_s = model.import_time_s
+    load = f"{model.load_time_s:.3f} s" if math.isfinite(model.load_time_s) else "n/a"
+    if math.isfinite(import_s) and import_s > 0:
+        load += f" (framework import {import_s:.2f} s apart)"
+    lines = [
+        f"Model:       {model.name}",
+        f"File:        {path} ({_size_text(described['file_bytes'])})",
+        f"Format:      {model.format.value}",
+        f"Framework:   {model.framework}",
+        f"Device:      {model.device}",
+        "Inputs:",
+        *(f"  {spec}" for spec in model.inputs),
+        "Outputs:",
+        *([f"  {spec}" for spec in model.outputs] or ["  (known once it runs)"]),
+        f"Parameters:  {model.parameter_count:,} ({_size_text(model.parameter_bytes)})",
+        f"Load time:   {load}",
+        "Options:",
+    ]
+    options = described["options"]
+    width = max((len(k) for k in options), default=0)
+    lines += [f"  {k:<{width}}  {_value_text(v)}" for k, v in options.items()] or ["  (none)"]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Entry:
+    """One item of ``pyinfer run``: where it came from, what to feed, and what came of it."""
+
+    source: str
+    kind: str  # "image" or "array"
+    payload: Any = None
+    outputs: dict[str, np.ndarray] | None = None
+    error: str | None = None
+
+
+def _array_entries(path: Path, model: Model) -> list[_Entry]:
+    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry."""
+    import numpy as np
+
+    def failed(reason: str) -> list[_Entry]:
+        return [_Entry(str(path), "array", error=reason)]
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return failed(f"cannot read {path.suffix} file: {exc}")
+    names = model.input_names()
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            return failed(
+                f"a .npy feeds a single-input model; '{model.name}' takes {', '.join(names)}: "
+                "give a .npz with those keys"
+            )
+        arrays = {names[0]: loaded}
+    else:
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        if set(arrays) != set(names):
+            return failed(
+                f"its keys ({', '.join(sorted(arrays)) or 'none'}) are not the model's inputs "
+                f"({', '.join(names)})"
+            )
+    # A leading batch dimension (the input's full rank) means many items; one less, one item.
+    batched: bool | None = None
+    for spec in model.inputs:
+        value = arrays[spec.name]
+        if spec.rank is None or value.ndim == spec.rank:
+            this = spec.rank is not None or value.ndim > 0
+        elif value.ndim == spec.rank - 1:
+            this = False
+        else:
+            return failed(
+                f"'{spec.name}' has shape {tuple(value.shape)}; the model takes "
+                f"{spec.shape_text()} (one item without the batch dimension, or a batch)"
+            )
+        if batched is not None and this != batched:
+            return failed("some arrays have a batch dimension and others do not")
+        batched = this
+    if not batched:
+        return [_Entry(str(path), "array", arrays)]
+    counts = {len(v) for v in arrays.values()}
+    if len(counts) != 1:
+        return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
+    n = counts.pop()
+    return [_Entry(f"{path}[{i}]", "array", {k: v[i] for k, v in arrays.items()}) for i in range(n)]
+
+
+def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
+    """``(path, kind)`` per input file, folders expanded; a missing path is an error."""
+    from pyinfer.preprocessors import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, str]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            images = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not images:
+                raise CommandError(f"input folder {path} holds no image files")
+            found += [(p, "image") for p in images]
+        elif path.is_file():
+            kind = "array" if path.suffix.lower() in {".npy", ".npz"} else "image"
+            found.append((path, kind))
+        else:
+            raise CommandError(f"input {path} does not exist")
+    return found
+
+
+def _run_entries(
+    entries: list[_Entry], model: Model, args: argparse.Namespace
+) -> BaseException | None:
+    """Runs the entries through the engine; returns the exception that stopped it, if any."""
+    from pyinfer.inference_engine import InferenceEngine
+    from pyinfer.preprocessors import ImagePipeline
+
+    progress = args.progress
+    for kind in ("image", "array"):
+        todo = [e for e in entries if e.kind == kind and e.error is None]
+        if not todo:
+            continue
+        pipeline = None
+        if kind == "image":
+            try:
+                pipeline = ImagePipeline.for_model(model)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
+                    f"images: {exc}; give it .npy or .npz arrays"
+                ) from exc
+        engine = InferenceEngine(model, pipeline, batch_size=args.batch_size, progress=progress)
+        items = [Path(e.source) if kind == "image" else e.payload for e in todo]
+        try:
+            result = engine.run_dataset(items)
+        except (KeyboardInterrupt, PyinferError) as exc:
+            partial = getattr(exc, "partial_result", None)
+            if partial is None:
+                raise
+            _take_results(todo, partial)
+            return exc
+        _take_results(todo, result)
+    return None
+
+
+def _take_results(todo: list[_Entry], result: Any) -> None:
+    for entry, outputs in zip(todo, result.outputs, strict=False):
+        entry.outputs = outputs
+    for failure in result.failures:
+        todo[failure.index].error = failure.reason
+
+
+def _is_scores(value: np.ndarray) -> bool:
+    return value.ndim == 1 and value.dtype.kind == "f" and value.size > 1
+
+
+def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
+    from pyinfer.inference_engine import softmax, top_k
+
+    probabilities = scores.min() >= 0 and abs(float(scores.sum(dtype="float64")) - 1.0) < 1e-3
+    return top_k(scores if probabilities else softmax(scores), k, labels)
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read labels file {path}: {exc.strerror or exc}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _run_output_payload(
+    entries: list[_Entry], names: list[str], path: Path, k: int, labels: list[str] | None
+) -> bytes | str:
+    """The ``--output`` file's content: JSON, or ``.npy``/``.npz`` of the items that ran."""
+    import numpy as np
+
+    done = [e for e in entries if e.outputs is not None]
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        items = []
+        for e in entries:
+            if e.outputs is None:
+                continue
+            item: dict[str, Any] = {"source": e.source}
+            first = e.outputs[names[0]]
+            if _is_scores(first):
+                item["top_k"] = [p._asdict() for p in _top_k(first, k, labels)]
+            else:
+                item["outputs"] = {n: np.asarray(v).tolist() for n, v in e.outputs.items()}
+            items.append(item)
+        failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
+        return json.dumps({"items": items, "failures": failures}, indent=2) + "\n"
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, np.stack([e.outputs[names[0]] for e in done if e.outputs is not None]))
+    else:
+        arrays = {n: np.stack([e.outputs[n] for e in done if e.outputs is not None]) for n in names}
+        arrays.setdefault("sources", np.array([e.source for e in done]))
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Runs a model on image files, folders and arrays; prints top-k or the outputs' shapes."""
+    import numpy as np
+
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix.lower() not in {".npy", ".npz", ".json"}:
+        raise InvalidArgumentError(f"--output {output}: use a .npy, .npz or .json file")
+    _check_outputs(args.output)
+    labels = _read_labels(args.labels)
+    files = _gather(args.inputs)
+    model = _load(args)
+    names = model.output_names()
+    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
+        raise InvalidArgumentError(
+            f"--output {output}: model '{model.name}' has {len(names)} outputs "
+            f"({', '.join(names)}); a .npy holds one, use .npz"
+        )
+    entries: list[_Entry] = []
+    for path, kind in files:
+        entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
+    stopped = _run_entries(entries, model, args)
+    done = [e for e in entries if e.outputs is not None]
+    out: list[str] = []
+    first = done[0].outputs[names[0]] if done and done[0].outputs else None
+    if first is not None and _is_scores(first):
+        for e in done:
+            assert e.outputs is not None
+            predictions = _top_k(e.outputs[names[0]], args.top_k, labels)
+            text = "; ".join(
+                f"{p.label if p.label is not None else f'class {p.class_index}'} {p.score:.4f}"
+                for p in predictions
+            )
+            out.append(f"{e.source}: {text}")
+    elif done:
+        for name in names:
+            stacked = np.stack([e.outputs[name] for e in done if e.outputs is not None])
+            values = stacked.astype(np.float64) if stacked.dtype.kind in "biuf" else None
+            summary = (
+                f"  min {values.min():.4g}  mean {values.mean():.4g}  max {values.max():.4g}"
+                if values is not None and values.size
+                else ""
+            )
+            out.append(f"{name}: {tuple(stacked.shape)} {stacked.dtype.name}{summary}")
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    failed = [e for e in entries if e.error is not None]
+    for e in failed[:MAX_FAILURES_SHOWN]:
+        sys.stderr.write(f"failed: {e.source}: {e.error}\n")
+    if len(failed) > MAX_FAILURES_SHOWN:
+        sys.stderr.write(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed\n")
+    ran = f"{len(done)} of {len(entries)} input(s) ran"
+    sys.stderr.write(f"{ran}, {len(failed)} failed\n")
+    if output is not None and (done or output.suffix.lower() == ".json"):
+        payload = _run_output_payload(entries, names, output, args.top_k, labels)
+        write_output(output, payload, "outputs")
+    if isinstance(stopped, KeyboardInterrupt):
+        where = f"written to {output}" if output is not None and done else "printed above"
+        sys.stderr.write(f"interrupted: results so far {where}\n")
+        return EXIT_INTERRUPTED
+    if stopped is not None:
+        raise stopped
+    return EXIT_FAILED if failed or not done else EXIT_OK
+
+
+# ---- profile and sweep ------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
+    """``ProfilerSettings`` from the measurement options."""
+    from pyinfer.profiler import ProfilerSettings
+
+    kwargs: dict[str, Any] = {
+        "input_dims": input_dims,
+        "warmup_iterations": args.warmup,
+        "stability_metric": args.stability_metric,
+        "throughput_time_s": args.throughput_time,
+    }
+    if args.iterations is not None:
+        kwargs.update(
+            min_iterations=args.iterations,
+            max_iterations=args.iterations,
+            min_time_s=0.0,
+            max_time_s=math.inf,
+        )
+    if args.min_time is not None:
+        kwargs["min_time_s"] = args.min_time
+        if args.max_time is None:  # a minimum past the default cap moves the cap with it
+            kwargs["max_time_s"] = max(ProfilerSettings.max_time_s, args.min_time)
+    if args.max_time is not None:
+        kwargs["max_time_s"] = args.max_time
+    if args.stability is not None:
+        kwargs["stability_target"] = args.stability
+    return ProfilerSettings(**kwargs)
+
+
+def _parse_shape(text: str, where: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise InvalidArgumentError(
+            f"--input-shape {where}: a shape is sizes joined by x, such as 1x3x224x224"
+        ) from None
+    if not dims or min(dims) < 1:
+        raise InvalidArgumentError(f"--input-shape {where}: every size must be at least 1")
+    return dims
+
+
+def _input_shapes(
+    specs: Sequence[str], model: Model, batch_size: int | None
+) -> tuple[dict[str, int], int | None]:
+    """Named dimension sizes and the batch size that ``--input-shape`` gives.
+
+    Raises:
+        InvalidArgumentError: If a spec names nothing of the model, or contradicts its fixed
+            dimensions, another spec or ``--batch-size`` (the message says which).
+    """
+    inputs = {s.name: s for s in model.inputs}
+    named = {d for s in model.inputs for d in (s.shape or ())[1:] if isinstance(d, str)}
+    batch_names = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], str)}
+    dims: dict[str, int] = {}
+    batch = batch_size
+    for text in specs:
+        name, sep, value = text.partition("=")
+        if not sep:
+            if len(inputs) != 1:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: model '{model.name}' has {len(inputs)} inputs; "
+                    f"give NAME=SHAPE for each of {', '.join(inputs)}"
+                )
+            name, value = next(iter(inputs)), text
+        name = name.strip()
+        if name in inputs:
+            spec = inputs[name]
+            shape = _parse_shape(value, text)
+            if spec.shape is None:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: input '{name}' has no declared shape; load it with "
+                    f"--option 'input_shapes={{\"{name}\": [...]}}'"
+                )
+            if len(shape) != len(spec.shape):
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: input '{name}' has {len(spec.shape)} dimensions "
+                    f"{spec.shape_text()}, not {len(shape)}"
+                )
+            for axis, (dim, size) in enumerate(zip(spec.shape, shape, strict=True)):
+                if isinstance(dim, int):
+                    if dim != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: dimension {axis} of input '{name}' is fixed "
+                            f"at {dim} {spec.shape_text()}, not {size}"
+                        )
+                elif axis == 0:
+                    if batch is not None and batch != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+                        )
+                    batch = size
+                elif isinstance(dim, str):
+                    if dims.get(dim, size) != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: dimension '{dim}' is {size} here and "
+                            f"{dims[dim]} elsewhere"
+                        )
+                    dims[dim] = size
+                else:
+                    raise InvalidArgumentError(
+                        f"--input-shape {text}: dimension {axis} of input '{name}' is dynamic "
+                        f"without a name {spec.shape_text()}; load the model with its shape: "
+                        f"--option 'input_shapes={{\"{name}\": [...]}}'"
+                    )
+        elif name in named or name in batch_names:
+            try:
+                size = int(value)
+            except ValueError:
+                size = 0
+            if size < 1:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: the size of '{name}' must be an integer of at least 1"
+                )
+            if name in named:
+                if dims.get(name, size) != size:
+                    raise InvalidArgumentError(
+                        f"--input-shape {text}: dimension '{name}' is {size} here and "
+                        f"{dims[name]} elsewhere"
+                    )
+                dims[name] = size
+            elif batch is not None and batch != size:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+                )
+            else:
+                batch = size
+        else:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: '{name}' is neither an input of model '{model.name}' "
+                f"({', '.join(inputs)}) nor one of its named dimensions "
+                f"({', '.join(sorted(named | batch_names)) or 'none'})"
+            )
+    for spec in model.inputs:
+        if spec.shape is None:
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has no declared shape; load it "
+                f"with its shape: --option 'input_shapes={{\"{spec.name}\": [...]}}'"
+            )
+        for axis, dim in enumerate(spec.shape):
+            if axis == 0 or isinstance(dim, int) or dim in dims:
+                continue
+            if isinstance(dim, str):
+                raise InvalidArgumentError(
+                    f"input '{spec.name}' of model '{model.name}' has the dynamic dimension "
+                    f"'{dim}' {spec.shape_text()}; give its size: --input-shape {dim}=N"
+                )
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has an unnamed dynamic dimension "
+                f"{axis} {spec.shape_text()}; load it with its shape: "
+                f"--option 'input_shapes={{\"{spec.name}\": [...]}}'"
+            )
+    return dims, batch
+
+
+def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None]:
+    from pyinfer.profiler import PerformanceProfiler
+
+    if args.iterations is not None and args.max_time is not None:
+        raise InvalidArgumentError(
+            "--iterations N times exactly N calls; it cannot be combined with --max-time"
+        )
+    model = _load(args)
+    dims, batch = _input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
+    return PerformanceProfiler(model, _settings(args, dims)), batch
+
+
+def _unstable_note(command: str, reason: str) -> None:
+    verdict = reason if reason.startswith("NOT stable") else f"NOT stable: {reason}"
+    sys.stderr.write(
+        f"pyinfer {command}: {verdict}; the figures above are what was measured: "
+        "give it more time (--max-time) or a quieter machine\n"
+    )
+
+
+def _interrupted_note(written: list[Path], have: bool) -> None:
+    if written:
+        where = "written to " + ", ".join(str(p) for p in written)
+    else:
+        where = "printed above" if have else "none: nothing was measured yet"
+    sys.stderr.write(f"interrupted: results so far {where}\n")
+
+
+def _write_report(report: ProfileReport, args: argparse.Namespace) -> list[Path]:
+    written = []
+    for path, render, what in (
+        (args.json, report.to_json, "JSON report"),
+        (args.csv, report.to_csv, "CSV report"),
+        (args.markdown, report.to_markdown, "Markdown report"),
+    ):
+        if path:
+            written.append(write_output(path, render(), what))
+    if args.plot:
+        written.append(report.plot_latency(args.plot))
+        sys.stderr.write(f"wrote latency plot to {args.plot}\n")
+        if report.batch_curve is not None and report.batch_curve.measured:
+            plot = Path(args.plot)
+            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix or '.png'}")
+            written.append(report.batch_curve.plot(batches, title=report.model))
+            sys.stderr.write(f"wrote batch curve plot to {batches}\n")
+    return written
+
+
+def _curve_unstable(curve: BatchCurve | None) -> list[int]:
+    if curve is None:
+        return []
+    return [p.batch_size for p in curve.points if p.ok and p.stable is False]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profiles a model: latency, memory, throughput, optionally a batch sweep; writes reports."""
+    if args.latency_budget is not None and not args.batch_sizes:
+        raise InvalidArgumentError("--latency-budget chooses among --batch-sizes; give them too")
+    _check_outputs(args.json, args.csv, args.markdown, args.plot)
+    profiler, batch = _profiler(args)
+    try:
+        report = profiler.profile(
+            batch,
+            batch_sizes=args.batch_sizes,
+            latency_budget_ms=args.latency_budget,
+            memory=not args.no_memory,
+        )
+    except KeyboardInterrupt as exc:
+        partial: ProfileReport | None = getattr(exc, "partial_result", None)
+        written: list[Path] = []
+        if partial is not None:
+            _print_report(partial)
+            written = _write_report(partial, args)
+        _interrupted_note(written, partial is not None)
+        return EXIT_INTERRUPTED
+    _print_report(report)
+    _write_report(report, args)
+    unstable = _curve_unstable(report.batch_curve)
+    if not report.stable:
+        _unstable_note("profile", report.stability_reason)
+    if unstable:
+        _unstable_note("profile", f"the sweep's batch size(s) {unstable} did not settle")
+    return EXIT_UNSTABLE if not report.stable or unstable else EXIT_OK
+
+
+def _print_report(report: ProfileReport) -> None:
+    text = report.to_text()
+    if report.batch_curve is not None:
+        text += "\n\n" + report.batch_curve.to_table()
+    sys.stdout.write(text + "\n")
+
+
+def _curve_text(curve: BatchCurve) -> str:
+    lines = [curve.to_table(), ""]
+    if curve.knee_batch_size is not None:
+        lines.append(
+            f"Knee: batch {curve.knee_batch_size} (the smallest reaching 90% of the best "
+            "throughput)"
+        )
+    lines.append(f"Best batch: {curve.best_reason}")
+    return "\n".join(lines)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Latency and throughput at each batch size: the batch table, the knee, the best batch."""
+    _check_outputs(args.json, args.csv, args.plot)
+    profiler, batch = _profiler(args)
+    if batch is not None:
+        raise InvalidArgumentError(
+            "--input-shape sets the batch size, which a sweep takes from --batch-sizes; give "
+            "the named dimensions only (sequence=128)"
+        )
+    model = profiler.model
+    sys.stdout.write(f"Model: {model.name} ({model.format.value} on {model.device})\n")
+    interrupted = False
+    try:
+        curve = profiler.sweep_batch_sizes(args.batch_sizes, args.latency_budget)
+    except KeyboardInterrupt as exc:
+        partial: BatchCurve | None = getattr(exc, "partial_result", None)
+        if partial is None:
+            _interrupted_note([], False)
+            return EXIT_INTERRUPTED
+        curve, interrupted = partial, True
+    sys.stdout.write(_curve_text(curve) + "\n")
+    written: list[Path] = []
+    if args.json:
+        written.append(write_output(args.json, curve.to_json() + "\n", "batch curve"))
+    if args.csv:
+        written.append(write_output(args.csv, curve.to_csv(), "batch curve CSV"))
+    if args.plot and curve.measured:
+        written.append(curve.plot(args.plot, title=model.name))
+        sys.stderr.write(f"wrote batch curve plot to {args.plot}\n")
+    if interrupted:
+        _interrupted_note(written, True)
+        return EXIT_INTERRUPTED
+    unstable = _curve_unstable(curve)
+    if unstable:
+        _unstable_note("sweep", f"batch size(s) {unstable} did not settle")
+        return EXIT_UNSTABLE
+    return EXIT_OK if curve.measured else EXIT_FAILED
+
+
+# ---- compare and env --------------------------------------------------------------------------
+
+
+def _load_report(path: str) -> ProfileReport:
+    from pyinfer.report import ProfileReport
+
+    try:
+        return ProfileReport.load(path)
+    except FileNotFoundError:
+        raise CommandError(f"report {path} does not exist") from None
+    except OSError as exc:
+        raise CommandError(f"cannot read report {path}: {exc.strerror or exc}") from exc
+    except InvalidArgumentError as exc:
+        raise CommandError(f"not a readable profile report: {exc}") from exc
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The comparison table of saved reports and each one's change against the first."""
+    from pyinfer.report import compare, comparison_table
+
+    _check_outputs(args.markdown)
+    reports = [_load_report(p) for p in args.reports]
+    table = comparison_table(reports)
+    blocks = []
+    for path, report in zip(args.reports[1:], reports[1:], strict=True):
+        blocks.append((f"{args.reports[0]} -> {path}", compare(reports[0], report).to_text()))
+    text = table + "".join(f"\n\n{title}\n{body}" for title, body in blocks)
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        md = ["## Comparison", "", "```", table, "```"]
+        for title, body in blocks:
+            md += ["", f"### {title}", "", "```", body, "```"]
+        write_output(args.markdown, "\n".join(md) + "\n", "Markdown comparison")
+    return EXIT_OK
+
+
+def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        if not value:
+            return [(prefix, "(none)")]
+        rows: list[tuple[str, str]] = []
+        for k, v in value.items():
+            rows += _flatten(f"{prefix}.{k}", v)
+        return rows
+    return [(prefix, _value_text(value))]
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """The environment pyinfer records with every result, as text or JSON."""
+    from pyinfer._environment import collect_environment
+
+    env = dataclasses.asdict(collect_environment())
+    if args.json:
+        sys.stdout.write(json.dumps(env, indent=2) + "\n")
+        return EXIT_OK
+    rows: list[tuple[str, str]] = []
+    for key, value in env.items():
+        rows += _flatten(key, value)
+    width = max(len(k) for k, _ in rows)
+    sys.stdout.write("\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in rows) + "\n")
+    return EXIT_OK
+
+
+# ---- demo -------------------------------------------------------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -70,23 +890,192 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- parser -----------------------------------------------------------------------------------
+
+
+def _command(
+    commands: Any, name: str, help_text: str, description: str, examples: Sequence[str]
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog="Examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress and show tracebacks",
+    )
+    return parser
+
+
+def _add_report_files(parser: argparse.ArgumentParser, *, markdown: bool = True) -> None:
+    group = parser.add_argument_group("output files (written atomically)")
+    group.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    group.add_argument("--csv", metavar="FILE", help="write the result as CSV")
+    if markdown:
+        group.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
+    group.add_argument("--plot", metavar="FILE", help="write a PNG plot (needs pyinfer[plot])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyinfer`` command."""
     parser = argparse.ArgumentParser(
         prog="pyinfer",
         description="Load, run and profile machine-learning models.",
-        epilog="Example: pyinfer demo --iterations 2000",
+        epilog="Example: pyinfer profile model.onnx --batch-size 8\n"
+        "Exit status: 0 done, 1 failed, 2 bad usage, 3 not stable, 130 interrupted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pyinfer {pyinfer.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser(
+    info = _command(
+        commands,
+        "info",
+        "load a model and describe it",
+        "Loads a model of any supported format and prints its format, framework, device, inputs "
+        "and outputs (dynamic dimensions by name), parameters, load time, the options applied, "
+        "and the file with its size.",
+        ["pyinfer info resnet50.onnx", "pyinfer info model.pt --option num_threads=2 --json"],
+    )
+    info.add_argument("model", help="the model file (or SavedModel folder)")
+    _add_model_options(info)
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
+    info.set_defaults(handler=cmd_info)
+
+    run = _command(
+        commands,
+        "run",
+        "run a model on images or arrays",
+        "Runs a model on image files, folders of images and .npy/.npz arrays (an .npz's keys "
+        "are the model's input names; a leading batch dimension means many items). Images are "
+        "preprocessed for the model (ImageNet-style). A classifier's top-k classes are printed "
+        "per item, other outputs as shape, dtype and a summary. Items that fail are listed on "
+        "stderr and the exit status is 1; the others are still printed and written.",
+        [
+            "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
+            "pyinfer run model.onnx batch.npz --output outputs.npz",
+        ],
+    )
+    run.add_argument("model", help="the model file (or SavedModel folder)")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .npy/.npz")
+    run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
+    run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
+    run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    run.add_argument(
+        "--output", metavar="PATH", help="write every output: .npy, .npz (per output) or .json"
+    )
+    bar = run.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        default=None,
+        help="always show the progress bar (default: on a terminal, for long runs)",
+    )
+    bar.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="never show it",
+    )
+    _add_model_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    profile = _command(
+        commands,
+        "profile",
+        "measure latency, memory and throughput",
+        "Profiles a model: a memory pass, latency (warm-up, then calls until the median is "
+        "stable or a cap is hit), throughput and, with --batch-sizes, a batch sweep. Prints the "
+        "report in the specification's layout. Exit status 3 when the latency did not become "
+        "stable (the figures are still printed and written); Ctrl-C prints and writes what "
+        "was measured and exits 130.",
+        [
+            "pyinfer profile resnet50.onnx --batch-size 8 --json r.json",
+            "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
+            "pyinfer profile mlp.pt2 --batch-sizes 1,8,64 --latency-budget 5 --plot mlp.png",
+        ],
+    )
+    profile.add_argument("model", help="the model file (or SavedModel folder)")
+    profile.add_argument("--batch-size", type=positive_int, help="items per call (default 1)")
+    profile.add_argument(
+        "--batch-sizes", type=int_list, metavar="LIST", help="also sweep these: 1,2,4,8"
+    )
+    profile.add_argument(
+        "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the sweep"
+    )
+    profile.add_argument("--no-memory", action="store_true", help="skip the memory pass")
+    _add_model_options(profile)
+    _add_timing_options(profile)
+    _add_report_files(profile)
+    profile.set_defaults(handler=cmd_profile)
+
+    sweep = _command(
+        commands,
+        "sweep",
+        "latency and throughput against batch size",
+        "Measures latency and throughput at each batch size and prints the batch table, the "
+        "knee (the smallest batch reaching 90% of the best throughput) and the best batch "
+        "(under --latency-budget on P95, if given). Out of memory ends the sweep, shown in the "
+        "table. Exit status 3 when a point did not become stable.",
+        [
+            "pyinfer sweep resnet50.onnx --batch-sizes 1,2,4,8,16,32",
+            "pyinfer sweep mlp.onnx --batch-sizes 1,8,64 --latency-budget 2 --json curve.json",
+        ],
+    )
+    sweep.add_argument("model", help="the model file (or SavedModel folder)")
+    sweep.add_argument(
+        "--batch-sizes", type=int_list, metavar="LIST", required=True, help="such as 1,2,4,8"
+    )
+    sweep.add_argument(
+        "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the best"
+    )
+    _add_model_options(sweep)
+    _add_timing_options(sweep)
+    _add_report_files(sweep, markdown=False)
+    sweep.set_defaults(handler=cmd_sweep)
+
+    compare = _command(
+        commands,
+        "compare",
+        "compare saved profile reports",
+        "Loads reports saved by 'pyinfer profile --json' and prints the comparison table, then "
+        "each later report against the first: the change of each metric and the Mann-Whitney "
+        "U test on the raw latency samples (faster/slower only when significant and at least "
+        "2% at the median).",
+        ["pyinfer compare torch.json onnx.json", "pyinfer compare a.json b.json --markdown c.md"],
+    )
+    compare.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports, 1 or more")
+    compare.add_argument("--markdown", metavar="FILE", help="also write it as Markdown")
+    compare.set_defaults(handler=cmd_compare)
+
+    env = _command(
+        commands,
+        "env",
+        "print the environment pyinfer records",
+        "Prints the environment pyinfer records with every result: CPU, cores and affinity, "
+        "thread settings, GPU, Python, platform, package versions and the timing clock.",
+        ["pyinfer env", "pyinfer env --json > env.json"],
+    )
+    env.add_argument("--json", action="store_true", help="print it as JSON")
+    env.set_defaults(handler=cmd_env)
+
+    demo = _command(
+        commands,
         "demo",
-        help="time a numpy MLP with the native core and print the report",
-        description="Times the forward pass of a random numpy MLP with pyinfer's native timed "
+        "time a numpy MLP with the native core and print the report",
+        "Times the forward pass of a random numpy MLP with pyinfer's native timed "
         "loop and prints latency statistics, memory and throughput in pyinfer's report layout.",
-        epilog="Example: pyinfer demo --iterations 2000 --batch-size 64",
+        ["pyinfer demo --iterations 2000 --batch-size 64"],
     )
     demo.add_argument("--iterations", type=positive_int, default=1000, help="timed passes")
     demo.add_argument("--warmup", type=non_negative_int, default=100, help="untimed passes first")
@@ -117,8 +1106,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             logger.exception("pyinfer %s failed", args.command)
         sys.stderr.write(f"pyinfer {args.command}: error: {error}\n")
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(error, InvalidArgumentError) else EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write(f"pyinfer {args.command}: interrupted\n")
         return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.verbose:
+            logger.exception("pyinfer %s: internal error", args.command)
+        message = " ".join(str(error).split()) or "(no message)"
+        sys.stderr.write(
+            f"pyinfer {args.command}: internal error: {type(error).__name__}: {message}"
+            + ("\n" if args.verbose else " (re-run with --verbose for the traceback)\n")
+        )
+        return EXIT_FAILED
     return status

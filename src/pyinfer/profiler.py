@@ -96,6 +96,10 @@ NVML_PERIOD_S = 0.1
 #: pick kernels (cuDNN/cuBLAS heuristics), which must not happen during capture.
 GRAPH_WARMUP_CALLS = 3
 
+#: An interrupted latency measurement goes into a partial report only with at least this many
+#: samples: fewer make no statistics worth writing down.
+MIN_PARTIAL_SAMPLES = 5
+
 #: Default stability rule: the median known within +-1% at 95% confidence, half the 2% accuracy
 #: the profiler promises at the median. The coefficient of variation (``"cv"``, the
 #: specification's "std under 5%") is the other choice; it is not the default because one
@@ -592,6 +596,9 @@ class PerformanceProfiler:
             InvalidArgumentError: If the batch size does not fit the model.
             OutOfMemoryError: If the model runs out of memory (host or device).
             DeviceError: If a CUDA graph cannot be captured.
+            KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the measurement of the
+                samples taken so far (not stable, ``"interrupted after N samples"``), or
+                ``None`` when it came before the first one.
         """
         with _one_out_of_memory_type():
             return self._measure_latency(batch_size)
@@ -607,7 +614,13 @@ class PerformanceProfiler:
         warm = warm_up(source, self.settings.warmup_policy(), self._clock)
         typical = float(np.median(warm.samples_ns)) if warm.samples_ns.size else None
         host_ns[0] = 0.0
-        run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)
+        try:
+            run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)
+        except KeyboardInterrupt as exc:
+            exc.partial_result = self._interrupted_latency(  # type: ignore[attr-defined]
+                prep, kind, warm.iterations, warm.settled, exc
+            )
+            raise
         count = int(run.samples_ns.size)
         if count:
             prep.call_s = float(np.median(run.samples_ns)) / 1e9
@@ -632,6 +645,39 @@ class PerformanceProfiler:
             host_mean_ms=host_ns[0] / count / 1e6
             if kind in {"cuda-events", "cuda-graph"}
             else None,
+        )
+
+    def _interrupted_latency(
+        self,
+        prep: _Prepared,
+        kind: str,
+        warmup_iterations: int,
+        warmup_settled: bool | None,
+        exc: KeyboardInterrupt,
+    ) -> LatencyMeasurement | None:
+        """The samples a Ctrl-C left, as a measurement marked not stable (``None``: none)."""
+        samples = np.asarray(getattr(exc, "partial_samples_ns", np.empty(0)), dtype=np.float64)
+        count = int(samples.size)
+        logger.info(
+            "latency of '%s' at batch %d interrupted after %d samples",
+            self.model.name,
+            prep.batch_size,
+            count,
+        )
+        if count == 0:
+            return None
+        return LatencyMeasurement(
+            batch_size=prep.batch_size,
+            stats=LatencyStats.from_samples_ns(samples),
+            samples_ns=tuple(float(v) for v in samples),
+            warmup_iterations=warmup_iterations,
+            warmup_settled=warmup_settled,
+            stable=False,
+            stability_reason=f"interrupted after {count} samples",
+            stability_metric=self.settings.stability_metric,
+            stability_value=self.settings.stopping_rule().stability(samples),
+            timing_method=_TIMING_LABELS[kind],
+            wall_s=float(samples.sum()) / 1e9,
         )
 
     def measure_throughput(
@@ -840,12 +886,22 @@ class PerformanceProfiler:
         Raises:
             InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
                 the model's batch is fixed, or the budget is not positive.
+            KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the curve of the batch
+                sizes finished, the interrupted one recorded as such.
         """
         sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
         points: list[BatchPoint] = []
         for size in sizes:
             try:
                 m = self.measure_latency(size)
+            except KeyboardInterrupt as exc:
+                self._prepared = None
+                partial = getattr(exc, "partial_result", None)
+                taken = partial.iterations if isinstance(partial, LatencyMeasurement) else 0
+                points.append(BatchPoint(size, error=f"interrupted after {taken} samples"))
+                curve = _finish_curve(points, latency_budget_ms)
+                exc.partial_result = curve  # type: ignore[attr-defined]
+                raise
             except Exception as exc:
                 oom = as_out_of_memory(exc)
                 self._prepared = None
@@ -928,15 +984,55 @@ class PerformanceProfiler:
             InvalidArgumentError: If a batch size does not fit the model, or the sweep's
                 arguments are refused (checked before anything is measured).
             OutOfMemoryError: If the model runs out of memory at ``batch_size``.
+            KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is a report of what was
+                measured (the passes finished, the latency so far when it has at least
+                :data:`MIN_PARTIAL_SAMPLES` samples, marked not stable, and the sweep's points
+                so far), or ``None`` when no latency was measured yet.
         """
         sweep = list(batch_sizes) if batch_sizes else []
         if sweep:  # checked before minutes of measuring, not after
             self._sweep_sizes(sweep, latency_budget_ms)
-        mem = self.measure_memory(batch_size) if memory else None
-        latency = self.measure_latency(batch_size)
-        prep = self._prepare(batch_size)
-        tput = self.measure_throughput(batch_size) if throughput else None
-        curve = self.sweep_batch_sizes(sweep, latency_budget_ms) if sweep else None
+        mem = latency = tput = curve = None
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, str] = {}
+        try:
+            mem = self.measure_memory(batch_size) if memory else None
+            latency = self.measure_latency(batch_size)
+            prep = self._prepare(batch_size)
+            shapes, dtypes = prep.shapes, prep.dtypes
+            tput = self.measure_throughput(batch_size) if throughput else None
+            curve = self.sweep_batch_sizes(sweep, latency_budget_ms) if sweep else None
+        except KeyboardInterrupt as exc:
+            partial = getattr(exc, "partial_result", None)
+            if (
+                latency is None
+                and isinstance(partial, LatencyMeasurement)
+                and partial.iterations >= MIN_PARTIAL_SAMPLES
+                and self._prepared is not None
+            ):
+                latency = partial
+                shapes, dtypes = self._prepared.shapes, self._prepared.dtypes
+            if isinstance(partial, BatchCurve):
+                curve = partial
+            exc.partial_result = (  # type: ignore[attr-defined]
+                None
+                if latency is None
+                else self._report(latency, shapes, dtypes, mem=mem, tput=tput, curve=curve)
+            )
+            raise
+        return self._report(latency, shapes, dtypes, mem=mem, tput=tput, curve=curve)
+
+    def _report(
+        self,
+        latency: LatencyMeasurement,
+        shapes: dict[str, tuple[int, ...]],
+        dtypes: dict[str, str],
+        *,
+        mem: MemoryStats | None,
+        tput: Throughput | None,
+        curve: BatchCurve | None,
+    ) -> ProfileReport:
+        """The report of what was measured, with the environment recorded now."""
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
         environment = collect_environment(
@@ -949,8 +1045,8 @@ class PerformanceProfiler:
             device=str(m.device),
             device_name=_device_name(m.device, environment),
             batch_size=latency.batch_size,
-            input_shapes=prep.shapes,
-            input_dtypes=prep.dtypes,
+            input_shapes=shapes,
+            input_dtypes=dtypes,
             latency=latency,
             environment=environment,
             throughput=tput,

@@ -406,6 +406,41 @@ class BatchCurve:
             writer.writerow(["" if getattr(p, n) is None else getattr(p, n) for n in names])
         return out.getvalue()
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite floats as ``"inf"``, ``"-inf"``, ``"nan"``)."""
+        encoded = _encode(self)
+        assert isinstance(encoded, dict)
+        return encoded
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The curve as JSON (strict: no NaN or Infinity literals); an exact round trip."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BatchCurve:
+        """Rebuilds a curve from :meth:`to_dict`'s output.
+
+        Raises:
+            InvalidArgumentError: If a field is missing or of the wrong type (the message names
+                the field).
+        """
+        decoded = _decode(cls, data, "batch curve")
+        assert isinstance(decoded, BatchCurve)
+        return decoded
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> BatchCurve:
+        """Parses :meth:`to_json`'s output.
+
+        Raises:
+            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgumentError(f"batch curve is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         """Writes throughput and latency against batch size as a PNG.
 

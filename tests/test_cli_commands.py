@@ -1,0 +1,850 @@
+"""The ``pyinfer`` subcommands (info, run, profile, sweep, compare, env) on tiny generated models,
+through ``cli.main`` and, for the real exit statuses and Ctrl-C, through ``python -m pyinfer``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyinfer
+from pyinfer import cli
+from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
+
+# Short measurements: a few dozen calls, a tenth of a second of throughput.
+QUICK = ["--warmup", "2", "--min-time", "0.05", "--max-time", "0.3", "--throughput-time", "0.1"]
+EXACT = ["--warmup", "2", "--iterations", "30", "--throughput-time", "0.1"]
+SEQ_SHAPES = ["--option", 'input_shapes={"x": ["batch", "sequence", 8]}']
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A conv classifier (ONNX), an MLP with 3 classes and one with 1 output (ONNX), a
+    TorchScript model with a dynamic sequence dimension, and a folder of images with one broken.
+    """
+    from tests.conftest import require_module  # conftest under --import-mode=importlib
+
+    torch = require_module("torch")
+    require_module("onnxruntime")
+    from pyinfer.export import export_onnx, export_torchscript
+
+    folder = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
+    export_onnx(conv, folder / "conv.onnx", torch.randn(1, 3, 16, 16), dynamo=False)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    export_onnx(mlp, folder / "mlp.onnx", torch.randn(1, 8), dynamo=False)
+    export_onnx(torch.nn.Linear(8, 1), folder / "reg.onnx", torch.randn(1, 8), dynamo=False)
+
+    class Seq(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.lin(x.mean(dim=1))
+
+    export_torchscript(Seq(), folder / "seq.pt", torch.randn(1, 5, 8))
+
+    from PIL import Image
+
+    images = folder / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"img{i}.png")
+    (images / "broken.jpg").write_bytes(b"not an image")
+    np.save(folder / "x.npy", rng.standard_normal((5, 8)).astype(np.float32))
+    return {
+        "conv": folder / "conv.onnx",
+        "mlp": folder / "mlp.onnx",
+        "reg": folder / "reg.onnx",
+        "seq": folder / "seq.pt",
+        "images": images,
+        "npy": folder / "x.npy",
+    }
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---- info -------------------------------------------------------------------------------------
+
+
+def test_info_describes_the_model(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = models["conv"]
+    code, out, err = run_cli(["info", path, "--option", "intra_op_threads=1"], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:10] == [
+        "Model:       conv",
+        f"File:        {path} ({path.stat().st_size / 1024:.1f} kB)",
+        "Format:      onnx",
+        "Framework:   onnxruntime",
+        "Device:      cpu",
+        "Inputs:",
+        "  input: (batch, 3, 16, 16) float32",
+        "Outputs:",
+        "  output: (batch, 4) float32",
+        "Parameters:  260 (1.0 kB)",  # (8*27 + 8 + 8*4 + 4) float32
+    ]
+    assert re.fullmatch(
+        r"Load time:   \d+\.\d{3} s( \(framework import \d+\.\d\d s apart\))?", lines[10]
+    )
+    assert lines[11] == "Options:"
+    assert "  intra_op_threads     1" in lines
+    assert '  providers            ["CPUExecutionProvider"]' in lines
+
+
+def test_info_json_holds_the_description_and_the_file(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["info", models["seq"], *SEQ_SHAPES, "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["format"] == "torchscript"
+    assert data["framework"] == "torch"
+    assert data["inputs"] == [{"name": "x", "shape": ["batch", "sequence", 8], "dtype": "float32"}]
+    assert data["parameter_count"] == 18
+    assert data["parameter_bytes"] == 72
+    assert data["file_bytes"] == models["seq"].stat().st_size
+    assert data["options"]["input_shapes"] == {"x": ["batch", "sequence", 8]}
+    assert data["load_time_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (
+            ["--option", "bogus=1"],
+            2,
+            "pyinfer info: error: unknown ONNX option(s) 'bogus' for ",
+        ),
+        (["--format", "nope"], 2, "pyinfer info: error: unknown model format 'nope'; known: "),
+        (["--device", "tpu"], 2, "pyinfer info: error: "),
+    ],
+)
+def test_info_bad_options(
+    models: dict[str, Path],
+    argv: list[str],
+    code: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    got, out, err = run_cli(["info", models["mlp"], *argv], capsys)
+    assert got == code
+    assert out == ""
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+
+
+def test_option_values_are_json_or_text() -> None:
+    assert cli._option("threads=2") == ("threads", 2)
+    assert cli._option("trust=true") == ("trust", True)
+    assert cli._option('shapes={"x": [null, 3]}') == ("shapes", {"x": [None, 3]})
+    assert cli._option("signature=serving_default") == ("signature", "serving_default")
+    with pytest.raises(Exception, match="must be KEY=VALUE, got 'novalue'"):
+        cli._option("novalue")
+
+
+def test_the_format_names_are_the_loader_formats() -> None:
+    from pyinfer.backends.base import ModelFormat
+
+    assert set(cli.MODEL_FORMATS) == {f.value for f in ModelFormat}
+
+
+def test_a_missing_model_is_exit_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["info", tmp_path / "nope.onnx"], capsys)
+    assert code == 1
+    assert err == f"pyinfer info: error: model path '{tmp_path / 'nope.onnx'}' does not exist\n"
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+
+def expected_top_k(model_path: Path, images: list[Path], k: int) -> list[str]:
+    from pyinfer.preprocessors import ImagePipeline
+
+    model = pyinfer.load_model(model_path)
+    pipeline = ImagePipeline.for_model(model)
+    lines = []
+    for image in images:
+        item = pipeline(image)  # one input without the batch dimension
+        logits = model({k: v[None] for k, v in item.items()})["output"][0].astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        best = np.argsort(-probabilities, kind="stable")[:k]
+        text = "; ".join(f"class {i} {probabilities[i]:.4f}" for i in best)
+        lines.append(f"{image}: {text}")
+    return lines
+
+
+def test_run_prints_top_k_and_lists_failures(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = models["images"]
+    out_json = tmp_path / "out.json"
+    code, out, err = run_cli(
+        ["run", models["conv"], images, "--top-k", "2", "--no-progress", "--output", out_json],
+        capsys,
+    )
+    assert code == 1  # one item failed
+    good = sorted(images.glob("*.png"))
+    assert out.splitlines() == expected_top_k(models["conv"], good, 2)
+    broken = images / "broken.jpg"
+    assert f"failed: {broken}: InvalidInputError: cannot decode image {broken}" in err
+    assert "3 of 4 input(s) ran, 1 failed" in err
+    written = json.loads(out_json.read_text())
+    assert [i["source"] for i in written["items"]] == [str(p) for p in good]
+    assert [len(i["top_k"]) for i in written["items"]] == [2, 2, 2]
+    first = written["items"][0]["top_k"][0]
+    assert set(first) == {"class_index", "label", "score"}
+    assert out.splitlines()[0].startswith(f"{good[0]}: class {first['class_index']} ")
+    assert written["failures"] == [
+        {"source": str(broken), "reason": written["failures"][0]["reason"]}
+    ]
+    assert written["failures"][0]["reason"].startswith("InvalidInputError: cannot decode image")
+
+
+def test_run_labels_name_the_classes(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nbird\nfish\n")
+    image = models["images"] / "img0.png"
+    code, out, _ = run_cli(
+        ["run", models["conv"], image, "--top-k", "1", "--labels", labels], capsys
+    )
+    assert code == 0
+    (expected,) = expected_top_k(models["conv"], [image], 1)
+    index = int(expected.split("class ")[1].split()[0])
+    name = ["cat", "dog", "bird", "fish"][index]
+    assert out == expected.replace(f"class {index}", name) + "\n"
+
+
+def test_run_arrays_writes_every_output(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.load(models["npy"])
+    reference = pyinfer.load_model(models["mlp"])(x)["output"]
+    npz = tmp_path / "out.npz"
+    code, out, err = run_cli(["run", models["mlp"], models["npy"], "--output", npz], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"{models['npy']}[{i}]" for i in range(5)]
+    assert "5 of 5 input(s) ran, 0 failed" in err
+    with np.load(npz) as saved:
+        np.testing.assert_allclose(saved["output"], reference, rtol=1e-5, atol=1e-6)
+        assert list(saved["sources"]) == [f"{models['npy']}[{i}]" for i in range(5)]
+    npy = tmp_path / "out.npy"
+    assert run_cli(["run", models["mlp"], models["npy"], "--output", npy], capsys)[0] == 0
+    np.testing.assert_allclose(np.load(npy), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_run_summarises_an_output_that_is_not_scores(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.load(models["npy"])
+    y = pyinfer.load_model(models["reg"])(x)["output"].astype(np.float64)
+    one = tmp_path / "one.npy"
+    np.save(one, x[0])  # one item, without the batch dimension
+    code, out, _ = run_cli(["run", models["reg"], models["npy"], one], capsys)
+    assert code == 0
+    y6 = np.concatenate([y, y[:1]])
+    assert out == (
+        f"output: (6, 1) float32  min {y6.min():.4g}  mean {y6.mean():.4g}  max {y6.max():.4g}\n"
+    )
+
+
+def test_run_lists_arrays_that_do_not_fit(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.zeros((2, 2, 8), np.float32))
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 7), np.float32))
+    keys = tmp_path / "keys.npz"
+    np.savez(keys, y=np.zeros((2, 8), np.float32))
+    code, out, err = run_cli(["run", models["mlp"], cube, wrong, keys, models["npy"]], capsys)
+    assert code == 1
+    assert len(out.splitlines()) == 5  # x.npy's items still ran
+    assert (
+        f"failed: {cube}: 'input' has shape (2, 2, 8); the model takes (batch, 8) (one item "
+        "without the batch dimension, or a batch)"
+    ) in err
+    assert f"failed: {wrong}[0]: InvalidInputError: " in err
+    assert f"failed: {keys}: its keys (y) are not the model's inputs (input)" in err
+    assert "5 of 9 input(s) ran, 4 failed" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["missing.png"], 1, "pyinfer run: error: input missing.png does not exist\n"),
+        (["--output", "x.txt"], 2, "pyinfer run: error: --output x.txt: use a .npy, .npz or "),
+        (["--labels", "nolabels.txt"], 1, "pyinfer run: error: cannot read labels file "),
+        (["--output", "/no/such/dir/o.json"], 2, "pyinfer run: error: cannot write /no/such"),
+        (["picture.png"], 2, "pyinfer run: error: picture.png is read as an image, but model "),
+    ],
+)
+def test_run_bad_arguments(
+    models: dict[str, Path],
+    extra: list[str],
+    code: int,
+    message: str,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(models["npy"].parent)
+    (models["npy"].parent / "picture.png").write_bytes(b"")
+    got, _, err = run_cli(["run", models["mlp"], models["npy"], *extra], capsys)
+    assert got == code
+    assert err.startswith(message)
+
+
+def test_run_interrupted_keeps_the_batches_that_finished(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_load = cli._load
+
+    def load_then_break(args: Any) -> Any:
+        model = real_load(args)
+        run_native, calls = model.run_native, [0]
+
+        def interrupted_on_the_second_call(inputs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise KeyboardInterrupt
+            return run_native(inputs)
+
+        model.run_native = interrupted_on_the_second_call  # type: ignore[method-assign]
+        return model
+
+    monkeypatch.setattr(cli, "_load", load_then_break)
+    out_json = tmp_path / "partial.json"
+    code, out, err = run_cli(
+        ["run", models["mlp"], models["npy"], "--batch-size", "2", "--output", out_json], capsys
+    )
+    assert code == 130
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"{models['npy']}[0]",
+        f"{models['npy']}[1]",
+    ]
+    assert f"interrupted: results so far written to {out_json}" in err
+    assert len(json.loads(out_json.read_text())["items"]) == 2
+
+
+# ---- profile ----------------------------------------------------------------------------------
+
+
+def test_profile_prints_the_report_and_writes_the_files(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {s: tmp_path / f"r.{s}" for s in ("json", "csv", "md")}
+    code, out, err = run_cli(
+        [
+            "profile",
+            models["mlp"],
+            "--batch-size",
+            "4",
+            *EXACT,
+            "--stability",
+            "99%",
+            "--json",
+            files["json"],
+            "--csv",
+            files["csv"],
+            "--markdown",
+            files["md"],
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:6] == [
+        "Profiling Results:",
+        "==================",
+        "Model: mlp",
+        lines[3],
+        "Input Shape: (4, 8)",
+        lines[5],
+    ]
+    assert lines[3].startswith("Device: CPU (")
+    assert re.fullmatch(r"Iterations: 30 \(\d+ warmup\)", lines[5])
+    for expected in ("Latency Statistics:", "Memory Usage:", "Details:"):
+        assert expected in lines
+    report = ProfileReport.load(files["json"])
+    assert report.latency.stats.count == 30
+    assert report.batch_size == 4
+    assert report.stable
+    assert out == report.to_text() + "\n"
+    assert files["csv"].read_text() == report.to_csv()
+    assert files["md"].read_text() == report.to_markdown()
+    assert f"wrote JSON report to {files['json']}" in err
+
+
+def test_an_unstable_profile_exits_3_with_its_figures(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "r.json"
+    code, out, err = run_cli(
+        ["profile", models["mlp"], *EXACT, "--stability", "0.000001", "--json", path], capsys
+    )
+    assert code == cli.EXIT_UNSTABLE == 3
+    report = ProfileReport.load(path)
+    assert not report.stable
+    assert "Latency Statistics:" in out
+    assert (
+        f"pyinfer profile: {report.stability_reason}; the figures above are what "
+        "was measured: give it more time (--max-time) or a quieter machine\n"
+    ) in err
+    assert report.stability_reason.startswith("NOT stable: median 95% CI ")
+
+
+def test_profile_with_a_sweep_prints_the_batch_table_and_plots(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "p.png"
+    code, out, err = run_cli(
+        [
+            "profile",
+            models["mlp"],
+            *QUICK,
+            "--no-memory",
+            "--batch-sizes",
+            "1,2",
+            "--latency-budget",
+            "1000",
+            "--plot",
+            plot,
+        ],
+        capsys,
+    )
+    assert code in (0, 3), err
+    assert "Memory Usage:" not in out
+    assert "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)" in out
+    assert re.search(r"^  Best batch: batch [12]: .* within the 1000 ms budget$", out, re.M)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "p_batches.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_input_shape_sizes_dynamic_dimensions(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.json"
+    base = ["profile", models["seq"], *SEQ_SHAPES, *EXACT, "--no-memory", "--json", path]
+    assert run_cli([*base, "--input-shape", "sequence=6"], capsys)[0] in (0, 3)
+    assert ProfileReport.load(path).input_shapes == {"x": (1, 6, 8)}
+    assert run_cli([*base, "--input-shape", "x=3x7x8"], capsys)[0] in (0, 3)
+    report = ProfileReport.load(path)
+    assert (report.input_shapes, report.batch_size) == ({"x": (3, 7, 8)}, 3)
+    assert run_cli([*base, "--input-shape", "2x5x8"], capsys)[0] in (0, 3)
+    assert ProfileReport.load(path).input_shapes == {"x": (2, 5, 8)}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--input-shape", "x=3x7x9"], "--input-shape x=3x7x9: dimension 2 of input 'x' is fixed "),
+        (["--input-shape", "x=3x7"], "--input-shape x=3x7: input 'x' has 3 dimensions"),
+        (["--input-shape", "x=3xAx8"], "--input-shape x=3xAx8: a shape is sizes joined by x"),
+        (
+            ["--input-shape", "x=3x7x8", "--batch-size", "2"],
+            "--input-shape x=3x7x8: batch 3 contradicts batch size 2",
+        ),
+        (
+            ["--input-shape", "x=1x7x8", "--input-shape", "sequence=6"],
+            "--input-shape sequence=6: dimension 'sequence' is 6 here and 7 elsewhere",
+        ),
+        (["--input-shape", "width=3"], "'width' is neither an input of model 'seq' (x) nor one"),
+        ([], "has the dynamic dimension 'sequence' (batch, sequence, 8); give its size: "),
+        (["--iterations", "5", "--max-time", "1"], "--iterations N times exactly N calls"),
+        (["--latency-budget", "5"], "--latency-budget chooses among --batch-sizes"),
+        (["--json", "/no/such/dir/r.json"], "cannot write /no/such/dir/r.json: no folder"),
+    ],
+)
+def test_profile_bad_usage_exits_2_before_measuring(
+    models: dict[str, Path],
+    extra: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start = time.perf_counter()
+    code, out, err = run_cli(["profile", models["seq"], *SEQ_SHAPES, *extra], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("pyinfer profile: error: ")
+    assert message in err
+    assert time.perf_counter() - start < 5.0  # refused before any measurement
+
+
+def test_input_shape_contradictions_between_inputs() -> None:
+    from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+
+    class TwoInputs(Model):
+        def __init__(self) -> None:
+            super().__init__(
+                name="two",
+                format=ModelFormat.ONNX,
+                framework="numpy",
+                device=Device("cpu"),
+                path=None,
+                inputs=[
+                    TensorSpec("ids", ("batch", "sequence"), np.int64),
+                    TensorSpec("mask", ("batch", "sequence"), np.int64),
+                ],
+                outputs=[TensorSpec("y", ("batch", 2))],
+                parameter_count=0,
+                parameter_bytes=0,
+                options={},
+            )
+
+        def run_native(self, inputs: Any) -> dict[str, Any]:
+            return {}
+
+        def to_native(self, inputs: Any) -> dict[str, Any]:
+            return dict(inputs)
+
+        def to_numpy(self, outputs: Any) -> dict[str, np.ndarray]:
+            return dict(outputs)
+
+    model = TwoInputs()
+    assert cli._input_shapes(["ids=2x16", "mask=2x16"], model, None) == ({"sequence": 16}, 2)
+    assert cli._input_shapes(["batch=4", "sequence=8"], model, None) == ({"sequence": 8}, 4)
+    with pytest.raises(pyinfer.InvalidArgumentError, match="'sequence' is 12 here and 16 "):
+        cli._input_shapes(["ids=2x16", "mask=2x12"], model, None)
+    with pytest.raises(pyinfer.InvalidArgumentError, match="has 2 inputs; give NAME=SHAPE"):
+        cli._input_shapes(["2x16"], model, None)
+    with pytest.raises(pyinfer.InvalidArgumentError, match="must be an integer of at least 1"):
+        cli._input_shapes(["sequence=0"], model, None)
+
+
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, samples: int, on_run: int = 1) -> None:
+    """Makes the ``on_run``-th latency measurement raise KeyboardInterrupt once it has taken
+    ``samples`` samples (before the chunk that would pass them)."""
+    from pyinfer import profiler
+
+    real_collect = profiler.collect
+    runs = [0]
+
+    def collect(source: Any, *args: Any, **kwargs: Any) -> Any:
+        runs[0] += 1
+        if runs[0] != on_run:
+            return real_collect(source, *args, **kwargs)
+        taken = [0]
+
+        def breaking(n: int) -> np.ndarray:
+            if taken[0] >= samples:
+                raise KeyboardInterrupt
+            taken[0] += n
+            return np.asarray(source(n))
+
+        return real_collect(breaking, *args, **kwargs)
+
+    monkeypatch.setattr(profiler, "collect", collect)
+
+
+def test_profile_interrupted_prints_and_writes_what_it_measured(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    interrupt_after(monkeypatch, 40)
+    path = tmp_path / "partial.json"
+    code, out, err = run_cli(
+        ["profile", models["mlp"], "--warmup", "2", "--iterations", "100000", "--json", path],
+        capsys,
+    )
+    assert code == 130
+    report = ProfileReport.load(path)
+    n = report.latency.stats.count
+    assert n >= 40
+    assert not report.stable
+    assert report.stability_reason == f"interrupted after {n} samples"
+    assert report.throughput is None  # interrupted before it
+    assert report.memory is not None  # finished before
+    assert f"  Stability: interrupted after {n} samples" in out.splitlines()
+    assert err.endswith(f"interrupted: results so far written to {path}\n")
+
+
+def test_profile_interrupted_before_any_sample_says_so(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    interrupt_after(monkeypatch, 0)
+    code, out, err = run_cli(["profile", models["mlp"], *EXACT], capsys)
+    assert (code, out) == (130, "")
+    assert err.endswith("interrupted: results so far none: nothing was measured yet\n")
+
+
+# ---- sweep ------------------------------------------------------------------------------------
+
+
+def test_sweep_prints_the_table_knee_and_best_and_writes_the_curve(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {s: tmp_path / f"c.{s}" for s in ("json", "csv")}
+    code, out, err = run_cli(
+        [
+            "sweep",
+            models["mlp"],
+            "--batch-sizes",
+            "4,1",
+            *EXACT,
+            "--stability",
+            "99%",
+            "--json",
+            files["json"],
+            "--csv",
+            files["csv"],
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    curve = BatchCurve.from_json(files["json"].read_text())
+    assert [p.batch_size for p in curve.points] == [1, 4]
+    assert all(p.stable for p in curve.points)
+    assert files["csv"].read_text() == curve.to_csv()
+    lines = out.splitlines()
+    assert lines[0] == "Model: mlp (onnx on cpu)"
+    assert "\n".join(lines[1:5]) == curve.to_table()
+    assert lines[-2] == (
+        f"Knee: batch {curve.knee_batch_size} (the smallest reaching 90% of the best throughput)"
+    )
+    assert lines[-1] == f"Best batch: {curve.best_reason}"
+
+
+def test_sweep_shows_out_of_memory_and_exits_3_when_a_point_is_unstable(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyinfer import profiler
+
+    curve = BatchCurve(
+        (
+            BatchPoint(1, 0.5, 0.5, 0.6, 2000.0, stable=True),
+            BatchPoint(2, 0.8, 0.8, 0.9, 2500.0, stable=False),
+            BatchPoint(4, error="out of memory: CUDA out of memory", out_of_memory=True),
+        ),
+        2,
+        None,
+        2,
+        "batch 2: the highest throughput, 2500.0 FPS (no latency budget given)",
+    )
+    monkeypatch.setattr(
+        profiler.PerformanceProfiler, "sweep_batch_sizes", lambda self, sizes, budget: curve
+    )
+    code, out, err = run_cli(["sweep", models["mlp"], "--batch-sizes", "1,2,4"], capsys)
+    assert code == 3
+    assert "failed: out of memory: CUDA out of memory" in out
+    assert "pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
+
+
+def test_sweep_interrupted_keeps_the_finished_batch_sizes(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    interrupt_after(monkeypatch, 10, on_run=2)
+    path = tmp_path / "c.json"
+    code, out, err = run_cli(
+        ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
+    )
+    assert code == 130
+    curve = BatchCurve.from_json(path.read_text())
+    assert [p.batch_size for p in curve.points] == [1, 2]
+    assert curve.points[0].ok
+    assert re.fullmatch(r"interrupted after \d+ samples", curve.points[1].error or "")
+    assert "failed: interrupted after" in out
+    assert err.endswith(f"interrupted: results so far written to {path}\n")
+
+
+# ---- compare and env --------------------------------------------------------------------------
+
+
+def test_compare_prints_the_table_and_each_change(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, md = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.md"
+    for path in (a, b):
+        assert run_cli(["profile", models["mlp"], *EXACT, "--json", path], capsys)[0] in (0, 3)
+    code, out, _ = run_cli(["compare", a, b, "--markdown", md], capsys)
+    assert code == 0
+    ra, rb = ProfileReport.load(a), ProfileReport.load(b)
+    from pyinfer.report import compare, comparison_table
+
+    expected = f"{comparison_table([ra, rb])}\n\n{a} -> {b}\n{compare(ra, rb).to_text()}\n"
+    assert out == expected
+    text = md.read_text()
+    assert text.startswith("## Comparison\n\n```\nModel Format")
+    assert f"### {a} -> {b}" in text
+
+
+def test_compare_names_a_missing_or_damaged_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.json"
+    assert run_cli(["compare", missing], capsys)[2] == (
+        f"pyinfer compare: error: report {missing} does not exist\n"
+    )
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text('{"schema_version": "1.0", "model": 3}')
+    code, _, err = run_cli(["compare", damaged], capsys)
+    assert code == 1
+    assert err.startswith(f"pyinfer compare: error: not a readable profile report: {damaged}: ")
+
+
+def test_env_as_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from pyinfer._environment import Environment
+
+    code, out, _ = run_cli(["env", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert list(data) == [f.name for f in Environment.__dataclass_fields__.values()]
+    assert data["versions"]["pyinfer"] == pyinfer.__version__
+    code, out, _ = run_cli(["env"], capsys)
+    lines = out.splitlines()
+    width = lines[0].index(data["hostname"])
+    assert lines[0] == "hostname:".ljust(width) + data["hostname"]
+    assert "versions.pyinfer:".ljust(width) + pyinfer.__version__ in lines
+    assert all(line[width - 1] == " " for line in lines)
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(_: Any) -> int:
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(cli, "cmd_env", broken)
+    assert cli.main(["env"]) == 1
+    assert capsys.readouterr().err == (
+        "pyinfer env: internal error: RuntimeError: something unforeseen "
+        "(re-run with --verbose for the traceback)\n"
+    )
+    assert cli.main(["env", "--verbose"]) == 1  # --verbose after the command works too
+    assert (
+        capsys.readouterr().err
+        == "pyinfer env: internal error: RuntimeError: something unforeseen\n"
+    )
+    assert any(r.exc_info for r in caplog.records)
+
+
+def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("info", "run", "profile", "sweep", "compare", "env", "demo"):
+        with pytest.raises(SystemExit) as info:
+            cli.main([command, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: pyinfer {command}")
+        assert re.search(rf"\nExamples:\n  pyinfer {command}\b", out)
+
+
+# ---- real processes ---------------------------------------------------------------------------
+
+
+def pyinfer_process(*argv: object) -> subprocess.Popen[str]:
+    """``python -m pyinfer ARGV`` in a process of its own (the same pyinfer as this one)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pyinfer", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_help_imports_no_framework() -> None:
+    code = (
+        "import sys\nfrom pyinfer import cli\ntry:\n    cli.main(['profile', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'torch', 'tensorflow', 'onnxruntime', 'keras', 'numpy'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_exit_statuses_of_the_real_process(models: dict[str, Path], tmp_path: Path) -> None:
+    cases = [
+        (["info", tmp_path / "none.onnx"], 1),
+        (["info", models["mlp"], "--option", "bogus=1"], 2),
+        (["profile", models["mlp"], "--iterations", "0"], 2),
+        (["info", models["mlp"]], 0),
+    ]
+    for argv, expected in cases:
+        process = pyinfer_process(*argv)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == expected, (argv, err)
+        if expected == 1:
+            assert (
+                err
+                == f"pyinfer info: error: model path '{tmp_path / 'none.onnx'}' does not exist\n"
+            )
+
+
+def test_a_real_ctrl_c_writes_a_valid_report_and_exits_130(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    path = tmp_path / "interrupted.json"
+    # --iterations with a huge count: it would never stop on its own.
+    process = pyinfer_process(
+        "--verbose",
+        "profile",
+        models["mlp"],
+        "--warmup",
+        "2",
+        "--iterations",
+        "100000000",
+        "--no-memory",
+        "--json",
+        path,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in process.stderr:  # the first call is logged once the model has loaded and run
+        if "first inference of 'mlp'" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.5)  # warm-up, then samples
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    report = ProfileReport.load(path)
+    assert not report.stable
+    assert report.stability_reason == f"interrupted after {report.latency.stats.count} samples"
+    assert report.latency.stats.count >= 5
+    assert out.startswith("Profiling Results:\n")
+    assert f"interrupted: results so far written to {path}" in err
