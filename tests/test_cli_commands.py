@@ -848,3 +848,21 @@ def test_a_real_ctrl_c_writes_a_valid_report_and_exits_130(
     assert report.latency.stats.count >= 5
     assert out.startswith("Profiling Results:\n")
     assert f"interrupted: results so far written to {path}" in err
+
+
+def test_a_pickled_module_needs_trust_code_as_the_loader_message_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.Linear(4, 2), path)
+    got, out, err = run_cli(["info", path], capsys)
+    assert got == cli.EXIT_FAILED
+    assert out == ""
+    assert "trust_code=True (CLI: --trust-code)" in err
+    got, out, err = run_cli(["info", path, "--trust-code"], capsys)
+    assert got == cli.EXIT_OK, err
+    assert "Format:      pytorch" in out.splitlines()
+    assert "trust_code" in out

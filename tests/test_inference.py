@@ -855,3 +855,16 @@ def test_cuda_pinned_overlapped_upload_matches_the_plain_path(torch_module: Modu
         expected = net.cpu()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(staged.stacked(), expected, rtol=1e-3, atol=1e-4)
     assert staged.batch_sizes == [8, 8, 8, 8, 5]
+
+
+def test_top_k_ranks_on_the_raw_scores_when_softmax_cannot_tell_them_apart() -> None:
+    # Logits of a randomly initialised network can be ~1e-10 apart: a float32 softmax makes
+    # them all exactly 1/n, and ranking the probabilities would return classes 0, 1, 2.
+    logits = np.zeros(1000, dtype=np.float32)
+    logits[[7, 502, 99]] = [3e-10, 9e-10, 6e-10]
+    assert np.unique(softmax(logits)).size == 1
+    got = top_k(logits, 3, apply_softmax=True)
+    assert [p.class_index for p in got] == [502, 99, 7]
+    assert [p.score for p in got] == pytest.approx([1e-3] * 3)
+    batch = top_k_batch(np.stack([logits, -logits]), 1, apply_softmax=True)
+    assert [row[0].class_index for row in batch] == [502, 0]

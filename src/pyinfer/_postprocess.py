@@ -64,13 +64,22 @@ def _check_labels(labels: Sequence[str] | None, classes: int) -> None:
         )
 
 
-def top_k(scores: Any, k: int = 5, labels: Sequence[str] | None = None) -> list[Prediction]:
+def top_k(
+    scores: Any,
+    k: int = 5,
+    labels: Sequence[str] | None = None,
+    *,
+    apply_softmax: bool = False,
+) -> list[Prediction]:
     """The ``k`` highest scores of one item, best first (ties: lower index first).
 
     Args:
         scores: 1-D scores of one item (logits or probabilities).
         k: How many; capped at the number of classes.
         labels: One label per class.
+        apply_softmax: Report each chosen class's softmax probability instead of its raw
+            score. The classes are ranked on the raw scores either way, so logits too close
+            together to tell apart after a float32 softmax still come out in their true order.
 
     Returns:
         Up to ``k`` predictions.
@@ -84,11 +93,15 @@ def top_k(scores: Any, k: int = 5, labels: Sequence[str] | None = None) -> list[
         raise InvalidInputError(
             f"top_k takes the 1-D scores of one item, got shape {tuple(s.shape)}; use top_k_batch"
         )
-    return top_k_batch(s[None, :], k, labels)[0]
+    return top_k_batch(s[None, :], k, labels, apply_softmax=apply_softmax)[0]
 
 
 def top_k_batch(
-    scores: Any, k: int = 5, labels: Sequence[str] | None = None
+    scores: Any,
+    k: int = 5,
+    labels: Sequence[str] | None = None,
+    *,
+    apply_softmax: bool = False,
 ) -> list[list[Prediction]]:
     """:func:`top_k` for each row of a ``(batch, classes)`` array.
 
@@ -106,7 +119,8 @@ def top_k_batch(
     _check_labels(labels, s.shape[1])
     k = min(k, s.shape[1])
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    values = softmax(s, axis=1) if apply_softmax else s
     return [
         [Prediction(int(i), None if labels is None else str(labels[i]), float(row[i])) for i in idx]
-        for row, idx in zip(s, order, strict=True)
+        for row, idx in zip(values, order, strict=True)
     ]

@@ -122,6 +122,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--option num_threads=2, --option trust_code=true, "
         "--option 'input_shapes={\"x\": [null, 3, 224, 224]}'",
     )
+    group.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow loading a model whose file holds code (a whole pickled torch module, Keras "
+        "Lambda layers); that code runs with your rights, so only for files you trust",
+    )
 
 
 def _add_timing_options(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +180,8 @@ def _load(args: argparse.Namespace) -> Model:
     from pyinfer.model_loader import load_model
 
     options = dict(args.options)
+    if getattr(args, "trust_code", False):
+        options["trust_code"] = True
     return load_model(args.model, format=args.format, device=args.device, **options)
 
 
@@ -384,10 +392,10 @@ def _is_scores(value: np.ndarray) -> bool:
 
 
 def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
-    from pyinfer.inference_engine import softmax, top_k
+    from pyinfer.inference_engine import top_k
 
     probabilities = scores.min() >= 0 and abs(float(scores.sum(dtype="float64")) - 1.0) < 1e-3
-    return top_k(scores if probabilities else softmax(scores), k, labels)
+    return top_k(scores, k, labels, apply_softmax=not probabilities)
 
 
 def _read_labels(path: str | None) -> list[str] | None:

@@ -557,7 +557,7 @@ class InferenceEngine:
             apply_softmax = not (
                 scores.min() >= 0 and abs(float(scores.sum(dtype=np.float64)) - 1.0) < 1e-3
             )
-        return top_k(softmax(scores) if apply_softmax else scores, k, labels)
+        return top_k(scores, k, labels, apply_softmax=apply_softmax)
 
     # -- datasets --------------------------------------------------------------------------
 
