@@ -866,3 +866,24 @@ def test_a_pickled_module_needs_trust_code_as_the_loader_message_says(
     assert got == cli.EXIT_OK, err
     assert "Format:      pytorch" in out.splitlines()
     assert "trust_code" in out
+
+
+def test_info_counts_an_onnx_models_external_data(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    proto = onnx.load(str(models["mlp"]))
+    path = tmp_path / "split.onnx"
+    onnx.save_model(
+        proto, str(path), save_as_external_data=True, location="split.bin", size_threshold=0
+    )
+    data = tmp_path / "split.bin"
+    got, out, _ = run_cli(["info", path, "--json"], capsys)
+    assert got == cli.EXIT_OK
+    described = json.loads(out)
+    assert described["file_bytes"] == path.stat().st_size
+    assert described["external_data_files"] == [str(data)]
+    assert described["external_data_bytes"] == data.stat().st_size == (8 * 16 + 16 + 16 * 3 + 3) * 4
+    got, out, _ = run_cli(["info", path], capsys)
+    assert "of external data in split.bin)" in out.splitlines()[1]

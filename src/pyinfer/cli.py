@@ -222,6 +222,14 @@ def _value_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _external_text(files: list[Path]) -> str:
+    if not files:
+        return ""
+    total = _size_text(sum(p.stat().st_size for p in files))
+    names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
+    return f" + {total} of external data in {names}"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Loads a model and prints what it is: format, inputs, outputs, parameters, options."""
     model = _load(args)
@@ -229,6 +237,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.model)
     described["file"] = str(path)
     described["file_bytes"] = _size_of(path)
+    external: list[Path] = []
+    if model.format.value == "onnx":
+        from pyinfer.backends.onnx_backend import external_data_files
+
+        external = external_data_files(path)
+        described["external_data_files"] = [str(p) for p in external]
+        described["external_data_bytes"] = sum(p.stat().st_size for p in external)
     if args.json:
         sys.stdout.write(json.dumps(described, indent=2) + "\n")
         return EXIT_OK
@@ -238,7 +253,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         load += f" (framework import {import_s:.2f} s apart)"
     lines = [
         f"Model:       {model.name}",
-        f"File:        {path} ({_size_text(described['file_bytes'])})",
+        f"File:        {path} ({_size_text(described['file_bytes'])}{_external_text(external)})",
         f"Format:      {model.format.value}",
         f"Framework:   {model.framework}",
         f"Device:      {model.device}",

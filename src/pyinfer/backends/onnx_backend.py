@@ -795,6 +795,30 @@ def _initializers(proto: Any) -> Iterator[Any]:
             yield sparse.values
 
 
+def external_data_files(path: Path) -> list[Path]:
+    """The external data files an ``.onnx`` model reads its weights from, in first-use order.
+
+    Args:
+        path: The ``.onnx`` file.
+
+    Returns:
+        The files named by its initializers that exist beside it (none when the weights are
+        inside the file, or the onnx package is not installed to read the graph).
+    """
+    proto = _read_proto(path)
+    if proto is None:
+        return []
+    found: list[Path] = []
+    for tensor in _initializers(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = path.parent / location
+        if location and target.is_file() and target not in found:
+            found.append(target)
+    return found
+
+
 def _check_external_data(path: Path, proto: Any) -> None:
     """Raises if an external data file of the model is missing or shorter than announced."""
     folder = path.parent
