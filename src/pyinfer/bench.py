@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -122,6 +123,11 @@ PARITY_TOLERANCE_TFLITE = 1e-3
 #: that takes half a second). The std-over-mean test would flag every fast model on a shared
 #: machine, where one preempted call in a hundred sends it over 5%.
 QUICK_STABILITY_TARGET = 0.02
+#: The suite warns when the load average before it starts is above this fraction of the CPUs:
+#: torch and ONNX Runtime run one thread per core, and a thread that shares its core with
+#: another process makes every call wait for it (seen here: ResNet50 eager from 60 ms to over
+#: a second per call while another process ran on one of the 2 cores).
+BUSY_LOAD_FRACTION = 0.5
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 _REASON_WIDTH = 32
@@ -238,6 +244,8 @@ class SuiteResult:
         settings: The profiler settings every entry used.
         wall_s: Wall time of the whole suite, exports included.
         interrupted: Whether Ctrl-C stopped it (the entry running then is dropped).
+        load_average: The machine's 1-minute load average when the suite started (``None``
+            where the platform has none): above the core count, other processes competed.
         schema_version: The JSON layout's version.
     """
 
@@ -247,6 +255,7 @@ class SuiteResult:
     settings: dict[str, Any]
     wall_s: float
     interrupted: bool = False
+    load_average: float | None = None
     schema_version: str = BENCH_SCHEMA_VERSION
 
     @property
@@ -303,6 +312,9 @@ class SuiteResult:
         text = ", ".join(parts) + f"; wall time {self.wall_s:.1f} s"
         if self.interrupted:
             text += " (interrupted: the entry running then was dropped)"
+        busy = _busy_warning(self.load_average)
+        if busy:
+            text += "\n" + busy
         return text
 
     def to_text(self) -> str:
@@ -666,7 +678,8 @@ class _Models:
     def torch_resnet(self) -> Any:
         def build() -> Any:
             import torch
-            from torchvision.models import resnet50
+
+            resnet50 = _require("torchvision.models", "torch", "ResNet50").resnet50
 
             torch.manual_seed(self.config.seed)
             return resnet50(weights=None).eval()
@@ -695,6 +708,22 @@ class _Models:
 
         size = self.config.image_size
         return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _require(module: str, extra: str, what: str) -> Any:
+    """Imports ``module`` for ``what``, or raises FrameworkNotInstalledError naming the extra."""
+    import importlib
+
+    from pyinfer.backends._frameworks import ensure_triton_safe
+
+    try:
+        ensure_triton_safe()
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".", maxsplit=1)[0]
+        raise FrameworkNotInstalledError(
+            f"{what} needs {package} ({exc}); pip install 'pyinfer[{extra}]'"
+        ) from exc
 
 
 def _torch_loader(**options: Any) -> Any:
@@ -833,7 +862,9 @@ def _jobs(config: SuiteConfig, models: _Models, device: str) -> list[_Job]:
 def _bert_model(models: _Models, device: str) -> Any:
     def build() -> Any:
         import torch
-        from transformers import BertConfig, BertModel
+
+        transformers = _require("transformers", "text", "BERT-base")
+        BertConfig, BertModel = transformers.BertConfig, transformers.BertModel  # noqa: N806
 
         torch.manual_seed(models.config.seed)
         bert: Any = BertModel(BertConfig(**dict(models.config.bert_config)))
@@ -849,7 +880,8 @@ def _bert_model(models: _Models, device: str) -> Any:
 def _mobilenet_model(models: _Models, device: str) -> Any:
     def build() -> Any:
         import torch
-        from torchvision.models import mobilenet_v2
+
+        mobilenet_v2 = _require("torchvision.models", "torch", "MobileNetV2").mobilenet_v2
 
         torch.manual_seed(models.config.seed)
         return mobilenet_v2(weights=None).eval()
@@ -917,6 +949,10 @@ def run_suite(
     entries: list[SuiteEntry] = []
     environments: dict[str, Environment] = {}
     interrupted = False
+    load = _load_average()
+    busy = _busy_warning(load)
+    if busy:
+        say(busy)
     try:
         with _folder(config.work_dir) as folder:
             artifacts = _Artifacts(folder)
@@ -944,6 +980,25 @@ def run_suite(
         settings=_settings_dict(settings),
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
+        load_average=load,
+    )
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None
+
+
+def _busy_warning(load: float | None) -> str:
+    """A warning when other processes keep the CPUs busy (measurements will be noisy)."""
+    cores = os.cpu_count() or 1
+    if load is None or load < BUSY_LOAD_FRACTION * cores:
+        return ""
+    return (
+        f"warning: load average {load:.1f} on {cores} CPUs before starting: other processes "
+        "compete for the CPUs, expect noisy and unstable measurements"
     )
 
 
