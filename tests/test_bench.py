@@ -17,7 +17,7 @@ from pyinfer import bench, cli
 from pyinfer.bench import FormatEntry, FormatsResult, SuiteConfig, SuiteResult
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.profiler import ProfilerSettings
-from pyinfer.report import _short
+from pyinfer.report import _short, comparison_table
 
 # The specification's header lines, character for character.
 SPEC_FORMATS = (
@@ -88,8 +88,8 @@ def test_mobilenet_table_json_and_markdown(
         assert entry.report.batch_size == 1
         mark = "" if entry.stable else "~"
         assert _cells(row) == [
-            f"{size}x{size}{mark}",
-            _short(entry.report.latency.stats.mean_ms),
+            f"{size}x{size}",
+            _short(entry.report.latency.stats.mean_ms) + mark,
             f"{entry.report.throughput_fps:.1f}",
         ]
         # --quick makes no throughput run: FPS is items over the latency run's wall time.
@@ -129,9 +129,11 @@ def test_bert_table_through_the_library(torch_module: Any) -> None:
         assert entry.report is not None
         assert entry.report.input_shapes == {"input_ids": (1, length)}
         assert entry.report.input_dtypes == {"input_ids": "int64"}
-        assert _cells(row)[0] == f"{length}" + ("" if entry.stable else "~")
+        assert _cells(row)[0] == f"{length}"
+        mean = _short(entry.report.latency.stats.mean_ms)
+        assert _cells(row)[1] == mean + ("" if entry.stable else "~")
         assert _cells(row)[2] == f"{entry.report.throughput_fps:.1f}"
-    assert lines[0] == "[1/2] cpu BERT-Base seq 8 (elapsed 0 s)"
+    assert "[1/2] cpu BERT-Base seq 8 (elapsed 0 s)" in lines
     assert result.config["bert_config"] == TINY_BERT
 
 
@@ -147,10 +149,14 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
     result = SuiteResult.load(tmp_path / "r.json")
     assert code == _expected_code(result)
     table = _after(out, SPEC_FORMATS)
-    labels = [_cells(row)[0].rstrip("~") for row in table[2:5]]
+    labels = [_cells(row)[0] for row in table[2:5]]
     assert labels == ["PyTorch (FP32)", "TorchScript", "ONNX (FP32)"]
     formats = [e for e in result.entries if e.table == "resnet50"]
     assert [e.report.format for e in formats if e.report] == ["pytorch", "torchscript", "onnx"]
+    if all(e.stable for e in formats):  # then the rows are exactly report.comparison_table's
+        reports = [e.report for e in formats if e.report]
+        labels = ["PyTorch (FP32)", "TorchScript", "ONNX (FP32)"]
+        assert "\n".join(table) == comparison_table(reports, labels=labels)
     assert all(e.report and e.report.memory is not None for e in formats)
     batch_header = out.index("Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)")
     assert out[batch_header - 1].startswith("Batch Processing (CPU (")
@@ -192,7 +198,7 @@ def test_a_failed_entry_shows_why_and_exits_1(
     lines = capsys.readouterr().out.splitlines()
     table = _after(lines, SPEC_MOBILENET)
     assert _cells(table[2]) == ["32x32", "-", "failed: RuntimeError: boom"]
-    assert _cells(table[3])[0].rstrip("~") == "40x40"  # the suite went on
+    assert _cells(table[3])[0] == "40x40"  # the suite went on
     assert re.search(
         r"^2 entries: 1 measured, 1 failed(, 1 not stable)?; wall time \d+\.\d s$",
         "\n".join(lines),
@@ -259,9 +265,10 @@ def test_an_unstable_entry_is_marked_and_exits_3(
     assert cli.main(MOBILENET_32) == cli.EXIT_UNSTABLE
     lines = capsys.readouterr().out.splitlines()
     table = _after(lines, SPEC_MOBILENET)
-    assert _cells(table[2])[0] == "32x32~"
+    assert _cells(table[2])[0] == "32x32"
+    assert _cells(table[2])[1].endswith("~")
     after = lines[lines.index(table[-1]) + 1]
-    assert after == "~ did not become stable (see the JSON report's stability_reason)"
+    assert after == "~ not stable: the figure's stability target was not met (see the JSON)"
     assert any(line.startswith("1 entries: 1 measured, 1 not stable; ") for line in lines)
 
 
@@ -286,7 +293,7 @@ def test_ctrl_c_keeps_the_finished_entries(
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
     captured = capsys.readouterr()
     table = _after(captured.out.splitlines(), SPEC_MOBILENET)
-    assert [_cells(r)[0].rstrip("~") for r in table[2:] if "│" in r] == ["32x32"]
+    assert [_cells(r)[0] for r in table[2:] if "│" in r] == ["32x32"]
     assert "interrupted: keeping the entries finished so far" in captured.err
     result = SuiteResult.load(out_json)
     assert result.interrupted
@@ -350,7 +357,7 @@ def test_subprocess_bench_runs_and_reports_progress() -> None:
     )
     assert proc.returncode in (0, 3), proc.stderr
     lines = proc.stdout.splitlines()
-    assert _cells(_after(lines, SPEC_MOBILENET)[2])[0].rstrip("~") == "32x32"
+    assert _cells(_after(lines, SPEC_MOBILENET)[2])[0] == "32x32"
     assert "[1/1] cpu MobileNetV2 32x32 (elapsed 0 s)" in proc.stderr
 
 
@@ -395,7 +402,7 @@ def test_formats_of_a_torch_module(
     header = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB) │ Parity"
     start = out.index(header)
     rows = [_cells(r) for r in out[start + 2 : start + 6]]
-    assert [r[0].rstrip("~") for r in rows] == [
+    assert [r[0] for r in rows] == [
         "PyTorch (FP32)",
         "TorchScript",
         "torch.export",
@@ -455,7 +462,7 @@ def test_formats_of_an_onnx_file_is_itself_only(
         "nothing else is reachable from a ONNX file: pyinfer exports from torch modules and "
         "Keras models only" in out
     )
-    assert _cells(out[4])[0].rstrip("~") == "ONNX (FP32)"
+    assert _cells(out[4])[0] == "ONNX (FP32)"
     assert _cells(out[4])[4] == "reference"
     assert out[-1] == "fastest at batch 1: ONNX (FP32) (the original)"
 
@@ -515,3 +522,12 @@ def test_a_busy_machine_is_called_out(monkeypatch: pytest.MonkeyPatch) -> None:
         "0 entries: 0 measured; wall time 3.0 s\n" + bench._busy_warning(4.0)
     )
     assert SuiteResult.from_json(busy.to_json()) == busy
+
+
+def test_a_missing_package_names_its_extra() -> None:
+    with pytest.raises(FrameworkNotInstalledError) as info:
+        bench._require("no_such_package_for_pyinfer.models", "text", "BERT-base")
+    assert str(info.value).startswith(
+        "BERT-base needs no_such_package_for_pyinfer (No module named "
+        "'no_such_package_for_pyinfer'); pip install 'pyinfer[text]'"
+    )

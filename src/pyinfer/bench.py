@@ -55,7 +55,6 @@ from pyinfer.report import (
     _ms,
     _one_line,
     _short,
-    comparison_table,
     write_atomic,
 )
 
@@ -413,7 +412,7 @@ def _check_schema(data: Any, kind: str, what: str) -> None:
 def _footnotes(entries: Sequence[SuiteEntry | FormatEntry]) -> list[str]:
     notes = []
     if any(e.status == OK and not e.stable for e in entries):
-        notes.append("~ did not become stable (see the JSON report's stability_reason)")
+        notes.append("~ not stable: the figure's stability target was not met (see the JSON)")
     for e in entries:
         if e.status != OK and len(e.reason) > _REASON_WIDTH:
             notes.append(f"{e.label}: {e.status}: {e.reason}")
@@ -424,8 +423,15 @@ def _with_notes(table: str, notes: Sequence[str]) -> str:
     return "\n".join([table, *notes])
 
 
-def _label(entry: SuiteEntry | FormatEntry) -> str:
-    return entry.label + ("~" if entry.status == OK and not entry.stable else "")
+def _latency(entry: SuiteEntry | FormatEntry) -> str:
+    """The Latency cell: the mean in ms, with ``~`` when the measurement was not stable.
+
+    The mark goes on the figure, not the row name, so that it never widens the first column
+    past the specification's width.
+    """
+    assert entry.report is not None
+    mark = "" if entry.stable else "~"
+    return _short(entry.report.latency.stats.mean_ms) + mark
 
 
 def _memory_mb(report: ProfileReport) -> str:
@@ -437,26 +443,16 @@ def _memory_mb(report: ProfileReport) -> str:
 
 
 def _formats_table(entries: Sequence[SuiteEntry]) -> str:
-    """The specification's format table; failed and skipped rows say why in the last column."""
-    measured = [e for e in entries if e.report is not None]
-    if len(measured) == len(entries):
-        table = comparison_table(
-            [e.report for e in measured if e.report is not None],
-            labels=[_label(e) for e in measured],
-        )
-        return _with_notes(table, _footnotes(entries))
+    """The specification's format table; failed and skipped rows say why in the last column.
+
+    Rows are :func:`~pyinfer.report.comparison_table`'s (same figures, header and widths), built
+    here so that unstable figures can be marked and failed rows can stand in the table.
+    """
     rows = []
     for e in entries:
         if e.report is not None:
             r = e.report
-            rows.append(
-                (
-                    _label(e),
-                    _short(r.latency.stats.mean_ms),
-                    f"{r.throughput_fps:.1f}",
-                    _memory_mb(r),
-                )
-            )
+            rows.append((e.label, _latency(e), f"{r.throughput_fps:.1f}", _memory_mb(r)))
         else:
             rows.append((e.label, "-", "-", _status_cell(e.status, e.reason)))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
@@ -486,7 +482,7 @@ def _small_table(model: str, entries: Sequence[SuiteEntry]) -> str:
     rows = []
     for e in entries:
         if e.report is not None:
-            rows.append((_label(e), _short(e.report.latency.stats.mean_ms), _fps(e.report)))
+            rows.append((e.label, _latency(e), _fps(e.report)))
         else:
             rows.append((e.label, "-", _status_cell(e.status, e.reason)))
     return _with_notes(_box_table(header, rows, widths, center_first=True), _footnotes(entries))
@@ -1124,8 +1120,8 @@ class FormatsResult:
                 r = e.report
                 rows.append(
                     (
-                        _label(e),
-                        _short(r.latency.stats.mean_ms),
+                        e.label,
+                        _latency(e),
                         f"{r.throughput_fps:.1f}",
                         _memory_mb(r),
                         e.parity_text(),
