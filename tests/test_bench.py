@@ -510,18 +510,22 @@ def test_a_mismatching_or_failed_format_exits_1() -> None:
 
 def test_a_busy_machine_is_called_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert bench._busy_warning(0.9) == ""
+    assert bench._busy_warning(0.4) == ""
     assert bench._busy_warning(None) == ""
-    assert bench._busy_warning(2.25) == (
-        "warning: load average 2.2 on 2 CPUs before starting: other processes compete for the "
-        "CPUs, expect noisy and unstable measurements"
+    assert bench._busy_warning(1.25) == (
+        "warning: other processes kept 1.2 of 2 CPUs busy before the suite started: expect "
+        "noisy and unstable measurements"
     )
     env = bench.collect_environment()
-    busy = SuiteResult((), {"cpu": env}, {}, {}, 3.0, load_average=4.0)
+    busy = SuiteResult((), {"cpu": env}, {}, {}, 3.0, busy_cpus=1.5)
     assert busy.summary_line() == (
-        "0 entries: 0 measured; wall time 3.0 s\n" + bench._busy_warning(4.0)
+        "0 entries: 0 measured; wall time 3.0 s\n" + bench._busy_warning(1.5)
     )
     assert SuiteResult.from_json(busy.to_json()) == busy
+    # /proc/stat: 300 jiffies of which 100 idle over the sample -> 2/3 of 2 CPUs busy.
+    samples = iter([(1000, 500), (1300, 600)])
+    monkeypatch.setattr(bench, "_cpu_times", lambda: next(samples))
+    assert bench._busy_cpus(0.001) == pytest.approx(4 / 3)
 
 
 def test_a_missing_package_names_its_extra() -> None:

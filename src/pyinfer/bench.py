@@ -122,11 +122,13 @@ PARITY_TOLERANCE_TFLITE = 1e-3
 #: that takes half a second). The std-over-mean test would flag every fast model on a shared
 #: machine, where one preempted call in a hundred sends it over 5%.
 QUICK_STABILITY_TARGET = 0.02
-#: The suite warns when the load average before it starts is above this fraction of the CPUs:
-#: torch and ONNX Runtime run one thread per core, and a thread that shares its core with
-#: another process makes every call wait for it (seen here: ResNet50 eager from 60 ms to over
-#: a second per call while another process ran on one of the 2 cores).
-BUSY_LOAD_FRACTION = 0.5
+#: The suite warns when other processes keep at least this many CPUs busy as it starts: torch
+#: and ONNX Runtime run one thread per core, and a thread that shares its core with another
+#: process makes every call wait for it (seen here: ResNet50 eager from 60 ms to over a second
+#: per call while another process's test suite ran on one of the 2 cores).
+BUSY_CPUS = 0.5
+#: How long the suite samples ``/proc/stat`` before it starts.
+BUSY_SAMPLE_S = 0.5
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 _REASON_WIDTH = 32
@@ -243,8 +245,8 @@ class SuiteResult:
         settings: The profiler settings every entry used.
         wall_s: Wall time of the whole suite, exports included.
         interrupted: Whether Ctrl-C stopped it (the entry running then is dropped).
-        load_average: The machine's 1-minute load average when the suite started (``None``
-            where the platform has none): above the core count, other processes competed.
+        busy_cpus: How many CPUs other processes kept busy just before the suite started
+            (from ``/proc/stat`` over :data:`BUSY_SAMPLE_S`; ``None`` where unknown).
         schema_version: The JSON layout's version.
     """
 
@@ -254,7 +256,7 @@ class SuiteResult:
     settings: dict[str, Any]
     wall_s: float
     interrupted: bool = False
-    load_average: float | None = None
+    busy_cpus: float | None = None
     schema_version: str = BENCH_SCHEMA_VERSION
 
     @property
@@ -311,7 +313,7 @@ class SuiteResult:
         text = ", ".join(parts) + f"; wall time {self.wall_s:.1f} s"
         if self.interrupted:
             text += " (interrupted: the entry running then was dropped)"
-        busy = _busy_warning(self.load_average)
+        busy = _busy_warning(self.busy_cpus)
         if busy:
             text += "\n" + busy
         return text
@@ -945,7 +947,7 @@ def run_suite(
     entries: list[SuiteEntry] = []
     environments: dict[str, Environment] = {}
     interrupted = False
-    load = _load_average()
+    load = _busy_cpus()
     busy = _busy_warning(load)
     if busy:
         say(busy)
@@ -976,25 +978,41 @@ def run_suite(
         settings=_settings_dict(settings),
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
-        load_average=load,
+        busy_cpus=load,
     )
 
 
-def _load_average() -> float | None:
+def _cpu_times() -> tuple[int, int] | None:
+    """Total and idle jiffies of all CPUs (``/proc/stat``), or ``None`` off Linux."""
     try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - Windows
+        with Path("/proc/stat").open(encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
         return None
+    if len(values) < 5:
+        return None
+    return sum(values[:8]), values[3] + values[4]  # idle + iowait
 
 
-def _busy_warning(load: float | None) -> str:
+def _busy_cpus(interval_s: float = 0.0) -> float | None:
+    """CPUs kept busy by any process over a short sample (this one is idle meanwhile)."""
+    first = _cpu_times()
+    time.sleep(interval_s or BUSY_SAMPLE_S)
+    second = _cpu_times()
+    if first is None or second is None or second[0] <= first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (total - idle) / total * (os.cpu_count() or 1)
+
+
+def _busy_warning(busy: float | None) -> str:
     """A warning when other processes keep the CPUs busy (measurements will be noisy)."""
     cores = os.cpu_count() or 1
-    if load is None or load < BUSY_LOAD_FRACTION * cores:
+    if busy is None or busy < BUSY_CPUS:
         return ""
     return (
-        f"warning: load average {load:.1f} on {cores} CPUs before starting: other processes "
-        "compete for the CPUs, expect noisy and unstable measurements"
+        f"warning: other processes kept {busy:.1f} of {cores} CPUs busy before the suite "
+        "started: expect noisy and unstable measurements"
     )
 
 
