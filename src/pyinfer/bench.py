@@ -943,14 +943,14 @@ def run_suite(
     settings = config.profiler_settings()
     devices = config.resolved_devices()
     say = progress or (lambda line: logger.info("%s", line))
+    load = _busy_cpus()  # before the clock starts: sampling the machine is not the suite
+    busy = _busy_warning(load)
+    if busy:
+        say(busy)
     start = time.perf_counter()
     entries: list[SuiteEntry] = []
     environments: dict[str, Environment] = {}
     interrupted = False
-    load = _busy_cpus()
-    busy = _busy_warning(load)
-    if busy:
-        say(busy)
     try:
         with _folder(config.work_dir) as folder:
             artifacts = _Artifacts(folder)
