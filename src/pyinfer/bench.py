@@ -292,7 +292,9 @@ class SuiteResult:
                     if formats:
                         out.append((_TITLES[model], heading, _formats_table(formats)))
                     for e in (e for e in rows if e.table == "resnet50-batch"):
-                        out.append((_TITLES[model], f"Batch Processing ({heading})", _batch(e)))
+                        device_text = heading.replace(" (", " ", 1).removesuffix(")")
+                        title = f"Batch Processing ({device_text}; PyTorch FP32)"
+                        out.append((_TITLES[model], title, _batch(e)))
                 else:
                     chosen = [e for e in rows if e.table == model]
                     if chosen:
