@@ -538,3 +538,50 @@ def test_a_missing_package_names_its_extra() -> None:
         "BERT-base needs no_such_package_for_pyinfer (No module named "
         "'no_such_package_for_pyinfer'); pip install 'pyinfer[text]'"
     )
+
+
+def test_formats_ctrl_c_keeps_the_finished_formats(
+    torch_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    real = bench._export
+
+    def stop_at_torch_export(fmt: str, *args: Any) -> Path:
+        if fmt == "torch-export":
+            raise KeyboardInterrupt
+        return real(fmt, *args)
+
+    monkeypatch.setattr(bench, "_export", stop_at_torch_export)
+    out_json = tmp_path / "f.json"
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    assert cli.main([*argv, "--json", str(out_json)]) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert "interrupted: keeping the formats finished so far" in captured.err
+    assert "interrupted: the format running then was dropped" in captured.out.splitlines()
+    result = FormatsResult.load(out_json)
+    assert result.interrupted
+    assert [e.format for e in result.entries] == ["eager", "torchscript"]
+
+
+def test_an_export_that_fails_is_a_failed_row(
+    torch_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+
+    def no_export(fmt: str, *args: Any) -> Path:
+        raise RuntimeError(f"cannot write {fmt}")
+
+    monkeypatch.setattr(bench, "_export", no_export)
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    assert cli.main([*argv, "--formats", "torchscript"]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if line.startswith("TorchScript "))
+    assert _cells(row) == ["TorchScript", "-", "-", "-", "failed: export failed"]
+    assert "TorchScript: failed: export failed: RuntimeError: cannot write torchscript" in out
+    assert out[-1].endswith("; failed: TorchScript")
