@@ -585,3 +585,66 @@ def test_an_export_that_fails_is_a_failed_row(
     assert _cells(row) == ["TorchScript", "-", "-", "-", "failed: export failed"]
     assert "TorchScript: failed: export failed: RuntimeError: cannot write torchscript" in out
     assert out[-1].endswith("; failed: TorchScript")
+
+
+# torch's own warnings while it traces an exported program and runs its legacy ONNX exporter on
+# a ScriptModule (the suite's -W error would turn them into failed exports).
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:no signature found for:UserWarning")
+@pytest.mark.parametrize(
+    ("exporter", "name", "formats"),
+    [
+        ("export_torchscript", "mlp_ts.pt", ["torchscript", "onnx"]),
+        ("export_torch_program", "mlp.pt2", ["torch-export", "torchscript", "onnx"]),
+    ],
+)
+def test_formats_of_torchscript_and_torch_export_files(
+    torch_module: Any,
+    onnx_module: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    exporter: str,
+    name: str,
+    formats: list[str],
+) -> None:
+    from pyinfer import export
+
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Sequential(torch_module.nn.Linear(8, 4), torch_module.nn.Tanh())
+    path = getattr(export, exporter)(net, tmp_path / name, torch_module.randn(2, 8))
+    out_json = tmp_path / "f.json"
+    code = cli.main(
+        ["formats", str(path), "--quick", "--input-shape", "8", "--json", str(out_json)]
+    )
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [e.format for e in result.entries] == formats
+    assert [e.status for e in result.entries] == ["ok"] * len(formats)
+    assert [e.parity for e in result.entries] == [None] + [True] * (len(formats) - 1)
+
+
+def test_formats_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import require_module
+
+    require_module("tensorflow")
+    import keras
+
+    from pyinfer.export import export_keras
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    path = export_keras(net, tmp_path / "sm", format="saved_model")
+    code = cli.main(["formats", str(path), "--quick", "--work-dir", str(tmp_path / "w")])
+    out = capsys.readouterr().out.splitlines()
+    assert code in (0, 3)
+    rows = [_cells(line) for line in out if line.startswith(("SavedModel ", "TFLite "))]
+    assert [r[0] for r in rows] == ["SavedModel", "TFLite (FP32)"]
+    assert rows[0][4] == "reference"
+    assert rows[1][4].startswith("ok (")
+    assert (
+        "from a SavedModel: Keras is not reachable (the folder does not keep the Keras model)"
+        in out
+    )
+    assert (tmp_path / "w" / "sm.tflite").is_file()

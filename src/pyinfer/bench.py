@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -202,11 +203,15 @@ class SuiteEntry:
         return self.report.stable
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _reason(exc: BaseException) -> str:
+    """One line: the error's type and message (terminal colour codes removed)."""
     oom = as_out_of_memory(exc)
     if oom is not None:
-        return f"out of memory: {_one_line(str(oom))}"
-    return f"{type(exc).__name__}: {_one_line(str(exc))}"
+        return f"out of memory: {_one_line(_ANSI.sub('', str(oom)))}"
+    return f"{type(exc).__name__}: {_one_line(_ANSI.sub('', str(exc)))}"
 
 
 def _status_cell(status: str, reason: str) -> str:
@@ -1308,12 +1313,19 @@ def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Pat
     """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``."""
     from pyinfer import export
 
+    if fmt in {"torchscript", "torch-export", "onnx"}:
+        source = _exportable_module(source, len(example))
     if fmt == "torchscript":
         return export.export_torchscript(source, folder / f"{stem}.torchscript.pt", example)
     if fmt == "torch-export":
         return export.export_torch_program(source, folder / f"{stem}.pt2", example)
     if fmt == "onnx":
-        return export.export_onnx(source, folder / f"{stem}.onnx", example)[0]
+        import torch
+
+        # The dynamo exporter cannot take a ScriptModule; the TorchScript-based one can.
+        scripted = isinstance(source, torch.jit.ScriptModule)
+        out = folder / f"{stem}.onnx"
+        return export.export_onnx(source, out, example, dynamo=False if scripted else None)[0]
     if isinstance(source, Path):  # a SavedModel folder
         return _tflite_from_saved_model(source, folder / f"{stem}.tflite")
     target = {"keras": f"{stem}.keras", "saved-model": f"{stem}_saved_model"}.get(
@@ -1321,6 +1333,42 @@ def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Pat
     )
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
     return export.export_keras(source, folder / target, format=kind)
+
+
+def _exportable_module(module: Any, inputs: int = 0) -> Any:
+    """``module``, or a wrapper for a ``torch.export`` program's module, which refuses ``eval()``.
+
+    ``ExportedProgram.module()`` is already in inference mode and raises on ``train``/``eval``,
+    which the exporters call; the wrapper's ``train`` only sets its own flag.
+    """
+    import torch
+
+    if module.__class__.__name__ != "_UnliftedModule" and not hasattr(module, "graph_signature"):
+        try:
+            module.eval()
+        except NotImplementedError:
+            pass
+        else:
+            return module
+
+    class _Exported(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode: bool = True) -> _Exported:
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(*args)
+
+    class _ExportedOne(_Exported):
+        # One named argument: the exporters map dynamic shapes onto named parameters.
+        def forward(self, x: Any) -> Any:
+            return self.inner(x)
+
+    return (_ExportedOne if inputs == 1 else _Exported)(module)
 
 
 def _shape_dims(model: Any, input_shape: Sequence[int] | None) -> dict[str, int]:
@@ -1415,8 +1463,11 @@ def compare_formats(
         """The original (``key`` None) with the user's options; an export with what it needs."""
         extra = options if key is None else {}
         if key in {"torchscript", "torch-export"}:
-            # A traced or exported module does not record its input shapes: the original's.
-            extra = {"input_shapes": {s.name: s.shape for s in original.inputs}}
+            # A traced or exported module does not record its input shapes: the original's
+            # (one input: by position, since tracing may rename it).
+            shapes = {s.name: s.shape for s in original.inputs}
+            one = next(iter(shapes.values())) if len(shapes) == 1 else None
+            extra = {"input_shapes": one if one is not None else shapes}
         return pyinfer.load_model(p, device=device, name=stem, **extra)
 
     try:
@@ -1520,7 +1571,8 @@ def _format_entry(
                 raise _StageError("load failed", exc) from exc
             prepare_s = time.perf_counter() - start
             try:
-                max_abs, rel, parity = _parity(expected, model(inputs), tolerance)
+                # In the original's order: an export may name its inputs differently.
+                max_abs, rel, parity = _parity(expected, model(list(inputs.values())), tolerance)
             except Exception as exc:
                 raise _StageError("parity check failed", exc) from exc
         else:
