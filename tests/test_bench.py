@@ -108,6 +108,22 @@ def test_mobilenet_table_json_and_markdown(
     assert raw["schema_version"] == "1.0"
     assert raw["tables"][0]["table"].splitlines()[:2] == list(SPEC_MOBILENET)
     assert raw["entries"][0]["report"]["latency"]["stats"]["count"] >= 1
+    first = result.entries[0]
+    assert first.report is not None
+    memory = first.report.memory
+    assert memory is not None
+    assert raw["rows"][0] == {
+        "table": "mobilenetv2",
+        "device": "cpu",
+        "status": "ok",
+        "reason": "",
+        "row": "32x32",
+        "latency_ms": first.report.latency.stats.mean_ms,
+        "latency_median_ms": first.report.latency.stats.median_ms,
+        "throughput": first.report.throughput_fps,
+        "memory_mb": (memory.parameter_bytes + (memory.peak_activation_bytes or 0)) / 2**20,
+        "stable": first.stable,
+    }
 
 
 def test_bert_table_through_the_library(torch_module: Any) -> None:
@@ -164,6 +180,13 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
         f"Batch Processing (CPU {env.cpu_model}, {env.physical_cores} cores; PyTorch FP32)"
     )
     assert [_cells(r)[0] for r in out[batch_header + 2 : batch_header + 4]] == ["1", "2"]
+    sweep = next(e for e in result.entries if e.table == "resnet50-batch")
+    assert sweep.report is not None
+    assert sweep.report.batch_curve is not None
+    batch_rows = [r for r in result.rows() if r["table"] == "resnet50-batch"]
+    assert [(r["row"], r["latency_ms"]) for r in batch_rows] == [
+        (str(p.batch_size), p.latency_mean_ms) for p in sweep.report.batch_curve.points
+    ]
     kept = sorted(p.name for p in work.iterdir())
     assert "resnet50.torchscript.pt" in kept
     assert "resnet50.onnx" in kept

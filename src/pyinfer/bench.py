@@ -361,8 +361,51 @@ class SuiteResult:
         data["tables"] = [
             {"title": t, "heading": h, "table": table} for t, h, table in self.tables()
         ]
+        data["rows"] = self.rows()
         data["exit_code"] = self.exit_code
         return data
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The tables' rows as figures: one per entry, one per batch size of the sweep.
+
+        Each row has the table, device, row name, status (and reason), latency mean and median
+        in ms, throughput in items per second, memory in MB (parameters plus peak activation)
+        and whether it was stable; figures are ``None`` where not measured.
+        """
+        out: list[dict[str, Any]] = []
+        for e in self.entries:
+            base = {"table": e.table, "device": e.device, "status": e.status, "reason": e.reason}
+            curve = e.report.batch_curve if e.report is not None else None
+            if curve is not None:
+                for p in curve.points:
+                    out.append(
+                        {
+                            **base,
+                            "row": str(p.batch_size),
+                            "latency_ms": p.latency_mean_ms,
+                            "latency_median_ms": p.latency_median_ms,
+                            "throughput": p.throughput_fps,
+                            "memory_mb": None,
+                            "stable": p.stable,
+                        }
+                    )
+                continue
+            r = e.report
+            m = r.memory if r is not None else None
+            out.append(
+                {
+                    **base,
+                    "row": e.label,
+                    "latency_ms": r.latency.stats.mean_ms if r else None,
+                    "latency_median_ms": r.latency.stats.median_ms if r else None,
+                    "throughput": r.throughput_fps if r else None,
+                    "memory_mb": (m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB
+                    if m
+                    else None,
+                    "stable": e.stable if r else None,
+                }
+            )
+        return out
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """The result as JSON (reloadable with :meth:`from_json`)."""
