@@ -10,6 +10,8 @@
 #   timing    the timing/bandwidth table of benchmarks/gpu_timing.py
 #   suite     the whole test suite
 #   loop      the timed loop's overhead against torch.utils.benchmark.Timer
+#   bench     the specification's suite on CUDA (`pyinfer bench --quick --device cuda`); its JSON
+#             and Markdown tables go to "$OUT/bench_cuda.json" / ".md" (or the current folder)
 # A device session is short: name only the sections an issue needs, e.g.
 # `scripts/gpu_check.sh tests engine`. Writes a copy of the log to "$OUT/gpu_check.log" when OUT
 # is set. Exits non-zero on any failure.
@@ -19,11 +21,11 @@ cd "$root"
 python=${PYTHON:-python3}
 
 sections=("$@")
-[[ ${#sections[@]} -eq 0 ]] && sections=(tests loaders profiler engine timing suite loop)
+[[ ${#sections[@]} -eq 0 ]] && sections=(tests loaders profiler engine timing suite loop bench)
 for section in "${sections[@]}"; do
   case $section in
-    tests | loaders | profiler | engine | timing | suite | loop) ;;
-    *) echo "unknown section '$section'; use: tests loaders profiler engine timing suite loop" >&2
+    tests | loaders | profiler | engine | timing | suite | loop | bench) ;;
+    *) echo "unknown section '$section'; use: tests loaders profiler engine timing suite loop bench" >&2
        exit 2 ;;
   esac
 done
@@ -101,5 +103,17 @@ fi
 if wants loop; then
   echo "== timed-loop overhead, with torch.utils.benchmark.Timer"
   timeout 120 "$python" benchmarks/bench_time_calls.py --rounds 5
+fi
+if wants bench; then
+  echo "== benchmark suite on CUDA: pyinfer bench --quick --device cuda"
+  bench_out=${OUT:-.}
+  # Exit status 3 (a measurement did not become stable) still printed and saved every table.
+  status=0
+  timeout 500 "$python" -m pyinfer bench --quick --device cuda \
+    --json "$bench_out/bench_cuda.json" --markdown "$bench_out/bench_cuda.md" || status=$?
+  if [[ $status -ne 0 && $status -ne 3 ]]; then
+    echo "pyinfer bench failed with status $status" >&2
+    exit "$status"
+  fi
 fi
 echo "== gpu_check passed"

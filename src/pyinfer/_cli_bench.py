@@ -2,7 +2,150 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from pyinfer._cli_common import EXIT_USAGE, int_list, positive_int, write_output
+from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (an argparse type)."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of names, got {text!r}")
+    return names
+
+
+def _shape(text: str) -> list[int]:
+    """One item's shape such as ``3,224,224`` (an argparse type)."""
+    return int_list(text.replace("x", ","))
+
+
+def _progress(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _usage_error(command: str, error: InvalidArgumentError) -> int:
+    sys.stderr.write(f"pyinfer {command}: error: {error}\n")
+    return EXIT_USAGE
+
+
+def _devices(choice: str) -> tuple[str, ...]:
+    return {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}.get(choice, ())
+
+
+def _require_cuda(devices: tuple[str, ...]) -> None:
+    """Raises CudaUnavailableError (exit 1) when CUDA is asked for and not there."""
+    import pyinfer
+
+    if "cuda" in devices and not pyinfer.cuda_available():
+        raise CudaUnavailableError(
+            f"--device {'all' if len(devices) > 1 else 'cuda'} asks for CUDA, which is not "
+            f"available here: {pyinfer.cuda_unavailable_reason()}"
+        )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Runs the specification's suite (or, given a MODEL, compares its formats)."""
+    if args.model is not None:
+        return cmd_formats(args)
+    from pyinfer.bench import SUITE_FORMATS, SUITE_MODELS, SuiteConfig, run_suite
+
+    try:
+        config = SuiteConfig(
+            models=tuple(args.only or SUITE_MODELS),
+            formats=tuple(args.formats or SUITE_FORMATS),
+            devices=_devices(args.device),
+            batch_sizes=tuple(args.batch_sizes),
+            seq_lengths=tuple(args.seq_lengths),
+            input_sizes=tuple(args.input_sizes),
+            image_size=args.image_size,
+            quick=args.quick,
+            work_dir=Path(args.work_dir) if args.work_dir else None,
+        )
+    except InvalidArgumentError as error:
+        return _usage_error("bench", error)
+    _require_cuda(config.devices)
+    result = run_suite(config, progress=_progress)
+    sys.stdout.write(result.to_text() + "\n")
+    sys.stdout.flush()
+    if args.json:
+        write_output(args.json, result.to_json() + "\n", "JSON result")
+    if args.markdown:
+        write_output(args.markdown, result.to_markdown(), "Markdown tables")
+    return result.exit_code
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    """Compares a model across every format reachable from its framework."""
+    from pyinfer.bench import compare_formats
+
+    device = "cpu" if args.device in (None, "all") else args.device
+    batch_size = getattr(args, "batch_size", 1) or 1
+    _require_cuda((device,))
+    try:
+        result = compare_formats(
+            args.model,
+            device=device,
+            batch_size=batch_size,
+            formats=args.formats,
+            input_shape=args.input_shape,
+            work_dir=args.work_dir,
+            quick=args.quick,
+            trust_code=args.trust_code,
+            progress=_progress,
+        )
+    except InvalidArgumentError as error:
+        return _usage_error(args.command, error)
+    sys.stdout.write(result.to_text() + "\n")
+    sys.stdout.flush()
+    if args.json:
+        write_output(args.json, result.to_json() + "\n", "JSON result")
+    return result.exit_code
+
+
+def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all") if suite else ("cpu", "cuda"),
+        default=None,
+        help="where to run (bench: default the CPU, plus CUDA when available; formats: cpu)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short measurements (3 warm-up calls, 10+ timed calls, at most 3 s per entry)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="keep the exported models here and reuse them (default: a temporary folder)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the whole result as JSON")
+    parser.add_argument(
+        "--formats",
+        type=_names,
+        metavar="LIST",
+        help="formats to run, comma-separated (bench: pytorch,onnx,torchscript,tensorflow,"
+        "tflite; formats: eager,torchscript,torch-export,onnx,keras,saved-model,tflite)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="MODEL: items per call")
+    parser.add_argument(
+        "--input-shape",
+        type=_shape,
+        metavar="DIMS",
+        help="MODEL: one item's shape without the batch, e.g. 3,224,224 (for a module that "
+        "does not describe its input, or named dynamic dimensions)",
+    )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="MODEL: allow a pickled whole module (runs code from the file; trusted files only)",
+    )
 
 
 def add_commands(commands: Any) -> None:
@@ -11,4 +154,59 @@ def add_commands(commands: Any) -> None:
     Args:
         commands: The ``argparse`` subparsers action of the ``pyinfer`` parser.
     """
-    del commands  # filled in by the benchmark-suite work
+    bench = commands.add_parser(
+        "bench",
+        help="run the specification's benchmark suite (ResNet50, BERT-base, MobileNetV2)",
+        description="Builds the specification's models with random weights, exports them, and "
+        "profiles each entry the same way; prints the specification's tables. Given MODEL, "
+        "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
+        "entry did not become stable, 130 interrupted (finished entries still printed).",
+        epilog="Example: pyinfer bench --quick --json bench.json",
+    )
+    bench.add_argument("model", nargs="?", help="a model file: compare its formats instead")
+    _common(bench, suite=True)
+    bench.add_argument(
+        "--only",
+        type=_names,
+        metavar="LIST",
+        help="models to run, comma-separated: resnet50,bert,mobilenetv2",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        type=int_list,
+        default=[1, 2, 4, 8, 16, 32],
+        metavar="LIST",
+        help="ResNet50's batch sweep (default 1,2,4,8,16,32)",
+    )
+    bench.add_argument(
+        "--seq-lengths",
+        type=int_list,
+        default=[128, 256, 512],
+        metavar="LIST",
+        help="BERT's sequence lengths (default 128,256,512)",
+    )
+    bench.add_argument(
+        "--input-sizes",
+        type=int_list,
+        default=[224, 320],
+        metavar="LIST",
+        help="MobileNetV2's input sizes (default 224,320; at least 32)",
+    )
+    bench.add_argument(
+        "--image-size", type=positive_int, default=224, help="ResNet50's input size (224)"
+    )
+    bench.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
+    bench.set_defaults(handler=cmd_bench)
+
+    formats = commands.add_parser(
+        "formats",
+        help="compare a model across every format reachable from its framework",
+        description="Exports MODEL to the other formats of its framework, loads each back, "
+        "profiles it and checks its outputs against the original's on the same random input. "
+        "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
+        "did not become stable, 130 interrupted.",
+        epilog="Example: pyinfer formats model.pt --quick --work-dir exports",
+    )
+    formats.add_argument("model", help="the model file (or SavedModel folder)")
+    _common(formats, suite=False)
+    formats.set_defaults(handler=cmd_formats)

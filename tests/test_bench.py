@@ -1,0 +1,673 @@
+"""``pyinfer bench`` and ``pyinfer formats``: the suite and the format comparison, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pyinfer
+from pyinfer import bench, cli
+from pyinfer.bench import FormatEntry, FormatsResult, SuiteConfig, SuiteResult
+from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
+from pyinfer.profiler import ProfilerSettings
+from pyinfer.report import _short, comparison_table
+
+# The specification's header lines, character for character.
+SPEC_FORMATS = (
+    "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)",
+    "────────────────┼──────────────┼──────────────────┼────────────",
+)
+SPEC_BERT = (
+    "Sequence Length │ Latency (ms) │ Throughput (seq/s)",
+    "────────────────┼──────────────┼───────────────────",
+)
+SPEC_MOBILENET = (
+    "Input Size     │ Latency (ms) │ Throughput (FPS)",
+    "───────────────┼──────────────┼─────────────────",
+)
+TINY_BERT = {
+    "num_hidden_layers": 1,
+    "hidden_size": 32,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
+MOBILENET_32 = ["bench", "--only", "mobilenetv2", "--input-sizes", "32", "--quick"]
+MOBILENET_32 += ["--device", "cpu"]
+
+
+def _after(lines: list[str], header: tuple[str, str]) -> list[str]:
+    """The table's lines from its header on (header, rule, rows up to a blank line)."""
+    start = lines.index(header[0])
+    # A failed row's reason widens the last column; the header stays the specification's.
+    assert lines[start + 1].startswith(header[1])
+    end = start + 2
+    while end < len(lines) and "│" in lines[end]:
+        end += 1
+    return lines[start:end]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.split("│")]
+
+
+def _expected_code(result: SuiteResult) -> int:
+    return 3 if result.unstable else 0
+
+
+@pytest.fixture
+def torchvision_ok(torchvision_module: Any) -> Any:
+    return torchvision_module
+
+
+def test_mobilenet_table_json_and_markdown(
+    torchvision_ok: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
+    argv = [*MOBILENET_32[:4], "32,64", *MOBILENET_32[5:], "--json", str(out_json)]
+    code = cli.main([*argv, "--markdown", str(out_md)])
+    captured = capsys.readouterr()
+    result = SuiteResult.load(out_json)
+    assert code == _expected_code(result) == result.to_dict()["exit_code"]
+    lines = captured.out.splitlines()
+    assert lines[:2] == ["MobileNetV2 (Lightweight Model)", "==============================="]
+    env = result.environments["cpu"]
+    assert lines[3] == f"CPU ({env.cpu_model}, {env.physical_cores} cores)"
+    table = _after(lines, SPEC_MOBILENET)
+    assert len(table) == 4
+    for row, entry, size in zip(table[2:4], result.entries, (32, 64), strict=True):
+        assert entry.report is not None
+        assert entry.report.input_shapes == {"x": (1, 3, size, size)}
+        assert entry.report.batch_size == 1
+        mark = "" if entry.stable else "~"
+        assert _cells(row) == [
+            f"{size}x{size}",
+            _short(entry.report.latency.stats.mean_ms) + mark,
+            f"{entry.report.throughput_fps:.1f}",
+        ]
+        # --quick makes no throughput run: FPS is items over the latency run's wall time.
+        assert entry.report.throughput is None
+        assert entry.report.memory is not None
+        assert entry.report.memory.runs == 1
+    assert result.settings["warmup_iterations"] == 3
+    assert result.config["input_sizes"] == [32, 64]
+    assert captured.out.endswith(result.summary_line() + "\n")
+    assert re.search(r"^\[1/2\] cpu MobileNetV2 32x32 \(elapsed \d+ s\)$", captured.err, re.M)
+    md = out_md.read_text()
+    assert md.startswith("### MobileNetV2 (Lightweight Model)\n\n**CPU (")
+    assert "```\n" + "\n".join(table) in md
+    raw = json.loads(out_json.read_text())
+    assert raw["kind"] == "pyinfer-bench-suite"
+    assert raw["schema_version"] == "1.0"
+    assert raw["tables"][0]["table"].splitlines()[:2] == list(SPEC_MOBILENET)
+    assert raw["entries"][0]["report"]["latency"]["stats"]["count"] >= 1
+    first = result.entries[0]
+    assert first.report is not None
+    memory = first.report.memory
+    assert memory is not None
+    assert raw["rows"][0] == {
+        "table": "mobilenetv2",
+        "device": "cpu",
+        "status": "ok",
+        "reason": "",
+        "row": "32x32",
+        "latency_ms": first.report.latency.stats.mean_ms,
+        "latency_median_ms": first.report.latency.stats.median_ms,
+        "throughput": first.report.throughput_fps,
+        "memory_mb": (memory.parameter_bytes + (memory.peak_activation_bytes or 0)) / 2**20,
+        "stable": first.stable,
+    }
+
+
+def test_bert_table_through_the_library(torch_module: Any) -> None:
+    pytest.importorskip("transformers")
+    lines: list[str] = []
+    config = SuiteConfig(
+        models=("bert",),
+        seq_lengths=(8, 16),
+        bert_config=TINY_BERT,
+        quick=True,
+        devices=("cpu",),
+    )
+    result = bench.run_suite(config, progress=lines.append)
+    assert [e.status for e in result.entries] == ["ok", "ok"]
+    text = result.to_text().splitlines()
+    assert text[0] == "BERT-Base (Text Classification)"
+    table = _after(text, SPEC_BERT)
+    for row, entry, length in zip(table[2:], result.entries, (8, 16), strict=True):
+        assert entry.report is not None
+        assert entry.report.input_shapes == {"input_ids": (1, length)}
+        assert entry.report.input_dtypes == {"input_ids": "int64"}
+        assert _cells(row)[0] == f"{length}"
+        mean = _short(entry.report.latency.stats.mean_ms)
+        assert _cells(row)[1] == mean + ("" if entry.stable else "~")
+        assert _cells(row)[2] == f"{entry.report.throughput_fps:.1f}"
+    assert any(re.fullmatch(r"\[1/2\] cpu BERT-Base seq 8 \(elapsed \d+ s\)", x) for x in lines)
+    assert result.config["bert_config"] == TINY_BERT
+
+
+def test_resnet_formats_batch_sweep_and_reused_exports(
+    torchvision_ok: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    argv = ["bench", "--only", "resnet50", "--formats", "pytorch,torchscript,onnx"]
+    argv += ["--image-size", "32", "--batch-sizes", "1,2", "--quick", "--device", "cpu"]
+    argv += ["--work-dir", str(work), "--json", str(tmp_path / "r.json")]
+    code = cli.main(argv)
+    out = capsys.readouterr().out.splitlines()
+    result = SuiteResult.load(tmp_path / "r.json")
+    assert code == _expected_code(result)
+    table = _after(out, SPEC_FORMATS)
+    labels = [_cells(row)[0] for row in table[2:5]]
+    assert labels == ["PyTorch (FP32)", "TorchScript", "ONNX (FP32)"]
+    formats = [e for e in result.entries if e.table == "resnet50"]
+    assert [e.report.format for e in formats if e.report] == ["pytorch", "torchscript", "onnx"]
+    if all(e.stable for e in formats):  # then the rows are exactly report.comparison_table's
+        reports = [e.report for e in formats if e.report]
+        labels = ["PyTorch (FP32)", "TorchScript", "ONNX (FP32)"]
+        assert "\n".join(table) == comparison_table(reports, labels=labels)
+    assert all(e.report and e.report.memory is not None for e in formats)
+    batch_header = out.index("Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)")
+    env = result.environments["cpu"]
+    assert out[batch_header - 1] == (
+        f"Batch Processing (CPU {env.cpu_model}, {env.physical_cores} cores; PyTorch FP32)"
+    )
+    assert [_cells(r)[0] for r in out[batch_header + 2 : batch_header + 4]] == ["1", "2"]
+    sweep = next(e for e in result.entries if e.table == "resnet50-batch")
+    assert sweep.report is not None
+    assert sweep.report.batch_curve is not None
+    batch_rows = [r for r in result.rows() if r["table"] == "resnet50-batch"]
+    assert [(r["row"], r["latency_ms"]) for r in batch_rows] == [
+        (str(p.batch_size), p.latency_mean_ms) for p in sweep.report.batch_curve.points
+    ]
+    kept = sorted(p.name for p in work.iterdir())
+    assert "resnet50.torchscript.pt" in kept
+    assert "resnet50.onnx" in kept
+    manifest = json.loads((work / "pyinfer-bench-manifest.json").read_text())
+    stamp = (work / "resnet50.onnx").stat().st_mtime_ns
+    assert manifest["resnet50.onnx"]["key"].startswith("resnet50-onnx|image=32|seed=0|")
+
+    # A second run finds the exports and reuses them instead of exporting again.
+    argv2 = ["bench", "--only", "resnet50", "--formats", "onnx", "--image-size", "32"]
+    argv2 += ["--batch-sizes", "1", "--quick", "--device", "cpu", "--work-dir", str(work)]
+    cli.main(argv2)
+    assert (work / "resnet50.onnx").stat().st_mtime_ns == stamp
+    # A different size is a different model: exported again, beside the first.
+    (work / "resnet50.onnx").write_bytes(b"changed")
+    cli.main(argv2)
+    assert (work / "resnet50.onnx").stat().st_size > len(b"changed")
+    capsys.readouterr()
+
+
+def test_a_failed_entry_shows_why_and_exits_1(
+    torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = bench._mobilenet_model
+    calls: list[int] = []
+
+    def flaky(models: Any, device: str) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(models, device)
+
+    monkeypatch.setattr(bench, "_mobilenet_model", flaky)
+    argv = [*MOBILENET_32[:4], "32,40", *MOBILENET_32[5:]]
+    assert cli.main(argv) == cli.EXIT_FAILED
+    lines = capsys.readouterr().out.splitlines()
+    table = _after(lines, SPEC_MOBILENET)
+    assert _cells(table[2]) == ["32x32", "-", "failed: RuntimeError: boom"]
+    assert _cells(table[3])[0] == "40x40"  # the suite went on
+    assert re.search(
+        r"^2 entries: 1 measured, 1 failed(, 1 not stable)?; wall time \d+\.\d s$",
+        "\n".join(lines),
+        re.MULTILINE,
+    )
+
+
+def test_a_missing_framework_is_skipped_not_failed(
+    torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = bench._resnet_model
+
+    def no_tf(models: Any, fmt: str, device: str) -> Any:
+        if fmt in {"tensorflow", "tflite"}:
+            raise FrameworkNotInstalledError("TensorFlow is not installed: pip install pyinfer[tf]")
+        return real(models, fmt, device)
+
+    monkeypatch.setattr(bench, "_resnet_model", no_tf)
+    config = SuiteConfig(
+        models=("resnet50",),
+        formats=("pytorch", "tensorflow", "tflite"),
+        batch_sizes=(1,),
+        image_size=32,
+        quick=True,
+        devices=("cpu",),
+    )
+    result = bench.run_suite(config)
+    assert [e.status for e in result.entries] == ["ok", "skipped", "skipped", "ok"]
+    assert result.exit_code in (cli.EXIT_OK, cli.EXIT_UNSTABLE)
+    text = result.to_text().splitlines()
+    # "TensorFlow (FP32)", a row the specification does not have, widens the first column.
+    wide = (
+        "Model Format       │ Latency (ms) │ Throughput (FPS) │ Memory (MB)",
+        "───────────────────┼──────────────┼──────────────────┼────────────",
+    )
+    table = _after(text, wide)
+    assert _cells(table[3]) == [
+        "TensorFlow (FP32)",
+        "-",
+        "-",
+        "skipped: not installed",
+    ]
+    assert (
+        "TensorFlow (FP32): skipped: not installed: TensorFlow is not installed: "
+        "pip install pyinfer[tf]" in text
+    )
+
+
+def test_an_unstable_entry_is_marked_and_exits_3(
+    torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    never_stable = ProfilerSettings(
+        warmup_iterations=0,
+        warmup_until_settled=False,
+        min_iterations=2,
+        min_time_s=0.0,
+        max_iterations=3,
+        max_time_s=1.0,
+        stability_metric="cv",
+        stability_target=1e-12,
+        memory_runs=1,
+    )
+    monkeypatch.setattr(bench, "quick_settings", lambda: never_stable)
+    assert cli.main(MOBILENET_32) == cli.EXIT_UNSTABLE
+    lines = capsys.readouterr().out.splitlines()
+    table = _after(lines, SPEC_MOBILENET)
+    assert _cells(table[2])[0] == "32x32"
+    assert _cells(table[2])[1].endswith("~")
+    after = lines[lines.index(table[-1]) + 1]
+    assert after == "~ not stable: the figure's stability target was not met (see the JSON)"
+    assert any(line.startswith("1 entries: 1 measured, 1 not stable; ") for line in lines)
+
+
+def test_ctrl_c_keeps_the_finished_entries(
+    torchvision_ok: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = bench._mobilenet_model
+    calls: list[int] = []
+
+    def interrupt_second(models: Any, device: str) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(models, device)
+
+    monkeypatch.setattr(bench, "_mobilenet_model", interrupt_second)
+    out_json = tmp_path / "partial.json"
+    argv = [*MOBILENET_32[:4], "32,40,48", *MOBILENET_32[5:], "--json", str(out_json)]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    table = _after(captured.out.splitlines(), SPEC_MOBILENET)
+    assert [_cells(r)[0] for r in table[2:] if "│" in r] == ["32x32"]
+    assert "interrupted: keeping the entries finished so far" in captured.err
+    result = SuiteResult.load(out_json)
+    assert result.interrupted
+    assert len(result.entries) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--only", "resnet,bert"],
+            "--only: unknown name 'resnet'; use one or more of resnet50, bert, mobilenetv2",
+        ),
+        (
+            ["--formats", "pytorch,caffe"],
+            "--formats: unknown name 'caffe'; use one or more of pytorch, onnx, torchscript, "
+            "tensorflow, tflite",
+        ),
+        (
+            ["--input-sizes", "16"],
+            "--input-sizes must be at least 32 (MobileNetV2 halves its input five times), got 16",
+        ),
+    ],
+)
+def test_bad_suite_options_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["bench", *argv]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == f"pyinfer bench: error: {message}\n"
+
+
+def test_cuda_asked_without_a_gpu_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    if pyinfer.cuda_available():
+        pytest.skip("this machine has CUDA")
+    assert cli.main([*MOBILENET_32[:-1], "cuda"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("pyinfer bench: error: --device cuda asks for CUDA, which is not ")
+
+
+def test_suite_json_refuses_other_files(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"kind": "something"}')
+    with pytest.raises(InvalidArgumentError, match="not a pyinfer suite result"):
+        SuiteResult.load(tmp_path / "x.json")
+    with pytest.raises(InvalidArgumentError, match="cannot read the suite result"):
+        SuiteResult.load(tmp_path / "missing.json")
+    data = {"kind": "pyinfer-bench-suite", "schema_version": "2.0"}
+    with pytest.raises(InvalidArgumentError, match=r"schema '2.0' is not one this pyinfer reads"):
+        SuiteResult.from_dict(data)
+
+
+def test_subprocess_bench_runs_and_reports_progress() -> None:
+    pytest.importorskip("torchvision")
+    env = dict(os.environ, PYTHONPATH=str(Path(pyinfer.__file__).parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfer", *MOBILENET_32],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode in (0, 3), proc.stderr
+    lines = proc.stdout.splitlines()
+    assert _cells(_after(lines, SPEC_MOBILENET)[2])[0] == "32x32"
+    assert re.search(r"^\[1/1\] cpu MobileNetV2 32x32 \(elapsed \d+ s\)$", proc.stderr, re.M)
+
+
+# ---- formats ----------------------------------------------------------------------------------
+
+
+def _torch_pickle(torch: Any, path: Path) -> Path:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    torch.save(net, path)
+    return path
+
+
+def test_formats_of_a_torch_module(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    work, out_json = tmp_path / "exports", tmp_path / "f.json"
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    code = cli.main([*argv, "--work-dir", str(work), "--json", str(out_json)])
+    out = capsys.readouterr().out.splitlines()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [e.format for e in result.entries] == ["eager", "torchscript", "torch-export", "onnx"]
+    assert [e.status for e in result.entries] == ["ok"] * 4
+    assert result.entries[0].original
+    assert result.entries[0].parity is None
+    for e in result.entries[1:]:
+        assert e.parity is True
+        assert e.relative_error is not None
+        assert e.relative_error <= bench.PARITY_TOLERANCE
+        assert Path(e.path).parent == work
+        assert Path(e.path).exists()
+    assert sorted(p.name for p in work.iterdir()) == [
+        "mlp.onnx",
+        "mlp.onnx.data",
+        "mlp.pt2",
+        "mlp.torchscript.pt",
+    ]
+    assert out[0].startswith("mlp.pt (pytorch) on CPU (")
+    assert out[0].endswith(", batch 1")
+    header = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB) │ Parity"
+    start = out.index(header)
+    rows = [_cells(r) for r in out[start + 2 : start + 6]]
+    assert [r[0] for r in rows] == [
+        "PyTorch (FP32)",
+        "TorchScript",
+        "torch.export",
+        "ONNX (FP32)",
+    ]
+    assert rows[0][4] == "reference"
+    assert rows[3][4] == f"ok ({result.entries[3].relative_error:.1e})"
+    assert out[-1] == result.recommendation()
+    assert out[-1].startswith("fastest at batch 1: ")
+    assert out[-1].endswith("; all outputs match")
+    assert all(e.report and e.report.input_shapes == {"input": (1, 8)} for e in result.entries[:1])
+
+
+def test_formats_of_a_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import require_module
+
+    require_module("tensorflow")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu")])
+    from pyinfer.export import export_keras
+
+    path = export_keras(net, tmp_path / "small.keras")
+    code = cli.main(
+        ["formats", str(path), "--quick", "--batch-size", "2", "--json", str(tmp_path / "k.json")]
+    )
+    out = capsys.readouterr().out.splitlines()
+    result = FormatsResult.load(tmp_path / "k.json")
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [e.format for e in result.entries] == ["keras", "saved-model", "tflite"]
+    assert [e.parity for e in result.entries] == [None, True, True]
+    assert result.entries[2].tolerance == bench.PARITY_TOLERANCE_TFLITE
+    assert all(e.report and e.report.batch_size == 2 for e in result.entries)
+    assert out[0].startswith("small.keras (keras) on CPU (")
+    assert out[0].endswith(", batch 2")
+
+
+def test_formats_of_an_onnx_file_is_itself_only(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyinfer.export import export_onnx
+
+    torch_module.manual_seed(0)
+    path = export_onnx(
+        torch_module.nn.Linear(4, 3), tmp_path / "lin.onnx", torch_module.ones(1, 4)
+    )[0]
+    assert cli.main(["formats", str(path), "--formats", "tflite"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"pyinfer formats: error: --formats: tflite not reachable from {path} (onnx); "
+        "reachable: onnx\n"
+    )
+    code = cli.main(["bench", str(path), "--quick"])  # `bench MODEL` is the same command
+    out = capsys.readouterr().out.splitlines()
+    assert code in (0, 3)
+    assert (
+        "nothing else is reachable from a ONNX file: pyinfer exports from torch modules and "
+        "Keras models only" in out
+    )
+    assert _cells(out[4])[0] == "ONNX (FP32)"
+    assert _cells(out[4])[4] == "reference"
+    assert out[-1] == "fastest at batch 1: ONNX (FP32) (the original)"
+
+
+def test_formats_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["formats", str(tmp_path / "nope.onnx")]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("pyinfer formats: error: ")
+    assert "nope.onnx" in err
+    assert cli.main(["formats", str(tmp_path), "--formats", "eager,jax"]) == cli.EXIT_FAILED
+
+
+def test_parity_measure() -> None:
+    import numpy as np
+
+    ref = {"y": np.array([[1.0, -4.0]], np.float32)}
+    close = {"y": np.array([[1.0, -4.0002]], np.float32)}
+    max_abs, rel, ok = bench._parity(ref, close, 1e-4)
+    difference = float(np.float32(-4.0002)) + 4.0  # float32's nearest value to -4.0002
+    assert max_abs == pytest.approx(-difference)
+    assert rel == pytest.approx(-difference / 4)
+    assert ok
+    assert not bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)[2]
+    with pytest.raises(InvalidArgumentError, match=r"output shape \(2,\) against"):
+        bench._parity(ref, {"y": np.zeros(2)}, 1e-4)
+    with pytest.raises(InvalidArgumentError, match="2 outputs against the original's 1"):
+        bench._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
+
+
+def test_a_mismatching_or_failed_format_exits_1() -> None:
+    env = bench.collect_environment()
+    entries = (
+        FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
+        FormatEntry("onnx", "ONNX (FP32)", "ok", parity=False, relative_error=0.5),
+        FormatEntry("torchscript", "TorchScript", "failed", reason="export failed: X: y"),
+    )
+    result = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0)
+    assert result.exit_code == cli.EXIT_FAILED
+    assert result.recommendation() == "no format was measured"
+    rows = [_cells(r) for r in result.table().splitlines()[2:]]
+    assert rows[2] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
+    assert result.entries[1].parity_text() == "MISMATCH (5.0e-01)"
+    assert FormatsResult.from_json(result.to_json()) == result
+
+
+def test_a_busy_machine_is_called_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert bench._busy_warning(0.4) == ""
+    assert bench._busy_warning(None) == ""
+    assert bench._busy_warning(1.25) == (
+        "warning: other processes kept 1.2 of 2 CPUs busy before the suite started: expect "
+        "noisy and unstable measurements"
+    )
+    env = bench.collect_environment()
+    busy = SuiteResult((), {"cpu": env}, {}, {}, 3.0, busy_cpus=1.5)
+    assert busy.summary_line() == (
+        "0 entries: 0 measured; wall time 3.0 s\n" + bench._busy_warning(1.5)
+    )
+    assert SuiteResult.from_json(busy.to_json()) == busy
+    # /proc/stat: 300 jiffies of which 100 idle over the sample -> 2/3 of 2 CPUs busy.
+    samples = iter([(1000, 500), (1300, 600)])
+    monkeypatch.setattr(bench, "_cpu_times", lambda: next(samples))
+    assert bench._busy_cpus(0.001) == pytest.approx(4 / 3)
+
+
+def test_a_missing_package_names_its_extra() -> None:
+    with pytest.raises(FrameworkNotInstalledError) as info:
+        bench._require("no_such_package_for_pyinfer.models", "text", "BERT-base")
+    assert str(info.value).startswith(
+        "BERT-base needs no_such_package_for_pyinfer (No module named "
+        "'no_such_package_for_pyinfer'); pip install 'pyinfer[text]'"
+    )
+
+
+def test_formats_ctrl_c_keeps_the_finished_formats(
+    torch_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    real = bench._export
+
+    def stop_at_torch_export(fmt: str, *args: Any) -> Path:
+        if fmt == "torch-export":
+            raise KeyboardInterrupt
+        return real(fmt, *args)
+
+    monkeypatch.setattr(bench, "_export", stop_at_torch_export)
+    out_json = tmp_path / "f.json"
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    assert cli.main([*argv, "--json", str(out_json)]) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert "interrupted: keeping the formats finished so far" in captured.err
+    assert "interrupted: the format running then was dropped" in captured.out.splitlines()
+    result = FormatsResult.load(out_json)
+    assert result.interrupted
+    assert [e.format for e in result.entries] == ["eager", "torchscript"]
+
+
+def test_an_export_that_fails_is_a_failed_row(
+    torch_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+
+    def no_export(fmt: str, *args: Any) -> Path:
+        raise RuntimeError(f"cannot write {fmt}")
+
+    monkeypatch.setattr(bench, "_export", no_export)
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    assert cli.main([*argv, "--formats", "torchscript"]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    row = next(line for line in out if line.startswith("TorchScript "))
+    assert _cells(row) == ["TorchScript", "-", "-", "-", "failed: export failed"]
+    assert "TorchScript: failed: export failed: RuntimeError: cannot write torchscript" in out
+    assert out[-1].endswith("; failed: TorchScript")
+
+
+# torch's own warnings while it traces an exported program and runs its legacy ONNX exporter on
+# a ScriptModule (the suite's -W error would turn them into failed exports).
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore:no signature found for:UserWarning")
+@pytest.mark.parametrize(
+    ("exporter", "name", "formats"),
+    [
+        ("export_torchscript", "mlp_ts.pt", ["torchscript", "onnx"]),
+        ("export_torch_program", "mlp.pt2", ["torch-export", "torchscript", "onnx"]),
+    ],
+)
+def test_formats_of_torchscript_and_torch_export_files(
+    torch_module: Any,
+    onnx_module: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    exporter: str,
+    name: str,
+    formats: list[str],
+) -> None:
+    from pyinfer import export
+
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Sequential(torch_module.nn.Linear(8, 4), torch_module.nn.Tanh())
+    path = getattr(export, exporter)(net, tmp_path / name, torch_module.randn(2, 8))
+    out_json = tmp_path / "f.json"
+    code = cli.main(
+        ["formats", str(path), "--quick", "--input-shape", "8", "--json", str(out_json)]
+    )
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [e.format for e in result.entries] == formats
+    assert [e.status for e in result.entries] == ["ok"] * len(formats)
+    assert [e.parity for e in result.entries] == [None] + [True] * (len(formats) - 1)
+
+
+def test_formats_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import require_module
+
+    require_module("tensorflow")
+    import keras
+
+    from pyinfer.export import export_keras
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    path = export_keras(net, tmp_path / "sm", format="saved_model")
+    code = cli.main(["formats", str(path), "--quick", "--work-dir", str(tmp_path / "w")])
+    out = capsys.readouterr().out.splitlines()
+    assert code in (0, 3)
+    rows = [_cells(line) for line in out if line.startswith(("SavedModel ", "TFLite "))]
+    assert [r[0] for r in rows] == ["SavedModel", "TFLite (FP32)"]
+    assert rows[0][4] == "reference"
+    assert rows[1][4].startswith("ok (")
+    assert (
+        "from a SavedModel: Keras is not reachable (the folder does not keep the Keras model)"
+        in out
+    )
+    assert (tmp_path / "w" / "sm.tflite").is_file()
