@@ -9,6 +9,7 @@ model gives exactly ``x @ W.T + b``, with integer-valued inputs so float32 is ex
 import builtins
 import logging
 import pickle
+import warnings
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -928,3 +929,48 @@ def test_non_tensor_outputs(torch_module: ModuleType):
     out = model(np.zeros((3, 2), np.float32))
     np.testing.assert_array_equal(out["y"], np.ones((3, 2), np.float32))
     assert out["scale"].item() == 2.5
+
+
+def test_a_torch_export_program_and_a_torchscript_module_export_to_every_format(
+    torch_module: ModuleType,
+    onnxruntime_module: ModuleType,
+    onnxscript_module: ModuleType,
+    tmp_path: Path,
+):
+    """An ExportedProgram (whose module refuses eval()) and a ScriptModule (which only the
+    TorchScript-based ONNX exporter takes) go through the exporters, names and values kept."""
+    torch = torch_module
+
+    class Two(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 2)
+            self.b = torch.nn.Linear(3, 2)
+
+        def forward(self, image: Any, extra: Any) -> Any:
+            return self.a(image) * self.b(extra)
+
+    torch.manual_seed(0)
+    net = Two().eval()
+    examples = (torch.randn(2, 4), torch.randn(2, 3))
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(net, examples, dynamic_shapes=({0: batch}, {0: batch}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated
+        scripted = torch.jit.trace(net, examples, strict=False)
+    image = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
+    extra = np.random.default_rng(4).standard_normal((5, 3)).astype(np.float32)
+    want = _eager(torch, net, image, extra).numpy()
+    written = [
+        export_onnx(program, tmp_path / "from_program.onnx", examples)[0],
+        export_onnx(scripted, tmp_path / "from_script.onnx", examples)[0],
+        export_torch_program(program.module(), tmp_path / "again.pt2", examples),
+    ]
+    for path in written:
+        model = load_model(path)
+        assert model.input_names() == ["image", "extra"], path
+        assert model.has_dynamic_batch, path
+        got = model({"image": image, "extra": extra})
+        np.testing.assert_allclose(next(iter(got.values())), want, **PARITY, err_msg=str(path))
+    with pytest.raises(InvalidArgumentError, match="dynamo ONNX exporter cannot take"):
+        export_onnx(scripted, tmp_path / "no.onnx", examples, dynamo=True)

@@ -1356,19 +1356,12 @@ def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Pat
     """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``."""
     from pyinfer import export
 
-    if fmt in {"torchscript", "torch-export", "onnx"}:
-        source = _exportable_module(source, len(example))
     if fmt == "torchscript":
         return export.export_torchscript(source, folder / f"{stem}.torchscript.pt", example)
     if fmt == "torch-export":
         return export.export_torch_program(source, folder / f"{stem}.pt2", example)
     if fmt == "onnx":
-        import torch
-
-        # The dynamo exporter cannot take a ScriptModule; the TorchScript-based one can.
-        scripted = isinstance(source, torch.jit.ScriptModule)
-        out = folder / f"{stem}.onnx"
-        return export.export_onnx(source, out, example, dynamo=False if scripted else None)[0]
+        return export.export_onnx(source, folder / f"{stem}.onnx", example)[0]
     if isinstance(source, Path):  # a SavedModel folder
         return _tflite_from_saved_model(source, folder / f"{stem}.tflite")
     target = {"keras": f"{stem}.keras", "saved-model": f"{stem}_saved_model"}.get(
@@ -1376,42 +1369,6 @@ def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Pat
     )
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
     return export.export_keras(source, folder / target, format=kind)
-
-
-def _exportable_module(module: Any, inputs: int = 0) -> Any:
-    """``module``, or a wrapper for a ``torch.export`` program's module, which refuses ``eval()``.
-
-    ``ExportedProgram.module()`` is already in inference mode and raises on ``train``/``eval``,
-    which the exporters call; the wrapper's ``train`` only sets its own flag.
-    """
-    import torch
-
-    if module.__class__.__name__ != "_UnliftedModule" and not hasattr(module, "graph_signature"):
-        try:
-            module.eval()
-        except NotImplementedError:
-            pass
-        else:
-            return module
-
-    class _Exported(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def train(self, mode: bool = True) -> _Exported:
-            self.training = mode
-            return self
-
-        def forward(self, *args: Any) -> Any:
-            return self.inner(*args)
-
-    class _ExportedOne(_Exported):
-        # One named argument: the exporters map dynamic shapes onto named parameters.
-        def forward(self, x: Any) -> Any:
-            return self.inner(x)
-
-    return (_ExportedOne if inputs == 1 else _Exported)(module)
 
 
 def _shape_dims(model: Any, input_shape: Sequence[int] | None) -> dict[str, int]:

@@ -52,13 +52,57 @@ def _batched(examples: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _eval_module(module: Any) -> Any:
+    """``module`` in eval mode, ready for an exporter.
+
+    A ``torch.export.ExportedProgram`` becomes its module. That module (like any unlifted
+    ``torch.export`` module) is already in inference mode and raises on ``eval()``/``train()``,
+    which every exporter calls, so it is wrapped in a module whose ``forward`` has the same
+    signature (the exporters name inputs and map dynamic shapes from it).
+    """
     torch = import_torch()
+    if isinstance(module, torch.export.ExportedProgram):
+        module = module.module()
     if not isinstance(module, torch.nn.Module):
         raise InvalidArgumentError(f"expected a torch.nn.Module, not {type(module).__name__}")
-    return module.eval()
+    try:
+        return module.eval()
+    except NotImplementedError:  # an unlifted torch.export module
+        return _inference_wrapper(torch, module)
+
+
+def _inference_wrapper(torch: ModuleType, inner: Any) -> Any:
+    """A module that calls ``inner`` and whose ``train``/``eval`` leave ``inner`` alone."""
+
+    class _InferenceOnly(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode: bool = True) -> Any:
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner(*args, **kwargs)
+
+    try:
+        signature = inspect.signature(inner.forward)
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        signature = None
+    if signature is not None:
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        _InferenceOnly.forward.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params, *signature.parameters.values()]
+        )
+    return _InferenceOnly().train(False)
 
 
 def _forward_names(module: Any, count: int) -> list[str]:
+    schema = getattr(getattr(module, "forward", None), "schema", None)
+    if schema is not None:  # a TorchScript method: its schema names the arguments
+        names = [a.name for a in schema.arguments if a.name != "self"]
+        if len(names) >= count and all(n.isidentifier() for n in names[:count]):
+            return names[:count]
     try:
         params = [
             p.name
@@ -169,7 +213,8 @@ def export_onnx(
     ``<name>.onnx.data`` in the same folder; keep the two files together.
 
     Args:
-        module: The ``torch.nn.Module`` (switched to eval mode).
+        module: The ``torch.nn.Module`` (switched to eval mode), a TorchScript module or a
+            ``torch.export.ExportedProgram``.
         path: The ``.onnx`` file to write.
         example_inputs: A tensor or tuple of tensors (or numpy arrays), one per input.
         input_names: Names of the ONNX inputs; the ``forward`` argument names by default.
@@ -179,7 +224,8 @@ def export_onnx(
             ``batch``.
         opset: The ONNX opset (the exporter's default if ``None``).
         dynamo: ``True`` for the dynamo exporter, ``False`` for the legacy one, ``None``
-            (default) for dynamo where ``onnxscript`` is installed.
+            (default) for dynamo where ``onnxscript`` is installed and ``module`` is not a
+            TorchScript module (which only the legacy exporter takes).
 
     Returns:
         The files written: the model first, then its external data file if there is one.
@@ -194,6 +240,15 @@ def export_onnx(
 
     module = _eval_module(module)
     examples = _torch_examples(torch, example_inputs)
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    if scripted and dynamo:
+        raise InvalidArgumentError(
+            "the dynamo ONNX exporter cannot take a TorchScript module; pass dynamo=False (or "
+            "None) for the TorchScript-based exporter, or export the original nn.Module"
+        )
+    if dynamo is None and scripted:
+        dynamo = False
+        logger.info("a TorchScript module: exporting with the TorchScript-based ONNX exporter")
     if dynamo is None:
         dynamo = importlib.util.find_spec("onnxscript") is not None
         if not dynamo:
@@ -238,6 +293,8 @@ def export_onnx(
             # The legacy exporter is deprecated (DeprecationWarning) but still works; the
             # caller chose it with dynamo=False, or has no onnxscript.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
+            # A TorchScript module's forward has no Python signature; the names are given.
+            warnings.filterwarnings("ignore", message=r"no signature found", category=UserWarning)
             torch.onnx.export(module, examples, str(out), dynamo=False, **kwargs)
     return [out, data_file] if data_file.exists() else [out]
 
