@@ -906,3 +906,30 @@ def test_no_python_warning_escapes_a_fallback(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _load(linear_path, device="cuda", allow_fallback=True)
+
+
+def test_weights_in_constant_nodes_are_counted(onnx_pair: ModuleType, tmp_path: Path) -> None:
+    """The TorchScript-based exporter writes a frozen module's weights as Constant nodes: they
+    count; int64 shape constants and scalars do not."""
+    h = onnx_pair.helper
+    tp = onnx_pair.TensorProto
+    nh = onnx_pair.numpy_helper
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    graph = h.make_graph(
+        [
+            h.make_node("Constant", [], ["w"], value=nh.from_array(w, "w")),
+            h.make_node("Constant", [], ["half"], value=nh.from_array(np.ones(3, np.float16))),
+            h.make_node("Constant", [], ["shape"], value=nh.from_array(np.array([1, 4]))),
+            h.make_node("Constant", [], ["two"], value=nh.from_array(np.array(2.0, np.float32))),
+            h.make_node("MatMul", ["x", "w"], ["xw"]),
+            h.make_node("Mul", ["xw", "two"], ["y"]),
+        ],
+        "constants",
+        [h.make_tensor_value_info("x", tp.FLOAT, [1, 4])],
+        [h.make_tensor_value_info("y", tp.FLOAT, [1, 3])],
+    )
+    model = _load(_save(onnx_pair, graph, tmp_path / "constants.onnx"))
+    assert model.parameter_count == 12 + 3
+    assert model.parameter_bytes == 12 * 4 + 3 * 2
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_array_equal(model({"x": x})["y"], 2 * (x @ w))

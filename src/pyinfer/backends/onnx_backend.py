@@ -28,6 +28,7 @@ Everything applied is recorded in :attr:`OnnxModel.options`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -852,13 +853,40 @@ def _check_external_data(path: Path, proto: Any) -> None:
         )
 
 
+# Constant-node tensors of these types hold shapes, axes and indices, not weights.
+_INDEX_TYPES = frozenset({6, 7})  # TensorProto.INT32, TensorProto.INT64
+
+
+def _constant_weights(proto: Any) -> Iterator[Any]:
+    """Weights stored as ``Constant`` nodes rather than initializers.
+
+    The TorchScript-based exporter writes a frozen module's weights so. Every non-index tensor
+    of two or more values counts.
+    """
+    for graph in _graphs(proto.graph):
+        for node in graph.node:
+            if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+                continue
+            for attr in node.attribute:
+                tensor = attr.t if attr.HasField("t") else None
+                if attr.HasField("sparse_tensor"):
+                    tensor = attr.sparse_tensor.values
+                if tensor is None or int(tensor.data_type) in _INDEX_TYPES:
+                    continue
+                if math.prod(int(d) for d in tensor.dims) >= 2:
+                    yield tensor
+
+
 def _parameter_sizes(proto: Any) -> tuple[int, int]:
-    """(count, bytes) of the model's initializers, external data included, without reading it."""
+    """(count, bytes) of the model's weights, external data included, without reading it.
+
+    The weights are the initializers plus the weight-like ``Constant`` nodes.
+    """
     if proto is None:
         return 0, 0
     count = 0
     bits = 0
-    for tensor in _initializers(proto):
+    for tensor in itertools.chain(_initializers(proto), _constant_weights(proto)):
         n = math.prod(int(d) for d in tensor.dims)
         count += n
         bits += n * _element_bits(int(tensor.data_type))
