@@ -671,3 +671,36 @@ def test_formats_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[
         in out
     )
     assert (tmp_path / "w" / "sm.tflite").is_file()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_formats_of_a_torchscript_conv_net_exports_the_module_as_written(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """pyinfer runs TorchScript frozen and oneDNN-optimised; those mkldnn ops have no ONNX
+    form, so the ONNX row is exported from the file's module as written, and torch's graph
+    dump on a failed export never reaches stdout."""
+    from pyinfer import export
+
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Sequential(
+        torch_module.nn.Conv2d(3, 4, 3),
+        torch_module.nn.BatchNorm2d(4),
+        torch_module.nn.ReLU(),
+        torch_module.nn.AdaptiveAvgPool2d(1),
+        torch_module.nn.Flatten(),
+    ).eval()
+    path = export.export_torchscript(net, tmp_path / "conv.pt", torch_module.randn(1, 3, 16, 16))
+    out_json = tmp_path / "f.json"
+    argv = ["formats", str(path), "--quick", "--input-shape", "3,16,16", "--json", str(out_json)]
+    code = cli.main(argv)
+    out = capfd.readouterr().out
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0), out
+    assert [(e.format, e.status, e.parity) for e in result.entries] == [
+        ("torchscript", "ok", None),
+        ("onnx", "ok", True),
+    ]
+    assert "graph(" not in out
+    onnx_row = next(line for line in out.splitlines() if line.startswith("ONNX (FP32) "))
+    assert _cells(onnx_row)[4].startswith("ok (")

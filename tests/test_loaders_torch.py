@@ -974,3 +974,22 @@ def test_a_torch_export_program_and_a_torchscript_module_export_to_every_format(
         np.testing.assert_allclose(next(iter(got.values())), want, **PARITY, err_msg=str(path))
     with pytest.raises(InvalidArgumentError, match="dynamo ONNX exporter cannot take"):
         export_onnx(scripted, tmp_path / "no.onnx", examples, dynamo=True)
+
+
+def test_a_failed_legacy_onnx_export_prints_nothing_on_stdout(
+    torch_module: ModuleType, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+):
+    """torch's TorchScript-based exporter dumps the whole graph from C++ to stdout when an
+    operator has no ONNX form; export_onnx keeps stdout for the caller's results."""
+    torch = torch_module
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimised = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, x)))
+    print("before")
+    with pytest.raises(Exception, match="to_mkldnn"):
+        export_onnx(optimised, tmp_path / "no.onnx", x)
+    print("after")
+    out = capfd.readouterr().out
+    assert out == "before\nafter\n"

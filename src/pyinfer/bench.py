@@ -1475,8 +1475,17 @@ def compare_formats(
             t0 = time.perf_counter()
             original = load(source)
             exportable = original
-            if device != "cpu" and len(chosen) > 1:
-                exportable = pyinfer.load_model(source, device="cpu", name=stem, **options)
+            torch_source = source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}
+            if len(chosen) > 1 and (device != "cpu" or torch_source):
+                # The exporters take the module as written: not on CUDA, and not the frozen,
+                # oneDNN-optimised TorchScript that pyinfer runs (its mkldnn ops have no ONNX
+                # form).
+                plain: dict[str, Any] = (
+                    {"freeze": False, "optimize": False, "channels_last": False}
+                    if torch_source
+                    else {}
+                )
+                exportable = pyinfer.load_model(source, device="cpu", name=stem, **options, **plain)
             dims = _shape_dims(original, input_shape)
             inputs = original.example_inputs(batch_size, seed=0, dims=dims)
             expected = original(inputs)

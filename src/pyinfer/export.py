@@ -11,6 +11,8 @@ import contextlib
 import importlib.util
 import inspect
 import logging
+import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -295,8 +297,39 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             # A TorchScript module's forward has no Python signature; the names are given.
             warnings.filterwarnings("ignore", message=r"no signature found", category=UserWarning)
-            torch.onnx.export(module, examples, str(out), dynamo=False, **kwargs)
+            with _stdout_to_log("the TorchScript-based ONNX exporter"):
+                torch.onnx.export(module, examples, str(out), dynamo=False, **kwargs)
     return [out, data_file] if data_file.exists() else [out]
+
+
+@contextlib.contextmanager
+def _stdout_to_log(what: str) -> Iterator[None]:
+    """Sends what native code writes to the process's standard output into the log.
+
+    The TorchScript-based exporter prints the whole TorchScript graph from C++ when an operator
+    has no ONNX form (thousands of lines on stdout, where a command's results go); the error it
+    raises says what failed. File descriptor 1 is pointed at a temporary file for the duration
+    and its content logged at DEBUG level.
+    """
+    fd = 1  # native code writes to the descriptor, whatever sys.stdout is
+    try:
+        saved = os.dup(fd)
+    except OSError:  # no standard output at all
+        yield
+        return
+    sys.stdout.flush()
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                logger.debug("%s wrote to stdout:\n%s", what, text)
 
 
 # -- Keras: .h5, .keras, SavedModel and TFLite ---------------------------------------------------
