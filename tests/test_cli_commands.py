@@ -46,6 +46,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         torch.nn.Linear(8, 4),
     )
     export_onnx(conv, folder / "conv.onnx", torch.randn(1, 3, 16, 16), dynamo=False)
+    export_torchscript(conv, folder / "conv.ts", torch.randn(1, 3, 16, 16))
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     export_onnx(mlp, folder / "mlp.onnx", torch.randn(1, 8), dynamo=False)
     export_onnx(torch.nn.Linear(8, 1), folder / "reg.onnx", torch.randn(1, 8), dynamo=False)
@@ -72,6 +73,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(folder / "x.npy", rng.standard_normal((5, 8)).astype(np.float32))
     return {
         "conv": folder / "conv.onnx",
+        "conv_ts": folder / "conv.ts",
         "mlp": folder / "mlp.onnx",
         "reg": folder / "reg.onnx",
         "seq": folder / "seq.pt",
@@ -467,6 +469,37 @@ def test_input_shape_sizes_dynamic_dimensions(
     assert (report.input_shapes, report.batch_size) == ({"x": (3, 7, 8)}, 3)
     assert run_cli([*base, "--input-shape", "2x5x8"], capsys)[0] in (0, 3)
     assert ProfileReport.load(path).input_shapes == {"x": (2, 5, 8)}
+
+
+@pytest.mark.parametrize("spec", ["2x3x16x16", "input=2x3x16x16"])
+def test_input_shape_gives_a_torchscript_model_its_shape(
+    models: dict[str, Path], spec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A traced TorchScript file declares no input shape: a whole --input-shape is enough.
+    path = tmp_path / "ts.json"
+    argv = ["profile", models["conv_ts"], "--input-shape", spec, *EXACT, "--no-memory"]
+    code, _, err = run_cli([*argv, "--json", path], capsys)
+    assert code in (0, 3), err
+    report = ProfileReport.load(path)
+    assert (report.input_shapes, report.batch_size) == ({"input": (2, 3, 16, 16)}, 2)
+    # The batch stays dynamic: a sweep takes the rest of the shape and its own batch sizes.
+    code, out, err = run_cli(
+        ["sweep", models["conv_ts"], "--input-shape", spec, "--batch-sizes", "1,3", *EXACT],
+        capsys,
+    )
+    assert code in (0, 3), err
+    assert re.search(r"^\s+3\s+│", out, re.M)
+
+
+def test_an_input_shapes_option_wins_over_input_shape(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    option = ["--option", 'input_shapes={"input": [null, 3, 8, 8]}']
+    code, out, err = run_cli(
+        ["profile", models["conv_ts"], *option, "--input-shape", "1x3x16x16", *EXACT], capsys
+    )
+    assert (code, out) == (2, "")
+    assert "dimension 2 of input 'input' is fixed at 8 (?, 3, 8, 8), not 16" in err
 
 
 @pytest.mark.parametrize(

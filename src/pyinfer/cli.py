@@ -175,13 +175,54 @@ def _add_timing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Formats whose files declare no input shapes (a TorchScript archive, a pickled module): the
+#: loader takes them from its ``input_shapes`` option.
+_SHAPELESS_FORMATS = frozenset({"torchscript", "pytorch", "pytorch-legacy", "pickle"})
+
+
+def _shapes_from_specs(specs: Sequence[str]) -> Any:
+    """The loader's ``input_shapes`` from ``--input-shape`` specs that give whole shapes.
+
+    A bare shape (``1x3x224x224``) becomes an unnamed shape for a one-input model, ``NAME=AxB``
+    an entry of a dict; the batch dimension (the first) is left dynamic (``"batch"``), so
+    ``--batch-size`` and ``sweep`` still choose it. Returns ``None`` when a spec is a named
+    dimension (``sequence=128``), which a model without declared shapes cannot have.
+    """
+    if not specs:
+        return None
+    named: dict[str, list[int | str]] = {}
+    for text in specs:
+        name, sep, value = text.partition("=")
+        if not sep:
+            if len(specs) != 1:
+                return None
+            return ["batch", *_parse_shape(text, text)[1:]]
+        if "x" not in value.lower():
+            return None
+        named[name.strip()] = ["batch", *_parse_shape(value, text)[1:]]
+    return named
+
+
 def _load(args: argparse.Namespace) -> Model:
-    """Loads ``args.model`` with the shared loading options."""
-    from pyinfer.model_loader import load_model
+    """Loads ``args.model`` with the shared loading options.
+
+    A torch model without declared input shapes (TorchScript, a pickled module) given whole
+    shapes with ``--input-shape`` is loaded with them as its ``input_shapes`` option, unless
+    that option is given.
+    """
+    from pyinfer.model_loader import detect_format, load_model
 
     options = dict(args.options)
     if getattr(args, "trust_code", False):
         options["trust_code"] = True
+    specs = getattr(args, "input_shape", None) or []
+    if specs and "input_shapes" not in options:
+        shapes = _shapes_from_specs(specs)
+        if shapes is not None:
+            fmt = args.format or detect_format(args.model).value
+            if fmt in _SHAPELESS_FORMATS:
+                logger.info("loading %s with input_shapes=%s", args.model, shapes)
+                options["input_shapes"] = shapes
     return load_model(args.model, format=args.format, device=args.device, **options)
 
 
@@ -782,12 +823,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Latency and throughput at each batch size: the batch table, the knee, the best batch."""
     _check_outputs(args.json, args.csv, args.plot)
     profiler, batch = _profiler(args)
-    if batch is not None:
+    model = profiler.model
+    inputs = set(model.input_names())
+    whole = [t for t in args.input_shape if "=" not in t or t.partition("=")[0].strip() in inputs]
+    if batch is not None and len(whole) < len(args.input_shape):
         raise InvalidArgumentError(
             "--input-shape sets the batch size, which a sweep takes from --batch-sizes; give "
             "the named dimensions only (sequence=128)"
         )
-    model = profiler.model
+    # A whole shape's first dimension is the batch, which each point of the sweep sets.
     sys.stdout.write(f"Model: {model.name} ({model.format.value} on {model.device})\n")
     interrupted = False
     try:
