@@ -695,7 +695,11 @@ def test_sweep_shows_out_of_memory_and_exits_3_when_a_point_is_unstable(
     )
     code, out, err = run_cli(["sweep", models["mlp"], "--batch-sizes", "1,2,4"], capsys)
     assert code == 3
-    assert "failed: out of memory: CUDA out of memory" in out
+    lines = out.splitlines()
+    # The error is a note under the table, which keeps the specification's widths.
+    assert lines[2] == "───────────┼──────────────┼──────────────────┼────────────────"
+    assert lines[5] == f"{'4':^11}│{'-':^14}│{'-':^18}│{'failed [1]':^16}".rstrip()
+    assert lines[6] == "[1] batch 4 failed: out of memory: CUDA out of memory"
     assert "pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
 
 
@@ -713,10 +717,38 @@ def test_sweep_interrupted_keeps_the_finished_batch_sizes(
     assert code == 130
     curve = BatchCurve.from_json(path.read_text())
     assert [p.batch_size for p in curve.points] == [1, 2]
-    assert curve.points[0].ok
-    assert re.fullmatch(r"interrupted after \d+ samples", curve.points[1].error or "")
-    assert "failed: interrupted after" in out
+    first, second = curve.points
+    assert (first.ok, first.interrupted) == (True, False)
+    # The batch in progress keeps the calls it timed: a point, marked interrupted, not stable.
+    assert (second.ok, second.interrupted, second.stable) == (True, True, False)
+    assert second.samples is not None
+    assert second.samples >= 10
+    assert second.latency_mean_ms is not None
+    assert second.latency_mean_ms > 0
+    assert curve.best_batch_size in (1, 2)
+    lines = out.splitlines()
+    assert lines[2] == "───────────┼──────────────┼──────────────────┼────────────────"
+    assert lines[4].endswith(" [1]")
+    assert f"[1] interrupted: figures from {second.samples} calls timed before, not stable" in out
+    assert "failed" not in out
     assert err.endswith(f"interrupted: results so far written to {path}\n")
+
+
+def test_sweep_interrupted_before_enough_calls_is_a_failed_point(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    interrupt_after(monkeypatch, 0, on_run=2)
+    path = tmp_path / "c.json"
+    code, out, _ = run_cli(
+        ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
+    )
+    assert code == 130
+    second = BatchCurve.from_json(path.read_text()).points[1]
+    assert (second.ok, second.interrupted, second.samples) == (False, True, 0)
+    assert "[1] batch 2 failed: interrupted after 0 samples" in out
 
 
 # ---- compare and env --------------------------------------------------------------------------

@@ -374,8 +374,9 @@ def test_a_failure_message_on_several_lines_keeps_the_tables_whole() -> None:
     md = make_report(batch_curve=curve).to_markdown().splitlines()
     assert md[-1] == "| 4 | failed: RuntimeError: shape \\| mismatch at node 'fc' | |"
     table = curve.to_table().splitlines()
-    assert len(table) == 3
-    assert table[2].endswith("failed: RuntimeError: shape | mismatch at node 'fc'")
+    assert len(table) == 4
+    assert table[2].endswith("failed [1]")
+    assert table[3] == "[1] batch 4 failed: RuntimeError: shape | mismatch at node 'fc'"
 
 
 SPEC_HEADER = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)"
@@ -425,12 +426,11 @@ def test_batch_table_and_csv() -> None:
     assert curve is not None
     lines = curve.to_table().splitlines()
     assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
-    failed = "failed: out of memory: CUDA out of memory"
-    last = len(failed) + 2  # the last column grows to fit the failure
-    assert lines[1] == "───────────┼──────────────┼──────────────────┼" + "─" * last
-    assert lines[2] == f"{'1':^11}│{'4.20':^14}│{'238.0':^18}│{'238.0':^{last}}".rstrip()
-    assert lines[4].startswith(f"{'64':^11}│{'-':^14}│")
-    assert "failed: out of memory: CUDA out of memory" in lines[4]
+    # The failure is a note under the table, which keeps its widths.
+    assert lines[1] == "───────────┼──────────────┼──────────────────┼" + "─" * 16
+    assert lines[2] == f"{'1':^11}│{'4.20':^14}│{'238.0':^18}│{'238.0':^16}".rstrip()
+    assert lines[4] == f"{'64':^11}│{'-':^14}│{'-':^18}│{'failed [1]':^16}".rstrip()
+    assert lines[5:] == ["[1] batch 64 failed: out of memory: CUDA out of memory"]
     rows = list(csv.DictReader(io.StringIO(curve.to_csv())))
     assert rows[1]["throughput_fps"] == "392.0"
     assert rows[2]["out_of_memory"] == "True"

@@ -887,7 +887,9 @@ class PerformanceProfiler:
             InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
                 the model's batch is fixed, or the budget is not positive.
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the curve of the batch
-                sizes finished, the interrupted one recorded as such.
+                sizes finished and the interrupted one: measured from the calls timed before
+                (``interrupted``, not stable) when there were at least
+                :data:`MIN_PARTIAL_SAMPLES`, else a failed point.
         """
         sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
         points: list[BatchPoint] = []
@@ -898,7 +900,17 @@ class PerformanceProfiler:
                 self._prepared = None
                 partial = getattr(exc, "partial_result", None)
                 taken = partial.iterations if isinstance(partial, LatencyMeasurement) else 0
-                points.append(BatchPoint(size, error=f"interrupted after {taken} samples"))
+                if isinstance(partial, LatencyMeasurement) and taken >= MIN_PARTIAL_SAMPLES:
+                    points.append(_point(partial, interrupted=True))
+                else:
+                    points.append(
+                        BatchPoint(
+                            size,
+                            error=f"interrupted after {taken} samples",
+                            samples=taken,
+                            interrupted=True,
+                        )
+                    )
                 curve = _finish_curve(points, latency_budget_ms)
                 exc.partial_result = curve  # type: ignore[attr-defined]
                 raise
@@ -915,16 +927,7 @@ class PerformanceProfiler:
                 logger.warning("batch %d failed: %s", size, exc)
                 points.append(BatchPoint(size, error=f"{type(exc).__name__}: {exc}"))
                 continue
-            points.append(
-                BatchPoint(
-                    size,
-                    latency_mean_ms=m.stats.mean_ms,
-                    latency_median_ms=m.stats.median_ms,
-                    latency_p95_ms=m.stats.p95_ms,
-                    throughput_fps=m.throughput_fps,
-                    stable=m.stable,
-                )
-            )
+            points.append(_point(m))
         self._prepared = None
         return _finish_curve(points, latency_budget_ms)
 
@@ -1063,6 +1066,20 @@ def _device_name(device: Device, environment: Environment) -> str:
     cores = environment.physical_cores
     count = f"{cores} cores" if cores else f"{environment.logical_cores} logical cores"
     return f"CPU ({environment.cpu_model}, {count})"
+
+
+def _point(m: LatencyMeasurement, *, interrupted: bool = False) -> BatchPoint:
+    """A sweep's point from a latency measurement (an interrupted one is not stable)."""
+    return BatchPoint(
+        m.batch_size,
+        latency_mean_ms=m.stats.mean_ms,
+        latency_median_ms=m.stats.median_ms,
+        latency_p95_ms=m.stats.p95_ms,
+        throughput_fps=m.throughput_fps,
+        stable=m.stable and not interrupted,
+        samples=m.iterations,
+        interrupted=interrupted,
+    )
 
 
 def _finish_curve(points: list[BatchPoint], budget_ms: float | None) -> BatchCurve:

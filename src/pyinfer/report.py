@@ -329,6 +329,9 @@ class BatchPoint:
         stable: Whether its latency run met the stability target.
         error: Why the point failed (``None`` when it did not).
         out_of_memory: Whether it failed for lack of memory (the sweep stops there).
+        samples: How many timed calls its figures come from (``None``: not recorded).
+        interrupted: Whether Ctrl-C stopped its measurement: the figures are those of the
+            calls timed before (``samples`` of them), and the point is not stable.
     """
 
     batch_size: int
@@ -339,6 +342,8 @@ class BatchPoint:
     stable: bool | None = None
     error: str | None = None
     out_of_memory: bool = False
+    samples: int | None = None
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -378,23 +383,28 @@ class BatchCurve:
         """The box table of the specification's batch section.
 
         The specification's fourth column ("Images/Batch") holds throughput times batch size,
-        which measures nothing; this table gives batches per second (RPS) there instead.
+        which measures nothing; this table gives batches per second (RPS) there instead. A
+        failed or interrupted point is marked ``[N]`` in its last cell, and its note (the
+        error, or how many calls an interrupted point's figures come from) is printed under
+        the table, so a long error does not widen the table.
         """
         header = ("Batch Size", "Latency (ms)", "Throughput (FPS)", "Batches/s (RPS)")
         rows: list[tuple[str, ...]] = []
+        notes: list[str] = []
         for p in self.points:
             if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
-                rows.append(
-                    (
-                        str(p.batch_size),
-                        _ms(p.latency_mean_ms),
-                        f"{p.throughput_fps:.1f}",
-                        f"{p.throughput_fps / p.batch_size:.1f}",
-                    )
-                )
+                rps = f"{p.throughput_fps / p.batch_size:.1f}"
+                if p.interrupted:
+                    taken = f"{p.samples} calls" if p.samples is not None else "the calls"
+                    notes.append(f"interrupted: figures from {taken} timed before, not stable")
+                    rps += f" [{len(notes)}]"
+                row = (str(p.batch_size), _ms(p.latency_mean_ms), f"{p.throughput_fps:.1f}", rps)
+                rows.append(row)
             else:
-                rows.append((str(p.batch_size), "-", "-", f"failed: {_one_line(p.error)}"))
-        return _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
+                notes.append(f"batch {p.batch_size} failed: {_one_line(p.error)}")
+                rows.append((str(p.batch_size), "-", "-", f"failed [{len(notes)}]"))
+        table = _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
+        return "\n".join([table, *(f"[{i}] {n}" for i, n in enumerate(notes, 1))])
 
     def to_csv(self) -> str:
         """One row per batch size."""
@@ -798,8 +808,10 @@ class ProfileReport:
             lines += ["", "| Batch size | Latency (ms) | Throughput (FPS) |", "|---:|---:|---:|"]
             for p in self.batch_curve.points:
                 if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
+                    mark = " (interrupted, not stable)" if p.interrupted else ""
                     lines.append(
-                        f"| {p.batch_size} | {_ms(p.latency_mean_ms)} | {p.throughput_fps:.1f} |"
+                        f"| {p.batch_size}{mark} | {_ms(p.latency_mean_ms)} | "
+                        f"{p.throughput_fps:.1f} |"
                     )
                 else:
                     lines.append(f"| {p.batch_size} | failed: {_md_cell(p.error)} | |")
