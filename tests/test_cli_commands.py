@@ -17,7 +17,8 @@ import pytest
 
 import pyinfer
 from pyinfer import cli
-from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
+from pyinfer.errors import InvalidArgumentError
+from pyinfer.report import SCHEMA_VERSION, BatchCurve, BatchPoint, ProfileReport, SweepReport
 
 # Short measurements: a few dozen calls, a tenth of a second of throughput.
 QUICK = ["--warmup", "2", "--min-time", "0.05", "--max-time", "0.3", "--throughput-time", "0.1"]
@@ -661,7 +662,20 @@ def test_sweep_prints_the_table_knee_and_best_and_writes_the_curve(
         capsys,
     )
     assert code == 0, err
-    curve = BatchCurve.from_json(files["json"].read_text())
+    saved = json.loads(files["json"].read_text())
+    # The saved sweep says what was measured, where and how, like a profile report.
+    assert saved["schema_version"] == SCHEMA_VERSION
+    assert (saved["model"], saved["format"], saved["framework"]) == ("mlp", "onnx", "onnxruntime")
+    assert (saved["device"], saved["interrupted"]) == ("cpu", False)
+    assert saved["device_name"].startswith("CPU (")
+    assert saved["inputs"] == {"input": "(batch, 8) float32"}
+    assert saved["settings"]["max_iterations"] == 30
+    assert saved["settings"]["max_time_s"] == "inf"
+    assert saved["settings"]["stability_target"] == pytest.approx(0.99)
+    assert saved["environment"]["versions"]["pyinfer"] == pyinfer.__version__
+    report = SweepReport.load(files["json"])
+    assert SweepReport.from_json(report.to_json()) == report
+    curve = report.batch_curve
     assert [p.batch_size for p in curve.points] == [1, 4]
     assert all(p.stable for p in curve.points)
     assert files["csv"].read_text() == curve.to_csv()
@@ -715,7 +729,9 @@ def test_sweep_interrupted_keeps_the_finished_batch_sizes(
         ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
     )
     assert code == 130
-    curve = BatchCurve.from_json(path.read_text())
+    report = SweepReport.load(path)
+    assert report.interrupted
+    curve = report.batch_curve
     assert [p.batch_size for p in curve.points] == [1, 2]
     first, second = curve.points
     assert (first.ok, first.interrupted) == (True, False)
@@ -746,12 +762,24 @@ def test_sweep_interrupted_before_enough_calls_is_a_failed_point(
         ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
     )
     assert code == 130
-    second = BatchCurve.from_json(path.read_text()).points[1]
+    second = SweepReport.load(path).batch_curve.points[1]
     assert (second.ok, second.interrupted, second.samples) == (False, True, 0)
     assert "[1] batch 2 failed: interrupted after 0 samples" in out
 
 
 # ---- compare and env --------------------------------------------------------------------------
+
+
+def test_a_saved_sweep_of_another_major_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": "0.3", "points": []}))
+    with pytest.raises(InvalidArgumentError, match=r"sweep report schema 0\.3 is older than"):
+        SweepReport.load(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(
+        InvalidArgumentError, match="a sweep report must be a JSON object, not list"
+    ):
+        SweepReport.load(path)
 
 
 def test_compare_prints_the_table_and_each_change(

@@ -845,7 +845,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sys.stdout.write(_curve_text(curve) + "\n")
     written: list[Path] = []
     if args.json:
-        written.append(write_output(args.json, curve.to_json() + "\n", "batch curve"))
+        from pyinfer.profiler import sweep_report
+
+        report = sweep_report(profiler, curve, interrupted=interrupted)
+        written.append(write_output(args.json, report.to_json() + "\n", "sweep report"))
     if args.csv:
         written.append(write_output(args.csv, curve.to_csv(), "batch curve CSV"))
     if args.plot and curve.measured:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import logging
 import math
@@ -74,10 +75,17 @@ from pyinfer.report import (
     LatencyStats,
     MemoryStats,
     ProfileReport,
+    SweepReport,
     Throughput,
 )
 
-__all__ = ["DEFAULT_STABILITY_TARGET", "TIMING_METHODS", "PerformanceProfiler", "ProfilerSettings"]
+__all__ = [
+    "DEFAULT_STABILITY_TARGET",
+    "TIMING_METHODS",
+    "PerformanceProfiler",
+    "ProfilerSettings",
+    "sweep_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -1057,6 +1065,43 @@ class PerformanceProfiler:
             cold_start=ColdStart(load_time_s=load, first_inference_ms=self._first_inference_ms),
             batch_curve=curve,
         )
+
+
+def sweep_report(
+    profiler: PerformanceProfiler, curve: BatchCurve, *, interrupted: bool = False
+) -> SweepReport:
+    """A sweep's curve with the model, device, settings and environment it was measured with.
+
+    Args:
+        profiler: The profiler that measured the curve.
+        curve: What :meth:`PerformanceProfiler.sweep_batch_sizes` returned (or attached to the
+            ``KeyboardInterrupt``).
+        interrupted: Whether Ctrl-C ended the sweep.
+
+    Returns:
+        The sweep report (``SweepReport.to_json`` is what ``pyinfer sweep --json`` writes).
+    """
+    m = profiler.model
+    environment = collect_environment(
+        model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
+    )
+    settings = {
+        f.name: dict(v) if isinstance(v, Mapping) else v
+        for f in dataclasses.fields(profiler.settings)
+        for v in (getattr(profiler.settings, f.name),)
+    }
+    return SweepReport(
+        model=m.name,
+        format=m.format.value,
+        framework=m.framework,
+        device=str(m.device),
+        device_name=_device_name(m.device, environment),
+        inputs={s.name: f"{s.shape_text()} {s.dtype.name}" for s in m.inputs},
+        settings=settings,
+        batch_curve=curve,
+        environment=environment,
+        interrupted=interrupted,
+    )
 
 
 def _device_name(device: Device, environment: Environment) -> str:

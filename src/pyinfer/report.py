@@ -67,6 +67,7 @@ __all__ = [
     "MemoryStats",
     "MetricChange",
     "ProfileReport",
+    "SweepReport",
     "Throughput",
     "compare",
     "comparison_table",
@@ -471,6 +472,89 @@ class BatchCurve:
 
 
 @dataclass(frozen=True)
+class SweepReport:
+    """A batch sweep with what was measured and where: what ``pyinfer sweep --json`` writes.
+
+    Attributes:
+        model: The model's name.
+        format: Its format (``"onnx"``, ``"torchscript"``...).
+        framework: The runtime (``"torch"``, ``"onnxruntime"``...).
+        device: ``"cpu"`` or ``"cuda:N"``.
+        device_name: The device as users read it: ``"CPU (AMD EPYC, 2 cores)"``.
+        inputs: Each input's declared shape and dtype (``"(batch, 3, 224, 224) float32"``);
+            each point of the curve runs its own batch size.
+        settings: The profiler settings the points were measured with
+            (:class:`pyinfer.ProfilerSettings` as a dict, ``input_dims`` included).
+        batch_curve: The curve: one point per batch size, the knee and the best batch.
+        environment: The machine and software.
+        interrupted: Whether Ctrl-C ended the sweep (the curve holds what was measured).
+        schema_version: The JSON layout's version (:data:`SCHEMA_VERSION`).
+    """
+
+    model: str
+    format: str
+    framework: str
+    device: str
+    device_name: str
+    inputs: dict[str, str]
+    settings: dict[str, Any]
+    batch_curve: BatchCurve
+    environment: Environment
+    interrupted: bool = False
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``)."""
+        encoded = _encode(self)
+        assert isinstance(encoded, dict)
+        return encoded
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The sweep as JSON (strict: no NaN or Infinity literals); an exact round trip."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SweepReport:
+        """Rebuilds a sweep from :meth:`to_dict`'s output.
+
+        Raises:
+            InvalidArgumentError: If the schema's major version is not this pyinfer's, or a
+                field is missing or of the wrong type (the message names the field).
+        """
+        _check_schema(data, "sweep report", "re-run the sweep")
+        decoded = _decode(cls, data, "sweep")
+        assert isinstance(decoded, SweepReport)
+        return decoded
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SweepReport:
+        """Parses :meth:`to_json`'s output.
+
+        Raises:
+            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgumentError(f"sweep report is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepReport:
+        """Reads a sweep saved as JSON.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            InvalidArgumentError: As for :meth:`from_json`; the message names the file.
+        """
+        p = Path(path)
+        try:
+            return cls.from_json(p.read_bytes())
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{p}: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class MemoryStats:
     """Memory a model takes, measured in a pass apart from the timing.
 
@@ -696,24 +780,7 @@ class ProfileReport:
             InvalidArgumentError: If the schema's major version is newer than this pyinfer's,
                 or a field is missing or of the wrong type (the message names the field).
         """
-        if not isinstance(data, dict):
-            raise InvalidArgumentError(
-                f"a profile report must be a JSON object, not {type(data).__name__}"
-            )
-        version = data.get("schema_version")
-        if not isinstance(version, str) or not version.split(".")[0].isdigit():
-            raise InvalidArgumentError(
-                f"not a pyinfer profile report: schema_version is {version!r}"
-            )
-        major = int(version.split(".")[0])
-        ours = int(SCHEMA_VERSION.split(".", maxsplit=1)[0])
-        if major != ours:
-            raise InvalidArgumentError(
-                f"profile report schema {version} is "
-                + ("newer" if major > ours else "older")
-                + f" than this pyinfer reads ({ours}.x); "
-                + ("upgrade pyinfer to read it" if major > ours else "re-run the profile")
-            )
+        _check_schema(data, "profile report", "re-run the profile")
         decoded = _decode(cls, data, "report")
         assert isinstance(decoded, ProfileReport)
         return decoded
@@ -1187,6 +1254,24 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 # ---- dataclass <-> JSON -----------------------------------------------------------------------
 
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _check_schema(data: Any, what: str, rerun: str) -> None:
+    """Refuses a JSON document that is not an object or has another major schema version."""
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"a {what} must be a JSON object, not {type(data).__name__}")
+    version = data.get("schema_version")
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise InvalidArgumentError(f"not a pyinfer {what}: schema_version is {version!r}")
+    major = int(version.split(".")[0])
+    ours = int(SCHEMA_VERSION.split(".", maxsplit=1)[0])
+    if major != ours:
+        raise InvalidArgumentError(
+            f"{what} schema {version} is "
+            + ("newer" if major > ours else "older")
+            + f" than this pyinfer reads ({ours}.x); "
+            + ("upgrade pyinfer to read it" if major > ours else rerun)
+        )
 
 
 def _encode(value: Any) -> Any:
