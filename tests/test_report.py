@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -588,3 +589,51 @@ def test_a_batch_curve_round_trips_through_json() -> None:
         BatchCurve.from_json(text.replace('"batch_size": 1,', '"batch_size": "one",'))
     with pytest.raises(InvalidArgumentError, match="batch curve is not valid JSON"):
         BatchCurve.from_json(text[:-2])
+
+
+def _drawn_labels(axis: Any) -> list[str]:
+    axis.figure.canvas.draw()
+    labels = axis.get_ticklabels(which="both")
+    return [t.get_text() for t in labels if t.get_text() and t.get_visible()]
+
+
+@pytest.mark.parametrize(("low_ms", "high_ms"), [(11.5, 13.0), (0.05, 0.4), (3.0, 2500.0)])
+def test_the_cdf_log_axis_reads_plain_numbers(low_ms: float, high_ms: float) -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import latency_figure
+
+    samples = np.geomspace(low_ms, high_ms, 300) * 1e6
+    fig = latency_figure(make_report(samples))
+    labels = _drawn_labels(fig.axes[1].xaxis)
+    assert labels
+    for text in labels:
+        assert "10^" not in text
+        assert "times" not in text
+        float(text)  # "12", "0.1", "1000": plain numbers
+
+
+def test_the_histogram_note_counts_only_the_calls_it_leaves_out() -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import latency_figure
+
+    rng = np.random.default_rng(1)
+    body = rng.normal(12.0, 0.2, 2000)
+    # No outlier: every call is drawn, the axis ends at the slowest, and there is no note.
+    fig = latency_figure(make_report(body * 1e6))
+    hist = fig.axes[0]
+    assert hist.get_title() == ""
+    counts = sum(patch.get_height() for patch in hist.patches)
+    assert counts == 2000
+    # One preempted call: the calls over P99.9 (a sample) are left out, counted exactly, and
+    # the slowest is named.
+    slow = np.concatenate([body, [90.0]])
+    fig = latency_figure(make_report(slow * 1e6))
+    hist = fig.axes[0]
+    upper = float(np.sort(slow)[int(0.999 * 2000)])
+    beyond = int(np.count_nonzero(slow > upper))
+    assert beyond == 2  # the outlier and the body's slowest
+    assert hist.get_title() == (
+        f"2 calls over P99.9 ({upper:.4g} ms) not shown: the slowest took 90 ms"
+    )
+    assert sum(patch.get_height() for patch in hist.patches) == 2001 - beyond
+    assert hist.get_xlim()[1] < 14.0
