@@ -266,6 +266,23 @@ def test_run_arrays_writes_every_output(
     np.testing.assert_allclose(np.load(npy), reference, rtol=1e-5, atol=1e-6)
 
 
+def test_run_a_torchscript_model_whose_outputs_are_known_once_it_runs(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(3).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    reference = pyinfer.load_model(models["conv"])(x)["output"]
+    npy = tmp_path / "out.npy"
+    code, out, err = run_cli(
+        ["run", models["conv_ts"], tmp_path / "x.npy", "--top-k", "1", "--output", npy], capsys
+    )
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"{tmp_path / 'x.npy'}[{i}]" for i in range(3)
+    ]
+    np.testing.assert_allclose(np.load(npy), reference, rtol=1e-4, atol=1e-5)
+
+
 def test_run_summarises_an_output_that_is_not_scores(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -496,6 +496,14 @@ def _run_output_payload(
     return buffer.getvalue()
 
 
+def _check_npy_output(output: Path | None, model: Model, names: list[str]) -> None:
+    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
+        raise InvalidArgumentError(
+            f"--output {output}: model '{model.name}' has {len(names)} outputs "
+            f"({', '.join(names)}); a .npy holds one, use .npz"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs a model on image files, folders and arrays; prints top-k or the outputs' shapes."""
     import numpy as np
@@ -507,17 +515,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     labels = _read_labels(args.labels)
     files = _gather(args.inputs)
     model = _load(args)
-    names = model.output_names()
-    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
-        raise InvalidArgumentError(
-            f"--output {output}: model '{model.name}' has {len(names)} outputs "
-            f"({', '.join(names)}); a .npy holds one, use .npz"
-        )
+    _check_npy_output(output, model, model.output_names())
     entries: list[_Entry] = []
     for path, kind in files:
         entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
     stopped = _run_entries(entries, model, args)
     done = [e for e in entries if e.outputs is not None]
+    # A model without declared outputs (TorchScript) names them at its first call.
+    names = model.output_names() or (list(done[0].outputs) if done and done[0].outputs else [])
+    _check_npy_output(output, model, names)
     out: list[str] = []
     first = done[0].outputs[names[0]] if done and done[0].outputs else None
     if first is not None and _is_scores(first):
