@@ -872,6 +872,30 @@ def test_an_unexpected_exception_is_an_internal_error(
     assert any(r.exc_info for r in caplog.records)
 
 
+def test_an_error_with_a_framework_traceback_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyinfer.errors import ModelLoadError
+
+    message = (
+        "model 'm' failed on a batch of 3: RuntimeError: The following operation failed in the "
+        "TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n"
+        "        %r = aten::conv2d(%a, %w)\n             ~~~~ <--- HERE\n\n"
+        "RuntimeError: expected padding to be a single integer value\n"
+    )
+
+    def broken(_: Any) -> int:
+        raise ModelLoadError(message)
+
+    monkeypatch.setattr(cli, "cmd_env", broken)
+    assert cli.main(["env"]) == 1
+    assert capsys.readouterr().err == (
+        "pyinfer env: error: model 'm' failed on a batch of 3: RuntimeError: The following "
+        "operation failed in the TorchScript interpreter. ... RuntimeError: expected padding to "
+        "be a single integer value\n"
+    )
+
+
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("info", "run", "profile", "sweep", "compare", "env", "demo"):
         with pytest.raises(SystemExit) as info:

@@ -549,7 +549,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(out) + "\n")
     failed = [e for e in entries if e.error is not None]
     for e in failed[:MAX_FAILURES_SHOWN]:
-        sys.stderr.write(f"failed: {e.source}: {e.error}\n")
+        sys.stderr.write(f"failed: {e.source}: {_one_line(e.error or '')}\n")
     if len(failed) > MAX_FAILURES_SHOWN:
         sys.stderr.write(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed\n")
     ran = f"{len(done)} of {len(entries)} input(s) ran"
@@ -1165,6 +1165,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A message on one line.
+
+    A traceback a framework put in it (TorchScript's) is cut to its first and last lines,
+    which say what failed and why.
+    """
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} ... {lines[-1]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyinfer`` command; returns the exit status."""
     parser = build_parser()
@@ -1181,7 +1194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyinferError as error:
         if args.verbose:
             logger.exception("pyinfer %s failed", args.command)
-        sys.stderr.write(f"pyinfer {args.command}: error: {error}\n")
+        sys.stderr.write(f"pyinfer {args.command}: error: {_one_line(str(error))}\n")
         return EXIT_USAGE if isinstance(error, InvalidArgumentError) else EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write(f"pyinfer {args.command}: interrupted\n")
