@@ -539,6 +539,9 @@ def test_an_input_shapes_option_wins_over_input_shape(
         (["--iterations", "5", "--max-time", "1"], "--iterations N times exactly N calls"),
         (["--latency-budget", "5"], "--latency-budget chooses among --batch-sizes"),
         (["--json", "/no/such/dir/r.json"], "cannot write /no/such/dir/r.json: no folder"),
+        (["--json", "/tmp"], "cannot write /tmp: it is a folder"),
+        (["--plot", "/tmp/x.svg"], "--plot /tmp/x.svg: the plot is a PNG image; give a .png"),
+        (["--plot", "/tmp"], "--plot /tmp: the plot is a PNG image"),
     ],
 )
 def test_profile_bad_usage_exits_2_before_measuring(
@@ -554,6 +557,50 @@ def test_profile_bad_usage_exits_2_before_measuring(
     assert err.startswith("pyinfer profile: error: ")
     assert message in err
     assert time.perf_counter() - start < 5.0  # refused before any measurement
+
+
+def test_an_unwritable_output_folder_is_refused_before_measuring(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = cli.os.access
+    # os.access as an unprivileged user sees it (the tests may run as root).
+    monkeypatch.setattr(
+        cli.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode)
+    )
+    code, out, err = run_cli(
+        ["sweep", models["mlp"], "--batch-sizes", "1", "--csv", locked / "c.csv"], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"pyinfer sweep: error: cannot write {locked / 'c.csv'}: folder {locked} is not writable\n"
+    )
+
+
+def test_a_plot_that_cannot_be_written_is_an_error_naming_it(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("matplotlib")
+
+    def full(*_: Any, **__: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ProfileReport, "plot_latency", full)
+    plot = tmp_path / "p.png"
+    code, out, err = run_cli(["profile", models["mlp"], *EXACT, "--plot", plot], capsys)
+    assert code == 2
+    assert out.startswith("Profiling Results:")
+    assert err.endswith(
+        f"pyinfer profile: error: cannot write the latency plot to {plot}: No space left on "
+        "device\n"
+    )
 
 
 def test_input_shape_contradictions_between_inputs() -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,18 +228,40 @@ def _load(args: argparse.Namespace) -> Model:
     return load_model(args.model, format=args.format, device=args.device, **options)
 
 
-def _check_outputs(*paths: str | None) -> None:
-    """Refuses, before any work, output files whose folder does not exist.
+def _check_outputs(*paths: str | None, plot: str | None = None) -> None:
+    """Refuses, before any work, output files that could not be written.
+
+    A path whose folder does not exist or cannot be written, a path that is a folder, and a
+    ``--plot`` file that is not ``.png`` (the plots are PNG images).
 
     Raises:
         InvalidArgumentError: Naming the path.
     """
-    for path in paths:
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise InvalidArgumentError(f"--plot {plot}: the plot is a PNG image; give a .png file")
+    for path in (*paths, plot):
         if path is None:
             continue
-        folder = Path(path).parent
+        target = Path(path)
+        folder = target.parent
         if not folder.is_dir():
             raise InvalidArgumentError(f"cannot write {path}: no folder {folder}")
+        if target.is_dir():
+            raise InvalidArgumentError(f"cannot write {path}: it is a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InvalidArgumentError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def _write_plot(draw: Any, path: Path, what: str) -> Path:
+    """Draws a plot to ``path`` (``draw(path)``); an OS error becomes a typed one."""
+    try:
+        written: Path = draw(path)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write the {what} to {path}: {exc.strerror or exc}"
+        ) from exc
+    sys.stderr.write(f"wrote {what} to {path}\n")
+    return written
 
 
 # ---- info -------------------------------------------------------------------------------------
@@ -760,13 +784,13 @@ def _write_report(report: ProfileReport, args: argparse.Namespace) -> list[Path]
         if path:
             written.append(write_output(path, render(), what))
     if args.plot:
-        written.append(report.plot_latency(args.plot))
-        sys.stderr.write(f"wrote latency plot to {args.plot}\n")
-        if report.batch_curve is not None and report.batch_curve.measured:
-            plot = Path(args.plot)
-            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix or '.png'}")
-            written.append(report.batch_curve.plot(batches, title=report.model))
-            sys.stderr.write(f"wrote batch curve plot to {batches}\n")
+        plot = Path(args.plot)
+        written.append(_write_plot(report.plot_latency, plot, "latency plot"))
+        curve = report.batch_curve
+        if curve is not None and curve.measured:
+            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix}")
+            draw = functools.partial(curve.plot, title=report.model)
+            written.append(_write_plot(draw, batches, "batch curve plot"))
     return written
 
 
@@ -780,7 +804,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Profiles a model: latency, memory, throughput, optionally a batch sweep; writes reports."""
     if args.latency_budget is not None and not args.batch_sizes:
         raise InvalidArgumentError("--latency-budget chooses among --batch-sizes; give them too")
-    _check_outputs(args.json, args.csv, args.markdown, args.plot)
+    _check_outputs(args.json, args.csv, args.markdown, plot=args.plot)
     profiler, batch = _profiler(args)
     try:
         report = profiler.profile(
@@ -827,7 +851,7 @@ def _curve_text(curve: BatchCurve) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Latency and throughput at each batch size: the batch table, the knee, the best batch."""
-    _check_outputs(args.json, args.csv, args.plot)
+    _check_outputs(args.json, args.csv, plot=args.plot)
     profiler, batch = _profiler(args)
     model = profiler.model
     inputs = set(model.input_names())
@@ -858,8 +882,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.csv:
         written.append(write_output(args.csv, curve.to_csv(), "batch curve CSV"))
     if args.plot and curve.measured:
-        written.append(curve.plot(args.plot, title=model.name))
-        sys.stderr.write(f"wrote batch curve plot to {args.plot}\n")
+        draw = functools.partial(curve.plot, title=model.name)
+        written.append(_write_plot(draw, Path(args.plot), "batch curve plot"))
     if interrupted:
         _interrupted_note(written, True)
         return EXIT_INTERRUPTED
