@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -532,6 +533,23 @@ def test_compare_says_when_the_batch_sizes_differ() -> None:
         "Note: the batch sizes differ (1 vs 8): the latencies (and the verdict) are of calls of "
         "different sizes; throughput is the like-for-like figure"
     )
+
+
+def test_compare_says_when_the_models_differ_and_keeps_its_columns_apart(
+    rng: np.random.Generator,
+) -> None:
+    base = rng.lognormal(np.log(0.007e6), 0.05, size=500)
+    other = make_report(rng.lognormal(np.log(11.7e6), 0.05, size=500), model="MobileNetV2")
+    lines = compare(make_report(base), other).to_text().splitlines()
+    assert lines[-1] == (
+        "Note: the models differ (ResNet50 vs MobileNetV2): the change is between two models, "
+        "not two runs of one"
+    )
+    # A change of +167000% still has a space before it.
+    mean = lines[1]
+    assert re.fullmatch(r"mean \(ms\) +[\d.e+-]+ +[\d.e+-]+ \+\d+\.\d%", mean), mean
+    assert len(lines[0]) == 50
+    assert lines[0].endswith("    change")
 
 
 def test_a_significant_but_tiny_shift_is_no_change(rng: np.random.Generator) -> None:

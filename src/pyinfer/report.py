@@ -1148,7 +1148,7 @@ class Comparison:
         for c in self.changes:
             lines.append(
                 f"{c.name + ' (' + c.unit + ')':<16}{c.before:>12.4g}{c.after:>12.4g}"
-                f"{c.change_percent:>+9.1f}%"
+                f" {f'{c.change_percent:+.1f}%':>9}"
             )
         lines.append(f"Mann-Whitney U p-value: {self.p_value:.3g} -> {self.verdict}")
         lines += [f"Note: {note}" for note in self.notes]
@@ -1166,8 +1166,8 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     The raw latency samples of the two reports are compared with a two-sided Mann-Whitney U
     test. The verdict is ``"faster"`` or ``"slower"`` only when the p-value is under
     :data:`SIGNIFICANCE_LEVEL` *and* the median moved by at least :data:`MIN_MEANINGFUL_CHANGE`;
-    otherwise ``"no significant change"``. Reports of different batch sizes are compared all
-    the same, with a note saying so.
+    otherwise ``"no significant change"``. Reports of different models or batch sizes are
+    compared all the same, with a note saying so.
 
     Args:
         before: The reference report.
@@ -1195,6 +1195,11 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     else:
         verdict = "no significant change"
     notes = []
+    if before.model != after.model:
+        notes.append(
+            f"the models differ ({before.model} vs {after.model}): the change is between two "
+            "models, not two runs of one"
+        )
     if before.batch_size != after.batch_size:
         notes.append(
             f"the batch sizes differ ({before.batch_size} vs {after.batch_size}): the latencies "
