@@ -846,6 +846,39 @@ def test_a_saved_sweep_of_another_major_version_is_refused(tmp_path: Path) -> No
         SweepReport.load(path)
 
 
+def test_compare_names_a_sweep_report_given_for_a_profile_report(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, sweep = tmp_path / "a.json", tmp_path / "s.json"
+    assert run_cli(["profile", models["mlp"], *EXACT, "--json", a], capsys)[0] in (0, 3)
+    argv = ["sweep", models["mlp"], "--batch-sizes", "1", *EXACT, "--json", sweep]
+    assert run_cli(argv, capsys)[0] in (0, 3)
+    code, out, err = run_cli(["compare", a, sweep], capsys)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"pyinfer compare: error: {sweep} is a sweep report (pyinfer sweep --json); compare "
+        "takes profile reports (pyinfer profile --json)\n"
+    )
+
+
+def test_a_sweep_of_a_fixed_batch_model_is_refused_before_any_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_onnx
+
+    path = tmp_path / "fixed.onnx"
+    export_onnx(torch.nn.Linear(8, 2), path, torch.randn(1, 8), dynamic_batch=False, dynamo=False)
+    code, out, err = run_cli(["sweep", path, "--batch-sizes", "1,2"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "pyinfer sweep: error: model 'fixed' has a fixed batch size (input: (1, 8) float32); a "
+        "batch sweep needs a dynamic batch dimension\n"
+    )
+
+
 def test_compare_prints_the_table_and_each_change(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -854,6 +854,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_outputs(args.json, args.csv, plot=args.plot)
     profiler, batch = _profiler(args)
     model = profiler.model
+    if not model.has_dynamic_batch:
+        raise InvalidArgumentError(
+            f"model '{model.name}' has a fixed batch size ({model.inputs[0]}); a batch sweep "
+            "needs a dynamic batch dimension"
+        )
     inputs = set(model.input_names())
     whole = [t for t in args.input_shape if "=" not in t or t.partition("=")[0].strip() in inputs]
     if batch is not None and len(whole) < len(args.input_shape):
@@ -907,7 +912,20 @@ def _load_report(path: str) -> ProfileReport:
     except OSError as exc:
         raise CommandError(f"cannot read report {path}: {exc.strerror or exc}") from exc
     except InvalidArgumentError as exc:
+        if _is_sweep_report(path):
+            raise CommandError(
+                f"{path} is a sweep report (pyinfer sweep --json); compare takes profile "
+                "reports (pyinfer profile --json)"
+            ) from exc
         raise CommandError(f"not a readable profile report: {exc}") from exc
+
+
+def _is_sweep_report(path: str) -> bool:
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and "batch_curve" in data and "latency" not in data
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
