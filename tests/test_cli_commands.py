@@ -345,6 +345,31 @@ def test_run_bad_arguments(
     assert err.startswith(message)
 
 
+def test_run_searches_sub_folders_of_an_input_folder(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    # A dataset laid out by class, a notes file and a hidden checkpoint folder.
+    pixels = np.random.default_rng(4).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    for rel in ("cat/b.png", "cat/a.jpg", "dog/c.png", "top.png", ".ipynb_checkpoints/x.png"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / rel)
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, err = run_cli(["run", models["conv"], tmp_path, "--top-k", "1"], capsys)
+    assert code == 0, err
+    sources = [line.split(": ")[0] for line in out.splitlines()]
+    assert sources == [
+        str(tmp_path / r) for r in ("cat/a.jpg", "cat/b.png", "dog/c.png", "top.png")
+    ]
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    code, _, err = run_cli(["run", models["conv"], empty], capsys)
+    assert code == 1
+    assert err.startswith(f"pyinfer run: error: input folder {empty} holds no image files (.bmp")
+    assert err.endswith("), in it or its sub-folders\n")
+
+
 def test_run_interrupted_keeps_the_batches_that_finished(
     models: dict[str, Path],
     tmp_path: Path,

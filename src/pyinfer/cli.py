@@ -404,18 +404,29 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
 
 
 def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
-    """``(path, kind)`` per input file, folders expanded; a missing path is an error."""
+    """``(path, kind)`` per input file; a missing path is an error.
+
+    Folders are expanded recursively, sorted by path, hidden files and folders left out.
+    """
     from pyinfer.preprocessors import IMAGE_EXTENSIONS
 
     found: list[tuple[Path, str]] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
+            # Sub-folders too (a dataset laid out by class); hidden ones (.ipynb_checkpoints) not.
             images = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not images:
-                raise CommandError(f"input folder {path} holds no image files")
+                raise CommandError(
+                    f"input folder {path} holds no image files "
+                    f"({', '.join(sorted(IMAGE_EXTENSIONS))}), in it or its sub-folders"
+                )
             found += [(p, "image") for p in images]
         elif path.is_file():
             kind = "array" if path.suffix.lower() in {".npy", ".npz"} else "image"
