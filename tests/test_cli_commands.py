@@ -283,6 +283,43 @@ def test_run_a_torchscript_model_whose_outputs_are_known_once_it_runs(
     np.testing.assert_allclose(np.load(npy), reference, rtol=1e-4, atol=1e-5)
 
 
+def test_run_images_on_a_torchscript_model_with_input_shape(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = sorted(p for p in models["images"].iterdir() if p.suffix == ".png")
+    _, expected, _ = run_cli(["run", models["conv"], *images, "--top-k", "2"], capsys)
+    code, out, err = run_cli(
+        ["run", models["conv_ts"], *images, "--top-k", "2", "--input-shape", "1x3x16x16"], capsys
+    )
+    assert code == 0, err
+    assert out == expected
+    # Without it: what to give, as a command-line option.
+    code, out, err = run_cli(["run", models["conv_ts"], images[0]], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"pyinfer run: error: {images[0]} is an image, but model 'conv' does not declare the "
+        "shape of its input 'input', so its image size and layout are unknown: give it, such as "
+        "--input-shape 1x3x224x224\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sequence=5", "--input-shape sequence=5: run takes whole shapes, such as 1x3x224x224"),
+        ("1x3x16x16", "--input-shape 1x3x16x16: model 'conv' (onnx) declares its input shapes "),
+    ],
+)
+def test_run_input_shape_misuse(
+    models: dict[str, Path], spec: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["run", models["conv"], models["images"], "--input-shape", spec], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(f"pyinfer run: error: {message}")
+
+
 def test_run_summarises_an_output_that_is_not_scores(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -450,6 +450,13 @@ def _run_entries(
             continue
         pipeline = None
         if kind == "image":
+            shapeless = [s.name for s in model.inputs if s.shape is None]
+            if len(model.inputs) == 1 and shapeless:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is an image, but model '{model.name}' does not declare "
+                    f"the shape of its input '{shapeless[0]}', so its image size and layout are "
+                    "unknown: give it, such as --input-shape 1x3x224x224"
+                )
             try:
                 pipeline = ImagePipeline.for_model(model)
             except InvalidArgumentError as exc:
@@ -549,7 +556,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_outputs(args.output)
     labels = _read_labels(args.labels)
     files = _gather(args.inputs)
+    if args.input_shape and _shapes_from_specs(args.input_shape) is None:
+        raise InvalidArgumentError(
+            f"--input-shape {' '.join(args.input_shape)}: run takes whole shapes, such as "
+            "1x3x224x224 or x=1x3x224x224 (one per input)"
+        )
     model = _load(args)
+    if args.input_shape and "input_shapes" not in model.options:
+        raise InvalidArgumentError(
+            f"--input-shape {args.input_shape[0]}: model '{model.name}' "
+            f"({model.format.value}) declares its input shapes "
+            f"({'; '.join(str(s) for s in model.inputs)}); --input-shape is for models that do "
+            "not (TorchScript, a pickled module, a state_dict)"
+        )
     _check_npy_output(output, model, model.output_names())
     entries: list[_Entry] = []
     for path, kind in files:
@@ -1097,6 +1116,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
     run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
     run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    run.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for a model that declares no input shape (TorchScript, a pickled module, a "
+        "state_dict): an input's whole shape (1x3x224x224, or x=1x3x224x224), the batch left "
+        "dynamic; repeatable",
+    )
     run.add_argument(
         "--output", metavar="PATH", help="write every output: .npy, .npz (per output) or .json"
     )
