@@ -21,7 +21,9 @@ import json
 import logging
 import math
 import os
+import re
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +89,29 @@ class CommandError(PyinferError):
 
 
 # ---- shared options ---------------------------------------------------------------------------
+
+#: What argparse's "invalid TYPE value" means, for the option types of ``_cli_common``.
+_TYPE_WORDS = {
+    "positive_int": "an integer of at least 1",
+    "non_negative_int": "an integer of 0 or more",
+    "int": "an integer",
+    "float": "a number",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong and where to read more.
+
+    argparse prints the whole usage before a mistake, a dozen lines for ``profile``; the
+    message alone, with a pointer to ``--help``, reads better (exit status 2 all the same).
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        match = re.fullmatch(r"argument (.+?): invalid (\w+) value: (.+)", message)
+        if match and match.group(2) in _TYPE_WORDS:
+            option, kind, value = match.groups()
+            message = f"argument {option}: must be {_TYPE_WORDS[kind]}, got {value}"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -1072,7 +1097,7 @@ def _add_report_files(parser: argparse.ArgumentParser, *, markdown: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyinfer`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyinfer",
         description="Load, run and profile machine-learning models.",
         epilog="Example: pyinfer profile model.onnx --batch-size 8\n"
