@@ -247,6 +247,24 @@ def test_run_labels_name_the_classes(
     assert out == expected.replace(f"class {index}", name) + "\n"
 
 
+def test_run_refuses_labels_that_do_not_match_the_classes_before_running(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    for model in (models["conv"], models["conv_ts"]):  # outputs declared, or known once run
+        argv = ["run", model, models["images"], "--labels", labels, "--input-shape", "1x3x16x16"]
+        if model == models["conv"]:
+            argv = argv[:-2]
+        code, out, err = run_cli(argv, capsys)
+        assert (code, out) == (2, "")
+        assert "ran" not in err  # refused before running
+        assert err.endswith(
+            f"pyinfer run: error: --labels {labels}: 2 labels for a model of 4 classes; give one "
+            "label per line, one per class\n"
+        )
+
+
 def test_run_arrays_writes_every_output(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

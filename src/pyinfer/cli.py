@@ -563,6 +563,14 @@ def _run_output_payload(
     return buffer.getvalue()
 
 
+def _check_labels(labels: list[str] | None, path: str | None, classes: int) -> None:
+    if labels is not None and len(labels) != classes:
+        raise InvalidArgumentError(
+            f"--labels {path}: {len(labels)} labels for a model of {classes} classes; give "
+            "one label per line, one per class"
+        )
+
+
 def _check_npy_output(output: Path | None, model: Model, names: list[str]) -> None:
     if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
         raise InvalidArgumentError(
@@ -595,6 +603,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "not (TorchScript, a pickled module, a state_dict)"
         )
     _check_npy_output(output, model, model.output_names())
+    if model.outputs and model.outputs[0].shape is not None:
+        shape = model.outputs[0].shape
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
+            _check_labels(labels, args.labels, shape[1])  # before the run, when known
     entries: list[_Entry] = []
     for path, kind in files:
         entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
@@ -606,6 +618,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out: list[str] = []
     first = done[0].outputs[names[0]] if done and done[0].outputs else None
     if first is not None and _is_scores(first):
+        _check_labels(labels, args.labels, first.size)
         for e in done:
             assert e.outputs is not None
             predictions = _top_k(e.outputs[names[0]], args.top_k, labels)
