@@ -655,3 +655,16 @@ def test_the_histogram_note_counts_only_the_calls_it_leaves_out() -> None:
     )
     assert sum(patch.get_height() for patch in hist.patches) == 2001 - beyond
     assert hist.get_xlim()[1] < 14.0
+
+
+def test_the_batch_plot_labels_the_batch_sizes() -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import batch_curve_figure
+
+    curve = BatchCurve(
+        tuple(
+            BatchPoint(b, 1.0 * b, 1.0 * b, 1.2 * b, 900.0 + b, stable=True) for b in (1, 3, 8, 64)
+        )
+    )
+    fig = batch_curve_figure(curve, title="mlp")
+    assert _drawn_labels(fig.axes[0].xaxis) == ["1", "3", "8", "64"]

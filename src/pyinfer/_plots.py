@@ -18,7 +18,7 @@ from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 if TYPE_CHECKING:
     from pyinfer.report import BatchCurve, ProfileReport
 
-__all__ = ["latency_figure", "plot_batch_curve", "plot_latency"]
+__all__ = ["batch_curve_figure", "latency_figure", "plot_batch_curve", "plot_latency"]
 
 # Bins of the latency histogram: enough to show a second mode, few enough to stay readable.
 _HISTOGRAM_BINS = 50
@@ -60,6 +60,18 @@ def plot_batch_curve(curve: BatchCurve, path: Path, *, title: str | None = None)
         FrameworkNotInstalledError: If matplotlib is missing.
         InvalidArgumentError: If no point of the curve was measured.
     """
+    return _save(batch_curve_figure(curve, title=title), path)
+
+
+def batch_curve_figure(curve: BatchCurve, *, title: str | None = None) -> Any:
+    """The figure :func:`plot_batch_curve` writes; the x axis is labelled with the batch sizes.
+
+    Raises:
+        FrameworkNotInstalledError: If matplotlib is missing.
+        InvalidArgumentError: If no point of the curve was measured.
+    """
+    from matplotlib.ticker import NullLocator
+
     points = [
         p for p in curve.measured if p.throughput_fps is not None and p.latency_mean_ms is not None
     ]
@@ -70,6 +82,9 @@ def plot_batch_curve(curve: BatchCurve, path: Path, *, title: str | None = None)
     sizes = [p.batch_size for p in points]
     ax.plot(sizes, [p.throughput_fps for p in points], "o-", color="tab:blue")
     ax.set_xscale("log", base=2)
+    # The sizes measured, as numbers (1, 8, 64), not powers of two (2^0, 2^3, 2^6).
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("batch size")
     ax.set_ylabel("throughput (items/s)", color="tab:blue")
     latency = ax.twinx()
@@ -80,7 +95,7 @@ def plot_batch_curve(curve: BatchCurve, path: Path, *, title: str | None = None)
         ax.legend(loc="upper left")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_latency(report: ProfileReport, path: Path) -> Path:
