@@ -161,6 +161,21 @@ def test_info_bad_options(
     assert err.count("\n") == 1
 
 
+def test_the_providers_example_of_the_error_works_as_an_option(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["info", models["mlp"], "--option", "providers=CPUExecutionProvider"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2
+    example = re.search(r"such as (\[.*?\])", err)
+    assert example is not None
+    # Copied into --option, the example is a list of names (JSON), not a string.
+    assert cli._option(f"providers={example[1]}") == (
+        "providers",
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+
+
 def test_option_values_are_json_or_text() -> None:
     assert cli._option("threads=2") == ("threads", 2)
     assert cli._option("trust=true") == ("trust", True)
