@@ -280,6 +280,31 @@ def test_run_refuses_labels_that_do_not_match_the_classes_before_running(
         )
 
 
+def test_run_casts_float64_arrays_and_names_unreadable_ones(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(5).standard_normal((2, 8))  # numpy's default dtype, float64
+    np.save(tmp_path / "x64.npy", x)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "junk.npy").write_bytes(b"garbage")
+    (tmp_path / "junk.npz").write_bytes(b"garbage")
+    reference = pyinfer.load_model(models["mlp"])(x.astype(np.float32))["output"]
+    out_file = tmp_path / "out.npy"
+    inputs = [tmp_path / n for n in ("x64.npy", "obj.npy", "junk.npy", "junk.npz")]
+    code, _, err = run_cli(["run", models["mlp"], *inputs, "--output", out_file], capsys)
+    assert code == 1
+    np.testing.assert_allclose(np.load(out_file), reference, rtol=1e-5, atol=1e-6)
+    assert err.splitlines()[:3] == [
+        f"failed: {inputs[1]}: it holds Python objects (an object array), which pyinfer does "
+        "not unpickle; save numeric arrays",
+        f"failed: {inputs[2]}: not a .npy file: it does not start with numpy's header",
+        f"failed: {inputs[3]}: not a .npz file: it does not start with numpy's header",
+    ]
+    code, _, err = run_cli(["run", models["mlp"], inputs[0], "--cast", "none"], capsys)
+    assert code == 1
+    assert "must be float32, got float64" in err
+
+
 def test_run_arrays_writes_every_output(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

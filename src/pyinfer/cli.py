@@ -383,9 +383,22 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
     def failed(reason: str) -> list[_Entry]:
         return [_Entry(str(path), "array", error=reason)]
 
+    magic = b"\x93NUMPY" if path.suffix.lower() == ".npy" else b"PK"
+    try:
+        with path.open("rb") as f:
+            start = f.read(len(magic))
+    except OSError as exc:
+        return failed(f"cannot read {path.suffix} file: {exc.strerror or exc}")
+    if start != magic:
+        return failed(f"not a {path.suffix} file: it does not start with numpy's header")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            return failed(
+                "it holds Python objects (an object array), which pyinfer does not unpickle; "
+                "save numeric arrays"
+            )
         return failed(f"cannot read {path.suffix} file: {exc}")
     names = model.input_names()
     if isinstance(loaded, np.ndarray):
@@ -489,7 +502,10 @@ def _run_entries(
                     f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
                     f"images: {exc}; give it .npy or .npz arrays"
                 ) from exc
-        engine = InferenceEngine(model, pipeline, batch_size=args.batch_size, progress=progress)
+        cast = None if args.cast == "none" else args.cast
+        engine = InferenceEngine(
+            model, pipeline, batch_size=args.batch_size, progress=progress, cast_inputs=cast
+        )
         items = [Path(e.source) if kind == "image" else e.payload for e in todo]
         try:
             result = engine.run_dataset(items)
@@ -1154,6 +1170,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
     run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
     run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    run.add_argument(
+        "--cast",
+        choices=("same_kind", "safe", "none"),
+        default="same_kind",
+        help="cast arrays of another dtype to the model's under this numpy rule: same_kind "
+        "(default: float64 to float32, int64 to int32), safe (no loss), none (an error)",
+    )
     run.add_argument(
         "--input-shape",
         dest="input_shape",
