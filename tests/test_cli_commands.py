@@ -305,6 +305,34 @@ def test_run_casts_float64_arrays_and_names_unreadable_ones(
     assert "must be float32, got float64" in err
 
 
+def test_run_outputs_of_different_shapes_go_to_json_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_torchscript
+
+    class Double(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x * 2
+
+    model = export_torchscript(Double(), tmp_path / "double.pt", torch.randn(1, 3))
+    np.save(tmp_path / "a.npy", np.ones((1, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((1, 5), np.float32))
+    inputs = [tmp_path / "a.npy", tmp_path / "b.npy", "--batch-size", "1"]
+    code, _, err = run_cli(["run", model, *inputs, "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2
+    assert err.endswith(
+        f"pyinfer run: error: --output {tmp_path / 'o.npz'}: output 'output' has a different "
+        "shape per item ((3,), (5,)), which one .npz array cannot hold; write a .json file\n"
+    )
+    code, _, err = run_cli(["run", model, *inputs, "--output", tmp_path / "o.json"], capsys)
+    assert code == 0, err
+    items = json.loads((tmp_path / "o.json").read_text())["items"]
+    assert [len(i["top_k"]) for i in items] == [3, 5]
+
+
 def test_run_arrays_writes_every_output(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -569,6 +569,14 @@ def _run_output_payload(
             items.append(item)
         failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
         return json.dumps({"items": items, "failures": failures}, indent=2) + "\n"
+    for name in names:
+        shapes = sorted({tuple(np.shape(e.outputs[name])) for e in done if e.outputs is not None})
+        if len(shapes) > 1:
+            raise InvalidArgumentError(
+                f"--output {path}: output '{name}' has a different shape per item "
+                f"({', '.join(str(s) for s in shapes[:3])}{', ...' if len(shapes) > 3 else ''}), "
+                f"which one {suffix} array cannot hold; write a .json file"
+            )
     buffer = io.BytesIO()
     if suffix == ".npy":
         np.save(buffer, np.stack([e.outputs[names[0]] for e in done if e.outputs is not None]))
