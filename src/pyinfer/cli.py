@@ -167,7 +167,9 @@ def _add_timing_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="for dynamic models: a named dimension (sequence=128), an input's whole shape "
-        "(input_ids=1x128), or the shape of a single-input model (1x3x224x224); repeatable",
+        "(input_ids=1x128), or the shape of a single-input model (1x3x224x224); a model that "
+        "declares no input shape (TorchScript) is loaded with the whole shapes given, the "
+        "batch left dynamic; repeatable",
     )
     group.add_argument(
         "--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)"
@@ -1171,6 +1173,7 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
         ],
     )
     run.add_argument("model", help="the model file (or SavedModel folder)")
@@ -1229,6 +1232,7 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "pyinfer profile resnet50.onnx --batch-size 8 --json r.json",
             "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
+            "pyinfer profile resnet50.pt --input-shape 1x3x224x224 --option num_threads=1",
             "pyinfer profile mlp.pt2 --batch-sizes 1,8,64 --latency-budget 5 --plot mlp.png",
         ],
     )
