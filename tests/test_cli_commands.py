@@ -176,6 +176,19 @@ def test_the_providers_example_of_the_error_works_as_an_option(
     )
 
 
+@pytest.mark.parametrize("model", ["mlp", "conv_ts"])
+def test_cuda_without_a_gpu_is_one_line_and_exit_1(
+    models: dict[str, Path], model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if pyinfer.cuda_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = run_cli(["info", models[model], "--device", "cuda"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("pyinfer info: error: ")
+    assert err.count("\n") == 1
+    assert "cpu" in err  # the way out
+
+
 def test_option_values_are_json_or_text() -> None:
     assert cli._option("threads=2") == ("threads", 2)
     assert cli._option("trust=true") == ("trust", True)
