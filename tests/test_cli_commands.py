@@ -670,6 +670,36 @@ def test_input_shape_gives_a_torchscript_model_its_shape(
     assert re.search(r"^\s+3\s+│", out, re.M)
 
 
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (
+            "[null, 5]",
+            "input_shapes['input'] = (?, 5) contradicts input 'input' of {path}, "
+            "declared (batch, 8): dimension 1 is fixed at 8",
+        ),
+        (
+            "[null, 2, 8]",
+            "input_shapes['input'] = (?, 2, 8) has 3 dimensions, but input 'input' "
+            "of {path} is declared (batch, 8)",
+        ),
+    ],
+)
+def test_input_shapes_that_contradict_a_torch_export_program_are_refused(
+    tmp_path: Path, shape: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_torch_program
+
+    path = export_torch_program(torch.nn.Linear(8, 3), tmp_path / "lin.pt2", torch.randn(1, 8))
+    option = f'input_shapes={{"input": {shape}}}'
+    code, out, err = run_cli(["profile", path, "--option", option, *EXACT], capsys)
+    assert (code, out) == (2, "")  # was an internal error: a guard of the program failed
+    assert err == f"pyinfer profile: error: {message.format(path=path)}\n"
+
+
 def test_an_input_shapes_option_wins_over_input_shape(
     models: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
