@@ -346,6 +346,20 @@ def test_run_outputs_of_different_shapes_go_to_json_only(
     assert [len(i["top_k"]) for i in items] == [3, 5]
 
 
+def test_run_says_why_no_output_file_was_written(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = models["images"] / "broken.jpg"
+    out_file = tmp_path / "o.npz"
+    code, out, err = run_cli(["run", models["conv"], broken, "--output", out_file], capsys)
+    assert (code, out) == (1, "")
+    assert not out_file.exists()
+    assert err.splitlines()[-2:] == [
+        "0 of 1 input(s) ran, 1 failed",
+        f"{out_file} not written: no item ran (a .json file lists the failures)",
+    ]
+
+
 def test_run_arrays_writes_every_output(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -675,6 +675,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if output is not None and (done or output.suffix.lower() == ".json"):
         payload = _run_output_payload(entries, names, output, args.top_k, labels)
         write_output(output, payload, "outputs")
+    elif output is not None:
+        sys.stderr.write(f"{output} not written: no item ran (a .json file lists the failures)\n")
     if isinstance(stopped, KeyboardInterrupt):
         where = f"written to {output}" if output is not None and done else "printed above"
         sys.stderr.write(f"interrupted: results so far {where}\n")
