@@ -346,6 +346,26 @@ def test_run_outputs_of_different_shapes_go_to_json_only(
     assert [len(i["top_k"]) for i in items] == [3, 5]
 
 
+def test_run_json_output_has_float32_values_as_short_decimals(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "o.json"
+    code, _, err = run_cli(["run", models["conv"], models["images"], "--output", out_file], capsys)
+    assert code == 1, err  # the broken image
+    text = out_file.read_text()
+    scores = [p["score"] for item in json.loads(text)["items"] for p in item["top_k"]]
+    assert scores
+    for score in scores:
+        assert score == float(str(np.float32(score)))  # the shortest decimal of the float32
+        assert len(repr(score)) <= 16
+    reg = tmp_path / "reg.json"
+    x = np.asarray([[0.1] * 8], np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert run_cli(["run", models["reg"], tmp_path / "x.npy", "--output", reg], capsys)[0] == 0
+    (value,) = json.loads(reg.read_text())["items"][0]["outputs"]["output"]
+    assert value == float(str(pyinfer.load_model(models["reg"])(x)["output"][0, 0]))
+
+
 def test_run_says_why_no_output_file_was_written(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

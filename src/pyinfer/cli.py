@@ -549,6 +549,22 @@ def _read_labels(path: str | None) -> list[str] | None:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _short_float(value: float) -> float:
+    """A float32 value as its shortest decimal (0.001, not 0.0010000000474974513)."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
+def _json_values(value: np.ndarray) -> Any:
+    """An array as JSON-ready lists; float16/float32 values as their shortest decimals."""
+    import numpy as np
+
+    if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+        return np.vectorize(float, otypes=[object])(value.astype(str)).tolist()
+    return value.tolist()
+
+
 def _run_output_payload(
     entries: list[_Entry], names: list[str], path: Path, k: int, labels: list[str] | None
 ) -> bytes | str:
@@ -565,9 +581,13 @@ def _run_output_payload(
             item: dict[str, Any] = {"source": e.source}
             first = e.outputs[names[0]]
             if _is_scores(first):
-                item["top_k"] = [p._asdict() for p in _top_k(first, k, labels)]
+                short = first.dtype.itemsize < 8
+                item["top_k"] = [
+                    {**p._asdict(), "score": _short_float(p.score) if short else p.score}
+                    for p in _top_k(first, k, labels)
+                ]
             else:
-                item["outputs"] = {n: np.asarray(v).tolist() for n, v in e.outputs.items()}
+                item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in e.outputs.items()}
             items.append(item)
         failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
         return json.dumps({"items": items, "failures": failures}, indent=2) + "\n"
