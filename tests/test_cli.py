@@ -52,8 +52,14 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     [
         (["demo", "--iterations", "0"], "must be at least 1, got 0"),
         (["demo", "--warmup", "-1"], "must be 0 or more, got -1"),
-        (["demo", "--batch-size", "x"], "invalid positive_int value"),
+        (
+            ["demo", "--batch-size", "x"],
+            "argument --batch-size: must be an integer of at least 1, got 'x'",
+        ),
         (["nope"], "invalid choice"),
+        (["profile", "m.onnx", "--iterations", "0"], "argument --iterations: must be at least 1"),
+        (["profile", "m.onnx", "--warmup", "x"], "must be an integer of 0 or more, got 'x'"),
+        (["profile"], "the following arguments are required: model"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(
@@ -62,7 +68,13 @@ def test_bad_options_exit_2_with_a_message(
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # One line, without the usage that argparse prints before it, and where to read more.
+    assert err.count("\n") == 1
+    command = "pyinfer" if argv == ["nope"] else f"pyinfer {argv[0]}"
+    assert err.startswith(f"{command}: error: ")
+    assert err.endswith(f" (see {command} --help)\n")
 
 
 @pytest.mark.parametrize(

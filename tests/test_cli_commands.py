@@ -17,7 +17,8 @@ import pytest
 
 import pyinfer
 from pyinfer import cli
-from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
+from pyinfer.errors import InvalidArgumentError
+from pyinfer.report import SCHEMA_VERSION, BatchCurve, BatchPoint, ProfileReport, SweepReport
 
 # Short measurements: a few dozen calls, a tenth of a second of throughput.
 QUICK = ["--warmup", "2", "--min-time", "0.05", "--max-time", "0.3", "--throughput-time", "0.1"]
@@ -46,6 +47,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         torch.nn.Linear(8, 4),
     )
     export_onnx(conv, folder / "conv.onnx", torch.randn(1, 3, 16, 16), dynamo=False)
+    export_torchscript(conv, folder / "conv.ts", torch.randn(1, 3, 16, 16))
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     export_onnx(mlp, folder / "mlp.onnx", torch.randn(1, 8), dynamo=False)
     export_onnx(torch.nn.Linear(8, 1), folder / "reg.onnx", torch.randn(1, 8), dynamo=False)
@@ -72,6 +74,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(folder / "x.npy", rng.standard_normal((5, 8)).astype(np.float32))
     return {
         "conv": folder / "conv.onnx",
+        "conv_ts": folder / "conv.ts",
         "mlp": folder / "mlp.onnx",
         "reg": folder / "reg.onnx",
         "seq": folder / "seq.pt",
@@ -156,6 +159,34 @@ def test_info_bad_options(
     assert out == ""
     assert err.startswith(message)
     assert err.count("\n") == 1
+
+
+def test_the_providers_example_of_the_error_works_as_an_option(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["info", models["mlp"], "--option", "providers=CPUExecutionProvider"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2
+    example = re.search(r"such as (\[.*?\])", err)
+    assert example is not None
+    # Copied into --option, the example is a list of names (JSON), not a string.
+    assert cli._option(f"providers={example[1]}") == (
+        "providers",
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv_ts"])
+def test_cuda_without_a_gpu_is_one_line_and_exit_1(
+    models: dict[str, Path], model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if pyinfer.cuda_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = run_cli(["info", models[model], "--device", "cuda"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("pyinfer info: error: ")
+    assert err.count("\n") == 1
+    assert "cpu" in err.lower()  # the way out
 
 
 def test_option_values_are_json_or_text() -> None:
@@ -244,6 +275,111 @@ def test_run_labels_name_the_classes(
     assert out == expected.replace(f"class {index}", name) + "\n"
 
 
+def test_run_refuses_labels_that_do_not_match_the_classes_before_running(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    for model in (models["conv"], models["conv_ts"]):  # outputs declared, or known once run
+        argv = ["run", model, models["images"], "--labels", labels, "--input-shape", "1x3x16x16"]
+        if model == models["conv"]:
+            argv = argv[:-2]
+        code, out, err = run_cli(argv, capsys)
+        assert (code, out) == (2, "")
+        assert "ran" not in err  # refused before running
+        assert err.endswith(
+            f"pyinfer run: error: --labels {labels}: 2 labels for a model of 4 classes; give one "
+            "label per line, one per class\n"
+        )
+
+
+def test_run_casts_float64_arrays_and_names_unreadable_ones(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(5).standard_normal((2, 8))  # numpy's default dtype, float64
+    np.save(tmp_path / "x64.npy", x)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "junk.npy").write_bytes(b"garbage")
+    (tmp_path / "junk.npz").write_bytes(b"garbage")
+    reference = pyinfer.load_model(models["mlp"])(x.astype(np.float32))["output"]
+    out_file = tmp_path / "out.npy"
+    inputs = [tmp_path / n for n in ("x64.npy", "obj.npy", "junk.npy", "junk.npz")]
+    code, _, err = run_cli(["run", models["mlp"], *inputs, "--output", out_file], capsys)
+    assert code == 1
+    np.testing.assert_allclose(np.load(out_file), reference, rtol=1e-5, atol=1e-6)
+    assert err.splitlines()[:3] == [
+        f"failed: {inputs[1]}: it holds Python objects (an object array), which pyinfer does "
+        "not unpickle; save numeric arrays",
+        f"failed: {inputs[2]}: not a .npy file: it does not start with numpy's header",
+        f"failed: {inputs[3]}: not a .npz file: it does not start with numpy's header",
+    ]
+    code, _, err = run_cli(["run", models["mlp"], inputs[0], "--cast", "none"], capsys)
+    assert code == 1
+    assert "must be float32, got float64" in err
+
+
+def test_run_outputs_of_different_shapes_go_to_json_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_torchscript
+
+    class Double(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x * 2
+
+    model = export_torchscript(Double(), tmp_path / "double.pt", torch.randn(1, 3))
+    np.save(tmp_path / "a.npy", np.ones((1, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((1, 5), np.float32))
+    inputs = [tmp_path / "a.npy", tmp_path / "b.npy", "--batch-size", "1"]
+    code, _, err = run_cli(["run", model, *inputs, "--output", tmp_path / "o.npz"], capsys)
+    assert code == 2
+    assert err.endswith(
+        f"pyinfer run: error: --output {tmp_path / 'o.npz'}: output 'output' has a different "
+        "shape per item ((3,), (5,)), which one .npz array cannot hold; write a .json file\n"
+    )
+    code, _, err = run_cli(["run", model, *inputs, "--output", tmp_path / "o.json"], capsys)
+    assert code == 0, err
+    items = json.loads((tmp_path / "o.json").read_text())["items"]
+    assert [len(i["top_k"]) for i in items] == [3, 5]
+
+
+def test_run_json_output_has_float32_values_as_short_decimals(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "o.json"
+    code, _, err = run_cli(["run", models["conv"], models["images"], "--output", out_file], capsys)
+    assert code == 1, err  # the broken image
+    text = out_file.read_text()
+    scores = [p["score"] for item in json.loads(text)["items"] for p in item["top_k"]]
+    assert scores
+    for score in scores:
+        assert score == float(str(np.float32(score)))  # the shortest decimal of the float32
+        assert len(repr(score)) <= 16
+    reg = tmp_path / "reg.json"
+    x = np.asarray([[0.1] * 8], np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert run_cli(["run", models["reg"], tmp_path / "x.npy", "--output", reg], capsys)[0] == 0
+    (value,) = json.loads(reg.read_text())["items"][0]["outputs"]["output"]
+    assert value == float(str(pyinfer.load_model(models["reg"])(x)["output"][0, 0]))
+
+
+def test_run_says_why_no_output_file_was_written(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = models["images"] / "broken.jpg"
+    out_file = tmp_path / "o.npz"
+    code, out, err = run_cli(["run", models["conv"], broken, "--output", out_file], capsys)
+    assert (code, out) == (1, "")
+    assert not out_file.exists()
+    assert err.splitlines()[-2:] == [
+        "0 of 1 input(s) ran, 1 failed",
+        f"{out_file} not written: no item ran (a .json file lists the failures)",
+    ]
+
+
 def test_run_arrays_writes_every_output(
     models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -261,6 +397,60 @@ def test_run_arrays_writes_every_output(
     npy = tmp_path / "out.npy"
     assert run_cli(["run", models["mlp"], models["npy"], "--output", npy], capsys)[0] == 0
     np.testing.assert_allclose(np.load(npy), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_run_a_torchscript_model_whose_outputs_are_known_once_it_runs(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(3).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    reference = pyinfer.load_model(models["conv"])(x)["output"]
+    npy = tmp_path / "out.npy"
+    code, out, err = run_cli(
+        ["run", models["conv_ts"], tmp_path / "x.npy", "--top-k", "1", "--output", npy], capsys
+    )
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"{tmp_path / 'x.npy'}[{i}]" for i in range(3)
+    ]
+    np.testing.assert_allclose(np.load(npy), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_run_images_on_a_torchscript_model_with_input_shape(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = sorted(p for p in models["images"].iterdir() if p.suffix == ".png")
+    _, expected, _ = run_cli(["run", models["conv"], *images, "--top-k", "2"], capsys)
+    code, out, err = run_cli(
+        ["run", models["conv_ts"], *images, "--top-k", "2", "--input-shape", "1x3x16x16"], capsys
+    )
+    assert code == 0, err
+    assert out == expected
+    # Without it: what to give, as a command-line option.
+    code, out, err = run_cli(["run", models["conv_ts"], images[0]], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"pyinfer run: error: {images[0]} is an image, but model 'conv' does not declare the "
+        "shape of its input 'input', so its image size and layout are unknown: give it, such as "
+        "--input-shape 1x3x224x224\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sequence=5", "--input-shape sequence=5: run takes whole shapes, such as 1x3x224x224"),
+        ("1x3x16x16", "--input-shape 1x3x16x16: model 'conv' (onnx) declares its input shapes "),
+    ],
+)
+def test_run_input_shape_misuse(
+    models: dict[str, Path], spec: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["run", models["conv"], models["images"], "--input-shape", spec], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(f"pyinfer run: error: {message}")
 
 
 def test_run_summarises_an_output_that_is_not_scores(
@@ -323,6 +513,31 @@ def test_run_bad_arguments(
     got, _, err = run_cli(["run", models["mlp"], models["npy"], *extra], capsys)
     assert got == code
     assert err.startswith(message)
+
+
+def test_run_searches_sub_folders_of_an_input_folder(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    # A dataset laid out by class, a notes file and a hidden checkpoint folder.
+    pixels = np.random.default_rng(4).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    for rel in ("cat/b.png", "cat/a.jpg", "dog/c.png", "top.png", ".ipynb_checkpoints/x.png"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / rel)
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, err = run_cli(["run", models["conv"], tmp_path, "--top-k", "1"], capsys)
+    assert code == 0, err
+    sources = [line.split(": ")[0] for line in out.splitlines()]
+    assert sources == [
+        str(tmp_path / r) for r in ("cat/a.jpg", "cat/b.png", "dog/c.png", "top.png")
+    ]
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    code, _, err = run_cli(["run", models["conv"], empty], capsys)
+    assert code == 1
+    assert err.startswith(f"pyinfer run: error: input folder {empty} holds no image files (.bmp")
+    assert err.endswith("), in it or its sub-folders\n")
 
 
 def test_run_interrupted_keeps_the_batches_that_finished(
@@ -469,6 +684,67 @@ def test_input_shape_sizes_dynamic_dimensions(
     assert ProfileReport.load(path).input_shapes == {"x": (2, 5, 8)}
 
 
+@pytest.mark.parametrize("spec", ["2x3x16x16", "input=2x3x16x16"])
+def test_input_shape_gives_a_torchscript_model_its_shape(
+    models: dict[str, Path], spec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A traced TorchScript file declares no input shape: a whole --input-shape is enough.
+    path = tmp_path / "ts.json"
+    argv = ["profile", models["conv_ts"], "--input-shape", spec, *EXACT, "--no-memory"]
+    code, _, err = run_cli([*argv, "--json", path], capsys)
+    assert code in (0, 3), err
+    report = ProfileReport.load(path)
+    assert (report.input_shapes, report.batch_size) == ({"input": (2, 3, 16, 16)}, 2)
+    # The batch stays dynamic: a sweep takes the rest of the shape and its own batch sizes.
+    code, out, err = run_cli(
+        ["sweep", models["conv_ts"], "--input-shape", spec, "--batch-sizes", "1,3", *EXACT],
+        capsys,
+    )
+    assert code in (0, 3), err
+    assert re.search(r"^\s+3\s+│", out, re.M)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (
+            "[null, 5]",
+            "input_shapes['input'] = (?, 5) contradicts input 'input' of {path}, "
+            "declared (batch, 8): dimension 1 is fixed at 8",
+        ),
+        (
+            "[null, 2, 8]",
+            "input_shapes['input'] = (?, 2, 8) has 3 dimensions, but input 'input' "
+            "of {path} is declared (batch, 8)",
+        ),
+    ],
+)
+def test_input_shapes_that_contradict_a_torch_export_program_are_refused(
+    tmp_path: Path, shape: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_torch_program
+
+    path = export_torch_program(torch.nn.Linear(8, 3), tmp_path / "lin.pt2", torch.randn(1, 8))
+    option = f'input_shapes={{"input": {shape}}}'
+    code, out, err = run_cli(["profile", path, "--option", option, *EXACT], capsys)
+    assert (code, out) == (2, "")  # was an internal error: a guard of the program failed
+    assert err == f"pyinfer profile: error: {message.format(path=path)}\n"
+
+
+def test_an_input_shapes_option_wins_over_input_shape(
+    models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    option = ["--option", 'input_shapes={"input": [null, 3, 8, 8]}']
+    code, out, err = run_cli(
+        ["profile", models["conv_ts"], *option, "--input-shape", "1x3x16x16", *EXACT], capsys
+    )
+    assert (code, out) == (2, "")
+    assert "dimension 2 of input 'input' is fixed at 8 (?, 3, 8, 8), not 16" in err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -488,6 +764,9 @@ def test_input_shape_sizes_dynamic_dimensions(
         (["--iterations", "5", "--max-time", "1"], "--iterations N times exactly N calls"),
         (["--latency-budget", "5"], "--latency-budget chooses among --batch-sizes"),
         (["--json", "/no/such/dir/r.json"], "cannot write /no/such/dir/r.json: no folder"),
+        (["--json", "/tmp"], "cannot write /tmp: it is a folder"),
+        (["--plot", "/tmp/x.svg"], "--plot /tmp/x.svg: the plot is a PNG image; give a .png"),
+        (["--plot", "/tmp"], "--plot /tmp: the plot is a PNG image"),
     ],
 )
 def test_profile_bad_usage_exits_2_before_measuring(
@@ -503,6 +782,50 @@ def test_profile_bad_usage_exits_2_before_measuring(
     assert err.startswith("pyinfer profile: error: ")
     assert message in err
     assert time.perf_counter() - start < 5.0  # refused before any measurement
+
+
+def test_an_unwritable_output_folder_is_refused_before_measuring(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = cli.os.access
+    # os.access as an unprivileged user sees it (the tests may run as root).
+    monkeypatch.setattr(
+        cli.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode)
+    )
+    code, out, err = run_cli(
+        ["sweep", models["mlp"], "--batch-sizes", "1", "--csv", locked / "c.csv"], capsys
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        f"pyinfer sweep: error: cannot write {locked / 'c.csv'}: folder {locked} is not writable\n"
+    )
+
+
+def test_a_plot_that_cannot_be_written_is_an_error_naming_it(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("matplotlib")
+
+    def full(*_: Any, **__: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ProfileReport, "plot_latency", full)
+    plot = tmp_path / "p.png"
+    code, out, err = run_cli(["profile", models["mlp"], *EXACT, "--plot", plot], capsys)
+    assert code == 2
+    assert out.startswith("Profiling Results:")
+    assert err.endswith(
+        f"pyinfer profile: error: cannot write the latency plot to {plot}: No space left on "
+        "device\n"
+    )
 
 
 def test_input_shape_contradictions_between_inputs() -> None:
@@ -628,7 +951,20 @@ def test_sweep_prints_the_table_knee_and_best_and_writes_the_curve(
         capsys,
     )
     assert code == 0, err
-    curve = BatchCurve.from_json(files["json"].read_text())
+    saved = json.loads(files["json"].read_text())
+    # The saved sweep says what was measured, where and how, like a profile report.
+    assert saved["schema_version"] == SCHEMA_VERSION
+    assert (saved["model"], saved["format"], saved["framework"]) == ("mlp", "onnx", "onnxruntime")
+    assert (saved["device"], saved["interrupted"]) == ("cpu", False)
+    assert saved["device_name"].startswith("CPU (")
+    assert saved["inputs"] == {"input": "(batch, 8) float32"}
+    assert saved["settings"]["max_iterations"] == 30
+    assert saved["settings"]["max_time_s"] == "inf"
+    assert saved["settings"]["stability_target"] == pytest.approx(0.99)
+    assert saved["environment"]["versions"]["pyinfer"] == pyinfer.__version__
+    report = SweepReport.load(files["json"])
+    assert SweepReport.from_json(report.to_json()) == report
+    curve = report.batch_curve
     assert [p.batch_size for p in curve.points] == [1, 4]
     assert all(p.stable for p in curve.points)
     assert files["csv"].read_text() == curve.to_csv()
@@ -662,7 +998,11 @@ def test_sweep_shows_out_of_memory_and_exits_3_when_a_point_is_unstable(
     )
     code, out, err = run_cli(["sweep", models["mlp"], "--batch-sizes", "1,2,4"], capsys)
     assert code == 3
-    assert "failed: out of memory: CUDA out of memory" in out
+    lines = out.splitlines()
+    # The error is a note under the table, which keeps the specification's widths.
+    assert lines[2] == "───────────┼──────────────┼──────────────────┼────────────────"
+    assert lines[5] == f"{'4':^11}│{'-':^14}│{'-':^18}│{'failed [1]':^16}".rstrip()
+    assert lines[6] == "[1] batch 4 failed: out of memory: CUDA out of memory"
     assert "pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
 
 
@@ -678,15 +1018,90 @@ def test_sweep_interrupted_keeps_the_finished_batch_sizes(
         ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
     )
     assert code == 130
-    curve = BatchCurve.from_json(path.read_text())
+    report = SweepReport.load(path)
+    assert report.interrupted
+    curve = report.batch_curve
     assert [p.batch_size for p in curve.points] == [1, 2]
-    assert curve.points[0].ok
-    assert re.fullmatch(r"interrupted after \d+ samples", curve.points[1].error or "")
-    assert "failed: interrupted after" in out
+    first, second = curve.points
+    assert (first.ok, first.interrupted) == (True, False)
+    # The batch in progress keeps the calls it timed: a point, marked interrupted, not stable.
+    assert (second.ok, second.interrupted, second.stable) == (True, True, False)
+    assert second.samples is not None
+    assert second.samples >= 10
+    assert second.latency_mean_ms is not None
+    assert second.latency_mean_ms > 0
+    assert curve.best_batch_size in (1, 2)
+    lines = out.splitlines()
+    assert lines[2] == "───────────┼──────────────┼──────────────────┼────────────────"
+    assert lines[4].endswith(" [1]")
+    assert f"[1] interrupted: figures from {second.samples} calls timed before, not stable" in out
+    assert "failed" not in out
     assert err.endswith(f"interrupted: results so far written to {path}\n")
 
 
+def test_sweep_interrupted_before_enough_calls_is_a_failed_point(
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    interrupt_after(monkeypatch, 0, on_run=2)
+    path = tmp_path / "c.json"
+    code, out, _ = run_cli(
+        ["sweep", models["mlp"], "--batch-sizes", "1,2,4", *QUICK, "--json", path], capsys
+    )
+    assert code == 130
+    second = SweepReport.load(path).batch_curve.points[1]
+    assert (second.ok, second.interrupted, second.samples) == (False, True, 0)
+    assert "[1] batch 2 failed: interrupted after 0 samples" in out
+
+
 # ---- compare and env --------------------------------------------------------------------------
+
+
+def test_a_saved_sweep_of_another_major_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": "0.3", "points": []}))
+    with pytest.raises(InvalidArgumentError, match=r"sweep report schema 0\.3 is older than"):
+        SweepReport.load(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(
+        InvalidArgumentError, match="a sweep report must be a JSON object, not list"
+    ):
+        SweepReport.load(path)
+
+
+def test_compare_names_a_sweep_report_given_for_a_profile_report(
+    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, sweep = tmp_path / "a.json", tmp_path / "s.json"
+    assert run_cli(["profile", models["mlp"], *EXACT, "--json", a], capsys)[0] in (0, 3)
+    argv = ["sweep", models["mlp"], "--batch-sizes", "1", *EXACT, "--json", sweep]
+    assert run_cli(argv, capsys)[0] in (0, 3)
+    code, out, err = run_cli(["compare", a, sweep], capsys)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"pyinfer compare: error: {sweep} is a sweep report (pyinfer sweep --json); compare "
+        "takes profile reports (pyinfer profile --json)\n"
+    )
+
+
+def test_a_sweep_of_a_fixed_batch_model_is_refused_before_any_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    from pyinfer.export import export_onnx
+
+    path = tmp_path / "fixed.onnx"
+    export_onnx(torch.nn.Linear(8, 2), path, torch.randn(1, 8), dynamic_batch=False, dynamo=False)
+    code, out, err = run_cli(["sweep", path, "--batch-sizes", "1,2"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        "pyinfer sweep: error: model 'fixed' has a fixed batch size (input: (1, 8) float32); a "
+        "batch sweep needs a dynamic batch dimension\n"
+    )
 
 
 def test_compare_prints_the_table_and_each_change(
@@ -760,6 +1175,30 @@ def test_an_unexpected_exception_is_an_internal_error(
         == "pyinfer env: internal error: RuntimeError: something unforeseen\n"
     )
     assert any(r.exc_info for r in caplog.records)
+
+
+def test_an_error_with_a_framework_traceback_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyinfer.errors import ModelLoadError
+
+    message = (
+        "model 'm' failed on a batch of 3: RuntimeError: The following operation failed in the "
+        "TorchScript interpreter.\nTraceback of TorchScript (most recent call last):\n"
+        "        %r = aten::conv2d(%a, %w)\n             ~~~~ <--- HERE\n\n"
+        "RuntimeError: expected padding to be a single integer value\n"
+    )
+
+    def broken(_: Any) -> int:
+        raise ModelLoadError(message)
+
+    monkeypatch.setattr(cli, "cmd_env", broken)
+    assert cli.main(["env"]) == 1
+    assert capsys.readouterr().err == (
+        "pyinfer env: error: model 'm' failed on a batch of 3: RuntimeError: The following "
+        "operation failed in the TorchScript interpreter. ... RuntimeError: expected padding to "
+        "be a single integer value\n"
+    )
 
 
 def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:

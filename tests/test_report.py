@@ -8,9 +8,11 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -374,8 +376,9 @@ def test_a_failure_message_on_several_lines_keeps_the_tables_whole() -> None:
     md = make_report(batch_curve=curve).to_markdown().splitlines()
     assert md[-1] == "| 4 | failed: RuntimeError: shape \\| mismatch at node 'fc' | |"
     table = curve.to_table().splitlines()
-    assert len(table) == 3
-    assert table[2].endswith("failed: RuntimeError: shape | mismatch at node 'fc'")
+    assert len(table) == 4
+    assert table[2].endswith("failed [1]")
+    assert table[3] == "[1] batch 4 failed: RuntimeError: shape | mismatch at node 'fc'"
 
 
 SPEC_HEADER = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB)"
@@ -425,12 +428,11 @@ def test_batch_table_and_csv() -> None:
     assert curve is not None
     lines = curve.to_table().splitlines()
     assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
-    failed = "failed: out of memory: CUDA out of memory"
-    last = len(failed) + 2  # the last column grows to fit the failure
-    assert lines[1] == "───────────┼──────────────┼──────────────────┼" + "─" * last
-    assert lines[2] == f"{'1':^11}│{'4.20':^14}│{'238.0':^18}│{'238.0':^{last}}".rstrip()
-    assert lines[4].startswith(f"{'64':^11}│{'-':^14}│")
-    assert "failed: out of memory: CUDA out of memory" in lines[4]
+    # The failure is a note under the table, which keeps its widths.
+    assert lines[1] == "───────────┼──────────────┼──────────────────┼" + "─" * 16
+    assert lines[2] == f"{'1':^11}│{'4.20':^14}│{'238.0':^18}│{'238.0':^16}".rstrip()
+    assert lines[4] == f"{'64':^11}│{'-':^14}│{'-':^18}│{'failed [1]':^16}".rstrip()
+    assert lines[5:] == ["[1] batch 64 failed: out of memory: CUDA out of memory"]
     rows = list(csv.DictReader(io.StringIO(curve.to_csv())))
     assert rows[1]["throughput_fps"] == "392.0"
     assert rows[2]["out_of_memory"] == "True"
@@ -533,6 +535,23 @@ def test_compare_says_when_the_batch_sizes_differ() -> None:
     )
 
 
+def test_compare_says_when_the_models_differ_and_keeps_its_columns_apart(
+    rng: np.random.Generator,
+) -> None:
+    base = rng.lognormal(np.log(0.007e6), 0.05, size=500)
+    other = make_report(rng.lognormal(np.log(11.7e6), 0.05, size=500), model="MobileNetV2")
+    lines = compare(make_report(base), other).to_text().splitlines()
+    assert lines[-1] == (
+        "Note: the models differ (ResNet50 vs MobileNetV2): the change is between two models, "
+        "not two runs of one"
+    )
+    # A change of +167000% still has a space before it.
+    mean = lines[1]
+    assert re.fullmatch(r"mean \(ms\) +[\d.e+-]+ +[\d.e+-]+ \+\d+\.\d%", mean), mean
+    assert len(lines[0]) == 50
+    assert lines[0].endswith("    change")
+
+
 def test_a_significant_but_tiny_shift_is_no_change(rng: np.random.Generator) -> None:
     base = rng.normal(4e6, 0.01e6, size=5000)
     result = compare(make_report(base), make_report(base * 1.005))
@@ -588,3 +607,64 @@ def test_a_batch_curve_round_trips_through_json() -> None:
         BatchCurve.from_json(text.replace('"batch_size": 1,', '"batch_size": "one",'))
     with pytest.raises(InvalidArgumentError, match="batch curve is not valid JSON"):
         BatchCurve.from_json(text[:-2])
+
+
+def _drawn_labels(axis: Any) -> list[str]:
+    axis.figure.canvas.draw()
+    labels = axis.get_ticklabels(which="both")
+    return [t.get_text() for t in labels if t.get_text() and t.get_visible()]
+
+
+@pytest.mark.parametrize(("low_ms", "high_ms"), [(11.5, 13.0), (0.05, 0.4), (3.0, 2500.0)])
+def test_the_cdf_log_axis_reads_plain_numbers(low_ms: float, high_ms: float) -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import latency_figure
+
+    samples = np.geomspace(low_ms, high_ms, 300) * 1e6
+    fig = latency_figure(make_report(samples))
+    labels = _drawn_labels(fig.axes[1].xaxis)
+    assert labels
+    for text in labels:
+        assert "10^" not in text
+        assert "times" not in text
+        float(text)  # "12", "0.1", "1000": plain numbers
+
+
+def test_the_histogram_note_counts_only_the_calls_it_leaves_out() -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import latency_figure
+
+    rng = np.random.default_rng(1)
+    body = rng.normal(12.0, 0.2, 2000)
+    # No outlier: every call is drawn, the axis ends at the slowest, and there is no note.
+    fig = latency_figure(make_report(body * 1e6))
+    hist = fig.axes[0]
+    assert hist.get_title() == ""
+    counts = sum(patch.get_height() for patch in hist.patches)
+    assert counts == 2000
+    # One preempted call: the calls over P99.9 (a sample) are left out, counted exactly, and
+    # the slowest is named.
+    slow = np.concatenate([body, [90.0]])
+    fig = latency_figure(make_report(slow * 1e6))
+    hist = fig.axes[0]
+    upper = float(np.sort(slow)[int(0.999 * 2000)])
+    beyond = int(np.count_nonzero(slow > upper))
+    assert beyond == 2  # the outlier and the body's slowest
+    assert hist.get_title() == (
+        f"2 calls over P99.9 ({upper:.4g} ms) not shown: the slowest took 90 ms"
+    )
+    assert sum(patch.get_height() for patch in hist.patches) == 2001 - beyond
+    assert hist.get_xlim()[1] < 14.0
+
+
+def test_the_batch_plot_labels_the_batch_sizes() -> None:
+    pytest.importorskip("matplotlib")
+    from pyinfer._plots import batch_curve_figure
+
+    curve = BatchCurve(
+        tuple(
+            BatchPoint(b, 1.0 * b, 1.0 * b, 1.2 * b, 900.0 + b, stable=True) for b in (1, 3, 8, 64)
+        )
+    )
+    fig = batch_curve_figure(curve, title="mlp")
+    assert _drawn_labels(fig.axes[0].xaxis) == ["1", "3", "8", "64"]

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import json
 import logging
 import math
+import os
+import re
 import sys
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +90,29 @@ class CommandError(PyinferError):
 
 # ---- shared options ---------------------------------------------------------------------------
 
+#: What argparse's "invalid TYPE value" means, for the option types of ``_cli_common``.
+_TYPE_WORDS = {
+    "positive_int": "an integer of at least 1",
+    "non_negative_int": "an integer of 0 or more",
+    "int": "an integer",
+    "float": "a number",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong and where to read more.
+
+    argparse prints the whole usage before a mistake, a dozen lines for ``profile``; the
+    message alone, with a pointer to ``--help``, reads better (exit status 2 all the same).
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        match = re.fullmatch(r"argument (.+?): invalid (\w+) value: (.+)", message)
+        if match and match.group(2) in _TYPE_WORDS:
+            option, kind, value = match.groups()
+            message = f"argument {option}: must be {_TYPE_WORDS[kind]}, got {value}"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _option(text: str) -> tuple[str, Any]:
     """A loader option ``KEY=VALUE`` (an argparse type): VALUE as JSON when it parses."""
@@ -140,7 +167,9 @@ def _add_timing_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="for dynamic models: a named dimension (sequence=128), an input's whole shape "
-        "(input_ids=1x128), or the shape of a single-input model (1x3x224x224); repeatable",
+        "(input_ids=1x128), or the shape of a single-input model (1x3x224x224); a model that "
+        "declares no input shape (TorchScript) is loaded with the whole shapes given, the "
+        "batch left dynamic; repeatable",
     )
     group.add_argument(
         "--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)"
@@ -175,28 +204,91 @@ def _add_timing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Formats whose files declare no input shapes (a TorchScript archive, a pickled module): the
+#: loader takes them from its ``input_shapes`` option.
+_SHAPELESS_FORMATS = frozenset({"torchscript", "pytorch", "pytorch-legacy", "pickle"})
+
+
+def _shapes_from_specs(specs: Sequence[str]) -> Any:
+    """The loader's ``input_shapes`` from ``--input-shape`` specs that give whole shapes.
+
+    A bare shape (``1x3x224x224``) becomes an unnamed shape for a one-input model, ``NAME=AxB``
+    an entry of a dict; the batch dimension (the first) is left dynamic (``"batch"``), so
+    ``--batch-size`` and ``sweep`` still choose it. Returns ``None`` when a spec is a named
+    dimension (``sequence=128``), which a model without declared shapes cannot have.
+    """
+    if not specs:
+        return None
+    named: dict[str, list[int | str]] = {}
+    for text in specs:
+        name, sep, value = text.partition("=")
+        if not sep:
+            if len(specs) != 1:
+                return None
+            return ["batch", *_parse_shape(text, text)[1:]]
+        if "x" not in value.lower():
+            return None
+        named[name.strip()] = ["batch", *_parse_shape(value, text)[1:]]
+    return named
+
+
 def _load(args: argparse.Namespace) -> Model:
-    """Loads ``args.model`` with the shared loading options."""
-    from pyinfer.model_loader import load_model
+    """Loads ``args.model`` with the shared loading options.
+
+    A torch model without declared input shapes (TorchScript, a pickled module) given whole
+    shapes with ``--input-shape`` is loaded with them as its ``input_shapes`` option, unless
+    that option is given.
+    """
+    from pyinfer.model_loader import detect_format, load_model
 
     options = dict(args.options)
     if getattr(args, "trust_code", False):
         options["trust_code"] = True
+    specs = getattr(args, "input_shape", None) or []
+    if specs and "input_shapes" not in options:
+        shapes = _shapes_from_specs(specs)
+        if shapes is not None:
+            fmt = args.format or detect_format(args.model).value
+            if fmt in _SHAPELESS_FORMATS:
+                logger.info("loading %s with input_shapes=%s", args.model, shapes)
+                options["input_shapes"] = shapes
     return load_model(args.model, format=args.format, device=args.device, **options)
 
 
-def _check_outputs(*paths: str | None) -> None:
-    """Refuses, before any work, output files whose folder does not exist.
+def _check_outputs(*paths: str | None, plot: str | None = None) -> None:
+    """Refuses, before any work, output files that could not be written.
+
+    A path whose folder does not exist or cannot be written, a path that is a folder, and a
+    ``--plot`` file that is not ``.png`` (the plots are PNG images).
 
     Raises:
         InvalidArgumentError: Naming the path.
     """
-    for path in paths:
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise InvalidArgumentError(f"--plot {plot}: the plot is a PNG image; give a .png file")
+    for path in (*paths, plot):
         if path is None:
             continue
-        folder = Path(path).parent
+        target = Path(path)
+        folder = target.parent
         if not folder.is_dir():
             raise InvalidArgumentError(f"cannot write {path}: no folder {folder}")
+        if target.is_dir():
+            raise InvalidArgumentError(f"cannot write {path}: it is a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InvalidArgumentError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def _write_plot(draw: Any, path: Path, what: str) -> Path:
+    """Draws a plot to ``path`` (``draw(path)``); an OS error becomes a typed one."""
+    try:
+        written: Path = draw(path)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write the {what} to {path}: {exc.strerror or exc}"
+        ) from exc
+    sys.stderr.write(f"wrote {what} to {path}\n")
+    return written
 
 
 # ---- info -------------------------------------------------------------------------------------
@@ -293,9 +385,22 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
     def failed(reason: str) -> list[_Entry]:
         return [_Entry(str(path), "array", error=reason)]
 
+    magic = b"\x93NUMPY" if path.suffix.lower() == ".npy" else b"PK"
+    try:
+        with path.open("rb") as f:
+            start = f.read(len(magic))
+    except OSError as exc:
+        return failed(f"cannot read {path.suffix} file: {exc.strerror or exc}")
+    if start != magic:
+        return failed(f"not a {path.suffix} file: it does not start with numpy's header")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            return failed(
+                "it holds Python objects (an object array), which pyinfer does not unpickle; "
+                "save numeric arrays"
+            )
         return failed(f"cannot read {path.suffix} file: {exc}")
     names = model.input_names()
     if isinstance(loaded, np.ndarray):
@@ -339,18 +444,29 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
 
 
 def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
-    """``(path, kind)`` per input file, folders expanded; a missing path is an error."""
+    """``(path, kind)`` per input file; a missing path is an error.
+
+    Folders are expanded recursively, sorted by path, hidden files and folders left out.
+    """
     from pyinfer.preprocessors import IMAGE_EXTENSIONS
 
     found: list[tuple[Path, str]] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
+            # Sub-folders too (a dataset laid out by class); hidden ones (.ipynb_checkpoints) not.
             images = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not images:
-                raise CommandError(f"input folder {path} holds no image files")
+                raise CommandError(
+                    f"input folder {path} holds no image files "
+                    f"({', '.join(sorted(IMAGE_EXTENSIONS))}), in it or its sub-folders"
+                )
             found += [(p, "image") for p in images]
         elif path.is_file():
             kind = "array" if path.suffix.lower() in {".npy", ".npz"} else "image"
@@ -374,6 +490,13 @@ def _run_entries(
             continue
         pipeline = None
         if kind == "image":
+            shapeless = [s.name for s in model.inputs if s.shape is None]
+            if len(model.inputs) == 1 and shapeless:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is an image, but model '{model.name}' does not declare "
+                    f"the shape of its input '{shapeless[0]}', so its image size and layout are "
+                    "unknown: give it, such as --input-shape 1x3x224x224"
+                )
             try:
                 pipeline = ImagePipeline.for_model(model)
             except InvalidArgumentError as exc:
@@ -381,7 +504,10 @@ def _run_entries(
                     f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
                     f"images: {exc}; give it .npy or .npz arrays"
                 ) from exc
-        engine = InferenceEngine(model, pipeline, batch_size=args.batch_size, progress=progress)
+        cast = None if args.cast == "none" else args.cast
+        engine = InferenceEngine(
+            model, pipeline, batch_size=args.batch_size, progress=progress, cast_inputs=cast
+        )
         items = [Path(e.source) if kind == "image" else e.payload for e in todo]
         try:
             result = engine.run_dataset(items)
@@ -423,6 +549,22 @@ def _read_labels(path: str | None) -> list[str] | None:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _short_float(value: float) -> float:
+    """A float32 value as its shortest decimal (0.001, not 0.0010000000474974513)."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
+def _json_values(value: np.ndarray) -> Any:
+    """An array as JSON-ready lists; float16/float32 values as their shortest decimals."""
+    import numpy as np
+
+    if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+        return np.vectorize(float, otypes=[object])(value.astype(str)).tolist()
+    return value.tolist()
+
+
 def _run_output_payload(
     entries: list[_Entry], names: list[str], path: Path, k: int, labels: list[str] | None
 ) -> bytes | str:
@@ -439,12 +581,24 @@ def _run_output_payload(
             item: dict[str, Any] = {"source": e.source}
             first = e.outputs[names[0]]
             if _is_scores(first):
-                item["top_k"] = [p._asdict() for p in _top_k(first, k, labels)]
+                short = first.dtype.itemsize < 8
+                item["top_k"] = [
+                    {**p._asdict(), "score": _short_float(p.score) if short else p.score}
+                    for p in _top_k(first, k, labels)
+                ]
             else:
-                item["outputs"] = {n: np.asarray(v).tolist() for n, v in e.outputs.items()}
+                item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in e.outputs.items()}
             items.append(item)
         failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
         return json.dumps({"items": items, "failures": failures}, indent=2) + "\n"
+    for name in names:
+        shapes = sorted({tuple(np.shape(e.outputs[name])) for e in done if e.outputs is not None})
+        if len(shapes) > 1:
+            raise InvalidArgumentError(
+                f"--output {path}: output '{name}' has a different shape per item "
+                f"({', '.join(str(s) for s in shapes[:3])}{', ...' if len(shapes) > 3 else ''}), "
+                f"which one {suffix} array cannot hold; write a .json file"
+            )
     buffer = io.BytesIO()
     if suffix == ".npy":
         np.save(buffer, np.stack([e.outputs[names[0]] for e in done if e.outputs is not None]))
@@ -453,6 +607,22 @@ def _run_output_payload(
         arrays.setdefault("sources", np.array([e.source for e in done]))
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
+
+
+def _check_labels(labels: list[str] | None, path: str | None, classes: int) -> None:
+    if labels is not None and len(labels) != classes:
+        raise InvalidArgumentError(
+            f"--labels {path}: {len(labels)} labels for a model of {classes} classes; give "
+            "one label per line, one per class"
+        )
+
+
+def _check_npy_output(output: Path | None, model: Model, names: list[str]) -> None:
+    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
+        raise InvalidArgumentError(
+            f"--output {output}: model '{model.name}' has {len(names)} outputs "
+            f"({', '.join(names)}); a .npy holds one, use .npz"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -465,21 +635,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_outputs(args.output)
     labels = _read_labels(args.labels)
     files = _gather(args.inputs)
-    model = _load(args)
-    names = model.output_names()
-    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
+    if args.input_shape and _shapes_from_specs(args.input_shape) is None:
         raise InvalidArgumentError(
-            f"--output {output}: model '{model.name}' has {len(names)} outputs "
-            f"({', '.join(names)}); a .npy holds one, use .npz"
+            f"--input-shape {' '.join(args.input_shape)}: run takes whole shapes, such as "
+            "1x3x224x224 or x=1x3x224x224 (one per input)"
         )
+    model = _load(args)
+    if args.input_shape and "input_shapes" not in model.options:
+        raise InvalidArgumentError(
+            f"--input-shape {args.input_shape[0]}: model '{model.name}' "
+            f"({model.format.value}) declares its input shapes "
+            f"({'; '.join(str(s) for s in model.inputs)}); --input-shape is for models that do "
+            "not (TorchScript, a pickled module, a state_dict)"
+        )
+    _check_npy_output(output, model, model.output_names())
+    if model.outputs and model.outputs[0].shape is not None:
+        shape = model.outputs[0].shape
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
+            _check_labels(labels, args.labels, shape[1])  # before the run, when known
     entries: list[_Entry] = []
     for path, kind in files:
         entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
     stopped = _run_entries(entries, model, args)
     done = [e for e in entries if e.outputs is not None]
+    # A model without declared outputs (TorchScript) names them at its first call.
+    names = model.output_names() or (list(done[0].outputs) if done and done[0].outputs else [])
+    _check_npy_output(output, model, names)
     out: list[str] = []
     first = done[0].outputs[names[0]] if done and done[0].outputs else None
     if first is not None and _is_scores(first):
+        _check_labels(labels, args.labels, first.size)
         for e in done:
             assert e.outputs is not None
             predictions = _top_k(e.outputs[names[0]], args.top_k, labels)
@@ -502,7 +687,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(out) + "\n")
     failed = [e for e in entries if e.error is not None]
     for e in failed[:MAX_FAILURES_SHOWN]:
-        sys.stderr.write(f"failed: {e.source}: {e.error}\n")
+        sys.stderr.write(f"failed: {e.source}: {_one_line(e.error or '')}\n")
     if len(failed) > MAX_FAILURES_SHOWN:
         sys.stderr.write(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed\n")
     ran = f"{len(done)} of {len(entries)} input(s) ran"
@@ -510,6 +695,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if output is not None and (done or output.suffix.lower() == ".json"):
         payload = _run_output_payload(entries, names, output, args.top_k, labels)
         write_output(output, payload, "outputs")
+    elif output is not None:
+        sys.stderr.write(f"{output} not written: no item ran (a .json file lists the failures)\n")
     if isinstance(stopped, KeyboardInterrupt):
         where = f"written to {output}" if output is not None and done else "printed above"
         sys.stderr.write(f"interrupted: results so far {where}\n")
@@ -713,13 +900,13 @@ def _write_report(report: ProfileReport, args: argparse.Namespace) -> list[Path]
         if path:
             written.append(write_output(path, render(), what))
     if args.plot:
-        written.append(report.plot_latency(args.plot))
-        sys.stderr.write(f"wrote latency plot to {args.plot}\n")
-        if report.batch_curve is not None and report.batch_curve.measured:
-            plot = Path(args.plot)
-            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix or '.png'}")
-            written.append(report.batch_curve.plot(batches, title=report.model))
-            sys.stderr.write(f"wrote batch curve plot to {batches}\n")
+        plot = Path(args.plot)
+        written.append(_write_plot(report.plot_latency, plot, "latency plot"))
+        curve = report.batch_curve
+        if curve is not None and curve.measured:
+            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix}")
+            draw = functools.partial(curve.plot, title=report.model)
+            written.append(_write_plot(draw, batches, "batch curve plot"))
     return written
 
 
@@ -733,7 +920,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Profiles a model: latency, memory, throughput, optionally a batch sweep; writes reports."""
     if args.latency_budget is not None and not args.batch_sizes:
         raise InvalidArgumentError("--latency-budget chooses among --batch-sizes; give them too")
-    _check_outputs(args.json, args.csv, args.markdown, args.plot)
+    _check_outputs(args.json, args.csv, args.markdown, plot=args.plot)
     profiler, batch = _profiler(args)
     try:
         report = profiler.profile(
@@ -780,14 +967,22 @@ def _curve_text(curve: BatchCurve) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Latency and throughput at each batch size: the batch table, the knee, the best batch."""
-    _check_outputs(args.json, args.csv, args.plot)
+    _check_outputs(args.json, args.csv, plot=args.plot)
     profiler, batch = _profiler(args)
-    if batch is not None:
+    model = profiler.model
+    if not model.has_dynamic_batch:
+        raise InvalidArgumentError(
+            f"model '{model.name}' has a fixed batch size ({model.inputs[0]}); a batch sweep "
+            "needs a dynamic batch dimension"
+        )
+    inputs = set(model.input_names())
+    whole = [t for t in args.input_shape if "=" not in t or t.partition("=")[0].strip() in inputs]
+    if batch is not None and len(whole) < len(args.input_shape):
         raise InvalidArgumentError(
             "--input-shape sets the batch size, which a sweep takes from --batch-sizes; give "
             "the named dimensions only (sequence=128)"
         )
-    model = profiler.model
+    # A whole shape's first dimension is the batch, which each point of the sweep sets.
     sys.stdout.write(f"Model: {model.name} ({model.format.value} on {model.device})\n")
     interrupted = False
     try:
@@ -801,12 +996,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sys.stdout.write(_curve_text(curve) + "\n")
     written: list[Path] = []
     if args.json:
-        written.append(write_output(args.json, curve.to_json() + "\n", "batch curve"))
+        from pyinfer.profiler import sweep_report
+
+        report = sweep_report(profiler, curve, interrupted=interrupted)
+        written.append(write_output(args.json, report.to_json() + "\n", "sweep report"))
     if args.csv:
         written.append(write_output(args.csv, curve.to_csv(), "batch curve CSV"))
     if args.plot and curve.measured:
-        written.append(curve.plot(args.plot, title=model.name))
-        sys.stderr.write(f"wrote batch curve plot to {args.plot}\n")
+        draw = functools.partial(curve.plot, title=model.name)
+        written.append(_write_plot(draw, Path(args.plot), "batch curve plot"))
     if interrupted:
         _interrupted_note(written, True)
         return EXIT_INTERRUPTED
@@ -830,7 +1028,20 @@ def _load_report(path: str) -> ProfileReport:
     except OSError as exc:
         raise CommandError(f"cannot read report {path}: {exc.strerror or exc}") from exc
     except InvalidArgumentError as exc:
+        if _is_sweep_report(path):
+            raise CommandError(
+                f"{path} is a sweep report (pyinfer sweep --json); compare takes profile "
+                "reports (pyinfer profile --json)"
+            ) from exc
         raise CommandError(f"not a readable profile report: {exc}") from exc
+
+
+def _is_sweep_report(path: str) -> bool:
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and "batch_curve" in data and "latency" not in data
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -947,7 +1158,7 @@ def _add_report_files(parser: argparse.ArgumentParser, *, markdown: bool = True)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyinfer`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyinfer",
         description="Load, run and profile machine-learning models.",
         epilog="Example: pyinfer profile model.onnx --batch-size 8\n"
@@ -984,6 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
         ],
     )
     run.add_argument("model", help="the model file (or SavedModel folder)")
@@ -991,6 +1203,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
     run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
     run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    run.add_argument(
+        "--cast",
+        choices=("same_kind", "safe", "none"),
+        default="same_kind",
+        help="cast arrays of another dtype to the model's under this numpy rule: same_kind "
+        "(default: float64 to float32, int64 to int32), safe (no loss), none (an error)",
+    )
+    run.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for a model that declares no input shape (TorchScript, a pickled module, a "
+        "state_dict): an input's whole shape (1x3x224x224, or x=1x3x224x224), the batch left "
+        "dynamic; repeatable",
+    )
     run.add_argument(
         "--output", metavar="PATH", help="write every output: .npy, .npz (per output) or .json"
     )
@@ -1025,6 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "pyinfer profile resnet50.onnx --batch-size 8 --json r.json",
             "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
+            "pyinfer profile resnet50.pt --input-shape 1x3x224x224 --option num_threads=1",
             "pyinfer profile mlp.pt2 --batch-sizes 1,8,64 --latency-budget 5 --plot mlp.png",
         ],
     )
@@ -1112,6 +1342,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A message on one line.
+
+    A traceback a framework put in it (TorchScript's) is cut to its first and last lines,
+    which say what failed and why.
+    """
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} ... {lines[-1]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyinfer`` command; returns the exit status."""
     parser = build_parser()
@@ -1128,7 +1371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PyinferError as error:
         if args.verbose:
             logger.exception("pyinfer %s failed", args.command)
-        sys.stderr.write(f"pyinfer {args.command}: error: {error}\n")
+        sys.stderr.write(f"pyinfer {args.command}: error: {_one_line(str(error))}\n")
         return EXIT_USAGE if isinstance(error, InvalidArgumentError) else EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write(f"pyinfer {args.command}: interrupted\n")

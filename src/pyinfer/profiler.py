@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import logging
 import math
@@ -74,10 +75,17 @@ from pyinfer.report import (
     LatencyStats,
     MemoryStats,
     ProfileReport,
+    SweepReport,
     Throughput,
 )
 
-__all__ = ["DEFAULT_STABILITY_TARGET", "TIMING_METHODS", "PerformanceProfiler", "ProfilerSettings"]
+__all__ = [
+    "DEFAULT_STABILITY_TARGET",
+    "TIMING_METHODS",
+    "PerformanceProfiler",
+    "ProfilerSettings",
+    "sweep_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -887,7 +895,9 @@ class PerformanceProfiler:
             InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
                 the model's batch is fixed, or the budget is not positive.
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the curve of the batch
-                sizes finished, the interrupted one recorded as such.
+                sizes finished and the interrupted one: measured from the calls timed before
+                (``interrupted``, not stable) when there were at least
+                :data:`MIN_PARTIAL_SAMPLES`, else a failed point.
         """
         sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
         points: list[BatchPoint] = []
@@ -898,7 +908,17 @@ class PerformanceProfiler:
                 self._prepared = None
                 partial = getattr(exc, "partial_result", None)
                 taken = partial.iterations if isinstance(partial, LatencyMeasurement) else 0
-                points.append(BatchPoint(size, error=f"interrupted after {taken} samples"))
+                if isinstance(partial, LatencyMeasurement) and taken >= MIN_PARTIAL_SAMPLES:
+                    points.append(_point(partial, interrupted=True))
+                else:
+                    points.append(
+                        BatchPoint(
+                            size,
+                            error=f"interrupted after {taken} samples",
+                            samples=taken,
+                            interrupted=True,
+                        )
+                    )
                 curve = _finish_curve(points, latency_budget_ms)
                 exc.partial_result = curve  # type: ignore[attr-defined]
                 raise
@@ -915,16 +935,7 @@ class PerformanceProfiler:
                 logger.warning("batch %d failed: %s", size, exc)
                 points.append(BatchPoint(size, error=f"{type(exc).__name__}: {exc}"))
                 continue
-            points.append(
-                BatchPoint(
-                    size,
-                    latency_mean_ms=m.stats.mean_ms,
-                    latency_median_ms=m.stats.median_ms,
-                    latency_p95_ms=m.stats.p95_ms,
-                    throughput_fps=m.throughput_fps,
-                    stable=m.stable,
-                )
-            )
+            points.append(_point(m))
         self._prepared = None
         return _finish_curve(points, latency_budget_ms)
 
@@ -1056,6 +1067,43 @@ class PerformanceProfiler:
         )
 
 
+def sweep_report(
+    profiler: PerformanceProfiler, curve: BatchCurve, *, interrupted: bool = False
+) -> SweepReport:
+    """A sweep's curve with the model, device, settings and environment it was measured with.
+
+    Args:
+        profiler: The profiler that measured the curve.
+        curve: What :meth:`PerformanceProfiler.sweep_batch_sizes` returned (or attached to the
+            ``KeyboardInterrupt``).
+        interrupted: Whether Ctrl-C ended the sweep.
+
+    Returns:
+        The sweep report (``SweepReport.to_json`` is what ``pyinfer sweep --json`` writes).
+    """
+    m = profiler.model
+    environment = collect_environment(
+        model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
+    )
+    settings = {
+        f.name: dict(v) if isinstance(v, Mapping) else v
+        for f in dataclasses.fields(profiler.settings)
+        for v in (getattr(profiler.settings, f.name),)
+    }
+    return SweepReport(
+        model=m.name,
+        format=m.format.value,
+        framework=m.framework,
+        device=str(m.device),
+        device_name=_device_name(m.device, environment),
+        inputs={s.name: f"{s.shape_text()} {s.dtype.name}" for s in m.inputs},
+        settings=settings,
+        batch_curve=curve,
+        environment=environment,
+        interrupted=interrupted,
+    )
+
+
 def _device_name(device: Device, environment: Environment) -> str:
     """The report's Device line, from the environment already recorded for it."""
     if device.is_cuda:
@@ -1063,6 +1111,20 @@ def _device_name(device: Device, environment: Environment) -> str:
     cores = environment.physical_cores
     count = f"{cores} cores" if cores else f"{environment.logical_cores} logical cores"
     return f"CPU ({environment.cpu_model}, {count})"
+
+
+def _point(m: LatencyMeasurement, *, interrupted: bool = False) -> BatchPoint:
+    """A sweep's point from a latency measurement (an interrupted one is not stable)."""
+    return BatchPoint(
+        m.batch_size,
+        latency_mean_ms=m.stats.mean_ms,
+        latency_median_ms=m.stats.median_ms,
+        latency_p95_ms=m.stats.p95_ms,
+        throughput_fps=m.throughput_fps,
+        stable=m.stable and not interrupted,
+        samples=m.iterations,
+        interrupted=interrupted,
+    )
 
 
 def _finish_curve(points: list[BatchPoint], budget_ms: float | None) -> BatchCurve:

@@ -67,6 +67,7 @@ __all__ = [
     "MemoryStats",
     "MetricChange",
     "ProfileReport",
+    "SweepReport",
     "Throughput",
     "compare",
     "comparison_table",
@@ -329,6 +330,9 @@ class BatchPoint:
         stable: Whether its latency run met the stability target.
         error: Why the point failed (``None`` when it did not).
         out_of_memory: Whether it failed for lack of memory (the sweep stops there).
+        samples: How many timed calls its figures come from (``None``: not recorded).
+        interrupted: Whether Ctrl-C stopped its measurement: the figures are those of the
+            calls timed before (``samples`` of them), and the point is not stable.
     """
 
     batch_size: int
@@ -339,6 +343,8 @@ class BatchPoint:
     stable: bool | None = None
     error: str | None = None
     out_of_memory: bool = False
+    samples: int | None = None
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -378,23 +384,28 @@ class BatchCurve:
         """The box table of the specification's batch section.
 
         The specification's fourth column ("Images/Batch") holds throughput times batch size,
-        which measures nothing; this table gives batches per second (RPS) there instead.
+        which measures nothing; this table gives batches per second (RPS) there instead. A
+        failed or interrupted point is marked ``[N]`` in its last cell, and its note (the
+        error, or how many calls an interrupted point's figures come from) is printed under
+        the table, so a long error does not widen the table.
         """
         header = ("Batch Size", "Latency (ms)", "Throughput (FPS)", "Batches/s (RPS)")
         rows: list[tuple[str, ...]] = []
+        notes: list[str] = []
         for p in self.points:
             if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
-                rows.append(
-                    (
-                        str(p.batch_size),
-                        _ms(p.latency_mean_ms),
-                        f"{p.throughput_fps:.1f}",
-                        f"{p.throughput_fps / p.batch_size:.1f}",
-                    )
-                )
+                rps = f"{p.throughput_fps / p.batch_size:.1f}"
+                if p.interrupted:
+                    taken = f"{p.samples} calls" if p.samples is not None else "the calls"
+                    notes.append(f"interrupted: figures from {taken} timed before, not stable")
+                    rps += f" [{len(notes)}]"
+                row = (str(p.batch_size), _ms(p.latency_mean_ms), f"{p.throughput_fps:.1f}", rps)
+                rows.append(row)
             else:
-                rows.append((str(p.batch_size), "-", "-", f"failed: {_one_line(p.error)}"))
-        return _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
+                notes.append(f"batch {p.batch_size} failed: {_one_line(p.error)}")
+                rows.append((str(p.batch_size), "-", "-", f"failed [{len(notes)}]"))
+        table = _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
+        return "\n".join([table, *(f"[{i}] {n}" for i, n in enumerate(notes, 1))])
 
     def to_csv(self) -> str:
         """One row per batch size."""
@@ -458,6 +469,89 @@ class BatchCurve:
         from pyinfer._plots import plot_batch_curve
 
         return plot_batch_curve(self, Path(path), title=title)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """A batch sweep with what was measured and where: what ``pyinfer sweep --json`` writes.
+
+    Attributes:
+        model: The model's name.
+        format: Its format (``"onnx"``, ``"torchscript"``...).
+        framework: The runtime (``"torch"``, ``"onnxruntime"``...).
+        device: ``"cpu"`` or ``"cuda:N"``.
+        device_name: The device as users read it: ``"CPU (AMD EPYC, 2 cores)"``.
+        inputs: Each input's declared shape and dtype (``"(batch, 3, 224, 224) float32"``);
+            each point of the curve runs its own batch size.
+        settings: The profiler settings the points were measured with
+            (:class:`pyinfer.ProfilerSettings` as a dict, ``input_dims`` included).
+        batch_curve: The curve: one point per batch size, the knee and the best batch.
+        environment: The machine and software.
+        interrupted: Whether Ctrl-C ended the sweep (the curve holds what was measured).
+        schema_version: The JSON layout's version (:data:`SCHEMA_VERSION`).
+    """
+
+    model: str
+    format: str
+    framework: str
+    device: str
+    device_name: str
+    inputs: dict[str, str]
+    settings: dict[str, Any]
+    batch_curve: BatchCurve
+    environment: Environment
+    interrupted: bool = False
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``)."""
+        encoded = _encode(self)
+        assert isinstance(encoded, dict)
+        return encoded
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The sweep as JSON (strict: no NaN or Infinity literals); an exact round trip."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SweepReport:
+        """Rebuilds a sweep from :meth:`to_dict`'s output.
+
+        Raises:
+            InvalidArgumentError: If the schema's major version is not this pyinfer's, or a
+                field is missing or of the wrong type (the message names the field).
+        """
+        _check_schema(data, "sweep report", "re-run the sweep")
+        decoded = _decode(cls, data, "sweep")
+        assert isinstance(decoded, SweepReport)
+        return decoded
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SweepReport:
+        """Parses :meth:`to_json`'s output.
+
+        Raises:
+            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgumentError(f"sweep report is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepReport:
+        """Reads a sweep saved as JSON.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            InvalidArgumentError: As for :meth:`from_json`; the message names the file.
+        """
+        p = Path(path)
+        try:
+            return cls.from_json(p.read_bytes())
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{p}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -686,24 +780,7 @@ class ProfileReport:
             InvalidArgumentError: If the schema's major version is newer than this pyinfer's,
                 or a field is missing or of the wrong type (the message names the field).
         """
-        if not isinstance(data, dict):
-            raise InvalidArgumentError(
-                f"a profile report must be a JSON object, not {type(data).__name__}"
-            )
-        version = data.get("schema_version")
-        if not isinstance(version, str) or not version.split(".")[0].isdigit():
-            raise InvalidArgumentError(
-                f"not a pyinfer profile report: schema_version is {version!r}"
-            )
-        major = int(version.split(".")[0])
-        ours = int(SCHEMA_VERSION.split(".", maxsplit=1)[0])
-        if major != ours:
-            raise InvalidArgumentError(
-                f"profile report schema {version} is "
-                + ("newer" if major > ours else "older")
-                + f" than this pyinfer reads ({ours}.x); "
-                + ("upgrade pyinfer to read it" if major > ours else "re-run the profile")
-            )
+        _check_schema(data, "profile report", "re-run the profile")
         decoded = _decode(cls, data, "report")
         assert isinstance(decoded, ProfileReport)
         return decoded
@@ -798,8 +875,10 @@ class ProfileReport:
             lines += ["", "| Batch size | Latency (ms) | Throughput (FPS) |", "|---:|---:|---:|"]
             for p in self.batch_curve.points:
                 if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
+                    mark = " (interrupted, not stable)" if p.interrupted else ""
                     lines.append(
-                        f"| {p.batch_size} | {_ms(p.latency_mean_ms)} | {p.throughput_fps:.1f} |"
+                        f"| {p.batch_size}{mark} | {_ms(p.latency_mean_ms)} | "
+                        f"{p.throughput_fps:.1f} |"
                     )
                 else:
                     lines.append(f"| {p.batch_size} | failed: {_md_cell(p.error)} | |")
@@ -1069,7 +1148,7 @@ class Comparison:
         for c in self.changes:
             lines.append(
                 f"{c.name + ' (' + c.unit + ')':<16}{c.before:>12.4g}{c.after:>12.4g}"
-                f"{c.change_percent:>+9.1f}%"
+                f" {f'{c.change_percent:+.1f}%':>9}"
             )
         lines.append(f"Mann-Whitney U p-value: {self.p_value:.3g} -> {self.verdict}")
         lines += [f"Note: {note}" for note in self.notes]
@@ -1087,8 +1166,8 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     The raw latency samples of the two reports are compared with a two-sided Mann-Whitney U
     test. The verdict is ``"faster"`` or ``"slower"`` only when the p-value is under
     :data:`SIGNIFICANCE_LEVEL` *and* the median moved by at least :data:`MIN_MEANINGFUL_CHANGE`;
-    otherwise ``"no significant change"``. Reports of different batch sizes are compared all
-    the same, with a note saying so.
+    otherwise ``"no significant change"``. Reports of different models or batch sizes are
+    compared all the same, with a note saying so.
 
     Args:
         before: The reference report.
@@ -1116,6 +1195,11 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     else:
         verdict = "no significant change"
     notes = []
+    if before.model != after.model:
+        notes.append(
+            f"the models differ ({before.model} vs {after.model}): the change is between two "
+            "models, not two runs of one"
+        )
     if before.batch_size != after.batch_size:
         notes.append(
             f"the batch sizes differ ({before.batch_size} vs {after.batch_size}): the latencies "
@@ -1175,6 +1259,24 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 # ---- dataclass <-> JSON -----------------------------------------------------------------------
 
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _check_schema(data: Any, what: str, rerun: str) -> None:
+    """Refuses a JSON document that is not an object or has another major schema version."""
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"a {what} must be a JSON object, not {type(data).__name__}")
+    version = data.get("schema_version")
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise InvalidArgumentError(f"not a pyinfer {what}: schema_version is {version!r}")
+    major = int(version.split(".")[0])
+    ours = int(SCHEMA_VERSION.split(".", maxsplit=1)[0])
+    if major != ours:
+        raise InvalidArgumentError(
+            f"{what} schema {version} is "
+            + ("newer" if major > ours else "older")
+            + f" than this pyinfer reads ({ours}.x); "
+            + ("upgrade pyinfer to read it" if major > ours else rerun)
+        )
 
 
 def _encode(value: Any) -> Any:

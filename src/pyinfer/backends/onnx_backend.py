@@ -467,7 +467,7 @@ class _Settings:
 def _parse_providers(path: Path, providers: Any) -> list[tuple[str, dict[str, Any]]]:
     usage = (
         "providers must be a list of provider names or (name, options) pairs, such as "
-        "['CUDAExecutionProvider', 'CPUExecutionProvider']"
+        '["CUDAExecutionProvider", "CPUExecutionProvider"]'
     )
     if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence) or not providers:
         raise InvalidArgumentError(f"{usage}, not {providers!r} ({path})")

@@ -1089,6 +1089,7 @@ def _declared(
         shape = spec.shape
         if spec.name in shapes:
             shape = _parse_shape(spec.name, shapes[spec.name])
+            _check_against_declared(spec, shape, path)
         dtype = spec.dtype
         if spec.name in dtypes:
             try:
@@ -1100,6 +1101,29 @@ def _declared(
                 ) from exc
         out.append(TensorSpec(spec.name, shape, dtype))
     return tuple(out)
+
+
+def _check_against_declared(spec: TensorSpec, shape: tuple[Dim, ...], path: Path | None) -> None:
+    """Refuses an ``input_shapes`` entry that contradicts a shape the file declares.
+
+    A ``torch.export`` program declares its inputs; another rank, or another size of one of
+    its fixed dimensions, would fail a guard of the program at the first call.
+    """
+    if spec.shape is None:
+        return
+    where = f" of {path}" if path is not None else ""
+    given = "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+    if len(shape) != len(spec.shape):
+        raise InvalidArgumentError(
+            f"input_shapes[{spec.name!r}] = {given} has {len(shape)} dimensions, but input "
+            f"'{spec.name}'{where} is declared {spec.shape_text()}"
+        )
+    for axis, (declared, size) in enumerate(zip(spec.shape, shape, strict=True)):
+        if isinstance(declared, int) and isinstance(size, int) and declared != size:
+            raise InvalidArgumentError(
+                f"input_shapes[{spec.name!r}] = {given} contradicts input '{spec.name}'{where}, "
+                f"declared {spec.shape_text()}: dimension {axis} is fixed at {declared}"
+            )
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
