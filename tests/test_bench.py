@@ -402,7 +402,7 @@ def test_formats_of_a_torch_module(
 ) -> None:
     model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
     work, out_json = tmp_path / "exports", tmp_path / "f.json"
-    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     code = cli.main([*argv, "--work-dir", str(work), "--json", str(out_json)])
     out = capsys.readouterr().out.splitlines()
     result = FormatsResult.load(out_json)
@@ -579,7 +579,7 @@ def test_formats_ctrl_c_keeps_the_finished_formats(
 
     monkeypatch.setattr(bench, "_export", stop_at_torch_export)
     out_json = tmp_path / "f.json"
-    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     assert cli.main([*argv, "--json", str(out_json)]) == cli.EXIT_INTERRUPTED
     captured = capsys.readouterr()
     assert "interrupted: keeping the formats finished so far" in captured.err
@@ -601,7 +601,7 @@ def test_an_export_that_fails_is_a_failed_row(
         raise RuntimeError(f"cannot write {fmt}")
 
     monkeypatch.setattr(bench, "_export", no_export)
-    argv = ["formats", str(model), "--trust-code", "--input-shape", "8", "--quick"]
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     assert cli.main([*argv, "--formats", "torchscript"]) == cli.EXIT_FAILED
     out = capsys.readouterr().out.splitlines()
     row = next(line for line in out if line.startswith("TorchScript "))
@@ -638,7 +638,7 @@ def test_formats_of_torchscript_and_torch_export_files(
     path = getattr(export, exporter)(net, tmp_path / name, torch_module.randn(2, 8))
     out_json = tmp_path / "f.json"
     code = cli.main(
-        ["formats", str(path), "--quick", "--input-shape", "8", "--json", str(out_json)]
+        ["formats", str(path), "--quick", "--input-shape", "1x8", "--json", str(out_json)]
     )
     capsys.readouterr()
     result = FormatsResult.load(out_json)
@@ -692,7 +692,7 @@ def test_formats_of_a_torchscript_conv_net_exports_the_module_as_written(
     ).eval()
     path = export.export_torchscript(net, tmp_path / "conv.pt", torch_module.randn(1, 3, 16, 16))
     out_json = tmp_path / "f.json"
-    argv = ["formats", str(path), "--quick", "--input-shape", "3,16,16", "--json", str(out_json)]
+    argv = ["formats", str(path), "--quick", "--input-shape", "1x3x16x16", "--json", str(out_json)]
     code = cli.main(argv)
     out = capfd.readouterr().out
     result = FormatsResult.load(out_json)
@@ -704,3 +704,26 @@ def test_formats_of_a_torchscript_conv_net_exports_the_module_as_written(
     assert "graph(" not in out
     onnx_row = next(line for line in out.splitlines() if line.startswith("ONNX (FP32) "))
     assert _cells(onnx_row)[4].startswith("ok (")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--input-shape", "3,224,224"], "must be a whole shape with the batch first"),
+        (["--input-shape", "8"], "one size is only the batch"),
+        (["--input-shape", "2x8", "--batch-size", "4"], "has batch 2, which contradicts"),
+    ],
+)
+def test_formats_input_shape_is_the_profile_syntax(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    try:
+        code = cli.main(["formats", str(model), *argv])
+    except SystemExit as exc:  # argparse refuses a malformed value itself
+        code = int(exc.code or 0)
+    assert code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1

@@ -20,8 +20,22 @@ def _names(text: str) -> list[str]:
 
 
 def _shape(text: str) -> list[int]:
-    """One item's shape such as ``3,224,224`` (an argparse type)."""
-    return int_list(text.replace("x", ","))
+    """A whole input shape, batch first, as ``pyinfer profile`` takes it: ``1x3x224x224`` or
+    ``x=1x3x224x224`` (an argparse type)."""
+    _, sep, value = text.partition("=")
+    dims = value if sep else text
+    if "," in dims or not dims.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be a whole shape with the batch first, sizes joined by x (1x3x224x224), "
+            f"got {text!r}"
+        )
+    shape = int_list(dims.lower().replace("x", ","))
+    if len(shape) < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole shape with the batch first (1x3x224x224), got {text!r}: one "
+            "size is only the batch"
+        )
+    return shape
 
 
 def _progress(line: str) -> None:
@@ -85,7 +99,17 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.bench import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
-    batch_size = getattr(args, "batch_size", 1) or 1
+    batch_size = getattr(args, "batch_size", None)
+    item_shape = None
+    if args.input_shape:
+        shape_batch, *item_shape = args.input_shape
+        if batch_size is not None and batch_size != shape_batch:
+            raise InvalidArgumentError(
+                f"--input-shape {'x'.join(map(str, args.input_shape))} has batch {shape_batch}, "
+                f"which contradicts --batch-size {batch_size}"
+            )
+        batch_size = shape_batch
+    batch_size = batch_size or 1
     _require_cuda((device,))
     try:
         result = compare_formats(
@@ -93,7 +117,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
             device=device,
             batch_size=batch_size,
             formats=args.formats,
-            input_shape=args.input_shape,
+            input_shape=item_shape,
             work_dir=args.work_dir,
             quick=args.quick,
             trust_code=args.trust_code,
@@ -133,13 +157,16 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         help="formats to run, comma-separated (bench: pytorch,onnx,torchscript,tensorflow,"
         "tflite; formats: eager,torchscript,torch-export,onnx,keras,saved-model,tflite)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=1, help="MODEL: items per call")
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="MODEL: items per call (default 1)"
+    )
     parser.add_argument(
         "--input-shape",
         type=_shape,
-        metavar="DIMS",
-        help="MODEL: one item's shape without the batch, e.g. 3,224,224 (for a module that "
-        "does not describe its input, or named dynamic dimensions)",
+        metavar="SHAPE",
+        help="MODEL: the input's whole shape, batch first, as for pyinfer profile: 1x3x224x224 "
+        "(for a module that does not describe its input, or named dynamic dimensions); the "
+        "first size is the batch",
     )
     parser.add_argument(
         "--trust-code",
