@@ -20,8 +20,10 @@ def _names(text: str) -> list[str]:
 
 
 def _shape(text: str) -> list[int]:
-    """A whole input shape, batch first, as ``pyinfer profile`` takes it: ``1x3x224x224`` or
-    ``x=1x3x224x224`` (an argparse type)."""
+    """A whole input shape, batch first, as ``pyinfer profile`` takes it (an argparse type).
+
+    ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
+    """
     _, sep, value = text.partition("=")
     dims = value if sep else text
     if "," in dims or not dims.strip():
@@ -157,9 +159,7 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         help="formats to run, comma-separated (bench: pytorch,onnx,torchscript,tensorflow,"
         "tflite; formats: eager,torchscript,torch-export,onnx,keras,saved-model,tflite)",
     )
-    parser.add_argument(
-        "--batch-size", type=positive_int, help="MODEL: items per call (default 1)"
-    )
+    parser.add_argument("--batch-size", type=positive_int, help="MODEL: items per call (default 1)")
     parser.add_argument(
         "--input-shape",
         type=_shape,
