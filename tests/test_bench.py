@@ -727,3 +727,60 @@ def test_formats_input_shape_is_the_profile_syntax(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_formats_of_a_two_input_module_with_named_shapes(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests._bench_nets import TwoInputs
+
+    torch_module.manual_seed(0)
+    path = tmp_path / "two.pt"
+    torch_module.save(TwoInputs(), path)
+    out_json = tmp_path / "two.json"
+    argv = ["formats", str(path), "--trust-code", "--quick", "--json", str(out_json)]
+    code = cli.main([*argv, "--input-shape", "a=2x8", "--input-shape", "b=2x3"])
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert result.batch_size == 2
+    assert [(e.format, e.status) for e in result.entries] == [
+        ("eager", "ok"),
+        ("torchscript", "ok"),
+        ("torch-export", "ok"),
+        ("onnx", "ok"),
+    ]
+    assert [e.parity for e in result.entries] == [None, True, True, True]
+    original = result.entries[0].report
+    assert original is not None
+    assert original.input_shapes == {"a": (2, 8), "b": (2, 3)}
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["1x8", "b=1x3"], "with several inputs name each one: --input-shape a=1x8"),
+        (["a=1x8", "a=1x4"], "--input-shape a=1x4: input 'a' is given twice"),
+        (
+            ["a=1x8", "b=2x3"],
+            "--input-shape b=2x3 has batch 2, which contradicts --input-shape a=1x8",
+        ),
+        (["=1x8"], "the input's name before = is empty"),
+    ],
+)
+def test_formats_input_shapes_that_do_not_fit_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], specs: list[str], message: str
+) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    argv = ["formats", str(model)]
+    for spec in specs:
+        argv += ["--input-shape", spec]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1

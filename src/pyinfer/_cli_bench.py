@@ -19,13 +19,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _shape(text: str) -> list[int]:
-    """A whole input shape, batch first, as ``pyinfer profile`` takes it (an argparse type).
+def _shape(text: str) -> tuple[str | None, list[int]]:
+    """An input's name (or None) and its whole shape, batch first (an argparse type).
 
-    ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
+    As ``pyinfer profile`` takes it: ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
     """
-    _, sep, value = text.partition("=")
+    name, sep, value = text.partition("=")
     dims = value if sep else text
+    if sep and not name.strip():
+        raise argparse.ArgumentTypeError(f"the input's name before = is empty in {text!r}")
     if "," in dims or not dims.strip():
         raise argparse.ArgumentTypeError(
             f"must be a whole shape with the batch first, sizes joined by x (1x3x224x224), "
@@ -37,7 +39,40 @@ def _shape(text: str) -> list[int]:
             f"must be a whole shape with the batch first (1x3x224x224), got {text!r}: one "
             "size is only the batch"
         )
-    return shape
+    return (name.strip() if sep else None), shape
+
+
+def _item_shapes(
+    specs: list[tuple[str | None, list[int]]], batch_size: int | None
+) -> tuple[list[int] | dict[str, list[int]] | None, int]:
+    """One item's shape (or one per named input) and the batch, from ``--input-shape`` specs.
+
+    Raises:
+        InvalidArgumentError: If unnamed and named shapes are mixed, a name repeats, or a batch
+            contradicts another spec's or ``--batch-size``.
+    """
+    if not specs:
+        return None, batch_size or 1
+    unnamed = [shape for name, shape in specs if name is None]
+    if unnamed and len(specs) > 1:
+        raise InvalidArgumentError(
+            "--input-shape: an unnamed shape is for a one-input model; with several inputs name "
+            "each one: --input-shape a=1x8 --input-shape b=1x3"
+        )
+    named: dict[str, list[int]] = {}
+    given = f"--batch-size {batch_size}"
+    for name, shape in specs:
+        text = "x".join(map(str, shape))
+        where = f"--input-shape {name}={text}" if name else f"--input-shape {text}"
+        if name is not None and name in named:
+            raise InvalidArgumentError(f"{where}: input '{name}' is given twice")
+        if batch_size is not None and batch_size != shape[0]:
+            raise InvalidArgumentError(f"{where} has batch {shape[0]}, which contradicts {given}")
+        batch_size, given = shape[0], where
+        if name is not None:
+            named[name] = shape[1:]
+    assert batch_size is not None
+    return (unnamed[0][1:] if unnamed else named), batch_size
 
 
 def _progress(line: str) -> None:
@@ -101,17 +136,10 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.bench import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
-    batch_size = getattr(args, "batch_size", None)
-    item_shape = None
-    if args.input_shape:
-        shape_batch, *item_shape = args.input_shape
-        if batch_size is not None and batch_size != shape_batch:
-            raise InvalidArgumentError(
-                f"--input-shape {'x'.join(map(str, args.input_shape))} has batch {shape_batch}, "
-                f"which contradicts --batch-size {batch_size}"
-            )
-        batch_size = shape_batch
-    batch_size = batch_size or 1
+    try:
+        item_shape, batch_size = _item_shapes(args.input_shape or [], args.batch_size)
+    except InvalidArgumentError as error:
+        return _usage_error(args.command, error)
     _require_cuda((device,))
     try:
         result = compare_formats(
@@ -163,10 +191,12 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
     parser.add_argument(
         "--input-shape",
         type=_shape,
+        action="append",
         metavar="SHAPE",
         help="MODEL: the input's whole shape, batch first, as for pyinfer profile: 1x3x224x224 "
         "(for a module that does not describe its input, or named dynamic dimensions); the "
-        "first size is the batch",
+        "first size is the batch; a model with several inputs: one per input, named "
+        "(--input-shape a=1x8 --input-shape b=1x3)",
     )
     parser.add_argument(
         "--trust-code",

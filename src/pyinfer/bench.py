@@ -1371,15 +1371,24 @@ def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Pat
     return export.export_keras(source, folder / target, format=kind)
 
 
-def _shape_dims(model: Any, input_shape: Sequence[int] | None) -> dict[str, int]:
-    """Named dynamic dimensions of the first input, sized from ``--input-shape``."""
+def _shape_dims(
+    model: Any, input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None
+) -> dict[str, int]:
+    """Named dynamic dimensions of the inputs, sized from ``--input-shape``.
+
+    A sequence sizes the first input, a mapping each input it names.
+    """
     if not input_shape or not model.inputs:
         return {}
-    shape = model.inputs[0].shape or ()
+    if isinstance(input_shape, Mapping):
+        given = [(s, input_shape[s.name]) for s in model.inputs if s.name in input_shape]
+    else:
+        given = [(model.inputs[0], input_shape)]
     dims: dict[str, int] = {}
-    for dim, size in zip(shape[1:], input_shape, strict=False):
-        if isinstance(dim, str):
-            dims[dim] = int(size)
+    for spec, item in given:
+        for dim, size in zip((spec.shape or ())[1:], item, strict=False):
+            if isinstance(dim, str):
+                dims[dim] = int(size)
     return dims
 
 
@@ -1389,7 +1398,7 @@ def compare_formats(
     device: str = "cpu",
     batch_size: int = 1,
     formats: Sequence[str] | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     work_dir: str | Path | None = None,
     quick: bool = False,
     settings: ProfilerSettings | None = None,
@@ -1408,7 +1417,8 @@ def compare_formats(
         batch_size: Items per call.
         formats: A subset of the reachable formats (default: all of them).
         input_shape: One item's shape (without the batch), for a torch module that does not
-            describe its input, and to size named dynamic dimensions.
+            describe its input, and to size named dynamic dimensions; for a model with several
+            inputs, a mapping of input name to its item's shape.
         work_dir: Keep the exports here (default: a temporary folder, removed).
         quick: Use :func:`quick_settings`.
         settings: Explicit profiler settings (override ``quick``).
@@ -1452,7 +1462,9 @@ def compare_formats(
     if source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}:
         if trust_code:
             options["trust_code"] = True
-        if input_shape:
+        if isinstance(input_shape, Mapping):
+            options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
+        elif input_shape:
             options["input_shapes"] = (None, *input_shape)
     entries: list[FormatEntry] = []
     interrupted = False
