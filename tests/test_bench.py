@@ -506,31 +506,78 @@ def test_parity_measure() -> None:
 
     ref = {"y": np.array([[1.0, -4.0]], np.float32)}
     close = {"y": np.array([[1.0, -4.0002]], np.float32)}
-    max_abs, rel, ok = bench._parity(ref, close, 1e-4)
+    check = bench._parity(ref, close, 1e-4)
     difference = float(np.float32(-4.0002)) + 4.0  # float32's nearest value to -4.0002
-    assert max_abs == pytest.approx(-difference)
-    assert rel == pytest.approx(-difference / 4)
-    assert ok
-    assert not bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)[2]
-    with pytest.raises(InvalidArgumentError, match=r"output shape \(2,\) against"):
+    assert check.max_abs == pytest.approx(-difference)
+    assert check.relative == pytest.approx(-difference / 4)
+    assert check.ok
+    assert (check.output, check.detail) == ("y", "")
+    far = bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
+    assert not far.ok
+    assert far.detail == "output 'y': relative error 2.5e-01 over the tolerance 1e-04"
+    with pytest.raises(InvalidArgumentError, match=r"output 'y': shape \(2,\) against"):
         bench._parity(ref, {"y": np.zeros(2)}, 1e-4)
-    with pytest.raises(InvalidArgumentError, match="2 outputs against the original's 1"):
+    with pytest.raises(InvalidArgumentError, match=r"2 outputs \(a, b\) against the original's 1"):
         bench._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
+
+
+def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -> None:
+    import numpy as np
+
+    ref = {
+        "score": np.array([[0.5, 2.0]], np.float32),
+        "label": np.array([1, 0, 1], np.int64),
+        "mask": np.array([True, False]),
+    }
+    # Another order of the same names: matched by name, not position.
+    same = {"mask": ref["mask"].copy(), "label": ref["label"].copy(), "score": ref["score"] + 1e-6}
+    assert bench._parity(ref, same, 1e-4).ok
+    # The first output matches; the integer one differs by one class in one of three items.
+    wrong_label = {**same, "label": np.array([1, 1, 1], np.int64)}
+    check = bench._parity(ref, wrong_label, 1e-4)
+    assert not check.ok
+    assert check.output == "label"
+    assert check.detail == "output 'label': 1 of 3 values differ"
+    assert check.relative == float("inf")
+    wrong_mask = {**same, "mask": np.array([True, True])}
+    assert bench._parity(ref, wrong_mask, 1e-4).detail == "output 'mask': 1 of 2 values differ"
+    # NaN where the original has NaN is equal; NaN where it has a number is not.
+    nan_ref = {"y": np.array([np.nan, 1.0], np.float32)}
+    assert bench._parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
+    assert not bench._parity(nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4).ok
 
 
 def test_a_mismatching_or_failed_format_exits_1() -> None:
     env = bench.collect_environment()
     entries = (
         FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
-        FormatEntry("onnx", "ONNX (FP32)", "ok", parity=False, relative_error=0.5),
+        FormatEntry(
+            "onnx",
+            "ONNX (FP32)",
+            "ok",
+            parity=False,
+            relative_error=0.5,
+            parity_output="logits",
+            mismatch="output 'logits': relative error 5.0e-01 over the tolerance 1e-04",
+        ),
+        FormatEntry(
+            "torch-export",
+            "torch.export",
+            "ok",
+            parity=False,
+            relative_error=float("inf"),
+            parity_output="label",
+            mismatch="output 'label': 1 of 3 values differ",
+        ),
         FormatEntry("torchscript", "TorchScript", "failed", reason="export failed: X: y"),
     )
     result = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0)
     assert result.exit_code == cli.EXIT_FAILED
     assert result.recommendation() == "no format was measured"
     rows = [_cells(r) for r in result.table().splitlines()[2:]]
-    assert rows[2] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
-    assert result.entries[1].parity_text() == "MISMATCH (5.0e-01)"
+    assert rows[3] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
+    assert result.entries[1].parity_text() == "MISMATCH logits (5.0e-01)"
+    assert result.entries[2].parity_text() == "MISMATCH label"
     assert FormatsResult.from_json(result.to_json()) == result
 
 

@@ -1101,10 +1101,14 @@ class FormatEntry:
         report: The profile, when measured.
         reason: Why it failed or was skipped.
         max_abs_error: Largest absolute difference of the outputs from the original's.
-        relative_error: ``max_abs_error`` over the largest magnitude of the original's output.
+        relative_error: The largest, over the outputs, of an output's largest absolute
+            difference over the largest magnitude of the original's same output; infinite when
+            an integer or boolean output (compared exactly) differs.
         tolerance: The largest ``relative_error`` that counts as a match.
         parity: ``True`` when the outputs match, ``False`` when they do not, ``None`` when not
             checked (the original itself, or a failed row).
+        parity_output: The output with the largest error; on a mismatch, the one that differs.
+        mismatch: On a mismatch, which output differs and how (one line).
         prepare_s: Seconds to export and load it.
         elapsed_s: Seconds the whole row took.
     """
@@ -1120,6 +1124,8 @@ class FormatEntry:
     relative_error: float | None = None
     tolerance: float = PARITY_TOLERANCE
     parity: bool | None = None
+    parity_output: str = ""
+    mismatch: str = ""
     prepare_s: float = 0.0
     elapsed_s: float = 0.0
 
@@ -1134,8 +1140,11 @@ class FormatEntry:
             return "reference"
         if self.parity is None or self.relative_error is None:
             return "-"
-        verdict = "ok" if self.parity else "MISMATCH"
-        return f"{verdict} ({self.relative_error:.1e})"
+        if self.parity:
+            return f"ok ({self.relative_error:.1e})"
+        if math.isinf(self.relative_error):  # an integer or boolean output
+            return f"MISMATCH {self.parity_output}"
+        return f"MISMATCH {self.parity_output} ({self.relative_error:.1e})"
 
 
 @dataclass(frozen=True)
@@ -1203,7 +1212,7 @@ class FormatsResult:
     def recommendation(self) -> str:
         """One line: the fastest format whose outputs match, against the original."""
         measured = [e for e in self.entries if e.report is not None and e.parity is not False]
-        mismatched = [e.label for e in self.entries if e.parity is False]
+        mismatched = [f"{e.label} ({e.mismatch})" for e in self.entries if e.parity is False]
         failed = [e.label for e in self.entries if e.status == FAILED]
         if not measured:
             return "no format was measured"
@@ -1309,38 +1318,79 @@ def _original_key(source_format: str) -> str:
     return source_format
 
 
+@dataclass(frozen=True)
+class _Parity:
+    max_abs: float
+    relative: float
+    ok: bool
+    output: str  # the output with the largest error (the first mismatching one, if any)
+    detail: str  # on a mismatch: which output and how
+
+
+def _exact(array: np.ndarray) -> bool:
+    """Whether an output holds integers or booleans (compared exactly, not with a tolerance)."""
+    return array.dtype.kind in "biu"
+
+
 def _parity(
     expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], tolerance: float
-) -> tuple[float, float, bool]:
-    """Max abs error, the same relative to the original's largest magnitude, and the verdict.
+) -> _Parity:
+    """Compares every output with the original's, by name.
 
-    Outputs are matched by name when both models name them alike, else by position.
+    A floating-point output matches when its largest absolute difference, relative to the
+    original output's largest magnitude, is within ``tolerance`` (NaN where the original has NaN
+    counts as equal); an integer or boolean output (class indices, masks) must be equal.
+    Outputs are matched by name when both models name them alike, else by position (named as
+    the original names them).
 
     Raises:
         InvalidArgumentError: If the output counts or shapes differ.
     """
     if set(expected) == set(got):
-        pairs = [(expected[k], got[k]) for k in expected]
+        pairs = [(k, expected[k], got[k]) for k in expected]
     elif len(expected) == len(got):
-        pairs = list(zip(expected.values(), got.values(), strict=True))
+        pairs = [(k, a, b) for (k, a), b in zip(expected.items(), got.values(), strict=True)]
     else:
-        raise InvalidArgumentError(f"{len(got)} outputs against the original's {len(expected)}")
-    worst_abs = 0.0
-    worst_rel = 0.0
-    for a, b in pairs:
-        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a64.shape != b64.shape:
+        raise InvalidArgumentError(
+            f"{len(got)} outputs ({', '.join(got)}) against the original's {len(expected)} "
+            f"({', '.join(expected)})"
+        )
+    worst_abs = worst_rel = 0.0
+    worst_name, detail = "", ""
+    for name, a, b in pairs:
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        if a_arr.shape != b_arr.shape:
             raise InvalidArgumentError(
-                f"output shape {b64.shape} against the original's {a64.shape}"
+                f"output '{name}': shape {b_arr.shape} against the original's {a_arr.shape}"
             )
-        if a64.size == 0:
+        if a_arr.size == 0:
             continue
-        diff = float(np.max(np.abs(a64 - b64)))
-        scale = max(float(np.max(np.abs(a64))), 1e-12)
+        a64, b64 = a_arr.astype(np.float64), b_arr.astype(np.float64)
+        both_nan = np.isnan(a64) & np.isnan(b64)
+        diffs = np.where(both_nan, 0.0, np.abs(a64 - b64))
+        diffs = np.where(np.isnan(diffs), np.inf, diffs)
+        diff = float(np.max(diffs))
+        if _exact(a_arr):
+            differing = int(np.count_nonzero(diffs))
+            rel = 0.0 if differing == 0 else math.inf
+            problem = f"output '{name}': {differing} of {a_arr.size} values differ" * bool(
+                differing
+            )
+        else:
+            finite = np.abs(a64[np.isfinite(a64)])
+            scale = max(float(np.max(finite)) if finite.size else 0.0, 1e-12)
+            rel = diff / scale
+            problem = (
+                f"output '{name}': relative error {rel:.1e} over the tolerance {tolerance:.0e}"
+                * (not rel <= tolerance)
+            )
+        if problem and not detail:
+            detail, worst_name = problem, name
+        if not detail and (rel > worst_rel or not worst_name):
+            worst_name = name
         worst_abs = max(worst_abs, diff)
-        worst_rel = max(worst_rel, diff / scale)
-    ok = math.isfinite(worst_rel) and worst_rel <= tolerance
-    return worst_abs, worst_rel, ok
+        worst_rel = max(worst_rel, rel)
+    return _Parity(worst_abs, worst_rel, not detail, worst_name, detail)
 
 
 def _tflite_from_saved_model(source: Path, out: Path) -> Path:
@@ -1579,6 +1629,7 @@ def _format_entry(
     path = ""
     max_abs = rel = None
     parity = None
+    output = mismatch = ""
     try:
         if model is None:
             try:
@@ -1593,7 +1644,9 @@ def _format_entry(
             prepare_s = time.perf_counter() - start
             try:
                 # In the original's order: an export may name its inputs differently.
-                max_abs, rel, parity = _parity(expected, model(list(inputs.values())), tolerance)
+                check = _parity(expected, model(list(inputs.values())), tolerance)
+                max_abs, rel, parity = check.max_abs, check.relative, check.ok
+                output, mismatch = check.output, check.detail
             except Exception as exc:
                 raise _StageError("parity check failed", exc) from exc
         else:
@@ -1614,6 +1667,8 @@ def _format_entry(
             relative_error=rel,
             tolerance=tolerance,
             parity=parity,
+            parity_output=output,
+            mismatch=mismatch,
             elapsed_s=time.perf_counter() - start,
         )
     finally:
@@ -1628,6 +1683,8 @@ def _format_entry(
         relative_error=rel,
         tolerance=tolerance,
         parity=parity,
+        parity_output=output,
+        mismatch=mismatch,
         prepare_s=prepare_s,
         elapsed_s=time.perf_counter() - start,
     )
