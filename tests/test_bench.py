@@ -831,3 +831,29 @@ def test_formats_input_shapes_that_do_not_fit_together(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_formats_of_a_state_dict_with_its_architecture_as_an_option(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Linear(8, 4)
+    path = tmp_path / "weights.pt"
+    torch_module.save(net.state_dict(), path)
+    out_json = tmp_path / "sd.json"
+    argv = ["formats", str(path), "--quick", "--input-shape", "1x8", "--json", str(out_json)]
+    argv += [
+        "--option",
+        "architecture=torch.nn:Linear",
+        "--option",
+        'architecture_kwargs={"in_features": 8, "out_features": 4}',
+    ]
+    argv += ["--formats", "onnx"]
+    code = cli.main(argv)
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [(e.format, e.status, e.parity) for e in result.entries] == [
+        ("eager", "ok", None),
+        ("onnx", "ok", True),
+    ]

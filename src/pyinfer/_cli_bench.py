@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyinfer._cli_common import EXIT_USAGE, int_list, positive_int, write_output
+from pyinfer._cli_common import EXIT_USAGE, int_list, loader_option, positive_int, write_output
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
 
@@ -151,6 +151,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             quick=args.quick,
             trust_code=args.trust_code,
+            options=dict(args.options),
             progress=_progress,
         )
     except InvalidArgumentError as error:
@@ -197,6 +198,16 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         "(for a module that does not describe its input, or named dynamic dimensions); the "
         "first size is the batch; a model with several inputs: one per input, named "
         "(--input-shape a=1x8 --input-shape b=1x3)",
+    )
+    parser.add_argument(
+        "--option",
+        dest="options",
+        metavar="KEY=VALUE",
+        action="append",
+        type=loader_option,
+        default=[],
+        help="MODEL: an option for loading it, as for pyinfer profile (repeatable; VALUE is JSON "
+        "when it parses): a state_dict needs --option architecture=torchvision.models:resnet18",
     )
     parser.add_argument(
         "--trust-code",

@@ -1453,6 +1453,7 @@ def compare_formats(
     quick: bool = False,
     settings: ProfilerSettings | None = None,
     trust_code: bool = False,
+    options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> FormatsResult:
     """Profiles a model in every format reachable from its framework, with output parity.
@@ -1473,6 +1474,9 @@ def compare_formats(
         quick: Use :func:`quick_settings`.
         settings: Explicit profiler settings (override ``quick``).
         trust_code: Allow loading a pickled whole module (runs code from the file).
+        options: More options for loading the original with :func:`pyinfer.load_model`
+            (``architecture`` for a state_dict, ``input_shapes``...); they win over
+            ``input_shape``.
         progress: Called with a line per step.
 
     Returns:
@@ -1508,14 +1512,15 @@ def compare_formats(
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
-    options: dict[str, Any] = {}
+    load_options: dict[str, Any] = {}
     if source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}:
         if trust_code:
-            options["trust_code"] = True
+            load_options["trust_code"] = True
         if isinstance(input_shape, Mapping):
-            options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
+            load_options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
         elif input_shape:
-            options["input_shapes"] = (None, *input_shape)
+            load_options["input_shapes"] = (None, *input_shape)
+    load_options.update(options or {})
     entries: list[FormatEntry] = []
     interrupted = False
     stem = source.stem or "model"
@@ -1523,7 +1528,7 @@ def compare_formats(
 
     def load(p: Path, key: str | None = None) -> Any:
         """The original (``key`` None) with the user's options; an export with what it needs."""
-        extra = options if key is None else {}
+        extra = load_options if key is None else {}
         if key in {"torchscript", "torch-export"}:
             # A traced or exported module does not record its input shapes: the original's
             # (one input: by position, since tracing may rename it).
@@ -1547,7 +1552,9 @@ def compare_formats(
                     if torch_source
                     else {}
                 )
-                exportable = pyinfer.load_model(source, device="cpu", name=stem, **options, **plain)
+                exportable = pyinfer.load_model(
+                    source, device="cpu", name=stem, **load_options, **plain
+                )
             dims = _shape_dims(original, input_shape)
             inputs = original.example_inputs(batch_size, seed=0, dims=dims)
             expected = original(inputs)
