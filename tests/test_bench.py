@@ -833,6 +833,29 @@ def test_formats_input_shapes_that_do_not_fit_together(
     assert err.count("\n") == 1
 
 
+def test_formats_refuses_a_batch_a_fixed_batch_model_cannot_run(
+    onnx_module: Any, onnxruntime_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    helper = onnx_module.helper
+    tensor = onnx_module.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", tensor, [1, 8])],
+        [helper.make_tensor_value_info("y", tensor, [1, 8])],
+    )
+    path = tmp_path / "fixed.onnx"
+    onnx_module.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code = cli.main(["formats", str(path), "--quick", "--batch-size", "4"])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_USAGE
+    assert captured.out == ""
+    assert captured.err == (
+        "pyinfer formats: error: --batch-size 4: model 'fixed' has a fixed batch size of 1 "
+        "(input x: (1, 8) float32); use --batch-size 1, or export it with a dynamic batch\n"
+    )
+
+
 def test_formats_of_a_state_dict_with_its_architecture_as_an_option(
     torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1555,6 +1555,7 @@ def compare_formats(
                 exportable = pyinfer.load_model(
                     source, device="cpu", name=stem, **load_options, **plain
                 )
+            _check_batch(original, batch_size)
             dims = _shape_dims(original, input_shape)
             inputs = original.example_inputs(batch_size, seed=0, dims=dims)
             expected = original(inputs)
@@ -1605,6 +1606,24 @@ def compare_formats(
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
     )
+
+
+def _check_batch(model: Any, batch_size: int) -> None:
+    """Refuses, before any export, a batch size that a fixed-batch model cannot run.
+
+    Raises:
+        InvalidArgumentError: Naming the input and its fixed batch.
+    """
+    if model.has_dynamic_batch:
+        return
+    first = next((s for s in model.inputs if s.shape and isinstance(s.shape[0], int)), None)
+    if first is not None and first.shape[0] != batch_size:
+        model.close()
+        raise InvalidArgumentError(
+            f"--batch-size {batch_size}: model '{model.name}' has a fixed batch size of "
+            f"{first.shape[0]} (input {first}); use --batch-size {first.shape[0]}, or export it "
+            "with a dynamic batch"
+        )
 
 
 def _original_label(key: str, source_format: str) -> str:
