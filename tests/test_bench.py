@@ -422,6 +422,7 @@ def test_formats_of_a_torch_module(
         "mlp.onnx.data",
         "mlp.pt2",
         "mlp.torchscript.pt",
+        "pyinfer-bench-manifest.json",
     ]
     assert out[0].startswith("mlp.pt (pytorch) on CPU (")
     assert out[0].endswith(", batch 1")
@@ -880,3 +881,38 @@ def test_formats_of_a_state_dict_with_its_architecture_as_an_option(
         ("eager", "ok", None),
         ("onnx", "ok", True),
     ]
+
+
+def test_formats_work_dir_reuses_exports_of_the_same_model_and_redoes_a_changed_one(
+    torch_module: Any, tmp_path: Path
+) -> None:
+    model, work = _torch_pickle(torch_module, tmp_path / "mlp.pt"), tmp_path / "exports"
+
+    def run() -> FormatEntry:
+        result = bench.compare_formats(
+            model,
+            formats=["torchscript"],
+            input_shape=[8],
+            work_dir=work,
+            quick=True,
+            trust_code=True,
+        )
+        assert [e.format for e in result.entries] == ["eager", "torchscript"]
+        return result.entries[1]
+
+    first = run()
+    written = work / "mlp.torchscript.pt"
+    stamp = written.stat().st_mtime_ns
+    assert (first.reused, first.parity, Path(first.path)) == (False, True, written)
+    second = run()
+    assert (second.reused, second.parity) == (True, True)
+    assert written.stat().st_mtime_ns == stamp
+    # The same file name with other weights: exported again, and its outputs still match.
+    torch_module.manual_seed(1)
+    net = torch_module.nn.Sequential(
+        torch_module.nn.Linear(8, 16), torch_module.nn.ReLU(), torch_module.nn.Linear(16, 4)
+    )
+    torch_module.save(net, model)
+    third = run()
+    assert (third.reused, third.parity) == (False, True)
+    assert written.stat().st_mtime_ns != stamp

@@ -22,6 +22,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -1111,6 +1112,8 @@ class FormatEntry:
         mismatch: On a mismatch, which output differs and how (one line).
         prepare_s: Seconds to export and load it.
         elapsed_s: Seconds the whole row took.
+        reused: Whether the export was reused from the work folder (written by an earlier run
+            from the same model file, inputs, options and versions).
     """
 
     format: str
@@ -1128,6 +1131,7 @@ class FormatEntry:
     mismatch: str = ""
     prepare_s: float = 0.0
     elapsed_s: float = 0.0
+    reused: bool = False
 
     @property
     def stable(self) -> bool:
@@ -1402,23 +1406,43 @@ def _tflite_from_saved_model(source: Path, out: Path) -> Path:
     return out
 
 
-def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Path:
+def _export_name(fmt: str, stem: str) -> str:
+    """The file (or folder) name of ``stem`` exported in ``fmt``."""
+    return {
+        "torchscript": f"{stem}.torchscript.pt",
+        "torch-export": f"{stem}.pt2",
+        "onnx": f"{stem}.onnx",
+        "keras": f"{stem}.keras",
+        "saved-model": f"{stem}_saved_model",
+    }.get(fmt, f"{stem}.tflite")
+
+
+def _export(fmt: str, source: Any, example: Any, target: Path) -> Path:
     """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``."""
     from pyinfer import export
 
     if fmt == "torchscript":
-        return export.export_torchscript(source, folder / f"{stem}.torchscript.pt", example)
+        return export.export_torchscript(source, target, example)
     if fmt == "torch-export":
-        return export.export_torch_program(source, folder / f"{stem}.pt2", example)
+        return export.export_torch_program(source, target, example)
     if fmt == "onnx":
-        return export.export_onnx(source, folder / f"{stem}.onnx", example)[0]
+        return export.export_onnx(source, target, example)[0]
     if isinstance(source, Path):  # a SavedModel folder
-        return _tflite_from_saved_model(source, folder / f"{stem}.tflite")
-    target = {"keras": f"{stem}.keras", "saved-model": f"{stem}_saved_model"}.get(
-        fmt, f"{stem}.tflite"
-    )
+        return _tflite_from_saved_model(source, target)
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
-    return export.export_keras(source, folder / target, format=kind)
+    return export.export_keras(source, target, format=kind)
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files and their relative names."""
+    sha = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        sha.update(str(file.relative_to(path) if file != path else "").encode())
+        with file.open("rb") as handle:
+            for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
+                sha.update(chunk)
+    return sha.hexdigest()
 
 
 def _shape_dims(
@@ -1539,6 +1563,7 @@ def compare_formats(
 
     try:
         with _folder(Path(work_dir) if work_dir is not None else None) as folder:
+            artifacts = _Artifacts(folder)
             t0 = time.perf_counter()
             original = load(source)
             exportable = original
@@ -1566,6 +1591,16 @@ def compare_formats(
                 else getattr(exportable, "keras_model", None) or getattr(exportable, "module", None)
             )
             example = tuple(inputs[s.name] for s in exportable.inputs)
+            versions = collect_environment().versions
+            # An export is reused only from the same model file, inputs, options and versions.
+            export_key = "|".join(
+                [
+                    f"source={_digest(source)}",
+                    f"inputs={[tuple(np.shape(x)) for x in example]}",
+                    f"options={sorted((k, repr(v)) for k, v in load_options.items())}",
+                    ",".join(f"{k}={v}" for k, v in sorted(versions.items())),
+                ]
+            )
             prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **dims})
             for number, key in enumerate(chosen, 1):
                 label = _original_label(key, source_format) if key == original_key else None
@@ -1578,7 +1613,12 @@ def compare_formats(
                     key,
                     label,
                     original if key == original_key else None,
-                    export_fn=functools.partial(_export, key, export_source, folder, stem, example),
+                    export_fn=functools.partial(
+                        artifacts.get,
+                        _export_name(key, stem),
+                        f"{key}|{export_key}",
+                        functools.partial(_export, key, export_source, example),
+                    ),
                     load=functools.partial(load, key=key),
                     inputs=inputs,
                     expected=expected,
@@ -1587,6 +1627,9 @@ def compare_formats(
                     no_throughput=no_throughput,
                     prepare_s=load_s if key == original_key else 0.0,
                 )
+                if _export_name(key, stem) in artifacts.reused:
+                    entry = dataclasses.replace(entry, reused=True)
+                    say(f"[{number}/{len(chosen)}] reused {entry.path} (same model and versions)")
                 entries.append(entry)
                 say(f"[{number}/{len(chosen)}] {_done(entry)}")
             original.close()
