@@ -912,3 +912,25 @@ def test_formats_work_dir_reuses_exports_of_the_same_model_and_redoes_a_changed_
     third = run()
     assert (third.reused, third.parity) == (False, True)
     assert written.stat().st_mtime_ns != stamp
+
+
+def test_the_batch_table_marks_each_unstable_latency() -> None:
+    from pyinfer.report import BatchCurve, BatchPoint
+
+    curve = BatchCurve(
+        (
+            BatchPoint(1, 2.0, 2.0, 2.5, 500.0, stable=True),
+            BatchPoint(2, 3.5, 3.4, 4.0, 571.4, stable=False),
+        )
+    )
+    report: Any = type("Report", (), {"batch_curve": curve})()  # only what the table reads
+    entry = bench.SuiteEntry("resnet50-batch", "cpu", "sweep", "sweep", "ok", report=report)
+    lines = bench._batch(entry).splitlines()
+    assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
+    assert [_cells(line) for line in lines[2:4]] == [
+        ["1", "2.00", "500.0", "500.0"],
+        ["2", "3.50~", "571.4", "285.7"],
+    ]
+    assert lines[4] == ("~ not stable at batch 2: the stability target was not met (see the JSON)")
+    # sweep's table (no footnote there) stays unmarked.
+    assert "~" not in curve.to_table()

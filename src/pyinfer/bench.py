@@ -520,8 +520,11 @@ def _batch(entry: SuiteEntry) -> str:
     notes = []
     unstable = [str(p.batch_size) for p in curve.points if p.stable is False]
     if unstable:
-        notes.append(f"~ not stable at batch {', '.join(unstable)}")
-    return _with_notes(curve.to_table(), notes)
+        notes.append(
+            f"~ not stable at batch {', '.join(unstable)}: the stability target was not met "
+            "(see the JSON)"
+        )
+    return _with_notes(curve.to_table(mark_unstable=True), notes)
 
 
 _SMALL_HEADERS = {
