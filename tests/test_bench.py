@@ -482,7 +482,7 @@ def test_formats_of_an_onnx_file_is_itself_only(
     out = capsys.readouterr().out.splitlines()
     assert code in (0, 3)
     assert (
-        "nothing else is reachable from a ONNX file: pyinfer exports from torch modules and "
+        "nothing else is reachable from an ONNX file: pyinfer exports from torch modules and "
         "Keras models only" in out
     )
     assert _cells(out[4])[0] == "ONNX (FP32)"
@@ -934,3 +934,19 @@ def test_the_batch_table_marks_each_unstable_latency() -> None:
     assert lines[4] == ("~ not stable at batch 2: the stability target was not met (see the JSON)")
     # sweep's table (no footnote there) stays unmarked.
     assert "~" not in curve.to_table()
+
+
+@pytest.mark.parametrize("command", ["bench", "formats"])
+def test_help_examples_are_valid_command_lines(command: str) -> None:
+    import argparse
+    import shlex
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    epilog = sub.choices[command].epilog
+    examples = [line.strip() for line in epilog.splitlines()[1:]]
+    commands = [shlex.split(line) for line in examples if line.startswith("pyinfer ")]
+    assert len(commands) >= 2
+    for argv in commands:
+        args = parser.parse_args(argv[1:])  # argparse exits 2 on an unknown or malformed option
+        assert args.command == command

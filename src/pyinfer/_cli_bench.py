@@ -75,6 +75,13 @@ def _item_shapes(
     return (unnamed[0][1:] if unnamed else named), batch_size
 
 
+def _wrap(text: str) -> str:
+    """A description wrapped for a help formatter that keeps it as written."""
+    import textwrap
+
+    return textwrap.fill(text, width=78)
+
+
 def _progress(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
@@ -225,11 +232,17 @@ def add_commands(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="run the specification's benchmark suite (ResNet50, BERT-base, MobileNetV2)",
-        description="Builds the specification's models with random weights, exports them, and "
-        "profiles each entry the same way; prints the specification's tables. Given MODEL, "
-        "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
-        "entry did not become stable, 130 interrupted (finished entries still printed).",
-        epilog="Example: pyinfer bench --quick --json bench.json",
+        description=_wrap(
+            "Builds the specification's models with random weights, exports them, and "
+            "profiles each entry the same way; prints the specification's tables. Given MODEL, "
+            "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
+            "entry did not become stable, 130 interrupted (finished entries still printed)."
+        ),
+        epilog="Examples:\n"
+        "  pyinfer bench --quick --json bench.json --markdown bench.md\n"
+        "  pyinfer bench --only mobilenetv2 --input-sizes 224 --quick\n"
+        "  pyinfer bench --only resnet50 --formats pytorch,onnx --batch-sizes 1,8 --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("model", nargs="?", help="a model file: compare its formats instead")
     _common(bench, suite=True)
@@ -269,11 +282,19 @@ def add_commands(commands: Any) -> None:
     formats = commands.add_parser(
         "formats",
         help="compare a model across every format reachable from its framework",
-        description="Exports MODEL to the other formats of its framework, loads each back, "
-        "profiles it and checks its outputs against the original's on the same random input. "
-        "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
-        "did not become stable, 130 interrupted.",
-        epilog="Example: pyinfer formats model.pt --quick --work-dir exports",
+        description=_wrap(
+            "Exports MODEL to the other formats of its framework, loads each back, "
+            "profiles it and checks its outputs against the original's on the same random input. "
+            "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
+            "did not become stable, 130 interrupted."
+        ),
+        epilog="Examples:\n"
+        '  python -c "import torch, torchvision; torch.save(torchvision.models.resnet18('
+        "weights=None), 'resnet18.pt')\"\n"
+        "  pyinfer formats resnet18.pt --trust-code --input-shape 1x3x224x224 --quick "
+        "--work-dir exports\n"
+        "  pyinfer formats exports/resnet18.onnx --batch-size 8 --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     formats.add_argument("model", help="the model file (or SavedModel folder)")
     _common(formats, suite=False)

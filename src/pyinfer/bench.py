@@ -1313,7 +1313,7 @@ def _reachable(source_format: str) -> tuple[tuple[str, ...], str]:
         )
     own = {"onnx": "onnx", "tflite": "tflite"}[source_format]
     return (own,), (
-        f"nothing else is reachable from a {_FORMAT_ROW_LABELS[own].split(' ')[0]} file: "
+        f"nothing else is reachable from {'an ONNX' if own == 'onnx' else 'a TFLite'} file: "
         "pyinfer exports from torch modules and Keras models only"
     )
 
