@@ -338,6 +338,10 @@ def test_ctrl_c_keeps_the_finished_entries(
             ["--input-sizes", "16"],
             "--input-sizes must be at least 32 (MobileNetV2 halves its input five times), got 16",
         ),
+        (
+            ["--seq-lengths", "128,1000"],
+            "--seq-lengths must be at most 512 (BERT-base's position embeddings), got 1000",
+        ),
     ],
 )
 def test_bad_suite_options_exit_2(

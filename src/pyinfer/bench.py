@@ -101,6 +101,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_SEQ_LENGTHS = (128, 256, 512)
 DEFAULT_INPUT_SIZES = (224, 320)
 RESNET_IMAGE_SIZE = 224
+#: BERT-base's ``max_position_embeddings``: its longest sequence.
+BERT_MAX_POSITIONS = 512
 
 #: Formats ``compare_formats`` knows, by the name ``--formats`` takes.
 FORMAT_CHOICES = ("eager", "torchscript", "torch-export", "onnx", "keras", "saved-model", "tflite")
@@ -609,6 +611,12 @@ class SuiteConfig:
             _names(self.devices, ("cpu", "cuda"), "--device")
         object.__setattr__(self, "batch_sizes", _sizes(self.batch_sizes, "--batch-sizes"))
         object.__setattr__(self, "seq_lengths", _sizes(self.seq_lengths, "--seq-lengths"))
+        positions = int(self.bert_config.get("max_position_embeddings", BERT_MAX_POSITIONS))
+        if "bert" in self.models and max(self.seq_lengths) > positions:
+            raise InvalidArgumentError(
+                f"--seq-lengths must be at most {positions} (BERT-base's position embeddings), "
+                f"got {max(self.seq_lengths)}"
+            )
         sizes = _sizes(self.input_sizes, "--input-sizes")
         if min(sizes) < 32:
             raise InvalidArgumentError(
