@@ -437,6 +437,10 @@ def test_formats_of_a_torch_module(
     ]
     assert rows[0][4] == "reference"
     assert rows[3][4] == f"ok ({result.entries[3].relative_error:.1e})"
+    assert out[-2] == (
+        "Parity: each output's largest difference from the original's, over that output's "
+        "largest magnitude (ok within 1e-04); integer and boolean outputs must be equal"
+    )
     assert out[-1] == result.recommendation()
     assert out[-1].startswith("fastest at batch 1: ")
     assert out[-1].endswith("; all outputs match")
@@ -492,6 +496,7 @@ def test_formats_of_an_onnx_file_is_itself_only(
     assert _cells(out[4])[0] == "ONNX (FP32)"
     assert _cells(out[4])[4] == "reference"
     assert out[-1] == "fastest at batch 1: ONNX (FP32) (the original)"
+    assert not any(line.startswith("Parity: ") for line in out)  # nothing was compared
 
 
 def test_formats_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

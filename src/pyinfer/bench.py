@@ -1254,6 +1254,15 @@ class FormatsResult:
             f"{_device_heading(self.environment, self.device)}, batch {self.batch_size}"
         )
         lines = [heading, "", self.table()]
+        checked = [e for e in self.entries if e.parity is not None]
+        if checked:
+            tolerances = sorted({e.tolerance for e in checked})
+            within = " or ".join(f"{t:.0e}" for t in tolerances)
+            lines.append(
+                "Parity: each output's largest difference from the original's, over that "
+                f"output's largest magnitude (ok within {within}); integer and boolean outputs "
+                "must be equal"
+            )
         if self.note:
             lines.append(self.note)
         lines.append(self.recommendation())
