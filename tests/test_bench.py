@@ -959,3 +959,37 @@ def test_help_examples_are_valid_command_lines(command: str) -> None:
     for argv in commands:
         args = parser.parse_args(argv[1:])  # argparse exits 2 on an unknown or malformed option
         assert args.command == command
+
+
+def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
+    torch_module: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    env = dict(os.environ, PYTHONPATH=str(Path(pyinfer.__file__).parents[1]))
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8"]
+    argv += ["--json", str(tmp_path / "i.json")]
+    proc = subprocess.Popen(  # full settings: each row takes seconds, time to interrupt it
+        [sys.executable, "-m", "pyinfer", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("[2/4] TorchScript (elapsed"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, "".join(seen) + err
+    assert "interrupted: keeping the formats finished so far" in err
+    lines = out.splitlines()
+    assert [_cells(line)[0] for line in lines if "│" in line][1:] == ["PyTorch (FP32)"]
+    assert lines[-1] == "interrupted: the format running then was dropped"
+    result = FormatsResult.load(tmp_path / "i.json")
+    assert result.interrupted
+    assert [e.format for e in result.entries] == ["eager"]
