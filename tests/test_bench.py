@@ -105,7 +105,7 @@ def test_mobilenet_table_json_and_markdown(
     assert "```\n" + "\n".join(table) in md
     raw = json.loads(out_json.read_text())
     assert raw["kind"] == "pyinfer-bench-suite"
-    assert raw["schema_version"] == "1.0"
+    assert raw["schema_version"] == "1.1"
     assert raw["tables"][0]["table"].splitlines()[:2] == list(SPEC_MOBILENET)
     assert raw["entries"][0]["report"]["latency"]["stats"]["count"] >= 1
     first = result.entries[0]
@@ -993,3 +993,19 @@ def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
     result = FormatsResult.load(tmp_path / "i.json")
     assert result.interrupted
     assert [e.format for e in result.entries] == ["eager"]
+
+
+def test_a_formats_json_of_schema_1_0_still_loads() -> None:
+    env = bench.collect_environment()
+    entries = (
+        FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
+        FormatEntry("onnx", "ONNX (FP32)", "ok", parity=True, relative_error=1e-7),
+    )
+    data = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0).to_dict()
+    assert data["schema_version"] == "1.1"
+    data["schema_version"] = "1.0"
+    for entry in data["entries"]:  # the fields 1.1 added
+        del entry["parity_output"], entry["mismatch"], entry["reused"]
+    loaded = FormatsResult.from_dict(data)
+    assert loaded.entries[1].parity is True
+    assert (loaded.entries[1].mismatch, loaded.entries[1].reused) == ("", False)

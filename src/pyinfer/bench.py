@@ -81,8 +81,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the suite's and the format comparison's JSON layout (major: a field removed or
-#: changed; minor: fields added).
-BENCH_SCHEMA_VERSION = "1.0"
+#: changed; minor: fields added; 1.1: a format's parity_output, mismatch and reused).
+BENCH_SCHEMA_VERSION = "1.1"
 
 #: The suite's models, in the specification's order.
 SUITE_MODELS = ("resnet50", "bert", "mobilenetv2")
