@@ -105,7 +105,7 @@ def test_mobilenet_table_json_and_markdown(
     assert "```\n" + "\n".join(table) in md
     raw = json.loads(out_json.read_text())
     assert raw["kind"] == "pyinfer-bench-suite"
-    assert raw["schema_version"] == "1.0"
+    assert raw["schema_version"] == "1.1"
     assert raw["tables"][0]["table"].splitlines()[:2] == list(SPEC_MOBILENET)
     assert raw["entries"][0]["report"]["latency"]["stats"]["count"] >= 1
     first = result.entries[0]
@@ -255,20 +255,16 @@ def test_a_missing_framework_is_skipped_not_failed(
     assert [e.status for e in result.entries] == ["ok", "skipped", "skipped", "ok"]
     assert result.exit_code in (cli.EXIT_OK, cli.EXIT_UNSTABLE)
     text = result.to_text().splitlines()
-    # "TensorFlow (FP32)", a row the specification does not have, widens the first column.
-    wide = (
-        "Model Format       │ Latency (ms) │ Throughput (FPS) │ Memory (MB)",
-        "───────────────────┼──────────────┼──────────────────┼────────────",
-    )
-    table = _after(text, wide)
+    # "Keras (FP32)", a row the specification does not have, keeps its first column's width.
+    table = _after(text, SPEC_FORMATS)
     assert _cells(table[3]) == [
-        "TensorFlow (FP32)",
+        "Keras (FP32)",
         "-",
         "-",
         "skipped: not installed",
     ]
     assert (
-        "TensorFlow (FP32): skipped: not installed: TensorFlow is not installed: "
+        "Keras (FP32): skipped: not installed: TensorFlow is not installed: "
         "pip install pyinfer[tf]" in text
     )
 
@@ -341,6 +337,10 @@ def test_ctrl_c_keeps_the_finished_entries(
         (
             ["--input-sizes", "16"],
             "--input-sizes must be at least 32 (MobileNetV2 halves its input five times), got 16",
+        ),
+        (
+            ["--seq-lengths", "128,1000"],
+            "--seq-lengths must be at most 512 (BERT-base's position embeddings), got 1000",
         ),
     ],
 )
@@ -422,6 +422,7 @@ def test_formats_of_a_torch_module(
         "mlp.onnx.data",
         "mlp.pt2",
         "mlp.torchscript.pt",
+        "pyinfer-bench-manifest.json",
     ]
     assert out[0].startswith("mlp.pt (pytorch) on CPU (")
     assert out[0].endswith(", batch 1")
@@ -436,6 +437,10 @@ def test_formats_of_a_torch_module(
     ]
     assert rows[0][4] == "reference"
     assert rows[3][4] == f"ok ({result.entries[3].relative_error:.1e})"
+    assert out[-2] == (
+        "Parity: each output's largest difference from the original's, over that output's "
+        "largest magnitude (ok within 1e-04); integer and boolean outputs must be equal"
+    )
     assert out[-1] == result.recommendation()
     assert out[-1].startswith("fastest at batch 1: ")
     assert out[-1].endswith("; all outputs match")
@@ -485,12 +490,13 @@ def test_formats_of_an_onnx_file_is_itself_only(
     out = capsys.readouterr().out.splitlines()
     assert code in (0, 3)
     assert (
-        "nothing else is reachable from a ONNX file: pyinfer exports from torch modules and "
+        "nothing else is reachable from an ONNX file: pyinfer exports from torch modules and "
         "Keras models only" in out
     )
     assert _cells(out[4])[0] == "ONNX (FP32)"
     assert _cells(out[4])[4] == "reference"
     assert out[-1] == "fastest at batch 1: ONNX (FP32) (the original)"
+    assert not any(line.startswith("Parity: ") for line in out)  # nothing was compared
 
 
 def test_formats_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -506,31 +512,78 @@ def test_parity_measure() -> None:
 
     ref = {"y": np.array([[1.0, -4.0]], np.float32)}
     close = {"y": np.array([[1.0, -4.0002]], np.float32)}
-    max_abs, rel, ok = bench._parity(ref, close, 1e-4)
+    check = bench._parity(ref, close, 1e-4)
     difference = float(np.float32(-4.0002)) + 4.0  # float32's nearest value to -4.0002
-    assert max_abs == pytest.approx(-difference)
-    assert rel == pytest.approx(-difference / 4)
-    assert ok
-    assert not bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)[2]
-    with pytest.raises(InvalidArgumentError, match=r"output shape \(2,\) against"):
+    assert check.max_abs == pytest.approx(-difference)
+    assert check.relative == pytest.approx(-difference / 4)
+    assert check.ok
+    assert (check.output, check.detail) == ("y", "")
+    far = bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
+    assert not far.ok
+    assert far.detail == "output 'y': relative error 2.5e-01 over the tolerance 1e-04"
+    with pytest.raises(InvalidArgumentError, match=r"output 'y': shape \(2,\) against"):
         bench._parity(ref, {"y": np.zeros(2)}, 1e-4)
-    with pytest.raises(InvalidArgumentError, match="2 outputs against the original's 1"):
+    with pytest.raises(InvalidArgumentError, match=r"2 outputs \(a, b\) against the original's 1"):
         bench._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
+
+
+def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -> None:
+    import numpy as np
+
+    ref = {
+        "score": np.array([[0.5, 2.0]], np.float32),
+        "label": np.array([1, 0, 1], np.int64),
+        "mask": np.array([True, False]),
+    }
+    # Another order of the same names: matched by name, not position.
+    same = {"mask": ref["mask"].copy(), "label": ref["label"].copy(), "score": ref["score"] + 1e-6}
+    assert bench._parity(ref, same, 1e-4).ok
+    # The first output matches; the integer one differs by one class in one of three items.
+    wrong_label = {**same, "label": np.array([1, 1, 1], np.int64)}
+    check = bench._parity(ref, wrong_label, 1e-4)
+    assert not check.ok
+    assert check.output == "label"
+    assert check.detail == "output 'label': 1 of 3 values differ"
+    assert check.relative == float("inf")
+    wrong_mask = {**same, "mask": np.array([True, True])}
+    assert bench._parity(ref, wrong_mask, 1e-4).detail == "output 'mask': 1 of 2 values differ"
+    # NaN where the original has NaN is equal; NaN where it has a number is not.
+    nan_ref = {"y": np.array([np.nan, 1.0], np.float32)}
+    assert bench._parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
+    assert not bench._parity(nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4).ok
 
 
 def test_a_mismatching_or_failed_format_exits_1() -> None:
     env = bench.collect_environment()
     entries = (
         FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
-        FormatEntry("onnx", "ONNX (FP32)", "ok", parity=False, relative_error=0.5),
+        FormatEntry(
+            "onnx",
+            "ONNX (FP32)",
+            "ok",
+            parity=False,
+            relative_error=0.5,
+            parity_output="logits",
+            mismatch="output 'logits': relative error 5.0e-01 over the tolerance 1e-04",
+        ),
+        FormatEntry(
+            "torch-export",
+            "torch.export",
+            "ok",
+            parity=False,
+            relative_error=float("inf"),
+            parity_output="label",
+            mismatch="output 'label': 1 of 3 values differ",
+        ),
         FormatEntry("torchscript", "TorchScript", "failed", reason="export failed: X: y"),
     )
     result = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0)
     assert result.exit_code == cli.EXIT_FAILED
     assert result.recommendation() == "no format was measured"
     rows = [_cells(r) for r in result.table().splitlines()[2:]]
-    assert rows[2] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
-    assert result.entries[1].parity_text() == "MISMATCH (5.0e-01)"
+    assert rows[3] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
+    assert result.entries[1].parity_text() == "MISMATCH logits (5.0e-01)"
+    assert result.entries[2].parity_text() == "MISMATCH label"
     assert FormatsResult.from_json(result.to_json()) == result
 
 
@@ -727,3 +780,232 @@ def test_formats_input_shape_is_the_profile_syntax(
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_formats_of_a_two_input_module_with_named_shapes(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests._bench_nets import TwoInputs
+
+    torch_module.manual_seed(0)
+    path = tmp_path / "two.pt"
+    torch_module.save(TwoInputs(), path)
+    out_json = tmp_path / "two.json"
+    argv = ["formats", str(path), "--trust-code", "--quick", "--json", str(out_json)]
+    code = cli.main([*argv, "--input-shape", "a=2x8", "--input-shape", "b=2x3"])
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert result.batch_size == 2
+    assert [(e.format, e.status) for e in result.entries] == [
+        ("eager", "ok"),
+        ("torchscript", "ok"),
+        ("torch-export", "ok"),
+        ("onnx", "ok"),
+    ]
+    assert [e.parity for e in result.entries] == [None, True, True, True]
+    original = result.entries[0].report
+    assert original is not None
+    assert original.input_shapes == {"a": (2, 8), "b": (2, 3)}
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["1x8", "b=1x3"], "with several inputs name each one: --input-shape a=1x8"),
+        (["a=1x8", "a=1x4"], "--input-shape a=1x4: input 'a' is given twice"),
+        (
+            ["a=1x8", "b=2x3"],
+            "--input-shape b=2x3 has batch 2, which contradicts --input-shape a=1x8",
+        ),
+        (["=1x8"], "the input's name before = is empty"),
+    ],
+)
+def test_formats_input_shapes_that_do_not_fit_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], specs: list[str], message: str
+) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    argv = ["formats", str(model)]
+    for spec in specs:
+        argv += ["--input-shape", spec]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_formats_refuses_a_batch_a_fixed_batch_model_cannot_run(
+    onnx_module: Any, onnxruntime_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    helper = onnx_module.helper
+    tensor = onnx_module.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", tensor, [1, 8])],
+        [helper.make_tensor_value_info("y", tensor, [1, 8])],
+    )
+    path = tmp_path / "fixed.onnx"
+    onnx_module.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code = cli.main(["formats", str(path), "--quick", "--batch-size", "4"])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_USAGE
+    assert captured.out == ""
+    assert captured.err == (
+        "pyinfer formats: error: --batch-size 4: model 'fixed' has a fixed batch size of 1 "
+        "(input x: (1, 8) float32); use --batch-size 1, or export it with a dynamic batch\n"
+    )
+
+
+def test_formats_of_a_state_dict_with_its_architecture_as_an_option(
+    torch_module: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Linear(8, 4)
+    path = tmp_path / "weights.pt"
+    torch_module.save(net.state_dict(), path)
+    out_json = tmp_path / "sd.json"
+    argv = ["formats", str(path), "--quick", "--input-shape", "1x8", "--json", str(out_json)]
+    argv += [
+        "--option",
+        "architecture=torch.nn:Linear",
+        "--option",
+        'architecture_kwargs={"in_features": 8, "out_features": 4}',
+    ]
+    argv += ["--formats", "onnx"]
+    code = cli.main(argv)
+    capsys.readouterr()
+    result = FormatsResult.load(out_json)
+    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert [(e.format, e.status, e.parity) for e in result.entries] == [
+        ("eager", "ok", None),
+        ("onnx", "ok", True),
+    ]
+
+
+def test_formats_work_dir_reuses_exports_of_the_same_model_and_redoes_a_changed_one(
+    torch_module: Any, tmp_path: Path
+) -> None:
+    model, work = _torch_pickle(torch_module, tmp_path / "mlp.pt"), tmp_path / "exports"
+
+    def run() -> FormatEntry:
+        result = bench.compare_formats(
+            model,
+            formats=["torchscript"],
+            input_shape=[8],
+            work_dir=work,
+            quick=True,
+            trust_code=True,
+        )
+        assert [e.format for e in result.entries] == ["eager", "torchscript"]
+        return result.entries[1]
+
+    first = run()
+    written = work / "mlp.torchscript.pt"
+    stamp = written.stat().st_mtime_ns
+    assert (first.reused, first.parity, Path(first.path)) == (False, True, written)
+    second = run()
+    assert (second.reused, second.parity) == (True, True)
+    assert written.stat().st_mtime_ns == stamp
+    # The same file name with other weights: exported again, and its outputs still match.
+    torch_module.manual_seed(1)
+    net = torch_module.nn.Sequential(
+        torch_module.nn.Linear(8, 16), torch_module.nn.ReLU(), torch_module.nn.Linear(16, 4)
+    )
+    torch_module.save(net, model)
+    third = run()
+    assert (third.reused, third.parity) == (False, True)
+    assert written.stat().st_mtime_ns != stamp
+
+
+def test_the_batch_table_marks_each_unstable_latency() -> None:
+    from pyinfer.report import BatchCurve, BatchPoint
+
+    curve = BatchCurve(
+        (
+            BatchPoint(1, 2.0, 2.0, 2.5, 500.0, stable=True),
+            BatchPoint(2, 3.5, 3.4, 4.0, 571.4, stable=False),
+        )
+    )
+    report: Any = type("Report", (), {"batch_curve": curve})()  # only what the table reads
+    entry = bench.SuiteEntry("resnet50-batch", "cpu", "sweep", "sweep", "ok", report=report)
+    lines = bench._batch(entry).splitlines()
+    assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
+    assert [_cells(line) for line in lines[2:4]] == [
+        ["1", "2.00", "500.0", "500.0"],
+        ["2", "3.50~", "571.4", "285.7"],
+    ]
+    assert lines[4] == ("~ not stable at batch 2: the stability target was not met (see the JSON)")
+    # sweep's table (no footnote there) stays unmarked.
+    assert "~" not in curve.to_table()
+
+
+@pytest.mark.parametrize("command", ["bench", "formats"])
+def test_help_examples_are_valid_command_lines(command: str) -> None:
+    import argparse
+    import shlex
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    epilog = sub.choices[command].epilog
+    examples = [line.strip() for line in epilog.splitlines()[1:]]
+    commands = [shlex.split(line) for line in examples if line.startswith("pyinfer ")]
+    assert len(commands) >= 2
+    for argv in commands:
+        args = parser.parse_args(argv[1:])  # argparse exits 2 on an unknown or malformed option
+        assert args.command == command
+
+
+def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
+    torch_module: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    env = dict(os.environ, PYTHONPATH=str(Path(pyinfer.__file__).parents[1]))
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8"]
+    argv += ["--json", str(tmp_path / "i.json")]
+    proc = subprocess.Popen(  # full settings: each row takes seconds, time to interrupt it
+        [sys.executable, "-m", "pyinfer", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("[2/4] TorchScript (elapsed"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, "".join(seen) + err
+    assert "interrupted: keeping the formats finished so far" in err
+    lines = out.splitlines()
+    assert [_cells(line)[0] for line in lines if "│" in line][1:] == ["PyTorch (FP32)"]
+    assert lines[-1] == "interrupted: the format running then was dropped"
+    result = FormatsResult.load(tmp_path / "i.json")
+    assert result.interrupted
+    assert [e.format for e in result.entries] == ["eager"]
+
+
+def test_a_formats_json_of_schema_1_0_still_loads() -> None:
+    env = bench.collect_environment()
+    entries = (
+        FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
+        FormatEntry("onnx", "ONNX (FP32)", "ok", parity=True, relative_error=1e-7),
+    )
+    data = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0).to_dict()
+    assert data["schema_version"] == "1.1"
+    data["schema_version"] = "1.0"
+    for entry in data["entries"]:  # the fields 1.1 added
+        del entry["parity_output"], entry["mismatch"], entry["reused"]
+    loaded = FormatsResult.from_dict(data)
+    assert loaded.entries[1].parity is True
+    assert (loaded.entries[1].mismatch, loaded.entries[1].reused) == ("", False)

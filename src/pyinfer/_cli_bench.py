@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyinfer._cli_common import EXIT_USAGE, int_list, positive_int, write_output
+from pyinfer._cli_common import EXIT_USAGE, int_list, loader_option, positive_int, write_output
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
 
@@ -19,13 +19,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _shape(text: str) -> list[int]:
-    """A whole input shape, batch first, as ``pyinfer profile`` takes it (an argparse type).
+def _shape(text: str) -> tuple[str | None, list[int]]:
+    """An input's name (or None) and its whole shape, batch first (an argparse type).
 
-    ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
+    As ``pyinfer profile`` takes it: ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
     """
-    _, sep, value = text.partition("=")
+    name, sep, value = text.partition("=")
     dims = value if sep else text
+    if sep and not name.strip():
+        raise argparse.ArgumentTypeError(f"the input's name before = is empty in {text!r}")
     if "," in dims or not dims.strip():
         raise argparse.ArgumentTypeError(
             f"must be a whole shape with the batch first, sizes joined by x (1x3x224x224), "
@@ -37,7 +39,47 @@ def _shape(text: str) -> list[int]:
             f"must be a whole shape with the batch first (1x3x224x224), got {text!r}: one "
             "size is only the batch"
         )
-    return shape
+    return (name.strip() if sep else None), shape
+
+
+def _item_shapes(
+    specs: list[tuple[str | None, list[int]]], batch_size: int | None
+) -> tuple[list[int] | dict[str, list[int]] | None, int]:
+    """One item's shape (or one per named input) and the batch, from ``--input-shape`` specs.
+
+    Raises:
+        InvalidArgumentError: If unnamed and named shapes are mixed, a name repeats, or a batch
+            contradicts another spec's or ``--batch-size``.
+    """
+    if not specs:
+        return None, batch_size or 1
+    unnamed = [shape for name, shape in specs if name is None]
+    if unnamed and len(specs) > 1:
+        raise InvalidArgumentError(
+            "--input-shape: an unnamed shape is for a one-input model; with several inputs name "
+            "each one: --input-shape a=1x8 --input-shape b=1x3"
+        )
+    named: dict[str, list[int]] = {}
+    given = f"--batch-size {batch_size}"
+    for name, shape in specs:
+        text = "x".join(map(str, shape))
+        where = f"--input-shape {name}={text}" if name else f"--input-shape {text}"
+        if name is not None and name in named:
+            raise InvalidArgumentError(f"{where}: input '{name}' is given twice")
+        if batch_size is not None and batch_size != shape[0]:
+            raise InvalidArgumentError(f"{where} has batch {shape[0]}, which contradicts {given}")
+        batch_size, given = shape[0], where
+        if name is not None:
+            named[name] = shape[1:]
+    assert batch_size is not None
+    return (unnamed[0][1:] if unnamed else named), batch_size
+
+
+def _wrap(text: str) -> str:
+    """A description wrapped for a help formatter that keeps it as written."""
+    import textwrap
+
+    return textwrap.fill(text, width=78)
 
 
 def _progress(line: str) -> None:
@@ -101,17 +143,10 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.bench import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
-    batch_size = getattr(args, "batch_size", None)
-    item_shape = None
-    if args.input_shape:
-        shape_batch, *item_shape = args.input_shape
-        if batch_size is not None and batch_size != shape_batch:
-            raise InvalidArgumentError(
-                f"--input-shape {'x'.join(map(str, args.input_shape))} has batch {shape_batch}, "
-                f"which contradicts --batch-size {batch_size}"
-            )
-        batch_size = shape_batch
-    batch_size = batch_size or 1
+    try:
+        item_shape, batch_size = _item_shapes(args.input_shape or [], args.batch_size)
+    except InvalidArgumentError as error:
+        return _usage_error(args.command, error)
     _require_cuda((device,))
     try:
         result = compare_formats(
@@ -123,6 +158,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             quick=args.quick,
             trust_code=args.trust_code,
+            options=dict(args.options),
             progress=_progress,
         )
     except InvalidArgumentError as error:
@@ -156,17 +192,30 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         "--formats",
         type=_names,
         metavar="LIST",
-        help="formats to run, comma-separated (bench: pytorch,onnx,torchscript,tensorflow,"
-        "tflite; formats: eager,torchscript,torch-export,onnx,keras,saved-model,tflite)",
+        help="formats to run, comma-separated (bench: ResNet50's, of pytorch,onnx,torchscript,"
+        "tensorflow,tflite; BERT and MobileNetV2 run in PyTorch; formats: eager,torchscript,"
+        "torch-export,onnx,keras,saved-model,tflite)",
     )
     parser.add_argument("--batch-size", type=positive_int, help="MODEL: items per call (default 1)")
     parser.add_argument(
         "--input-shape",
         type=_shape,
+        action="append",
         metavar="SHAPE",
         help="MODEL: the input's whole shape, batch first, as for pyinfer profile: 1x3x224x224 "
         "(for a module that does not describe its input, or named dynamic dimensions); the "
-        "first size is the batch",
+        "first size is the batch; a model with several inputs: one per input, named "
+        "(--input-shape a=1x8 --input-shape b=1x3)",
+    )
+    parser.add_argument(
+        "--option",
+        dest="options",
+        metavar="KEY=VALUE",
+        action="append",
+        type=loader_option,
+        default=[],
+        help="MODEL: an option for loading it, as for pyinfer profile (repeatable; VALUE is JSON "
+        "when it parses): a state_dict needs --option architecture=torchvision.models:resnet18",
     )
     parser.add_argument(
         "--trust-code",
@@ -184,11 +233,17 @@ def add_commands(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="run the specification's benchmark suite (ResNet50, BERT-base, MobileNetV2)",
-        description="Builds the specification's models with random weights, exports them, and "
-        "profiles each entry the same way; prints the specification's tables. Given MODEL, "
-        "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
-        "entry did not become stable, 130 interrupted (finished entries still printed).",
-        epilog="Example: pyinfer bench --quick --json bench.json",
+        description=_wrap(
+            "Builds the specification's models with random weights, exports them, and "
+            "profiles each entry the same way; prints the specification's tables. Given MODEL, "
+            "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
+            "entry did not become stable, 130 interrupted (finished entries still printed)."
+        ),
+        epilog="Examples:\n"
+        "  pyinfer bench --quick --json bench.json --markdown bench.md\n"
+        "  pyinfer bench --only mobilenetv2 --input-sizes 224 --quick\n"
+        "  pyinfer bench --only resnet50 --formats pytorch,onnx --batch-sizes 1,8 --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("model", nargs="?", help="a model file: compare its formats instead")
     _common(bench, suite=True)
@@ -210,7 +265,7 @@ def add_commands(commands: Any) -> None:
         type=int_list,
         default=[128, 256, 512],
         metavar="LIST",
-        help="BERT's sequence lengths (default 128,256,512)",
+        help="BERT's sequence lengths (default 128,256,512; at most 512)",
     )
     bench.add_argument(
         "--input-sizes",
@@ -228,11 +283,19 @@ def add_commands(commands: Any) -> None:
     formats = commands.add_parser(
         "formats",
         help="compare a model across every format reachable from its framework",
-        description="Exports MODEL to the other formats of its framework, loads each back, "
-        "profiles it and checks its outputs against the original's on the same random input. "
-        "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
-        "did not become stable, 130 interrupted.",
-        epilog="Example: pyinfer formats model.pt --quick --work-dir exports",
+        description=_wrap(
+            "Exports MODEL to the other formats of its framework, loads each back, "
+            "profiles it and checks its outputs against the original's on the same random input. "
+            "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
+            "did not become stable, 130 interrupted."
+        ),
+        epilog="Examples:\n"
+        '  python -c "import torch, torchvision; torch.save(torchvision.models.resnet18('
+        "weights=None), 'resnet18.pt')\"\n"
+        "  pyinfer formats resnet18.pt --trust-code --input-shape 1x3x224x224 --quick "
+        "--work-dir exports\n"
+        "  pyinfer formats exports/resnet18.onnx --batch-size 8 --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     formats.add_argument("model", help="the model file (or SavedModel folder)")
     _common(formats, suite=False)

@@ -7,8 +7,10 @@ option parsing and atomic writes as the others without importing one another.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pyinfer.errors import InvalidArgumentError
 
@@ -85,6 +87,19 @@ def int_list(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"each value must be at least 1, got {value}")
         values.append(value)
     return values
+
+
+def loader_option(text: str) -> tuple[str, Any]:
+    """A loader option ``KEY=VALUE`` (an argparse type): VALUE as JSON when it parses."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
 
 
 def write_output(path: str | Path, text: str | bytes, what: str) -> Path:

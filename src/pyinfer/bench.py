@@ -22,6 +22,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -80,25 +81,28 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Version of the suite's and the format comparison's JSON layout (major: a field removed or
-#: changed; minor: fields added).
-BENCH_SCHEMA_VERSION = "1.0"
+#: changed; minor: fields added; 1.1: a format's parity_output, mismatch and reused).
+BENCH_SCHEMA_VERSION = "1.1"
 
 #: The suite's models, in the specification's order.
 SUITE_MODELS = ("resnet50", "bert", "mobilenetv2")
 #: ResNet50's formats, in the specification's row order, then TensorFlow's.
 SUITE_FORMATS = ("pytorch", "onnx", "torchscript", "tensorflow", "tflite")
-#: The specification's row names.
+#: The specification's row names; TensorFlow's (a Keras ``.keras`` file run by TensorFlow)
+#: fits the specification's 16-character first column, so the header stays its own.
 SUITE_FORMAT_LABELS = {
     "pytorch": "PyTorch (FP32)",
     "onnx": "ONNX (FP32)",
     "torchscript": "TorchScript",
-    "tensorflow": "TensorFlow (FP32)",
+    "tensorflow": "Keras (FP32)",
     "tflite": "TFLite (FP32)",
 }
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_SEQ_LENGTHS = (128, 256, 512)
 DEFAULT_INPUT_SIZES = (224, 320)
 RESNET_IMAGE_SIZE = 224
+#: BERT-base's ``max_position_embeddings``: its longest sequence.
+BERT_MAX_POSITIONS = 512
 
 #: Formats ``compare_formats`` knows, by the name ``--formats`` takes.
 FORMAT_CHOICES = ("eager", "torchscript", "torch-export", "onnx", "keras", "saved-model", "tflite")
@@ -518,8 +522,11 @@ def _batch(entry: SuiteEntry) -> str:
     notes = []
     unstable = [str(p.batch_size) for p in curve.points if p.stable is False]
     if unstable:
-        notes.append(f"~ not stable at batch {', '.join(unstable)}")
-    return _with_notes(curve.to_table(), notes)
+        notes.append(
+            f"~ not stable at batch {', '.join(unstable)}: the stability target was not met "
+            "(see the JSON)"
+        )
+    return _with_notes(curve.to_table(mark_unstable=True), notes)
 
 
 _SMALL_HEADERS = {
@@ -604,6 +611,12 @@ class SuiteConfig:
             _names(self.devices, ("cpu", "cuda"), "--device")
         object.__setattr__(self, "batch_sizes", _sizes(self.batch_sizes, "--batch-sizes"))
         object.__setattr__(self, "seq_lengths", _sizes(self.seq_lengths, "--seq-lengths"))
+        positions = int(self.bert_config.get("max_position_embeddings", BERT_MAX_POSITIONS))
+        if "bert" in self.models and max(self.seq_lengths) > positions:
+            raise InvalidArgumentError(
+                f"--seq-lengths must be at most {positions} (BERT-base's position embeddings), "
+                f"got {max(self.seq_lengths)}"
+            )
         sizes = _sizes(self.input_sizes, "--input-sizes")
         if min(sizes) < 32:
             raise InvalidArgumentError(
@@ -1101,12 +1114,18 @@ class FormatEntry:
         report: The profile, when measured.
         reason: Why it failed or was skipped.
         max_abs_error: Largest absolute difference of the outputs from the original's.
-        relative_error: ``max_abs_error`` over the largest magnitude of the original's output.
+        relative_error: The largest, over the outputs, of an output's largest absolute
+            difference over the largest magnitude of the original's same output; infinite when
+            an integer or boolean output (compared exactly) differs.
         tolerance: The largest ``relative_error`` that counts as a match.
         parity: ``True`` when the outputs match, ``False`` when they do not, ``None`` when not
             checked (the original itself, or a failed row).
+        parity_output: The output with the largest error; on a mismatch, the one that differs.
+        mismatch: On a mismatch, which output differs and how (one line).
         prepare_s: Seconds to export and load it.
         elapsed_s: Seconds the whole row took.
+        reused: Whether the export was reused from the work folder (written by an earlier run
+            from the same model file, inputs, options and versions).
     """
 
     format: str
@@ -1120,8 +1139,11 @@ class FormatEntry:
     relative_error: float | None = None
     tolerance: float = PARITY_TOLERANCE
     parity: bool | None = None
+    parity_output: str = ""
+    mismatch: str = ""
     prepare_s: float = 0.0
     elapsed_s: float = 0.0
+    reused: bool = False
 
     @property
     def stable(self) -> bool:
@@ -1134,8 +1156,11 @@ class FormatEntry:
             return "reference"
         if self.parity is None or self.relative_error is None:
             return "-"
-        verdict = "ok" if self.parity else "MISMATCH"
-        return f"{verdict} ({self.relative_error:.1e})"
+        if self.parity:
+            return f"ok ({self.relative_error:.1e})"
+        if math.isinf(self.relative_error):  # an integer or boolean output
+            return f"MISMATCH {self.parity_output}"
+        return f"MISMATCH {self.parity_output} ({self.relative_error:.1e})"
 
 
 @dataclass(frozen=True)
@@ -1203,7 +1228,7 @@ class FormatsResult:
     def recommendation(self) -> str:
         """One line: the fastest format whose outputs match, against the original."""
         measured = [e for e in self.entries if e.report is not None and e.parity is not False]
-        mismatched = [e.label for e in self.entries if e.parity is False]
+        mismatched = [f"{e.label} ({e.mismatch})" for e in self.entries if e.parity is False]
         failed = [e.label for e in self.entries if e.status == FAILED]
         if not measured:
             return "no format was measured"
@@ -1229,6 +1254,15 @@ class FormatsResult:
             f"{_device_heading(self.environment, self.device)}, batch {self.batch_size}"
         )
         lines = [heading, "", self.table()]
+        checked = [e for e in self.entries if e.parity is not None]
+        if checked:
+            tolerances = sorted({e.tolerance for e in checked})
+            within = " or ".join(f"{t:.0e}" for t in tolerances)
+            lines.append(
+                "Parity: each output's largest difference from the original's, over that "
+                f"output's largest magnitude (ok within {within}); integer and boolean outputs "
+                "must be equal"
+            )
         if self.note:
             lines.append(self.note)
         lines.append(self.recommendation())
@@ -1296,7 +1330,7 @@ def _reachable(source_format: str) -> tuple[tuple[str, ...], str]:
         )
     own = {"onnx": "onnx", "tflite": "tflite"}[source_format]
     return (own,), (
-        f"nothing else is reachable from a {_FORMAT_ROW_LABELS[own].split(' ')[0]} file: "
+        f"nothing else is reachable from {'an ONNX' if own == 'onnx' else 'a TFLite'} file: "
         "pyinfer exports from torch modules and Keras models only"
     )
 
@@ -1309,38 +1343,79 @@ def _original_key(source_format: str) -> str:
     return source_format
 
 
+@dataclass(frozen=True)
+class _Parity:
+    max_abs: float
+    relative: float
+    ok: bool
+    output: str  # the output with the largest error (the first mismatching one, if any)
+    detail: str  # on a mismatch: which output and how
+
+
+def _exact(array: np.ndarray) -> bool:
+    """Whether an output holds integers or booleans (compared exactly, not with a tolerance)."""
+    return array.dtype.kind in "biu"
+
+
 def _parity(
     expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], tolerance: float
-) -> tuple[float, float, bool]:
-    """Max abs error, the same relative to the original's largest magnitude, and the verdict.
+) -> _Parity:
+    """Compares every output with the original's, by name.
 
-    Outputs are matched by name when both models name them alike, else by position.
+    A floating-point output matches when its largest absolute difference, relative to the
+    original output's largest magnitude, is within ``tolerance`` (NaN where the original has NaN
+    counts as equal); an integer or boolean output (class indices, masks) must be equal.
+    Outputs are matched by name when both models name them alike, else by position (named as
+    the original names them).
 
     Raises:
         InvalidArgumentError: If the output counts or shapes differ.
     """
     if set(expected) == set(got):
-        pairs = [(expected[k], got[k]) for k in expected]
+        pairs = [(k, expected[k], got[k]) for k in expected]
     elif len(expected) == len(got):
-        pairs = list(zip(expected.values(), got.values(), strict=True))
+        pairs = [(k, a, b) for (k, a), b in zip(expected.items(), got.values(), strict=True)]
     else:
-        raise InvalidArgumentError(f"{len(got)} outputs against the original's {len(expected)}")
-    worst_abs = 0.0
-    worst_rel = 0.0
-    for a, b in pairs:
-        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a64.shape != b64.shape:
+        raise InvalidArgumentError(
+            f"{len(got)} outputs ({', '.join(got)}) against the original's {len(expected)} "
+            f"({', '.join(expected)})"
+        )
+    worst_abs = worst_rel = 0.0
+    worst_name, detail = "", ""
+    for name, a, b in pairs:
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        if a_arr.shape != b_arr.shape:
             raise InvalidArgumentError(
-                f"output shape {b64.shape} against the original's {a64.shape}"
+                f"output '{name}': shape {b_arr.shape} against the original's {a_arr.shape}"
             )
-        if a64.size == 0:
+        if a_arr.size == 0:
             continue
-        diff = float(np.max(np.abs(a64 - b64)))
-        scale = max(float(np.max(np.abs(a64))), 1e-12)
+        a64, b64 = a_arr.astype(np.float64), b_arr.astype(np.float64)
+        both_nan = np.isnan(a64) & np.isnan(b64)
+        diffs = np.where(both_nan, 0.0, np.abs(a64 - b64))
+        diffs = np.where(np.isnan(diffs), np.inf, diffs)
+        diff = float(np.max(diffs))
+        if _exact(a_arr):
+            differing = int(np.count_nonzero(diffs))
+            rel = 0.0 if differing == 0 else math.inf
+            problem = f"output '{name}': {differing} of {a_arr.size} values differ" * bool(
+                differing
+            )
+        else:
+            finite = np.abs(a64[np.isfinite(a64)])
+            scale = max(float(np.max(finite)) if finite.size else 0.0, 1e-12)
+            rel = diff / scale
+            problem = (
+                f"output '{name}': relative error {rel:.1e} over the tolerance {tolerance:.0e}"
+                * (not rel <= tolerance)
+            )
+        if problem and not detail:
+            detail, worst_name = problem, name
+        if not detail and (rel > worst_rel or not worst_name):
+            worst_name = name
         worst_abs = max(worst_abs, diff)
-        worst_rel = max(worst_rel, diff / scale)
-    ok = math.isfinite(worst_rel) and worst_rel <= tolerance
-    return worst_abs, worst_rel, ok
+        worst_rel = max(worst_rel, rel)
+    return _Parity(worst_abs, worst_rel, not detail, worst_name, detail)
 
 
 def _tflite_from_saved_model(source: Path, out: Path) -> Path:
@@ -1352,34 +1427,63 @@ def _tflite_from_saved_model(source: Path, out: Path) -> Path:
     return out
 
 
-def _export(fmt: str, source: Any, folder: Path, stem: str, example: Any) -> Path:
+def _export_name(fmt: str, stem: str) -> str:
+    """The file (or folder) name of ``stem`` exported in ``fmt``."""
+    return {
+        "torchscript": f"{stem}.torchscript.pt",
+        "torch-export": f"{stem}.pt2",
+        "onnx": f"{stem}.onnx",
+        "keras": f"{stem}.keras",
+        "saved-model": f"{stem}_saved_model",
+    }.get(fmt, f"{stem}.tflite")
+
+
+def _export(fmt: str, source: Any, example: Any, target: Path) -> Path:
     """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``."""
     from pyinfer import export
 
     if fmt == "torchscript":
-        return export.export_torchscript(source, folder / f"{stem}.torchscript.pt", example)
+        return export.export_torchscript(source, target, example)
     if fmt == "torch-export":
-        return export.export_torch_program(source, folder / f"{stem}.pt2", example)
+        return export.export_torch_program(source, target, example)
     if fmt == "onnx":
-        return export.export_onnx(source, folder / f"{stem}.onnx", example)[0]
+        return export.export_onnx(source, target, example)[0]
     if isinstance(source, Path):  # a SavedModel folder
-        return _tflite_from_saved_model(source, folder / f"{stem}.tflite")
-    target = {"keras": f"{stem}.keras", "saved-model": f"{stem}_saved_model"}.get(
-        fmt, f"{stem}.tflite"
-    )
+        return _tflite_from_saved_model(source, target)
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
-    return export.export_keras(source, folder / target, format=kind)
+    return export.export_keras(source, target, format=kind)
 
 
-def _shape_dims(model: Any, input_shape: Sequence[int] | None) -> dict[str, int]:
-    """Named dynamic dimensions of the first input, sized from ``--input-shape``."""
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files and their relative names."""
+    sha = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        sha.update(str(file.relative_to(path) if file != path else "").encode())
+        with file.open("rb") as handle:
+            for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
+                sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _shape_dims(
+    model: Any, input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None
+) -> dict[str, int]:
+    """Named dynamic dimensions of the inputs, sized from ``--input-shape``.
+
+    A sequence sizes the first input, a mapping each input it names.
+    """
     if not input_shape or not model.inputs:
         return {}
-    shape = model.inputs[0].shape or ()
+    if isinstance(input_shape, Mapping):
+        given = [(s, input_shape[s.name]) for s in model.inputs if s.name in input_shape]
+    else:
+        given = [(model.inputs[0], input_shape)]
     dims: dict[str, int] = {}
-    for dim, size in zip(shape[1:], input_shape, strict=False):
-        if isinstance(dim, str):
-            dims[dim] = int(size)
+    for spec, item in given:
+        for dim, size in zip((spec.shape or ())[1:], item, strict=False):
+            if isinstance(dim, str):
+                dims[dim] = int(size)
     return dims
 
 
@@ -1389,11 +1493,12 @@ def compare_formats(
     device: str = "cpu",
     batch_size: int = 1,
     formats: Sequence[str] | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     work_dir: str | Path | None = None,
     quick: bool = False,
     settings: ProfilerSettings | None = None,
     trust_code: bool = False,
+    options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> FormatsResult:
     """Profiles a model in every format reachable from its framework, with output parity.
@@ -1408,11 +1513,15 @@ def compare_formats(
         batch_size: Items per call.
         formats: A subset of the reachable formats (default: all of them).
         input_shape: One item's shape (without the batch), for a torch module that does not
-            describe its input, and to size named dynamic dimensions.
+            describe its input, and to size named dynamic dimensions; for a model with several
+            inputs, a mapping of input name to its item's shape.
         work_dir: Keep the exports here (default: a temporary folder, removed).
         quick: Use :func:`quick_settings`.
         settings: Explicit profiler settings (override ``quick``).
         trust_code: Allow loading a pickled whole module (runs code from the file).
+        options: More options for loading the original with :func:`pyinfer.load_model`
+            (``architecture`` for a state_dict, ``input_shapes``...); they win over
+            ``input_shape``.
         progress: Called with a line per step.
 
     Returns:
@@ -1448,12 +1557,15 @@ def compare_formats(
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
-    options: dict[str, Any] = {}
+    load_options: dict[str, Any] = {}
     if source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}:
         if trust_code:
-            options["trust_code"] = True
-        if input_shape:
-            options["input_shapes"] = (None, *input_shape)
+            load_options["trust_code"] = True
+        if isinstance(input_shape, Mapping):
+            load_options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
+        elif input_shape:
+            load_options["input_shapes"] = (None, *input_shape)
+    load_options.update(options or {})
     entries: list[FormatEntry] = []
     interrupted = False
     stem = source.stem or "model"
@@ -1461,7 +1573,7 @@ def compare_formats(
 
     def load(p: Path, key: str | None = None) -> Any:
         """The original (``key`` None) with the user's options; an export with what it needs."""
-        extra = options if key is None else {}
+        extra = load_options if key is None else {}
         if key in {"torchscript", "torch-export"}:
             # A traced or exported module does not record its input shapes: the original's
             # (one input: by position, since tracing may rename it).
@@ -1472,6 +1584,7 @@ def compare_formats(
 
     try:
         with _folder(Path(work_dir) if work_dir is not None else None) as folder:
+            artifacts = _Artifacts(folder)
             t0 = time.perf_counter()
             original = load(source)
             exportable = original
@@ -1485,7 +1598,10 @@ def compare_formats(
                     if torch_source
                     else {}
                 )
-                exportable = pyinfer.load_model(source, device="cpu", name=stem, **options, **plain)
+                exportable = pyinfer.load_model(
+                    source, device="cpu", name=stem, **load_options, **plain
+                )
+            _check_batch(original, batch_size)
             dims = _shape_dims(original, input_shape)
             inputs = original.example_inputs(batch_size, seed=0, dims=dims)
             expected = original(inputs)
@@ -1496,6 +1612,16 @@ def compare_formats(
                 else getattr(exportable, "keras_model", None) or getattr(exportable, "module", None)
             )
             example = tuple(inputs[s.name] for s in exportable.inputs)
+            versions = collect_environment().versions
+            # An export is reused only from the same model file, inputs, options and versions.
+            export_key = "|".join(
+                [
+                    f"source={_digest(source)}",
+                    f"inputs={[tuple(np.shape(x)) for x in example]}",
+                    f"options={sorted((k, repr(v)) for k, v in load_options.items())}",
+                    ",".join(f"{k}={v}" for k, v in sorted(versions.items())),
+                ]
+            )
             prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **dims})
             for number, key in enumerate(chosen, 1):
                 label = _original_label(key, source_format) if key == original_key else None
@@ -1508,7 +1634,12 @@ def compare_formats(
                     key,
                     label,
                     original if key == original_key else None,
-                    export_fn=functools.partial(_export, key, export_source, folder, stem, example),
+                    export_fn=functools.partial(
+                        artifacts.get,
+                        _export_name(key, stem),
+                        f"{key}|{export_key}",
+                        functools.partial(_export, key, export_source, example),
+                    ),
                     load=functools.partial(load, key=key),
                     inputs=inputs,
                     expected=expected,
@@ -1517,6 +1648,9 @@ def compare_formats(
                     no_throughput=no_throughput,
                     prepare_s=load_s if key == original_key else 0.0,
                 )
+                if _export_name(key, stem) in artifacts.reused:
+                    entry = dataclasses.replace(entry, reused=True)
+                    say(f"[{number}/{len(chosen)}] reused {entry.path} (same model and versions)")
                 entries.append(entry)
                 say(f"[{number}/{len(chosen)}] {_done(entry)}")
             original.close()
@@ -1536,6 +1670,24 @@ def compare_formats(
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
     )
+
+
+def _check_batch(model: Any, batch_size: int) -> None:
+    """Refuses, before any export, a batch size that a fixed-batch model cannot run.
+
+    Raises:
+        InvalidArgumentError: Naming the input and its fixed batch.
+    """
+    if model.has_dynamic_batch:
+        return
+    first = next((s for s in model.inputs if s.shape and isinstance(s.shape[0], int)), None)
+    if first is not None and first.shape[0] != batch_size:
+        model.close()
+        raise InvalidArgumentError(
+            f"--batch-size {batch_size}: model '{model.name}' has a fixed batch size of "
+            f"{first.shape[0]} (input {first}); use --batch-size {first.shape[0]}, or export it "
+            "with a dynamic batch"
+        )
 
 
 def _original_label(key: str, source_format: str) -> str:
@@ -1567,6 +1719,7 @@ def _format_entry(
     path = ""
     max_abs = rel = None
     parity = None
+    output = mismatch = ""
     try:
         if model is None:
             try:
@@ -1581,7 +1734,9 @@ def _format_entry(
             prepare_s = time.perf_counter() - start
             try:
                 # In the original's order: an export may name its inputs differently.
-                max_abs, rel, parity = _parity(expected, model(list(inputs.values())), tolerance)
+                check = _parity(expected, model(list(inputs.values())), tolerance)
+                max_abs, rel, parity = check.max_abs, check.relative, check.ok
+                output, mismatch = check.output, check.detail
             except Exception as exc:
                 raise _StageError("parity check failed", exc) from exc
         else:
@@ -1602,6 +1757,8 @@ def _format_entry(
             relative_error=rel,
             tolerance=tolerance,
             parity=parity,
+            parity_output=output,
+            mismatch=mismatch,
             elapsed_s=time.perf_counter() - start,
         )
     finally:
@@ -1616,6 +1773,8 @@ def _format_entry(
         relative_error=rel,
         tolerance=tolerance,
         parity=parity,
+        parity_output=output,
+        mismatch=mismatch,
         prepare_s=prepare_s,
         elapsed_s=time.perf_counter() - start,
     )

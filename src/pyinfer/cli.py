@@ -35,6 +35,7 @@ from pyinfer._cli_common import (
     EXIT_UNSTABLE,
     EXIT_USAGE,
     int_list,
+    loader_option,
     non_negative_int,
     percent_or_fraction,
     positive_float,
@@ -114,17 +115,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _option(text: str) -> tuple[str, Any]:
-    """A loader option ``KEY=VALUE`` (an argparse type): VALUE as JSON when it parses."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key, value
+_option = loader_option
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -380,7 +380,7 @@ class BatchCurve:
         """The points that were measured."""
         return tuple(p for p in self.points if p.ok)
 
-    def to_table(self) -> str:
+    def to_table(self, *, mark_unstable: bool = False) -> str:
         """The box table of the specification's batch section.
 
         The specification's fourth column ("Images/Batch") holds throughput times batch size,
@@ -388,6 +388,10 @@ class BatchCurve:
         failed or interrupted point is marked ``[N]`` in its last cell, and its note (the
         error, or how many calls an interrupted point's figures come from) is printed under
         the table, so a long error does not widen the table.
+
+        Args:
+            mark_unstable: Put ``~`` after the latency of a point that did not meet its
+                stability target (the caller explains the mark under the table).
         """
         header = ("Batch Size", "Latency (ms)", "Throughput (FPS)", "Batches/s (RPS)")
         rows: list[tuple[str, ...]] = []
@@ -399,7 +403,10 @@ class BatchCurve:
                     taken = f"{p.samples} calls" if p.samples is not None else "the calls"
                     notes.append(f"interrupted: figures from {taken} timed before, not stable")
                     rps += f" [{len(notes)}]"
-                row = (str(p.batch_size), _ms(p.latency_mean_ms), f"{p.throughput_fps:.1f}", rps)
+                latency = _ms(p.latency_mean_ms) + (
+                    "~" if mark_unstable and p.stable is False else ""
+                )
+                row = (str(p.batch_size), latency, f"{p.throughput_fps:.1f}", rps)
                 rows.append(row)
             else:
                 notes.append(f"batch {p.batch_size} failed: {_one_line(p.error)}")
