@@ -1009,3 +1009,28 @@ def test_a_formats_json_of_schema_1_0_still_loads() -> None:
     loaded = FormatsResult.from_dict(data)
     assert loaded.entries[1].parity is True
     assert (loaded.entries[1].mismatch, loaded.entries[1].reused) == ("", False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["bench", "m.onnx", "--only", "bert", "--device", "all"],
+            "pyinfer bench: error: --only, --device all apply to the suite, not to comparing "
+            "the formats of m.onnx",
+        ),
+        (
+            ["bench", "--batch-size", "4", "--trust-code"],
+            "pyinfer bench: error: --batch-size, --trust-code apply to a MODEL given to compare "
+            "its formats",
+        ),
+    ],
+)
+def test_bench_refuses_options_that_do_not_apply_instead_of_ignoring_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(message)
+    assert captured.err.count("\n") == 1

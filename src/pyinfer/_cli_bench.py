@@ -109,19 +109,61 @@ def _require_cuda(devices: tuple[str, ...]) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Runs the specification's suite (or, given a MODEL, compares its formats)."""
+    suite_only = {
+        "--only": args.only,
+        "--batch-sizes": args.batch_sizes,
+        "--seq-lengths": args.seq_lengths,
+        "--input-sizes": args.input_sizes,
+        "--image-size": args.image_size,
+        "--markdown": args.markdown,
+        "--device all": args.device == "all" or None,
+    }
+    model_only = {
+        "--batch-size": args.batch_size,
+        "--input-shape": args.input_shape,
+        "--option": args.options or None,
+        "--trust-code": args.trust_code or None,
+    }
     if args.model is not None:
+        given = [name for name, value in suite_only.items() if value is not None]
+        if given:
+            return _usage_error(
+                "bench",
+                InvalidArgumentError(
+                    f"{', '.join(given)} apply to the suite, not to comparing the formats of "
+                    f"{args.model}; leave them out, or leave out MODEL to run the suite"
+                ),
+            )
         return cmd_formats(args)
-    from pyinfer.bench import SUITE_FORMATS, SUITE_MODELS, SuiteConfig, run_suite
+    given = [name for name, value in model_only.items() if value is not None]
+    if given:
+        return _usage_error(
+            "bench",
+            InvalidArgumentError(
+                f"{', '.join(given)} apply to a MODEL given to compare its formats "
+                "(pyinfer bench MODEL or pyinfer formats MODEL), not to the suite"
+            ),
+        )
+    from pyinfer.bench import (
+        DEFAULT_BATCH_SIZES,
+        DEFAULT_INPUT_SIZES,
+        DEFAULT_SEQ_LENGTHS,
+        RESNET_IMAGE_SIZE,
+        SUITE_FORMATS,
+        SUITE_MODELS,
+        SuiteConfig,
+        run_suite,
+    )
 
     try:
         config = SuiteConfig(
             models=tuple(args.only or SUITE_MODELS),
             formats=tuple(args.formats or SUITE_FORMATS),
             devices=_devices(args.device),
-            batch_sizes=tuple(args.batch_sizes),
-            seq_lengths=tuple(args.seq_lengths),
-            input_sizes=tuple(args.input_sizes),
-            image_size=args.image_size,
+            batch_sizes=tuple(args.batch_sizes or DEFAULT_BATCH_SIZES),
+            seq_lengths=tuple(args.seq_lengths or DEFAULT_SEQ_LENGTHS),
+            input_sizes=tuple(args.input_sizes or DEFAULT_INPUT_SIZES),
+            image_size=args.image_size or RESNET_IMAGE_SIZE,
             quick=args.quick,
             work_dir=Path(args.work_dir) if args.work_dir else None,
         )
@@ -256,27 +298,22 @@ def add_commands(commands: Any) -> None:
     bench.add_argument(
         "--batch-sizes",
         type=int_list,
-        default=[1, 2, 4, 8, 16, 32],
         metavar="LIST",
         help="ResNet50's batch sweep (default 1,2,4,8,16,32)",
     )
     bench.add_argument(
         "--seq-lengths",
         type=int_list,
-        default=[128, 256, 512],
         metavar="LIST",
         help="BERT's sequence lengths (default 128,256,512; at most 512)",
     )
     bench.add_argument(
         "--input-sizes",
         type=int_list,
-        default=[224, 320],
         metavar="LIST",
         help="MobileNetV2's input sizes (default 224,320; at least 32)",
     )
-    bench.add_argument(
-        "--image-size", type=positive_int, default=224, help="ResNet50's input size (224)"
-    )
+    bench.add_argument("--image-size", type=positive_int, help="ResNet50's input size (224)")
     bench.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
     bench.set_defaults(handler=cmd_bench)
 
