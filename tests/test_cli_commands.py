@@ -1326,3 +1326,34 @@ def test_info_counts_an_onnx_models_external_data(
     assert described["external_data_bytes"] == data.stat().st_size == (8 * 16 + 16 + 16 * 3 + 3) * 4
     got, out, _ = run_cli(["info", path], capsys)
     assert "of external data in split.bin)" in out.splitlines()[1]
+
+
+def test_a_state_dict_without_architecture_names_the_cli_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import require_module
+
+    torch = require_module("torch")
+    path = tmp_path / "weights.pth"
+    torch.save(torch.nn.Linear(4, 2).state_dict(), path)
+    got, out, err = run_cli(["info", path], capsys)
+    assert got == cli.EXIT_FAILED
+    assert out == ""
+    assert err.startswith(f"pyinfer info: error: {path} holds only weights (a state_dict)")
+    assert err.rstrip().endswith("(CLI: --option architecture=torchvision.models:resnet50)")
+    assert err.count("\n") == 1
+    got, out, err = run_cli(
+        [
+            "info",
+            path,
+            "--option",
+            "architecture=torch.nn:Linear",
+            "--option",
+            'architecture_kwargs={"in_features": 4, "out_features": 2}',
+            "--option",
+            "input_shapes=[null, 4]",
+        ],
+        capsys,
+    )
+    assert got == cli.EXIT_OK, err
+    assert "Parameters:  10 (40 B)" in out.splitlines()

@@ -725,7 +725,8 @@ def _architecture(torch: ModuleType, path: Path, opts: Mapping[str, Any]) -> Any
             f"{path} holds only weights (a state_dict), not the model's architecture; pass the "
             "architecture to fill, e.g. load_model(path, architecture='torchvision.models:"
             "resnet50') or architecture=MyNet (a class, factory or module instance), with "
-            "architecture_kwargs={...} for its arguments",
+            "architecture_kwargs={...} for its arguments (CLI: --option "
+            "architecture=torchvision.models:resnet50)",
             path=path,
         )
     kwargs = dict(opts.get("architecture_kwargs") or {})
