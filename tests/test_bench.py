@@ -366,7 +366,10 @@ def test_suite_json_refuses_other_files(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="cannot read the suite result"):
         SuiteResult.load(tmp_path / "missing.json")
     data = {"kind": "pyinfer-bench-suite", "schema_version": "2.0"}
-    with pytest.raises(InvalidArgumentError, match=r"schema '2.0' is not one this pyinfer reads"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^suite result schema 2\.0 is newer than this pyinfer reads \(1\.x\); upgrade",
+    ):
         SuiteResult.from_dict(data)
 
 

@@ -668,3 +668,22 @@ def test_the_batch_plot_labels_the_batch_sizes() -> None:
     )
     fig = batch_curve_figure(curve, title="mlp")
     assert _drawn_labels(fig.axes[0].xaxis) == ["1", "3", "8", "64"]
+
+
+def test_every_json_record_names_an_unreadable_file(tmp_path: Path) -> None:
+    """ProfileReport, SweepReport and BatchCurve (and the bench results) share one loader: a
+    missing file is a typed error naming it, as is a damaged one."""
+    from pyinfer.report import BatchCurve, JsonRecord, SweepReport
+
+    missing = tmp_path / "missing.json"
+    for cls in (ProfileReport, SweepReport, BatchCurve):
+        assert issubclass(cls, JsonRecord)
+        with pytest.raises(InvalidArgumentError) as info:
+            cls.load(missing)
+        assert str(info.value) == (
+            f"cannot read the {cls.JSON_WHAT} {missing}: No such file or directory"
+        )
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text("{")
+    with pytest.raises(InvalidArgumentError, match=rf"^{damaged}: sweep report is not valid JSON"):
+        SweepReport.load(damaged)

@@ -50,9 +50,10 @@ from pyinfer.errors import (
 from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
 from pyinfer.report import (
     _MB,
+    JsonRecord,
     ProfileReport,
     _box_table,
-    _decode,
+    _check_schema,
     _encode,
     _ms,
     _one_line,
@@ -244,7 +245,7 @@ _TITLES = {
 
 
 @dataclass(frozen=True)
-class SuiteResult:
+class SuiteResult(JsonRecord):
     """What :func:`run_suite` measured.
 
     Attributes:
@@ -359,8 +360,7 @@ class SuiteResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: every entry with its full report, the tables' text, the rest."""
-        data = _encode(self)
-        assert isinstance(data, dict)
+        data = super().to_dict()
         data["kind"] = "pyinfer-bench-suite"
         data["tables"] = [
             {"title": t, "heading": h, "table": table} for t, h, table in self.tables()
@@ -411,57 +411,17 @@ class SuiteResult:
             )
         return out
 
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The result as JSON (reloadable with :meth:`from_json`)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+    JSON_WHAT = "suite result"
+    JSON_ROOT = "suite"
 
     @classmethod
-    def from_dict(cls, data: Any) -> SuiteResult:
-        """Rebuilds a result from :meth:`to_dict`'s output.
-
-        Raises:
-            InvalidArgumentError: If it is not a suite result of a schema this pyinfer reads, or
-                a field is missing or of the wrong type (named).
-        """
-        _check_schema(data, "pyinfer-bench-suite", "suite result")
-        decoded = _decode(cls, data, "suite")
-        assert isinstance(decoded, SuiteResult)
-        return decoded
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> SuiteResult:
-        """Parses :meth:`to_json`'s output (see :meth:`from_dict`)."""
-        return cls.from_dict(_parse_json(text, "suite result"))
-
-    @classmethod
-    def load(cls, path: str | Path) -> SuiteResult:
-        """Reads a result written with ``--json``; errors name the file."""
-        return cls.from_json(_read(path, "suite result"))
-
-
-def _parse_json(text: str | bytes, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgumentError(f"{what} is not valid JSON: {exc}") from exc
-
-
-def _read(path: str | Path, what: str) -> bytes:
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise InvalidArgumentError(f"cannot read the {what} {p}: {exc.strerror or exc}") from exc
-
-
-def _check_schema(data: Any, kind: str, what: str) -> None:
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise InvalidArgumentError(f"not a pyinfer {what}: 'kind' is not {kind!r}")
-    version = data.get("schema_version")
-    ours = BENCH_SCHEMA_VERSION.split(".", maxsplit=1)[0]
-    if not isinstance(version, str) or version.split(".", maxsplit=1)[0] != ours:
-        raise InvalidArgumentError(
-            f"{what} schema {version!r} is not one this pyinfer reads ({ours}.x)"
+    def _check_json(cls, data: Any) -> None:
+        _check_schema(
+            data,
+            cls.JSON_WHAT,
+            "run the suite again",
+            ours=BENCH_SCHEMA_VERSION,
+            kind="pyinfer-bench-suite",
         )
 
 
@@ -1164,7 +1124,7 @@ class FormatEntry:
 
 
 @dataclass(frozen=True)
-class FormatsResult:
+class FormatsResult(JsonRecord):
     """What :func:`compare_formats` measured.
 
     Attributes:
@@ -1272,35 +1232,25 @@ class FormatsResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every report in full."""
-        data = _encode(self)
-        assert isinstance(data, dict)
+        data = super().to_dict()
         data["kind"] = "pyinfer-formats"
         data["table"] = self.table()
         data["recommendation"] = self.recommendation()
         data["exit_code"] = self.exit_code
         return data
 
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The result as JSON (reloadable with :meth:`from_json`)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+    JSON_WHAT = "formats result"
+    JSON_ROOT = "formats"
 
     @classmethod
-    def from_dict(cls, data: Any) -> FormatsResult:
-        """Rebuilds a result from :meth:`to_dict`'s output (errors name the field)."""
-        _check_schema(data, "pyinfer-formats", "formats result")
-        decoded = _decode(cls, data, "formats")
-        assert isinstance(decoded, FormatsResult)
-        return decoded
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> FormatsResult:
-        """Parses :meth:`to_json`'s output."""
-        return cls.from_dict(_parse_json(text, "formats result"))
-
-    @classmethod
-    def load(cls, path: str | Path) -> FormatsResult:
-        """Reads a result written with ``--json``."""
-        return cls.from_json(_read(path, "formats result"))
+    def _check_json(cls, data: Any) -> None:
+        _check_schema(
+            data,
+            cls.JSON_WHAT,
+            "compare the formats again",
+            ours=BENCH_SCHEMA_VERSION,
+            kind="pyinfer-formats",
+        )
 
 
 def _mean(entry: FormatEntry) -> float:

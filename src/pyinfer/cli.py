@@ -1012,12 +1012,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _load_report(path: str) -> ProfileReport:
     from pyinfer.report import ProfileReport
 
+    if not Path(path).exists():
+        raise CommandError(f"report {path} does not exist")
     try:
         return ProfileReport.load(path)
-    except FileNotFoundError:
-        raise CommandError(f"report {path} does not exist") from None
-    except OSError as exc:
-        raise CommandError(f"cannot read report {path}: {exc.strerror or exc}") from exc
     except InvalidArgumentError as exc:
         if _is_sweep_report(path):
             raise CommandError(

@@ -62,6 +62,7 @@ __all__ = [
     "Comparison",
     "Environment",
     "GpuUtilization",
+    "JsonRecord",
     "LatencyMeasurement",
     "LatencyStats",
     "MemoryStats",
@@ -124,6 +125,82 @@ def _mb(value: float) -> str:
 
 
 # ---- results ----------------------------------------------------------------------------------
+
+
+R = typing.TypeVar("R", bound="JsonRecord")
+
+
+class JsonRecord:
+    """JSON for a frozen dataclass of plain fields: an exact round trip, typed errors.
+
+    A subclass names itself in messages (``JSON_WHAT``) and at the root of a field path
+    (``JSON_ROOT``), may refuse documents of another kind or schema (``_check_json``) and may add
+    derived keys in ``to_dict`` (ignored when reading). Non-finite floats are written as the
+    strings ``"inf"``, ``"-inf"`` and ``"nan"``, so the JSON stays strict.
+    """
+
+    JSON_WHAT: typing.ClassVar[str] = "record"
+    JSON_ROOT: typing.ClassVar[str] = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        encoded = _encode(self)
+        assert isinstance(encoded, dict)
+        return encoded
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The record as JSON (strict: no NaN or Infinity literals); an exact round trip."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def _check_json(cls, data: Any) -> None:
+        """Refuses a document of another kind or schema (by default, none is refused)."""
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any) -> R:
+        """Rebuilds a record from :meth:`to_dict`'s output.
+
+        Raises:
+            InvalidArgumentError: If it is of another kind or schema, or a field is missing or
+                of the wrong type (the message names the field).
+        """
+        cls._check_json(data)
+        decoded = _decode(cls, data, cls.JSON_ROOT)
+        assert isinstance(decoded, cls)
+        return decoded
+
+    @classmethod
+    def from_json(cls: type[R], text: str | bytes) -> R:
+        """Parses :meth:`to_json`'s output.
+
+        Raises:
+            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
+            raise InvalidArgumentError(f"{cls.JSON_WHAT} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        """Reads a record saved as JSON.
+
+        Raises:
+            InvalidArgumentError: If the file cannot be read, or as for :meth:`from_json`; the
+                message names the file.
+        """
+        p = Path(path)
+        try:
+            text = p.read_bytes()
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"cannot read the {cls.JSON_WHAT} {p}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            return cls.from_json(text)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{p}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -353,7 +430,7 @@ class BatchPoint:
 
 
 @dataclass(frozen=True)
-class BatchCurve:
+class BatchCurve(JsonRecord):
     """Latency and throughput against batch size.
 
     The knee is the smallest batch reaching 90% of the best throughput (``_stats.KNEE_FRACTION``).
@@ -424,40 +501,8 @@ class BatchCurve:
             writer.writerow(["" if getattr(p, n) is None else getattr(p, n) for n in names])
         return out.getvalue()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite floats as ``"inf"``, ``"-inf"``, ``"nan"``)."""
-        encoded = _encode(self)
-        assert isinstance(encoded, dict)
-        return encoded
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The curve as JSON (strict: no NaN or Infinity literals); an exact round trip."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> BatchCurve:
-        """Rebuilds a curve from :meth:`to_dict`'s output.
-
-        Raises:
-            InvalidArgumentError: If a field is missing or of the wrong type (the message names
-                the field).
-        """
-        decoded = _decode(cls, data, "batch curve")
-        assert isinstance(decoded, BatchCurve)
-        return decoded
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> BatchCurve:
-        """Parses :meth:`to_json`'s output.
-
-        Raises:
-            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidArgumentError(f"batch curve is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+    JSON_WHAT = "batch curve"
+    JSON_ROOT = "batch curve"
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         """Writes throughput and latency against batch size as a PNG.
@@ -479,7 +524,7 @@ class BatchCurve:
 
 
 @dataclass(frozen=True)
-class SweepReport:
+class SweepReport(JsonRecord):
     """A batch sweep with what was measured and where: what ``pyinfer sweep --json`` writes.
 
     Attributes:
@@ -510,55 +555,12 @@ class SweepReport:
     interrupted: bool = False
     schema_version: str = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``)."""
-        encoded = _encode(self)
-        assert isinstance(encoded, dict)
-        return encoded
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The sweep as JSON (strict: no NaN or Infinity literals); an exact round trip."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+    JSON_WHAT = "sweep report"
+    JSON_ROOT = "sweep"
 
     @classmethod
-    def from_dict(cls, data: Any) -> SweepReport:
-        """Rebuilds a sweep from :meth:`to_dict`'s output.
-
-        Raises:
-            InvalidArgumentError: If the schema's major version is not this pyinfer's, or a
-                field is missing or of the wrong type (the message names the field).
-        """
-        _check_schema(data, "sweep report", "re-run the sweep")
-        decoded = _decode(cls, data, "sweep")
-        assert isinstance(decoded, SweepReport)
-        return decoded
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> SweepReport:
-        """Parses :meth:`to_json`'s output.
-
-        Raises:
-            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise InvalidArgumentError(f"sweep report is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SweepReport:
-        """Reads a sweep saved as JSON.
-
-        Raises:
-            FileNotFoundError: If the file does not exist.
-            InvalidArgumentError: As for :meth:`from_json`; the message names the file.
-        """
-        p = Path(path)
-        try:
-            return cls.from_json(p.read_bytes())
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"{p}: {exc}") from exc
+    def _check_json(cls, data: Any) -> None:
+        _check_schema(data, cls.JSON_WHAT, "re-run the sweep")
 
 
 @dataclass(frozen=True)
@@ -626,7 +628,7 @@ def _precision(dtypes: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class ProfileReport:
+class ProfileReport(JsonRecord):
     """Everything one profiling run measured, and where.
 
     Attributes:
@@ -769,55 +771,12 @@ class ProfileReport:
 
     # -- JSON ------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``)."""
-        encoded = _encode(self)
-        assert isinstance(encoded, dict)
-        return encoded
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The report as JSON (strict: no NaN or Infinity literals)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+    JSON_WHAT = "profile report"
+    JSON_ROOT = "report"
 
     @classmethod
-    def from_dict(cls, data: Any) -> ProfileReport:
-        """Rebuilds a report from :meth:`to_dict`'s output.
-
-        Raises:
-            InvalidArgumentError: If the schema's major version is newer than this pyinfer's,
-                or a field is missing or of the wrong type (the message names the field).
-        """
-        _check_schema(data, "profile report", "re-run the profile")
-        decoded = _decode(cls, data, "report")
-        assert isinstance(decoded, ProfileReport)
-        return decoded
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ProfileReport:
-        """Parses :meth:`to_json`'s output.
-
-        Raises:
-            InvalidArgumentError: If the text is not JSON, or as for :meth:`from_dict`.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
-            raise InvalidArgumentError(f"profile report is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ProfileReport:
-        """Reads a report saved as JSON.
-
-        Raises:
-            FileNotFoundError: If the file does not exist.
-            InvalidArgumentError: As for :meth:`from_json`; the message names the file.
-        """
-        p = Path(path)
-        try:
-            return cls.from_json(p.read_bytes())
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(f"{p}: {exc}") from exc
+    def _check_json(cls, data: Any) -> None:
+        _check_schema(data, cls.JSON_WHAT, "re-run the profile")
 
     # -- CSV and Markdown -----------------------------------------------------------------
 
@@ -1268,21 +1227,29 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
-def _check_schema(data: Any, what: str, rerun: str) -> None:
-    """Refuses a JSON document that is not an object or has another major schema version."""
+def _check_schema(
+    data: Any, what: str, rerun: str, *, ours: str = SCHEMA_VERSION, kind: str | None = None
+) -> None:
+    """Refuses a JSON document of another kind or major schema version.
+
+    It must be an object, carry ``kind`` in its ``"kind"`` key when ``kind`` is given, and have
+    the major version of ``ours``.
+    """
     if not isinstance(data, dict):
         raise InvalidArgumentError(f"a {what} must be a JSON object, not {type(data).__name__}")
+    if kind is not None and data.get("kind") != kind:
+        raise InvalidArgumentError(f"not a pyinfer {what}: 'kind' is not {kind!r}")
     version = data.get("schema_version")
     if not isinstance(version, str) or not version.split(".")[0].isdigit():
         raise InvalidArgumentError(f"not a pyinfer {what}: schema_version is {version!r}")
     major = int(version.split(".")[0])
-    ours = int(SCHEMA_VERSION.split(".", maxsplit=1)[0])
-    if major != ours:
+    ours_major = int(ours.split(".", maxsplit=1)[0])
+    if major != ours_major:
         raise InvalidArgumentError(
             f"{what} schema {version} is "
-            + ("newer" if major > ours else "older")
-            + f" than this pyinfer reads ({ours}.x); "
-            + ("upgrade pyinfer to read it" if major > ours else rerun)
+            + ("newer" if major > ours_major else "older")
+            + f" than this pyinfer reads ({ours_major}.x); "
+            + ("upgrade pyinfer to read it" if major > ours_major else rerun)
         )
 
 
