@@ -17,6 +17,7 @@ import pytest
 
 import pyinfer
 from pyinfer import cli
+from pyinfer._cli_common import loader_option
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report import SCHEMA_VERSION, BatchCurve, BatchPoint, ProfileReport, SweepReport
 
@@ -170,7 +171,7 @@ def test_the_providers_example_of_the_error_works_as_an_option(
     example = re.search(r"such as (\[.*?\])", err)
     assert example is not None
     # Copied into --option, the example is a list of names (JSON), not a string.
-    assert cli._option(f"providers={example[1]}") == (
+    assert loader_option(f"providers={example[1]}") == (
         "providers",
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
     )
@@ -190,12 +191,12 @@ def test_cuda_without_a_gpu_is_one_line_and_exit_1(
 
 
 def test_option_values_are_json_or_text() -> None:
-    assert cli._option("threads=2") == ("threads", 2)
-    assert cli._option("trust=true") == ("trust", True)
-    assert cli._option('shapes={"x": [null, 3]}') == ("shapes", {"x": [None, 3]})
-    assert cli._option("signature=serving_default") == ("signature", "serving_default")
+    assert loader_option("threads=2") == ("threads", 2)
+    assert loader_option("trust=true") == ("trust", True)
+    assert loader_option('shapes={"x": [null, 3]}') == ("shapes", {"x": [None, 3]})
+    assert loader_option("signature=serving_default") == ("signature", "serving_default")
     with pytest.raises(Exception, match="must be KEY=VALUE, got 'novalue'"):
-        cli._option("novalue")
+        loader_option("novalue")
 
 
 def test_the_format_names_are_the_loader_formats() -> None:

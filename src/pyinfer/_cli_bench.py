@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyinfer._cli_common import EXIT_USAGE, int_list, loader_option, positive_int, write_output
+from pyinfer._cli_common import (
+    EXIT_USAGE,
+    add_loader_options,
+    int_list,
+    positive_int,
+    write_output,
+)
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
 
@@ -249,21 +255,7 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         "first size is the batch; a model with several inputs: one per input, named "
         "(--input-shape a=1x8 --input-shape b=1x3)",
     )
-    parser.add_argument(
-        "--option",
-        dest="options",
-        metavar="KEY=VALUE",
-        action="append",
-        type=loader_option,
-        default=[],
-        help="MODEL: an option for loading it, as for pyinfer profile (repeatable; VALUE is JSON "
-        "when it parses): a state_dict needs --option architecture=torchvision.models:resnet18",
-    )
-    parser.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="MODEL: allow a pickled whole module (runs code from the file; trusted files only)",
-    )
+    add_loader_options(parser, scope="MODEL: ")
 
 
 def add_commands(commands: Any) -> None:

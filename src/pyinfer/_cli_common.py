@@ -102,6 +102,34 @@ def loader_option(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def add_loader_options(parser: Any, *, scope: str = "") -> None:
+    """Adds ``--option KEY=VALUE`` (repeatable, into ``options``) and ``--trust-code``.
+
+    Args:
+        parser: An ``argparse`` parser or argument group.
+        scope: A prefix for the help texts, such as ``"MODEL: "`` on a command where only
+            some uses load a model.
+    """
+    parser.add_argument(
+        "--option",
+        dest="options",
+        metavar="KEY=VALUE",
+        action="append",
+        type=loader_option,
+        default=[],
+        help=f"{scope}a loader option (repeatable); VALUE is JSON when it parses, else a "
+        "string: --option num_threads=2, --option architecture=torchvision.models:resnet18, "
+        "--option 'input_shapes={\"x\": [null, 3, 224, 224]}'",
+    )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help=f"{scope}allow loading a model whose file holds code (a whole pickled torch "
+        "module, Keras Lambda layers); that code runs with your rights, so only for files you "
+        "trust",
+    )
+
+
 def write_output(path: str | Path, text: str | bytes, what: str) -> Path:
     """Writes a result file atomically and logs where it went.
 

@@ -31,6 +31,7 @@ import re
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,23 @@ def full_settings() -> ProfilerSettings:
 # ---- results ----------------------------------------------------------------------------------
 
 
+class _BenchRecord(JsonRecord):
+    """The JSON of a bench result: a ``"kind"`` key and the bench schema version."""
+
+    JSON_KIND: typing.ClassVar[str]
+    JSON_RERUN: typing.ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field, with the document's kind."""
+        return {**super().to_dict(), "kind": self.JSON_KIND}
+
+    @classmethod
+    def _check_json(cls, data: Any) -> None:
+        _check_schema(
+            data, cls.JSON_WHAT, cls.JSON_RERUN, ours=BENCH_SCHEMA_VERSION, kind=cls.JSON_KIND
+        )
+
+
 @dataclass(frozen=True)
 class SuiteEntry:
     """One row of the suite's tables.
@@ -245,7 +263,7 @@ _TITLES = {
 
 
 @dataclass(frozen=True)
-class SuiteResult(JsonRecord):
+class SuiteResult(_BenchRecord):
     """What :func:`run_suite` measured.
 
     Attributes:
@@ -361,7 +379,6 @@ class SuiteResult(JsonRecord):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: every entry with its full report, the tables' text, the rest."""
         data = super().to_dict()
-        data["kind"] = "pyinfer-bench-suite"
         data["tables"] = [
             {"title": t, "heading": h, "table": table} for t, h, table in self.tables()
         ]
@@ -413,16 +430,8 @@ class SuiteResult(JsonRecord):
 
     JSON_WHAT = "suite result"
     JSON_ROOT = "suite"
-
-    @classmethod
-    def _check_json(cls, data: Any) -> None:
-        _check_schema(
-            data,
-            cls.JSON_WHAT,
-            "run the suite again",
-            ours=BENCH_SCHEMA_VERSION,
-            kind="pyinfer-bench-suite",
-        )
+    JSON_KIND = "pyinfer-bench-suite"
+    JSON_RERUN = "run the suite again"
 
 
 def _footnotes(entries: Sequence[SuiteEntry | FormatEntry]) -> list[str]:
@@ -1124,7 +1133,7 @@ class FormatEntry:
 
 
 @dataclass(frozen=True)
-class FormatsResult(JsonRecord):
+class FormatsResult(_BenchRecord):
     """What :func:`compare_formats` measured.
 
     Attributes:
@@ -1233,7 +1242,6 @@ class FormatsResult(JsonRecord):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every report in full."""
         data = super().to_dict()
-        data["kind"] = "pyinfer-formats"
         data["table"] = self.table()
         data["recommendation"] = self.recommendation()
         data["exit_code"] = self.exit_code
@@ -1241,16 +1249,8 @@ class FormatsResult(JsonRecord):
 
     JSON_WHAT = "formats result"
     JSON_ROOT = "formats"
-
-    @classmethod
-    def _check_json(cls, data: Any) -> None:
-        _check_schema(
-            data,
-            cls.JSON_WHAT,
-            "compare the formats again",
-            ours=BENCH_SCHEMA_VERSION,
-            kind="pyinfer-formats",
-        )
+    JSON_KIND = "pyinfer-formats"
+    JSON_RERUN = "compare the formats again"
 
 
 def _mean(entry: FormatEntry) -> float:

@@ -34,8 +34,8 @@ from pyinfer._cli_common import (
     EXIT_OK,
     EXIT_UNSTABLE,
     EXIT_USAGE,
+    add_loader_options,
     int_list,
-    loader_option,
     non_negative_int,
     percent_or_fraction,
     positive_float,
@@ -115,9 +115,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_option = loader_option
-
-
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--format`` and ``--option``, shared by info/run/profile/sweep."""
     group = parser.add_argument_group("model loading")
@@ -129,23 +126,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="FORMAT",
         help="skip detection and load as this format: " + ", ".join(MODEL_FORMATS),
     )
-    group.add_argument(
-        "--option",
-        dest="options",
-        metavar="KEY=VALUE",
-        action="append",
-        type=_option,
-        default=[],
-        help="a loader option (repeatable); VALUE is JSON when it parses, else a string: "
-        "--option num_threads=2, --option trust_code=true, "
-        "--option 'input_shapes={\"x\": [null, 3, 224, 224]}'",
-    )
-    group.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow loading a model whose file holds code (a whole pickled torch module, Keras "
-        "Lambda layers); that code runs with your rights, so only for files you trust",
-    )
+    add_loader_options(group)
 
 
 def _add_timing_options(parser: argparse.ArgumentParser) -> None:
