@@ -590,3 +590,26 @@ def test_exports_are_quiet(exported: Exported, tmp_path: Path, capfd: pytest.Cap
         export_keras(exported.models["dense"], tmp_path / SUFFIX[fmt], fmt)
     out, _ = capfd.readouterr()
     assert out == ""  # nothing printed on stdout (Keras' export prints its signatures otherwise)
+
+
+def test_a_saved_model_folder_alone_converts_to_tflite(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    keras = keras_module
+    from pyinfer.export import export_saved_model_tflite
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, bias_initializer="ones")])
+    folder = export_keras(net, tmp_path / "sm", format="saved_model")
+    path = export_saved_model_tflite(folder, tmp_path / "out" / "m.tflite")
+    assert path == tmp_path / "out" / "m.tflite"
+    model = load_model(path)
+    x = np.random.default_rng(0).standard_normal((1, 6)).astype(np.float32)
+    np.testing.assert_allclose(
+        next(iter(model({model.input_names()[0]: x}).values())),
+        net(x).numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    with pytest.raises(InvalidArgumentError, match="is not a SavedModel folder"):
+        export_saved_model_tflite(tmp_path / "out" / "m.tflite", tmp_path / "x.tflite")

@@ -1368,15 +1368,6 @@ def _parity(
     return _Parity(worst_abs, worst_rel, not detail, worst_name, detail)
 
 
-def _tflite_from_saved_model(source: Path, out: Path) -> Path:
-    from pyinfer.backends._frameworks import import_tensorflow
-
-    tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(source))
-    out.write_bytes(converter.convert())
-    return out
-
-
 def _export_name(fmt: str, stem: str) -> str:
     """The file (or folder) name of ``stem`` exported in ``fmt``."""
     return {
@@ -1399,7 +1390,7 @@ def _export(fmt: str, source: Any, example: Any, target: Path) -> Path:
     if fmt == "onnx":
         return export.export_onnx(source, target, example)[0]
     if isinstance(source, Path):  # a SavedModel folder
-        return _tflite_from_saved_model(source, target)
+        return export.export_saved_model_tflite(source, target)
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
     return export.export_keras(source, target, format=kind)
 

@@ -449,6 +449,35 @@ def export_keras(
     return out
 
 
+def export_saved_model_tflite(saved_model: str | Path, path: str | Path) -> Path:
+    """Converts a TensorFlow SavedModel folder to a float32 TFLite file.
+
+    For a model that exists only as a SavedModel (no Keras model to give
+    :func:`export_keras`).
+
+    Args:
+        saved_model: The SavedModel folder.
+        path: The ``.tflite`` file to write.
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidArgumentError: If ``saved_model`` is not a folder.
+        FrameworkNotInstalledError: If TensorFlow is not installed.
+    """
+    folder = Path(saved_model)
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"{folder} is not a SavedModel folder")
+    tf = import_tensorflow()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_keras():
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(folder)).convert()
+    out.write_bytes(flatbuffer)
+    return out
+
+
 def _check_tflite_dynamic_batch(tf: ModuleType, path: Path, model: Any) -> None:
     wants_dynamic = any(t.shape and t.shape[0] is None for t in model.inputs)
     if not wants_dynamic:
