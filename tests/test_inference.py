@@ -868,3 +868,19 @@ def test_top_k_ranks_on_the_raw_scores_when_softmax_cannot_tell_them_apart() -> 
     assert [p.score for p in got] == pytest.approx([1e-3] * 3)
     batch = top_k_batch(np.stack([logits, -logits]), 1, apply_softmax=True)
     assert [row[0].class_index for row in batch] == [502, 0]
+
+
+def test_top_k_softmax_none_keeps_probabilities_and_converts_logits() -> None:
+    probabilities = np.array([0.1, 0.6, 0.3], dtype=np.float32)
+    assert [(p.class_index, p.score) for p in top_k(probabilities, 2, apply_softmax=None)] == [
+        (1, pytest.approx(0.6)),
+        (2, pytest.approx(0.3)),
+    ]
+    logits = np.array([0.0, 2.0, 1.0])
+    want = np.exp(logits) / np.exp(logits).sum()
+    got = top_k(logits, 2, apply_softmax=None)
+    assert [p.class_index for p in got] == [1, 2]
+    assert [p.score for p in got] == pytest.approx(want[[1, 2]].tolist())
+    # one row of logits among probabilities: every row is softmaxed
+    rows = top_k_batch(np.stack([probabilities, np.array([5.0, -1.0, 0.0])]), 1, apply_softmax=None)
+    assert rows[0][0].score == pytest.approx(float(softmax(probabilities)[1]))

@@ -69,7 +69,7 @@ def top_k(
     k: int = 5,
     labels: Sequence[str] | None = None,
     *,
-    apply_softmax: bool = False,
+    apply_softmax: bool | None = False,
 ) -> list[Prediction]:
     """The ``k`` highest scores of one item, best first (ties: lower index first).
 
@@ -78,8 +78,10 @@ def top_k(
         k: How many; capped at the number of classes.
         labels: One label per class.
         apply_softmax: Report each chosen class's softmax probability instead of its raw
-            score. The classes are ranked on the raw scores either way, so logits too close
-            together to tell apart after a float32 softmax still come out in their true order.
+            score; ``None`` does it unless the scores already are probabilities (none
+            negative, summing to 1 within 1e-3). The classes are ranked on the raw scores
+            either way, so logits too close together to tell apart after a float32 softmax
+            still come out in their true order.
 
     Returns:
         Up to ``k`` predictions.
@@ -101,7 +103,7 @@ def top_k_batch(
     k: int = 5,
     labels: Sequence[str] | None = None,
     *,
-    apply_softmax: bool = False,
+    apply_softmax: bool | None = False,
 ) -> list[list[Prediction]]:
     """:func:`top_k` for each row of a ``(batch, classes)`` array.
 
@@ -119,8 +121,16 @@ def top_k_batch(
     _check_labels(labels, s.shape[1])
     k = min(k, s.shape[1])
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    if apply_softmax is None:
+        apply_softmax = not _probabilities(s)
     values = softmax(s, axis=1) if apply_softmax else s
     return [
         [Prediction(int(i), None if labels is None else str(labels[i]), float(row[i])) for i in idx]
         for row, idx in zip(values, order, strict=True)
     ]
+
+
+def _probabilities(scores: np.ndarray) -> bool:
+    """Whether every row already is a probability distribution (within float32 rounding)."""
+    sums = scores.sum(axis=-1, dtype=np.float64)
+    return bool(scores.min() >= 0 and np.all(np.abs(sums - 1.0) < 1e-3))

@@ -507,8 +507,7 @@ def _is_scores(value: np.ndarray) -> bool:
 def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
     from pyinfer.inference_engine import top_k
 
-    probabilities = scores.min() >= 0 and abs(float(scores.sum(dtype="float64")) - 1.0) < 1e-3
-    return top_k(scores, k, labels, apply_softmax=not probabilities)
+    return top_k(scores, k, labels, apply_softmax=None)
 
 
 def _read_labels(path: str | None) -> list[str] | None:

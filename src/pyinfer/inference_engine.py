@@ -553,10 +553,6 @@ class InferenceEngine:
         if name not in outputs:
             raise InvalidArgumentError(f"no output {name!r}; outputs are {', '.join(outputs)}")
         scores = np.asarray(outputs[name]).reshape(-1)
-        if apply_softmax is None:
-            apply_softmax = not (
-                scores.min() >= 0 and abs(float(scores.sum(dtype=np.float64)) - 1.0) < 1e-3
-            )
         return top_k(scores, k, labels, apply_softmax=apply_softmax)
 
     # -- datasets --------------------------------------------------------------------------
