@@ -23,6 +23,7 @@ __all__ = [
     "InferenceError",
     "InvalidArgumentError",
     "InvalidInputError",
+    "MeasurementConflictError",
     "ModelLoadError",
     "ModelNotFoundError",
     "OutOfMemoryError",
@@ -128,6 +129,14 @@ class DatasetSourceError(InferenceError):
 
 class InvalidInputError(PyinferError, ValueError):
     """An input tensor has the wrong name, shape or dtype for the model; the message names it."""
+
+
+class MeasurementConflictError(PyinferError, RuntimeError):
+    """A measurement was started on a device another thread of this process is measuring on.
+
+    Two measurements at once on one device distort each other; the message names the device,
+    the measurement running and how to avoid the conflict.
+    """
 
 
 # Exception class names that mean "out of memory" in the frameworks pyinfer runs, matched by name

@@ -767,6 +767,7 @@ class ProfileReport(JsonRecord):
         if self.batch_curve is not None and self.batch_curve.knee_batch_size is not None:
             out.append(f"  Knee of the batch curve: batch {self.batch_curve.knee_batch_size}")
             out.append(f"  Best batch: {self.batch_curve.best_reason}")
+        out += [f"  Warning: {line}" for line in self.environment.concurrent_measurements]
         return out
 
     # -- JSON ------------------------------------------------------------------------------
