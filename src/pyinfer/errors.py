@@ -144,11 +144,13 @@ class MeasurementConflictError(PyinferError, RuntimeError):
 # TensorFlow's ResourceExhaustedError, and the Python builtin.
 _OOM_TYPE_NAMES = frozenset({"OutOfMemoryError", "ResourceExhaustedError", "MemoryError"})
 # Lower-case message fragments that mean the same where the class is generic (a torch
-# RuntimeError from an older release or a non-CUDA allocator, ONNX Runtime's RuntimeException
+# RuntimeError from an older release or from its CPU allocator, ONNX Runtime's RuntimeException
 # or Fail, a C++ std::bad_alloc translated by pybind11).
 _OOM_MESSAGES = (
     "out of memory",
     "failed to allocate memory",
+    "can't allocate memory",  # torch's DefaultCPUAllocator (host memory, e.g. under RLIMIT_AS)
+    "cannot allocate memory",  # strerror(ENOMEM), as runtimes quote it
     "bad allocation",
     "std::bad_alloc",
     "oom when allocating",

@@ -688,6 +688,7 @@ class InferenceEngine:
             else None
         )
         done = 0
+        finished = False
         try:
             for prepared, outputs in self._execute(self._prepared(chunks, executor), stats):
                 merged: list[ItemResult] = [
@@ -711,9 +712,13 @@ class InferenceEngine:
                     f"the dataset source raised {type(source_error).__name__} after {done} "
                     f"item(s): {source_error}; the items before it were run and are kept"
                 ) from source_error
+            finished = True
         finally:
             if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+                # After a full run the workers are idle: wait for them, so none outlives the
+                # call. After a failure or Ctrl-C, queued work is cancelled and the call does
+                # not wait on an item being preprocessed (its worker ends right after it).
+                executor.shutdown(wait=finished, cancel_futures=True)
             if bar is not None:
                 bar.close()
 
@@ -745,7 +750,21 @@ class InferenceEngine:
             return
         queue: deque[Future[_Prepared]] = deque()
         for chunk in chunks:
-            queue.append(executor.submit(self._prepare_chunk, chunk))
+            try:
+                queue.append(executor.submit(self._prepare_chunk, chunk))
+            except RuntimeError as exc:  # a worker thread could not start (memory, limits)
+                logger.warning(
+                    "model '%s': cannot start a preprocessing thread (%s); preparing the "
+                    "remaining batches in the calling thread",
+                    self.model.name,
+                    exc,
+                )
+                while queue:
+                    yield queue.popleft().result()
+                yield self._prepare_chunk(chunk)
+                for rest in chunks:
+                    yield self._prepare_chunk(rest)
+                return
             if len(queue) > self.prefetch:
                 yield queue.popleft().result()
         while queue:

@@ -657,11 +657,19 @@ def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
         raise ModelNotFoundError(f"{path} is not a file; a TFLite model is one file", path=path)
     count, nbytes = _tflite_constants(path)
     interpreter_class, runtime = _interpreter_class()
+    # The file's bytes, not its path: from a path the interpreter keeps the file open and
+    # memory-mapped for the model's life, so overwriting it in place (exporting again to the
+    # same path) would change or cut the weights under a loaded model, and a read past the
+    # new end is a SIGBUS. From bytes, the file is closed on return and may be replaced.
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}", path=path) from exc
     try:
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns on construction that it moves to ai_edge_litert.
             warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
-            interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+            interpreter = interpreter_class(model_content=content, num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise CorruptModelError(
