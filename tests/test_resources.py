@@ -187,7 +187,6 @@ def test_torch_under_a_memory_limit_backs_off_and_finishes(torch_module: ModuleT
     check_limited(run_limited("torch", "200"))
 
 
-@pytest.mark.slow
 def test_onnxruntime_under_a_memory_limit_backs_off_and_finishes(
     tmp_path: Path, onnx_module: ModuleType, onnxruntime_module: ModuleType
 ) -> None:
@@ -448,3 +447,21 @@ def test_keras_and_tflite_files_are_closed_after_loading_and_may_be_replaced(
             np.testing.assert_array_equal(first[name], second[name])
     del models, outputs, again
     assert settle(before)[0] == before[0]  # files; TF keeps its own thread pools
+
+
+def test_a_failed_atomic_write_leaves_no_descriptor_or_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyinfer.report import write_atomic
+
+    def refuse(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    write_atomic(tmp_path / "warm.txt", "x")
+    before = open_fds()
+    monkeypatch.setattr(os, "fchmod", refuse)
+    for _ in range(10):
+        with pytest.raises(PermissionError):
+            write_atomic(tmp_path / "report.json", "{}")
+    assert open_fds() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warm.txt"]
