@@ -530,3 +530,42 @@ def test_one_tflite_interpreter_called_from_threads_with_changing_batches(
         return run
 
     run_threads([work([1, 7]), work([2, 6]), work([3, 5]), work([4])])
+
+
+def test_a_held_lock_file_with_a_damaged_header_is_still_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    monkeypatch.setenv("PYINFER_LOCK_DIR", str(tmp_path))
+    other = tmp_path / "cpu.4242.lock"
+    other.write_bytes(b"\xff not json\n")
+    fd = os.open(other, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: conflicts like another process
+        profiler = PerformanceProfiler(GateModel("probe"), QUICK)
+        profiler.measure_latency()
+        assert profiler.concurrent_measurements == [
+            "another pyinfer process (pid 4242, a measurement) measured on cpu at the same "
+            "time: the figures of both may be distorted"
+        ]
+        told = other.read_text(errors="replace").splitlines()[1:]
+        assert [json.loads(line) for line in told] == [
+            {"pid": os.getpid(), "what": "measure_latency of model 'probe'"}
+        ]
+    finally:
+        os.close(fd)
+
+
+def test_an_unusable_lock_dir_skips_the_cross_process_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PYINFER_LOCK_DIR", str(blocker / "locks"))
+    profiler = PerformanceProfiler(GateModel("nowhere"), QUICK)
+    with caplog.at_level(logging.DEBUG, logger="pyinfer._device_lock"):
+        assert profiler.measure_latency().iterations >= 10
+    assert profiler.concurrent_measurements == []
+    first = caplog.records[0].getMessage()
+    assert first.startswith(f"no cross-process measurement lock ({blocker / 'locks'}): ")

@@ -334,6 +334,11 @@ class InferenceEngine:
         check_preprocessor: Run the preprocessor's ``check(model)`` at construction.
         **load_options: Options for ``load_model`` when ``model`` is a path.
 
+    Threads: engines in several threads may share one model (torch, ONNX Runtime and TensorFlow
+    models run calls from several threads at once; a TFLite model's calls take turns). One
+    engine should be run by one thread at a time: it keeps per-run state (the batch size
+    known to fit after running out of memory, the CUDA staging ring).
+
     Attributes:
         model: The model.
         preprocessor: The preprocessor, or ``None``.

@@ -397,6 +397,10 @@ def _device_memory(index: int) -> tuple[int | None, int | None]:
 class PerformanceProfiler:
     """Measures a model's latency, throughput, memory and batch-size curve.
 
+    One measurement runs on a device at a time: one that starts while another thread of the
+    process measures on the same device raises :class:`~pyinfer.errors.MeasurementConflictError`;
+    other processes measuring on it are noted in the report (see :mod:`pyinfer._device_lock`).
+
     Example:
         >>> model = pyinfer.load_model("resnet50.onnx")
         >>> report = PerformanceProfiler(model).profile(batch_size=1)
