@@ -171,6 +171,24 @@ def test_summaries_from_threads_equal_the_sequential_one() -> None:
     assert results == [expected] * 12
 
 
+def test_timed_loops_in_threads_each_time_their_own_calls() -> None:
+    calls = [0, 0, 0]
+    recorders: dict[int, pyinfer.LatencyRecorder] = {}
+
+    def loop(index: int) -> Callable[[], None]:
+        def count() -> None:
+            calls[index] += 1
+
+        def work() -> None:
+            recorders[index] = pyinfer.time_calls(count, 2_000, 100)
+
+        return work
+
+    run_threads([loop(i) for i in range(3)])
+    assert calls == [2_100] * 3
+    assert [recorders[i].count for i in range(3)] == [2_000] * 3
+
+
 # -- engines in threads ---------------------------------------------------------------------
 
 
@@ -253,6 +271,23 @@ def test_onnx_engines_sharing_one_session_in_threads_match_a_sequential_run(
     tmp_path: Path, onnx_module: ModuleType, onnxruntime_module: ModuleType
 ) -> None:
     check_threads_match_sequential([onnx_model(onnx_module, tmp_path, 0)], repeat=4)
+
+
+def test_models_loaded_in_threads_at_once(
+    tmp_path: Path, onnx_module: ModuleType, onnxruntime_module: ModuleType
+) -> None:
+    path = onnx_model(onnx_module, tmp_path, 3).path
+    assert path is not None
+    loaded: list[Model] = []
+
+    def load() -> None:
+        loaded.append(pyinfer.load_model(path, intra_op_threads=1))
+
+    run_threads([load] * 4)
+    x = inputs(3, 4)
+    outputs = [m.to_numpy(m.run_native(m.to_native({"input": x})))["output"] for m in loaded]
+    for out in outputs[1:]:
+        np.testing.assert_array_equal(out, outputs[0])
 
 
 def test_engines_of_different_models_and_frameworks_in_threads(
