@@ -470,3 +470,35 @@ def test_a_failed_atomic_write_leaves_no_descriptor_or_file(
             write_atomic(tmp_path / "report.json", "{}")
     assert open_fds() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warm.txt"]
+
+
+def test_memory_running_out_while_joining_outputs_is_out_of_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = Doubler()
+    original = model.run_native
+
+    def small_batches_only(inputs: Mapping[str, Any]) -> dict[str, Any]:
+        if len(inputs["x"]) > 2:
+            raise MemoryError("batch too large")
+        return original(inputs)
+
+    model.run_native = small_batches_only  # type: ignore[method-assign]
+    engine = InferenceEngine(model, batch_size=8, num_workers=0, progress=False)
+    x = np.arange(32, dtype=np.float32).reshape(8, 4)
+    out = engine.predict_batch(x)  # backs off to 2 and joins four parts
+    assert out.batch_sizes == [2, 2, 2, 2]
+    np.testing.assert_array_equal(out["y"], x * 2)
+
+    def no_memory(*args: Any, **kwargs: Any) -> np.ndarray:
+        raise MemoryError("cannot join")
+
+    monkeypatch.setattr(np, "concatenate", no_memory)
+    with pytest.raises(OutOfMemoryError) as info:
+        engine.predict_batch(x)
+    assert str(info.value) == (
+        "model 'doubler' on cpu ran out of memory on a batch of 8: MemoryError: cannot join"
+    )
+    with pytest.raises(OutOfMemoryError) as info:
+        engine.run_dataset(x)
+    assert info.value.partial_result is not None

@@ -521,7 +521,7 @@ class InferenceEngine:
         except PyinferError:
             raise
         except Exception as exc:
-            raise InferenceError(self._failure_text(exc, count)) from exc
+            raise self._inference_error(exc, count) from exc
         result = BatchOutputs(outputs)
         result.batch_sizes = stats.batch_sizes
         result.padded_items = stats.padded_items
@@ -927,7 +927,13 @@ class InferenceEngine:
         except Exception as exc:
             raise self._inference_error(exc, prepared.count) from exc
 
-    def _inference_error(self, exc: BaseException, count: int) -> InferenceError:
+    def _inference_error(self, exc: BaseException, count: int) -> InferenceError | OutOfMemoryError:
+        """The typed error for a failure around a model call (memory running out included)."""
+        if as_out_of_memory(exc) is not None:  # e.g. joining the outputs of a backed-off batch
+            return OutOfMemoryError(
+                f"model '{self.model.name}' on {self.device} ran out of memory on a batch of "
+                f"{count}: {type(exc).__name__}: {exc}"
+            )
         return InferenceError(self._failure_text(exc, count))
 
     def _failure_text(self, exc: BaseException, count: int) -> str:
