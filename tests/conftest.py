@@ -77,3 +77,10 @@ def tensorflow_module() -> ModuleType:
 @pytest.fixture
 def keras_module(tensorflow_module: ModuleType) -> ModuleType:
     return require_module("keras")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_measurement_lock_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Test runs in other checkouts on this machine measure at the same time; each session sees
+    # only its own measurement lock files (tests of the cross-process lock set their own dir).
+    os.environ["PYINFER_LOCK_DIR"] = str(tmp_path_factory.mktemp("measurement-locks"))

@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class Environment:
         versions: Installed version of pyinfer, numpy and each framework found.
         clock: The clock the timed loop reads and what a read costs.
         model_options: The options the model was loaded with (speed-ups applied).
+        concurrent_measurements: Other pyinfer processes that measured on the same device
+            while this measurement ran, one line each (their figures and these may be
+            distorted); empty when none was seen.
     """
 
     hostname: str
@@ -90,6 +94,7 @@ class Environment:
     versions: dict[str, str] = field(default_factory=dict)
     clock: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
+    concurrent_measurements: tuple[str, ...] = ()
 
 
 def _cpuinfo_lines() -> list[str]:
@@ -144,13 +149,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def collect_environment(
-    *, model_options: dict[str, Any] | None = None, cuda_device: int | None = None
+    *,
+    model_options: dict[str, Any] | None = None,
+    cuda_device: int | None = None,
+    concurrent_measurements: Sequence[str] = (),
 ) -> Environment:
     """Records the environment now.
 
     Args:
         model_options: The model's options (``Model.options``).
         cuda_device: The CUDA device the model runs on, or ``None`` on the CPU.
+        concurrent_measurements: Other processes seen measuring on the same device meanwhile.
 
     Returns:
         The environment.
@@ -185,4 +194,5 @@ def collect_environment(
         versions=_versions(),
         clock=_jsonable(_core.clock_info().to_dict()),
         model_options=options,
+        concurrent_measurements=tuple(concurrent_measurements),
     )

@@ -23,6 +23,7 @@ __all__ = [
     "InferenceError",
     "InvalidArgumentError",
     "InvalidInputError",
+    "MeasurementConflictError",
     "ModelLoadError",
     "ModelNotFoundError",
     "OutOfMemoryError",
@@ -130,16 +131,26 @@ class InvalidInputError(PyinferError, ValueError):
     """An input tensor has the wrong name, shape or dtype for the model; the message names it."""
 
 
+class MeasurementConflictError(PyinferError, RuntimeError):
+    """A measurement was started on a device another thread of this process is measuring on.
+
+    Two measurements at once on one device distort each other; the message names the device,
+    the measurement running and how to avoid the conflict.
+    """
+
+
 # Exception class names that mean "out of memory" in the frameworks pyinfer runs, matched by name
 # so this module imports none of them: torch.cuda.OutOfMemoryError (and torch.OutOfMemoryError),
 # TensorFlow's ResourceExhaustedError, and the Python builtin.
 _OOM_TYPE_NAMES = frozenset({"OutOfMemoryError", "ResourceExhaustedError", "MemoryError"})
 # Lower-case message fragments that mean the same where the class is generic (a torch
-# RuntimeError from an older release or a non-CUDA allocator, ONNX Runtime's RuntimeException
+# RuntimeError from an older release or from its CPU allocator, ONNX Runtime's RuntimeException
 # or Fail, a C++ std::bad_alloc translated by pybind11).
 _OOM_MESSAGES = (
     "out of memory",
     "failed to allocate memory",
+    "can't allocate memory",  # torch's DefaultCPUAllocator (host memory, e.g. under RLIMIT_AS)
+    "cannot allocate memory",  # strerror(ENOMEM), as runtimes quote it
     "bad allocation",
     "std::bad_alloc",
     "oom when allocating",

@@ -334,6 +334,11 @@ class InferenceEngine:
         check_preprocessor: Run the preprocessor's ``check(model)`` at construction.
         **load_options: Options for ``load_model`` when ``model`` is a path.
 
+    Threads: engines in several threads may share one model (torch, ONNX Runtime and TensorFlow
+    models run calls from several threads at once; a TFLite model's calls take turns). One
+    engine should be run by one thread at a time: it keeps per-run state (the batch size
+    known to fit after running out of memory, the CUDA staging ring).
+
     Attributes:
         model: The model.
         preprocessor: The preprocessor, or ``None``.
@@ -516,7 +521,7 @@ class InferenceEngine:
         except PyinferError:
             raise
         except Exception as exc:
-            raise InferenceError(self._failure_text(exc, count)) from exc
+            raise self._inference_error(exc, count) from exc
         result = BatchOutputs(outputs)
         result.batch_sizes = stats.batch_sizes
         result.padded_items = stats.padded_items
@@ -688,6 +693,7 @@ class InferenceEngine:
             else None
         )
         done = 0
+        finished = False
         try:
             for prepared, outputs in self._execute(self._prepared(chunks, executor), stats):
                 merged: list[ItemResult] = [
@@ -711,9 +717,13 @@ class InferenceEngine:
                     f"the dataset source raised {type(source_error).__name__} after {done} "
                     f"item(s): {source_error}; the items before it were run and are kept"
                 ) from source_error
+            finished = True
         finally:
             if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+                # After a full run the workers are idle: wait for them, so none outlives the
+                # call. After a failure or Ctrl-C, queued work is cancelled and the call does
+                # not wait on an item being preprocessed (its worker ends right after it).
+                executor.shutdown(wait=finished, cancel_futures=True)
             if bar is not None:
                 bar.close()
 
@@ -745,7 +755,21 @@ class InferenceEngine:
             return
         queue: deque[Future[_Prepared]] = deque()
         for chunk in chunks:
-            queue.append(executor.submit(self._prepare_chunk, chunk))
+            try:
+                queue.append(executor.submit(self._prepare_chunk, chunk))
+            except RuntimeError as exc:  # a worker thread could not start (memory, limits)
+                logger.warning(
+                    "model '%s': cannot start a preprocessing thread (%s); preparing the "
+                    "remaining batches in the calling thread",
+                    self.model.name,
+                    exc,
+                )
+                while queue:
+                    yield queue.popleft().result()
+                yield self._prepare_chunk(chunk)
+                for rest in chunks:
+                    yield self._prepare_chunk(rest)
+                return
             if len(queue) > self.prefetch:
                 yield queue.popleft().result()
         while queue:
@@ -903,7 +927,13 @@ class InferenceEngine:
         except Exception as exc:
             raise self._inference_error(exc, prepared.count) from exc
 
-    def _inference_error(self, exc: BaseException, count: int) -> InferenceError:
+    def _inference_error(self, exc: BaseException, count: int) -> InferenceError | OutOfMemoryError:
+        """The typed error for a failure around a model call (memory running out included)."""
+        if as_out_of_memory(exc) is not None:  # e.g. joining the outputs of a backed-off batch
+            return OutOfMemoryError(
+                f"model '{self.model.name}' on {self.device} ran out of memory on a batch of "
+                f"{count}: {type(exc).__name__}: {exc}"
+            )
         return InferenceError(self._failure_text(exc, count))
 
     def _failure_text(self, exc: BaseException, count: int) -> str:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pyinfer import _core
+from pyinfer import _core, _device_lock
 from pyinfer._environment import Environment, collect_environment
 from pyinfer._stats import KNEE_FRACTION, knee_index
 from pyinfer._stopping import (
@@ -397,6 +397,10 @@ def _device_memory(index: int) -> tuple[int | None, int | None]:
 class PerformanceProfiler:
     """Measures a model's latency, throughput, memory and batch-size curve.
 
+    One measurement runs on a device at a time: one that starts while another thread of the
+    process measures on the same device raises :class:`~pyinfer.errors.MeasurementConflictError`;
+    other processes measuring on it are noted in the report (see :mod:`pyinfer._device_lock`).
+
     Example:
         >>> model = pyinfer.load_model("resnet50.onnx")
         >>> report = PerformanceProfiler(model).profile(batch_size=1)
@@ -431,6 +435,39 @@ class PerformanceProfiler:
         self._prepared: _Prepared | None = None
         self._first_inference_ms: float | None = None
         self._check_settings()
+        #: Other processes seen measuring on the same device while this profiler measured.
+        self.concurrent_measurements: list[str] = []
+
+    # -- one measurement per device at a time ----------------------------------------------
+
+    @contextlib.contextmanager
+    def _measuring(self, what: str) -> Iterator[None]:
+        """Holds the model's device for a measurement (see :mod:`pyinfer._device_lock`).
+
+        Raises:
+            MeasurementConflictError: If another thread measures on the device.
+        """
+        claim: _device_lock.DeviceClaim | None = None
+        try:
+            with _device_lock.measuring(
+                str(self.model.device), f"{what} of model '{self.model.name}'"
+            ) as claim:
+                yield
+        finally:
+            if claim is not None:
+                self._merge_overlaps(claim.overlaps)
+
+    def _merge_overlaps(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            if line not in self.concurrent_measurements:
+                self.concurrent_measurements.append(line)
+
+    def _overlaps_now(self) -> list[str]:
+        """Every overlap seen so far, looking again if a measurement holds the device now."""
+        claim = _device_lock.held(str(self.model.device))
+        if claim is not None:
+            self._merge_overlaps(claim.check())
+        return list(self.concurrent_measurements)
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -603,12 +640,14 @@ class PerformanceProfiler:
         Raises:
             InvalidArgumentError: If the batch size does not fit the model.
             OutOfMemoryError: If the model runs out of memory (host or device).
+            MeasurementConflictError: If another thread of this process measures on the same
+                device (see "Concurrency" in the README).
             DeviceError: If a CUDA graph cannot be captured.
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the measurement of the
                 samples taken so far (not stable, ``"interrupted after N samples"``), or
                 ``None`` when it came before the first one.
         """
-        with _one_out_of_memory_type():
+        with self._measuring("measure_latency"), _one_out_of_memory_type():
             return self._measure_latency(batch_size)
 
     def _measure_latency(self, batch_size: int | None) -> LatencyMeasurement:
@@ -712,11 +751,13 @@ class PerformanceProfiler:
             InvalidArgumentError: If the batch size does not fit the model or ``duration_s``
                 is not positive.
             OutOfMemoryError: If the model runs out of memory.
+            MeasurementConflictError: If another thread of this process measures on the same
+                device (see "Concurrency" in the README).
         """
         duration = self.settings.throughput_time_s if duration_s is None else duration_s
         if not duration > 0.0:
             raise InvalidArgumentError(f"duration_s must be above 0, got {duration}")
-        with _one_out_of_memory_type():
+        with self._measuring("measure_throughput"), _one_out_of_memory_type():
             return self._measure_throughput(batch_size, duration)
 
     def _measure_throughput(self, batch_size: int | None, duration: float) -> Throughput:
@@ -794,11 +835,13 @@ class PerformanceProfiler:
         Raises:
             InvalidArgumentError: If the batch size does not fit or ``runs`` < 1.
             OutOfMemoryError: If the model runs out of memory.
+            MeasurementConflictError: If another thread of this process measures on the same
+                device (see "Concurrency" in the README).
         """
         count = self.settings.memory_runs if runs is None else runs
         if count < 1:
             raise InvalidArgumentError(f"runs must be at least 1, got {count}")
-        with _one_out_of_memory_type():
+        with self._measuring("measure_memory"), _one_out_of_memory_type():
             prep = self._prepare(batch_size)
             if not self.model.device.is_cuda:
                 return self._memory_cpu(prep, count)
@@ -894,12 +937,18 @@ class PerformanceProfiler:
         Raises:
             InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
                 the model's batch is fixed, or the budget is not positive.
+            MeasurementConflictError: If another thread of this process measures on the same
+                device (see "Concurrency" in the README).
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the curve of the batch
                 sizes finished and the interrupted one: measured from the calls timed before
                 (``interrupted``, not stable) when there were at least
                 :data:`MIN_PARTIAL_SAMPLES`, else a failed point.
         """
         sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
+        with self._measuring("sweep_batch_sizes"):
+            return self._sweep(sizes, latency_budget_ms)
+
+    def _sweep(self, sizes: list[int], latency_budget_ms: float | None) -> BatchCurve:
         points: list[BatchPoint] = []
         for size in sizes:
             try:
@@ -995,6 +1044,8 @@ class PerformanceProfiler:
             InvalidArgumentError: If a batch size does not fit the model, or the sweep's
                 arguments are refused (checked before anything is measured).
             OutOfMemoryError: If the model runs out of memory at ``batch_size``.
+            MeasurementConflictError: If another thread of this process measures on the same
+                device (see "Concurrency" in the README).
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is a report of what was
                 measured (the passes finished, the latency so far when it has at least
                 :data:`MIN_PARTIAL_SAMPLES` samples, marked not stable, and the sweep's points
@@ -1003,6 +1054,17 @@ class PerformanceProfiler:
         sweep = list(batch_sizes) if batch_sizes else []
         if sweep:  # checked before minutes of measuring, not after
             self._sweep_sizes(sweep, latency_budget_ms)
+        with self._measuring("profile"):
+            return self._profile(batch_size, sweep, latency_budget_ms, memory, throughput)
+
+    def _profile(
+        self,
+        batch_size: int | None,
+        sweep: list[int],
+        latency_budget_ms: float | None,
+        memory: bool,
+        throughput: bool,
+    ) -> ProfileReport:
         mem = latency = tput = curve = None
         shapes: dict[str, tuple[int, ...]] = {}
         dtypes: dict[str, str] = {}
@@ -1047,7 +1109,9 @@ class PerformanceProfiler:
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
         environment = collect_environment(
-            model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
+            model_options=m.options,
+            cuda_device=m.device.index if m.device.is_cuda else None,
+            concurrent_measurements=self._overlaps_now(),
         )
         return ProfileReport(
             model=m.name,
@@ -1083,7 +1147,9 @@ def sweep_report(
     """
     m = profiler.model
     environment = collect_environment(
-        model_options=m.options, cuda_device=m.device.index if m.device.is_cuda else None
+        model_options=m.options,
+        cuda_device=m.device.index if m.device.is_cuda else None,
+        concurrent_measurements=profiler._overlaps_now(),
     )
     settings = {
         f.name: dict(v) if isinstance(v, Mapping) else v

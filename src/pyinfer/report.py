@@ -767,6 +767,7 @@ class ProfileReport(JsonRecord):
         if self.batch_curve is not None and self.batch_curve.knee_batch_size is not None:
             out.append(f"  Knee of the batch curve: batch {self.batch_curve.knee_batch_size}")
             out.append(f"  Best batch: {self.batch_curve.best_reason}")
+        out += [f"  Warning: {line}" for line in self.environment.concurrent_measurements]
         return out
 
     # -- JSON ------------------------------------------------------------------------------
@@ -1209,9 +1210,9 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # owns fd from here: closed whatever fails below
+            # mkstemp creates the file private (0600); give it the mode a plain open() would.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import tempfile
+import threading
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -580,6 +581,8 @@ class TFLiteModel(Model):
     size, the input is resized (``resize_tensor_input``) and the tensors reallocated, once per
     change of shape. Inputs and outputs keep the model's dtypes (``int8`` for a fully quantized
     model): quantize them with the scale and zero point of the model's tensor details.
+    Calls from several threads are safe and take turns: an interpreter holds one set of tensors,
+    so a lock covers each call (load the model once per thread to run in parallel).
     """
 
     def __init__(
@@ -597,6 +600,7 @@ class TFLiteModel(Model):
         self._current_shapes = {
             n: tuple(int(s) for s in details[i]["shape"]) for n, i in self._input_index.items()
         }
+        self._run_lock = threading.Lock()  # one interpreter runs one call at a time
 
     def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """TFLite takes host arrays: returns them as they are."""
@@ -607,20 +611,25 @@ class TFLiteModel(Model):
         return {k: np.asarray(v) for k, v in outputs.items()}
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Sets the inputs (resizing dynamic ones when their shape changed), invokes, copies out."""
-        resized = False
-        for name, index in self._input_index.items():
-            shape = tuple(int(s) for s in np.shape(inputs[name]))
-            if shape != self._current_shapes[name]:
-                self.interpreter.resize_tensor_input(index, list(shape), strict=True)
-                self._current_shapes[name] = shape
-                resized = True
-        if resized:
-            self.interpreter.allocate_tensors()
-        for name, index in self._input_index.items():
-            self.interpreter.set_tensor(index, inputs[name])
-        self.interpreter.invoke()
-        return {n: self.interpreter.get_tensor(i) for n, i in self._output_index.items()}
+        """Sets the inputs (resizing dynamic ones when their shape changed), invokes, copies out.
+
+        One interpreter holds one set of input and output tensors, so calls from several
+        threads take turns (a lock around the whole call); the outputs are copies.
+        """
+        with self._run_lock:
+            resized = False
+            for name, index in self._input_index.items():
+                shape = tuple(int(s) for s in np.shape(inputs[name]))
+                if shape != self._current_shapes[name]:
+                    self.interpreter.resize_tensor_input(index, list(shape), strict=True)
+                    self._current_shapes[name] = shape
+                    resized = True
+            if resized:
+                self.interpreter.allocate_tensors()
+            for name, index in self._input_index.items():
+                self.interpreter.set_tensor(index, inputs[name])
+            self.interpreter.invoke()
+            return {n: self.interpreter.get_tensor(i) for n, i in self._output_index.items()}
 
     def close(self) -> None:
         """Drops the interpreter."""
@@ -648,11 +657,19 @@ def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
         raise ModelNotFoundError(f"{path} is not a file; a TFLite model is one file", path=path)
     count, nbytes = _tflite_constants(path)
     interpreter_class, runtime = _interpreter_class()
+    # The file's bytes, not its path: from a path the interpreter keeps the file open and
+    # memory-mapped for the model's life, so overwriting it in place (exporting again to the
+    # same path) would change or cut the weights under a loaded model, and a read past the
+    # new end is a SIGBUS. From bytes, the file is closed on return and may be replaced.
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}", path=path) from exc
     try:
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns on construction that it moves to ai_edge_litert.
             warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
-            interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+            interpreter = interpreter_class(model_content=content, num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise CorruptModelError(
