@@ -100,6 +100,10 @@ def nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Process:
     """A process whose stdout and stderr are read as they come, by two threads."""
 
@@ -112,6 +116,9 @@ class _Process:
             text=True,
             env=env,
             cwd=cwd,
+            # A test runner started in the background has SIGINT ignored, and a child inherits
+            # that (pyinfer, like Python, keeps a signal ignored at start ignored): reset it.
+            preexec_fn=_default_sigint,  # noqa: PLW1509 - it only resets one signal
         )
         self.out: list[str] = []
         self.err: list[str] = []

@@ -70,8 +70,9 @@ def stop_signals() -> Iterator[StopSignals]:
     SIGTERM is handled like Ctrl-C, so the results so far are printed and written when ``kill``
     or ``timeout`` stops a command. Every signal raises: a second one, while the results of the
     first are being written, stops the writing at once (each file is written atomically, so it
-    is either complete or not there). A signal that was ignored when the command started
-    (``nohup``, a background job) stays ignored; the previous handlers are put back afterwards.
+    is either complete or not there). A signal that was ignored when the command started (SIGINT
+    in a background job of a non-interactive shell) stays ignored, as Python itself leaves it;
+    the previous handlers are put back afterwards.
     Outside the main thread (where handlers cannot be set) nothing is changed.
     """
     state = StopSignals()
