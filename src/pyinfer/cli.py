@@ -36,6 +36,7 @@ from pyinfer._cli_common import (
     EXIT_TERMINATED,
     EXIT_UNSTABLE,
     EXIT_USAGE,
+    StopSignals,
     add_loader_options,
     int_list,
     non_negative_int,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from pyinfer._cli_common import StopSignals
     from pyinfer.backends.base import Model
     from pyinfer.profiler import PerformanceProfiler
     from pyinfer.report import BatchCurve, ProfileReport
@@ -1367,8 +1367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    with stop_signals() as signals:
-        status = _run_command(args, signals)
+    signals = StopSignals()
+    try:
+        with stop_signals() as signals:
+            status = _run_command(args, signals)
+    except KeyboardInterrupt:  # a signal in the instant between the command's end and here
+        status = EXIT_INTERRUPTED
     if status == EXIT_INTERRUPTED and signals.terminated:
         sys.stderr.write(f"pyinfer {args.command}: stopped by SIGTERM (exit status 143)\n")
     return signals.exit_status(status)
