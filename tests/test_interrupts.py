@@ -734,3 +734,36 @@ def test_an_export_killed_part_way_leaves_the_old_model_and_a_hidden_staging_fol
         staged.mkdir()
         (staged / "saved_model.pb").write_bytes(b"graph")
     assert sorted(p.name for p in saved.iterdir()) == ["saved_model.pb"]
+
+
+def test_formats_rebuilds_a_truncated_cached_export_instead_of_loading_it(
+    torch_module: Any, tmp_path: Path
+) -> None:
+    from pyinfer.bench import compare_formats
+
+    torch_module.manual_seed(0)
+    net = torch_module.nn.Sequential(torch_module.nn.Linear(8, 4))
+    model, work = tmp_path / "mlp.pt", tmp_path / "exports"
+    torch_module.save(net, model)
+
+    def run() -> Any:
+        result = compare_formats(
+            model, formats=["torchscript"], input_shape=[8], work_dir=work, quick=True,
+            trust_code=True,
+        )  # fmt: skip
+        assert [(e.format, e.status) for e in result.entries] == [
+            ("eager", "ok"),
+            ("torchscript", "ok"),
+        ]
+        return result.entries[1]
+
+    assert run().reused is False
+    cached = work / "mlp.torchscript.pt"
+    data, stat = cached.read_bytes(), cached.stat()
+    # What a writer killed half-way (an older pyinfer, another tool) leaves: half the file,
+    # even with the modification time it had.
+    cached.write_bytes(data[: len(data) // 2])
+    os.utime(cached, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = run()
+    assert (again.reused, again.parity) == (False, True)  # exported again, loaded, it matches
+    assert cached.stat().st_size > len(data) // 2
