@@ -1181,15 +1181,16 @@ def test_ctrl_c_between_chunks_keeps_the_samples() -> None:
 
 def test_an_interrupted_latency_measurement_keeps_its_samples_not_stable() -> None:
     # Calls: 1 first inference, 3 warm-up, then a chunk of 20 (the minimum count), then the
-    # interrupted chunk, whose samples the timed loop never returns.
+    # interrupted chunk: its 15 calls before the one that raised are kept too (the timed loop
+    # attaches them to the KeyboardInterrupt), so 35 samples.
     model = InterruptedModel(40, base_ns=1e5)
     with pytest.raises(KeyboardInterrupt) as info:
         PerformanceProfiler(model, FAST).measure_latency(batch_size=2)
     partial = info.value.partial_result  # type: ignore[attr-defined]
-    assert partial.iterations == 20
+    assert partial.iterations == 35
     assert partial.batch_size == 2
     assert partial.stable is False
-    assert partial.stability_reason == "interrupted after 20 samples"
+    assert partial.stability_reason == "interrupted after 35 samples"
     assert partial.warmup_iterations == 3
     assert partial.stats.min_ms >= 0.1
     assert partial.wall_s == pytest.approx(sum(partial.samples_ns) / 1e9)
@@ -1247,15 +1248,15 @@ def test_profile_interrupted_in_its_sweep_keeps_the_report_and_the_curve_so_far(
 
 
 def test_a_sweep_interrupted_attaches_the_curve_so_far() -> None:
-    # Batch 2: 1 first call + 3 warm-up + a chunk of 20, then the interrupted chunk.
+    # Batch 2: 1 first call + 3 warm-up + a chunk of 20, then 15 calls of the interrupted chunk.
     model = InterruptedModel(40, only_batch=2, base_ns=1e5)
     with pytest.raises(KeyboardInterrupt) as info:
         PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
     curve = info.value.partial_result  # type: ignore[attr-defined]
     assert [p.batch_size for p in curve.points] == [1, 2]
-    # The batch in progress is kept as a point: the 20 calls it timed, not stable.
+    # The batch in progress is kept as a point: the 35 calls it timed, not stable.
     second = curve.points[1]
-    assert (second.ok, second.interrupted, second.stable, second.samples) == (True, True, False, 20)
+    assert (second.ok, second.interrupted, second.stable, second.samples) == (True, True, False, 35)
     assert second.latency_mean_ms is not None
     assert second.latency_mean_ms >= 0.1
     assert second.throughput_fps is not None

@@ -271,7 +271,8 @@ def add_commands(commands: Any) -> None:
             "Builds the specification's models with random weights, exports them, and "
             "profiles each entry the same way; prints the specification's tables. Given MODEL, "
             "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
-            "entry did not become stable, 130 interrupted (finished entries still printed)."
+            "entry did not become stable, 130 interrupted (finished entries still printed "
+            "and written; 143 for SIGTERM)."
         ),
         epilog="Examples:\n"
         "  pyinfer bench --quick --json bench.json --markdown bench.md\n"
@@ -316,7 +317,7 @@ def add_commands(commands: Any) -> None:
             "Exports MODEL to the other formats of its framework, loads each back, "
             "profiles it and checks its outputs against the original's on the same random input. "
             "Exit status: 0 all fine, 1 a format failed or its outputs differ, 3 a measurement "
-            "did not become stable, 130 interrupted."
+            "did not become stable, 130 interrupted (143 for SIGTERM)."
         ),
         epilog="Examples:\n"
         '  python -c "import torch, torchvision; torch.save(torchvision.models.resnet18('

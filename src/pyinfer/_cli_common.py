@@ -7,9 +7,14 @@ option parsing and atomic writes as the others without importing one another.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pyinfer.errors import InvalidArgumentError
@@ -24,6 +29,68 @@ EXIT_UNSTABLE = 3
 """Measured and reported, but at least one measurement did not become stable."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, the shell convention); what was measured is kept."""
+EXIT_TERMINATED = 143
+"""Stopped by SIGTERM (128 + SIGTERM: ``kill``, ``timeout``, a cancelled CI job); handled as
+Ctrl-C, so what was measured is kept and written too."""
+
+
+class StopSignals:
+    """Which stop signals (SIGINT, SIGTERM) a command received; see :func:`stop_signals`.
+
+    Attributes:
+        received: The signal numbers, in the order they came.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    @property
+    def terminated(self) -> bool:
+        """Whether the first stop signal was SIGTERM."""
+        return bool(self.received) and self.received[0] == signal.SIGTERM
+
+    @property
+    def repeated(self) -> bool:
+        """Whether a second stop signal came (a forced stop while the results were written)."""
+        return len(self.received) > 1
+
+    def exit_status(self, status: int) -> int:
+        """``status``, with an interrupted one (130) turned to 143 when SIGTERM stopped it."""
+        return EXIT_TERMINATED if status == EXIT_INTERRUPTED and self.terminated else status
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[StopSignals]:
+    """SIGINT and SIGTERM both raise ``KeyboardInterrupt`` for the duration, and are recorded.
+
+    SIGTERM is handled like Ctrl-C, so the results so far are printed and written when ``kill``
+    or ``timeout`` stops a command. Every signal raises: a second one, while the results of the
+    first are being written, stops the writing at once (each file is written atomically, so it
+    is either complete or not there). A signal that was ignored when the command started (SIGINT
+    in a background job of a non-interactive shell) stays ignored, as Python itself leaves it;
+    the previous handlers are put back afterwards.
+    Outside the main thread (where handlers cannot be set) nothing is changed.
+    """
+    state = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
+            current = signal.getsignal(signum)
+            if current is signal.SIG_IGN:
+                continue
+            previous[signum] = current
+            signal.signal(signum, state._handle)
+        yield state
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def positive_int(text: str) -> int:

@@ -238,9 +238,15 @@ def _take(source: SampleSource, n: int, collected: list[npt.NDArray[np.float64]]
     try:
         chunk = np.asarray(source(n), dtype=np.float64)
     except BaseException as exc:
-        # Keep what was measured: the caller (and the user) can still see the partial samples.
+        # Keep what was measured: the caller (and the user) can still see the partial samples,
+        # with those of this chunk that a source interrupted part way attached
+        # (``chunk_samples_ns``): on a slow call a chunk is most of what was measured.
+        taken = list(collected)
+        chunk_part = getattr(exc, "chunk_samples_ns", None)
+        if chunk_part is not None and len(chunk_part):
+            taken.append(np.asarray(chunk_part, dtype=np.float64))
         exc.partial_samples_ns = (  # type: ignore[attr-defined]
-            np.concatenate(collected) if collected else np.empty(0)
+            np.concatenate(taken) if taken else np.empty(0)
         )
         raise
     if chunk.shape != (n,):

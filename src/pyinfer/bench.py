@@ -633,7 +633,9 @@ class _Artifacts:
 
     A file matches when the manifest holds the same key (model, format, size, seed and the
     versions of pyinfer and the frameworks) and its size and modification time are those
-    recorded when it was written.
+    recorded when it was written. The record is written (atomically) only after the file is
+    complete, and removed before a file is rewritten, so a file left half-written by a killed
+    run is never reused: the next run exports it again.
     """
 
     MANIFEST = "pyinfer-bench-manifest.json"
@@ -672,6 +674,10 @@ class _Artifacts:
             self.reused.append(name)
             logger.info("reusing %s", path)
             return path
+        if self._manifest.pop(name, None) is not None:
+            # Forget the old file before touching it: a run killed while writing the new one
+            # must leave no record that would vouch for the half-written file.
+            write_atomic(self._manifest_path, json.dumps(self._manifest, indent=2))
         if path.is_dir():
             shutil.rmtree(path)
         write(path)

@@ -6,7 +6,8 @@ One ``cmd_<name>()`` function per subcommand: ``info``, ``run``, ``profile``, ``
 Exit statuses (:mod:`pyinfer._cli_common`): 0 done; 1 a failed run (a model that cannot be
 loaded, an input that cannot be read, an item that failed, a damaged report); 2 bad usage (an
 unknown option, a malformed value, an option the model cannot take); 3 measured, but not stable;
-130 interrupted by Ctrl-C, with what was measured printed and written. Errors are one line on
+130 interrupted by Ctrl-C and 143 by SIGTERM, with what was measured printed and written (a
+second signal stops the writing at once; every file is written atomically). Errors are one line on
 stderr; ``--verbose`` adds the traceback. Frameworks are imported only by the commands that load
 a model, so ``pyinfer --help`` stays light.
 """
@@ -32,14 +33,17 @@ from pyinfer._cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_UNSTABLE,
     EXIT_USAGE,
+    StopSignals,
     add_loader_options,
     int_list,
     non_negative_int,
     percent_or_fraction,
     positive_float,
     positive_int,
+    stop_signals,
     write_output,
 )
 from pyinfer.errors import InvalidArgumentError, PyinferError
@@ -59,6 +63,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_UNSTABLE",
     "EXIT_USAGE",
     "MODEL_FORMATS",
@@ -537,9 +542,19 @@ def _json_values(value: np.ndarray) -> Any:
 
 
 def _run_output_payload(
-    entries: list[_Entry], names: list[str], path: Path, k: int, labels: list[str] | None
+    entries: list[_Entry],
+    names: list[str],
+    path: Path,
+    k: int,
+    labels: list[str] | None,
+    *,
+    interrupted: bool = False,
 ) -> bytes | str:
-    """The ``--output`` file's content: JSON, or ``.npy``/``.npz`` of the items that ran."""
+    """The ``--output`` file's content: JSON, or ``.npy``/``.npz`` of the items that ran.
+
+    The JSON also says how many inputs there were and whether Ctrl-C (or SIGTERM) stopped the
+    run before the rest ran.
+    """
     import numpy as np
 
     done = [e for e in entries if e.outputs is not None]
@@ -561,7 +576,13 @@ def _run_output_payload(
                 item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in e.outputs.items()}
             items.append(item)
         failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
-        return json.dumps({"items": items, "failures": failures}, indent=2) + "\n"
+        document = {
+            "items": items,
+            "failures": failures,
+            "inputs": len(entries),
+            "interrupted": interrupted,
+        }
+        return json.dumps(document, indent=2) + "\n"
     for name in names:
         shapes = sorted({tuple(np.shape(e.outputs[name])) for e in done if e.outputs is not None})
         if len(shapes) > 1:
@@ -664,13 +685,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     ran = f"{len(done)} of {len(entries)} input(s) ran"
     sys.stderr.write(f"{ran}, {len(failed)} failed\n")
     if output is not None and (done or output.suffix.lower() == ".json"):
-        payload = _run_output_payload(entries, names, output, args.top_k, labels)
+        payload = _run_output_payload(
+            entries,
+            names,
+            output,
+            args.top_k,
+            labels,
+            interrupted=isinstance(stopped, KeyboardInterrupt),
+        )
         write_output(output, payload, "outputs")
     elif output is not None:
         sys.stderr.write(f"{output} not written: no item ran (a .json file lists the failures)\n")
     if isinstance(stopped, KeyboardInterrupt):
         where = f"written to {output}" if output is not None and done else "printed above"
-        sys.stderr.write(f"interrupted: results so far {where}\n")
+        sys.stderr.write(
+            f"interrupted: results so far {where} ({len(done)} of {len(entries)} input(s) ran, "
+            f"{len(entries) - len(done) - len(failed)} not run)\n"
+        )
         return EXIT_INTERRUPTED
     if stopped is not None:
         raise stopped
@@ -1131,7 +1162,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyinfer",
         description="Load, run and profile machine-learning models.",
         epilog="Example: pyinfer profile model.onnx --batch-size 8\n"
-        "Exit status: 0 done, 1 failed, 2 bad usage, 3 not stable, 130 interrupted.",
+        "Exit status: 0 done, 1 failed, 2 bad usage, 3 not stable, 130 interrupted (Ctrl-C), "
+        "143 terminated (SIGTERM); interrupted or terminated, what was measured is written.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pyinfer {pyinfer.__version__}")
@@ -1335,6 +1367,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    signals = StopSignals()
+    try:
+        with stop_signals() as signals:
+            status = _run_command(args, signals)
+    except KeyboardInterrupt:  # a signal in the instant between the command's end and here
+        status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED and signals.terminated:
+        sys.stderr.write(f"pyinfer {args.command}: stopped by SIGTERM (exit status 143)\n")
+    return signals.exit_status(status)
+
+
+def _run_command(args: argparse.Namespace, signals: StopSignals) -> int:
+    """Runs the command's handler; maps errors and interrupts to a message and a status."""
     try:
         status: int = args.handler(args)
     except PyinferError as error:
@@ -1343,7 +1388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pyinfer {args.command}: error: {_one_line(str(error))}\n")
         return EXIT_USAGE if isinstance(error, InvalidArgumentError) else EXIT_FAILED
     except KeyboardInterrupt:
-        sys.stderr.write(f"pyinfer {args.command}: interrupted\n")
+        if signals.repeated:
+            sys.stderr.write(
+                f"pyinfer {args.command}: interrupted again: stopped without writing the rest; "
+                "the files reported as written are complete, the others were not written\n"
+            )
+        else:
+            sys.stderr.write(f"pyinfer {args.command}: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as error:
         if args.verbose:

@@ -2,7 +2,9 @@
 
 Used by the tests, the benchmark suite and ``pyinfer formats`` to compare one model across
 formats. Every exporter writes models with a dynamic batch dimension where the format allows it
-and keeps external data files next to the model.
+and keeps external data files next to the model. Every export is atomic: it is written beside
+its target in a hidden staging folder and moved into place once complete, so an interrupted or
+killed export never leaves a half-written model under the target's name.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import importlib.util
 import inspect
 import logging
 import os
+import re
+import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,8 +29,62 @@ import numpy as np
 
 from pyinfer.backends._frameworks import ensure_triton_safe, import_tensorflow, import_torch
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError, PyinferError
+from pyinfer.report import write_atomic
 
 logger = logging.getLogger(__name__)
+
+#: Age in seconds after which an export's staging folder, left beside its target by a process
+#: killed while exporting, is removed by the next export of the same name.
+STALE_STAGING_S = 600.0
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """Yields where to write ``out``: the same name in a hidden folder beside it.
+
+    Once the exporter returns, the result is moved into place with ``os.replace`` (atomic for a
+    file); an ONNX model's ``.data`` file first, after the old model is removed, so no model is
+    ever left beside weights that are not its own. An exporter that fails or is interrupted
+    leaves ``out`` as it was; one killed outright (SIGKILL) leaves only the hidden staging folder
+    ``.NAME.XXXXXXXX.export``, removed by a later export of the same name once it is older than
+    :data:`STALE_STAGING_S`. A reader never sees a half-written model under the final name.
+    """
+    folder = out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{out.name}.", suffix=".export"))
+    try:
+        staged = staging / out.name
+        yield staged
+        data, staged_data = out.with_name(out.name + ".data"), staged.with_name(out.name + ".data")
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)  # a SavedModel folder: os.replace cannot replace a full one
+        elif staged_data.exists() or data.exists():
+            out.unlink(missing_ok=True)  # the old model must not meet the new weights
+        if staged_data.exists():
+            staged_data.replace(data)
+        else:
+            data.unlink(missing_ok=True)  # a stale one from an earlier export must not remain
+        staged.replace(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(out: Path) -> None:
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.export")
+    now = time.time()
+    try:
+        stale = [p for p in out.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir()]
+    except OSError:
+        return
+    for folder in stale:
+        try:
+            if now - folder.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(folder)
+                logger.info("removed %s, left by an export that was killed", folder)
+        except OSError:
+            continue
+
 
 # -- torch: TorchScript, torch.export and ONNX ---------------------------------------------------
 
@@ -156,7 +215,8 @@ def export_torchscript(
                 scripted = torch.jit.trace(module, examples, strict=False)
             else:
                 scripted = torch.jit.script(module)
-        torch.jit.save(scripted, str(out))
+        with _staged(out) as staged:
+            torch.jit.save(scripted, str(staged))
     return out
 
 
@@ -191,7 +251,8 @@ def export_torch_program(
         dynamic_shapes = tuple({0: batch} if t.dim() else {} for t in examples)
     program = torch.export.export(module, examples, dynamic_shapes=dynamic_shapes)
     out = Path(path)
-    torch.export.save(program, str(out))
+    with _staged(out) as staged:
+        torch.export.save(program, str(staged))
     return out
 
 
@@ -275,7 +336,6 @@ def export_onnx(
         out_names = list(output_names)
     out = Path(path)
     data_file = out.with_name(out.name + ".data")
-    data_file.unlink(missing_ok=True)  # a stale one from an earlier export must not remain
     kwargs: dict[str, Any] = {"input_names": in_names, "output_names": out_names}
     if opset is not None:
         kwargs["opset_version"] = opset
@@ -287,7 +347,10 @@ def export_onnx(
             # One Dim shared by several inputs makes the exporter warn that it names the
             # axis once; that is what a shared batch means.
             warnings.filterwarnings("ignore", message=r".*The axis name", category=UserWarning)
-            torch.onnx.export(module, examples, str(out), dynamo=True, verbose=False, **kwargs)
+            with _staged(out) as staged:
+                torch.onnx.export(
+                    module, examples, str(staged), dynamo=True, verbose=False, **kwargs
+                )
     else:
         if dynamic_batch:
             kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [*in_names, *out_names]}
@@ -297,8 +360,8 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             # A TorchScript module's forward has no Python signature; the names are given.
             warnings.filterwarnings("ignore", message=r"no signature found", category=UserWarning)
-            with _stdout_to_log("the TorchScript-based ONNX exporter"):
-                torch.onnx.export(module, examples, str(out), dynamo=False, **kwargs)
+            with _stdout_to_log("the TorchScript-based ONNX exporter"), _staged(out) as staged:
+                torch.onnx.export(module, examples, str(staged), dynamo=False, **kwargs)
     return [out, data_file] if data_file.exists() else [out]
 
 
@@ -408,12 +471,12 @@ def export_keras(
     tf = import_tensorflow()
     out.parent.mkdir(parents=True, exist_ok=True)
     if format in {"keras", "h5"}:
-        with _quiet_keras():
-            model.save(out)
+        with _quiet_keras(), _staged(out) as staged:
+            model.save(staged)
         return out
     if format == "saved_model":
-        with _quiet_keras():
-            model.export(str(out), format="tf_saved_model", verbose=False)
+        with _quiet_keras(), _staged(out) as staged:
+            model.export(str(staged), format="tf_saved_model", verbose=False)
         return out
     with tempfile.TemporaryDirectory(prefix="pyinfer-export-") as tmp:
         saved = Path(tmp) / "saved_model"
@@ -444,7 +507,7 @@ def export_keras(
             # ai_edge_litert.
             warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
             flatbuffer = converter.convert()
-    out.write_bytes(flatbuffer)
+    write_atomic(out, flatbuffer)
     _check_tflite_dynamic_batch(tf, out, model)
     return out
 
@@ -474,7 +537,7 @@ def export_saved_model_tflite(saved_model: str | Path, path: str | Path) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_keras():
         flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(folder)).convert()
-    out.write_bytes(flatbuffer)
+    write_atomic(out, flatbuffer)
     return out
 
 

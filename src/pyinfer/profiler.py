@@ -394,6 +394,23 @@ def _device_memory(index: int) -> tuple[int | None, int | None]:
     return total - free, total
 
 
+def _timed_samples(call: Callable[[], object], n: int) -> npt.NDArray[np.float64]:
+    """``n`` timed calls of ``call`` (ns); on Ctrl-C, the calls timed before it are attached.
+
+    They go on the ``KeyboardInterrupt`` as ``chunk_samples_ns``, which the stopping rule's
+    collection keeps with the interrupted measurement.
+    """
+    try:
+        return np.asarray(_core.time_calls(call, n).samples())
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "partial_recorder", None)
+        if partial is not None:
+            exc.chunk_samples_ns = np.asarray(  # type: ignore[attr-defined]
+                partial.samples(), dtype=np.float64
+            )
+        raise
+
+
 class PerformanceProfiler:
     """Measures a model's latency, throughput, memory and batch-size curve.
 
@@ -601,7 +618,7 @@ class PerformanceProfiler:
             call = prep.call
 
             def cpu_source(n: int) -> npt.NDArray[np.float64]:
-                return np.asarray(_core.time_calls(call, n).samples())
+                return _timed_samples(call, n)
 
             return cpu_source
         if kind == "host-sync":
@@ -612,7 +629,7 @@ class PerformanceProfiler:
                 sync()
 
             def host_source(n: int) -> npt.NDArray[np.float64]:
-                return np.asarray(_core.time_calls(synced, n).samples())
+                return _timed_samples(synced, n)
 
             return host_source
         stream = self.model.stream_handle
@@ -660,6 +677,12 @@ class PerformanceProfiler:
         source = self._source(prep, kind, host_ns)
         warm = warm_up(source, self.settings.warmup_policy(), self._clock)
         typical = float(np.median(warm.samples_ns)) if warm.samples_ns.size else None
+        logger.info(
+            "timing '%s' at batch %d after %d warm-up calls",
+            self.model.name,
+            prep.batch_size,
+            warm.iterations,
+        )
         host_ns[0] = 0.0
         try:
             run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)

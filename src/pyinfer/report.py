@@ -31,7 +31,9 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
+import time
 import types
 import typing
 from collections.abc import Sequence
@@ -778,6 +780,18 @@ class ProfileReport(JsonRecord):
     @classmethod
     def _check_json(cls, data: Any) -> None:
         _check_schema(data, cls.JSON_WHAT, "re-run the profile")
+        latency = data.get("latency")
+        stats = latency.get("stats") if isinstance(latency, dict) else None
+        samples = latency.get("samples_ns") if isinstance(latency, dict) else None
+        count = stats.get("count") if isinstance(stats, dict) else None
+        # Raw samples may be left out (an empty list), but never cut short: the statistics
+        # would describe samples the report does not hold.
+        held = len(samples) if isinstance(samples, list) else 0
+        if held and isinstance(count, int) and held != count:
+            raise InvalidArgumentError(
+                f"report.latency.samples_ns holds {held} samples, but "
+                f"report.latency.stats.count says {count}: the report is incomplete"
+            )
 
     # -- CSV and Markdown -----------------------------------------------------------------
 
@@ -1190,11 +1204,46 @@ def _umask() -> int:
     return 0o022  # pragma: no cover - not Linux
 
 
+STALE_TEMP_S = 600.0
+"""Age in seconds after which :func:`write_atomic` removes a temporary file of its own target
+that a killed process left behind (a live write of a report takes well under a second)."""
+
+
+def _temp_name_pattern(name: str) -> re.Pattern[str]:
+    """The names of :func:`write_atomic`'s temporary files for a target called ``name``."""
+    # mkstemp's random part: 8 characters of [a-z0-9_].
+    return re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp")
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Removes temporary files of ``target`` older than :data:`STALE_TEMP_S`.
+
+    Only a process killed while writing (SIGKILL, a power cut) leaves one; a younger one may be
+    another process's write in progress and is left alone.
+    """
+    pattern = _temp_name_pattern(target.name)
+    now = time.time()
+    try:
+        candidates = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for stale in candidates:
+        try:
+            if now - stale.stat().st_mtime > STALE_TEMP_S:
+                stale.unlink()
+                logger.info("removed %s, left by a write that was killed", stale)
+        except OSError:  # gone already, or not ours to remove
+            continue
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Writes a file so that readers see the old content or the new, never a part.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path`` (``os.replace``, atomic on POSIX). On failure the temporary file is removed.
+    The data goes to a temporary file in the same folder (``.NAME.XXXXXXXX.tmp``: hidden, and
+    no ``*.json`` pattern matches it), is flushed to disk, then renamed over ``path``
+    (``os.replace``, atomic on POSIX). On failure or an interrupt the temporary file is
+    removed; only a process killed outright (SIGKILL) leaves it, and the next write of the same
+    ``path`` removes such files once they are older than :data:`STALE_TEMP_S`.
 
     Args:
         path: The file to write; its folder must exist.
@@ -1220,6 +1269,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_stale_temps(target)
     return target
 
 
