@@ -672,6 +672,11 @@ class _Artifacts:
             self.reused.append(name)
             logger.info("reusing %s", path)
             return path
+        for stale in (path, path.with_name(path.name + ".data")):
+            if stale.is_symlink():
+                # Written afresh, never through a link (one planted in a shared folder would
+                # make the export overwrite the file it points to).
+                stale.unlink()
         if path.is_dir():
             shutil.rmtree(path)
         write(path)
