@@ -67,8 +67,8 @@ logger = logging.getLogger(__name__)
 KNOWN_OPTIONS: dict[str, str] = {
     "call_mode": "keras: 'function' (default), 'direct' or 'predict'",
     "custom_objects": "keras: dict of name to class or function, passed to load_model",
-    "trust_code": "keras: allow Lambda layers (runs code stored in the file); saved-model: "
-    "allow graphs with ops that write files or call Python; default False",
+    "trust_code": "keras: allow Lambda layers (runs code stored in the file); saved-model and "
+    "tflite: allow ops that write files or call Python; default False",
     "signature": "saved-model: the signature to run, default 'serving_default'",
     "num_threads": "tflite: interpreter threads, default the physical cores",
 }
@@ -107,7 +107,12 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
                 f"{path} is a TFLite model and TFLite runs on the CPU only; load it with "
                 "device='cpu', or load the SavedModel or Keras file it came from on CUDA"
             )
-        return _load_tflite(path, name=name, num_threads=options.get("num_threads"))
+        return _load_tflite(
+            path,
+            name=name,
+            num_threads=options.get("num_threads"),
+            trust_code=bool(options.get("trust_code", False)),
+        )
     tf = import_tensorflow()
     tf_device = _tf_device(tf, device, path)
     if fmt in _KERAS_FORMATS:
@@ -903,7 +908,25 @@ def _interpreter_class() -> tuple[Any, str]:
         return tf.lite.Interpreter, "tf.lite"
 
 
-def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
+def tflite_side_effects(path: Path) -> list[str]:
+    """The TensorFlow ops (Flex ops) of a TFLite model that write files or call Python.
+
+    A TFLite model runs TensorFlow kernels through custom operators named ``Flex<Op>``, stored
+    as strings in the flatbuffer; they run only where the Flex delegate is linked in (the
+    interpreters pyinfer uses refuse them), and pyinfer registers no custom operators itself.
+    The names are found in the file's bytes, so the check costs one read.
+
+    Args:
+        path: The ``.tflite`` file.
+
+    Returns:
+        ``Flex<Op>`` for each op of :data:`SIDE_EFFECT_OPS` the model names.
+    """
+    data = path.read_bytes()
+    return sorted(f"Flex{op}" for op in SIDE_EFFECT_OPS if f"Flex{op}".encode() in data)
+
+
+def _load_tflite(path: Path, *, name: str, num_threads: Any, trust_code: bool) -> TFLiteModel:
     if num_threads is None:
         num_threads = physical_cores()
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -912,6 +935,15 @@ def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
         )
     if not path.is_file():
         raise ModelNotFoundError(f"{path} is not a file; a TFLite model is one file", path=path)
+    effects = tflite_side_effects(path)
+    if effects and not trust_code:
+        raise UntrustedModelError(
+            f"{path} uses TensorFlow ops that write files or call Python: {', '.join(effects)} "
+            "(Flex ops, run by the Flex delegate where it is linked in); no model needs them to "
+            "compute its outputs. If you trust where the file comes from, load it with "
+            "trust_code=True (CLI: --trust-code)",
+            path=path,
+        )
     count, nbytes = _tflite_constants(path)
     interpreter_class, runtime = _interpreter_class()
     try:

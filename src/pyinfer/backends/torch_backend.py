@@ -49,6 +49,7 @@ the parameters and buffers (BatchNorm statistics included), both measured before
 
 from __future__ import annotations
 
+import _compat_pickle
 import dataclasses
 import importlib
 import inspect
@@ -485,7 +486,8 @@ def _apply_threads(torch: ModuleType, opts: Mapping[str, Any]) -> None:
 
 
 def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(exc).__name__
     return CorruptModelError(
         f"{path} could not be read as a {what} ({type(exc).__name__}: {detail[:200]}); the "
         "file is damaged or truncated: save, export or copy it again",
@@ -517,17 +519,20 @@ def _load_export(torch: ModuleType, path: Path, tdev: Any, *, trust: bool) -> An
             )
         logger.warning("loading %s, which holds code, in full (trust_code=True)", path)
     _frameworks.ensure_triton_safe()
-    export_logger = logging.getLogger("torch.export")
-    level = export_logger.level
-    # torch.export.load logs a full traceback at WARNING before raising on a damaged archive;
-    # the error raised below says the same in one line.
-    export_logger.setLevel(logging.ERROR)
+    # torch.export.load logs a full traceback at WARNING before raising on a damaged archive
+    # (the error raised below says the same in one line), and its serde module logs the
+    # weights_only fallback of a trusted archive with a malformed format string.
+    quiet = [logging.getLogger(n) for n in ("torch.export", "torch._export.serde.serialize")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL if q.name != "torch.export" else logging.ERROR)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
     finally:
-        export_logger.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
     return _exported_module(program, tdev)
 
 
@@ -556,10 +561,7 @@ def export_archive_code(torch: ModuleType, path: Path) -> list[str]:
         holds only the graph and tensors. Globals that torch's ``weights_only`` loader accepts
         (tensor rebuild functions, plain containers) are not code.
     """
-    allowed_fn = getattr(
-        getattr(torch, "_weights_only_unpickler", None), "_get_allowed_globals", None
-    )
-    allowed = set(allowed_fn()) if callable(allowed_fn) else set()
+    allowed = _weights_only_globals(torch)
     findings: list[str] = []
     try:
         with zipfile.ZipFile(path) as archive:
@@ -625,6 +627,31 @@ def _all_pickle_globals(stream: IO[bytes]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _weights_only_globals(torch: ModuleType) -> set[str]:
+    """The globals torch's ``weights_only`` unpickler accepts (tensor rebuilders, containers)."""
+    unpickler = getattr(torch, "_weights_only_unpickler", None)
+    allowed = getattr(unpickler, "_get_allowed_globals", None)
+    return set(allowed()) if callable(allowed) else set()
+
+
+def _file_globals(torch: ModuleType, path: Path) -> list[str]:
+    """The globals of a ``torch.save`` file (zip or legacy) beyond ``weights_only``'s, by name.
+
+    Used for the message only: torch's own error names builtins without their module.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with path.open("rb") as f:
+                names = _nested_archive_globals(f.read())
+        else:
+            with path.open("rb") as f:
+                names = _all_pickle_globals(f)
+    except OSError:
+        return []
+    allowed = _weights_only_globals(torch)
+    return [n for n in names if n not in allowed]
+
+
 def _nested_archive_globals(data: bytes) -> list[str]:
     """The globals of the pickles in a ``torch.save`` zip archive held in memory."""
     found: list[str] = []
@@ -682,12 +709,19 @@ def _load_pickled(
         if not names or (fmt is ModelFormat.PYTORCH_LEGACY and _legacy_truncated(path)):
             raise _corrupt(path, what, exc) from exc
         if not trust:
+            names = _file_globals(torch, path) or names
             raise UntrustedModelError(
                 f"{path} holds more than weights: loading it needs {_few(names)} (a whole "
                 f"pickled model or other Python objects), and {_TRUST_HINT}",
                 path=path,
             ) from exc
     except Exception as exc:
+        if "legacy .tar format" in str(exc) and not trust:
+            raise UntrustedModelError(
+                f"{path} is a torch.save file in the old tar format (torch < 0.4), which torch "
+                f"reads only by unpickling it in full: {_TRUST_HINT}",
+                path=path,
+            ) from exc
         raise _corrupt(path, what, exc) from exc
     logger.warning("unpickling %s in full, running code from it (trust_code=True)", path)
     try:
@@ -725,6 +759,12 @@ _STRING_OPS = frozenset(
 )
 
 
+def _python3_name(module: str, name: str = "") -> str:
+    """``module.name`` as unpickling imports it (``__builtin__.exec`` is ``builtins.exec``)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
 def pickle_globals(stream: IO[bytes], *, strict: bool = False) -> list[str]:
     """The globals (``module.name``) one pickle imports, read without unpickling anything.
 
@@ -749,7 +789,7 @@ def pickle_globals(stream: IO[bytes], *, strict: bool = False) -> list[str]:
         for opcode, arg, _pos in pickletools.genops(stream):
             name = opcode.name
             if name in {"GLOBAL", "INST"}:
-                found.append(str(arg).replace(" ", "."))
+                found.append(_python3_name(*str(arg).split(" ", 1)))
             elif name == "STACK_GLOBAL":
                 attr = stack.pop() if stack else None
                 module = stack.pop() if stack else None
