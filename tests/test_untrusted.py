@@ -515,6 +515,31 @@ def test_keras_lambda_as_an_activation_never_runs(
     assert _ran(marker)
 
 
+def test_keras_h5_weights_stored_in_other_files_are_refused(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    np.arange(6, dtype=np.float32).tofile(secret)
+    path = _dense_model(keras_module, tmp_path / "leak.h5")
+    with h5py.File(path, "r+") as f:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if n.endswith("kernel") else None)
+        (kernel,) = names
+        shape = f[kernel].shape
+        del f[kernel]
+        f.create_dataset(kernel, shape, np.float32, external=[(str(secret), 0, 24)])
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert f"/{kernel} (external storage in {secret})" in message
+    # The companion: reading the weight gives the other file's bytes (Keras 3.15 refuses too).
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f[kernel][...].ravel(), np.arange(6, dtype=np.float32))
+
+
 # -- TensorFlow SavedModel ----------------------------------------------------------------------
 
 

@@ -16,9 +16,16 @@ Three :class:`~pyinfer.backends.base.Model` classes share this module:
   through ``resize_tensor_input``. TFLite runs on the CPU only.
 
 Loading refuses code stored in a file unless the caller opts in with ``trust_code=True``: Keras
-``Lambda`` layers carry marshalled Python bytecode that runs while the model is rebuilt. pyinfer
-reads the model's configuration itself before Keras sees the file, so this holds for ``.h5``
-files as for ``.keras`` archives and whatever the Keras version does.
+``Lambda`` layers (and ``__lambda__`` functions anywhere in a config) carry marshalled Python
+bytecode that runs while the model is rebuilt. pyinfer reads the model's configuration itself
+before Keras sees the file, so this holds for ``.h5`` files as for ``.keras`` archives and
+whatever the Keras version does; the same reading refuses a config that names a module or
+function outside Keras that the caller did not pass in ``custom_objects`` (never imported,
+trusted or not), a non-modeling Keras API (``keras.utils.get_file``...: needs ``trust_code``),
+and an ``.h5`` file whose datasets read other files. A SavedModel whose graph (resource
+initializers run at load, signatures) holds ops that write files or call Python
+(:data:`SIDE_EFFECT_OPS`), and a TFLite model naming such ops as Flex ops, need
+``trust_code=True`` as well.
 
 TensorFlow is imported only through :func:`~pyinfer.backends._frameworks.import_tensorflow`.
 """
@@ -95,7 +102,10 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
     Raises:
         InvalidArgumentError: On an unknown option or value, an unknown signature, or CUDA asked
             for a TFLite model.
-        UntrustedModelError: If a Keras model holds Lambda layers and ``trust_code`` is not set.
+        UntrustedModelError: Without ``trust_code``: a Keras model with Lambda layers or
+            non-modeling Keras functions, a SavedModel or TFLite model with ops that write
+            files or call Python; always: an ``.h5`` file whose weights are read from other
+            files.
         ArchitectureError: If an HDF5 file holds weights only, or a custom layer is unknown.
         CorruptModelError: If the file or folder is damaged.
         CudaUnavailableError: If CUDA is asked for and TensorFlow sees no such GPU.
@@ -276,12 +286,20 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             config = f.attrs.get("model_config")
             groups = set(f.keys())
             weight_attrs = "layer_names" in f.attrs
+            outside = _h5_outside_references(h5py, f)
     except (OSError, ValueError) as exc:
         raise CorruptModelError(
             f"{path} is not a readable HDF5 file ({exc}): it is damaged or truncated; save or "
             "copy it again",
             path=path,
         ) from exc
+    if outside:
+        raise UntrustedModelError(
+            f"{path} reads data from other files: {', '.join(outside[:5])}; a Keras .h5 model "
+            "keeps its weights inside the file, and loading this one would copy whatever those "
+            "files hold into the model. Save the model again (model.save('model.keras'))",
+            path=path,
+        )
     if config is None:
         if groups & {"layers", "vars", "model_weights"} or weight_attrs:
             raise ArchitectureError(
@@ -297,6 +315,35 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             path=path,
         )
     return _parse_json(config, path)
+
+
+def _h5_outside_references(h5py: Any, f: Any) -> list[str]:
+    """Links and datasets of an HDF5 file that read other files, found without reading data.
+
+    External links, datasets with external storage and virtual datasets all do. Keras 3.15
+    refuses them too (its ``safe_get_h5_dataset``); pyinfer checks before any Keras sees the
+    file, as for the rest of the model's configuration.
+    """
+    found: list[str] = []
+
+    def link(name: str, info: Any) -> None:
+        if isinstance(info, h5py.ExternalLink):
+            found.append(f"/{name} -> {info.filename}:{info.path}")
+
+    def item(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            if obj.external:
+                files = ", ".join(str(e[0]) for e in obj.external)
+                found.append(f"/{name} (external storage in {files})")
+            elif obj.is_virtual:
+                files = ", ".join(sorted({str(v.file_name) for v in obj.virtual_sources()}))
+                found.append(f"/{name} (virtual, from {files})")
+
+    visit_links = getattr(f, "visititems_links", None)  # h5py >= 3.11
+    if callable(visit_links):
+        visit_links(link)
+    f.visititems(item)
+    return found
 
 
 def _parse_json(text: Any, path: Path) -> Any:

@@ -8,7 +8,13 @@ refuses to import anything but tensors and plain containers. A file that needs m
 pickled module, or a malicious payload) raises :class:`~pyinfer.errors.UntrustedModelError`
 unless the caller passed ``trust_code=True``; only then is it unpickled in full. A plain pickle
 is never unpickled without ``trust_code=True``: its opcodes are only scanned (which runs
-nothing) to name the code it would import.
+nothing, :func:`pickle_globals`) to name the code it would import. ``torch.export.load`` unpickles
+parts of a ``.pt2`` archive in full and loads AOTInductor libraries, so every pickle in the archive
+is scanned first (:func:`export_archive_code`) and one that imports more than ``weights_only``
+allows, or a compiled library, needs ``trust_code=True``. ``torch.jit.load`` reads TorchScript
+pickles with its own C++ unpickler, which resolves TorchScript types only and never calls Python.
+An architecture is only ever imported from the caller's ``architecture=``, never from a name
+stored in a checkpoint.
 
 Checkpoints. A state_dict is matched against an architecture (a module instance, a factory or an
 import string ``"pkg.mod:attr"``). Checkpoint dicts are searched for their weights under
