@@ -355,6 +355,27 @@ def test_torch_export_aoti_library_is_refused(torch_module: ModuleType, tmp_path
         load_model(good)
 
 
+def test_torch_export_graph_calling_python_is_refused_by_torch(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    # A node's target is resolved by attribute lookups from torch (torch.os.system exists);
+    # torch's verifier refuses any target that is not an operator, before anything runs.
+    marker = tmp_path / "marker"
+    good = _program(torch_module, tmp_path / "good.pt2")
+
+    def os_system(data: bytes) -> bytes:
+        program = json.loads(data)
+        node = program["graph_module"]["graph"]["nodes"][0]
+        node["target"] = "torch.os.system"
+        node["inputs"] = [{"name": "command", "arg": {"as_string": f"touch {marker}"}, "kind": 1}]
+        return json.dumps(program).encode()
+
+    path = _rewrite_zip(good, tmp_path / "evil.pt2", {"models/model.json": os_system})
+    with pytest.raises(CorruptModelError, match="not an allowed operator type"):
+        load_model(path)
+    assert not marker.exists()
+
+
 # -- Keras --------------------------------------------------------------------------------------
 
 _LAMBDA = (
@@ -700,6 +721,27 @@ def test_onnx_external_data_outside_the_folder_is_refused(
     assert f"initializer 'W' keeps its data in {location!r}" in message
     assert "outside the model's folder" in message
     assert external_data_files(path) == []
+
+
+def test_onnx_custom_domain_loads_no_library(
+    onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
+) -> None:
+    # A custom operator names a domain, not a library: ONNX Runtime loads a custom op library
+    # only when asked (register_custom_ops_library), which pyinfer never does.
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Exec", ["x"], ["y"], domain="com.example.evil")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.example.evil", 1)]
+    path = tmp_path / "custom.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=opsets).SerializeToString())
+    with pytest.raises(ModelLoadError, match=r"custom\.onnx") as info:
+        load_model(path)
+    assert "Exec" in str(info.value)
 
 
 # -- the command line and the bench cache -------------------------------------------------------
