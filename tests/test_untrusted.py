@@ -774,6 +774,18 @@ def test_cli_refuses_a_payload_in_one_line(
     assert not marker.exists()
 
 
+def test_trust_code_is_accepted_for_onnx_which_holds_no_code(
+    onnx_module: ModuleType,
+    onnxruntime_module: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _external_model(onnx_module, tmp_path / "m", "weights.bin")
+    np.ones(4, np.float32).tofile(tmp_path / "m" / "weights.bin")
+    assert cli.main(["info", str(path), "--trust-code"]) == 0
+    assert "Format:      onnx" in capsys.readouterr().out
+
+
 def test_bench_work_dir_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

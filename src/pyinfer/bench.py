@@ -1464,7 +1464,8 @@ def compare_formats(
         work_dir: Keep the exports here (default: a temporary folder, removed).
         quick: Use :func:`quick_settings`.
         settings: Explicit profiler settings (override ``quick``).
-        trust_code: Allow loading a pickled whole module (runs code from the file).
+        trust_code: Allow loading code stored in the original (a pickled whole module, Keras
+            Lambda layers, ...; runs code from the file). The exports are loaded without it.
         options: More options for loading the original with :func:`pyinfer.load_model`
             (``architecture`` for a state_dict, ``input_shapes``...); they win over
             ``input_shape``.
@@ -1503,10 +1504,8 @@ def compare_formats(
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
-    load_options: dict[str, Any] = {}
+    load_options: dict[str, Any] = {"trust_code": True} if trust_code else {}
     if source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}:
-        if trust_code:
-            load_options["trust_code"] = True
         if isinstance(input_shape, Mapping):
             load_options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
         elif input_shape:

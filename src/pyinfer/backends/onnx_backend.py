@@ -93,6 +93,9 @@ KNOWN_OPTIONS: tuple[str, ...] = (
     "provider_options",
     "providers",
     "stream",
+    # Accepted so that --trust-code works on every command: an ONNX file holds no code
+    # (ONNX Runtime runs its own kernels), so it changes nothing.
+    "trust_code",
 )
 
 #: ONNX Runtime's type strings -> numpy dtypes. Types numpy lacks (bfloat16, float8, int4)
