@@ -479,6 +479,26 @@ def test_keras_custom_objects_are_the_callers_to_give(
     assert not marker.exists()
 
 
+def test_keras_compile_config_is_not_loaded_so_not_checked(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    # pyinfer loads with compile=False: a custom loss named in compile_config is never looked up.
+    from pyinfer.export import export_keras
+
+    keras = keras_module
+
+    def my_loss(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.mean(y_pred - y_true)
+
+    inp = keras.Input((3,), name="x")
+    model = keras.Model(inp, keras.layers.Dense(2, name="dense")(inp))
+    model.compile(loss=my_loss, optimizer="sgd")
+    path = export_keras(model, tmp_path / "compiled.keras", "keras")
+    compile_config = json.loads(zipfile.ZipFile(path).read("config.json"))["compile_config"]
+    assert "my_loss" in json.dumps(compile_config)
+    assert load_model(path)(np.ones((1, 3), np.float32))["dense"].shape == (1, 2)
+
+
 @pytest.mark.parametrize(
     "api", ["keras.utils.get_file", "keras.config.enable_unsafe_deserialization"]
 )

@@ -370,8 +370,9 @@ def _code_layers(config: Any) -> list[str]:
                 inner = node.get("config")
                 name = inner.get("name") if isinstance(inner, dict) else None
                 found.append(str(name or cls))
-            for value in node.values():
-                walk(value)
+            for key, value in node.items():
+                if key not in _NOT_LOADED:
+                    walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
@@ -383,6 +384,8 @@ def _code_layers(config: Any) -> list[str]:
 # Serialized objects whose configuration is Python code (marshalled bytecode or a function named
 # by a string that Keras resolves): Lambda layers, Keras 3 lambdas, tf.keras 2 op layers.
 _CODE_CLASSES = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})
+# Config entries Keras never deserializes with compile=False (the loss, metrics and optimizer).
+_NOT_LOADED = frozenset({"compile_config"})
 # Packages whose classes Keras itself imports by name (it takes only Keras objects from them).
 _KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp"})
 # Keras namespaces that hold no modeling objects: file access, downloads, global settings,
@@ -459,8 +462,9 @@ def _foreign_references(
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             check(node)
-            for value in node.values():
-                walk(value)
+            for key, value in node.items():
+                if key not in _NOT_LOADED:
+                    walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
