@@ -571,11 +571,13 @@ def test_keras_h5_weights_stored_in_other_files_are_refused(
         shape = f[kernel].shape
         del f[kernel]
         f.create_dataset(kernel, shape, np.float32, external=[(str(secret), 0, 24)])
+        f["elsewhere"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/data")
     with pytest.raises(UntrustedModelError) as info:
         load_model(path)
     message = str(info.value)
     assert str(path) in message
     assert f"/{kernel} (external storage in {secret})" in message
+    assert f"/elsewhere -> {tmp_path / 'other.h5'}:/data" in message
     # The companion: reading the weight gives the other file's bytes (Keras 3.15 refuses too).
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f[kernel][...].ravel(), np.arange(6, dtype=np.float32))
@@ -639,6 +641,17 @@ def test_saved_model_that_writes_files_when_loaded_is_refused_first(
     assert not marker.exists()
     tensorflow_module.saved_model.load(str(path))  # TensorFlow alone runs the initializer
     assert _ran(marker)
+
+
+def test_damaged_saved_model_graph_is_corrupt(
+    tensorflow_module: ModuleType, tmp_path: Path
+) -> None:
+    folder = tmp_path / "sm"
+    folder.mkdir()
+    (folder / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff garbage")
+    with pytest.raises(CorruptModelError, match=r"saved_model\.pb does not parse") as info:
+        load_model(folder)
+    assert str(folder) in str(info.value)
 
 
 def test_plain_saved_model_has_no_side_effect_ops(
