@@ -192,8 +192,9 @@ def add_loader_options(parser: Any, *, scope: str = "") -> None:
         "--trust-code",
         action="store_true",
         help=f"{scope}allow loading a model whose file holds code (a whole pickled torch "
-        "module, Keras Lambda layers); that code runs with your rights, so only for files you "
-        "trust",
+        "module or other pickled objects, pickles in a torch.export archive, Keras Lambda "
+        "layers, SavedModel ops that write files); that code runs with your rights, so only "
+        "for files you trust",
     )
 
 

@@ -678,6 +678,11 @@ class _Artifacts:
             # Forget the old file before touching it: a run killed while writing the new one
             # must leave no record that would vouch for the half-written file.
             write_atomic(self._manifest_path, json.dumps(self._manifest, indent=2))
+        for stale in (path, path.with_name(path.name + ".data")):
+            if stale.is_symlink():
+                # Written afresh, never through a link (one planted in a shared folder would
+                # make the export overwrite the file it points to).
+                stale.unlink()
         if path.is_dir():
             shutil.rmtree(path)
         write(path)
@@ -1465,7 +1470,8 @@ def compare_formats(
         work_dir: Keep the exports here (default: a temporary folder, removed).
         quick: Use :func:`quick_settings`.
         settings: Explicit profiler settings (override ``quick``).
-        trust_code: Allow loading a pickled whole module (runs code from the file).
+        trust_code: Allow loading code stored in the original (a pickled whole module, Keras
+            Lambda layers, ...; runs code from the file). The exports are loaded without it.
         options: More options for loading the original with :func:`pyinfer.load_model`
             (``architecture`` for a state_dict, ``input_shapes``...); they win over
             ``input_shape``.
@@ -1504,10 +1510,8 @@ def compare_formats(
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
-    load_options: dict[str, Any] = {}
+    load_options: dict[str, Any] = {"trust_code": True} if trust_code else {}
     if source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}:
-        if trust_code:
-            load_options["trust_code"] = True
         if isinstance(input_shape, Mapping):
             load_options["input_shapes"] = {k: (None, *v) for k, v in input_shape.items()}
         elif input_shape:

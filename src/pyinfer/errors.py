@@ -103,7 +103,11 @@ class ArchitectureError(ModelLoadError, ValueError):
 
 
 class UntrustedModelError(ModelLoadError, PermissionError):
-    """Loading would run code stored in the file (a pickle, a Keras lambda); opt in to allow it."""
+    """Loading would run code stored in the file (a pickle, a Keras lambda); opt in to allow it.
+
+    Also raised for a file that would make loading read other files (ONNX external data outside
+    the model's folder, an ``.h5`` dataset stored elsewhere), which no opt-in allows.
+    """
 
 
 class InferenceError(PyinferError, RuntimeError):

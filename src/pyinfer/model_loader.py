@@ -368,8 +368,9 @@ class PyTorchModelLoader(ModelLoader):
     * ``strict`` (default ``True``): missing or unexpected keys are an error;
     * ``use_ema`` (default ``False``) / ``state_dict_key``: which checkpoint entry holds the
       weights;
-    * ``trust_code`` (default ``False``): allow unpickling a whole model object, which runs code
-      from the file; only for files you trust;
+    * ``trust_code`` (default ``False``): allow unpickling a whole model object (or a
+      ``torch.export`` archive holding pickled objects), which runs code from the file; only
+      for files you trust;
     * ``input_shapes`` / ``input_dtypes``: declare inputs a module does not describe itself;
     * ``channels_last``, ``freeze``, ``optimize``, ``num_threads``: speed-ups, see
       :mod:`pyinfer.backends.torch_backend`.
@@ -441,8 +442,9 @@ class TensorFlowModelLoader(ModelLoader):
     """Loads Keras (``.h5``, ``.keras``), SavedModel folders and TFLite files.
 
     Options: ``signature`` (SavedModel, default ``"serving_default"``), ``num_threads``
-    (TFLite, default: physical cores), ``trust_code`` (Keras lambda layers and custom objects,
-    default ``False``), ``custom_objects``, ``call_mode`` (Keras: ``"function"``, a
+    (TFLite, default: physical cores), ``trust_code`` (Keras lambda layers and non-modeling
+    Keras functions, SavedModel and TFLite ops that write files or call Python; default
+    ``False``), ``custom_objects``, ``call_mode`` (Keras: ``"function"``, a
     ``tf.function`` around the model's call, by default; ``"direct"`` or ``"predict"``).
     """
 

@@ -33,7 +33,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from types import ModuleType
 from typing import Any
 
@@ -58,6 +58,7 @@ from pyinfer.errors import (
     ModelLoadError,
     ModelNotFoundError,
     OutOfMemoryError,
+    UntrustedModelError,
     as_out_of_memory,
 )
 
@@ -92,6 +93,9 @@ KNOWN_OPTIONS: tuple[str, ...] = (
     "provider_options",
     "providers",
     "stream",
+    # Accepted so that --trust-code works on every command: an ONNX file holds no code
+    # (ONNX Runtime runs its own kernels), so it changes nothing.
+    "trust_code",
 )
 
 #: ONNX Runtime's type strings -> numpy dtypes. Types numpy lacks (bfloat16, float8, int4)
@@ -814,14 +818,33 @@ def external_data_files(path: Path) -> list[Path]:
         if tensor.data_location != 1:  # TensorProto.EXTERNAL
             continue
         location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if not location or _outside(path.parent, location):
+            continue  # never looked at: load() refuses such a model
         target = path.parent / location
-        if location and target.is_file() and target not in found:
+        if target.is_file() and target not in found:
             found.append(target)
     return found
 
 
+def _outside(folder: Path, location: str) -> bool:
+    """Whether an external data ``location`` names a file outside the model's folder.
+
+    Absolute paths (POSIX or Windows), ``..`` components and links whose target lies outside
+    the folder all count; ONNX Runtime refuses the same, and pyinfer checks before it so that
+    not even a file's size is read.
+    """
+    if location.startswith(("/", "\\")) or PureWindowsPath(location).drive:
+        return True
+    if ".." in re.split(r"[\\/]", location):
+        return True
+    try:
+        return not (folder / location).resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return True
+
+
 def _check_external_data(path: Path, proto: Any) -> None:
-    """Raises if an external data file of the model is missing or shorter than announced."""
+    """Raises if an external data file of the model is outside its folder, missing or short."""
     folder = path.parent
     missing: list[str] = []
     short: list[str] = []
@@ -830,6 +853,15 @@ def _check_external_data(path: Path, proto: Any) -> None:
             continue
         entries = {e.key: e.value for e in tensor.external_data}
         location = entries.get("location", "")
+        if location and _outside(folder, location):
+            raise UntrustedModelError(
+                f"{path}: initializer '{tensor.name}' keeps its data in {location!r}, which is "
+                f"outside the model's folder {folder}; an ONNX model may read external data "
+                "only from files in its own folder (reading another file would copy it into "
+                "the model's weights). Put the data file next to the model and save the model "
+                "with a relative location (onnx.save(..., location='model.onnx.data'))",
+                path=path,
+            )
         target = folder / location
         if not location or not target.is_file():
             if location not in missing:

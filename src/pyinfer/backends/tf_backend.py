@@ -16,9 +16,16 @@ Three :class:`~pyinfer.backends.base.Model` classes share this module:
   through ``resize_tensor_input``. TFLite runs on the CPU only.
 
 Loading refuses code stored in a file unless the caller opts in with ``trust_code=True``: Keras
-``Lambda`` layers carry marshalled Python bytecode that runs while the model is rebuilt. pyinfer
-reads the model's configuration itself before Keras sees the file, so this holds for ``.h5``
-files as for ``.keras`` archives and whatever the Keras version does.
+``Lambda`` layers (and ``__lambda__`` functions anywhere in a config) carry marshalled Python
+bytecode that runs while the model is rebuilt. pyinfer reads the model's configuration itself
+before Keras sees the file, so this holds for ``.h5`` files as for ``.keras`` archives and
+whatever the Keras version does; the same reading refuses a config that names a module or
+function outside Keras that the caller did not pass in ``custom_objects`` (never imported,
+trusted or not), a non-modeling Keras API (``keras.utils.get_file``...: needs ``trust_code``),
+and an ``.h5`` file whose datasets read other files. A SavedModel whose graph (resource
+initializers run at load, signatures) holds ops that write files or call Python
+(:data:`SIDE_EFFECT_OPS`), and a TFLite model naming such ops as Flex ops, need
+``trust_code=True`` as well.
 
 TensorFlow is imported only through :func:`~pyinfer.backends._frameworks.import_tensorflow`.
 """
@@ -68,7 +75,8 @@ logger = logging.getLogger(__name__)
 KNOWN_OPTIONS: dict[str, str] = {
     "call_mode": "keras: 'function' (default), 'direct' or 'predict'",
     "custom_objects": "keras: dict of name to class or function, passed to load_model",
-    "trust_code": "keras: allow Lambda layers (runs code stored in the file), default False",
+    "trust_code": "keras: allow Lambda layers (runs code stored in the file); saved-model and "
+    "tflite: allow ops that write files or call Python; default False",
     "signature": "saved-model: the signature to run, default 'serving_default'",
     "num_threads": "tflite: interpreter threads, default the physical cores",
 }
@@ -95,7 +103,10 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
     Raises:
         InvalidArgumentError: On an unknown option or value, an unknown signature, or CUDA asked
             for a TFLite model.
-        UntrustedModelError: If a Keras model holds Lambda layers and ``trust_code`` is not set.
+        UntrustedModelError: Without ``trust_code``: a Keras model with Lambda layers or
+            non-modeling Keras functions, a SavedModel or TFLite model with ops that write
+            files or call Python; always: an ``.h5`` file whose weights are read from other
+            files.
         ArchitectureError: If an HDF5 file holds weights only, or a custom layer is unknown.
         CorruptModelError: If the file or folder is damaged.
         CudaUnavailableError: If CUDA is asked for and TensorFlow sees no such GPU.
@@ -107,7 +118,12 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
                 f"{path} is a TFLite model and TFLite runs on the CPU only; load it with "
                 "device='cpu', or load the SavedModel or Keras file it came from on CUDA"
             )
-        return _load_tflite(path, name=name, num_threads=options.get("num_threads"))
+        return _load_tflite(
+            path,
+            name=name,
+            num_threads=options.get("num_threads"),
+            trust_code=bool(options.get("trust_code", False)),
+        )
     tf = import_tensorflow()
     tf_device = _tf_device(tf, device, path)
     if fmt in _KERAS_FORMATS:
@@ -130,6 +146,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
             tf_device,
             name=name,
             signature=options.get("signature", "serving_default"),
+            trust_code=bool(options.get("trust_code", False)),
         )
     raise InvalidArgumentError(f"the TensorFlow backend cannot load {fmt.value} models ({path})")
 
@@ -270,12 +287,20 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             config = f.attrs.get("model_config")
             groups = set(f.keys())
             weight_attrs = "layer_names" in f.attrs
+            outside = _h5_outside_references(h5py, f)
     except (OSError, ValueError) as exc:
         raise CorruptModelError(
             f"{path} is not a readable HDF5 file ({exc}): it is damaged or truncated; save or "
             "copy it again",
             path=path,
         ) from exc
+    if outside:
+        raise UntrustedModelError(
+            f"{path} reads data from other files: {', '.join(outside[:5])}; a Keras .h5 model "
+            "keeps its weights inside the file, and loading this one would copy whatever those "
+            "files hold into the model. Save the model again (model.save('model.keras'))",
+            path=path,
+        )
     if config is None:
         if groups & {"layers", "vars", "model_weights"} or weight_attrs:
             raise ArchitectureError(
@@ -291,6 +316,35 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             path=path,
         )
     return _parse_json(config, path)
+
+
+def _h5_outside_references(h5py: Any, f: Any) -> list[str]:
+    """Links and datasets of an HDF5 file that read other files, found without reading data.
+
+    External links, datasets with external storage and virtual datasets all do. Keras 3.15
+    refuses them too (its ``safe_get_h5_dataset``); pyinfer checks before any Keras sees the
+    file, as for the rest of the model's configuration.
+    """
+    found: list[str] = []
+
+    def link(name: str, info: Any) -> None:
+        if isinstance(info, h5py.ExternalLink):
+            found.append(f"/{name} -> {info.filename}:{info.path}")
+
+    def item(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            if obj.external:
+                files = ", ".join(str(e[0]) for e in obj.external)
+                found.append(f"/{name} (external storage in {files})")
+            elif obj.is_virtual:
+                files = ", ".join(sorted({str(v.file_name) for v in obj.virtual_sources()}))
+                found.append(f"/{name} (virtual, from {files})")
+
+    visit_links = getattr(f, "visititems_links", None)  # h5py >= 3.11
+    if callable(visit_links):
+        visit_links(link)
+    f.visititems(item)
+    return found
 
 
 def _parse_json(text: Any, path: Path) -> Any:
@@ -313,18 +367,131 @@ def _code_layers(config: Any) -> list[str]:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             cls = node.get("class_name")
-            if cls in {"Lambda", "__lambda__"}:
+            if cls in _CODE_CLASSES:
                 inner = node.get("config")
                 name = inner.get("name") if isinstance(inner, dict) else None
                 found.append(str(name or cls))
-            for value in node.values():
-                walk(value)
+            for key, value in node.items():
+                if key not in _NOT_LOADED:
+                    walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
 
     walk(config)
     return found
+
+
+# Serialized objects whose configuration is Python code (marshalled bytecode or a function named
+# by a string that Keras resolves): Lambda layers, Keras 3 lambdas, tf.keras 2 op layers.
+_CODE_CLASSES = frozenset({"Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda"})
+# Config entries Keras never deserializes with compile=False (the loss, metrics and optimizer).
+_NOT_LOADED = frozenset({"compile_config"})
+# Packages whose classes Keras itself imports by name (it takes only Keras objects from them).
+_KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp"})
+# Keras namespaces that hold no modeling objects: file access, downloads, global settings,
+# loading and saving. A model configuration that names anything in them is refused.
+_NON_MODELING_PREFIXES = tuple(
+    f"{root}.{part}"
+    for root in ("keras", "keras.src")
+    for part in (
+        "utils",
+        "config",
+        "saving",
+        "models.load_model",
+        "preprocessing",
+        "datasets",
+        "callbacks",
+        "backend",
+        "export",
+        "applications",
+        "visualization",
+        "distribution",
+        "legacy.saving",
+    )
+)
+_KERAS_BUILTIN_FUNCTION_MODULES = ("activations", "losses", "metrics")
+
+
+def _foreign_references(
+    config: Any, allowed: frozenset[str], keras: Any
+) -> tuple[list[str], list[str]]:
+    """What a Keras config names that is neither Keras' own modeling object nor the caller's.
+
+    Every serialized object (a dict with ``class_name``) is checked. One with a ``module``
+    outside Keras (``mypkg.layers``, ``os``, ``subprocess``, ``builtins.exec``...) must be in
+    ``allowed`` (the caller's ``custom_objects`` and the objects the caller's code registered
+    in Keras). One in a Keras namespace must not be a non-modeling API
+    (``keras.utils.get_file``, ``keras.config.enable_unsafe_deserialization``...). Objects
+    without a module (the ``.h5`` format) are looked up by Keras among its own objects and the
+    caller's only.
+
+    Args:
+        config: The model configuration, as stored in the file.
+        allowed: Names the caller supplies (class names and registered ``Package>Name`` forms).
+        keras: The keras module (for the built-in function names).
+
+    Returns:
+        ``(foreign, non_modeling)``: ``module.name`` of each reference outside Keras that the
+        caller did not supply, and of each non-modeling Keras API, once each.
+    """
+    foreign: list[str] = []
+    non_modeling: list[str] = []
+    denied = _keras_denied_names()
+
+    def check(node: dict[str, Any]) -> None:
+        module = node.get("module")
+        cls = node.get("class_name")
+        if not isinstance(module, str) or not isinstance(cls, str):
+            return
+        inner = node.get("config")
+        name = inner if cls == "function" and isinstance(inner, str) else cls
+        registered = node.get("registered_name")
+        if {name, cls, registered} & allowed:
+            return
+        qualified = f"{module}.{name}"
+        if module.split(".", 1)[0] in _KERAS_PACKAGES:
+            if qualified in denied or qualified.startswith(_NON_MODELING_PREFIXES):
+                non_modeling.append(qualified)
+            return
+        if module == "builtins" and cls == "function":
+            for mod in _KERAS_BUILTIN_FUNCTION_MODULES:
+                if callable(getattr(getattr(keras, mod, None), name, None)):
+                    return
+        foreign.append(qualified)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            check(node)
+            for key, value in node.items():
+                if key not in _NOT_LOADED:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return list(dict.fromkeys(foreign)), list(dict.fromkeys(non_modeling))
+
+
+def _keras_denied_names() -> frozenset[str]:
+    """Keras' own list of non-modeling APIs refused at deserialization, where it has one."""
+    try:
+        lib = importlib.import_module("keras.src.saving.serialization_lib")
+    except ImportError:  # pragma: no cover - another Keras layout
+        return frozenset()
+    return frozenset(getattr(lib, "NON_MODELING_APIS", ()))
+
+
+def _caller_objects(keras: Any, custom_objects: Mapping[str, Any] | None) -> frozenset[str]:
+    """Names the caller supplies: ``custom_objects`` and what its code registered in Keras."""
+    names = set(custom_objects or {})
+    registry = getattr(getattr(keras, "saving", None), "get_custom_objects", None)
+    if callable(registry):
+        for key in registry():
+            names.add(str(key))
+            names.add(str(key).rsplit(">", 1)[-1])
+    return frozenset(names)
 
 
 @contextlib.contextmanager
@@ -363,16 +530,40 @@ def _load_keras(
         )
     if not path.is_file():
         raise ModelNotFoundError(f"{path} is not a file; a Keras model is one file", path=path)
-    lambdas = _code_layers(_keras_config(path, fmt))
+    config = _keras_config(path, fmt)
+    lambdas = _code_layers(config)
     if lambdas and not trust_code:
         raise UntrustedModelError(
             f"{path} holds Lambda layer(s) {', '.join(lambdas)}: their Python code is stored in "
             "the file and would run while the model is loaded, so a malicious file could run "
-            "anything. If you trust where the file comes from, load it with trust_code=True",
+            "anything. If you trust where the file comes from, load it with trust_code=True "
+            "(CLI: --trust-code)",
             path=path,
         )
     import keras
 
+    foreign, non_modeling = _foreign_references(
+        config, _caller_objects(keras, custom_objects), keras
+    )
+    if foreign:
+        # Never handed to Keras, trusted or not: pyinfer imports no module a file names.
+        first = foreign[0].rsplit(".", 1)[-1]
+        raise ArchitectureError(
+            f"{path} uses {', '.join(repr(f.rsplit('.', 1)[-1]) for f in foreign[:5])} "
+            f"({', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}), which is not a "
+            "Keras object nor in custom_objects: it is code outside the file, and pyinfer "
+            "does not import modules or functions a model file names. If it is your own code, "
+            f"pass it with custom_objects={{'{first}': TheClass}}",
+            path=path,
+        )
+    if non_modeling and not trust_code:
+        raise UntrustedModelError(
+            f"{path} names Keras functions that are not model parts: {', '.join(non_modeling)} "
+            "(they read, download or write files, or change Keras settings, and would be "
+            "called while the model is rebuilt); a model file has no use for them. If you "
+            "trust where the file comes from, load it with trust_code=True (CLI: --trust-code)",
+            path=path,
+        )
     try:
         with _keras_path(path, fmt) as keras_path, device_scope(tf, tf_device):
             keras_model = keras.models.load_model(
@@ -500,8 +691,129 @@ class SavedModelModel(_TensorFlowModel):
         return {n: result[n] for n in self.output_names()}
 
 
+#: TensorFlow ops that write files or call back into Python. None of them is needed to serve a
+#: model; a SavedModel's own checkpoint saver uses some (SaveV2, MergeV2Checkpoints) in functions
+#: that loading and serving never call, which are not looked at.
+SIDE_EFFECT_OPS = frozenset(
+    {
+        "WriteFile",
+        "Save",
+        "SaveV2",
+        "SaveSlices",
+        "MergeV2Checkpoints",
+        "CreateSummaryFileWriter",
+        "CreateSummaryDbWriter",
+        "WriteSummary",
+        "WriteScalarSummary",
+        "WriteHistogramSummary",
+        "WriteImageSummary",
+        "WriteAudioSummary",
+        "WriteGraphSummary",
+        "WriteRawProtoSummary",
+        "ImportEvent",
+        "DatasetToTFRecord",
+        "ExperimentalDatasetToTFRecord",
+        "SaveDataset",
+        "SaveDatasetV2",
+        "DebugIdentity",
+        "DebugIdentityV2",
+        "DebugIdentityV3",
+        "DebugNanCount",
+        "DebugNumericSummary",
+        "DebugNumericSummaryV2",
+        "PyFunc",
+        "PyFuncStateless",
+        "EagerPyFunc",
+    }
+)
+
+
+def saved_model_side_effects(path: Path) -> list[str]:
+    """The ops of a SavedModel that write files or call Python, read without loading it.
+
+    Every node of the graph and of every function it may call is checked against
+    :data:`SIDE_EFFECT_OPS` (and ``PrintV2`` printing to a ``file://`` stream), except the
+    functions reached only from the graph's checkpoint saver (``saver_def``), which
+    ``tf.saved_model.load`` does not run. Resource initializers run while the SavedModel is
+    loaded, the signatures when it is served: both are checked.
+
+    Args:
+        path: The SavedModel folder.
+
+    Returns:
+        ``"Op (in function)"`` for each finding, once each; empty for a plain model.
+
+    Raises:
+        CorruptModelError: If ``saved_model.pb`` cannot be parsed.
+    """
+    saved_model_pb2 = importlib.import_module("tensorflow.core.protobuf.saved_model_pb2")
+    proto = saved_model_pb2.SavedModel()
+    try:
+        if (path / "saved_model.pb").is_file():
+            proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        else:
+            text_format = importlib.import_module("google.protobuf.text_format")
+            text_format.Parse((path / "saved_model.pbtxt").read_text(), proto)
+    except Exception as exc:
+        raise CorruptModelError(
+            f"{path} could not be read as a SavedModel: saved_model.pb does not parse "
+            f"({type(exc).__name__}: {str(exc)[:200]}); export the model again",
+            path=path,
+        ) from exc
+    found: list[str] = []
+    for meta in proto.meta_graphs:
+        library = {f.signature.name: f for f in meta.graph_def.library.function}
+        saver = {
+            meta.saver_def.save_tensor_name.split(":")[0],
+            meta.saver_def.restore_op_name.split(":")[0],
+        } - {""}
+        graph_nodes = [n for n in meta.graph_def.node if n.name not in saver]
+        saver_only = _reachable(library, _called(n for n in meta.graph_def.node if n.name in saver))
+        roots = _called(graph_nodes) | (set(library) - saver_only)
+        where = [(n, "the graph") for n in graph_nodes]
+        for fname in sorted(_reachable(library, roots)):
+            where.extend((n, fname) for n in library[fname].node_def)
+        for node, place in where:
+            stream = node.attr["output_stream"].s if "output_stream" in node.attr else b""
+            if node.op in SIDE_EFFECT_OPS or (
+                node.op == "PrintV2" and stream.startswith(b"file://")
+            ):
+                found.append(f"{node.op} (in {place})")
+    return list(dict.fromkeys(found))
+
+
+def _called(nodes: Iterator[Any] | list[Any]) -> set[str]:
+    """Names of the functions the nodes call (``f``, ``then_branch``, ... attributes)."""
+    names: set[str] = set()
+    for node in nodes:
+        for attr in node.attr.values():
+            if attr.HasField("func"):
+                names.add(attr.func.name)
+            names.update(f.name for f in attr.list.func)
+    return names
+
+
+def _reachable(library: Mapping[str, Any], roots: set[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = [r for r in roots if r in library]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(c for c in _called(library[name].node_def) if c in library and c not in seen)
+    return seen
+
+
 def _load_saved_model(
-    tf: ModuleType, path: Path, device: Device, tf_device: str, *, name: str, signature: Any
+    tf: ModuleType,
+    path: Path,
+    device: Device,
+    tf_device: str,
+    *,
+    name: str,
+    signature: Any,
+    trust_code: bool = False,
 ) -> SavedModelModel:
     if not path.is_dir() or not (
         (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
@@ -509,6 +821,16 @@ def _load_saved_model(
         raise ModelNotFoundError(
             f"{path} is not a SavedModel folder (a folder with saved_model.pb and variables/); "
             "pass the folder tf.saved_model.save or model.export wrote",
+            path=path,
+        )
+    effects = saved_model_side_effects(path)
+    if effects and not trust_code:
+        raise UntrustedModelError(
+            f"{path} holds TensorFlow ops that write files or call Python: "
+            f"{', '.join(effects[:5])}{' ...' if len(effects) > 5 else ''}; they would run "
+            "when the model is loaded (resource initializers) or served, and no model needs "
+            "them to compute its outputs. If you trust where the model comes from, load it "
+            "with trust_code=True (CLI: --trust-code)",
             path=path,
         )
     try:
@@ -646,7 +968,25 @@ def _interpreter_class() -> tuple[Any, str]:
         return tf.lite.Interpreter, "tf.lite"
 
 
-def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
+def tflite_side_effects(path: Path) -> list[str]:
+    """The TensorFlow ops (Flex ops) of a TFLite model that write files or call Python.
+
+    A TFLite model runs TensorFlow kernels through custom operators named ``Flex<Op>``, stored
+    as strings in the flatbuffer; they run only where the Flex delegate is linked in (the
+    interpreters pyinfer uses refuse them), and pyinfer registers no custom operators itself.
+    The names are found in the file's bytes, so the check costs one read.
+
+    Args:
+        path: The ``.tflite`` file.
+
+    Returns:
+        ``Flex<Op>`` for each op of :data:`SIDE_EFFECT_OPS` the model names.
+    """
+    data = path.read_bytes()
+    return sorted(f"Flex{op}" for op in SIDE_EFFECT_OPS if f"Flex{op}".encode() in data)
+
+
+def _load_tflite(path: Path, *, name: str, num_threads: Any, trust_code: bool) -> TFLiteModel:
     if num_threads is None:
         num_threads = physical_cores()
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -655,6 +995,15 @@ def _load_tflite(path: Path, *, name: str, num_threads: Any) -> TFLiteModel:
         )
     if not path.is_file():
         raise ModelNotFoundError(f"{path} is not a file; a TFLite model is one file", path=path)
+    effects = tflite_side_effects(path)
+    if effects and not trust_code:
+        raise UntrustedModelError(
+            f"{path} uses TensorFlow ops that write files or call Python: {', '.join(effects)} "
+            "(Flex ops, run by the Flex delegate where it is linked in); no model needs them to "
+            "compute its outputs. If you trust where the file comes from, load it with "
+            "trust_code=True (CLI: --trust-code)",
+            path=path,
+        )
     count, nbytes = _tflite_constants(path)
     interpreter_class, runtime = _interpreter_class()
     # The file's bytes, not its path: from a path the interpreter keeps the file open and

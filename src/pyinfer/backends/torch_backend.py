@@ -8,7 +8,13 @@ refuses to import anything but tensors and plain containers. A file that needs m
 pickled module, or a malicious payload) raises :class:`~pyinfer.errors.UntrustedModelError`
 unless the caller passed ``trust_code=True``; only then is it unpickled in full. A plain pickle
 is never unpickled without ``trust_code=True``: its opcodes are only scanned (which runs
-nothing) to name the code it would import.
+nothing, :func:`pickle_globals`) to name the code it would import. ``torch.export.load`` unpickles
+parts of a ``.pt2`` archive in full and loads AOTInductor libraries, so every pickle in the archive
+is scanned first (:func:`export_archive_code`) and one that imports more than ``weights_only``
+allows, or a compiled library, needs ``trust_code=True``. ``torch.jit.load`` reads TorchScript
+pickles with its own C++ unpickler, which resolves TorchScript types only and never calls Python.
+An architecture is only ever imported from the caller's ``architecture=``, never from a name
+stored in a checkpoint.
 
 Checkpoints. A state_dict is matched against an architecture (a module instance, a factory or an
 import string ``"pkg.mod:attr"``). Checkpoint dicts are searched for their weights under
@@ -49,19 +55,22 @@ the parameters and buffers (BatchNorm statistics included), both measured before
 
 from __future__ import annotations
 
+import _compat_pickle
 import dataclasses
 import importlib
 import inspect
 import io
+import json
 import logging
 import pickle
 import pickletools
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -359,7 +368,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
     if fmt is ModelFormat.TORCHSCRIPT:
         module = _load_torchscript(torch, path, tdev)
     elif fmt is ModelFormat.TORCH_EXPORT:
-        module = _load_export(torch, path, tdev)
+        module = _load_export(torch, path, tdev, trust=bool(opts.get("trust_code", False)))
     elif fmt in {ModelFormat.PYTORCH, ModelFormat.PYTORCH_LEGACY, ModelFormat.PICKLE}:
         obj = _load_pickled(torch, path, fmt, tdev, trust=bool(opts.get("trust_code", False)))
         module, report, ema_available = _module_from_object(torch, obj, path, opts)
@@ -483,7 +492,8 @@ def _apply_threads(torch: ModuleType, opts: Mapping[str, Any]) -> None:
 
 
 def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(exc).__name__
     return CorruptModelError(
         f"{path} could not be read as a {what} ({type(exc).__name__}: {detail[:200]}); the "
         "file is damaged or truncated: save, export or copy it again",
@@ -503,20 +513,163 @@ def _load_torchscript(torch: ModuleType, path: Path, tdev: Any) -> Any:
     return module
 
 
-def _load_export(torch: ModuleType, path: Path, tdev: Any) -> Any:
+def _load_export(torch: ModuleType, path: Path, tdev: Any, *, trust: bool) -> Any:
+    code = export_archive_code(torch, path)
+    if code:
+        if not trust:
+            raise UntrustedModelError(
+                f"{path} is a torch.export archive that holds code: {_few(code)}; "
+                "torch.export.load would run it while loading (it unpickles such entries in "
+                f"full), and {_TRUST_HINT}",
+                path=path,
+            )
+        logger.warning("loading %s, which holds code, in full (trust_code=True)", path)
     _frameworks.ensure_triton_safe()
-    export_logger = logging.getLogger("torch.export")
-    level = export_logger.level
-    # torch.export.load logs a full traceback at WARNING before raising on a damaged archive;
-    # the error raised below says the same in one line.
-    export_logger.setLevel(logging.ERROR)
+    # torch.export.load logs a full traceback at WARNING before raising on a damaged archive
+    # (the error raised below says the same in one line), and its serde module logs the
+    # weights_only fallback of a trusted archive with a malformed format string.
+    quiet = [logging.getLogger(n) for n in ("torch.export", "torch._export.serde.serialize")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL if q.name != "torch.export" else logging.ERROR)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
     finally:
-        export_logger.setLevel(level)
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
     return _exported_module(program, tdev)
+
+
+_PT2_AOTI_DIR = "data/aotinductor/"
+_PT2_PAYLOAD_DIRS = ("data/weights/", "data/constants/")
+_PT2_NOT_PICKLED = ("custom_obj_",)  # read by torch's C++ unpickler, which runs no Python
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def export_archive_code(torch: ModuleType, path: Path) -> list[str]:
+    """What in a ``torch.export`` archive (``.pt2``) would run code when loaded, read safely.
+
+    ``torch.export.load`` unpickles in full (``weights_only=False``) the weights and constants an
+    archive marks as pickled, its opaque objects and, when ``weights_only`` loading fails, its
+    sample inputs and legacy weight files; it also loads the shared libraries of AOTInductor
+    packages. Every entry that is not a raw tensor payload is read here: pickles (plain or inside
+    a nested ``torch.save`` archive) with :func:`pickle_globals`, which unpickles nothing.
+
+    Args:
+        torch: The torch module.
+        path: The archive.
+
+    Returns:
+        One description per finding (``"imports os.system (in data/sample_inputs/model.pt)"``,
+        ``"a compiled AOTInductor library (data/aotinductor/...)"``); empty when the archive
+        holds only the graph and tensors. Globals that torch's ``weights_only`` loader accepts
+        (tensor rebuild functions, plain containers) are not code.
+    """
+    allowed = _weights_only_globals(torch)
+    findings: list[str] = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+            raw = _pt2_raw_payloads(archive, infos)
+            for info in infos:
+                name = info.filename
+                if _PT2_AOTI_DIR in name:
+                    findings.append(f"a compiled AOTInductor package entry ({name})")
+                    continue
+                base = name.rsplit("/", 1)[-1]
+                if name in raw or name.endswith(".json") or base.startswith(_PT2_NOT_PICKLED):
+                    continue
+                with archive.open(info) as member:
+                    head = member.read(4)
+                if head[:1] == b"\x80":
+                    with archive.open(info) as member:
+                        names = _all_pickle_globals(member)
+                elif head == _ZIP_MAGIC:
+                    names = _nested_archive_globals(archive.read(info))
+                else:
+                    continue
+                findings.extend(f"imports {g} (in {name})" for g in names if g not in allowed)
+    except Exception as exc:  # a damaged archive: zipfile, zlib or EOF errors
+        raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
+    return findings
+
+
+def _pt2_raw_payloads(archive: zipfile.ZipFile, infos: Sequence[zipfile.ZipInfo]) -> set[str]:
+    """The archive entries its payload configs declare raw tensor bytes (never unpickled)."""
+    raw: set[str] = set()
+    for info in infos:
+        name = info.filename
+        folder = next((d for d in _PT2_PAYLOAD_DIRS if d in name), None)
+        if folder is None or not name.endswith("_config.json"):
+            continue
+        try:
+            config = json.loads(archive.read(info)).get("config", {})
+        except (ValueError, AttributeError):
+            continue  # torch will fail on it too; the pickles are still scanned
+        prefix = name[: name.index(folder) + len(folder)]
+        for entry in config.values() if isinstance(config, dict) else ():
+            if not isinstance(entry, dict) or entry.get("use_pickle"):
+                continue
+            file = str(entry.get("path_name", ""))
+            if file.startswith("opaque_obj_"):
+                continue  # unpickled with pickle.loads whatever the config says
+            raw.add(prefix + file)
+    return raw
+
+
+def _all_pickle_globals(stream: IO[bytes]) -> list[str]:
+    """The globals of every pickle in a stream (a legacy ``torch.save`` file holds several)."""
+    found: list[str] = []
+    for _ in range(8):
+        start = stream.tell()
+        if not stream.read(1):
+            break
+        stream.seek(start)
+        found.extend(pickle_globals(stream))
+        if stream.tell() <= start:
+            break
+    return list(dict.fromkeys(found))
+
+
+def _weights_only_globals(torch: ModuleType) -> set[str]:
+    """The globals torch's ``weights_only`` unpickler accepts (tensor rebuilders, containers)."""
+    unpickler = getattr(torch, "_weights_only_unpickler", None)
+    allowed = getattr(unpickler, "_get_allowed_globals", None)
+    return set(allowed()) if callable(allowed) else set()
+
+
+def _file_globals(torch: ModuleType, path: Path) -> list[str]:
+    """The globals of a ``torch.save`` file (zip or legacy) beyond ``weights_only``'s, by name.
+
+    Used for the message only: torch's own error names builtins without their module.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with path.open("rb") as f:
+                names = _nested_archive_globals(f.read())
+        else:
+            with path.open("rb") as f:
+                names = _all_pickle_globals(f)
+    except OSError:
+        return []
+    allowed = _weights_only_globals(torch)
+    return [n for n in names if n not in allowed]
+
+
+def _nested_archive_globals(data: bytes) -> list[str]:
+    """The globals of the pickles in a ``torch.save`` zip archive held in memory."""
+    found: list[str] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            for info in inner.infolist():
+                if info.filename.endswith(".pkl"):
+                    with inner.open(info) as member:
+                        found.extend(pickle_globals(member))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return [COMPUTED_GLOBAL]  # an unreadable archive torch might still read: not proven safe
+    return list(dict.fromkeys(found))
 
 
 def _is_exported_program(obj: Any) -> bool:
@@ -562,12 +715,19 @@ def _load_pickled(
         if not names or (fmt is ModelFormat.PYTORCH_LEGACY and _legacy_truncated(path)):
             raise _corrupt(path, what, exc) from exc
         if not trust:
+            names = _file_globals(torch, path) or names
             raise UntrustedModelError(
                 f"{path} holds more than weights: loading it needs {_few(names)} (a whole "
                 f"pickled model or other Python objects), and {_TRUST_HINT}",
                 path=path,
             ) from exc
     except Exception as exc:
+        if "legacy .tar format" in str(exc) and not trust:
+            raise UntrustedModelError(
+                f"{path} is a torch.save file in the old tar format (torch < 0.4), which torch "
+                f"reads only by unpickling it in full: {_TRUST_HINT}",
+                path=path,
+            ) from exc
         raise _corrupt(path, what, exc) from exc
     logger.warning("unpickling %s in full, running code from it (trust_code=True)", path)
     try:
@@ -582,18 +742,92 @@ def _load_pickled(
 def _scan_pickle(path: Path) -> list[str]:
     """The globals a pickle would import, read without running it; corrupt files raise."""
     try:
-        data = path.read_bytes()
-        found: list[str] = []
-        strings: list[str] = []
-        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-            if opcode.name == "GLOBAL" and isinstance(arg, str):
-                found.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            if isinstance(arg, str):
-                strings.append(arg)
+        with path.open("rb") as f:
+            return pickle_globals(f, strict=True)
     except Exception as exc:
         raise _corrupt(path, "Python pickle", exc) from exc
+
+
+#: What :func:`pickle_globals` reports for an import whose name is computed while unpickling.
+COMPUTED_GLOBAL = "<a name computed while unpickling>"
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_STRING_OPS = frozenset(
+    {
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+    }
+)
+
+
+def _python3_name(module: str, name: str = "") -> str:
+    """``module.name`` as unpickling imports it (``__builtin__.exec`` is ``builtins.exec``)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
+def pickle_globals(stream: IO[bytes], *, strict: bool = False) -> list[str]:
+    """The globals (``module.name``) one pickle imports, read without unpickling anything.
+
+    The opcodes are walked with :mod:`pickletools` and the unpickler's stack is followed (memo
+    included), so a ``STACK_GLOBAL`` whose names were stored in the memo and fetched later is
+    still named; a name built any other way is reported as :data:`COMPUTED_GLOBAL`. Extension
+    codes (``EXT1``...) are reported too. Reading stops at the pickle's ``STOP``.
+
+    Args:
+        stream: A binary stream at the start of the pickle.
+        strict: Raise on a damaged pickle; otherwise return what was found before the damage
+            (a real unpickler would have imported those before failing).
+
+    Returns:
+        The globals in the order they appear, each once.
+    """
+    found: list[str] = []
+    stack: list[Any] = []
+    marks: list[int] = []
+    memo: dict[Any, Any] = {}
+    try:
+        for opcode, arg, _pos in pickletools.genops(stream):
+            name = opcode.name
+            if name in {"GLOBAL", "INST"}:
+                found.append(_python3_name(*str(arg).split(" ", 1)))
+            elif name == "STACK_GLOBAL":
+                attr = stack.pop() if stack else None
+                module = stack.pop() if stack else None
+                named = isinstance(module, str) and isinstance(attr, str)
+                found.append(f"{module}.{attr}" if named else COMPUTED_GLOBAL)
+                stack.append(None)
+                continue
+            elif name.startswith("EXT"):
+                found.append(f"<extension code {arg}>")
+            if name == "MARK":
+                marks.append(len(stack))
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1] if stack else None
+            elif name in _PUT_OPS:
+                memo[arg] = stack[-1] if stack else None
+            elif name in _GET_OPS:
+                stack.append(memo.get(arg))
+            elif name not in {"PROTO", "FRAME", "STOP"}:
+                before = opcode.stack_before
+                if pickletools.markobject in before:
+                    depth = marks.pop() if marks else 0
+                    del stack[depth:]
+                    below = before.index(pickletools.markobject)
+                else:
+                    below = len(before)
+                if below:
+                    del stack[-below:]
+                pushed = arg if name in _STRING_OPS else None
+                stack.extend(pushed for _ in opcode.stack_after)
+    except Exception:
+        if strict:
+            raise
     return list(dict.fromkeys(found))
 
 
