@@ -1,0 +1,258 @@
+"""Damaged torch-family files found by fuzzing (``tests/test_fuzz_loaders.py``), each rebuilt here.
+
+Every test crafts the minimal equivalent of an input the fuzzer found (a crash of the
+interpreter, or an untyped error escaping :func:`pyinfer.load_model`) from a tiny model built in
+the test, and asserts the typed error and its message. The damage is made with
+:func:`_rewrite_member`, which keeps every checksum of the zip archive valid, as the fuzzer's
+``zip_member`` mutation does: the damage reaches the parser of the member.
+"""
+
+import io
+import json
+import struct
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pyinfer import load_model
+from pyinfer.errors import CorruptModelError, ModelLoadError
+from pyinfer.model_loader import detect_format
+
+
+def _rewrite_member(path: Path, member: str, change: Callable[[bytes], bytes | None]) -> Path:
+    """Rewrites the zip ``path`` with ``member`` changed (``None``: removed); returns ``path``."""
+    with zipfile.ZipFile(path) as src:
+        members = [(info, src.read(info)) for info in src.infolist()]
+    assert member in [info.filename for info, _ in members], member
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, body in members:
+            new = change(body) if info.filename == member else body
+            if new is not None:
+                dst.writestr(info, new)
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def _linear(torch: ModuleType) -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Linear(8, 4).eval()
+
+
+def _scripted(torch: ModuleType, module: Any, path: Path, example: Any) -> Path:
+    with warnings.catch_warnings():
+        # torch.jit.* is deprecated in 2.14; tracing torch.tensor(...) warns it is a constant.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.jit.save(torch.jit.trace(module, example), str(path))
+    return path
+
+
+# -- format detection ---------------------------------------------------------------------------
+
+
+def test_zip_whose_directory_claims_a_newer_zip_version_is_corrupt(tmp_path: Path) -> None:
+    # Fuzz torch_zip input 800: a bit flip in the central directory's "version needed to
+    # extract" made zipfile raise NotImplementedError("zip file version 6.4") in detection.
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<H", data, central + 6, 64)  # version needed to extract: 6.4
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match=r"\(zip file version 6\.4\)") as info:
+        detect_format(path)
+    assert str(info.value).startswith(f"{path} is a damaged zip archive: its directory asks")
+    assert info.value.path == str(path)
+
+
+# -- TorchScript --------------------------------------------------------------------------------
+
+
+def test_torchscript_storage_record_cut_to_nothing_is_refused_before_it_runs(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    # Fuzz torchscript input 27 (and 7 more at 10,000 inputs): data/3, the bias's 16 bytes,
+    # emptied behind a valid checksum. torch.jit.load accepted it and the module read past
+    # its memory when run: SIGSEGV.
+    torch = torch_module
+    path = _scripted(torch, _linear(torch), tmp_path / "net.pt", torch.ones(1, 8))
+    with zipfile.ZipFile(path) as archive:
+        sizes = {i.filename: i.file_size for i in archive.infolist()}
+    assert sizes["net/data/1"] == 16  # the bias: 4 float32
+    _rewrite_member(path, "net/data/1", lambda _: b"")
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path, input_shapes={"input": [1, 8]})
+    assert str(info.value) == (
+        f"{path} is a damaged TorchScript archive: a tensor of its data.pkl of shape (4,) needs "
+        "16 bytes of its storage record 'net/data/1', which holds 0; save the module again "
+        "(torch.jit.save)"
+    )
+
+
+def test_torchscript_constant_without_its_record_is_refused(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    torch = torch_module
+
+    class AddConstant(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x + torch.tensor([1.0, 2.0])
+
+    path = _scripted(torch, AddConstant(), tmp_path / "const.pt", torch.ones(2))
+    assert load_model(path, input_shapes={"x": [2]})(np.ones(2, np.float32))["output"].tolist() == [
+        2.0,
+        3.0,
+    ]
+    _rewrite_member(path, "const/constants/0", lambda _: None)
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path, input_shapes={"x": [2]})
+    assert str(info.value) == (
+        f"{path} is a damaged TorchScript archive: a tensor of its constants.pkl refers to a "
+        "storage record 'const/constants/0' the archive lacks; save the module again "
+        "(torch.jit.save)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("layout", "problem"),
+    [
+        ((0, (4,), (-1,)), "has a negative size, stride or offset ((4,), (-1,), 0)"),
+        ((0, (4, 2), (1,)), "has a damaged layout (size (4, 2), stride (1,), offset 0)"),
+        ((0, (4,), (1.5,)), "has a damaged layout (size (4,), stride (1.5,), offset 0)"),
+        ((1, (4,), (1,)), "of shape (4,) needs 20 bytes of its storage record 'm/data/0', which"),
+        ((0, (2, 2), (2, 1)), None),
+        ((9, (0, 3), (3, 1)), None),  # an empty tensor reads nothing
+    ],
+)
+def test_torchscript_tensor_layouts_are_checked_against_their_records(
+    torch_module: ModuleType, layout: tuple[Any, ...], problem: str | None
+) -> None:
+    from pyinfer.backends.torch_backend import _StorageRef, _tensor_layout_problem
+
+    storage = _StorageRef("0", "FloatStorage")
+    got = _tensor_layout_problem(torch_module, (storage, *layout), {"m/data/0": 16}, "m/data/")
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert got.startswith(problem)
+
+
+def test_torchscript_pickle_that_cannot_be_walked_is_corrupt(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    torch = torch_module
+    path = _scripted(torch, _linear(torch), tmp_path / "net.pt", torch.ones(1, 8))
+    _rewrite_member(path, "net/data.pkl", lambda body: body[: len(body) // 2])
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path, input_shapes={"input": [1, 8]})
+    assert str(info.value).startswith(
+        f"{path} could not be read as a TorchScript archive (its data.pkl) (UnpicklingError: "
+    )
+
+
+def test_torchscript_module_without_forward(torch_module: ModuleType, tmp_path: Path) -> None:
+    # Fuzz torchscript input 244: the code of the module's class cut short, so the loaded
+    # module had no forward; _input_names raised AttributeError.
+    torch = torch_module
+
+    class PredictOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+
+        @torch.jit.export
+        def predict(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    path = tmp_path / "predict_only.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(PredictOnly()), str(path))
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path)
+    assert str(info.value) == (
+        f"{path} is a TorchScript module without a forward method (its methods: predict); "
+        "pyinfer runs forward: script or trace a module that defines it (a file that had one "
+        "is damaged: save it again)"
+    )
+
+
+def test_torchscript_with_nan_weights_is_still_frozen(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    # Fuzzing showed bit-flipped weights (NaN) made the frozen module "differ by nan" from the
+    # plain one: NaN outputs compared unequal, and the model ran unfrozen with a warning.
+    torch = torch_module
+    net = _linear(torch)
+    with torch.no_grad():
+        net.bias[1] = float("nan")
+    path = _scripted(torch, net, tmp_path / "nan.pt", torch.ones(1, 8))
+    model = load_model(path, input_shapes={"input": [1, 8]})
+    assert model.options["freeze"] is True
+    assert model.options["freeze_verified"] is True
+    assert "freeze_error" not in model.options
+    out = model(np.ones((1, 8), np.float32))["output"]
+    assert np.isnan(out[0, 1])
+    assert np.isfinite(out[0, [0, 2, 3]]).all()
+
+
+# -- torch.export (.pt2) -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def exported(torch_module: ModuleType, tmp_path: Path) -> Path:
+    torch = torch_module
+    program = torch.export.export(_linear(torch), (torch.ones(2, 8),))
+    path = tmp_path / "net.pt2"
+    torch.export.save(program, str(path))
+    return path
+
+
+def _edit_json(member_body: bytes, edit: Callable[[Any], None]) -> bytes:
+    doc = json.loads(member_body)
+    edit(doc)
+    return json.dumps(doc).encode()
+
+
+def test_export_program_without_an_entry_signature(exported: Path) -> None:
+    # Fuzz torch_export input 905: the module call graph's entry lost its signature;
+    # program.module() raised AttributeError: 'NoneType' object has no attribute 'in_spec'.
+    def drop(doc: Any) -> None:
+        doc["graph_module"]["module_call_graph"][0]["signature"] = None
+
+    _rewrite_member(exported, "net/models/model.json", lambda b: _edit_json(b, drop))
+    with pytest.raises(CorruptModelError) as info:
+        load_model(exported)
+    assert str(info.value) == (
+        f"{exported} is a damaged torch.export program (.pt2): its module call graph has no "
+        "signature for the entry point (models/*.json was damaged); export it again"
+    )
+
+
+def test_export_weight_whose_shape_contradicts_the_graph(exported: Path) -> None:
+    # Fuzz torch_export input 9375: the weight config said weight (0, 8); torch.export.load
+    # accepted it and the first call failed with a RuntimeError from aten.linear.
+    def shrink(doc: Any) -> None:
+        doc["config"]["weight"]["tensor_meta"]["sizes"][0] = {"as_int": 0}
+
+    _rewrite_member(
+        exported,
+        "net/data/weights/model_weights_config.json",
+        lambda b: _edit_json(b, shrink),
+    )
+    with pytest.raises(CorruptModelError) as info:
+        load_model(exported)
+    assert str(info.value) == (
+        f"{exported} is a damaged torch.export program (.pt2): weight 'weight' is stored as "
+        "(0, 8) float32 but its graph expects (4, 8) float32 (the archive's weight config or "
+        "graph was damaged); export it again"
+    )
