@@ -7,6 +7,7 @@ the test, and asserts the typed error and its message. The damage is made with
 ``zip_member`` mutation does: the damage reaches the parser of the member.
 """
 
+import builtins
 import io
 import json
 import struct
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from pyinfer import load_model
-from pyinfer.errors import CorruptModelError, ModelLoadError
+from pyinfer.errors import CorruptModelError, ModelLoadError, UntrustedModelError
 from pyinfer.model_loader import detect_format
 
 
@@ -255,4 +256,104 @@ def test_export_weight_whose_shape_contradicts_the_graph(exported: Path) -> None
         f"{exported} is a damaged torch.export program (.pt2): weight 'weight' is stored as "
         "(0, 8) float32 but its graph expects (4, 8) float32 (the archive's weight config or "
         "graph was damaged); export it again"
+    )
+
+
+# -- torch.export (.pt2): what torch.export.load would unpickle in full ---------------------------
+
+
+class _Payload:
+    """Unpickled in full, creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        code = f"import pathlib; pathlib.Path({str(self.marker)!r}).write_text('pwned')"
+        return (builtins.exec, (code,))
+
+
+def _saved(torch: ModuleType, obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_export_sample_inputs_that_run_code_are_refused(
+    torch_module: ModuleType, exported: Path, tmp_path: Path
+) -> None:
+    # torch.export.load retries a failed weights_only load of the sample inputs with
+    # weights_only=False: before this check, loading this file ran the payload.
+    marker = tmp_path / "pwned"
+    payload = _saved(torch_module, {"inputs": _Payload(marker)})
+    _rewrite_member(exported, "net/data/sample_inputs/model.pt", lambda _: payload)
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(exported)
+    assert not marker.exists()
+    assert str(info.value) == (
+        f"{exported} is a torch.export program whose net/data/sample_inputs/model.pt holds more "
+        "than tensors: unpickling it needs exec, and torch.export.load would unpickle it in "
+        "full; code from the file would run with your user's rights. If you trust where the "
+        "file came from, load it with trust_code=True (CLI: --trust-code)"
+    )
+
+
+def test_export_pickled_weight_is_checked_with_weights_only(
+    torch_module: ModuleType, exported: Path, tmp_path: Path
+) -> None:
+    torch = torch_module
+    config = "net/data/weights/model_weights_config.json"
+    with zipfile.ZipFile(exported) as archive:
+        doc = json.loads(archive.read(config))
+    bias_file = "net/data/weights/" + doc["config"]["bias"]["path_name"]
+
+    def pickle_bias(doc: Any) -> None:
+        doc["config"]["bias"]["use_pickle"] = True
+
+    # A pickled tensor, as torch.export.save writes for some weights, loads and runs.
+    bias = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    _rewrite_member(exported, config, lambda b: _edit_json(b, pickle_bias))
+    _rewrite_member(exported, bias_file, lambda _: _saved(torch, bias))
+    model = load_model(exported)
+    weight = _linear(torch).weight.detach().numpy()
+    expected = np.ones((2, 8), np.float32) @ weight.T + bias.detach().numpy()
+    np.testing.assert_allclose(model(np.ones((2, 8), np.float32))["output"], expected, rtol=1e-6)
+    # The same entry holding a payload is refused before torch.export.load unpickles it.
+    marker = tmp_path / "pwned"
+    _rewrite_member(exported, bias_file, lambda _: _saved(torch, _Payload(marker)))
+    with pytest.raises(UntrustedModelError, match="whose net/data/weights/weight_1 holds more"):
+        load_model(exported)
+    assert not marker.exists()
+    # A config naming a pickled payload the archive lacks is damaged.
+    _rewrite_member(exported, bias_file, lambda _: None)
+    with pytest.raises(CorruptModelError) as info:
+        load_model(exported)
+    assert str(info.value) == (
+        f"{exported} is a damaged torch.export program (.pt2): its payload config names "
+        f"{bias_file!r}, which the archive lacks; export it again"
+    )
+
+
+def test_export_opaque_constants_and_compiled_packages_are_refused(exported: Path) -> None:
+    def opaque(doc: Any) -> None:
+        doc["config"]["obj"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True}
+
+    _rewrite_member(
+        exported,
+        "net/data/constants/model_constants_config.json",
+        lambda b: _edit_json(b, opaque),
+    )
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(exported)
+    assert str(info.value).startswith(
+        f"{exported} is a torch.export program whose constant 'obj' is an opaque Python object "
+        "that torch.export.load unpickles in full (net/data/constants/opaque_obj_0); code "
+    )
+    with zipfile.ZipFile(exported, "a") as archive:
+        archive.writestr("net/data/aotinductor/model/model.so", b"\x7fELF")
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(exported)
+    assert str(info.value).startswith(
+        f"{exported} is an AOTInductor package: loading it loads the compiled library "
+        "'net/data/aotinductor/model/model.so', native code from the file; code from the file "
     )

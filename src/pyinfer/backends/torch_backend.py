@@ -53,6 +53,7 @@ import dataclasses
 import importlib
 import inspect
 import io
+import json
 import logging
 import pickle
 import pickletools
@@ -360,7 +361,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
     if fmt is ModelFormat.TORCHSCRIPT:
         module = _load_torchscript(torch, path, tdev)
     elif fmt is ModelFormat.TORCH_EXPORT:
-        module = _load_export(torch, path, tdev)
+        module = _load_export(torch, path, tdev, trust=bool(opts.get("trust_code", False)))
     elif fmt in {ModelFormat.PYTORCH, ModelFormat.PYTORCH_LEGACY, ModelFormat.PICKLE}:
         obj = _load_pickled(torch, path, fmt, tdev, trust=bool(opts.get("trust_code", False)))
         module, report, ema_available = _module_from_object(torch, obj, path, opts)
@@ -660,7 +661,9 @@ def _load_torchscript(torch: ModuleType, path: Path, tdev: Any) -> Any:
     return module
 
 
-def _load_export(torch: ModuleType, path: Path, tdev: Any) -> Any:
+def _load_export(torch: ModuleType, path: Path, tdev: Any, *, trust: bool) -> Any:
+    if not trust:
+        _check_export_pickles(torch, path)
     _frameworks.ensure_triton_safe()
     export_logger = logging.getLogger("torch.export")
     level = export_logger.level
@@ -689,6 +692,106 @@ def _load_export(torch: ModuleType, path: Path, tdev: Any) -> Any:
         # The program deserialised, but torch cannot rebuild a module from it: the graph in
         # the archive (bytes we did not write) contradicts itself.
         raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
+
+
+#: Where a ``.pt2`` archive keeps what ``torch.export.load`` may unpickle in full.
+_PT2_PAYLOAD_FOLDERS = ("data/weights/", "data/constants/")
+
+
+def _check_export_pickles(torch: ModuleType, path: Path) -> None:
+    """Refuses a ``.pt2`` archive that ``torch.export.load`` would run code from.
+
+    ``torch.export.load`` unpickles without ``weights_only``: sample inputs and legacy weight
+    and constant files (``data/**/*.pt``) when the ``weights_only`` load fails, payloads marked
+    ``use_pickle`` in the weight and constant configs always, opaque constants
+    (``opaque_obj_*``) with ``pickle.loads``; and it loads the compiled library of an
+    AOTInductor package (``data/aotinductor/``). Each pickle is loaded here with
+    ``weights_only=True`` first, as a ``torch.save`` file is.
+
+    Raises:
+        UntrustedModelError: If loading the archive would import code or run a library.
+        CorruptModelError: If the archive or one of those pickles cannot be read.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            prefix = names[0].split("/", 1)[0] + "/" if names else ""
+            compiled = [n for n in names if n.startswith(f"{prefix}data/aotinductor/")]
+            if compiled:
+                raise UntrustedModelError(
+                    f"{path} is an AOTInductor package: loading it loads the compiled library "
+                    f"{compiled[0]!r}, native code from the file; {_PT2_TRUST_HINT}",
+                    path=path,
+                )
+            pickled = [n for n in names if n.startswith(f"{prefix}data/") and n.endswith(".pt")]
+            for folder in _PT2_PAYLOAD_FOLDERS:
+                for config in (
+                    n for n in names if n.startswith(prefix + folder) and n.endswith(".json")
+                ):
+                    pickled += _pt2_pickled_payloads(path, archive, config, prefix + folder)
+            for name in pickled:
+                if name not in names:
+                    raise CorruptModelError(
+                        f"{path} is a damaged torch.export program (.pt2): its payload config "
+                        f"names {name!r}, which the archive lacks; export it again",
+                        path=path,
+                    )
+                data = archive.read(name)
+                if data:  # torch reads an empty payload as nothing
+                    _check_weights_only(torch, path, name, data)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        if isinstance(exc, ModelLoadError):
+            raise
+        raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
+
+
+_PT2_TRUST_HINT = (
+    "code from the file would run with your user's rights. If you trust where the file came "
+    "from, load it with trust_code=True (CLI: --trust-code)"
+)
+
+
+def _pt2_pickled_payloads(
+    path: Path, archive: zipfile.ZipFile, config: str, folder: str
+) -> list[str]:
+    """The payloads a weight or constant config of a ``.pt2`` has unpickled in full."""
+    try:
+        entries = json.loads(archive.read(config)).get("config", {})
+    except (ValueError, AttributeError, RecursionError):
+        return []  # torch.export.load refuses the config itself before reading any payload
+    found = []
+    for fqn, entry in entries.items() if isinstance(entries, Mapping) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        name = str(entry.get("path_name", ""))
+        if name.startswith("opaque_obj_"):
+            raise UntrustedModelError(
+                f"{path} is a torch.export program whose constant {fqn!r} is an opaque Python "
+                f"object that torch.export.load unpickles in full ({folder}{name}); "
+                f"{_PT2_TRUST_HINT}",
+                path=path,
+            )
+        if entry.get("use_pickle"):
+            found.append(folder + name)
+    return found
+
+
+def _check_weights_only(torch: ModuleType, path: Path, name: str, data: bytes) -> None:
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)
+    except pickle.UnpicklingError as exc:
+        names = _untrusted_globals(exc)
+        if names:
+            raise UntrustedModelError(
+                f"{path} is a torch.export program whose {name} holds more than tensors: "
+                f"unpickling it needs {_few(names)}, and torch.export.load would unpickle it in "
+                f"full; {_PT2_TRUST_HINT}",
+                path=path,
+            ) from exc
+        raise _corrupt(path, f"torch.export program (.pt2): its {name}", exc) from exc
+    except Exception as exc:
+        # torch.export.load would retry this one with weights_only=False: refuse it here.
+        raise _corrupt(path, f"torch.export program (.pt2): its {name}", exc) from exc
 
 
 def _check_program_weights(path: Path, program: Any) -> None:
