@@ -92,9 +92,9 @@ def test_torchscript_storage_record_cut_to_nothing_is_refused_before_it_runs(
     with pytest.raises(CorruptModelError) as info:
         load_model(path, input_shapes={"input": [1, 8]})
     assert str(info.value) == (
-        f"{path} is a damaged TorchScript archive: a tensor of its data.pkl of shape (4,) needs "
-        "16 bytes of its storage record 'net/data/1', which holds 0; save the module again "
-        "(torch.jit.save)"
+        f"{path} is a damaged TorchScript archive: a tensor of its data.pkl has a storage of 4 "
+        "elements (16 bytes) in its record 'net/data/1', which holds 0 bytes; save the module "
+        "again (torch.jit.save)"
     )
 
 
@@ -125,6 +125,12 @@ def test_torchscript_constant_without_its_record_is_refused(
 @pytest.mark.parametrize(
     ("layout", "problem"),
     [
+        # Fuzzing (a structure mutation of data.pkl): the storage's element count said 3 over
+        # a 64-byte record; torch.jit.load sized the storage by it. A count larger than the
+        # record would make torch read past the record's bytes.
+        ((0, (2,), (1,), 5), "has a storage of 5 elements (20 bytes) in its record 'm/data/0', "),
+        ((0, (2,), (1,), -1), "has a storage of -1 elements (-4 bytes) in its record"),
+        ((0, (4,), (1,), 4), None),
         ((0, (4,), (-1,)), "has a negative size, stride or offset ((4,), (-1,), 0)"),
         ((0, (4, 2), (1,)), "has a damaged layout (size (4, 2), stride (1,), offset 0)"),
         ((0, (4,), (1.5,)), "has a damaged layout (size (4,), stride (1.5,), offset 0)"),
@@ -138,8 +144,8 @@ def test_torchscript_tensor_layouts_are_checked_against_their_records(
 ) -> None:
     from pyinfer.backends.torch_backend import _StorageRef, _tensor_layout_problem
 
-    storage = _StorageRef("0", "FloatStorage")
-    got = _tensor_layout_problem(torch_module, (storage, *layout), {"m/data/0": 16}, "m/data/")
+    storage = _StorageRef("0", "FloatStorage", *layout[3:])
+    got = _tensor_layout_problem(torch_module, (storage, *layout[:3]), {"m/data/0": 16}, "m/data/")
     if problem is None:
         assert got is None
     else:

@@ -524,10 +524,11 @@ class _Opaque:
 
 @dataclasses.dataclass(frozen=True)
 class _StorageRef:
-    """A tensor storage a TorchScript pickle refers to: the record holding it, its dtype."""
+    """A tensor storage a TorchScript pickle refers to: its record, dtype and element count."""
 
     key: str
     type_name: str
+    numel: Any = None
 
 
 #: The rebuild functions whose first arguments are (storage, offset, size, stride).
@@ -558,7 +559,7 @@ class _TensorLayoutReader(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage":
-            return _StorageRef(str(pid[2]), str(pid[1]))
+            return _StorageRef(str(pid[2]), str(pid[1]), pid[4] if len(pid) > 4 else None)
         raise pickle.UnpicklingError(f"unknown persistent id {str(pid)[:80]}")
 
 
@@ -637,13 +638,20 @@ def _tensor_layout_problem(
     record = folder + storage.key
     if record not in records:
         return f"refers to a storage record {record!r} the archive lacks"
+    held = records[record]
+    if isinstance(storage.numel, int) and not 0 <= storage.numel * itemsize <= held:
+        # torch.jit.load sizes the storage by this count, over the record's bytes.
+        return (
+            f"has a storage of {storage.numel} elements ({storage.numel * itemsize} bytes) in "
+            f"its record {record!r}, which holds {held} bytes"
+        )
     if 0 in size:
         return None
     needed = (offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True)) + 1) * itemsize
-    if needed > records[record]:
+    if needed > held:
         return (
             f"of shape {tuple(size)} needs {needed} bytes of its storage record {record!r}, "
-            f"which holds {records[record]}"
+            f"which holds {held}"
         )
     return None
 
