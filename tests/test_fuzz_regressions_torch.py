@@ -153,6 +153,39 @@ def test_torchscript_tensor_layouts_are_checked_against_their_records(
         assert got.startswith(problem)
 
 
+def test_torchscript_storage_types_of_every_dtype_are_sized(
+    torch_module: ModuleType, tmp_path: Path
+) -> None:
+    # TorchScript names storages after C++ scalar types; Python's table lacks the newer ones
+    # (Float8_e4m3fnStorage, UInt16Storage), and the check must neither refuse nor skip them.
+    torch = torch_module
+
+    class Buffers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("f8", torch.zeros(4, dtype=torch.float8_e4m3fn))
+            self.register_buffer("u16", torch.zeros(4, dtype=torch.uint16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+    path = tmp_path / "buffers.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(Buffers()), str(path))
+    assert load_model(path, input_shapes={"x": [2]})(np.zeros(2, np.float32))[
+        "output"
+    ].tolist() == [1.0, 1.0]
+    _rewrite_member(path, "buffers/data/1", lambda body: body[:6])  # u16: 8 bytes
+    with pytest.raises(CorruptModelError, match=r"4 elements \(8 bytes\) in its record"):
+        load_model(path, input_shapes={"x": [2]})
+    from pyinfer.backends.torch_backend import _storage_itemsize
+
+    assert _storage_itemsize(torch, "Float8_e4m3fnStorage") == 1
+    assert _storage_itemsize(torch, "ComplexHalfStorage") == 4
+    assert _storage_itemsize(torch, "onnxStorage") is None  # never torch's lazy imports
+
+
 def test_torchscript_pickle_that_cannot_be_walked_is_corrupt(
     torch_module: ModuleType, tmp_path: Path
 ) -> None:

@@ -8,7 +8,10 @@ refuses to import anything but tensors and plain containers. A file that needs m
 pickled module, or a malicious payload) raises :class:`~pyinfer.errors.UntrustedModelError`
 unless the caller passed ``trust_code=True``; only then is it unpickled in full. A plain pickle
 is never unpickled without ``trust_code=True``: its opcodes are only scanned (which runs
-nothing) to name the code it would import.
+nothing) to name the code it would import. A ``torch.export`` archive (``.pt2``) is checked
+before ``torch.export.load``, which unpickles some members without ``weights_only`` and loads
+AOTInductor libraries: each such pickle must load with ``weights_only=True``, and opaque
+constants and compiled libraries need ``trust_code=True`` (see :func:`_check_export_pickles`).
 
 Checkpoints. A state_dict is matched against an architecture (a module instance, a factory or an
 import string ``"pkg.mod:attr"``). Checkpoint dicts are searched for their weights under
@@ -607,6 +610,20 @@ def _check_archive_tensors(torch: ModuleType, path: Path) -> None:
                 )
 
 
+def _storage_itemsize(torch: ModuleType, type_name: str) -> int | None:
+    """Bytes per element of a pickled storage type (``FloatStorage``, ``Float8_e4m3fnStorage``)."""
+    try:
+        return int(torch.storage._get_dtype_from_pickle_storage_type(type_name).itemsize)
+    except (KeyError, AttributeError):
+        pass
+    # TorchScript names a storage after the C++ scalar type, which Python's table lacks for the
+    # newer dtypes (UInt16, Float8_e4m3fn, Bits8, ...): their torch names, lower-cased.
+    wanted = type_name.removesuffix("Storage").lower()
+    wanted = {"complexhalf": "complex32"}.get(wanted, wanted)
+    dtype = vars(torch).get(wanted)  # vars: never torch's lazy __getattr__ imports
+    return int(dtype.itemsize) if isinstance(dtype, torch.dtype) else None
+
+
 def _tensor_layout_problem(
     torch: ModuleType,
     layout: tuple[Any, Any, Any, Any],
@@ -629,12 +646,9 @@ def _tensor_layout_problem(
         return f"has a damaged layout (size {size!r}, stride {stride!r}, offset {offset!r})"
     if offset < 0 or any(d < 0 for d in size) or any(d < 0 for d in stride):
         return f"has a negative size, stride or offset ({size}, {stride}, {offset})"
-    try:
-        itemsize = int(
-            torch.storage._get_dtype_from_pickle_storage_type(storage.type_name).itemsize
-        )
-    except (KeyError, AttributeError):
-        return f"has an unknown storage type {storage.type_name!r}"
+    itemsize = _storage_itemsize(torch, storage.type_name)
+    if itemsize is None:
+        return None  # a type torch.jit.load does not know either: it refuses the file itself
     record = folder + storage.key
     if record not in records:
         return f"refers to a storage record {record!r} the archive lacks"
