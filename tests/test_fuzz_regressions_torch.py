@@ -22,7 +22,12 @@ import numpy as np
 import pytest
 
 from pyinfer import load_model
-from pyinfer.errors import CorruptModelError, ModelLoadError, UntrustedModelError
+from pyinfer.errors import (
+    CorruptModelError,
+    InferenceError,
+    ModelLoadError,
+    UntrustedModelError,
+)
 from pyinfer.model_loader import detect_format
 
 
@@ -396,3 +401,23 @@ def test_export_opaque_constants_and_compiled_packages_are_refused(exported: Pat
         f"{exported} is an AOTInductor package: loading it loads the compiled library "
         "'net/data/aotinductor/model/model.so', native code from the file; code from the file "
     )
+
+
+def test_export_graph_that_contradicts_its_input_dtype_fails_typed_at_the_call(
+    exported: Path,
+) -> None:
+    # Fuzz torch_export input 6733: the graph's input declared uint8 (a JSON value replaced
+    # by true) over float weights; the program loads, and its call raised a bare RuntimeError.
+    def byte_input(doc: Any) -> None:
+        doc["graph_module"]["graph"]["tensor_values"]["input"]["dtype"] = True
+
+    _rewrite_member(exported, "net/models/model.json", lambda b: _edit_json(b, byte_input))
+    model = load_model(exported)
+    assert [(s.name, s.dtype) for s in model.inputs] == [("input", np.dtype(np.uint8))]
+    with pytest.raises(InferenceError) as info:
+        model(np.ones((2, 8), np.uint8))
+    assert str(info.value) == (
+        f"model 'net' ({exported}) failed on inputs input (2, 8) uint8 (it declares input (2, 8) "
+        "uint8): RuntimeError: mat1 and mat2 must have the same dtype, but got Byte and Float"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)

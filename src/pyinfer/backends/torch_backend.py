@@ -84,9 +84,12 @@ from pyinfer.errors import (
     CorruptModelError,
     CudaUnavailableError,
     DeviceError,
+    InferenceError,
     InvalidArgumentError,
     ModelLoadError,
+    PyinferError,
     UntrustedModelError,
+    as_out_of_memory,
 )
 
 __all__ = ["KNOWN_OPTIONS", "LoadReport", "TorchModel", "from_module", "load"]
@@ -243,11 +246,19 @@ class TorchModel(Model):
 
         Returns:
             Output name to tensor (see the module docstring for the names).
+
+        Raises:
+            OutOfMemoryError: If torch could not allocate memory for the call.
+            InferenceError: If the module raised; the message names the model, the inputs
+                given and declared, and torch's error.
         """
         args = [inputs[s.name] for s in self.inputs if s.name not in self._keyword_inputs]
         kwargs = {n: inputs[n] for n in self.input_names() if n in self._keyword_inputs}
         with self._torch.inference_mode():
-            result = self.module(*args, **kwargs)
+            try:
+                result = self.module(*args, **kwargs)
+            except Exception as exc:
+                raise self._run_error(exc, inputs) from exc
         outputs = {
             n: t if isinstance(t, self._torch.Tensor) else self._torch.as_tensor(t)
             for n, t in _flatten_outputs(result, "output", top=True)
@@ -260,6 +271,27 @@ class TorchModel(Model):
                 for n, t in outputs.items()
             )
         return outputs
+
+    def _run_error(self, exc: Exception, inputs: Mapping[str, Any]) -> PyinferError:
+        """The typed error for a failed call of the module: out of memory, or the model failed.
+
+        A module that fails on inputs of its declared shapes and dtypes is broken (a damaged
+        ``.pt2`` whose graph contradicts its own input specs, a bug in the model's code).
+        """
+        oom = as_out_of_memory(exc)
+        if oom is not None:
+            return oom
+        given = ", ".join(
+            f"{name} {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+            for name, t in inputs.items()
+            if hasattr(t, "shape")
+        )
+        specs = ", ".join(f"{s.name} {s.shape_text()} {s.dtype}" for s in self.inputs)
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return InferenceError(
+            f"model '{self.name}' ({self.path or self.format.value}) failed on inputs {given} "
+            f"(it declares {specs}): {type(exc).__name__}: {detail}"
+        )
 
     def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Copies numpy arrays to tensors on the device (NHWC for 4-D inputs with channels_last).
