@@ -18,6 +18,7 @@ import random
 import shutil
 import struct
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -112,7 +113,11 @@ def build_seeds(folder: Path, frameworks: set[str]) -> dict[str, dict[str, Any]]
         torch.save(net.state_dict(), folder / "legacy.pt", _use_new_zipfile_serialization=False)
         plain = {"weights": np.arange(6, dtype=np.float32), "epoch": 3}
         (folder / "module.pkl").write_bytes(pickle.dumps(plain))
-        torch.jit.save(torch.jit.trace(net, example), str(folder / "scripted.pt"))
+        with warnings.catch_warnings():
+            # torch 2.14 deprecates torch.jit.* (FutureWarning, an error under pytest): the
+            # TorchScript files users have still load.
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.trace(net, example), str(folder / "scripted.pt"))
         batch = torch.export.Dim("batch", min=1, max=64)
         program = torch.export.export(net, (example,), dynamic_shapes={"x": {0: batch}})
         torch.export.save(program, str(folder / "exported.pt2"))
