@@ -529,7 +529,7 @@ def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
 
 
 class _Opaque:
-    """Whatever a pickle builds that :func:`_archive_tensors` does not look at.
+    """Whatever a pickle builds that :func:`_check_archive_tensors` does not look at.
 
     Takes any arguments, state, items and appends, so the pickle's structure is walked without
     importing or running anything it names.
