@@ -150,11 +150,20 @@ def _zip_format(path: Path) -> ModelFormat | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CorruptModelError(
             f"{path} is a damaged zip archive ({exc}); TorchScript, torch.save, torch.export "
             "and Keras files are zip archives: the file is probably truncated, so save or copy "
             "it again",
+            path=path,
+        ) from exc
+    except NotImplementedError as exc:
+        # zipfile refuses a central directory that claims a newer zip version than it reads
+        # (a damaged header: torch and Keras write plain version 2.0 archives).
+        raise CorruptModelError(
+            f"{path} is a damaged zip archive: its directory asks for a zip feature no model "
+            f"writer uses ({exc}); TorchScript, torch.save, torch.export and Keras files are "
+            "plain zip archives, so this one is damaged: save or copy it again",
             path=path,
         ) from exc
     roots = set(names)

@@ -88,9 +88,12 @@ from pyinfer.errors import (
     CorruptModelError,
     CudaUnavailableError,
     DeviceError,
+    InferenceError,
     InvalidArgumentError,
     ModelLoadError,
+    PyinferError,
     UntrustedModelError,
+    as_out_of_memory,
 )
 
 __all__ = ["KNOWN_OPTIONS", "LoadReport", "TorchModel", "from_module", "load"]
@@ -247,11 +250,19 @@ class TorchModel(Model):
 
         Returns:
             Output name to tensor (see the module docstring for the names).
+
+        Raises:
+            OutOfMemoryError: If torch could not allocate memory for the call.
+            InferenceError: If the module raised; the message names the model, the inputs
+                given and declared, and torch's error.
         """
         args = [inputs[s.name] for s in self.inputs if s.name not in self._keyword_inputs]
         kwargs = {n: inputs[n] for n in self.input_names() if n in self._keyword_inputs}
         with self._torch.inference_mode():
-            result = self.module(*args, **kwargs)
+            try:
+                result = self.module(*args, **kwargs)
+            except Exception as exc:
+                raise self._run_error(exc, inputs) from exc
         outputs = {
             n: t if isinstance(t, self._torch.Tensor) else self._torch.as_tensor(t)
             for n, t in _flatten_outputs(result, "output", top=True)
@@ -264,6 +275,27 @@ class TorchModel(Model):
                 for n, t in outputs.items()
             )
         return outputs
+
+    def _run_error(self, exc: Exception, inputs: Mapping[str, Any]) -> PyinferError:
+        """The typed error for a failed call of the module: out of memory, or the model failed.
+
+        A module that fails on inputs of its declared shapes and dtypes is broken (a damaged
+        ``.pt2`` whose graph contradicts its own input specs, a bug in the model's code).
+        """
+        oom = as_out_of_memory(exc)
+        if oom is not None:
+            return oom
+        given = ", ".join(
+            f"{name} {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+            for name, t in inputs.items()
+            if hasattr(t, "shape")
+        )
+        specs = ", ".join(f"{s.name} {s.shape_text()} {s.dtype}" for s in self.inputs)
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return InferenceError(
+            f"model '{self.name}' ({self.path or self.format.value}) failed on inputs {given} "
+            f"(it declares {specs}): {type(exc).__name__}: {detail}"
+        )
 
     def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Copies numpy arrays to tensors on the device (NHWC for 4-D inputs with channels_last).
@@ -501,7 +533,182 @@ def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
     )
 
 
+class _Opaque:
+    """Whatever a pickle builds that :func:`_check_archive_tensors` does not look at.
+
+    Takes any arguments, state, items and appends, so the pickle's structure is walked without
+    importing or running anything it names.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Opaque:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Opaque:
+        return _Opaque()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageRef:
+    """A tensor storage a TorchScript pickle refers to: its record, dtype and element count."""
+
+    key: str
+    type_name: str
+    numel: Any = None
+
+
+#: The rebuild functions whose first arguments are (storage, offset, size, stride).
+_REBUILD_TENSOR = frozenset({"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_qtensor"})
+
+
+class _TensorLayoutReader(pickle.Unpickler):
+    """Reads the tensors a TorchScript pickle declares, importing nothing.
+
+    Every global resolves to :class:`_Opaque` except the tensor rebuild functions, which record
+    ``(storage, offset, size, stride)``; storages come back as :class:`_StorageRef`.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.tensors: list[tuple[Any, Any, Any, Any]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils" and name in _REBUILD_TENSOR:
+            return self._rebuild
+        if module == "torch" and name.endswith("Storage"):
+            return name
+        return _Opaque
+
+    def _rebuild(self, storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> _Opaque:
+        self.tensors.append((storage, offset, size, stride))
+        return _Opaque()
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage":
+            return _StorageRef(str(pid[2]), str(pid[1]), pid[4] if len(pid) > 4 else None)
+        raise pickle.UnpicklingError(f"unknown persistent id {str(pid)[:80]}")
+
+
+def _check_archive_tensors(torch: ModuleType, path: Path) -> None:
+    """Checks that every tensor of a TorchScript archive lies inside its storage record.
+
+    ``torch.jit.load`` builds each tensor of ``data.pkl`` and ``constants.pkl`` over the bytes of
+    its record (``data/N``, ``constants/N``) without checking that the record holds the
+    tensor's extent; a short or missing record, or a size, stride or offset damaged in the
+    pickle, gives a tensor that reads past its memory and crashes the interpreter when the
+    module runs. This walks the pickles first (importing nothing) and refuses such a file.
+
+    Raises:
+        CorruptModelError: If a pickle cannot be read, or a tensor does not fit its record.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            if not infos:
+                return  # torch.jit.load says what is wrong with an empty archive
+            prefix = infos[0].filename.split("/", 1)[0]
+            sizes = {i.filename: i.file_size for i in infos}
+            pickles = {
+                name: archive.read(f"{prefix}/{name}.pkl")
+                for name in ("data", "constants")
+                if f"{prefix}/{name}.pkl" in sizes
+            }
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise _corrupt(path, "TorchScript archive", exc) from exc
+    for name, data in pickles.items():
+        reader = _TensorLayoutReader(data)
+        try:
+            reader.load()
+        except Exception as exc:
+            raise _corrupt(path, f"TorchScript archive (its {name}.pkl)", exc) from exc
+        for layout in reader.tensors:
+            # torch.jit.load reads the storages of data.pkl from data/, of constants.pkl
+            # from constants/.
+            problem = _tensor_layout_problem(torch, layout, sizes, f"{prefix}/{name}/")
+            if problem:
+                raise CorruptModelError(
+                    f"{path} is a damaged TorchScript archive: a tensor of its {name}.pkl "
+                    f"{problem}; save the module again (torch.jit.save)",
+                    path=path,
+                )
+
+
+def _storage_itemsize(torch: ModuleType, type_name: str) -> int | None:
+    """Bytes per element of a pickled storage type (``FloatStorage``, ``Float8_e4m3fnStorage``)."""
+    try:
+        return int(torch.storage._get_dtype_from_pickle_storage_type(type_name).itemsize)
+    except (KeyError, AttributeError):
+        pass
+    # TorchScript names a storage after the C++ scalar type, which Python's table lacks for the
+    # newer dtypes (UInt16, Float8_e4m3fn, Bits8, ...): their torch names, lower-cased.
+    wanted = type_name.removesuffix("Storage").lower()
+    wanted = {"complexhalf": "complex32"}.get(wanted, wanted)
+    dtype = vars(torch).get(wanted)  # vars: never torch's lazy __getattr__ imports
+    return int(dtype.itemsize) if isinstance(dtype, torch.dtype) else None
+
+
+def _tensor_layout_problem(
+    torch: ModuleType,
+    layout: tuple[Any, Any, Any, Any],
+    records: Mapping[str, int],
+    folder: str,
+) -> str | None:
+    """What is wrong with one tensor's ``(storage, offset, size, stride)``; ``None`` if it fits.
+
+    Args:
+        torch: The torch module.
+        layout: As the pickle declares it.
+        records: The archive's member sizes by name.
+        folder: Where the pickle's storage records lie (``"archive/data/"``).
+    """
+    storage, offset, size, stride = layout
+    if not isinstance(storage, _StorageRef):
+        return "has no storage record"
+    dims = [offset, *size, *stride] if isinstance(size, tuple) and isinstance(stride, tuple) else []
+    if not dims or len(size) != len(stride) or not all(isinstance(d, int) for d in dims):
+        return f"has a damaged layout (size {size!r}, stride {stride!r}, offset {offset!r})"
+    if offset < 0 or any(d < 0 for d in size) or any(d < 0 for d in stride):
+        return f"has a negative size, stride or offset ({size}, {stride}, {offset})"
+    itemsize = _storage_itemsize(torch, storage.type_name)
+    if itemsize is None:
+        return None  # a type torch.jit.load does not know either: it refuses the file itself
+    record = folder + storage.key
+    if record not in records:
+        return f"refers to a storage record {record!r} the archive lacks"
+    held = records[record]
+    if isinstance(storage.numel, int) and not 0 <= storage.numel * itemsize <= held:
+        # torch.jit.load sizes the storage by this count, over the record's bytes.
+        return (
+            f"has a storage of {storage.numel} elements ({storage.numel * itemsize} bytes) in "
+            f"its record {record!r}, which holds {held} bytes"
+        )
+    if 0 in size:
+        return None
+    needed = (offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True)) + 1) * itemsize
+    if needed > held:
+        return (
+            f"of shape {tuple(size)} needs {needed} bytes of its storage record {record!r}, "
+            f"which holds {held}"
+        )
+    return None
+
+
 def _load_torchscript(torch: ModuleType, path: Path, tdev: Any) -> Any:
+    _check_archive_tensors(torch, path)
     try:
         with warnings.catch_warnings():
             # torch 2.14 deprecates torch.jit.* with a FutureWarning; TorchScript files still
@@ -539,7 +746,59 @@ def _load_export(torch: ModuleType, path: Path, tdev: Any, *, trust: bool) -> An
     finally:
         for q, level in zip(quiet, levels, strict=True):
             q.setLevel(level)
-    return _exported_module(program, tdev)
+    calls = getattr(program, "module_call_graph", None)
+    if not calls or getattr(calls[0], "signature", None) is None:
+        # torch.export.load accepts a program whose call graph lost the signature of its
+        # entry point; program.module() then fails on it with an AttributeError.
+        raise CorruptModelError(
+            f"{path} is a damaged torch.export program (.pt2): its module call graph has no "
+            "signature for the entry point (models/*.json was damaged); export it again",
+            path=path,
+        )
+    _check_program_weights(path, program)
+    try:
+        return _exported_module(program, tdev)
+    except Exception as exc:
+        # The program deserialised, but torch cannot rebuild a module from it: the graph in
+        # the archive (bytes we did not write) contradicts itself.
+        raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
+
+
+def _check_program_weights(path: Path, program: Any) -> None:
+    """Checks each weight of a loaded ``.pt2`` against the placeholder its graph declares.
+
+    ``torch.export.load`` takes the shapes of the weights from the archive's weight config and
+    the graph from ``models/*.json`` without comparing them: a damaged config gives a program
+    that loads and fails (or computes garbage) at its first call.
+
+    Raises:
+        CorruptModelError: If a weight's shape or dtype differs from its placeholder's.
+    """
+    sig = program.graph_signature
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    tensors = {**program.state_dict, **program.constants}
+    lifted = {
+        **sig.inputs_to_parameters,
+        **sig.inputs_to_buffers,
+        **sig.inputs_to_lifted_tensor_constants,
+    }
+    for placeholder, fqn in lifted.items():
+        node = placeholders.get(placeholder)
+        declared = node.meta.get("val") if node is not None else None
+        tensor = tensors.get(fqn)
+        if declared is None or tensor is None or not hasattr(tensor, "shape"):
+            continue  # torch refuses a missing weight itself, with a message naming it
+        want = tuple(declared.shape)
+        if all(isinstance(d, int) for d in want) and (
+            want != tuple(tensor.shape) or declared.dtype != tensor.dtype
+        ):
+            raise CorruptModelError(
+                f"{path} is a damaged torch.export program (.pt2): weight {fqn!r} is stored "
+                f"as {tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')} but its "
+                f"graph expects {want} {str(declared.dtype).removeprefix('torch.')} (the "
+                "archive's weight config or graph was damaged); export it again",
+                path=path,
+            )
 
 
 _PT2_AOTI_DIR = "data/aotinductor/"
@@ -1230,7 +1489,17 @@ def _input_names(
     keyword: list[str] = []
     skipped = False
     if scripted:
-        for arg in module.forward.schema.arguments[1:]:
+        forward = getattr(module, "forward", None)
+        if forward is None or not hasattr(forward, "schema"):
+            where = f"{path}" if path is not None else f"the scripted module {module.original_name}"
+            methods = ", ".join(module._c._method_names()) or "none"
+            raise ModelLoadError(
+                f"{where} is a TorchScript module without a forward method (its methods: "
+                f"{methods}); pyinfer runs forward: script or trace a module that defines it "
+                "(a file that had one is damaged: save it again)",
+                path=path,
+            )
+        for arg in forward.schema.arguments[1:]:
             if arg.has_default_value() and arg.name not in declared_names:
                 skipped = True
                 continue
@@ -1514,7 +1783,11 @@ def _check_close(torch: ModuleType, expected: Mapping[str, Any], got: Mapping[st
         if ref.is_floating_point():
             scale = max(1.0, float(ref.abs().max()))
             if not torch.allclose(
-                out.float(), ref.float(), rtol=_FREEZE_RTOL, atol=_FREEZE_ATOL * scale
+                out.float(),
+                ref.float(),
+                rtol=_FREEZE_RTOL,
+                atol=_FREEZE_ATOL * scale,
+                equal_nan=True,  # NaN weights give NaN outputs, frozen or not
             ):
                 diff = float((out.float() - ref.float()).abs().max())
                 raise ValueError(
