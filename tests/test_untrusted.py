@@ -302,7 +302,32 @@ def _pickled_weight(torch: ModuleType, marker: Path) -> dict[str, bytes | Callab
     }
 
 
-@pytest.mark.parametrize("where", ["sample_inputs", "pickled_weight"])
+def _opaque_payload(marker: Path) -> bytes:
+    """A pickle padded to whole float32s: torch maps every constant file as a tensor first."""
+    data = pickle.dumps(Payload(marker))
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _opaque_constant(marker: Path) -> dict[str, bytes | Callable[[bytes], bytes]]:
+    def declare(data: bytes) -> bytes:
+        config = json.loads(data)
+        meta = {
+            "dtype": 7,  # float32
+            "sizes": [{"as_int": len(_opaque_payload(marker)) // 4}],
+            "requires_grad": False,
+            "device": {"type": "cpu", "index": None},
+            "strides": [{"as_int": 1}],
+            "storage_offset": {"as_int": 0},
+            "layout": 7,
+        }
+        entry = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False}
+        config["config"]["evil"] = {**entry, "tensor_meta": meta}
+        return json.dumps(config).encode()
+
+    return {"data/constants/model_constants_config.json": declare}
+
+
+@pytest.mark.parametrize("where", ["sample_inputs", "pickled_weight", "opaque_object"])
 def test_torch_export_archive_payload_never_runs(
     torch_module: ModuleType, tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -314,10 +339,16 @@ def test_torch_export_archive_payload_never_runs(
             "data/sample_inputs/model.pt": _torch_save_bytes(torch, ((Payload(marker),), {}))
         }
         entry = "data/sample_inputs/model.pt"
-    else:
+    elif where == "pickled_weight":
         replace = _pickled_weight(torch, marker)
         entry = "data/weights/weight_0"
+    else:
+        replace = _opaque_constant(marker)
+        entry = "data/constants/opaque_obj_0"
     path = _rewrite_zip(good, tmp_path / "evil.pt2", replace)
+    if where == "opaque_object":  # read by torch.export.load with a plain pickle.loads
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(f"good/{entry}", _opaque_payload(marker))
     assert load_model(good).format is ModelFormat.TORCH_EXPORT  # the untouched archive loads
     with pytest.raises(UntrustedModelError) as info:
         load_model(path)
