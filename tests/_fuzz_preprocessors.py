@@ -431,7 +431,6 @@ class PreprocessorCampaign:
         self.seed = config["seed"]
         self._seeds: list[tuple[str, bytes]] | None = None
         self._scratch: Path | None = None
-        warnings.simplefilter("ignore")  # see the module docstring
 
     @property
     def seeds(self) -> list[tuple[str, bytes]]:
@@ -756,7 +755,9 @@ class PreprocessorCampaign:
 
     def run(self, case: Case) -> str:
         check: Callable[[Any, Case], str] = getattr(self, f"_run_{self.name}")
-        return check(self.item_for(case.item), case)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # see the module docstring
+            return check(self.item_for(case.item), case)
 
     def item_for(self, item: Any) -> Any:
         """The item as the step gets it: path cases become files (or missing paths) here."""
