@@ -22,7 +22,8 @@ class Misbehaving:
 
     Plans: ``"typed"`` raises a pyinfer error (allowed), ``"untyped"`` a bare ``ValueError``,
     ``"segfault"`` crashes the process, ``"hang"`` sleeps forever, ``"leak"`` keeps 1 MiB and
-    ``"fd"`` keeps a file open, on every input from then on.
+    ``"fd"`` keeps a file open, on every input from then on; ``"noisy"`` writes 16 KiB to
+    the process's stderr (as native decoders do), which must not block it.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -44,6 +45,8 @@ class Misbehaving:
             time.sleep(3600)
         if what == "leak":
             _HOARD.append(os.urandom(1 << 20))
+        if what == "noisy":
+            os.write(2, b"x" * (16 << 10))
         if what == "fd":
             _FILES.append(Path(os.devnull).open("rb"))  # noqa: SIM115 - the leak is the point
         return "ok"

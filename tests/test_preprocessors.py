@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,11 @@ from pyinfer.preprocessors import (
     ToFloat,
     ToLayout,
     VocabTokenizer,
+    as_item,
     cast_arrays,
     check_item,
     image_layout,
+    stack_items,
 )
 
 Image = pytest.importorskip("PIL.Image")
@@ -479,3 +483,219 @@ def test_text_pipeline_for_a_model_that_takes_only_ids() -> None:
     )
     assert fitted.max_length == 6  # read from the renamed ids input
     np.testing.assert_array_equal(fitted.check(renamed, "b")["mask"], [1, 1, 1, 0, 0, 0])
+
+
+# -- inputs found by fuzzing --------------------------------------------------------------------
+# Each was an untyped error, a hang, a memory blow-up or a silently wrong result before its fix
+# (tests/_fuzz_preprocessors.py found them; tests/test_fuzz_preprocessors.py runs it).
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` (its checksum valid again)."""
+    buffer = io.BytesIO()
+    Image.fromarray(IMG).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _webp_declaring(width: int, height: int) -> bytes:
+    """A tiny lossless WebP whose header declares ``width`` x ``height`` (at most 16384)."""
+    buffer = io.BytesIO()
+    Image.fromarray(IMG).save(buffer, format="WEBP", lossless=True)
+    data = bytearray(buffer.getvalue())
+    assert data[12:16] == b"VP8L"
+    bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+    data[21:25] = (bits | (width - 1) | ((height - 1) << 14)).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
+    # Over twice Pillow's limit it raised its own (untyped) DecompressionBombError.
+    with pytest.raises(InvalidInputError, match=r"image <bytes> declares more than 89478485"):
+        Decode()(_png_declaring(30000, 30000))
+    # Between once and twice, Pillow only warns (an error under pytest) and would decode it.
+    with pytest.raises(InvalidInputError, match="declares more than 89478485 pixels"):
+        Decode()(_png_declaring(10000, 10000))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_declaring(30, 20))
+    with pytest.raises(
+        InvalidInputError, match=r"bomb\.png declares 30x20 = 600 pixels, more than max_pixels=500"
+    ):
+        Decode(max_pixels=500)(path)
+    # Pillow's WebP decoder cleared a 16384x16384 canvas (1 GiB) before its own check.
+    with pytest.raises(InvalidInputError, match="declares 16384x16384 = 268435456 pixels"):
+        Decode()(_webp_declaring(16384, 16384))
+    small = Decode()(_webp_declaring(6, 4))  # the same file at its true size still decodes
+    assert small.size == (6, 4)
+
+
+def test_decode_arguments_and_odd_images_are_typed_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="Decode mode must be a Pillow mode"):
+        Decode("bogus")  # was a ValueError from convert() on the first image
+    with pytest.raises(InvalidArgumentError, match=r"draft_size must be None or \(width, height\)"):
+        Decode(draft_size=2.5)  # type: ignore[arg-type]  # was a TypeError inside draft()
+    with pytest.raises(InvalidArgumentError, match="draft_size must be >= 1, got 0"):
+        Decode(draft_size=(0, 0))  # was a ZeroDivisionError inside draft()
+    with pytest.raises(InvalidArgumentError, match="exif_transpose must be True or False"):
+        Decode(exif_transpose=np.array([1, 0]))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"image .* is a folder, not an image file"):
+        Decode()(tmp_path)
+    with pytest.raises(InvalidInputError, match="cannot convert image <Image> from mode La to RGB"):
+        Decode()(Image.new("La", (2, 2)))  # Pillow has no such conversion: a ValueError
+    with pytest.raises(InvalidInputError, match=r"image <Image> is empty: 4x0"):
+        Decode()(Image.new("RGB", (4, 0)))  # was returned as it was
+    with pytest.raises(InvalidInputError, match=r"1 to 4 channels .* shape \(4, 6, 5\)"):
+        Decode()(np.zeros((4, 6, 5), np.uint8))  # was Pillow's TypeError
+    grey = Decode("L")(IMG[:, :, :1])  # one channel: a grey image (was a TypeError)
+    np.testing.assert_array_equal(np.asarray(grey), IMG[:, :, 0])
+
+
+def test_resizing_to_more_than_the_pixel_limit_is_refused() -> None:
+    strip = Image.new("RGB", (4000, 1))
+    # 2e10 pixels: the worker hung (or died of MemoryError) making it.
+    with pytest.raises(InvalidInputError, match=r"would make the 4000x1 image 20000000x5000"):
+        ResizeShorter(5000)(strip)
+    with pytest.raises(InvalidInputError, match="a crop of 100000x100000 has more than"):
+        ResizeCenterCrop(8, 100_000)(IMG)
+    with pytest.raises(InvalidInputError, match="ResizeShorter takes images of 1 to 4 channels"):
+        ResizeShorter(2)(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_sizes_must_be_whole_numbers() -> None:
+    assert ResizeShorter(np.int64(3)).size == 3
+    assert ResizeShorter(4.0).size == 4  # type: ignore[arg-type]
+    crop = CenterCrop(np.int64(2))  # type: ignore[arg-type]  # was a TypeError (unpacking)
+    assert (crop.height, crop.width) == (2, 2)
+    assert CenterCrop([3, 2])(IMG).shape == (3, 2, 3)  # type: ignore[arg-type]
+    for bad, message in [
+        ("8", r"resize size must be an integer >= 1, got '8'"),
+        (float("nan"), "resize size must be an integer >= 1, got nan"),
+        (True, "resize size must be an integer >= 1, got True"),
+        (3.5, "resize size must be an integer >= 1, got 3.5"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=message):
+            ResizeShorter(bad)
+    for bad in [(2, 3, 4), (3,), "ab", None]:
+        with pytest.raises(InvalidArgumentError, match="crop size must be an int"):
+            CenterCrop(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="unknown interpolation array"):
+        ResizeShorter(2, np.array(["bilinear", "box"]))  # type: ignore[arg-type]
+
+
+def test_center_crop_takes_only_images() -> None:
+    with pytest.raises(InvalidInputError, match=r"CenterCrop takes .*got ndarray\(5,\)"):
+        CenterCrop(2)(np.zeros(5))  # was a ValueError (unpacking the shape)
+    with pytest.raises(InvalidInputError, match=r"CenterCrop takes .*got list"):
+        CenterCrop(2)([[1, 2], [3, 4]])  # was an AttributeError
+
+
+def test_to_float_and_to_dtype_check_their_dtypes() -> None:
+    with pytest.raises(InvalidArgumentError, match="ToFloat dtype must be a floating dtype"):
+        ToFloat(dtype=np.int32)  # gave all zeros: 1/255 as an int32 is 0
+    with pytest.raises(InvalidArgumentError, match="ToFloat scale must be finite, got nan"):
+        ToFloat(scale=float("nan"))
+    with pytest.raises(InvalidArgumentError, match="ToFloat dtype is no numpy dtype"):
+        ToFloat(dtype="bogus")
+    for values in (np.array(["a", "b"]), np.array([1 + 2j]), [None, 1]):
+        with pytest.raises(InvalidInputError, match="ToFloat takes an image or an array of num"):
+            ToFloat()(values)
+    assert ToFloat()(np.array([True, False])).tolist() == [np.float32(1 / 255), 0.0]
+    with pytest.raises(InvalidInputError, match="numpy cannot read"):
+        ToFloat()([[1, 2], [3]])  # ragged: was numpy's ValueError
+    with pytest.raises(InvalidArgumentError, match="ToDtype dtype is no numpy dtype of values"):
+        ToDtype(None)  # was float64 without a word
+    with pytest.raises(InvalidInputError, match="ToDtype cannot cast a str32 array to int32"):
+        ToDtype(np.int32)(np.array(["x"]))
+
+
+def test_normalize_checks_mean_and_std() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"mean must be one number per channel .*\(0,\)"):
+        Normalize([], [])  # accepted, then a broadcasting ValueError on the first image
+    with pytest.raises(InvalidArgumentError, match="mean must be numbers"):
+        Normalize(["a"], [1.0])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match=r"mean must be finite, got \[nan\]"):
+        Normalize([float("nan")], [1.0])
+    with pytest.raises(InvalidArgumentError, match="is too close to 0"):
+        Normalize([0.0], [1e-320])
+    scalar = Normalize(0.5, 0.25)(np.array(1.0, np.float32))
+    assert scalar.shape == ()  # was (1,): one value for all kept a 0-d array 0-d
+    assert float(scalar) == 2.0
+    with pytest.raises(InvalidInputError, match="numpy cannot read"):
+        ToLayout()([[1, 2], [3]])
+    with pytest.raises(InvalidArgumentError, match="layout must be 'CHW' or 'HWC'"):
+        ToLayout(np.array(["CHW"]))  # type: ignore[arg-type]  # was an ambiguous truth value
+
+
+def test_presets_check_mean_length_and_dtype() -> None:
+    with pytest.raises(InvalidArgumentError, match="mean and std have 3 values, but mode 'L'"):
+        ImagePipeline.imagenet(8, mode="L", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    with pytest.raises(InvalidArgumentError, match=r"size must be an int or \(height, width\)"):
+        ImagePipeline.imagenet((2, 3, 4))  # type: ignore[arg-type]
+    model = SpecModel(TensorSpec("x", ("N", 3, 8, 8), np.uint8))
+    with pytest.raises(InvalidArgumentError, match="input 'x' takes uint8, but ImagePipeline"):
+        ImagePipeline.for_model(model)  # was Normalize's InvalidInputError from the table
+
+
+def test_tokenizers_check_words_ids_and_texts() -> None:
+    with pytest.raises(InvalidArgumentError, match="vocabulary word 1 must be a str, got int 3"):
+        VocabTokenizer(["a", 3])  # type: ignore[list-item]  # was an AttributeError (lower)
+    specials = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    with pytest.raises(InvalidArgumentError, match="vocabulary id of 'cat' must be an int"):
+        VocabTokenizer({**specials, "cat": None})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgumentError, match="vocabulary id of 'cat' is negative: -1"):
+        VocabTokenizer({**specials, "cat": -1})
+    with pytest.raises(InvalidArgumentError, match="max_size must be >= 0, got -2"):
+        VocabTokenizer.from_corpus(["a b"], max_size=-2)  # silently dropped the last two words
+    with pytest.raises(InvalidArgumentError, match="corpus text 1 is a NoneType, not a str"):
+        VocabTokenizer.from_corpus(["a", None])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="VocabTokenizer takes a str, got bytes"):
+        VocabTokenizer(["a"]).encode(b"a")  # type: ignore[arg-type]  # was re's TypeError
+
+
+def test_text_pipeline_checks_its_options_and_the_tokenizer_output() -> None:
+    tok = VocabTokenizer(["a", "b"])
+    with pytest.raises(InvalidArgumentError, match=r"names gives two outputs one name"):
+        TextPipeline(tok, names={"attention_mask": "input_ids"})  # the mask replaced the ids
+    with pytest.raises(InvalidArgumentError, match="TextPipeline dtype must be an integer"):
+        TextPipeline(tok, dtype=np.float32)
+    with pytest.raises(InvalidArgumentError, match="pad_id 300 does not fit int8"):
+        TextPipeline(tok, dtype=np.int8, pad_id=300)  # was an OverflowError on every text
+    with pytest.raises(InvalidArgumentError, match="max_length must be an integer >= 1"):
+        TextPipeline(tok, max_length="8")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="max_length 1099511627776 is over"):
+        TextPipeline(tok, max_length=1 << 40)  # numpy's "maximum dimension exceeded"
+    with pytest.raises(InvalidInputError, match=r"token id 1099511627776 does not fit .* int32"):
+        TextPipeline(lambda text: [2, 1 << 40], dtype=np.int32)("x")
+    with pytest.raises(InvalidInputError, match="returned float64 values, not integer token ids"):
+        TextPipeline(lambda text: [1.5, 2.0])("x")  # was int(1.5) == 1 without a word
+    with pytest.raises(InvalidInputError, match=r"a mapping without 'input_ids' .*keys: ids"):
+        TextPipeline(lambda text: {"ids": [1]})("x")
+    with pytest.raises(InvalidInputError, match="numpy cannot read"):
+        TextPipeline(lambda text: [[1, 2], [3]])("x")
+    assert TextPipeline(lambda text: [], max_length=2)("x")["input_ids"].tolist() == [0, 0]
+    with pytest.raises(InvalidInputError, match="no items to collate"):
+        TextPipeline(tok).collate([])
+
+
+def test_input_helpers_check_what_they_are_given() -> None:
+    scalar = SpecModel(TensorSpec("t", ("batch",), np.float32))
+    out = check_item(scalar, {"t": np.float32(0.5)})
+    assert out["t"].shape == ()  # was (1,): a batch of these stacked to (batch, 1)
+    assert stack_items([out, out])["t"].shape == (2,)
+    with pytest.raises(InvalidInputError, match="must be a dict of input name to array, not list"):
+        check_item(scalar, [1.0])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="input 't' of model 'spec' is a list numpy"):
+        check_item(scalar, {"t": [[1], [2, 3]]})
+    with pytest.raises(InvalidInputError, match=r"inputs must be a dict .* not ndarray"):
+        cast_arrays(np.zeros(2), scalar.inputs, "safe")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="an input of model 'spec' is a list numpy"):
+        as_item(scalar, [[1], [2, 3]])
+    with pytest.raises(InvalidInputError, match="no items to stack into a batch"):
+        stack_items([])  # was an IndexError
+    with pytest.raises(InvalidInputError, match=r"item 1 of the batch has inputs \['u'\]"):
+        stack_items([{"t": np.zeros(2)}, {"u": np.zeros(2)}])  # was a KeyError
+    dates = np.array(["2020-01-01"], "datetime64[s]")
+    with pytest.raises(InvalidInputError, match=r"mixes dtypes \['datetime64\[s\]', 'float64'\]"):
+        stack_items([{"t": np.zeros(1)}, {"t": dates}])  # was numpy's DTypePromotionError

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +37,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from pyinfer.backends.base import name_mismatch
-from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError, InvalidInputError
+from pyinfer.errors import (
+    FrameworkNotInstalledError,
+    InvalidArgumentError,
+    InvalidInputError,
+    OutOfMemoryError,
+    PyinferError,
+)
 
 if TYPE_CHECKING:
     from pyinfer.backends.base import Model, TensorSpec
@@ -46,6 +54,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "MAX_SEQUENCE_LENGTH",
     "CenterCrop",
     "Compose",
     "Decode",
@@ -78,8 +88,86 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
 )
 
+#: The longest sequence a TextPipeline makes (padding allocates ``max_length`` ids per text).
+MAX_SEQUENCE_LENGTH: int = 1 << 24
+
+#: The most pixels an image may have, decoded or resized (Pillow's own warning limit: a bigger
+#: file is likely a decompression bomb, a few bytes that would take gigabytes once decoded).
+MAX_IMAGE_PIXELS: int = 89_478_485
+
 Casting = Literal["safe", "same_kind"]
 Layout = Literal["CHW", "HWC"]
+
+
+# -- checking arguments ------------------------------------------------------------------------
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to a length a message can hold."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: Any, what: str, *, least: int = 1) -> int:
+    """``value`` as an ``int`` of at least ``least`` (an integral float too), else an error."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"{what} must be an integer >= {least}, got {_shown(value)}")
+    if value < least:
+        raise InvalidArgumentError(f"{what} must be >= {least}, got {value}")
+    return int(value)
+
+
+def _size_pair(size: Any, what: str) -> tuple[int, int]:
+    """``(height, width)`` from an int (a square) or a pair of ints, else an error."""
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise InvalidArgumentError(
+                f"{what} must be an int or (height, width), got {_shown(size)}"
+            )
+        return _whole(size[0], what), _whole(size[1], what)
+    side = _whole(size, what)
+    return side, side
+
+
+def _flag(value: Any, what: str) -> bool:
+    """``value`` if it is a bool, else an error (an array or a string is no switch)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{what} must be True or False, got {_shown(value)}")
+    return bool(value)
+
+
+def _choice(value: Any, choices: Sequence[str], what: str) -> Any:
+    """``value`` if it is one of the strings ``choices``, else an error listing them."""
+    if not (isinstance(value, str) and value in choices):
+        names = " or ".join(repr(c) for c in choices)
+        raise InvalidArgumentError(f"{what} must be {names}, not {_shown(value)}")
+    return value
+
+
+def _dtype(value: Any, what: str) -> np.dtype[Any]:
+    """``np.dtype(value)``, with ``None``, a structured dtype or a non-dtype as an error."""
+    try:
+        dtype: np.dtype[Any] | None = np.dtype(value) if value is not None else None
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what} is no numpy dtype: {_shown(value)} ({exc})") from exc
+    if dtype is None or dtype.kind == "V":
+        raise InvalidArgumentError(f"{what} is no numpy dtype of values: {_shown(value)}")
+    return dtype
+
+
+def _finite(value: Any, what: str) -> float:
+    """``value`` as a finite ``float``, else an error."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidArgumentError(f"{what} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgumentError(f"{what} must be a number, got {_shown(value)}") from exc
+    if not math.isfinite(number):
+        raise InvalidArgumentError(f"{what} must be finite, got {number}")
+    return number
 
 
 def _import_pil() -> ModuleType:
@@ -116,13 +204,17 @@ def cast_arrays(
         InvalidInputError: If an array's dtype cannot be cast under the rule; the message names
             the input and both dtypes.
     """
-    if casting not in ("safe", "same_kind"):
-        raise InvalidArgumentError(f"casting must be 'safe' or 'same_kind', not {casting!r}")
+    if not (isinstance(casting, str) and casting in ("safe", "same_kind")):
+        raise InvalidArgumentError(f"casting must be 'safe' or 'same_kind', not {_shown(casting)}")
+    if not isinstance(arrays, Mapping):
+        raise InvalidInputError(
+            f"inputs must be a dict of input name to array, not {type(arrays).__name__}"
+        )
     by_name = {s.name: s for s in specs}
     out: dict[str, np.ndarray] = {}
     for name, value in arrays.items():
         spec = by_name.get(name)
-        array = np.asarray(value)
+        array = as_array(value, f"input '{name}'")
         if spec is None or array.dtype == spec.dtype:
             out[name] = array
             continue
@@ -159,11 +251,16 @@ def check_item(
             dimension or a wrong dtype; the message names the input, what was expected and what
             was given.
     """
+    if not isinstance(item, Mapping):
+        raise InvalidInputError(
+            f"an item for model '{model.name}'{where} must be a dict of input name to array, "
+            f"not {type(item).__name__}"
+        )
     names = model.input_names()
     mismatch = name_mismatch(model.name, names, item, where)
     if mismatch:
         raise InvalidInputError(mismatch)
-    arrays = {n: np.asarray(item[n]) for n in names}
+    arrays = {n: as_array(item[n], f"input '{n}' of model '{model.name}'{where}") for n in names}
     if casting is not None:
         arrays = cast_arrays(arrays, model.inputs, casting)
     out: dict[str, np.ndarray] = {}
@@ -192,7 +289,8 @@ def check_item(
                     f"{expected} per item (the model takes {spec.shape_text()} with the batch "
                     f"first), got {tuple(value.shape)}"
                 )
-        out[spec.name] = np.ascontiguousarray(value)
+        # ascontiguousarray would make a 0-d array 1-d (a scalar input would gain an axis).
+        out[spec.name] = value if value.flags.c_contiguous else np.ascontiguousarray(value)
     return out
 
 
@@ -223,7 +321,7 @@ def as_item(model: Model, value: Any) -> dict[str, Any]:
                 f"model '{model.name}' takes {len(names)} inputs ({', '.join(names)}); "
                 "pass a dict of name to array"
             )
-        return {names[0]: np.asarray(value)}
+        return {names[0]: as_array(value, f"an input of model '{model.name}'")}
     raise InvalidInputError(
         f"an input of model '{model.name}' must be a numpy array or a dict of name to array, "
         f"not {type(value).__name__}; give the engine a preprocessor for other items"
@@ -246,10 +344,10 @@ def as_array(value: Any, what: str) -> np.ndarray:
     """
     try:
         return np.asarray(value)
-    except (TypeError, RuntimeError, ValueError) as exc:
+    except (TypeError, RuntimeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(
             f"{what} is a {type(value).__name__} numpy cannot read ({exc}); give a numpy array "
-            "(for torch: tensor.detach().cpu().numpy())"
+            "(a list of equal-length rows; for torch: tensor.detach().cpu().numpy())"
         ) from exc
 
 
@@ -263,18 +361,36 @@ def stack_items(items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
         Name to stacked array.
 
     Raises:
-        InvalidInputError: If the items' shapes differ (a dynamic dimension of different sizes).
+        InvalidInputError: If there are no items, they are not dicts of the same names, or their
+            shapes differ (a dynamic dimension of different sizes) or dtypes do not mix.
     """
+    if not items:
+        raise InvalidInputError("no items to stack into a batch")
+    names = list(items[0]) if isinstance(items[0], Mapping) else None
+    for i, it in enumerate(items):
+        if not isinstance(it, Mapping) or names is None or set(it) != set(names):
+            got = sorted(map(str, it)) if isinstance(it, Mapping) else type(it).__name__
+            raise InvalidInputError(
+                f"item {i} of the batch has inputs {got}, not those of item 0 ({names}); every "
+                "item must be a dict of the same input names"
+            )
     out: dict[str, np.ndarray] = {}
-    for name in items[0]:
-        shapes = {tuple(it[name].shape) for it in items}
+    for name in names:
+        arrays = [as_array(it[name], f"input '{name}' of item {i}") for i, it in enumerate(items)]
+        shapes = {tuple(a.shape) for a in arrays}
         if len(shapes) > 1:
             raise InvalidInputError(
                 f"input '{name}' has different shapes within one batch ({sorted(shapes)}); "
                 "pad them to one size (TextPipeline pads; use padding='max_length') or use "
                 "batch_size=1"
             )
-        out[name] = np.stack([it[name] for it in items])
+        try:
+            out[name] = np.stack(arrays)
+        except (TypeError, ValueError) as exc:  # dtypes that do not mix (str and float)
+            dtypes = sorted({a.dtype.name for a in arrays})
+            raise InvalidInputError(
+                f"input '{name}' mixes dtypes {dtypes} within one batch ({exc})"
+            ) from exc
     return out
 
 
@@ -292,6 +408,10 @@ class Compose:
 
     def __init__(self, steps: Iterable[Callable[[Any], Any]], *, input_name: str | None = None):
         self.steps = list(steps)
+        if input_name is not None and not isinstance(input_name, str):
+            raise InvalidArgumentError(
+                f"input_name must be a str or None, not {_shown(input_name)}"
+            )
         self.input_name = input_name
         for step in self.steps:
             if not callable(step):
@@ -351,14 +471,15 @@ class Compose:
 
 def _source_name(item: Any) -> str:
     if isinstance(item, (str, Path)):
-        return str(item)
+        return str(item) or "''"
     return f"<{type(item).__name__}>"
 
 
 class Decode:
     """Decodes an image to an RGB (or ``mode``) PIL image.
 
-    Takes a path, encoded bytes, a PIL image, or a uint8 array (``HxW`` or ``HxWxC``).
+    Takes a path, encoded bytes, a PIL image, or a uint8 array (``HxW`` or ``HxWxC`` with 1 to 4
+    channels).
 
     Args:
         mode: Pillow mode to convert to (``"RGB"``, ``"L"``...).
@@ -368,6 +489,12 @@ class Decode:
         exif_transpose: Turn a file (or PIL image) upright as its EXIF orientation tag says,
             as photo viewers show phone pictures. Off by default, as torchvision's loaders
             (which most models were trained with) leave the pixels as stored.
+        max_pixels: A file declaring more pixels is refused before it is decoded (a
+            decompression bomb); :data:`MAX_IMAGE_PIXELS` by default.
+
+    Raises:
+        InvalidArgumentError: On a mode Pillow does not know, a bad ``draft_size`` or
+            ``max_pixels``.
     """
 
     def __init__(
@@ -376,10 +503,27 @@ class Decode:
         *,
         draft_size: tuple[int, int] | None = None,
         exif_transpose: bool = False,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
+        _import_pil()
+        from PIL import ImageMode
+
+        try:
+            ImageMode.getmode(mode)
+        except (KeyError, TypeError) as exc:
+            raise InvalidArgumentError(
+                f"Decode mode must be a Pillow mode ('RGB', 'L', 'RGBA'...), not {_shown(mode)}"
+            ) from exc
+        if draft_size is not None:
+            if not (isinstance(draft_size, (tuple, list)) and len(draft_size) == 2):
+                raise InvalidArgumentError(
+                    f"draft_size must be None or (width, height), got {_shown(draft_size)}"
+                )
+            draft_size = (_whole(draft_size[0], "draft_size"), _whole(draft_size[1], "draft_size"))
         self.mode = mode
         self.draft_size = draft_size
-        self.exif_transpose = exif_transpose
+        self.exif_transpose = _flag(exif_transpose, "exif_transpose")
+        self.max_pixels = _whole(max_pixels, "max_pixels")
 
     def __call__(self, item: Any) -> Any:
         """Decodes one item.
@@ -391,12 +535,14 @@ class Decode:
             The decoded PIL image in :attr:`mode`.
 
         Raises:
-            InvalidInputError: If the file is missing or cannot be decoded, or the array is not
-                an image; the message names the file.
+            InvalidInputError: If the file is missing, a folder, cannot be decoded, declares
+                more than ``max_pixels`` pixels or holds an empty image, or the array is not an
+                image; the message names the file.
         """
         image_mod = _import_pil()
+        name = _source_name(item)
         if isinstance(item, image_mod.Image):
-            return self._convert(image_mod, self._upright(item))
+            return self._finish(image_mod, item, name)
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim not in (2, 3):
                 raise InvalidInputError(
@@ -405,9 +551,10 @@ class Decode:
                 )
             if item.size == 0:
                 raise InvalidInputError(f"an image array is empty: shape {tuple(item.shape)}")
-            return image_mod.fromarray(item).convert(self.mode)
+            return self._finish(image_mod, _to_pil(image_mod, item, "Decode"), name)
         if isinstance(item, (bytes, bytearray, memoryview)):
             fp: Any = io.BytesIO(bytes(item))
+            head = fp.getvalue()[:32]
         elif isinstance(item, (str, Path)):
             fp = Path(item)
         else:
@@ -415,20 +562,67 @@ class Decode:
                 f"cannot decode a {type(item).__name__} as an image: give a path, bytes, a PIL "
                 "image or a uint8 array"
             )
-        name = _source_name(item)
         try:
+            if isinstance(fp, Path):
+                with fp.open("rb") as file:
+                    head = file.read(32)
+            declared = _webp_size(head)
+            if declared is not None:  # its decoder allocates the canvas before Pillow's check
+                self._check_size(declared[0], declared[1], name)
             with image_mod.open(fp) as img:
                 if self.draft_size is not None and img.format == "JPEG":
-                    img.draft(self.mode, self.draft_size)
+                    img.draft(self.mode, self.draft_size)  # before the check: it shrinks
+                self._check_pixels(img, name)
                 img.load()
-                upright = self._upright(img)
-                if upright is img and img.mode == self.mode:
-                    return img.copy()  # outlives the closed file
-                return self._convert(image_mod, upright)
+                return self._finish(image_mod, img, name, copy=True)
+        except PyinferError:
+            raise
         except FileNotFoundError as exc:
             raise InvalidInputError(f"image {name} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise InvalidInputError(f"image {name} is a folder, not an image file") from exc
+        except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
+            raise InvalidInputError(
+                f"image {name} declares more than {self.max_pixels} pixels (Decode's "
+                f"max_pixels), too many to decode: {exc}"
+            ) from exc
+        except MemoryError as exc:
+            raise OutOfMemoryError(f"decoding image {name} ran out of memory") from exc
         except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-            raise InvalidInputError(f"cannot decode image {name}: {exc}") from exc
+            raise InvalidInputError(
+                f"cannot decode image {name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _check_pixels(self, img: Any, name: str, *, bound: bool = True) -> None:
+        width, height = img.size
+        self._check_size(width, height, name, bound=bound)
+
+    def _check_size(self, width: int, height: int, name: str, *, bound: bool = True) -> None:
+        if width < 1 or height < 1:
+            raise InvalidInputError(f"image {name} is empty: {width}x{height}")
+        if bound and width * height > self.max_pixels:
+            raise InvalidInputError(
+                f"image {name} declares {width}x{height} = {width * height} pixels, more than "
+                f"max_pixels={self.max_pixels}: refused before decoding (a decompression bomb?)"
+            )
+
+    def _finish(self, image_mod: ModuleType, img: Any, name: str, copy: bool = False) -> Any:
+        """``img`` upright (if asked) in :attr:`mode`; a copy that outlives the file if asked."""
+        self._check_pixels(img, name, bound=False)  # decoded already: only emptiness matters
+        try:
+            upright = self._upright(img)
+        except (OSError, ValueError, SyntaxError) as exc:  # damaged EXIF, as in decoding
+            raise InvalidInputError(
+                f"cannot read the EXIF orientation of image {name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            if upright is img and img.mode == self.mode:
+                return img.copy() if copy else img
+            return self._convert(image_mod, upright)
+        except ValueError as exc:  # a conversion Pillow does not have (La to RGB...)
+            raise InvalidInputError(
+                f"cannot convert image {name} from mode {img.mode} to {self.mode}: {exc}"
+            ) from exc
 
     def _upright(self, img: Any) -> Any:
         """``img`` turned as its EXIF orientation says, when asked (else ``img`` itself)."""
@@ -456,15 +650,90 @@ class Decode:
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas ``(width, height)`` a WebP file's header declares, or ``None`` if no WebP.
+
+    Pillow's WebP decoder allocates (and clears) the whole canvas while opening the file,
+    before Pillow's own decompression bomb check: a 40-byte file can declare 16383x16383.
+    """
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":  # extended: 24-bit canvas width - 1 and height - 1
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code
+        width = int.from_bytes(head[26:28], "little") & 0x3FFF
+        return width, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L":  # lossless: 14-bit width - 1 and height - 1 after the signature
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
 def _to_pil(image_mod: ModuleType, value: Any, step: str) -> Any:
+    """A PIL image, or a uint8 ``HxW`` or ``HxWxC`` array (1 to 4 channels) as one."""
     if isinstance(value, image_mod.Image):
         return value
-    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3):
-        return image_mod.fromarray(value)
-    raise InvalidInputError(
-        f"{step} takes a PIL image or a uint8 HxW(xC) array, got "
-        f"{type(value).__name__}{getattr(value, 'shape', '')}; put it before ToFloat"
-    )
+    if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3)):
+        raise InvalidInputError(
+            f"{step} takes a PIL image or a uint8 HxW(xC) array, got "
+            f"{type(value).__name__}{getattr(value, 'shape', '')}; put it before ToFloat"
+        )
+    if value.ndim == 3:
+        channels = value.shape[2]
+        if channels == 1:
+            value = value[:, :, 0]
+        elif channels not in (2, 3, 4):
+            raise InvalidInputError(
+                f"{step} takes images of 1 to 4 channels (grey, grey and alpha, RGB, RGBA), got "
+                f"an array of shape {tuple(value.shape)}"
+            )
+    return image_mod.fromarray(value)
+
+
+def _is_pil_image(value: Any) -> bool:
+    """Whether ``value`` is a PIL image (without importing Pillow: one exists only if it is)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(value, pil.Image)
+
+
+def _numbers(value: Any, step: str) -> np.ndarray:
+    """``value`` as an array of numbers or booleans, else an :class:`InvalidInputError`."""
+    array = as_array(value, f"the input of {step}")
+    if array.dtype.kind not in "biuf":
+        raise InvalidInputError(
+            f"{step} takes an image or an array of numbers, got {array.dtype.name} values "
+            f"(shape {tuple(array.shape)})"
+        )
+    return array
+
+
+def _channel_values(value: Any, what: str) -> np.ndarray:
+    """Per-channel values (one, or one per channel) as a finite float64 vector."""
+    try:
+        vector = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgumentError(
+            f"{what} must be numbers, one per channel (or one for all), got {_shown(value)}"
+        ) from exc
+    if vector.ndim != 1 or vector.size == 0:
+        raise InvalidArgumentError(
+            f"{what} must be one number per channel (or one for all), got shape "
+            f"{tuple(vector.shape)}"
+        )
+    if not np.isfinite(vector).all():
+        raise InvalidArgumentError(f"{what} must be finite, got {vector.tolist()}")
+    return vector
+
+
+def _resize(img: Any, size: tuple[int, int], resample: Any, step: str, **options: Any) -> Any:
+    """``img.resize(...)``, with Pillow's refusal (a mode it cannot resample) typed."""
+    try:
+        return img.resize(size, resample, **options)
+    except (ValueError, OSError) as exc:
+        raise InvalidInputError(
+            f"{step} cannot resize a {img.mode} image of {img.width}x{img.height}: {exc}"
+        ) from exc
 
 
 class ResizeShorter:
@@ -483,13 +752,12 @@ class ResizeShorter:
     """
 
     def __init__(self, size: int, interpolation: str = "bilinear") -> None:
-        if int(size) < 1:
-            raise InvalidArgumentError(f"resize size must be >= 1, got {size}")
-        if interpolation not in _INTERPOLATIONS:
+        self.size = _whole(size, "resize size")
+        if not (isinstance(interpolation, str) and interpolation in _INTERPOLATIONS):
             raise InvalidArgumentError(
-                f"unknown interpolation {interpolation!r}; use one of {', '.join(_INTERPOLATIONS)}"
+                f"unknown interpolation {_shown(interpolation)}; use one of "
+                f"{', '.join(_INTERPOLATIONS)}"
             )
-        self.size = int(size)
         self.interpolation = interpolation
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -505,14 +773,24 @@ class ResizeShorter:
         return max(1, round(width * self.size / height)), self.size
 
     def __call__(self, image: Any) -> Any:
-        """Resizes one image (PIL image or uint8 array); returns a PIL image."""
+        """Resizes one image (PIL image or uint8 array); returns a PIL image.
+
+        Raises:
+            InvalidInputError: If the image is empty, not an image, or would have more than
+                :data:`MAX_IMAGE_PIXELS` pixels once resized (a long thin strip made large).
+        """
         image_mod = _import_pil()
         img = _to_pil(image_mod, image, "ResizeShorter")
         target = self.output_size(*img.size)
         if target == img.size:
             return img
+        if target[0] * target[1] > MAX_IMAGE_PIXELS:
+            raise InvalidInputError(
+                f"ResizeShorter({self.size}) would make the {img.width}x{img.height} image "
+                f"{target[0]}x{target[1]}, more than MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS} pixels"
+            )
         resample = getattr(image_mod.Resampling, self.interpolation.upper())
-        return img.resize(target, resample)
+        return _resize(img, target, resample, "ResizeShorter")
 
     def __repr__(self) -> str:
         return f"ResizeShorter({self.size}, {self.interpolation!r})"
@@ -524,26 +802,27 @@ class CenterCrop:
     Takes a PIL image or an array in ``HxW[xC]`` layout; returns the same kind.
 
     Raises:
-        InvalidArgumentError: On a size below 1.
+        InvalidArgumentError: On a size below 1, or one that is neither an int nor a pair.
     """
 
     def __init__(self, size: int | tuple[int, int]) -> None:
-        height, width = (size, size) if isinstance(size, int) else size
-        if int(height) < 1 or int(width) < 1:
-            raise InvalidArgumentError(f"crop size must be >= 1, got {size}")
-        self.height = int(height)
-        self.width = int(width)
+        self.height, self.width = _size_pair(size, "crop size")
 
     def __call__(self, image: Any) -> Any:
         """Crops one image.
 
         Raises:
-            InvalidInputError: If the image is smaller than the crop.
+            InvalidInputError: If the image is smaller than the crop, or no image.
         """
-        if isinstance(image, np.ndarray):
+        if isinstance(image, np.ndarray) and image.ndim >= 2:
             h, w = image.shape[:2]
-        else:
+        elif _is_pil_image(image):
             w, h = image.size
+        else:
+            raise InvalidInputError(
+                f"CenterCrop takes a PIL image or an HxW[xC] array, got {type(image).__name__}"
+                f"{getattr(image, 'shape', '')}"
+            )
         if h < self.height or w < self.width:
             raise InvalidInputError(
                 f"image of {w}x{h} is smaller than the {self.width}x{self.height} crop; "
@@ -563,17 +842,30 @@ class ToFloat:
     """An image (PIL or array) to a float array times ``scale`` (default 1/255: [0, 1]).
 
     Args:
-        scale: Factor applied to the values.
+        scale: Factor applied to the values (finite).
         dtype: Floating dtype of the result.
+
+    Raises:
+        InvalidArgumentError: On a scale that is no finite number or a dtype that is not
+            floating point.
     """
 
     def __init__(self, scale: float = 1.0 / 255.0, dtype: Any = np.float32) -> None:
-        self.scale = float(scale)
-        self.dtype = np.dtype(dtype)
+        self.scale = _finite(scale, "ToFloat scale")
+        self.dtype = _dtype(dtype, "ToFloat dtype")
+        if self.dtype.kind != "f":
+            raise InvalidArgumentError(
+                f"ToFloat dtype must be a floating dtype (float32...), not {self.dtype.name}"
+            )
 
     def __call__(self, image: Any) -> np.ndarray:
-        """Converts one image; an ``HxW`` image stays 2-D."""
-        array = np.asarray(image)
+        """Converts one image; an ``HxW`` image stays 2-D.
+
+        Raises:
+            InvalidInputError: If the values are not numbers (or booleans): text, objects,
+                complex numbers, dates.
+        """
+        array = _numbers(image, "ToFloat")
         out = array.astype(self.dtype)
         out *= self.dtype.type(self.scale)
         return out
@@ -590,18 +882,22 @@ class Normalize:
         std: One value per channel (or one for all); none may be 0.
 
     Raises:
-        InvalidArgumentError: If ``mean`` and ``std`` lengths differ or a std is 0.
+        InvalidArgumentError: If ``mean`` or ``std`` are not finite numbers, their lengths
+            differ, or a std is 0 (or so small that its inverse is infinite).
     """
 
     def __init__(self, mean: Sequence[float] | float, std: Sequence[float] | float) -> None:
-        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+        self.mean = _channel_values(mean, "mean")
+        self.std = _channel_values(std, "std")
+        if self.mean.shape != self.std.shape:
             raise InvalidArgumentError(
                 f"mean and std need the same length, got {self.mean.size} and {self.std.size}"
             )
         if np.any(self.std == 0):
             raise InvalidArgumentError("std must not contain 0")
+        with np.errstate(over="ignore", divide="ignore"):
+            if not np.isfinite(1.0 / self.std).all():
+                raise InvalidArgumentError(f"std {self.std.tolist()} is too close to 0")
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         """Normalises one float array whose last axis is the channel axis.
@@ -623,7 +919,9 @@ class Normalize:
             )
         mean = self.mean.astype(array.dtype)
         scale = (1.0 / self.std).astype(array.dtype)
-        out: np.ndarray = array - mean
+        if self.mean.size == 1:  # one value for all: scalars keep a 0-d array 0-d
+            mean, scale = mean[0], scale[0]
+        out: np.ndarray = np.asarray(array - mean)
         out *= scale
         return out
 
@@ -641,13 +939,17 @@ class ToLayout:
     """
 
     def __init__(self, layout: str = "CHW") -> None:
-        if layout not in ("CHW", "HWC"):
-            raise InvalidArgumentError(f"layout must be 'CHW' or 'HWC', not {layout!r}")
+        if not (isinstance(layout, str) and layout in ("CHW", "HWC")):
+            raise InvalidArgumentError(f"layout must be 'CHW' or 'HWC', not {_shown(layout)}")
         self.layout = layout
 
     def __call__(self, array: Any) -> np.ndarray:
-        """Returns a contiguous array in the layout."""
-        a = np.asarray(array)
+        """Returns a contiguous array in the layout.
+
+        Raises:
+            InvalidInputError: If the array is not ``HxW`` or ``HxWxC`` (or no array).
+        """
+        a = as_array(array, "the input of ToLayout")
         if a.ndim == 2:
             a = a[:, :, None]
         if a.ndim != 3:
@@ -684,10 +986,16 @@ class ResizeCenterCrop:
         """Resizes and crops one image (PIL image or uint8 array); returns a PIL image.
 
         Raises:
-            InvalidInputError: If the resized image would be smaller than the crop.
+            InvalidInputError: If the resized image would be smaller than the crop, or the
+                crop has more than :data:`MAX_IMAGE_PIXELS` pixels.
         """
         image_mod = _import_pil()
         img = _to_pil(image_mod, image, "ResizeCenterCrop")
+        if self.crop.height * self.crop.width > MAX_IMAGE_PIXELS:
+            raise InvalidInputError(
+                f"a crop of {self.crop.width}x{self.crop.height} has more than "
+                f"MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS} pixels"
+            )
         width, height = img.size
         new_w, new_h = self.resize.output_size(width, height)
         crop_h, crop_w = self.crop.height, self.crop.width
@@ -701,7 +1009,7 @@ class ResizeCenterCrop:
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
         resample = getattr(image_mod.Resampling, self.resize.interpolation.upper())
-        return img.resize((crop_w, crop_h), resample, box=box)
+        return _resize(img, (crop_w, crop_h), resample, "ResizeCenterCrop", box=box)
 
     def __repr__(self) -> str:
         return (
@@ -747,8 +1055,11 @@ class NormalizeImage:
         """Normalises one uint8 ``HxWxC`` image (or ``HxW`` with one channel, PIL or array).
 
         Other inputs go through the steps one by one.
+
+        Raises:
+            InvalidInputError: If the input is not an image the steps take.
         """
-        array = np.asarray(image)
+        array = as_array(image, "the input of NormalizeImage")
         if array.ndim == 2 and len(self.table) == 1:
             array = array[:, :, None]  # a grey image: its one channel
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != len(self.table):
@@ -777,14 +1088,29 @@ class NormalizeImage:
 
 
 class ToDtype:
-    """Casts an array to a dtype (an explicit step, so the cast is visible in the pipeline)."""
+    """Casts an array to a dtype (an explicit step, so the cast is visible in the pipeline).
+
+    Raises:
+        InvalidArgumentError: If ``dtype`` is no numpy dtype.
+    """
 
     def __init__(self, dtype: Any) -> None:
-        self.dtype = np.dtype(dtype)
+        self.dtype = _dtype(dtype, "ToDtype dtype")
 
     def __call__(self, array: Any) -> np.ndarray:
-        """Returns the array as :attr:`dtype` (no copy when it already is)."""
-        out: np.ndarray = np.asarray(array).astype(self.dtype, copy=False)
+        """Returns the array as :attr:`dtype` (no copy when it already is).
+
+        Raises:
+            InvalidInputError: If numpy cannot cast the values (text to numbers, None to
+                float...).
+        """
+        value = as_array(array, "the input of ToDtype")
+        try:
+            out: np.ndarray = value.astype(self.dtype, copy=False)
+        except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+            raise InvalidInputError(
+                f"ToDtype cannot cast a {value.dtype.name} array to {self.dtype.name}: {exc}"
+            ) from exc
         return out
 
     def __repr__(self) -> str:
@@ -875,24 +1201,24 @@ class ImagePipeline(Compose):
         Returns:
             The pipeline.
         """
-        if mode not in ("RGB", "L"):
-            raise InvalidArgumentError(f"mode must be 'RGB' or 'L', not {mode!r}")
-        if isinstance(size, (int, np.integer)):
-            crop = (int(size), int(size))
-        else:
-            crop = (int(size[0]), int(size[1]))
+        _choice(mode, ("RGB", "L"), "mode")
+        crop = _size_pair(size, "size")
         shorter = resize if resize is not None else round(max(crop) * 256 / 224)
+        resize_crop = ResizeCenterCrop(shorter, crop, interpolation)
         if mean is None:
             mean = IMAGENET_MEAN if mode == "RGB" else (IMAGENET_GREY_MEAN,)
         if std is None:
             std = IMAGENET_STD if mode == "RGB" else (IMAGENET_GREY_STD,)
-        draft = (shorter, shorter) if fast_decode else None
+        normalize = NormalizeImage(mean, std, layout=layout, dtype=dtype)
+        channels = 3 if mode == "RGB" else 1
+        if len(normalize.table) not in (1, channels):
+            raise InvalidArgumentError(
+                f"mean and std have {len(normalize.table)} values, but mode {mode!r} images "
+                f"have {channels} channel{'s' if channels > 1 else ''}: give {channels} or 1"
+            )
+        draft = (resize_crop.resize.size,) * 2 if _flag(fast_decode, "fast_decode") else None
         return cls(
-            [
-                Decode(mode, draft_size=draft, exif_transpose=exif_transpose),
-                ResizeCenterCrop(shorter, crop, interpolation),
-                NormalizeImage(mean, std, layout=layout, dtype=dtype),
-            ],
+            [Decode(mode, draft_size=draft, exif_transpose=exif_transpose), resize_crop, normalize],
             input_name=input_name,
         )
 
@@ -916,6 +1242,11 @@ class ImagePipeline(Compose):
         """
         spec = model.inputs[0]
         layout = image_layout(spec)
+        if spec.dtype.kind != "f" and "dtype" not in kwargs:
+            raise InvalidArgumentError(
+                f"input '{spec.name}' takes {spec.dtype.name}, but ImagePipeline makes "
+                "normalised floats; compose Decode, ResizeCenterCrop and ToDtype for raw pixels"
+            )
         assert spec.shape is not None  # checked by image_layout
         h, w = (spec.shape[2], spec.shape[3]) if layout == "CHW" else (spec.shape[1], spec.shape[2])
         height = h if isinstance(h, int) else (w if isinstance(w, int) else 224)
@@ -948,7 +1279,8 @@ class VocabTokenizer:
         lowercase: Lower-case the text first.
 
     Raises:
-        InvalidArgumentError: If a mapping misses a special token or assigns it another id.
+        InvalidArgumentError: If a word is not a str, an id not an int >= 0, or a mapping misses
+            a special token or assigns it another id.
     """
 
     PAD = "[PAD]"
@@ -958,7 +1290,19 @@ class VocabTokenizer:
     SPECIALS: tuple[str, ...] = (PAD, UNK, CLS, SEP)
 
     def __init__(self, vocab: Sequence[str] | Mapping[str, int], *, lowercase: bool = True):
+        lowercase = _flag(lowercase, "lowercase")
         if isinstance(vocab, Mapping):
+            for word, index in vocab.items():
+                if not isinstance(word, str):
+                    raise InvalidArgumentError(
+                        f"vocabulary words must be str, got {_shown(word)} (id {_shown(index)})"
+                    )
+                if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                    raise InvalidArgumentError(
+                        f"vocabulary id of {word!r} must be an int, got {_shown(index)}"
+                    )
+                if index < 0:
+                    raise InvalidArgumentError(f"vocabulary id of {word!r} is negative: {index}")
             for i, tok in enumerate(self.SPECIALS):
                 if vocab.get(tok) != i:
                     raise InvalidArgumentError(
@@ -966,9 +1310,19 @@ class VocabTokenizer:
                         f"{', '.join(self.SPECIALS)}), got {vocab.get(tok)}"
                     )
             self.vocab: dict[str, int] = {str(k): int(v) for k, v in vocab.items()}
+        elif isinstance(vocab, (str, bytes)) or not isinstance(vocab, Iterable):
+            raise InvalidArgumentError(
+                f"vocab must be a sequence of words or a word to id mapping, not "
+                f"{type(vocab).__name__}"
+            )
         else:
             self.vocab = {tok: i for i, tok in enumerate(self.SPECIALS)}
-            for word in vocab:
+            for i, word in enumerate(vocab):
+                if not isinstance(word, str):
+                    raise InvalidArgumentError(
+                        f"vocabulary word {i} must be a str, got {type(word).__name__} "
+                        f"{_shown(word)}"
+                    )
                 self.vocab.setdefault(word.lower() if lowercase else word, len(self.vocab))
         self.lowercase = lowercase
         self.pad_token_id = 0
@@ -995,9 +1349,19 @@ class VocabTokenizer:
 
         Returns:
             The tokenizer.
+
+        Raises:
+            InvalidArgumentError: If a text is not a str, or ``min_count`` or ``max_size`` is
+                not an int (``max_size`` >= 0).
         """
+        lowercase = _flag(lowercase, "lowercase")
+        min_count = _whole(min_count, "min_count", least=0)
+        if max_size is not None:
+            max_size = _whole(max_size, "max_size", least=0)
         counts: dict[str, int] = {}
-        for text in texts:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"corpus text {i} is a {type(text).__name__}, not a str")
             for word in _WORD_PATTERN.findall(text.lower() if lowercase else text):
                 counts[word] = counts.get(word, 0) + 1
         ordered = sorted(counts, key=lambda w: -counts[w])  # stable: ties keep first use
@@ -1008,13 +1372,23 @@ class VocabTokenizer:
         return len(self.vocab)
 
     def tokenize(self, text: str) -> list[str]:
-        """Splits text into words and punctuation marks (lower-cased if set)."""
+        """Splits text into words and punctuation marks (lower-cased if set).
+
+        Raises:
+            InvalidInputError: If ``text`` is not a str.
+        """
+        if not isinstance(text, str):
+            raise InvalidInputError(f"VocabTokenizer takes a str, got {type(text).__name__}")
         return _WORD_PATTERN.findall(text.lower() if self.lowercase else text)
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        """Token ids of a text: ``[CLS] words... [SEP]`` by default."""
+        """Token ids of a text: ``[CLS] words... [SEP]`` by default.
+
+        Raises:
+            InvalidInputError: If ``text`` is not a str.
+        """
         ids = [self.vocab.get(w, self.unk_token_id) for w in self.tokenize(text)]
-        if add_special_tokens:
+        if _flag(add_special_tokens, "add_special_tokens"):
             ids = [self.cls_token_id, *ids, self.sep_token_id]
         return ids
 
@@ -1042,8 +1416,10 @@ class TextPipeline:
             ``{"input_ids": ..., "attention_mask": ..., "token_type_ids": ...}``.
 
     Raises:
-        InvalidArgumentError: On a bad ``max_length`` or ``padding``, or a tokenizer that is
-            neither callable nor has ``encode``.
+        InvalidArgumentError: On a bad ``max_length``, ``padding``, ``dtype`` (not an integer
+            dtype), ``pad_id`` (not an int that fits ``dtype``) or ``names`` (not str, unknown
+            keys, two outputs of one name), or a tokenizer that is neither callable nor has
+            ``encode``.
     """
 
     def __init__(
@@ -1059,31 +1435,51 @@ class TextPipeline:
         dtype: Any = np.int64,
         names: Mapping[str, str] | None = None,
     ) -> None:
-        if int(max_length) < 1:
-            raise InvalidArgumentError(f"max_length must be >= 1, got {max_length}")
-        if padding not in ("max_length", "longest"):
+        self.max_length = _whole(max_length, "max_length")
+        if self.max_length > MAX_SEQUENCE_LENGTH:
             raise InvalidArgumentError(
-                f"padding must be 'max_length' or 'longest', not {padding!r}"
+                f"max_length {self.max_length} is over {MAX_SEQUENCE_LENGTH} tokens; no model "
+                "takes sequences that long"
             )
+        self.padding = _choice(padding, ("max_length", "longest"), "padding")
         if not (callable(tokenizer) or callable(getattr(tokenizer, "encode", None))):
             raise InvalidArgumentError(
                 f"tokenizer {type(tokenizer).__name__} is neither callable nor has encode()"
             )
         self.tokenizer = tokenizer
-        self.max_length = int(max_length)
-        self.padding = padding
-        self.truncation = truncation
+        self.truncation = _flag(truncation, "truncation")
+        self.token_type_ids = _flag(token_type_ids, "token_type_ids")
+        self.attention_mask = _flag(attention_mask, "attention_mask")
+        self.dtype = _dtype(dtype, "TextPipeline dtype")
+        if self.dtype.kind not in "iu":
+            raise InvalidArgumentError(
+                f"TextPipeline dtype must be an integer dtype (int64...), not {self.dtype.name}"
+            )
         default_pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = int(pad_id if pad_id is not None else (default_pad or 0))
-        self.token_type_ids = token_type_ids
-        self.attention_mask = attention_mask
-        self.dtype = np.dtype(dtype)
+        pad = pad_id if pad_id is not None else (default_pad or 0)
+        self.pad_id = _whole(pad, "pad_id", least=int(np.iinfo(self.dtype).min))
+        if self.pad_id > np.iinfo(self.dtype).max:
+            raise InvalidArgumentError(f"pad_id {self.pad_id} does not fit {self.dtype.name}")
         self.names = {
             "input_ids": "input_ids",
             "attention_mask": "attention_mask",
             "token_type_ids": "token_type_ids",
         }
-        self.names.update(names or {})
+        if names is not None:
+            if not isinstance(names, Mapping):
+                raise InvalidArgumentError(f"names must be a dict, not {type(names).__name__}")
+            for key, value in names.items():
+                if key not in self.names or not isinstance(value, str):
+                    raise InvalidArgumentError(
+                        f"names maps {', '.join(self.names)} to str input names, got "
+                        f"{_shown(key)}: {_shown(value)}"
+                    )
+            self.names.update(names)
+        outputs = [self.names["input_ids"]]
+        outputs += [self.names["attention_mask"]] if self.attention_mask else []
+        outputs += [self.names["token_type_ids"]] if self.token_type_ids else []
+        if len(set(outputs)) != len(outputs):
+            raise InvalidArgumentError(f"names gives two outputs one name: {outputs}")
 
     @classmethod
     def for_model(cls, model: Model, tokenizer: Any, **kwargs: Any) -> TextPipeline:
@@ -1117,8 +1513,27 @@ class TextPipeline:
         encode = getattr(self.tokenizer, "encode", None)
         result = encode(text) if callable(encode) else self.tokenizer(text)
         if isinstance(result, Mapping):
+            if "input_ids" not in result:
+                raise InvalidInputError(
+                    f"the tokenizer returned a mapping without 'input_ids' (keys: "
+                    f"{', '.join(map(str, result))})"
+                )
             result = result["input_ids"]
-        ids = [int(i) for i in np.asarray(result).reshape(-1)]
+        array = as_array(result, "what the tokenizer returned")
+        if array.size and array.dtype.kind not in "iu":
+            raise InvalidInputError(
+                f"the tokenizer returned {array.dtype.name} values, not integer token ids "
+                f"(shape {tuple(array.shape)})"
+            )
+        flat = array.reshape(-1)
+        info = np.iinfo(self.dtype)
+        if flat.size and not (info.min <= int(flat.min()) and int(flat.max()) <= info.max):
+            bad = int(flat.max()) if int(flat.max()) > info.max else int(flat.min())
+            raise InvalidInputError(
+                f"token id {bad} does not fit the pipeline's dtype {self.dtype.name}; pass a "
+                "wider dtype (int64)"
+            )
+        ids: list[int] = flat.tolist()
         if len(ids) > self.max_length:
             if not self.truncation:
                 raise InvalidInputError(
@@ -1168,7 +1583,12 @@ class TextPipeline:
         Returns:
             Name to ``(batch, length)`` array, each of its items' dtype (the model's, after the
             engine's ``cast_inputs``).
+
+        Raises:
+            InvalidInputError: If there are no items.
         """
+        if not items:
+            raise InvalidInputError("no items to collate into a batch")
         longest = max(len(next(iter(it.values()))) for it in items)
         out: dict[str, np.ndarray] = {}
         for name in items[0]:
