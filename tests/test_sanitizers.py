@@ -28,6 +28,7 @@ BROKEN = r"""
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 extern "C" int write_at(int size, int index) {
   int* block = new int[static_cast<unsigned>(size)];
@@ -38,6 +39,12 @@ extern "C" int write_at(int size, int index) {
 }
 
 extern "C" int add(int a, int b) { return a + b; }  // signed overflow is undefined
+
+extern "C" int element(int index) {  // beyond size(), within capacity(): ASan cannot see it
+  std::vector<int> v(4, 5);
+  v.reserve(64);
+  return v[static_cast<unsigned>(index)];
+}
 
 extern "C" unsigned long long to_integer(double v) {  // undefined at 2^64 or more
   return static_cast<unsigned long long>(v);
@@ -50,6 +57,7 @@ int main(int argc, char** argv) {
   const int b = std::atoi(argv[3]);
   if (std::strcmp(argv[1], "write") == 0) return write_at(a, b) == 14 ? 0 : 3;
   if (std::strcmp(argv[1], "add") == 0) return add(a, b) > 0 ? 0 : 3;
+  if (std::strcmp(argv[1], "element") == 0) return element(a) == 5 ? 0 : 3;
   if (std::strcmp(argv[1], "cast") == 0) return to_integer(std::atof(argv[2])) > 0 ? 0 : 3;
   if (std::strcmp(argv[1], "leak") == 0) {
     int* lost = new int[static_cast<unsigned>(a)];
@@ -91,15 +99,18 @@ pytestmark = [
 
 
 def cmake_sanitize_options() -> tuple[list[str], list[str]]:
-    """The compile and link options of the `if(PYINFER_SANITIZE)` block of CMakeLists.txt."""
+    """The compile (with definitions) and link options of CMakeLists.txt's PYINFER_SANITIZE."""
     text = (ROOT / "CMakeLists.txt").read_text()
     block = re.search(r"if\(PYINFER_SANITIZE\)(.*?)endif\(\)", text, re.S)
     assert block is not None, "CMakeLists.txt has no if(PYINFER_SANITIZE) block"
-    compile_options = re.search(r"add_compile_options\(([^)]*)\)", block.group(1))
-    link_options = re.search(r"add_link_options\(([^)]*)\)", block.group(1))
-    assert compile_options is not None
-    assert link_options is not None
-    return compile_options.group(1).split(), link_options.group(1).split()
+
+    def arguments(command: str) -> list[str]:
+        found = re.findall(rf"^\s*{command}\(([^)]*)\)", block.group(1), re.M)
+        return [word for text in found for word in text.split()]
+
+    compile_options = arguments("add_compile_options")
+    compile_options += [f"-D{name}" for name in arguments("add_compile_definitions")]
+    return compile_options, arguments("add_link_options")
 
 
 def script_options() -> dict[str, str]:
@@ -182,7 +193,12 @@ def test_the_script_runs_test_files_that_exist() -> None:
 
 def test_a_correct_program_passes(broken: Path, options: dict[str, str]) -> None:
     asan, ubsan = options["ASAN_OPTIONS_CPP"], options["UBSAN_OPTIONS"]
-    for args in (("write", "4", "3"), ("add", "2147483646", "1"), ("cast", "1e19", "0")):
+    for args in (
+        ("write", "4", "3"),
+        ("add", "2147483646", "1"),
+        ("cast", "1e19", "0"),
+        ("element", "3", "0"),
+    ):
         done = run(broken, *args, asan=asan, ubsan=ubsan)
         assert (done.returncode, done.stderr) == (0, ""), args
 
@@ -225,6 +241,27 @@ def test_a_float_to_integer_overflow_is_reported(broken: Path, options: dict[str
     assert done.returncode != 0
     assert f"broken.cpp:{line_of('return static_cast<unsigned long long>(v)')}:" in done.stderr
     assert "1e+20 is outside the range of representable values" in done.stderr
+
+
+def test_an_index_beyond_a_vector_is_reported(broken: Path, options: dict[str, str]) -> None:
+    # Within the vector's memory, so only _GLIBCXX_ASSERTIONS (libstdc++) catches it.
+    if (
+        "libstdc++"
+        not in subprocess.run(
+            ["ldd", str(broken)], capture_output=True, text=True, check=False
+        ).stdout
+    ):
+        pytest.skip("not libstdc++: _GLIBCXX_ASSERTIONS checks nothing")
+    done = run(
+        broken,
+        "element",
+        "4",
+        "0",
+        asan=options["ASAN_OPTIONS_CPP"],
+        ubsan=options["UBSAN_OPTIONS"],
+    )
+    assert done.returncode != 0
+    assert "Assertion '__n < this->size()' failed" in done.stderr
 
 
 def test_a_leak_is_reported_in_the_cpp_tests_only(broken: Path, options: dict[str, str]) -> None:
