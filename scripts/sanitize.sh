@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The native core under AddressSanitizer + UndefinedBehaviorSanitizer (README, "Hardening").
 #
-#   1. builds the C++ tests of the headers (tests/cpp) with -DPYINFER_SANITIZE=ON and runs them
-#      with ctest: ASan, UBSan and LeakSanitizer, halting on the first report;
+#   1. builds the C++ tests of the headers (tests/cpp) with -DPYINFER_SANITIZE=ON (the flags are
+#      CMakeLists.txt's) and runs them with ctest under ASan, UBSan and LeakSanitizer, halting on
+#      the first report;
 #   2. builds the sanitized pyinfer._core and runs the Python tests of the core against it, in a
 #      copy of src/pyinfer, with the ASan and UBSan runtimes preloaded into the interpreter
 #      (LeakSanitizer off there: CPython keeps its objects alive until exit by design).
@@ -14,7 +15,7 @@ set -euo pipefail
 
 # Shared by both halves; tests/test_sanitizers.py runs its deliberately broken program with these.
 asan_common="halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1"
-asan_common+=":check_initialization_order=1:strict_init_order=1:detect_invalid_pointer_pairs=1"
+asan_common+=":check_initialization_order=1:strict_init_order=1"
 ubsan="print_stacktrace=1:halt_on_error=1"
 asan_cpp="$asan_common:detect_leaks=1"
 # verify_asan_link_order=0: the interpreter is not linked with ASan, its runtime is preloaded.
