@@ -147,6 +147,34 @@ def test_settings_and_bad_values() -> None:
         pyinfer.LatencyRecorder().histogram_buckets()
 
 
+def test_values_above_the_highest_trackable_are_rejected_exactly() -> None:
+    # 2**64 - 1 has no double (it rounds up to 2**64): 2**64 must be rejected, not converted to an
+    # integer (undefined behaviour, found by the sanitizers: it was recorded as 0).
+    top = pyinfer.LatencyRecorder(histogram=True, highest_trackable_ns=2**64 - 1)
+    with pytest.raises(InvalidArgumentError, match="exceeds the histogram's highest trackable"):
+        top.record(2.0**64)
+    with pytest.raises(InvalidArgumentError, match="at index 1 exceeds the histogram's highest"):
+        top.record_many([1.0, 2.0**64])
+    assert top.count == 0
+    top.record(float(2**64 - 2048))  # the largest double below 2**64
+    assert top.summary().max == float(2**64 - 2048)
+    # 2**60 + 200 rounds up to 2**60 + 256 as a double: that value is above the highest trackable
+    # and a batch holding it is rejected whole (it was half recorded).
+    recorder = pyinfer.LatencyRecorder(histogram=True, highest_trackable_ns=2**60 + 200)
+    with pytest.raises(InvalidArgumentError, match="at index 1 exceeds the histogram's highest"):
+        recorder.record_many([1.0, float(2**60 + 256)])
+    assert recorder.count == 0
+    with pytest.raises(InvalidArgumentError, match="exceeds the histogram's highest trackable"):
+        recorder.record(float(2**60 + 256))
+    exact = pyinfer.LatencyRecorder()
+    exact.record_many([5.0, float(2**60 + 256)])
+    with pytest.raises(InvalidArgumentError, match="at index 1 exceeds the histogram's highest"):
+        recorder.merge(exact)
+    assert recorder.count == 0
+    recorder.record(float(2**60))
+    assert recorder.count == 1
+
+
 @pytest.mark.parametrize("digits", [0, 6, -1])
 def test_significant_digits_out_of_range(digits: int) -> None:
     with pytest.raises(InvalidArgumentError, match="significant_digits must be between 1 and 5"):

@@ -4,6 +4,7 @@
 #include <pyinfer/timed_loop.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -67,6 +68,27 @@ void test_histogram_recorder_moments() {
   CHECK_THROWS(h.samples(), pyinfer::InvalidArgument);
 }
 
+void test_histogram_rejects_what_it_cannot_hold() {
+  // 2^64 - 1 becomes 2^64 as a double: 2^64 must be rejected, not converted to uint64 (undefined).
+  auto top = pyinfer::LatencyRecorder::histogram(3, ~std::uint64_t{0});
+  CHECK_THROWS(top.record(18446744073709551616.0), pyinfer::InvalidArgument);
+  const double too_large[] = {1.0, 18446744073709551616.0};
+  CHECK_THROWS(top.record_many(too_large, 2), pyinfer::InvalidArgument);
+  CHECK(top.count() == 0);
+  top.record(18446744073709549568.0);  // the largest double below 2^64
+  CHECK(top.count() == 1);
+  // 2^60 + 200 becomes 2^60 + 256 as a double: 2^60 + 256 is above it, the whole batch rejected.
+  auto h = pyinfer::LatencyRecorder::histogram(3, (std::uint64_t{1} << 60) + 200);
+  const double batch[] = {1.0, 1152921504606847232.0};
+  CHECK_THROWS(h.record_many(batch, 2), pyinfer::InvalidArgument);
+  CHECK(h.count() == 0);
+  CHECK_THROWS(h.record(1152921504606847232.0), pyinfer::InvalidArgument);
+  CHECK(h.count() == 0);
+  h.record(1152921504606846976.0);  // 2^60
+  CHECK(h.count() == 1);
+  CHECK(h.summary({50.0}).max == 1152921504606846976.0);
+}
+
 void test_timed_loop_stops_early() {
   std::vector<double> out(10, -1.0);
   int calls = 0;
@@ -99,6 +121,7 @@ int main() {
   test_concurrent_record_and_merge();
   test_record_many_is_all_or_nothing();
   test_histogram_recorder_moments();
+  test_histogram_rejects_what_it_cannot_hold();
   test_timed_loop_stops_early();
   test_peak_rss_sampling();
   return TEST_MAIN_RESULT();

@@ -28,6 +28,39 @@ inline std::int64_t now_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
+namespace detail {
+/// Nanoseconds per tick of a counter `ticks()`, calibrated against the nanosecond clock `now()`
+/// over at least `span_ns`: (now, ticks, now) triples at both ends, the tick read taken to sit at
+/// its triple's midpoint. Each end is the narrowest of `tries` consecutive triples: the busy-wait
+/// is nothing but triples, so on a loaded machine a preemption lands inside one, whose midpoint
+/// then lies up to half the preemption away from its tick read (with one triple per end, a
+/// 2.6 GHz TSC was calibrated at 0.5 GHz and every duration came out 5 times too long).
+/// @return 0 when the counter did not advance
+template <class Now, class Ticks>
+double calibrate_ns_per_tick(Now&& now, Ticks&& ticks, std::int64_t span_ns, int tries = 8) {
+  auto narrowest = [&](double* mid, std::uint64_t* tick) {
+    std::int64_t best = -1;
+    for (int i = 0; i < tries; ++i) {
+      const std::int64_t a = now();
+      const std::uint64_t t = ticks();
+      const std::int64_t b = now();
+      if (best < 0 || b - a < best) {
+        best = b - a;
+        *mid = 0.5 * static_cast<double>(a) + 0.5 * static_cast<double>(b);
+        *tick = t;
+      }
+    }
+  };
+  double m0 = 0.0, m1 = 0.0;
+  std::uint64_t c0 = 0, c1 = 0;
+  narrowest(&m0, &c0);
+  do {
+    narrowest(&m1, &c1);
+  } while (m1 - m0 < static_cast<double>(span_ns));
+  return c1 > c0 ? (m1 - m0) / static_cast<double>(c1 - c0) : 0.0;
+}
+}  // namespace detail
+
 /// The clock the timed loop reads: the CPU's time-stamp counter where it is invariant (constant
 /// rate, never stopping, synchronised across cores) and the kernel itself keeps time with it,
 /// else now_ns(). A TSC read costs about 10 ns against about 24 ns for clock_gettime, and that
@@ -61,22 +94,11 @@ class TickClock {
   TickClock() {
 #if PYINFER_HAVE_TSC
     if (invariant_tsc() && kernel_clocksource() == "tsc") {
-      // (monotonic, tsc, monotonic) triples: the TSC read sits at the triple's midpoint.
-      auto triple = [](double* mono_mid, std::uint64_t* tsc) {
-        const std::int64_t a = now_ns();
-        *tsc = __rdtsc();
-        const std::int64_t b = now_ns();
-        *mono_mid = 0.5 * static_cast<double>(a + b);
-      };
-      double m0, m1;
-      std::uint64_t c0, c1;
-      triple(&m0, &c0);
-      do {
-        triple(&m1, &c1);
-      } while (m1 - m0 < static_cast<double>(kCalibrationNs));
-      if (c1 > c0) {
+      const double ns_per_tick = detail::calibrate_ns_per_tick(
+          now_ns, [] { return static_cast<std::uint64_t>(__rdtsc()); }, kCalibrationNs);
+      if (ns_per_tick > 0.0) {
         uses_tsc_ = true;
-        ns_per_tick_ = (m1 - m0) / static_cast<double>(c1 - c0);
+        ns_per_tick_ = ns_per_tick;
         char text[128];
         std::snprintf(text, sizeof(text),
                       "rdtsc (invariant TSC, %.3f GHz calibrated against CLOCK_MONOTONIC)",

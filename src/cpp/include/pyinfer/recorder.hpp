@@ -89,9 +89,8 @@ class LatencyRecorder {
     for (std::size_t i = 0; i < n; ++i) check_duration(values[i], i);
     std::lock_guard<std::mutex> lock(mutex_);
     if (histogram_) {
-      const double highest = static_cast<double>(histogram_->highest_trackable());
       for (std::size_t i = 0; i < n; ++i) {
-        if (std::nearbyint(values[i]) > highest) throw_too_large(values[i], i);
+        if (!fits_histogram(values[i])) throw_too_large(values[i], i);
       }
       record_histogram_batch_unlocked(values, n);
     } else {
@@ -180,9 +179,8 @@ class LatencyRecorder {
       return;
     }
     if (!other.histogram_) {
-      const double highest = static_cast<double>(histogram_->highest_trackable());
       for (std::size_t i = 0; i < other.size_; ++i) {
-        if (std::nearbyint(other.buffer_[i]) > highest) throw_too_large(other.buffer_[i], i);
+        if (!fits_histogram(other.buffer_[i])) throw_too_large(other.buffer_[i], i);
       }
       record_histogram_batch_unlocked(other.buffer_.get(), other.size_);
       return;
@@ -231,6 +229,14 @@ class LatencyRecorder {
                             " is invalid: durations must be finite and non-negative");
     }
   }
+  // Whether the histogram can hold `ns` (valid: finite, >= 0) rounded to whole nanoseconds,
+  // compared as integers: the highest trackable value may have no exact double (2^64 - 1 rounds
+  // up to 2^64), and a double of 2^64 or more has no uint64 (converting it is undefined).
+  bool fits_histogram(double ns) const noexcept {
+    const double rounded = std::nearbyint(ns);
+    return rounded < 18446744073709551616.0 &&
+           static_cast<std::uint64_t>(rounded) <= histogram_->highest_trackable();
+  }
   [[noreturn]] void throw_too_large(double ns, std::size_t index) const {
     throw InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
                           std::to_string(index) + " exceeds the histogram's highest trackable " +
@@ -269,9 +275,8 @@ class LatencyRecorder {
   }
 
   void record_histogram_unlocked(double ns) {
-    const double rounded = std::nearbyint(ns);
-    if (rounded > static_cast<double>(histogram_->highest_trackable())) throw_too_large(ns, 0);
-    histogram_->record(static_cast<std::uint64_t>(rounded));
+    if (!fits_histogram(ns)) throw_too_large(ns, 0);
+    histogram_->record(static_cast<std::uint64_t>(std::nearbyint(ns)));
     // Welford's update: exact-enough mean and variance without storing samples.
     ++moments_n_;
     const double delta = ns - mean_;
