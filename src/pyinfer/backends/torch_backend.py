@@ -58,11 +58,13 @@ import inspect
 import io
 import json
 import logging
+import lzma
 import pickle
 import pickletools
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -528,6 +530,21 @@ def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
     )
 
 
+#: What reading a damaged zip archive's members raises: bad headers and checksums, damaged
+#: compressed data, compression methods or encryption Python's zipfile does not read.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
 class _Opaque:
     """Whatever a pickle builds that :func:`_check_archive_tensors` does not look at.
 
@@ -622,7 +639,7 @@ def _check_archive_tensors(torch: ModuleType, path: Path) -> None:
                 for name in ("data", "constants")
                 if f"{prefix}/{name}.pkl" in sizes
             }
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise _corrupt(path, "TorchScript archive", exc) from exc
     for name, data in pickles.items():
         reader = _TensorLayoutReader(data)
@@ -793,8 +810,8 @@ def _check_export_pickles(torch: ModuleType, path: Path) -> None:
                 data = archive.read(name)
                 if data:  # torch reads an empty payload as nothing
                     _check_weights_only(torch, path, name, data)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        if isinstance(exc, ModelLoadError):
+    except _ZIP_ERRORS as exc:
+        if isinstance(exc, ModelLoadError):  # refused above: already typed
             raise
         raise _corrupt(path, "torch.export program (.pt2)", exc) from exc
 
