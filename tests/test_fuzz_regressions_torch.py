@@ -423,3 +423,40 @@ def test_export_graph_that_contradicts_its_input_dtype_fails_typed_at_the_call(
         "uint8): RuntimeError: mat1 and mat2 must have the same dtype, but got Byte and Float"
     )
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def _claim_deflate(path: Path, member: str) -> None:
+    """Marks ``member`` as deflated in the zip's central directory; its bytes stay stored."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length] == member.encode():
+            struct.pack_into("<H", data, at + 10, zipfile.ZIP_DEFLATED)
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 46)
+    raise AssertionError(f"{member} is not in {path}")
+
+
+def test_members_that_do_not_inflate_are_corrupt(
+    torch_module: ModuleType, exported: Path, tmp_path: Path
+) -> None:
+    # Fuzz torch_export input 7380 (a second seed set): the weight config marked deflated over
+    # stored bytes; reading it before torch.export.load raised zlib.error.
+    _claim_deflate(exported, "net/data/weights/model_weights_config.json")
+    with pytest.raises(CorruptModelError) as info:
+        load_model(exported)
+    assert str(info.value).startswith(
+        f"{exported} could not be read as a torch.export program (.pt2) (error: Error -3 while "
+        "decompressing data: "
+    )
+    torch = torch_module
+    scripted = _scripted(torch, _linear(torch), tmp_path / "net.pt", torch.ones(1, 8))
+    _claim_deflate(scripted, "net/data.pkl")
+    with pytest.raises(CorruptModelError) as info:
+        load_model(scripted, input_shapes={"input": [1, 8]})
+    assert str(info.value).startswith(
+        f"{scripted} could not be read as a TorchScript archive (error: Error -3 while "
+        "decompressing data: "
+    )

@@ -62,11 +62,13 @@ import inspect
 import io
 import json
 import logging
+import lzma
 import pickle
 import pickletools
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -533,6 +535,21 @@ def _corrupt(path: Path, what: str, exc: BaseException) -> CorruptModelError:
     )
 
 
+#: What reading a damaged zip archive's members raises: bad headers and checksums, damaged
+#: compressed data, compression methods or encryption Python's zipfile does not read.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
 class _Opaque:
     """Whatever a pickle builds that :func:`_check_archive_tensors` does not look at.
 
@@ -627,7 +644,7 @@ def _check_archive_tensors(torch: ModuleType, path: Path) -> None:
                 for name in ("data", "constants")
                 if f"{prefix}/{name}.pkl" in sizes
             }
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise _corrupt(path, "TorchScript archive", exc) from exc
     for name, data in pickles.items():
         reader = _TensorLayoutReader(data)
