@@ -4,6 +4,7 @@ models. GPU paths are marked ``gpu``."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -1179,13 +1180,18 @@ def test_ctrl_c_between_chunks_keeps_the_samples() -> None:
     assert partial.size == sum(stream.calls[:2])
 
 
+# FAST, but no stop as stable before 5 s: on a loaded machine 20 calls of 0.1 ms can take
+# FAST's 0.02 s minimum, and the run would stop stable before the call that interrupts it.
+UNTIL_INTERRUPTED = dataclasses.replace(FAST, min_time_s=5.0, max_time_s=10.0)
+
+
 def test_an_interrupted_latency_measurement_keeps_its_samples_not_stable() -> None:
     # Calls: 1 first inference, 3 warm-up, then a chunk of 20 (the minimum count), then the
     # interrupted chunk: its 15 calls before the one that raised are kept too (the timed loop
     # attaches them to the KeyboardInterrupt), so 35 samples.
     model = InterruptedModel(40, base_ns=1e5)
     with pytest.raises(KeyboardInterrupt) as info:
-        PerformanceProfiler(model, FAST).measure_latency(batch_size=2)
+        PerformanceProfiler(model, UNTIL_INTERRUPTED).measure_latency(batch_size=2)
     partial = info.value.partial_result  # type: ignore[attr-defined]
     assert partial.iterations == 35
     assert partial.batch_size == 2
@@ -1200,7 +1206,7 @@ def test_profile_interrupted_attaches_a_partial_report() -> None:
     # 2 memory calls (the first is the cold start), 1 + 3 latency calls before the samples.
     model = InterruptedModel(40, base_ns=1e5)
     with pytest.raises(KeyboardInterrupt) as info:
-        PerformanceProfiler(model, FAST).profile(batch_size=2)
+        PerformanceProfiler(model, UNTIL_INTERRUPTED).profile(batch_size=2)
     report = info.value.partial_result  # type: ignore[attr-defined]
     assert isinstance(report, ProfileReport)
     assert report.memory is not None
@@ -1251,7 +1257,7 @@ def test_a_sweep_interrupted_attaches_the_curve_so_far() -> None:
     # Batch 2: 1 first call + 3 warm-up + a chunk of 20, then 15 calls of the interrupted chunk.
     model = InterruptedModel(40, only_batch=2, base_ns=1e5)
     with pytest.raises(KeyboardInterrupt) as info:
-        PerformanceProfiler(model, FAST).sweep_batch_sizes([1, 2, 4])
+        PerformanceProfiler(model, UNTIL_INTERRUPTED).sweep_batch_sizes([1, 2, 4])
     curve = info.value.partial_result  # type: ignore[attr-defined]
     assert [p.batch_size for p in curve.points] == [1, 2]
     # The batch in progress is kept as a point: the 35 calls it timed, not stable.
