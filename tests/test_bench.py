@@ -979,6 +979,8 @@ def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Started from a background job, the child would ignore SIGINT: restore the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     assert proc.stderr is not None
     seen = []

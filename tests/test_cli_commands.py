@@ -1222,7 +1222,14 @@ def pyinfer_process(*argv: object) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A child of a background job starts with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: restore the default so the tests' Ctrl-C reaches it.
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - it only resets one signal
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_help_imports_no_framework() -> None:
