@@ -589,6 +589,16 @@ def _create_session(
     providers = [(p, {k: _option_text(v) for k, v in o.items()}) if o else p for p, o in requested]
     try:
         return ort.InferenceSession(str(path), sess_options=session_options, providers=providers)
+    except UnicodeDecodeError as exc:
+        # ONNX Runtime quotes the file's names in its error messages; when those bytes are not
+        # UTF-8 (damaged text), its message cannot become a Python string and this is all
+        # that comes back.
+        raise CorruptModelError(
+            f"ONNX Runtime failed to load {path}, and its error message quotes bytes of the file "
+            f"that are not UTF-8 text ({exc.reason} at byte {exc.start}): names or strings in "
+            "the model are damaged; export or copy it again",
+            path=path,
+        ) from exc
     except Exception as exc:
         if not _is_ort_error(exc):
             raise
@@ -895,7 +905,10 @@ def _parameter_sizes(proto: Any) -> tuple[int, int]:
 
 def _element_bits(data_type: int) -> int:
     onnx = _frameworks.import_onnx()
-    name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
+    try:
+        name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
+    except ValueError:  # a number no ONNX release defines (damaged, or newer than this onnx)
+        return 0  # ONNX Runtime judges the tensor when it loads it
     if name in _SUB_BYTE_BITS:
         return _SUB_BYTE_BITS[name]
     if name in {"STRING", "UNDEFINED"}:
