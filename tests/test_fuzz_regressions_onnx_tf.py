@@ -90,6 +90,65 @@ def test_onnx_tensor_of_an_undefined_data_type_is_a_corrupt_model(
     )
 
 
+def _onnx_with_external_data(onnx: ModuleType, folder: Path, length: str | None = None) -> Path:
+    """The linear model with its weight W in ``w.data`` beside it; ``length`` overrides the
+    length entry ONNX wrote for W."""
+    source = _onnx_linear(onnx, folder / "source.onnx")
+    model = onnx.load(str(source))
+    path = folder / "model.onnx"
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location="w.data", size_threshold=0
+    )
+    if length is not None:
+        model = onnx.load(str(path), load_external_data=False)
+        [entry] = [e for e in model.graph.initializer[0].external_data if e.key == "length"]
+        entry.value = length
+        onnx.save_model(model, str(path))
+    return path
+
+
+def test_onnx_external_data_location_that_is_not_utf8_is_a_corrupt_model(
+    onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
+) -> None:
+    # Fuzzing found: a flipped byte in the name of the external data file reached pyinfer's
+    # check of that file as bytes: "TypeError: unsupported operand type(s) for /".
+    path = _onnx_with_external_data(onnx_module, tmp_path)
+    data = path.read_bytes()
+    assert data.count(b"w.data") == 1
+    path.write_bytes(data.replace(b"w.data", b"w\xffdata"))
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path)
+    assert info.value.path == str(path)
+    assert str(info.value) == (
+        f"{path} is damaged: the external data of tensor W: entry 'location' = b'w\\xffdata' "
+        "is not UTF-8 text; export or copy the model again"
+    )
+
+
+@pytest.mark.parametrize("length", ["4!8", "48\x00", "\u00b2"])
+def test_onnx_external_data_length_that_is_not_a_number_is_a_corrupt_model(
+    onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path, length: str
+) -> None:
+    # Fuzzing found: "ValueError: invalid literal for int() with base 10: '5!2'".
+    path = _onnx_with_external_data(onnx_module, tmp_path, length=length)
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path)
+    assert info.value.path == str(path)
+    assert str(info.value) == (
+        f"{path} is damaged: the external data of tensor W: length {length!r} is not a number "
+        "of bytes; export or copy the model again"
+    )
+
+
+def test_onnx_external_data_model_intact_still_loads(
+    onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
+) -> None:
+    path = _onnx_with_external_data(onnx_module, tmp_path, length="48")  # W: 4 x 3 float32
+    with load_model(path) as model:
+        out = model({"x": np.ones((2, 4), dtype=np.float32)})
+    np.testing.assert_array_equal(out["y"], np.full((2, 3), 4.0, dtype=np.float32))
+
+
 # -- Keras .h5 ----------------------------------------------------------------------------
 
 

@@ -179,6 +179,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
 
     proto = _read_proto(path)
     if proto is not None:
+        _check_external_entries(path, proto)
         _check_external_data(path, proto)
     parameter_count, parameter_bytes = _parameter_sizes(proto)
 
@@ -861,6 +862,32 @@ def _check_external_data(path: Path, proto: Any) -> None:
             "shorter than the model says: truncated; copy them again",
             path=path,
         )
+
+
+def _check_external_entries(path: Path, proto: Any) -> None:
+    """Raises if an external data entry is not text, or an offset or length not a number.
+
+    Damaged bytes there get past the protobuf parser (it hands invalid UTF-8 over as bytes).
+    """
+    for tensor in _initializers(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        name = tensor.name if isinstance(tensor.name, str) else repr(tensor.name)
+        for entry in tensor.external_data:
+            key, value = entry.key, entry.value
+            if not isinstance(key, str) or not isinstance(value, str):
+                problem = f"entry {key!r} = {value!r} is not UTF-8 text"
+            elif (
+                key in ("offset", "length") and value and not (value.isascii() and value.isdigit())
+            ):
+                problem = f"{key} {value!r} is not a number of bytes"
+            else:
+                continue
+            raise CorruptModelError(
+                f"{path} is damaged: the external data of tensor {name}: {problem}; export or "
+                "copy the model again",
+                path=path,
+            )
 
 
 # Constant-node tensors of these types hold shapes, axes and indices, not weights.
