@@ -153,33 +153,46 @@ def test_onnx_external_data_model_intact_still_loads(
 
 
 def _h5_model_file(path: Path) -> bytes:
-    """An HDF5 file shaped like a Keras .h5 model: the configuration (a variable-length string,
-    kept in the file's global heap) and a group of weights."""
+    """An HDF5 file shaped like a Keras .h5 model: the configuration and the Keras version
+    (variable-length strings, kept in the file's global heap) and a group of weights."""
     import h5py
 
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {}})
+        f.attrs["keras_version"] = "3.15.1"
         f.create_group("model_weights").create_group("dense")
     return path.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("record", "fill", "problem"),
+    [
+        # Fuzzing found: 64 zeroed bytes in the global heap; HDF5 read an empty record over
+        # and over.
+        (0, b"\0", "0 bytes at byte {at}, empty"),
+        # Fuzzing found: 512 bytes of 0xff; the record's size wraps HDF5's address around.
+        (1, b"\xff", "18446744073709551615 bytes at byte {at}, past the end of the heap"),
+    ],
+)
 def test_h5_global_heap_that_hdf5_would_read_forever_is_a_corrupt_model(
-    keras_module: ModuleType, tmp_path: Path
+    keras_module: ModuleType, tmp_path: Path, record: int, fill: bytes, problem: str
 ) -> None:
-    # Fuzzing found: 64 zeroed bytes in the global heap made h5py's read of model_config
-    # loop forever inside the HDF5 library (a free-space record of size 0).
+    # Either damage made h5py's read of model_config loop forever inside the HDF5 library.
     path = tmp_path / "m.h5"
     data = bytearray(_h5_model_file(path))
     heap = data.index(b"GCOL")
-    data[heap + 16 : heap + 32] = bytes(16)  # the first object's header
+    at = heap + 16  # the first record's header: index (2), references (2), reserved, size (8)
+    for _ in range(record):
+        at += 16 + (int.from_bytes(data[at + 8 : at + 16], "little") + 7) // 8 * 8
+    data[at : at + 16] = fill * 16
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptModelError) as info:
         load_model(path)
     assert info.value.path == str(path)
     assert str(info.value) == (
         f"{path} is a damaged HDF5 file: the global heap at byte {heap} (where variable-length "
-        f"strings such as the model configuration are kept) holds an empty free-space record "
-        f"at byte {heap + 16}; save or copy the file again"
+        f"strings such as the model configuration are kept) holds a record of "
+        f"{problem.format(at=at)}; save or copy the file again"
     )
 
 

@@ -304,11 +304,12 @@ def _check_hdf5_global_heaps(path: Path) -> None:
     Variable-length strings (the ``model_config`` attribute of a Keras .h5 file) live in
     global heap collections ("GCOL"). HDF5 reads a collection object by object, each header
     giving the next one's offset; a free-space object of size 0 (zeroed bytes) sends it back
-    to the same header without end, holding h5py's lock. This walks each collection the same
-    way first.
+    to the same header without end, holding h5py's lock, and a size that runs past the
+    collection makes the address wrap around (the same, or a crash). This walks each collection
+    the same way first; in a sound file every object fits in its collection.
 
     Raises:
-        CorruptModelError: If a collection holds such an object.
+        CorruptModelError: If a collection holds an empty object or one that does not fit.
     """
     with path.open("rb") as f:
         head = f.read(16)
@@ -332,15 +333,19 @@ def _walk_global_heaps(path: Path, data: mmap.mmap) -> None:
             while pos + header <= end:
                 index = int.from_bytes(data[pos : pos + 2], "little")
                 size = int.from_bytes(data[pos + 8 : pos + header], "little")
-                if index == 0 and size == 0:
+                need = size if index == 0 else header + (size + 7) // 8 * 8
+                if need == 0 or pos + need > end:
+                    # HDF5 computes the next header's address in 64-bit arithmetic: an empty
+                    # record stays in place, and a size past the collection wraps around.
                     raise CorruptModelError(
                         f"{path} is a damaged HDF5 file: the global heap at byte {at} (where "
                         f"variable-length strings such as the model configuration are kept) "
-                        f"holds an empty free-space record at byte {pos}; save or copy the "
-                        "file again",
+                        f"holds a record of {size} bytes at byte {pos}, "
+                        f"{'empty' if need == 0 else 'past the end of the heap'}; save or copy "
+                        "the file again",
                         path=path,
                     )
-                pos += size if index == 0 else header + (size + 7) // 8 * 8
+                pos += need
         at = data.find(b"GCOL", at + 4)
 
 
