@@ -328,7 +328,9 @@ _WORKER_MAIN = (
 )
 
 
-def _spawn(name: str, config: Mapping[str, Any], indices: list[int]) -> subprocess.Popen[str]:
+def _spawn(
+    name: str, config: Mapping[str, Any], indices: list[int], stderr: Any
+) -> subprocess.Popen[str]:
     spec = json.dumps({"name": name, "config": dict(config), "indices": indices})
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -337,7 +339,9 @@ def _spawn(name: str, config: Mapping[str, Any], indices: list[int]) -> subproce
         [sys.executable, "-c", _WORKER_MAIN, "worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nobody reads a pipe while the worker runs, and a worker whose
+        # frameworks log on every input would block once its 64 KiB were full (a false hang).
+        stderr=stderr,
         text=True,
         env=env,
         start_new_session=True,
@@ -363,7 +367,8 @@ class _Shard:
 
     def start(self) -> None:
         self.marks.append({})  # one set of checkpoints per worker process
-        self.proc = _spawn(self.name, self.config, self.todo)
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the worker ends
+        self.proc = _spawn(self.name, self.config, self.todo, self.stderr)
         self.buffer = ""
         self.last_progress = time.monotonic()
 
@@ -406,11 +411,11 @@ class _Shard:
 
     def _ended(self) -> None:
         assert self.proc is not None
-        assert self.proc.stderr is not None
         rc = self.proc.wait()
-        stderr = self.proc.stderr.read()
+        self.stderr.seek(0)
+        stderr = self.stderr.read().decode(errors="replace")
+        self.stderr.close()
         self.proc.stdout.close()  # type: ignore[union-attr]
-        self.proc.stderr.close()
         self.proc = None
         if rc == 0 and not self.todo:
             return
@@ -428,7 +433,7 @@ class _Shard:
             return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdout, self.stderr):
             if stream is not None:
                 stream.close()
         self.proc = None
