@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from pyinfer.backends._frameworks import import_tensorflow
-from pyinfer.errors import CorruptModelError
+from pyinfer.errors import CorruptModelError, InferenceError
 from pyinfer.export import export_keras
 from pyinfer.model_loader import load_model
 
@@ -312,6 +312,14 @@ def _no_signature_key(model: Any) -> None:
     model.signatureDefs[0].signatureKey = None
 
 
+def _signature_key_with_a_nul(model: Any) -> None:
+    model.signatureDefs[0].signatureKey = b"\0\0rving_default"
+
+
+def _shape_signature_below_minus_one(model: Any) -> None:
+    model.subgraphs[0].tensors[0].shapeSignature = [-16777217, 8]
+
+
 def _input_is_a_constant(model: Any) -> None:
     # A tensor whose data the file holds (a weight) as the graph's input.
     graph = model.subgraphs[0]
@@ -342,6 +350,14 @@ def _tensor_buffer_out_of_range(model: Any) -> None:
     [
         # Fuzzing found: "ValueError: None signature_key provided." from get_signature_runner.
         (_no_signature_key, "a signature has no name"),
+        # Fuzzing found the same from a name that begins with NUL bytes (read as a C string).
+        (
+            _signature_key_with_a_nul,
+            r"a signature's name holds a NUL byte: '\\x00\\x00rving_default'",
+        ),
+        # Fuzzing found: "RuntimeError: Attempting to resize dimension 0 of tensor 0 with value
+        # -16777217" when the model ran.
+        (_shape_signature_below_minus_one, "subgraph 0: tensor 0 has dimension -16777217"),
         # Fuzzing found: set_tensor wrote into the read-only mapped file (SIGSEGV) when an
         # input was a tensor whose data the file holds.
         (_input_is_a_constant, r"subgraph 0: input tensor 1 is a constant \(its data is stored\)"),
@@ -369,3 +385,39 @@ def test_the_repacked_tflite_model_itself_loads_and_runs(
         out = model({"x": np.ones((2, 8), dtype=np.float32)})
     assert [o.name for o in model.outputs] == list(out)
     assert next(iter(out.values())).shape == (2, 4)
+
+
+def _no_weights(model: Any) -> None:
+    for buffer in model.buffers:
+        buffer.data = None
+
+
+def _no_operators(model: Any) -> None:
+    model.subgraphs[0].operators = []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Fuzzing found: "RuntimeError: Input tensor 2 lacks data" escaping model(...).
+        (_no_weights, "Input tensor 2 lacks data"),
+        # Fuzzing found: "ValueError: Tensor data is null. Run allocate_tensors() first" when
+        # nothing writes the output.
+        (_no_operators, "Tensor data is null"),
+    ],
+)
+def test_tflite_model_the_interpreter_cannot_run_is_an_inference_error(
+    tflite_bytes: bytes, tmp_path: Path, change: Callable[[Any], None], message: str
+) -> None:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_repacked(tflite_bytes, change))
+    with load_model(path) as model, pytest.raises(InferenceError) as info:
+        model({"x": np.ones((2, 8), dtype=np.float32)})
+    text = str(info.value)
+    assert text.startswith(
+        f"the TFLite interpreter failed running model 'm' ({path}) on inputs x (2, 8): "
+    )
+    assert message in text
+    assert text.endswith(
+        "; the model file is damaged or was converted wrongly: convert or copy it again"
+    )

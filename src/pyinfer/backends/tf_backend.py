@@ -54,9 +54,11 @@ from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
     CudaUnavailableError,
+    InferenceError,
     InvalidArgumentError,
     ModelLoadError,
     ModelNotFoundError,
+    PyinferError,
     UntrustedModelError,
 )
 
@@ -664,7 +666,26 @@ class TFLiteModel(Model):
         return {k: np.asarray(v) for k, v in outputs.items()}
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Sets the inputs (resizing dynamic ones when their shape changed), invokes, copies out."""
+        """Sets the inputs (resizing dynamic ones when their shape changed), invokes, copies out.
+
+        Raises:
+            InferenceError: If the interpreter fails (its errors are plain ``RuntimeError`` and
+                ``ValueError``): the inputs were checked against the model before, so the
+                model itself is at fault, e.g. a weight whose data is missing from the file.
+        """
+        try:
+            return self._run(inputs)
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, PyinferError):
+                raise
+            shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in inputs.items())
+            raise InferenceError(
+                f"the TFLite interpreter failed running model '{self.name}' ({self.path}) on "
+                f"inputs {shapes}: {str(exc).strip()[:500]}; the model file is damaged or "
+                "was converted wrongly: convert or copy it again"
+            ) from exc
+
+    def _run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         resized = False
         for name, index in self._input_index.items():
             shape = tuple(int(s) for s in np.shape(inputs[name]))
@@ -870,9 +891,10 @@ def _check_tflite_structure(schema: Any, buf: bytes) -> None:
             if not 0 <= tensor.buffer < max(buffers, 1):
                 raise ValueError(f"{where}: tensor {t} uses buffer {tensor.buffer} of {buffers}")
             _utf8(tensor.name, f"{where}: the name of tensor {t}")
-            for dim in list(tensor.shape if tensor.shape is not None else []):
-                if dim < -1:
-                    raise ValueError(f"{where}: tensor {t} has dimension {dim}")
+            for dims in (tensor.shape, tensor.shapeSignature):
+                for dim in list(dims if dims is not None else []):
+                    if dim < -1:
+                        raise ValueError(f"{where}: tensor {t} has dimension {dim}")
         indices = list(subgraph.inputs if subgraph.inputs is not None else [])
         indices += list(subgraph.outputs if subgraph.outputs is not None else [])
         for o, op in enumerate(subgraph.operators or []):
@@ -908,6 +930,9 @@ def _check_tflite_structure(schema: Any, buf: bytes) -> None:
 def _utf8(text: bytes | None, what: str) -> str:
     """``text`` decoded (``""`` for ``None``); ``ValueError`` naming ``what`` if not UTF-8."""
     try:
-        return (text or b"").decode("utf-8")
+        decoded = (text or b"").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if "\0" in decoded:  # the interpreter reads names as C strings, cut at the first NUL
+        raise ValueError(f"{what} holds a NUL byte: {decoded!r}")
+    return decoded
