@@ -183,6 +183,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
 
     proto = _read_proto(path)
     if proto is not None:
+        _check_external_entries(path, proto)
         _check_external_data(path, proto)
     parameter_count, parameter_bytes = _parameter_sizes(proto)
 
@@ -593,6 +594,16 @@ def _create_session(
     providers = [(p, {k: _option_text(v) for k, v in o.items()}) if o else p for p, o in requested]
     try:
         return ort.InferenceSession(str(path), sess_options=session_options, providers=providers)
+    except UnicodeDecodeError as exc:
+        # ONNX Runtime quotes the file's names in its error messages; when those bytes are not
+        # UTF-8 (damaged text), its message cannot become a Python string and this is all
+        # that comes back.
+        raise CorruptModelError(
+            f"ONNX Runtime failed to load {path}, and its error message quotes bytes of the file "
+            f"that are not UTF-8 text ({exc.reason} at byte {exc.start}): names or strings in "
+            "the model are damaged; export or copy it again",
+            path=path,
+        ) from exc
     except Exception as exc:
         if not _is_ort_error(exc):
             raise
@@ -885,6 +896,32 @@ def _check_external_data(path: Path, proto: Any) -> None:
         )
 
 
+def _check_external_entries(path: Path, proto: Any) -> None:
+    """Raises if an external data entry is not text, or an offset or length not a number.
+
+    Damaged bytes there get past the protobuf parser (it hands invalid UTF-8 over as bytes).
+    """
+    for tensor in _initializers(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        name = tensor.name if isinstance(tensor.name, str) else repr(tensor.name)
+        for entry in tensor.external_data:
+            key, value = entry.key, entry.value
+            if not isinstance(key, str) or not isinstance(value, str):
+                problem = f"entry {key!r} = {value!r} is not UTF-8 text"
+            elif (
+                key in ("offset", "length") and value and not (value.isascii() and value.isdigit())
+            ):
+                problem = f"{key} {value!r} is not a number of bytes"
+            else:
+                continue
+            raise CorruptModelError(
+                f"{path} is damaged: the external data of tensor {name}: {problem}; export or "
+                "copy the model again",
+                path=path,
+            )
+
+
 # Constant-node tensors of these types hold shapes, axes and indices, not weights.
 _INDEX_TYPES = frozenset({6, 7})  # TensorProto.INT32, TensorProto.INT64
 
@@ -927,7 +964,10 @@ def _parameter_sizes(proto: Any) -> tuple[int, int]:
 
 def _element_bits(data_type: int) -> int:
     onnx = _frameworks.import_onnx()
-    name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
+    try:
+        name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
+    except ValueError:  # a number no ONNX release defines (damaged, or newer than this onnx)
+        return 0  # ONNX Runtime judges the tensor when it loads it
     if name in _SUB_BYTE_BITS:
         return _SUB_BYTE_BITS[name]
     if name in {"STRING", "UNDEFINED"}:

@@ -36,6 +36,7 @@ import contextlib
 import importlib
 import json
 import logging
+import mmap
 import re
 import tempfile
 import threading
@@ -61,9 +62,11 @@ from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
     CudaUnavailableError,
+    InferenceError,
     InvalidArgumentError,
     ModelLoadError,
     ModelNotFoundError,
+    PyinferError,
     UntrustedModelError,
 )
 
@@ -281,14 +284,16 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             ) from exc
         return _parse_json(text, path)
     h5py = importlib.import_module("h5py")  # installed with keras (untyped)
-
+    _check_hdf5_global_heaps(path)
     try:
         with h5py.File(path, "r") as f:
             config = f.attrs.get("model_config")
             groups = set(f.keys())
             weight_attrs = "layer_names" in f.attrs
             outside = _h5_outside_references(h5py, f)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        # HDF5's errors reach Python as any of these, by the call that met the damage
+        # (RuntimeError for a damaged group's symbol table or heap, KeyError for a bad link).
         raise CorruptModelError(
             f"{path} is not a readable HDF5 file ({exc}): it is damaged or truncated; save or "
             "copy it again",
@@ -345,6 +350,60 @@ def _h5_outside_references(h5py: Any, f: Any) -> list[str]:
         visit_links(link)
     f.visititems(item)
     return found
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_hdf5_global_heaps(path: Path) -> None:
+    """Refuses an HDF5 file whose global heap would make the HDF5 library loop forever.
+
+    Variable-length strings (the ``model_config`` attribute of a Keras .h5 file) live in
+    global heap collections ("GCOL"). HDF5 reads a collection object by object, each header
+    giving the next one's offset; a free-space object of size 0 (zeroed bytes) sends it back
+    to the same header without end, holding h5py's lock, and a size that runs past the
+    collection makes the address wrap around (the same, or a crash). This walks each collection
+    the same way first; in a sound file every object fits in its collection.
+
+    Raises:
+        CorruptModelError: If a collection holds an empty object or one that does not fit.
+    """
+    with path.open("rb") as f:
+        head = f.read(16)
+        if not head.startswith(_HDF5_SIGNATURE) or len(head) < 16:
+            return  # h5py reports a file that is not HDF5 (or a user block) itself
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            _walk_global_heaps(path, data)
+
+
+def _walk_global_heaps(path: Path, data: mmap.mmap) -> None:
+    # The size of "lengths" in the superblock: byte 14 in versions 0 and 1, 10 after.
+    width = data[14] if data[8] in (0, 1) else data[10]
+    if width not in (2, 4, 8):
+        return  # h5py refuses the superblock
+    header = 8 + width  # heap object index (2), reference count (2), reserved (4), size
+    at = data.find(b"GCOL")
+    while at != -1:
+        if data[at + 4 : at + 8] == b"\x01\0\0\0" and at + 8 + width <= len(data):
+            end = min(at + int.from_bytes(data[at + 8 : at + 8 + width], "little"), len(data))
+            pos = at + 8 + width
+            while pos + header <= end:
+                index = int.from_bytes(data[pos : pos + 2], "little")
+                size = int.from_bytes(data[pos + 8 : pos + header], "little")
+                need = size if index == 0 else header + (size + 7) // 8 * 8
+                if need == 0 or pos + need > end:
+                    # HDF5 computes the next header's address in 64-bit arithmetic: an empty
+                    # record stays in place, and a size past the collection wraps around.
+                    raise CorruptModelError(
+                        f"{path} is a damaged HDF5 file: the global heap at byte {at} (where "
+                        f"variable-length strings such as the model configuration are kept) "
+                        f"holds a record of {size} bytes at byte {pos}, "
+                        f"{'empty' if need == 0 else 'past the end of the heap'}; save or copy "
+                        "the file again",
+                        path=path,
+                    )
+                pos += need
+        at = data.find(b"GCOL", at + 4)
 
 
 def _parse_json(text: Any, path: Path) -> Any:
@@ -937,21 +996,39 @@ class TFLiteModel(Model):
 
         One interpreter holds one set of input and output tensors, so calls from several
         threads take turns (a lock around the whole call); the outputs are copies.
+
+        Raises:
+            InferenceError: If the interpreter fails (its errors are plain ``RuntimeError`` and
+                ``ValueError``): the inputs were checked against the model before, so the
+                model itself is at fault, e.g. a weight whose data is missing from the file.
         """
-        with self._run_lock:
-            resized = False
-            for name, index in self._input_index.items():
-                shape = tuple(int(s) for s in np.shape(inputs[name]))
-                if shape != self._current_shapes[name]:
-                    self.interpreter.resize_tensor_input(index, list(shape), strict=True)
-                    self._current_shapes[name] = shape
-                    resized = True
-            if resized:
-                self.interpreter.allocate_tensors()
-            for name, index in self._input_index.items():
-                self.interpreter.set_tensor(index, inputs[name])
-            self.interpreter.invoke()
-            return {n: self.interpreter.get_tensor(i) for n, i in self._output_index.items()}
+        try:
+            with self._run_lock:
+                return self._run(inputs)
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, PyinferError):
+                raise
+            shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in inputs.items())
+            raise InferenceError(
+                f"the TFLite interpreter failed running model '{self.name}' ({self.path}) on "
+                f"inputs {shapes}: {str(exc).strip()[:500]}; the model file is damaged or "
+                "was converted wrongly: convert or copy it again"
+            ) from exc
+
+    def _run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        resized = False
+        for name, index in self._input_index.items():
+            shape = tuple(int(s) for s in np.shape(inputs[name]))
+            if shape != self._current_shapes[name]:
+                self.interpreter.resize_tensor_input(index, list(shape), strict=True)
+                self._current_shapes[name] = shape
+                resized = True
+        if resized:
+            self.interpreter.allocate_tensors()
+        for name, index in self._input_index.items():
+            self.interpreter.set_tensor(index, inputs[name])
+        self.interpreter.invoke()
+        return {n: self.interpreter.get_tensor(i) for n, i in self._output_index.items()}
 
     def close(self) -> None:
         """Drops the interpreter."""
@@ -1097,9 +1174,10 @@ def _tflite_constants(path: Path) -> tuple[int, int]:
     import_tensorflow()
     from tensorflow.lite.python import schema_py_generated as schema
 
-    buf = path.read_bytes()
+    buf = _StrictBytes(path.read_bytes())
     count = nbytes = 0
     try:
+        _check_tflite_structure(schema, buf)
         model = schema.Model.GetRootAs(buf, 0)
         if model.SubgraphsLength() == 0:
             raise ValueError("the model has no subgraph")
@@ -1131,3 +1209,95 @@ def _tflite_constants(path: Path) -> tuple[int, int]:
             path=path,
         ) from exc
     return count, nbytes
+
+
+class _StrictBytes(bytes):
+    """The file's bytes, refusing a slice that runs past the end (a string's bytes + its NUL).
+
+    flatbuffers' Python reader raises on every read past the end except a string's, which it
+    slices: this makes that read raise too, as the interpreter's C++ reader would crash on it.
+    """
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice) and (
+            (key.start is not None and key.start < 0)
+            or (key.stop is not None and key.stop >= len(self))
+        ):
+            raise ValueError(
+                f"bytes {key.start}..{key.stop} are past the end of the file ({len(self)} bytes)"
+            )
+        return super().__getitem__(key)
+
+
+def _check_tflite_structure(schema: Any, buf: bytes) -> None:
+    """Reads every field of a TFLite flatbuffer in Python, before the interpreter's C++ does.
+
+    The interpreter builds its graph from the flatbuffer without verifying it, trusting every
+    offset, length and index: a damaged file crashes the process (SIGSEGV, SIGBUS) or makes it
+    allocate without end. Unpacking the whole model with flatbuffers' Python reader touches the
+    same offsets and lengths, each checked against the end of the file (``buf`` is
+    :class:`_StrictBytes`), so damage raises here instead. The indices the graph links by
+    (tensors, buffers, operator codes, subgraphs) are then checked against what exists.
+
+    Raises:
+        ValueError, TypeError, IndexError, struct.error: Where the flatbuffer is damaged (the
+            caller maps them to :class:`CorruptModelError`).
+    """
+    if len(buf) < 8:
+        raise ValueError(f"{len(buf)} bytes is too short for a TFLite flatbuffer")
+    model = schema.ModelT.InitFromPackedBuf(buf, 0)
+    subgraphs = model.subgraphs or []
+    buffers = len(model.buffers or [])
+    codes = len(model.operatorCodes or [])
+    for s, subgraph in enumerate(subgraphs):
+        tensors = len(subgraph.tensors or [])
+        where = f"subgraph {s}"
+        for t, tensor in enumerate(subgraph.tensors or []):
+            if not 0 <= tensor.buffer < max(buffers, 1):
+                raise ValueError(f"{where}: tensor {t} uses buffer {tensor.buffer} of {buffers}")
+            _utf8(tensor.name, f"{where}: the name of tensor {t}")
+            for dims in (tensor.shape, tensor.shapeSignature):
+                for dim in list(dims if dims is not None else []):
+                    if dim < -1:
+                        raise ValueError(f"{where}: tensor {t} has dimension {dim}")
+        indices = list(subgraph.inputs if subgraph.inputs is not None else [])
+        indices += list(subgraph.outputs if subgraph.outputs is not None else [])
+        for o, op in enumerate(subgraph.operators or []):
+            if not 0 <= op.opcodeIndex < codes:
+                raise ValueError(f"{where}: operator {o} has opcode {op.opcodeIndex} of {codes}")
+            for part in (op.inputs, op.outputs, op.intermediates):
+                indices += [i for i in (part if part is not None else []) if i != -1]
+        bad = [int(i) for i in indices if not 0 <= i < tensors]
+        if bad:
+            raise ValueError(f"{where} refers to tensor {bad[0]}, but has {tensors} tensors")
+        for i in subgraph.inputs if subgraph.inputs is not None else []:
+            # An input is written by set_tensor: one whose data is in the (read-only) file
+            # would be written in place.
+            data = model.buffers[subgraph.tensors[i].buffer].data if buffers else None
+            if data is not None and len(data) > 0:
+                raise ValueError(f"{where}: input tensor {i} is a constant (its data is stored)")
+    for m, meta in enumerate(model.metadata or []):
+        if not 0 <= meta.buffer < buffers:
+            raise ValueError(f"metadata {m} uses buffer {meta.buffer} of {buffers}")
+    for signature in model.signatureDefs or []:
+        key = _utf8(signature.signatureKey, "a signature's name")
+        if not key:
+            raise ValueError("a signature has no name")
+        if not 0 <= signature.subgraphIndex < len(subgraphs):
+            raise ValueError(f"signature {key!r} runs subgraph {signature.subgraphIndex}")
+        tensors = len(subgraphs[signature.subgraphIndex].tensors or [])
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            _utf8(entry.name, f"a tensor name of signature {key!r}")
+            if not 0 <= entry.tensorIndex < tensors:
+                raise ValueError(f"signature {key!r} names tensor {entry.tensorIndex} of {tensors}")
+
+
+def _utf8(text: bytes | None, what: str) -> str:
+    """``text`` decoded (``""`` for ``None``); ``ValueError`` naming ``what`` if not UTF-8."""
+    try:
+        decoded = (text or b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if "\0" in decoded:  # the interpreter reads names as C strings, cut at the first NUL
+        raise ValueError(f"{what} holds a NUL byte: {decoded!r}")
+    return decoded
