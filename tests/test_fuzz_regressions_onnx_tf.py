@@ -421,3 +421,95 @@ def test_tflite_model_the_interpreter_cannot_run_is_an_inference_error(
     assert text.endswith(
         "; the model file is damaged or was converted wrongly: convert or copy it again"
     )
+
+
+# -- found by the fuzzer in CI, after the untrusted-code checks joined the TensorFlow loaders ----
+
+
+def test_h5_link_name_that_is_not_utf8_is_a_corrupt_model(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    # CI fuzz keras_h5 (42 inputs): a group name whose bytes are not UTF-8 made h5py's link
+    # visit (the check for links to other files) fail inside its callback, and the error left
+    # h5py's lock as a SystemError, which escaped untyped.
+    path = tmp_path / "m.h5"
+    data = bytearray(_h5_model_file(path))
+    at = data.index(b"dense")
+    data[at : at + 5] = b"d\xefAse"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path)
+    assert info.value.path == str(path)
+    assert str(info.value).startswith(f"{path} is not a readable HDF5 file (")
+    assert str(info.value).endswith("): it is damaged or truncated; save or copy it again")
+
+
+def test_keras_member_with_an_unknown_compression_method_is_a_corrupt_model(
+    tmp_path: Path,
+) -> None:
+    # CI fuzz keras (2 inputs): a member header naming a compression method zipfile does not
+    # implement raised NotImplementedError while reading config.json.
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {}}))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.index(signature)  # the first member's local header and directory entry
+        data[at + offset : at + offset + 2] = struct.pack("<H", 99)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path)
+    assert str(info.value) == (
+        f"{path} is not a readable .keras archive (That compression method is not supported): "
+        "the file is damaged or truncated; save or copy it again"
+    )
+
+
+def test_savedmodel_whose_root_has_no_signatures_is_a_corrupt_model(
+    keras_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI fuzz savedmodel (2 inputs): a damaged object graph restored its root as a plain
+    # object without `signatures` (AttributeError). Reproduced by handing such a root over.
+    tf = import_tensorflow()
+    folder = tmp_path / "sm"
+    module = tf.Module()
+    module.f = tf.function(lambda x: x + 1.0, input_signature=[tf.TensorSpec([None, 2])])
+    tf.saved_model.save(module, str(folder), signatures=module.f)
+
+    class _UserObject:
+        pass
+
+    monkeypatch.setattr(tf.saved_model, "load", lambda *args, **kwargs: _UserObject())
+    with pytest.raises(CorruptModelError) as info:
+        load_model(folder)
+    assert str(info.value) == (
+        f"{folder} is a damaged SavedModel: its root object (_UserObject) has no signatures "
+        "(saved_model.pb's object graph is damaged); export the model again"
+    )
+
+
+def test_savedmodel_signature_that_fails_on_valid_inputs_is_an_inference_error(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    # CI fuzz savedmodel (1 input): a graph contradicting its own signature loaded, and its
+    # call raised TensorFlow's InvalidArgumentError untyped.
+    tf = import_tensorflow()
+    folder = tmp_path / "sm"
+    module = tf.Module()
+    module.f = tf.function(
+        # A row past the end: only the call finds out (the batch is dynamic).
+        lambda x: {"y": tf.gather(x, tf.shape(x)[:1] + 3)},
+        input_signature=[tf.TensorSpec([None, 2], name="x")],
+    )
+    tf.saved_model.save(module, str(folder), signatures=module.f)
+    model = load_model(folder)
+    with pytest.raises(InferenceError) as info:
+        model({"x": np.ones((2, 2), np.float32)})
+    message = str(info.value)
+    assert message.startswith(
+        f"model 'sm' ({folder}) failed on inputs x (2, 2): InvalidArgumentError: "
+    )
+    assert message.endswith("indices[0] = 5 is not in [0, 2)")

@@ -68,6 +68,7 @@ from pyinfer.errors import (
     ModelNotFoundError,
     PyinferError,
     UntrustedModelError,
+    as_out_of_memory,
 )
 
 __all__ = ["KNOWN_OPTIONS", "KerasModel", "SavedModelModel", "TFLiteModel", "load"]
@@ -211,6 +212,23 @@ class _TensorFlowModel(Model):
         if self.device.is_cuda:  # pragma: no cover - needs a GPU visible to TensorFlow
             self._tf.test.experimental.sync_devices()
 
+    def _run_error(self, exc: Exception, inputs: Mapping[str, Any]) -> PyinferError:
+        """The typed error for a failed call: out of memory, or the model itself failed.
+
+        The inputs were checked against the model's specs before the call, so a TensorFlow
+        error here (``InvalidArgumentError`` from a graph that contradicts its own signature, a
+        missing output) means the model is broken, e.g. a damaged ``saved_model.pb``.
+        """
+        oom = as_out_of_memory(exc)
+        if oom is not None:
+            return oom
+        given = ", ".join(f"{n} {tuple(np.shape(v))}" for n, v in inputs.items())
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return InferenceError(
+            f"model '{self.name}' ({self.path or self.format.value}) failed on inputs {given}: "
+            f"{type(exc).__name__}: {detail}"
+        )
+
 
 # -- Keras ------------------------------------------------------------------------------------
 
@@ -245,14 +263,17 @@ class KerasModel(_TensorFlowModel):
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Runs the model (``training=False``) in the call mode chosen at load time."""
         x = self._structure(inputs)
-        with self._tf.device(self._tf_device):
-            if self._call_mode == "predict":
-                batch = len(next(iter(inputs.values())))
-                result = self.keras_model.predict(x, verbose=0, batch_size=max(1, batch))
-            elif self._graph_call is not None:
-                result = self._graph_call(x)
-            else:
-                result = self.keras_model(x, training=False)
+        try:
+            with self._tf.device(self._tf_device):
+                if self._call_mode == "predict":
+                    batch = len(next(iter(inputs.values())))
+                    result = self.keras_model.predict(x, verbose=0, batch_size=max(1, batch))
+                elif self._graph_call is not None:
+                    result = self._graph_call(x)
+                else:
+                    result = self.keras_model(x, training=False)
+        except Exception as exc:
+            raise self._run_error(exc, inputs) from exc
         return self._named(result)
 
     def _named(self, result: Any) -> dict[str, Any]:
@@ -276,7 +297,9 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
                         path=path,
                     )
                 text = archive.read("config.json")
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            # NotImplementedError: a member whose header names a compression method no Keras
+            # writes (a damaged header); zlib's errors are ValueError's kin in zipfile's wrapping.
             raise CorruptModelError(
                 f"{path} is not a readable .keras archive ({exc}): the file is damaged or "
                 "truncated; save or copy it again",
@@ -291,9 +314,10 @@ def _keras_config(path: Path, fmt: ModelFormat) -> Any:
             groups = set(f.keys())
             weight_attrs = "layer_names" in f.attrs
             outside = _h5_outside_references(h5py, f)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, SystemError) as exc:
         # HDF5's errors reach Python as any of these, by the call that met the damage
-        # (RuntimeError for a damaged group's symbol table or heap, KeyError for a bad link).
+        # (RuntimeError for a damaged group's symbol table or heap, KeyError for a bad link,
+        # SystemError when a link name that is not UTF-8 fails inside h5py's visit callback).
         raise CorruptModelError(
             f"{path} is not a readable HDF5 file ({exc}): it is damaged or truncated; save or "
             "copy it again",
@@ -744,10 +768,18 @@ class SavedModelModel(_TensorFlowModel):
         self._signature_fn = signature_fn
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Calls the signature with the inputs as keyword arguments."""
-        with self._tf.device(self._tf_device):
-            result = self._signature_fn(**inputs)
-        return {n: result[n] for n in self.output_names()}
+        """Calls the signature with the inputs as keyword arguments.
+
+        Raises:
+            OutOfMemoryError: If TensorFlow could not allocate memory for the call.
+            InferenceError: If the signature failed (see :meth:`_run_error`).
+        """
+        try:
+            with self._tf.device(self._tf_device):
+                result = self._signature_fn(**inputs)
+            return {n: result[n] for n in self.output_names()}
+        except Exception as exc:
+            raise self._run_error(exc, inputs) from exc
 
 
 #: TensorFlow ops that write files or call back into Python. None of them is needed to serve a
@@ -902,7 +934,15 @@ def _load_saved_model(
             "export the model again",
             path=path,
         ) from exc
-    available = list(loaded.signatures.keys())
+    signatures = getattr(loaded, "signatures", None)
+    if signatures is None:
+        # A damaged object graph can restore its root as a plain object without signatures.
+        raise CorruptModelError(
+            f"{path} is a damaged SavedModel: its root object ({type(loaded).__name__}) has no "
+            "signatures (saved_model.pb's object graph is damaged); export the model again",
+            path=path,
+        )
+    available = list(signatures.keys())
     if not available:
         raise ModelLoadError(
             f"{path} has no signatures, so there is no function to serve; export it with "
