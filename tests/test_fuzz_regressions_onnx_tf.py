@@ -513,3 +513,22 @@ def test_savedmodel_signature_that_fails_on_valid_inputs_is_an_inference_error(
         f"model 'sm' ({folder}) failed on inputs x (2, 2): InvalidArgumentError: "
     )
     assert message.endswith("indices[0] = 5 is not in [0, 2)")
+
+
+def test_keras_config_nested_beyond_the_stack_is_a_corrupt_model(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    # A configuration nested deeper than Python's recursion limit made json.loads raise
+    # RecursionError, which escaped untyped (found reading the config checks, not by a run).
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "[" * 100_000 + "]" * 100_000)
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+    with pytest.raises(CorruptModelError) as info:
+        load_model(path)
+    assert str(info.value).startswith(
+        f"{path}: the model configuration stored in the file is not valid JSON ("
+    )
+    assert isinstance(info.value.__cause__, RecursionError)

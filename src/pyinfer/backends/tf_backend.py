@@ -435,7 +435,7 @@ def _parse_json(text: Any, path: Path) -> Any:
         text = text.decode("utf-8", errors="replace")
     try:
         return json.loads(str(text))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond the stack
         raise CorruptModelError(
             f"{path}: the model configuration stored in the file is not valid JSON ({exc}); "
             "the file is damaged, save it again",
@@ -443,25 +443,30 @@ def _parse_json(text: Any, path: Path) -> Any:
         ) from exc
 
 
+def _config_nodes(config: Any) -> Iterator[dict[str, Any]]:
+    """Every object (dict) of a Keras config in document order, skipping what Keras never loads.
+
+    Iterative, so a config nested deeper than Python's recursion limit cannot escape as a
+    ``RecursionError``.
+    """
+    stack: list[Any] = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(reversed([v for k, v in node.items() if k not in _NOT_LOADED]))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+
+
 def _code_layers(config: Any) -> list[str]:
     """Names of the layers in a Keras config that carry Python code (Lambda layers)."""
     found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            cls = node.get("class_name")
-            if cls in _CODE_CLASSES:
-                inner = node.get("config")
-                name = inner.get("name") if isinstance(inner, dict) else None
-                found.append(str(name or cls))
-            for key, value in node.items():
-                if key not in _NOT_LOADED:
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in _config_nodes(config):
+        if node.get("class_name") in _CODE_CLASSES:
+            inner = node.get("config")
+            name = inner.get("name") if isinstance(inner, dict) else None
+            found.append(str(name or node.get("class_name")))
     return found
 
 
@@ -543,17 +548,8 @@ def _foreign_references(
                     return
         foreign.append(qualified)
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            check(node)
-            for key, value in node.items():
-                if key not in _NOT_LOADED:
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in _config_nodes(config):
+        check(node)
     return list(dict.fromkeys(foreign)), list(dict.fromkeys(non_modeling))
 
 
