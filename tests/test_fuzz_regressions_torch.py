@@ -7,7 +7,6 @@ the test, and asserts the typed error and its message. The damage is made with
 ``zip_member`` mutation does: the damage reaches the parser of the member.
 """
 
-import builtins
 import io
 import json
 import pickle
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._payloads import Payload
 
 from pyinfer import load_model
 from pyinfer.errors import (
@@ -307,17 +307,6 @@ def test_export_weight_whose_shape_contradicts_the_graph(exported: Path) -> None
 # -- torch.export (.pt2): what torch.export.load would unpickle in full ---------------------------
 
 
-class _Payload:
-    """Unpickled in full, creates a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        code = f"import pathlib; pathlib.Path({str(self.marker)!r}).write_text('pwned')"
-        return (builtins.exec, (code,))
-
-
 def _saved(torch: ModuleType, obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -330,7 +319,7 @@ def test_export_sample_inputs_that_run_code_are_refused(
     # torch.export.load retries a failed weights_only load of the sample inputs with
     # weights_only=False: before this check, loading this file ran the payload.
     marker = tmp_path / "pwned"
-    payload = _saved(torch_module, {"inputs": _Payload(marker)})
+    payload = _saved(torch_module, {"inputs": Payload(marker)})
     _rewrite_member(exported, "net/data/sample_inputs/model.pt", lambda _: payload)
     with pytest.raises(UntrustedModelError) as info:
         load_model(exported)
@@ -363,7 +352,7 @@ def test_export_pickled_weight_is_checked_with_weights_only(
     np.testing.assert_allclose(model(np.ones((2, 8), np.float32))["output"], expected, rtol=1e-6)
     # The same entry holding a payload is refused before torch.export.load unpickles it.
     marker = tmp_path / "pwned"
-    _rewrite_member(exported, bias_file, lambda _: _saved(torch, _Payload(marker)))
+    _rewrite_member(exported, bias_file, lambda _: _saved(torch, Payload(marker)))
     with pytest.raises(
         UntrustedModelError,
         match=r"holds code: imports builtins\.exec \(in net/data/weights/weight_1\)",
@@ -386,7 +375,7 @@ def test_export_opaque_constants_and_compiled_packages_are_refused(
     # scanned first, and one that imports code is refused without running it.
     marker = tmp_path / "pwned"
     with zipfile.ZipFile(exported, "a") as archive:
-        archive.writestr("net/data/constants/opaque_obj_0", pickle.dumps(_Payload(marker)))
+        archive.writestr("net/data/constants/opaque_obj_0", pickle.dumps(Payload(marker)))
     with pytest.raises(UntrustedModelError) as info:
         load_model(exported)
     assert not marker.exists()

@@ -6,7 +6,6 @@ agree with eager torch within ``PARITY`` (absolute and relative 1e-4); the fixed
 model gives exactly ``x @ W.T + b``, with integer-valued inputs so float32 is exact.
 """
 
-import builtins
 import logging
 import pickle
 import warnings
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._payloads import Payload
 
 from pyinfer import load_model
 from pyinfer.backends.base import Device, ModelFormat
@@ -41,17 +41,6 @@ TORCH_FORMATS = [
     ModelFormat.PICKLE,
     ModelFormat.TORCH_EXPORT,
 ]
-
-
-class Payload:
-    """A pickle payload that would create a marker file when unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        code = f"import pathlib; pathlib.Path({str(self.marker)!r}).write_text('pwned')"
-        return (builtins.exec, (code,))
 
 
 def _nets(torch: ModuleType) -> SimpleNamespace:
@@ -916,7 +905,7 @@ def test_marker_payload_really_runs_when_unpickled(tmp_path: Path):
     # The malicious-pickle tests are only meaningful if the payload works: prove it does.
     marker = tmp_path / "marker"
     pickle.loads(pickle.dumps(Payload(marker)))
-    assert marker.read_text() == "pwned"
+    assert marker.read_text() == "ran"
 
 
 def test_non_tensor_outputs(torch_module: ModuleType):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._payloads import Payload
 
 from pyinfer import cli, load_model
 from pyinfer.backends.base import ModelFormat
@@ -38,25 +39,16 @@ from pyinfer.errors import (
 )
 
 
-class Payload:
-    """Pickles to ``exec(code)``, which writes ``marker``: the test's proof that code ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        code = f"import pathlib; pathlib.Path({str(self.marker)!r}).write_text('ran')"
-        return (builtins.exec, (code,))
-
-
 class RebuildPayload(Payload):
     """The payload hidden in a tensor rebuild function (``_rebuild_from_type_v2(exec, ...)``)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         import torch
 
-        code = f"import pathlib; pathlib.Path({str(self.marker)!r}).write_text('ran')"
-        return (torch._tensor._rebuild_from_type_v2, (builtins.exec, torch.Tensor, (code,), {}))
+        return (
+            torch._tensor._rebuild_from_type_v2,
+            (builtins.exec, torch.Tensor, (self.code,), {}),
+        )
 
 
 def _rewrite_zip(
