@@ -479,6 +479,15 @@ class PerformanceProfiler:
             if line not in self.concurrent_measurements:
                 self.concurrent_measurements.append(line)
 
+    def _environment(self) -> Environment:
+        """The environment recorded now for a report, overlapping measurements included."""
+        m = self.model
+        return collect_environment(
+            model_options=m.options,
+            cuda_device=m.device.index if m.device.is_cuda else None,
+            concurrent_measurements=self._overlaps_now(),
+        )
+
     def _overlaps_now(self) -> list[str]:
         """Every overlap seen so far, looking again if a measurement holds the device now."""
         claim = _device_lock.held(str(self.model.device))
@@ -1131,11 +1140,7 @@ class PerformanceProfiler:
         """The report of what was measured, with the environment recorded now."""
         m = self.model
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
-        environment = collect_environment(
-            model_options=m.options,
-            cuda_device=m.device.index if m.device.is_cuda else None,
-            concurrent_measurements=self._overlaps_now(),
-        )
+        environment = self._environment()
         return ProfileReport(
             model=m.name,
             format=m.format.value,
@@ -1169,11 +1174,7 @@ def sweep_report(
         The sweep report (``SweepReport.to_json`` is what ``pyinfer sweep --json`` writes).
     """
     m = profiler.model
-    environment = collect_environment(
-        model_options=m.options,
-        cuda_device=m.device.index if m.device.is_cuda else None,
-        concurrent_measurements=profiler._overlaps_now(),
-    )
+    environment = profiler._environment()
     settings = {
         f.name: dict(v) if isinstance(v, Mapping) else v
         for f in dataclasses.fields(profiler.settings)
