@@ -1665,12 +1665,15 @@ def _format_entry(
     start = time.perf_counter()
     tolerance = PARITY_TOLERANCE_TFLITE if key == "tflite" else PARITY_TOLERANCE
     is_original = original is not None
-    base: dict[str, Any] = {"format": key, "label": label, "original": is_original}
+    # The row's identity and its parity fields, shared by the failed and the measured row.
+    base: dict[str, Any] = {
+        "format": key,
+        "label": label,
+        "original": is_original,
+        "tolerance": tolerance,
+    }
     model = original
     path = ""
-    max_abs = rel = None
-    parity = None
-    output = mismatch = ""
     try:
         if model is None:
             try:
@@ -1686,8 +1689,13 @@ def _format_entry(
             try:
                 # In the original's order: an export may name its inputs differently.
                 check = _parity(expected, model(list(inputs.values())), tolerance)
-                max_abs, rel, parity = check.max_abs, check.relative, check.ok
-                output, mismatch = check.output, check.detail
+                base.update(
+                    max_abs_error=check.max_abs,
+                    relative_error=check.relative,
+                    parity=check.ok,
+                    parity_output=check.output,
+                    mismatch=check.detail,
+                )
             except Exception as exc:
                 raise _StageError("parity check failed", exc) from exc
         else:
@@ -1704,12 +1712,6 @@ def _format_entry(
             status=FAILED,
             path=path,
             reason=f"{stage.stage}: {_reason(stage.cause)}",
-            max_abs_error=max_abs,
-            relative_error=rel,
-            tolerance=tolerance,
-            parity=parity,
-            parity_output=output,
-            mismatch=mismatch,
             elapsed_s=time.perf_counter() - start,
         )
     finally:
@@ -1720,12 +1722,6 @@ def _format_entry(
         status=OK,
         path=path,
         report=report,
-        max_abs_error=max_abs,
-        relative_error=rel,
-        tolerance=tolerance,
-        parity=parity,
-        parity_output=output,
-        mismatch=mismatch,
         prepare_s=prepare_s,
         elapsed_s=time.perf_counter() - start,
     )
