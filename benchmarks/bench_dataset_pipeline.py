@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import ensure_triton_safe, import_torch
+from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
 from pyinfer.inference_engine import InferenceEngine
 from pyinfer.model_loader import load_model
 from pyinfer.preprocessors import (

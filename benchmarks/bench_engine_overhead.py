@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import ensure_triton_safe, import_torch
+from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
 from pyinfer.export import export_onnx
 from pyinfer.inference_engine import InferenceEngine
 from pyinfer.model_loader import PyTorchModelLoader, load_model

@@ -26,7 +26,7 @@ import numpy as np
 
 import pyinfer
 from pyinfer import export
-from pyinfer.backends._frameworks import ensure_triton_safe, import_tensorflow
+from pyinfer.backends.frameworks import ensure_triton_safe, import_tensorflow
 
 ROWS: list[tuple[str, str, float, float, int, float, str]] = []
 

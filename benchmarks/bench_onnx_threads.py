@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import ensure_triton_safe, import_torch, physical_cores
+from pyinfer.backends.frameworks import ensure_triton_safe, import_torch, physical_cores
 from pyinfer.model_loader import load_model
 
 

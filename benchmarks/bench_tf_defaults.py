@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import import_tensorflow
+from pyinfer.backends.frameworks import import_tensorflow
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pyinfer import load_model
-from pyinfer.backends._frameworks import ensure_triton_safe, import_torch
+from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
 from pyinfer.export import export_torchscript
 from pyinfer.model_loader import PyTorchModelLoader
 

@@ -136,7 +136,7 @@ def torch_checks(folder: Path) -> None:
 
 
 def tensorflow_checks(folder: Path) -> None:
-    from pyinfer.backends._frameworks import import_tensorflow
+    from pyinfer.backends.frameworks import import_tensorflow
 
     import_tensorflow()
     import keras

@@ -30,11 +30,11 @@ def require_module(name: str) -> ModuleType:
     """Imports `name` (through pyinfer's safe import order), or skips / fails the test."""
     try:
         if name == "tensorflow":
-            from pyinfer.backends._frameworks import import_tensorflow
+            from pyinfer.backends.frameworks import import_tensorflow
 
             return import_tensorflow()
         if name in {"torch", "torchvision", "onnxscript"}:
-            from pyinfer.backends._frameworks import ensure_triton_safe
+            from pyinfer.backends.frameworks import ensure_triton_safe
 
             ensure_triton_safe()
         return importlib.import_module(name)

@@ -17,7 +17,7 @@ from pyinfer import bench, cli
 from pyinfer.bench import FormatEntry, FormatsResult, SuiteConfig, SuiteResult
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.profiler import ProfilerSettings
-from pyinfer.report import _short, comparison_table
+from pyinfer.report import comparison_table, format_short
 
 # The specification's header lines, character for character.
 SPEC_FORMATS = (
@@ -89,7 +89,7 @@ def test_mobilenet_table_json_and_markdown(
         mark = "" if entry.stable else "~"
         assert _cells(row) == [
             f"{size}x{size}",
-            _short(entry.report.latency.stats.mean_ms) + mark,
+            format_short(entry.report.latency.stats.mean_ms) + mark,
             f"{entry.report.throughput_fps:.1f}",
         ]
         # --quick makes no throughput run: FPS is items over the latency run's wall time.
@@ -146,7 +146,7 @@ def test_bert_table_through_the_library(torch_module: Any) -> None:
         assert entry.report.input_shapes == {"input_ids": (1, length)}
         assert entry.report.input_dtypes == {"input_ids": "int64"}
         assert _cells(row)[0] == f"{length}"
-        mean = _short(entry.report.latency.stats.mean_ms)
+        mean = format_short(entry.report.latency.stats.mean_ms)
         assert _cells(row)[1] == mean + ("" if entry.stable else "~")
         assert _cells(row)[2] == f"{entry.report.throughput_fps:.1f}"
     assert any(re.fullmatch(r"\[1/2\] cpu BERT-Base seq 8 \(elapsed \d+ s\)", x) for x in lines)

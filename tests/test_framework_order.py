@@ -37,7 +37,7 @@ def run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def keras_and_torch_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from pyinfer.backends._frameworks import ensure_triton_safe, import_tensorflow
+    from pyinfer.backends.frameworks import ensure_triton_safe, import_tensorflow
 
     try:
         tf = import_tensorflow()

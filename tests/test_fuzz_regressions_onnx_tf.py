@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer.backends._frameworks import import_tensorflow
+from pyinfer.backends.frameworks import import_tensorflow
 from pyinfer.errors import CorruptModelError, InferenceError
 from pyinfer.export import export_keras
 from pyinfer.model_loader import load_model

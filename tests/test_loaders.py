@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import pyinfer
-from pyinfer.backends import _frameworks
+from pyinfer.backends import frameworks
 from pyinfer.backends.base import (
     Device,
     Model,
@@ -301,7 +301,7 @@ def test_format_metadata() -> None:
 
 def test_missing_framework_names_the_extra() -> None:
     with pytest.raises(FrameworkNotInstalledError, match=r"pip install 'pyinfer\[tf\]'") as info:
-        _frameworks._timed_import("pyinfer_no_such_framework", "tf", "TensorFlow (tensorflow)")
+        frameworks._timed_import("pyinfer_no_such_framework", "tf", "TensorFlow (tensorflow)")
     assert "TensorFlow (tensorflow) is needed for this model but is not installed" in str(
         info.value
     )
@@ -312,36 +312,36 @@ def test_framework_with_a_broken_dependency(monkeypatch: pytest.MonkeyPatch) -> 
     def broken(name: str) -> None:
         raise ImportError("No module named 'some_dependency'", name="some_dependency")
 
-    monkeypatch.setattr(_frameworks.importlib, "import_module", broken)
+    monkeypatch.setattr(frameworks.importlib, "import_module", broken)
     with pytest.raises(FrameworkNotInstalledError, match="is installed but failed to import"):
-        _frameworks._timed_import("pyinfer_fake_fw", "onnx", "ONNX Runtime")
+        frameworks._timed_import("pyinfer_fake_fw", "onnx", "ONNX Runtime")
 
 
 def test_imports_are_cached_and_timed() -> None:
-    before = _frameworks.import_seconds()
-    assert _frameworks._timed_import("json", "x", "json") is sys.modules["json"]
-    assert _frameworks.import_seconds() == before
+    before = frameworks.import_seconds()
+    assert frameworks._timed_import("json", "x", "json") is sys.modules["json"]
+    assert frameworks.import_seconds() == before
 
 
 def test_triton_after_tensorflow_is_refused_not_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_frameworks.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(frameworks.importlib.util, "find_spec", lambda name: object())
     monkeypatch.delitem(sys.modules, "triton", raising=False)
     monkeypatch.setitem(sys.modules, "tensorflow", object())
     with pytest.raises(PyinferError, match="TensorFlow was imported before triton") as info:
-        _frameworks.ensure_triton_safe()
+        frameworks.ensure_triton_safe()
     assert "would crash the interpreter" in str(info.value)
 
 
 def test_triton_check_is_a_no_op_without_triton(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_frameworks.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(frameworks.importlib.util, "find_spec", lambda name: None)
     monkeypatch.delitem(sys.modules, "triton", raising=False)
     monkeypatch.setitem(sys.modules, "tensorflow", object())
-    _frameworks.ensure_triton_safe()
+    frameworks.ensure_triton_safe()
     assert "triton" not in sys.modules
 
 
 def test_physical_cores_within_the_affinity_mask() -> None:
-    cores = _frameworks.physical_cores()
+    cores = frameworks.physical_cores()
     assert 1 <= cores <= len(os.sched_getaffinity(0))
 
 

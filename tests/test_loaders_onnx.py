@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer.backends import _frameworks, onnx_backend
+from pyinfer.backends import frameworks, onnx_backend
 from pyinfer.backends.base import Device, ModelFormat
 from pyinfer.errors import (
     CorruptModelError,
@@ -294,7 +294,7 @@ def test_without_the_onnx_package_parameters_are_zero(
     def missing() -> ModuleType:
         raise FrameworkNotInstalledError("the onnx package is not installed")
 
-    monkeypatch.setattr(_frameworks, "import_onnx", missing)
+    monkeypatch.setattr(frameworks, "import_onnx", missing)
     model = _load(linear_path)
     assert (model.parameter_count, model.parameter_bytes) == (0, 0)
     x = np.ones((1, 4), np.float32)
@@ -379,18 +379,18 @@ def test_options_recorded_with_defaults(linear_path: Path, onnxruntime_module: M
         "requested_providers": ["CPUExecutionProvider"],
         "provider_options": {},
         "allow_fallback": False,
-        "intra_op_threads": _frameworks.physical_cores(),
+        "intra_op_threads": frameworks.physical_cores(),
         "inter_op_threads": 0,
         "graph_optimization": "all",
         "execution_mode": "sequential",
         "onnxruntime_version": onnxruntime_module.__version__,
     }
     applied = model.session.get_session_options()
-    assert applied.intra_op_num_threads == _frameworks.physical_cores()
+    assert applied.intra_op_num_threads == frameworks.physical_cores()
     assert (
         applied.graph_optimization_level == onnxruntime_module.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
-    assert model.describe()["options"]["intra_op_threads"] == _frameworks.physical_cores()
+    assert model.describe()["options"]["intra_op_threads"] == frameworks.physical_cores()
 
 
 def test_explicit_options_are_applied(linear_path: Path, onnxruntime_module: ModuleType) -> None:
@@ -863,7 +863,7 @@ def test_cuda_without_a_torch_stream_keeps_orts_own(
             raise FrameworkNotInstalledError("torch is not installed")
         return SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: False))
 
-    monkeypatch.setattr(_frameworks, "import_torch", fake_torch)
+    monkeypatch.setattr(frameworks, "import_torch", fake_torch)
     model = _load(linear_path, device="cuda")
     assert model.stream_handle is None
     assert "stream" not in model.options

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from pyinfer.backends import tf_backend
-from pyinfer.backends._frameworks import import_tensorflow, physical_cores
+from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.backends.base import Device, ModelFormat
 from pyinfer.errors import (
     ArchitectureError,

@@ -19,7 +19,7 @@ import pytest
 
 from pyinfer import _stats
 from pyinfer._environment import collect_environment, cpu_model
-from pyinfer.backends._frameworks import physical_cores
+from pyinfer.backends.frameworks import physical_cores
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.report import (
     SCHEMA_VERSION,

@@ -73,7 +73,7 @@ import numpy as np
 framework = sys.argv[1]
 margin = int(sys.argv[2]) << 20
 if framework == "torch":
-    from pyinfer.backends._frameworks import ensure_triton_safe
+    from pyinfer.backends.frameworks import ensure_triton_safe
     ensure_triton_safe()
     import torch
     from pyinfer.model_loader import PyTorchModelLoader

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pyinfer import _core
-from pyinfer.backends._frameworks import physical_cores
+from pyinfer.backends.frameworks import physical_cores
 
 __all__ = ["Environment", "collect_environment", "cpu_model"]
 

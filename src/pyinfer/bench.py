@@ -50,15 +50,15 @@ from pyinfer.errors import (
 )
 from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
 from pyinfer.report import (
-    _MB,
+    MB,
     JsonRecord,
     ProfileReport,
-    _box_table,
-    _check_schema,
-    _encode,
-    _ms,
-    _one_line,
-    _short,
+    box_table,
+    check_schema,
+    encode_json,
+    format_ms,
+    one_line,
+    format_short,
     write_atomic,
 )
 
@@ -183,7 +183,7 @@ class _BenchRecord(JsonRecord):
 
     @classmethod
     def _check_json(cls, data: Any) -> None:
-        _check_schema(
+        check_schema(
             data, cls.JSON_WHAT, cls.JSON_RERUN, ours=BENCH_SCHEMA_VERSION, kind=cls.JSON_KIND
         )
 
@@ -233,8 +233,8 @@ def _reason(exc: BaseException) -> str:
     """One line: the error's type and message (terminal colour codes removed)."""
     oom = as_out_of_memory(exc)
     if oom is not None:
-        return f"out of memory: {_one_line(_ANSI.sub('', str(oom)))}"
-    return f"{type(exc).__name__}: {_one_line(_ANSI.sub('', str(exc)))}"
+        return f"out of memory: {one_line(_ANSI.sub('', str(oom)))}"
+    return f"{type(exc).__name__}: {one_line(_ANSI.sub('', str(exc)))}"
 
 
 def _status_cell(status: str, reason: str) -> str:
@@ -420,7 +420,7 @@ class SuiteResult(_BenchRecord):
                     "latency_ms": r.latency.stats.mean_ms if r else None,
                     "latency_median_ms": r.latency.stats.median_ms if r else None,
                     "throughput": r.throughput_fps if r else None,
-                    "memory_mb": (m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB
+                    "memory_mb": (m.parameter_bytes + (m.peak_activation_bytes or 0)) / MB
                     if m
                     else None,
                     "stable": e.stable if r else None,
@@ -456,15 +456,15 @@ def _latency(entry: SuiteEntry | FormatEntry) -> str:
     """
     assert entry.report is not None
     mark = "" if entry.stable else "~"
-    return _short(entry.report.latency.stats.mean_ms) + mark
+    return format_short(entry.report.latency.stats.mean_ms) + mark
 
 
 def _memory_mb(report: ProfileReport) -> str:
     m = report.memory
     if m is None:
         return "-"
-    megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB
-    return f"{megabytes:.0f}" if megabytes >= 10 else _short(megabytes)
+    megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / MB
+    return f"{megabytes:.0f}" if megabytes >= 10 else format_short(megabytes)
 
 
 def _formats_table(entries: Sequence[SuiteEntry]) -> str:
@@ -481,7 +481,7 @@ def _formats_table(entries: Sequence[SuiteEntry]) -> str:
         else:
             rows.append((e.label, "-", "-", _status_cell(e.status, e.reason)))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
-    return _with_notes(_box_table(header, rows, widths=(16, 14, 18, 12)), _footnotes(entries))
+    return _with_notes(box_table(header, rows, widths=(16, 14, 18, 12)), _footnotes(entries))
 
 
 def _batch(entry: SuiteEntry) -> str:
@@ -513,7 +513,7 @@ def _small_table(model: str, entries: Sequence[SuiteEntry]) -> str:
             rows.append((e.label, _latency(e), _fps(e.report)))
         else:
             rows.append((e.label, "-", _status_cell(e.status, e.reason)))
-    return _with_notes(_box_table(header, rows, widths, center_first=True), _footnotes(entries))
+    return _with_notes(box_table(header, rows, widths, center_first=True), _footnotes(entries))
 
 
 def _fps(report: ProfileReport) -> str:
@@ -729,7 +729,7 @@ class _Models:
 
     def keras_resnet(self) -> Any:
         def build() -> Any:
-            from pyinfer.backends._frameworks import import_tensorflow
+            from pyinfer.backends.frameworks import import_tensorflow
 
             import_tensorflow()
             import keras
@@ -755,7 +755,7 @@ def _require(module: str, extra: str, what: str) -> Any:
     """Imports ``module`` for ``what``, or raises FrameworkNotInstalledError naming the extra."""
     import importlib
 
-    from pyinfer.backends._frameworks import ensure_triton_safe
+    from pyinfer.backends.frameworks import ensure_triton_safe
 
     try:
         ensure_triton_safe()
@@ -945,7 +945,7 @@ def _run_job(job: _Job) -> SuiteEntry:
     except _Skip as exc:
         return SuiteEntry(**base, status=SKIPPED, reason=str(exc))
     except FrameworkNotInstalledError as exc:
-        return SuiteEntry(**base, status=SKIPPED, reason=f"not installed: {_one_line(str(exc))}")
+        return SuiteEntry(**base, status=SKIPPED, reason=f"not installed: {one_line(str(exc))}")
     except Exception as exc:
         logger.warning("%s %s failed: %s", job.device, job.label, exc, exc_info=True)
         return SuiteEntry(
@@ -961,7 +961,7 @@ def _run_job(job: _Job) -> SuiteEntry:
 
 
 def _settings_dict(settings: ProfilerSettings) -> dict[str, Any]:
-    data = _encode(settings)
+    data = encode_json(settings)
     assert isinstance(data, dict)
     return data
 
@@ -1073,7 +1073,7 @@ def _done(entry: SuiteEntry | FormatEntry) -> str:
     r = entry.report
     stable = "" if entry.stable else ", not stable"
     return (
-        f"{entry.label}: {_ms(r.latency.stats.mean_ms)} ms, {r.throughput_fps:.1f}/s{stable} "
+        f"{entry.label}: {format_ms(r.latency.stats.mean_ms)} ms, {r.throughput_fps:.1f}/s{stable} "
         f"({entry.elapsed_s:.1f} s)"
     )
 
@@ -1202,7 +1202,7 @@ class FormatsResult(_BenchRecord):
                 )
             else:
                 rows.append((e.label, "-", "-", "-", _status_cell(e.status, e.reason)))
-        table = _box_table(header, rows, widths=(16, 14, 18, 13, 12))
+        table = box_table(header, rows, widths=(16, 14, 18, 13, 12))
         return _with_notes(table, _footnotes(self.entries))
 
     def recommendation(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import ensure_triton_safe, import_tensorflow, import_torch
+from pyinfer.backends.frameworks import ensure_triton_safe, import_tensorflow, import_torch
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError, PyinferError
 from pyinfer.report import write_atomic
 
@@ -299,7 +299,7 @@ def export_onnx(
     """
     torch = import_torch()
     ensure_triton_safe()
-    from pyinfer.backends.torch_backend import _flatten_outputs
+    from pyinfer.backends.torch_backend import flatten_outputs
 
     module = _eval_module(module)
     examples = _torch_examples(torch, example_inputs)
@@ -331,7 +331,7 @@ def export_onnx(
     if output_names is None:
         with torch.no_grad():
             result = module(*examples)
-        out_names = [n for n, _ in _flatten_outputs(result, "output", top=True)]
+        out_names = [n for n, _ in flatten_outputs(result, "output", top=True)]
     else:
         out_names = list(output_names)
     out = Path(path)

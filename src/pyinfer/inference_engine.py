@@ -1263,7 +1263,7 @@ class _CudaUploader:
         self._side: Any = None
         self._torch: Any = None
         if model.framework == "torch":
-            from pyinfer.backends._frameworks import import_torch
+            from pyinfer.backends.frameworks import import_torch
 
             self._torch = import_torch()
             self._tdev = self._torch.device(str(model.device))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from pyinfer import _core
-from pyinfer.backends import _frameworks
+from pyinfer.backends import frameworks
 from pyinfer.backends.base import Device, Model, ModelFormat, parse_device
 from pyinfer.errors import (
     CorruptModelError,
@@ -321,7 +321,7 @@ class ModelLoader:
             DeviceError: If the device cannot be used.
         """
         start_ns = _core.now_ns()
-        imports_before = _frameworks.import_seconds()
+        imports_before = frameworks.import_seconds()
         p = _resolve(path)
         fmt = _coerce_format(format) if format is not None else detect_format(p)
         if fmt not in self.formats:
@@ -332,7 +332,7 @@ class ModelLoader:
         if fmt is ModelFormat.SAVED_MODEL and p.is_file():
             p = p.parent
         model = self._load(p, fmt, parse_device(device), name or _default_name(p))
-        import_s = _frameworks.import_seconds() - imports_before
+        import_s = frameworks.import_seconds() - imports_before
         model.import_time_s = import_s
         model.load_time_s = max(0.0, (_core.now_ns() - start_ns) / 1e9 - import_s)
         logger.info(

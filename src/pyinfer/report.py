@@ -19,7 +19,7 @@ cold start, an optional batch-size curve and the environment, and renders them:
 Files are written atomically (:func:`write_atomic`): a temporary file in the same folder,
 flushed, then renamed over the target, so a reader never sees half a report.
 
-Durations are stored in milliseconds (``_ms``) or seconds (``_s``) and raw samples in
+Durations are stored in milliseconds (``format_ms``) or seconds (``_s``) and raw samples in
 nanoseconds (``_ns``), sizes in bytes; units are chosen only when displaying.
 """
 
@@ -93,7 +93,7 @@ SIGNIFICANCE_LEVEL = 0.05
 #: profiler claims to resolve (2% at the median), so it is called no significant change.
 MIN_MEANINGFUL_CHANGE = 0.02
 
-_MB = 1024.0 * 1024.0
+MB = 1024.0 * 1024.0
 _PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 _FORMAT_LABELS = {
     "pytorch": "PyTorch",
@@ -110,12 +110,12 @@ _FORMAT_LABELS = {
 _PRECISIONS = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "float64": "FP64"}
 
 
-def _ms(value: float) -> str:
+def format_ms(value: float) -> str:
     """A duration in ms with 2 decimals, or 4 below 0.1 ms so small models keep their digits."""
     return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.4f}"
 
 
-def _short(value: float) -> str:
+def format_short(value: float) -> str:
     """A table figure: 1 decimal (``42.5``), 0 from 1000, 3 significant digits below 1."""
     if abs(value) >= 1000:
         return f"{value:.0f}"
@@ -123,7 +123,7 @@ def _short(value: float) -> str:
 
 
 def _mb(value: float) -> str:
-    return f"{value / _MB:.1f}"
+    return f"{value / MB:.1f}"
 
 
 # ---- results ----------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ class JsonRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        encoded = _encode(self)
+        encoded = encode_json(self)
         assert isinstance(encoded, dict)
         return encoded
 
@@ -482,15 +482,15 @@ class BatchCurve(JsonRecord):
                     taken = f"{p.samples} calls" if p.samples is not None else "the calls"
                     notes.append(f"interrupted: figures from {taken} timed before, not stable")
                     rps += f" [{len(notes)}]"
-                latency = _ms(p.latency_mean_ms) + (
+                latency = format_ms(p.latency_mean_ms) + (
                     "~" if mark_unstable and p.stable is False else ""
                 )
                 row = (str(p.batch_size), latency, f"{p.throughput_fps:.1f}", rps)
                 rows.append(row)
             else:
-                notes.append(f"batch {p.batch_size} failed: {_one_line(p.error)}")
+                notes.append(f"batch {p.batch_size} failed: {one_line(p.error)}")
                 rows.append((str(p.batch_size), "-", "-", f"failed [{len(notes)}]"))
-        table = _box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
+        table = box_table(header, rows, widths=(11, 14, 18, 16), center_first=True)
         return "\n".join([table, *(f"[{i}] {n}" for i, n in enumerate(notes, 1))])
 
     def to_csv(self) -> str:
@@ -562,7 +562,7 @@ class SweepReport(JsonRecord):
 
     @classmethod
     def _check_json(cls, data: Any) -> None:
-        _check_schema(data, cls.JSON_WHAT, "re-run the sweep")
+        check_schema(data, cls.JSON_WHAT, "re-run the sweep")
 
 
 @dataclass(frozen=True)
@@ -731,8 +731,8 @@ class ProfileReport(JsonRecord):
         out.append(f"  Stability: {lat.stability_reason}")
         ci = median_ci_relative(np.asarray(lat.samples_ns)) if lat.samples_ns else math.inf
         out.append(f"  Median 95% CI: +-{ci * 100:.2f}%   Std/mean: {s.std_percent:.1f}%")
-        out.append(f"  P90:    {_ms(s.p90_ms)} ms")
-        out.append(f"  P99.9:  {_ms(s.p999_ms)} ms")
+        out.append(f"  P90:    {format_ms(s.p90_ms)} ms")
+        out.append(f"  P99.9:  {format_ms(s.p999_ms)} ms")
         unsupported = s.unsupported_percentiles
         if unsupported:
             needs = ", ".join(
@@ -745,7 +745,7 @@ class ProfileReport(JsonRecord):
             )
         out.append(f"  Timing: {lat.timing_method}")
         if lat.host_mean_ms is not None:
-            out.append(f"  Host end-to-end: {_ms(lat.host_mean_ms)} ms per call")
+            out.append(f"  Host end-to-end: {format_ms(lat.host_mean_ms)} ms per call")
         warm = f"  Warm-up: {lat.warmup_iterations} calls"
         if lat.warmup_settled is not None:
             warm += ", settled" if lat.warmup_settled else ", did NOT settle"
@@ -755,7 +755,7 @@ class ProfileReport(JsonRecord):
             "  Cold start: load "
             + ("n/a" if cold.load_time_s is None else f"{cold.load_time_s:.3f} s")
             + ", first inference "
-            + ("n/a" if cold.first_inference_ms is None else f"{_ms(cold.first_inference_ms)} ms")
+            + ("n/a" if cold.first_inference_ms is None else f"{format_ms(cold.first_inference_ms)} ms")
         )
         if self.throughput is not None:
             t = self.throughput
@@ -779,7 +779,7 @@ class ProfileReport(JsonRecord):
 
     @classmethod
     def _check_json(cls, data: Any) -> None:
-        _check_schema(data, cls.JSON_WHAT, "re-run the profile")
+        check_schema(data, cls.JSON_WHAT, "re-run the profile")
         latency = data.get("latency")
         stats = latency.get("stats") if isinstance(latency, dict) else None
         samples = latency.get("samples_ns") if isinstance(latency, dict) else None
@@ -838,11 +838,11 @@ class ProfileReport(JsonRecord):
             ("Device", self.device_name),
             ("Input shape", self.input_shape_text),
             ("Iterations", f"{s.count} ({self.latency.warmup_iterations} warmup)"),
-            ("Mean", f"{_ms(s.mean_ms)} ms"),
-            ("Median", f"{_ms(s.median_ms)} ms"),
-            ("Std", f"{_ms(s.std_ms)} ms ({s.std_percent:.1f}%)"),
-            ("Min / Max", f"{_ms(s.min_ms)} / {_ms(s.max_ms)} ms"),
-            ("P90 / P95 / P99 / P99.9", " / ".join(_ms(v) for v in _tail(s)) + " ms" + rough),
+            ("Mean", f"{format_ms(s.mean_ms)} ms"),
+            ("Median", f"{format_ms(s.median_ms)} ms"),
+            ("Std", f"{format_ms(s.std_ms)} ms ({s.std_percent:.1f}%)"),
+            ("Min / Max", f"{format_ms(s.min_ms)} / {format_ms(s.max_ms)} ms"),
+            ("P90 / P95 / P99 / P99.9", " / ".join(format_ms(v) for v in _tail(s)) + " ms" + rough),
             ("Throughput", f"{self.throughput_fps:.1f} FPS"),
         ]
         if self.memory is not None:
@@ -858,7 +858,7 @@ class ProfileReport(JsonRecord):
                 if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
                     mark = " (interrupted, not stable)" if p.interrupted else ""
                     lines.append(
-                        f"| {p.batch_size}{mark} | {_ms(p.latency_mean_ms)} | "
+                        f"| {p.batch_size}{mark} | {format_ms(p.latency_mean_ms)} | "
                         f"{p.throughput_fps:.1f} |"
                     )
                 else:
@@ -909,14 +909,14 @@ class ProfileReport(JsonRecord):
         return plot_latency(self, Path(path))
 
 
-def _one_line(text: str | None) -> str:
+def one_line(text: str | None) -> str:
     """``text`` on one line (an exception's message may hold several), for a table cell."""
     return " ".join(str(text).split())
 
 
 def _md_cell(text: str | None) -> str:
     """``text`` as one Markdown table cell: one line, ``|`` escaped."""
-    return _one_line(text).replace("|", "\\|")
+    return one_line(text).replace("|", "\\|")
 
 
 def _mb_or_na(value: int | None) -> str:
@@ -958,13 +958,13 @@ def format_results(
         f"Iterations: {iterations} ({warmup} warmup)",
         "",
         "Latency Statistics:",
-        f"  Mean:   {_ms(stats.mean_ms)} ms",
-        f"  Median: {_ms(stats.median_ms)} ms",
-        f"  Std:    {_ms(stats.std_ms)} ms ({stats.std_percent:.1f}%)",
-        f"  Min:    {_ms(stats.min_ms)} ms",
-        f"  Max:    {_ms(stats.max_ms)} ms",
-        f"  P95:    {_ms(stats.p95_ms)} ms",
-        f"  P99:    {_ms(stats.p99_ms)} ms",
+        f"  Mean:   {format_ms(stats.mean_ms)} ms",
+        f"  Median: {format_ms(stats.median_ms)} ms",
+        f"  Std:    {format_ms(stats.std_ms)} ms ({stats.std_percent:.1f}%)",
+        f"  Min:    {format_ms(stats.min_ms)} ms",
+        f"  Max:    {format_ms(stats.max_ms)} ms",
+        f"  P95:    {format_ms(stats.p95_ms)} ms",
+        f"  P99:    {format_ms(stats.p99_ms)} ms",
     ]
     if memory is not None:
         lines += ["", "Memory Usage:"]
@@ -980,7 +980,7 @@ def _tail(s: LatencyStats) -> tuple[float, float, float, float]:
 # ---- tables -----------------------------------------------------------------------------------
 
 
-def _box_table(
+def box_table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     widths: Sequence[int],
@@ -1040,11 +1040,11 @@ def comparison_table(
         m = r.memory
         memory = "-"
         if m is not None:
-            megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / _MB
-            memory = f"{megabytes:.0f}" if megabytes >= 10 else _short(megabytes)
-        rows.append((name, _short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
+            megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / MB
+            memory = f"{megabytes:.0f}" if megabytes >= 10 else format_short(megabytes)
+        rows.append((name, format_short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
-    return _box_table(header, rows, widths=(16, 14, 18, 12))
+    return box_table(header, rows, widths=(16, 14, 18, 12))
 
 
 def _row_labels(reports: Sequence[ProfileReport]) -> list[str]:
@@ -1168,7 +1168,7 @@ def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     if before.memory is not None and after.memory is not None:
         pa, pb = before.memory.peak_activation_bytes, after.memory.peak_activation_bytes
         if pa is not None and pb is not None and pa > 0:
-            changes.append(_change("activation", "MB", pa / _MB, pb / _MB, True))
+            changes.append(_change("activation", "MB", pa / MB, pb / MB, True))
     u, p = mann_whitney_u(before.latency.samples_ns, after.latency.samples_ns)
     shift = (b.median_ms - a.median_ms) / a.median_ms
     if p < SIGNIFICANCE_LEVEL and abs(shift) >= MIN_MEANINGFUL_CHANGE:
@@ -1278,7 +1278,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
-def _check_schema(
+def check_schema(
     data: Any, what: str, rerun: str, *, ours: str = SCHEMA_VERSION, kind: str | None = None
 ) -> None:
     """Refuses a JSON document of another kind or major schema version.
@@ -1304,17 +1304,17 @@ def _check_schema(
         )
 
 
-def _encode(value: Any) -> Any:
+def encode_json(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: encode_json(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, float):
         if math.isfinite(value):
             return value
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): encode_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+        return [encode_json(v) for v in value]
     return value
 
 

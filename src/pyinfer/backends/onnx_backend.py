@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends import _frameworks
+from pyinfer.backends import frameworks
 from pyinfer.backends.base import (
     Device,
     Dim,
@@ -179,7 +179,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
             "found next to it)",
             path=path,
         )
-    ort = _frameworks.import_onnxruntime()
+    ort = frameworks.import_onnxruntime()
 
     proto = _read_proto(path)
     if proto is not None:
@@ -416,7 +416,7 @@ class _Settings:
         self.providers: list[tuple[str, dict[str, Any]]] | None = None
         self.provider_options: dict[str, dict[str, Any]] = {}
         self.allow_fallback = False
-        self.intra_op_threads = _frameworks.physical_cores()
+        self.intra_op_threads = frameworks.physical_cores()
         self.inter_op_threads = 0
         self.graph_optimization = "all"
         self.execution_mode = "sequential"
@@ -577,7 +577,7 @@ def _cuda_stream(stream: Any, device: Device) -> tuple[Any, int | None]:
         handle = stream if isinstance(stream, int) else int(stream.cuda_stream)
         return stream, handle
     try:
-        torch = _frameworks.import_torch()
+        torch = frameworks.import_torch()
     except FrameworkNotInstalledError:
         logger.info("torch is not installed: ONNX Runtime runs on its own CUDA stream")
         return None, None
@@ -778,7 +778,7 @@ def _read_proto(path: Path) -> Any:
     An unparsable file is left to ONNX Runtime, whose error is mapped by :func:`_load_error`.
     """
     try:
-        onnx = _frameworks.import_onnx()
+        onnx = frameworks.import_onnx()
     except FrameworkNotInstalledError:
         logger.info(
             "the onnx package is not installed: parameter count and bytes of %s are reported "
@@ -963,7 +963,7 @@ def _parameter_sizes(proto: Any) -> tuple[int, int]:
 
 
 def _element_bits(data_type: int) -> int:
-    onnx = _frameworks.import_onnx()
+    onnx = frameworks.import_onnx()
     try:
         name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
     except ValueError:  # a number no ONNX release defines (damaged, or newer than this onnx)

@@ -27,7 +27,7 @@ initializers run at load, signatures) holds ops that write files or call Python
 (:data:`SIDE_EFFECT_OPS`), and a TFLite model naming such ops as Flex ops, need
 ``trust_code=True`` as well.
 
-TensorFlow is imported only through :func:`~pyinfer.backends._frameworks.import_tensorflow`.
+TensorFlow is imported only through :func:`~pyinfer.backends.frameworks.import_tensorflow`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends._frameworks import import_tensorflow, physical_cores
+from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.backends.base import (
     Device,
     Dim,

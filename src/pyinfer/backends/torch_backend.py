@@ -1,7 +1,7 @@
 """The PyTorch backend: TorchScript, ``torch.save`` checkpoints, pickles, ``torch.export``.
 
 :func:`load` turns a file into a :class:`TorchModel`; :func:`from_module` wraps an in-memory
-module. Only this module imports torch (through :func:`~pyinfer.backends._frameworks.import_torch`).
+module. Only this module imports torch (through :func:`~pyinfer.backends.frameworks.import_torch`).
 
 Safety. Every ``torch.save`` file is read with ``torch.load(..., weights_only=True)`` first, which
 refuses to import anything but tensors and plain containers. A file that needs more (a whole
@@ -76,7 +76,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from pyinfer.backends import _frameworks
+from pyinfer.backends import frameworks
 from pyinfer.backends.base import (
     Device,
     Dim,
@@ -267,7 +267,7 @@ class TorchModel(Model):
                 raise self._run_error(exc, inputs) from exc
         outputs = {
             n: t if isinstance(t, self._torch.Tensor) else self._torch.as_tensor(t)
-            for n, t in _flatten_outputs(result, "output", top=True)
+            for n, t in flatten_outputs(result, "output", top=True)
             if t is not None  # an optional output the model left out
         }
         if not self.outputs:
@@ -351,15 +351,15 @@ class TorchModel(Model):
         return int(self._torch.cuda.current_stream(self._torch_device).cuda_stream)
 
 
-def _flatten_outputs(value: Any, name: str, *, top: bool = False) -> Iterator[tuple[str, Any]]:
+def flatten_outputs(value: Any, name: str, *, top: bool = False) -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _flatten_outputs(item, str(key) if top else f"{name}_{key}")
+            yield from flatten_outputs(item, str(key) if top else f"{name}_{key}")
     elif isinstance(value, (tuple, list)):
         fields = getattr(value, "_fields", None)  # a namedtuple names its outputs
         for i, item in enumerate(value):
             label = str(fields[i]) if fields else str(i)
-            yield from _flatten_outputs(item, label if top and fields else f"{name}_{label}")
+            yield from flatten_outputs(item, label if top and fields else f"{name}_{label}")
     else:
         yield name, value
 
@@ -394,7 +394,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         DeviceError: If the device cannot be used (``CudaUnavailableError`` without CUDA).
     """
     opts = _check_options(options)
-    torch = _frameworks.import_torch()
+    torch = frameworks.import_torch()
     tdev = _torch_device(torch, device)
     _apply_threads(torch, opts)
     report: LoadReport | None = None
@@ -450,7 +450,7 @@ def from_module(module: Any, device: Device, *, name: str, **options: Any) -> Mo
         DeviceError: If the device cannot be used.
     """
     opts = _check_options(options)
-    torch = _frameworks.import_torch()
+    torch = frameworks.import_torch()
     tdev = _torch_device(torch, device)
     _apply_threads(torch, opts)
     fmt = ModelFormat.PYTORCH
@@ -748,7 +748,7 @@ def _load_export(torch: ModuleType, path: Path, tdev: Any, *, trust: bool) -> An
                 path=path,
             )
         logger.warning("loading %s, which holds code, in full (trust_code=True)", path)
-    _frameworks.ensure_triton_safe()
+    frameworks.ensure_triton_safe()
     # torch.export.load logs a full traceback at WARNING before raising on a damaged archive
     # (the error raised below says the same in one line), and its serde module logs the
     # weights_only fallback of a trusted archive with a malformed format string.
@@ -1280,7 +1280,7 @@ def _import_factory(spec: str, path: Path) -> Callable[..., Any]:
             f"architecture import string {spec!r} must look like 'package.module:attribute', "
             "e.g. 'torchvision.models:resnet50'"
         )
-    _frameworks.ensure_triton_safe()  # torchvision and many model zoos import triton
+    frameworks.ensure_triton_safe()  # torchvision and many model zoos import triton
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -1698,7 +1698,7 @@ def _export_specs(
     leaves = list(range(len(user_vals)))
     try:
         tree = _pytree.tree_unflatten(leaves, call_sig.out_spec)
-        out_names = [n for n, _ in _flatten_outputs(tree, "output", top=True)]
+        out_names = [n for n, _ in flatten_outputs(tree, "output", top=True)]
     except Exception:  # pragma: no cover - an out_spec pytree cannot rebuild
         out_names = ["output"] if len(leaves) == 1 else [f"output_{i}" for i in leaves]
     outputs = tuple(
