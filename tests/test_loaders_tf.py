@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from pyinfer.backends import tf_backend
-from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.backends.base import Device, ModelFormat
+from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,

@@ -57,8 +57,8 @@ from pyinfer.report import (
     check_schema,
     encode_json,
     format_ms,
-    one_line,
     format_short,
+    one_line,
     write_atomic,
 )
 

@@ -755,7 +755,11 @@ class ProfileReport(JsonRecord):
             "  Cold start: load "
             + ("n/a" if cold.load_time_s is None else f"{cold.load_time_s:.3f} s")
             + ", first inference "
-            + ("n/a" if cold.first_inference_ms is None else f"{format_ms(cold.first_inference_ms)} ms")
+            + (
+                "n/a"
+                if cold.first_inference_ms is None
+                else f"{format_ms(cold.first_inference_ms)} ms"
+            )
         )
         if self.throughput is not None:
             t = self.throughput
@@ -1042,7 +1046,9 @@ def comparison_table(
         if m is not None:
             megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / MB
             memory = f"{megabytes:.0f}" if megabytes >= 10 else format_short(megabytes)
-        rows.append((name, format_short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory))
+        rows.append(
+            (name, format_short(r.latency.stats.mean_ms), f"{r.throughput_fps:.1f}", memory)
+        )
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
     return box_table(header, rows, widths=(16, 14, 18, 12))
 

@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.backends.base import (
     Device,
     Dim,
@@ -58,6 +57,7 @@ from pyinfer.backends.base import (
     TensorSpec,
     check_options,
 )
+from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
