@@ -103,7 +103,7 @@ def _memo_trick_pickle(marker: Path) -> bytes:
 
 
 def test_memo_trick_pickle_is_named_and_never_runs(tmp_path: Path) -> None:
-    from pyinfer.backends.torch_backend import pickle_globals
+    from pyinfer.backends.torch import pickle_globals
 
     marker = tmp_path / "marker"
     data = _memo_trick_pickle(marker)
@@ -120,7 +120,7 @@ def test_memo_trick_pickle_is_named_and_never_runs(tmp_path: Path) -> None:
 
 
 def test_pickle_scanner_reports_extension_codes_and_computed_names() -> None:
-    from pyinfer.backends.torch_backend import COMPUTED_GLOBAL, pickle_globals
+    from pyinfer.backends.torch import COMPUTED_GLOBAL, pickle_globals
 
     # EXT1 imports whatever copyreg's extension registry maps code 7 to.
     assert pickle_globals(io.BytesIO(b"\x80\x02\x82\x07.")) == ["<extension code 7>"]
