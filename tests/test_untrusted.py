@@ -749,7 +749,7 @@ def _external_model(onnx: ModuleType, folder: Path, location: str) -> Path:
 def test_onnx_external_data_outside_the_folder_is_refused(
     onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path, kind: str
 ) -> None:
-    from pyinfer.backends.onnx_backend import external_data_files
+    from pyinfer.backends.onnx import external_data_files
 
     secret = tmp_path / "secret.bin"
     np.arange(4, dtype=np.float32).tofile(secret)

@@ -3,7 +3,7 @@
 :func:`load` turns a file into a :class:`TorchModel`; :func:`from_module` wraps an in-memory
 module. Only this package imports torch (through :func:`~pyinfer.backends.frameworks.import_torch`).
 
-Modules: ``load`` (entry points), ``options`` (options, device, threads), ``files`` (reading each
+Modules: ``loader`` (entry points), ``options`` (options, device, threads), ``files`` (reading each
 format), ``pickle_scan`` and ``archives`` (the safety checks below), ``checkpoints`` (weights and
 architectures), ``specs`` (inputs and outputs), ``build`` (building the model, freezing),
 ``model`` (:class:`TorchModel`), ``messages`` (shared error texts).
@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from pyinfer.backends.torch.archives import export_archive_code
 from pyinfer.backends.torch.checkpoints import LoadReport
-from pyinfer.backends.torch.load import from_module, load
+from pyinfer.backends.torch.loader import from_module, load
 from pyinfer.backends.torch.model import TorchModel, flatten_outputs
 from pyinfer.backends.torch.options import KNOWN_OPTIONS
 from pyinfer.backends.torch.pickle_scan import COMPUTED_GLOBAL, pickle_globals
