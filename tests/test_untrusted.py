@@ -680,7 +680,7 @@ def test_damaged_saved_model_graph_is_corrupt(
 def test_plain_saved_model_has_no_side_effect_ops(
     tensorflow_module: ModuleType, tmp_path: Path
 ) -> None:
-    from pyinfer.backends.tf_backend import saved_model_side_effects
+    from pyinfer.backends.tensorflow import saved_model_side_effects
 
     tf = tensorflow_module
     module = tf.Module()
