@@ -3,6 +3,5 @@
 
 from __future__ import annotations
 
-from pyinfer.backends.onnx import KNOWN_OPTIONS, OnnxModel, external_data_files, load
-
-__all__ = ["KNOWN_OPTIONS", "OnnxModel", "external_data_files", "load"]
+from pyinfer.backends.onnx import *  # noqa: F403
+from pyinfer.backends.onnx import __all__  # noqa: F401 - the same names as the package

@@ -3,22 +3,5 @@
 
 from __future__ import annotations
 
-from pyinfer.backends.tensorflow import (
-    KNOWN_OPTIONS,
-    KerasModel,
-    SavedModelModel,
-    TFLiteModel,
-    load,
-    saved_model_side_effects,
-    tflite_side_effects,
-)
-
-__all__ = [
-    "KNOWN_OPTIONS",
-    "KerasModel",
-    "SavedModelModel",
-    "TFLiteModel",
-    "load",
-    "saved_model_side_effects",
-    "tflite_side_effects",
-]
+from pyinfer.backends.tensorflow import *  # noqa: F403
+from pyinfer.backends.tensorflow import __all__  # noqa: F401 - the same names as the package

@@ -3,26 +3,5 @@
 
 from __future__ import annotations
 
-from pyinfer.backends.torch import (
-    COMPUTED_GLOBAL,
-    KNOWN_OPTIONS,
-    LoadReport,
-    TorchModel,
-    export_archive_code,
-    flatten_outputs,
-    from_module,
-    load,
-    pickle_globals,
-)
-
-__all__ = [
-    "COMPUTED_GLOBAL",
-    "KNOWN_OPTIONS",
-    "LoadReport",
-    "TorchModel",
-    "export_archive_code",
-    "flatten_outputs",
-    "from_module",
-    "load",
-    "pickle_globals",
-]
+from pyinfer.backends.torch import *  # noqa: F403
+from pyinfer.backends.torch import __all__  # noqa: F401 - the same names as the package

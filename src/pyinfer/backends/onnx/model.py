@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import Model, ModelFormat, TensorSpec
 from pyinfer.errors import (
     InvalidArgumentError,
     InvalidInputError,
@@ -37,27 +36,21 @@ class OnnxModel(Model):
         ort: ModuleType,
         stream: Any,
         stream_handle: int | None,
-        name: str,
-        path: Path,
-        device: Device,
-        inputs: Sequence[TensorSpec],
-        outputs: Sequence[TensorSpec],
-        parameter_count: int,
-        parameter_bytes: int,
-        options: Mapping[str, Any],
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            name=name,
-            format=ModelFormat.ONNX,
-            framework="onnxruntime",
-            device=device,
-            path=path,
-            inputs=inputs,
-            outputs=outputs,
-            parameter_count=parameter_count,
-            parameter_bytes=parameter_bytes,
-            options=options,
-        )
+        """Wraps a created session.
+
+        Args:
+            session: The ``onnxruntime.InferenceSession``.
+            ort: The onnxruntime module.
+            stream: The CUDA stream object to keep alive with the session (``None`` if none).
+            stream_handle: Its handle as given to ONNX Runtime, or ``None``.
+            **kwargs: The other :class:`~pyinfer.backends.base.Model` attributes (``name``,
+                ``device``, ``path``, ``inputs``, ``outputs``, ``parameter_count``,
+                ``parameter_bytes``, ``options``); the format is ONNX, the framework
+                ``"onnxruntime"``.
+        """
+        super().__init__(format=ModelFormat.ONNX, framework="onnxruntime", **kwargs)
         self._session: Any = session
         self._ort = ort
         self._stream = stream  # keeps a stream pyinfer created alive as long as the session

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import Model, TensorSpec
 from pyinfer.backends.torch.checkpoints import LoadReport
 from pyinfer.errors import InferenceError, PyinferError, as_out_of_memory
 
@@ -27,34 +26,26 @@ class TorchModel(Model):
         module: Any,
         *,
         torch_mod: ModuleType,
-        name: str,
-        format: ModelFormat,
-        device: Device,
-        path: Path | None,
-        inputs: Sequence[TensorSpec],
-        outputs: Sequence[TensorSpec],
-        parameter_count: int,
-        parameter_bytes: int,
-        options: Mapping[str, Any],
         keyword_inputs: Sequence[str] = (),
         load_report: LoadReport | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            name=name,
-            format=format,
-            framework="torch",
-            device=device,
-            path=path,
-            inputs=inputs,
-            outputs=outputs,
-            parameter_count=parameter_count,
-            parameter_bytes=parameter_bytes,
-            options=options,
-        )
+        """Wraps a module already on its device and in eval mode.
+
+        Args:
+            module: The module to run.
+            torch_mod: The torch module (imported by the loader).
+            keyword_inputs: Inputs passed to ``forward`` by keyword.
+            load_report: How a state_dict fitted its architecture, if one did.
+            **kwargs: The :class:`~pyinfer.backends.base.Model` attributes (``name``,
+                ``format``, ``device``, ``path``, ``inputs``, ``outputs``, ``parameter_count``,
+                ``parameter_bytes``, ``options``); ``framework`` is ``"torch"``.
+        """
+        super().__init__(framework="torch", **kwargs)
         self.module = module
         self.load_report = load_report
         self._torch = torch_mod
-        self._torch_device = torch_mod.device(str(device))
+        self._torch_device = torch_mod.device(str(self.device))
         self._keyword_inputs = frozenset(keyword_inputs)
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
