@@ -73,6 +73,15 @@ class OnnxModel(Model):
         """The CUDA stream handle given to ONNX Runtime, or ``None`` (CPU, or ORT's own)."""
         return self._stream_handle
 
+    @property
+    def supports_overlapped_upload(self) -> bool:
+        """True on CUDA: batches staged in pinned memory are copied into ``OrtValue`` objects.
+
+        The copy itself is synchronous (:meth:`upload_async` is :meth:`to_native`, stream 0);
+        the overlap is the caller's staging of the next batch while this one computes.
+        """
+        return self.device.is_cuda
+
     def to_native(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Host arrays as-is on the CPU; ``OrtValue`` copies on the GPU for a CUDA model."""
         if not self.device.is_cuda:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Dim, Model
+from pyinfer.backends.base import Device, DeviceMemoryReading, Dim, Model
 from pyinfer.errors import CudaUnavailableError, InferenceError, PyinferError, as_out_of_memory
+
+logger = logging.getLogger(__name__)
 
 
 def _tf_device(tf: ModuleType, device: Device, path: Path) -> str:
@@ -67,6 +70,45 @@ class _TensorFlowModel(Model):
         """
         if self.device.is_cuda:  # pragma: no cover - needs a GPU visible to TensorFlow
             self._tf.test.experimental.sync_devices()
+
+    def measure_device_memory(
+        self, run: Callable[[], object], runs: int
+    ) -> DeviceMemoryReading | None:
+        """TensorFlow's GPU memory statistics over ``runs`` calls (``None`` on the CPU).
+
+        The activation is TensorFlow's peak during the calls (``get_memory_info``'s ``peak``
+        after ``reset_memory_stats``) over its use before them. Where TensorFlow keeps no
+        statistics for the GPU the calls still run, and the reading says so with no numbers.
+        """
+        if not self.device.is_cuda:
+            return None
+        experimental = self._tf.config.experimental
+        name = f"GPU:{self.device.index}"
+        current: int | None
+        try:
+            experimental.reset_memory_stats(name)
+            current = int(experimental.get_memory_info(name)["current"])
+        except Exception as exc:
+            logger.info("TensorFlow reports no GPU memory statistics: %s", exc)
+            current = None
+        for _ in range(runs):
+            run()
+        if current is None:
+            return DeviceMemoryReading(
+                activation_bytes=None,
+                allocated_bytes=None,
+                reserved_bytes=None,
+                framework_peak_bytes=None,
+                method="unavailable: TensorFlow reports no GPU memory statistics",
+            )
+        peak = int(experimental.get_memory_info(name)["peak"])
+        return DeviceMemoryReading(
+            activation_bytes=peak - current,
+            allocated_bytes=None,
+            reserved_bytes=None,
+            framework_peak_bytes=peak,
+            method=f"TensorFlow peak over its use before the calls, {runs} calls",
+        )
 
     def _run_error(self, exc: Exception, inputs: Mapping[str, Any]) -> PyinferError:
         """The typed error for a failed call: out of memory, or the model itself failed.

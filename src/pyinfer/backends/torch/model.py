@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Model, TensorSpec
+from pyinfer.backends.base import DeviceMemoryReading, Model, TensorSpec
 from pyinfer.backends.torch.checkpoints import LoadReport
 from pyinfer.errors import InferenceError, PyinferError, as_out_of_memory
 
@@ -47,6 +47,7 @@ class TorchModel(Model):
         self._torch = torch_mod
         self._torch_device = torch_mod.device(str(self.device))
         self._keyword_inputs = frozenset(keyword_inputs)
+        self._upload_stream: Any = None  # the side stream of upload_async, made at first use
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Runs the module under ``torch.inference_mode()`` on tensors already on its device.
@@ -153,6 +154,87 @@ class TorchModel(Model):
         if not self.device.is_cuda:
             return None
         return int(self._torch.cuda.current_stream(self._torch_device).cuda_stream)
+
+    # -- hooks for the engine and the profiler ---------------------------------------------
+
+    def release_cached_memory(self) -> None:
+        """Empties torch's CUDA caching allocator (``torch.cuda.empty_cache()``); CPU: no-op."""
+        if self.device.is_cuda:
+            self._torch.cuda.empty_cache()
+
+    @property
+    def supports_cuda_graphs(self) -> bool:
+        """True on CUDA: a call can be captured in a ``torch.cuda.CUDAGraph``."""
+        return self.device.is_cuda
+
+    def measure_device_memory(
+        self, run: Callable[[], object], runs: int
+    ) -> DeviceMemoryReading | None:
+        """Torch's allocator statistics over ``runs`` calls (CUDA; ``None`` on the CPU).
+
+        The activation is the peak allocated during the calls (``max_memory_allocated`` after
+        ``reset_peak_memory_stats``) over what was allocated before them: the model's weights
+        and anything else the process holds on the device are excluded.
+        """
+        if not self.device.is_cuda:
+            return None
+        cuda = self._torch.cuda
+        device = self._torch_device
+        baseline = int(cuda.memory_allocated(device))
+        cuda.reset_peak_memory_stats(device)
+        for _ in range(runs):
+            run()
+        return DeviceMemoryReading(
+            activation_bytes=int(cuda.max_memory_allocated(device)) - baseline,
+            allocated_bytes=int(cuda.memory_allocated(device)),
+            reserved_bytes=int(cuda.memory_reserved(device)),
+            framework_peak_bytes=None,
+            method=f"torch peak allocated over the post-load allocated, {runs} calls",
+        )
+
+    @property
+    def supports_overlapped_upload(self) -> bool:
+        """True on CUDA: :meth:`upload_async` copies on a side stream."""
+        return self.device.is_cuda
+
+    def upload_async(self, host: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], int]:
+        """Enqueues the copy of (pinned) host arrays on a side stream; returns at once.
+
+        The copy runs with ``non_blocking=True`` on a side stream of the model's device (made
+        at the first call); the current (compute) stream waits on an event recorded after it,
+        so the upload of batch k+1 overlaps the compute of batch k. Each tensor is recorded on
+        the compute stream so the allocator does not reuse its memory before compute is done,
+        and 4-D inputs are laid out NHWC when ``channels_last`` is on. Off CUDA this is
+        :meth:`to_native`.
+
+        Returns:
+            The tensors and the side stream's handle (the host memory is free for reuse once
+            the work queued there so far has finished).
+        """
+        if not self.device.is_cuda:
+            return super().upload_async(host)
+        torch = self._torch
+        if self._upload_stream is None:
+            self._upload_stream = torch.cuda.Stream(device=self._torch_device)
+        side = self._upload_stream
+        compute = torch.cuda.current_stream(self._torch_device)
+        with torch.cuda.stream(side):
+            tensors = {
+                k: torch.from_numpy(v).to(self._torch_device, non_blocking=True)
+                for k, v in host.items()
+            }
+            uploaded = torch.cuda.Event()
+            uploaded.record(side)
+        compute.wait_event(uploaded)
+        channels_last = bool(self.options.get("channels_last"))
+        out: dict[str, Any] = {}
+        for name, tensor in tensors.items():
+            tensor.record_stream(compute)  # the allocator must not reuse it before compute ends
+            laid_out = tensor
+            if channels_last and tensor.dim() == 4:
+                laid_out = tensor.contiguous(memory_format=torch.channels_last)
+            out[name] = laid_out
+        return out, int(side.cuda_stream)
 
 
 def flatten_outputs(value: Any, name: str, *, top: bool = False) -> Iterator[tuple[str, Any]]:
