@@ -148,7 +148,7 @@ def test_torchscript_constant_without_its_record_is_refused(
 def test_torchscript_tensor_layouts_are_checked_against_their_records(
     torch_module: ModuleType, layout: tuple[Any, ...], problem: str | None
 ) -> None:
-    from pyinfer.backends.torch_backend import _StorageRef, _tensor_layout_problem
+    from pyinfer.backends.torch.archives import _StorageRef, _tensor_layout_problem
 
     storage = _StorageRef("0", "FloatStorage", *layout[3:])
     got = _tensor_layout_problem(torch_module, (storage, *layout[:3]), {"m/data/0": 16}, "m/data/")
@@ -185,7 +185,7 @@ def test_torchscript_storage_types_of_every_dtype_are_sized(
     _rewrite_member(path, "buffers/data/1", lambda body: body[:6])  # u16: 8 bytes
     with pytest.raises(CorruptModelError, match=r"4 elements \(8 bytes\) in its record"):
         load_model(path, input_shapes={"x": [2]})
-    from pyinfer.backends.torch_backend import _storage_itemsize
+    from pyinfer.backends.torch.archives import _storage_itemsize
 
     assert _storage_itemsize(torch, "Float8_e4m3fnStorage") == 1
     assert _storage_itemsize(torch, "ComplexHalfStorage") == 4

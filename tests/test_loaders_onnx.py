@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer.backends import frameworks, onnx_backend
+from pyinfer.backends import frameworks
+from pyinfer.backends import onnx as onnx_backend
 from pyinfer.backends.base import Device, ModelFormat
 from pyinfer.errors import (
     CorruptModelError,
@@ -228,7 +229,7 @@ def test_type_numpy_lacks_is_object_with_a_warning(
         [h.make_tensor_value_info("x", tp.BFLOAT16, [2])],
         [h.make_tensor_value_info("y", tp.BFLOAT16, [2])],
     )
-    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx_backend"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx"):
         model = _load(_save(onnx_pair, graph, tmp_path / "bf16.onnx"))
     assert model.inputs[0].dtype == np.dtype(object)
     assert "input 'x' has type tensor(bfloat16)" in caplog.text
@@ -660,7 +661,7 @@ def test_missing_external_data_without_onnx_is_mapped_from_ort(
         size_threshold=0,
     )
     (tmp_path / "weights.bin").unlink()
-    monkeypatch.setattr(onnx_backend, "_read_proto", lambda p: None)
+    monkeypatch.setattr("pyinfer.backends.onnx.loader._read_proto", lambda p: None)
     with pytest.raises(CorruptModelError, match=r"external data of .*ext\.onnx.*weights\.bin"):
         load_model(path)
 
@@ -739,7 +740,7 @@ def test_cuda_unavailable_with_fallback_warns_and_runs_on_cpu(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _fake_providers(monkeypatch, onnxruntime_module, available=["CPUExecutionProvider"])
-    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx_backend"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx"):
         model = _load(linear_path, device="cuda:1", allow_fallback=True)
     assert "falling back to the CPU" in caplog.text
     assert model.device == Device("cpu")
@@ -790,7 +791,7 @@ def test_session_that_silently_got_the_cpu_with_fallback(
         available=["CUDAExecutionProvider", "CPUExecutionProvider"],
         obtained=["CPUExecutionProvider"],
     )
-    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx_backend"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.backends.onnx"):
         model = _load(linear_path, device="cuda", allow_fallback=True, stream=99)
     assert "continuing there (allow_fallback=True)" in caplog.text
     assert model.device == Device("cpu")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer.backends import tf_backend
+from pyinfer.backends import tensorflow as tf_backend
 from pyinfer.backends.base import Device, ModelFormat
 from pyinfer.backends.frameworks import import_tensorflow, physical_cores
 from pyinfer.errors import (

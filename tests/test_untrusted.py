@@ -103,7 +103,7 @@ def _memo_trick_pickle(marker: Path) -> bytes:
 
 
 def test_memo_trick_pickle_is_named_and_never_runs(tmp_path: Path) -> None:
-    from pyinfer.backends.torch_backend import pickle_globals
+    from pyinfer.backends.torch import pickle_globals
 
     marker = tmp_path / "marker"
     data = _memo_trick_pickle(marker)
@@ -120,7 +120,7 @@ def test_memo_trick_pickle_is_named_and_never_runs(tmp_path: Path) -> None:
 
 
 def test_pickle_scanner_reports_extension_codes_and_computed_names() -> None:
-    from pyinfer.backends.torch_backend import COMPUTED_GLOBAL, pickle_globals
+    from pyinfer.backends.torch import COMPUTED_GLOBAL, pickle_globals
 
     # EXT1 imports whatever copyreg's extension registry maps code 7 to.
     assert pickle_globals(io.BytesIO(b"\x80\x02\x82\x07.")) == ["<extension code 7>"]
@@ -680,7 +680,7 @@ def test_damaged_saved_model_graph_is_corrupt(
 def test_plain_saved_model_has_no_side_effect_ops(
     tensorflow_module: ModuleType, tmp_path: Path
 ) -> None:
-    from pyinfer.backends.tf_backend import saved_model_side_effects
+    from pyinfer.backends.tensorflow import saved_model_side_effects
 
     tf = tensorflow_module
     module = tf.Module()
@@ -749,7 +749,7 @@ def _external_model(onnx: ModuleType, folder: Path, location: str) -> Path:
 def test_onnx_external_data_outside_the_folder_is_refused(
     onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path, kind: str
 ) -> None:
-    from pyinfer.backends.onnx_backend import external_data_files
+    from pyinfer.backends.onnx import external_data_files
 
     secret = tmp_path / "secret.bin"
     np.arange(4, dtype=np.float32).tofile(secret)

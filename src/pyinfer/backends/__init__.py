@@ -1,7 +1,10 @@
-"""One module per framework, all behind the :class:`~pyinfer.backends.base.Model` interface.
+"""One package per framework, all behind the :class:`~pyinfer.backends.base.Model` interface.
 
-Only ``base`` is imported here; each framework's module (``torch_backend``, ``onnx_backend``,
-``tf_backend``) imports its framework and is itself imported only when a model of it is loaded.
+What belongs here: the ``Model`` interface and the hooks the engine and profiler call on it
+(``base``), importing the frameworks safely (``frameworks``), and one package per framework
+(``torch``, ``onnx``, ``tensorflow``) with its model class, options, loading and safety checks.
+Only ``base`` is imported here; each framework's package imports its framework and is itself
+imported only when a model of it is loaded.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import abc
 import enum
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -33,6 +33,7 @@ from pyinfer.errors import InvalidArgumentError, InvalidInputError
 
 __all__ = [
     "Device",
+    "DeviceMemoryReading",
     "Dim",
     "Model",
     "ModelFormat",
@@ -429,6 +430,64 @@ class Model(abc.ABC):
     def close(self) -> None:  # noqa: B027 - most backends free on garbage collection
         """Releases the runtime's resources (sessions, interpreters) early."""
 
+    # -- hooks for the engine and the profiler ---------------------------------------------
+    # They never ask which framework runs a model: each backend answers these instead. The
+    # defaults here are right for runtimes that keep no device caches or statistics.
+
+    def release_cached_memory(self) -> None:  # noqa: B027 - nothing cached by default
+        """Returns the framework's cached, unused device memory to the device.
+
+        Called after an out-of-memory error and between measurements, so a later allocation
+        (or another runtime in the process) finds the memory free. A no-op by default; torch
+        on CUDA empties its caching allocator (``torch.cuda.empty_cache()``). Garbage
+        collection is the caller's.
+        """
+
+    @property
+    def supports_cuda_graphs(self) -> bool:
+        """Whether a call can be captured in a CUDA graph and replayed (torch on CUDA only)."""
+        return False
+
+    def measure_device_memory(
+        self, run: Callable[[], object], runs: int
+    ) -> DeviceMemoryReading | None:
+        """Runs ``run`` ``runs`` times between readings of the framework's allocator statistics.
+
+        Args:
+            run: One call of the model (inputs already prepared).
+            runs: How many times to call it.
+
+        Returns:
+            What the framework's allocator saw over the calls; ``None`` (the default, for
+            runtimes that keep no statistics such as ONNX Runtime and TFLite) means nothing was
+            run and the caller measures the device-wide used memory around its own calls.
+        """
+        return None
+
+    @property
+    def supports_overlapped_upload(self) -> bool:
+        """Whether uploads can overlap compute (torch and ONNX Runtime on CUDA).
+
+        Then the caller stages batches in page-locked memory and calls :meth:`upload_async`,
+        so uploading the next batch overlaps the current one's compute.
+        """
+        return False
+
+    def upload_async(self, host: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], int]:
+        """Starts copying host arrays (pinned, for an overlap) to native tensors on the device.
+
+        Args:
+            host: Input name to array, as :meth:`to_native` takes them; the arrays must stay
+                untouched until the copy has finished on the returned stream.
+
+        Returns:
+            The native tensors, ready for :meth:`run_native` (work queued on the model's
+            stream waits for the copy), and the handle of the CUDA stream the copy was issued
+            on: record an event there before reusing ``host``'s memory. ``0`` when the copy
+            is already complete on return (the default: :meth:`to_native`).
+        """
+        return self.to_native(host), 0
+
     def __enter__(self) -> Model:
         return self
 
@@ -571,6 +630,28 @@ class Model(abc.ABC):
             f"<{type(self).__name__} {self.name!r} {self.format.value} on {self.device}: "
             f"{ins} -> {len(self.outputs)} output(s), {self.parameter_count:,} parameters>"
         )
+
+
+@dataclass(frozen=True)
+class DeviceMemoryReading:
+    """Device memory a framework's allocator saw over some calls of a model.
+
+    Attributes:
+        activation_bytes: Peak memory over the calls above what was in use before them
+            (``None`` where the framework could not say).
+        allocated_bytes: Memory held by tensors after the calls (torch), else ``None``.
+        reserved_bytes: Memory the framework's caching allocator holds after the calls
+            (torch), else ``None``.
+        framework_peak_bytes: The framework's own peak over the calls (TensorFlow), else
+            ``None``.
+        method: How ``activation_bytes`` was measured, in words, for reports.
+    """
+
+    activation_bytes: int | None
+    allocated_bytes: int | None
+    reserved_bytes: int | None
+    framework_peak_bytes: int | None
+    method: str
 
 
 def name_mismatch(
