@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pyinfer._stats import coefficient_of_variation, median_ci_relative
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.report.stats import coefficient_of_variation, median_ci_relative
 
 __all__ = [
     "CHUNK_TIME_S",
