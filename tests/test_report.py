@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer.report import stats as _stats
 from pyinfer.backends.frameworks import physical_cores
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.report import (
@@ -36,6 +35,7 @@ from pyinfer.report import (
     reports_to_csv,
     write_atomic,
 )
+from pyinfer.report import stats as _stats
 from pyinfer.report.environment import collect_environment, cpu_model
 
 MB = 1024 * 1024

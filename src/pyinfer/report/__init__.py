@@ -16,7 +16,7 @@ nanoseconds (``_ns``), sizes in bytes; units are chosen only when displaying.
 from __future__ import annotations
 
 from pyinfer.report.codec import SCHEMA_VERSION, JsonRecord, check_schema, encode_json
-from pyinfer.report.compare import (
+from pyinfer.report.comparison import (
     MIN_MEANINGFUL_CHANGE,
     SIGNIFICANCE_LEVEL,
     Comparison,
