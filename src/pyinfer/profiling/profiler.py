@@ -41,11 +41,11 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
-from pyinfer.backends.base import Device
+from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
 from pyinfer.profiling import device_lock, memory, sweep, timing
 from pyinfer.profiling.inputs import Prepared, batch_for, prepare, resolve_model
@@ -566,11 +566,7 @@ class PerformanceProfiler:
         load = m.load_time_s if math.isfinite(m.load_time_s) else None
         environment = self._environment()
         return ProfileReport(
-            model=m.name,
-            format=m.format.value,
-            framework=m.framework,
-            device=str(m.device),
-            device_name=_device_name(m.device, environment),
+            **_measured_where(m, environment),
             batch_size=latency.batch_size,
             input_shapes=shapes,
             input_dtypes=dtypes,
@@ -605,16 +601,33 @@ def sweep_report(
         for v in (getattr(profiler.settings, f.name),)
     }
     return SweepReport(
-        model=m.name,
-        format=m.format.value,
-        framework=m.framework,
-        device=str(m.device),
-        device_name=_device_name(m.device, environment),
+        **_measured_where(m, environment),
         inputs={s.name: f"{s.shape_text()} {s.dtype.name}" for s in m.inputs},
         settings=settings,
         batch_curve=curve,
         environment=environment,
         interrupted=interrupted,
+    )
+
+
+class _Where(TypedDict):
+    """The fields every result document starts with: the model and the device it ran on."""
+
+    model: str
+    format: str
+    framework: str
+    device: str
+    device_name: str
+
+
+def _measured_where(m: Model, environment: Environment) -> _Where:
+    """What was measured, and where, as a report's first fields."""
+    return _Where(
+        model=m.name,
+        format=m.format.value,
+        framework=m.framework,
+        device=str(m.device),
+        device_name=_device_name(m.device, environment),
     )
 
 
