@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import pyinfer
-from pyinfer import _device_lock
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
 from pyinfer.errors import MeasurementConflictError, PyinferError
 from pyinfer.inference_engine import InferenceEngine
 from pyinfer.profiler import PerformanceProfiler, ProfilerSettings, sweep_report
+from pyinfer.profiling import device_lock as _device_lock
 
 HANG_S = 60.0  # a generous bound on any join: only a deadlock reaches it
 
@@ -439,7 +439,7 @@ def test_the_device_is_released_after_a_failure(
 
 HOLDER = """
 import json, sys
-from pyinfer import _device_lock
+from pyinfer.profiling import device_lock as _device_lock
 with _device_lock.measuring(sys.argv[1], "measure_latency of model 'neighbour'") as claim:
     print("ready", flush=True)
     sys.stdin.readline()
@@ -479,7 +479,7 @@ def test_another_process_measuring_on_the_device_is_noted_not_refused(
     try:
         model = GateModel("mine")
         profiler = PerformanceProfiler(model, QUICK)
-        with caplog.at_level(logging.WARNING, logger="pyinfer._device_lock"):
+        with caplog.at_level(logging.WARNING, logger="pyinfer.profiling.device_lock"):
             report = profiler.profile(batch_size=1, batch_sizes=[1, 2])
             curve = profiler.sweep_batch_sizes([1])
         line = (
@@ -602,7 +602,7 @@ def test_an_unusable_lock_dir_skips_the_cross_process_check(
     blocker.write_text("not a folder")
     monkeypatch.setenv("PYINFER_LOCK_DIR", str(blocker / "locks"))
     profiler = PerformanceProfiler(GateModel("nowhere"), QUICK)
-    with caplog.at_level(logging.DEBUG, logger="pyinfer._device_lock"):
+    with caplog.at_level(logging.DEBUG, logger="pyinfer.profiling.device_lock"):
         assert profiler.measure_latency().iterations >= 10
     assert profiler.concurrent_measurements == []
     first = caplog.records[0].getMessage()

@@ -647,8 +647,8 @@ def test_a_complete_json_missing_a_required_field_is_refused_naming_it(tmp_path:
 
 
 def test_an_interrupt_inside_a_chunk_keeps_the_calls_timed_before_it() -> None:
-    from pyinfer._stopping import CHUNK_TIME_S, StoppingRule, collect
-    from pyinfer.profiler import _timed_samples
+    from pyinfer.profiling.stopping import CHUNK_TIME_S, StoppingRule, collect
+    from pyinfer.profiling.timing import timed_samples as _timed_samples
 
     calls = [0]
 

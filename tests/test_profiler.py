@@ -21,16 +21,12 @@ import numpy as np
 import pytest
 
 import pyinfer
-from pyinfer import _stopping
-from pyinfer._stopping import StoppingRule, WarmupPolicy, collect, warm_up
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
 from pyinfer.errors import DeviceError, InvalidArgumentError, OutOfMemoryError
-from pyinfer.profiler import (
-    MIN_THROUGHPUT_CALLS,
-    PerformanceProfiler,
-    ProfilerSettings,
-    _finish_curve,
-)
+from pyinfer.profiling import MIN_THROUGHPUT_CALLS, PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import stopping as _stopping
+from pyinfer.profiling.stopping import StoppingRule, WarmupPolicy, collect, warm_up
+from pyinfer.profiling.sweep import finish_curve as _finish_curve
 from pyinfer.report import BatchCurve, BatchPoint, ProfileReport
 
 # ---- synthetic sample streams with a fake clock -----------------------------------------------
@@ -233,7 +229,7 @@ def test_a_warmup_that_never_settles_stops_at_its_cap(caplog: pytest.LogCaptureF
             i += 1
 
     stream = FakeStream(drifting())
-    with caplog.at_level(logging.WARNING, logger="pyinfer._stopping"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.profiling.stopping"):
         warm = warm_up(
             stream, WarmupPolicy(iterations=0, until_settled=True, max_iterations=60), stream.clock
         )
@@ -468,7 +464,7 @@ def test_a_sweep_records_failures_and_stops_at_out_of_memory(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = SpinModel(base_ns=1e5, per_item_ns=2e4, oom_from_batch=8, fail_at_batch=2)
-    with caplog.at_level(logging.WARNING, logger="pyinfer.profiler"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.profiling.sweep"):
         curve = PerformanceProfiler(model, FAST).sweep_batch_sizes([16, 4, 1, 2, 8, 4])
     assert [p.batch_size for p in curve.points] == [1, 2, 4, 8]  # sorted, deduplicated, 16 never
     one, two, four, eight = curve.points
@@ -856,10 +852,10 @@ def fake_torch(model: FakeCudaModel) -> ModuleType:
 
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    from pyinfer import _core, profiler
+    from pyinfer import _core
 
     FakeEventTimer.made = []
-    monkeypatch.setattr(profiler._core, "CudaEventTimer", FakeEventTimer)
+    monkeypatch.setattr(_core, "CudaEventTimer", FakeEventTimer)
     monkeypatch.setattr(_core, "cuda_device_name", lambda index: f"Fake GPU {index}")
     monkeypatch.setattr(_core, "cuda_driver_version", lambda: 13000)
     monkeypatch.setattr(_core, "cuda_device_total_memory", lambda index: 80 * MB_)
@@ -948,10 +944,10 @@ def test_tensorflow_on_cuda_is_timed_on_the_host_and_reads_its_own_peak(
 def test_without_nvml_utilisation_is_unavailable_and_memory_comes_from_the_driver(
     fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pyinfer import profiler
+    from pyinfer import _core
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    monkeypatch.setattr(profiler._core, "cuda_mem_get_info", lambda index: (30 * MB_, 80 * MB_))
+    monkeypatch.setattr(_core, "cuda_mem_get_info", lambda index: (30 * MB_, 80 * MB_))
     prof = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST)
     tput = prof.measure_throughput(duration_s=0.01)
     assert tput.gpu_utilization.unavailable == (
@@ -964,7 +960,7 @@ def test_without_nvml_utilisation_is_unavailable_and_memory_comes_from_the_drive
     def no_driver(index: int) -> tuple[int, int]:
         raise pyinfer.CudaUnavailableError("libcuda.so.1 not found")
 
-    monkeypatch.setattr(profiler._core, "cuda_mem_get_info", no_driver)
+    monkeypatch.setattr(_core, "cuda_mem_get_info", no_driver)
     memory = prof.measure_memory()
     assert memory.device_used_bytes is None
     assert memory.peak_activation_bytes is None

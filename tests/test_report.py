@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyinfer import _stats
-from pyinfer._environment import collect_environment, cpu_model
 from pyinfer.backends.frameworks import physical_cores
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.report import (
@@ -37,6 +35,8 @@ from pyinfer.report import (
     reports_to_csv,
     write_atomic,
 )
+from pyinfer.report import stats as _stats
+from pyinfer.report.environment import collect_environment, cpu_model
 
 MB = 1024 * 1024
 
@@ -618,7 +618,7 @@ def _drawn_labels(axis: Any) -> list[str]:
 @pytest.mark.parametrize(("low_ms", "high_ms"), [(11.5, 13.0), (0.05, 0.4), (3.0, 2500.0)])
 def test_the_cdf_log_axis_reads_plain_numbers(low_ms: float, high_ms: float) -> None:
     pytest.importorskip("matplotlib")
-    from pyinfer._plots import latency_figure
+    from pyinfer.report.plots import latency_figure
 
     samples = np.geomspace(low_ms, high_ms, 300) * 1e6
     fig = latency_figure(make_report(samples))
@@ -632,7 +632,7 @@ def test_the_cdf_log_axis_reads_plain_numbers(low_ms: float, high_ms: float) -> 
 
 def test_the_histogram_note_counts_only_the_calls_it_leaves_out() -> None:
     pytest.importorskip("matplotlib")
-    from pyinfer._plots import latency_figure
+    from pyinfer.report.plots import latency_figure
 
     rng = np.random.default_rng(1)
     body = rng.normal(12.0, 0.2, 2000)
@@ -659,7 +659,7 @@ def test_the_histogram_note_counts_only_the_calls_it_leaves_out() -> None:
 
 def test_the_batch_plot_labels_the_batch_sizes() -> None:
     pytest.importorskip("matplotlib")
-    from pyinfer._plots import batch_curve_figure
+    from pyinfer.report.plots import batch_curve_figure
 
     curve = BatchCurve(
         tuple(

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
+from pyinfer.report.files import write_atomic
 
 if TYPE_CHECKING:
-    from pyinfer.report import BatchCurve, ProfileReport
+    from pyinfer.report.records import BatchCurve, ProfileReport
 
 __all__ = ["batch_curve_figure", "latency_figure", "plot_batch_curve", "plot_latency"]
 
@@ -38,8 +39,6 @@ def _figure(rows: int, cols: int) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    from pyinfer.report import write_atomic
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return write_atomic(path, buffer.getvalue())

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pyinfer._stats import coefficient_of_variation, median_ci_relative
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.report.stats import coefficient_of_variation, median_ci_relative
 
 __all__ = [
     "CHUNK_TIME_S",
@@ -56,7 +56,7 @@ Clock = Callable[[], float]
 CHUNK_TIME_S = 0.1
 
 #: Warm-up has settled when one window's median is within 2% of the previous window's: below
-#: the 5% latency variation the specification accepts, above the drift of a quiet machine.
+#: a latency std under 5% of the mean, the usual target, above the drift of a quiet machine.
 SETTLE_TOLERANCE = 0.02
 
 #: A warm-up window lasts about this long, and holds between the two counts below: long
@@ -65,7 +65,7 @@ WARMUP_WINDOW_S = 0.05
 WARMUP_WINDOW_MIN_CALLS = 5
 WARMUP_WINDOW_MAX_CALLS = 100
 
-#: The measures of stability the rule accepts: ``cv`` (std / mean, the specification's "latency
+#: The measures of stability the rule accepts: ``cv`` (std / mean, for "latency
 #: std under 5%") and ``median_ci`` (relative half-width of the 95% confidence interval of the
 #: median, which shrinks as samples accumulate even on a noisy machine).
 STABILITY_METRICS = ("cv", "median_ci")

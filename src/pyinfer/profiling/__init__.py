@@ -1,0 +1,26 @@
+"""Measuring a model: settings, stopping rule, timing sources, memory, GPU sampling, sweeps.
+
+This package holds everything that runs a model to measure it: :class:`PerformanceProfiler`
+(the coordinator), :class:`ProfilerSettings`, the stopping rule and warm-up
+(:mod:`~pyinfer.profiling.stopping`), the timing sources (:mod:`~pyinfer.profiling.timing`),
+the memory pass, NVML sampling, batch sweeps, the inputs a measurement runs and the per-device
+measurement lock. Its results are the dataclasses of :mod:`pyinfer.report`, which imports
+nothing from here.
+"""
+
+from __future__ import annotations
+
+from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
+from pyinfer.profiling.settings import DEFAULT_STABILITY_TARGET, TIMING_METHODS, ProfilerSettings
+from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
+from pyinfer.profiling.timing import MIN_THROUGHPUT_CALLS
+
+__all__ = [
+    "DEFAULT_STABILITY_TARGET",
+    "MIN_PARTIAL_SAMPLES",
+    "MIN_THROUGHPUT_CALLS",
+    "TIMING_METHODS",
+    "PerformanceProfiler",
+    "ProfilerSettings",
+    "sweep_report",
+]

@@ -1,0 +1,184 @@
+"""A report as text and Markdown: the standard report layout, its Details block, Markdown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pyinfer.report.formatting import format_mb, format_mb_or_na, format_ms, md_cell
+from pyinfer.report.stats import median_ci_relative, min_samples_for_percentile
+
+if TYPE_CHECKING:
+    from pyinfer.report.records import ProfileReport
+    from pyinfer.report.results import LatencyStats
+
+
+def format_results(
+    *,
+    model: str,
+    device: str,
+    input_shape: str,
+    iterations: int,
+    warmup: int,
+    stats: LatencyStats,
+    memory: Sequence[tuple[str, str]] | None,
+    throughput_fps: float,
+) -> list[str]:
+    """The standard report layout, line for line (shared by reports and ``pyinfer demo``).
+
+    Args:
+        model: The ``Model:`` line.
+        device: The ``Device:`` line.
+        input_shape: The ``Input Shape:`` line.
+        iterations: Timed calls.
+        warmup: Warm-up calls.
+        stats: The latency statistics.
+        memory: ``(label, value)`` lines of the ``Memory Usage`` block, or ``None`` for none.
+        throughput_fps: The ``Throughput:`` line.
+
+    Returns:
+        The lines, without newlines.
+    """
+    lines = [
+        "Profiling Results:",
+        "==================",
+        f"Model: {model}",
+        f"Device: {device}",
+        f"Input Shape: {input_shape}",
+        f"Iterations: {iterations} ({warmup} warmup)",
+        "",
+        "Latency Statistics:",
+        f"  Mean:   {format_ms(stats.mean_ms)} ms",
+        f"  Median: {format_ms(stats.median_ms)} ms",
+        f"  Std:    {format_ms(stats.std_ms)} ms ({stats.std_percent:.1f}%)",
+        f"  Min:    {format_ms(stats.min_ms)} ms",
+        f"  Max:    {format_ms(stats.max_ms)} ms",
+        f"  P95:    {format_ms(stats.p95_ms)} ms",
+        f"  P99:    {format_ms(stats.p99_ms)} ms",
+    ]
+    if memory is not None:
+        lines += ["", "Memory Usage:"]
+        lines += [f"  {label + ':':<18}{value}" for label, value in memory]
+    lines += ["", f"Throughput: {throughput_fps:.1f} FPS"]
+    return lines
+
+
+def tail_percentiles(s: LatencyStats) -> tuple[float, float, float, float]:
+    """P90, P95, P99 and P99.9, in ms."""
+    return s.p90_ms, s.p95_ms, s.p99_ms, s.p999_ms
+
+
+def report_text(report: ProfileReport) -> str:
+    """The report in the standard layout, then a separate ``Details`` block."""
+    memory = None
+    if report.memory is not None:
+        m = report.memory
+        total_label, total_value = m.total
+        memory = [
+            ("Model Parameters", f"{format_mb(m.parameter_bytes)} MB"),
+            ("Peak Activation", format_mb_or_na(m.peak_activation_bytes)),
+            (total_label, format_mb_or_na(total_value)),
+        ]
+    lines = format_results(
+        model=report.model,
+        device=report.device_name,
+        input_shape=report.input_shape_text,
+        iterations=report.latency.stats.count,
+        warmup=report.latency.warmup_iterations,
+        stats=report.latency.stats,
+        memory=memory,
+        throughput_fps=report.throughput_fps,
+    )
+    return "\n".join([*lines, "", *details(report)])
+
+
+def details(report: ProfileReport) -> list[str]:
+    """The ``Details`` block: what the standard layout leaves out, one line each."""
+    lat, s = report.latency, report.latency.stats
+    out = ["Details:", "--------"]
+    out.append(f"  Stability: {lat.stability_reason}")
+    ci = median_ci_relative(np.asarray(lat.samples_ns)) if lat.samples_ns else math.inf
+    out.append(f"  Median 95% CI: +-{ci * 100:.2f}%   Std/mean: {s.std_percent:.1f}%")
+    out.append(f"  P90:    {format_ms(s.p90_ms)} ms")
+    out.append(f"  P99.9:  {format_ms(s.p999_ms)} ms")
+    unsupported = s.unsupported_percentiles
+    if unsupported:
+        needs = ", ".join(
+            f"{label} needs {min_samples_for_percentile(float(label[1:])):,}"
+            for label in unsupported
+        )
+        out.append(
+            f"  Too few samples for {', '.join(unsupported)} ({s.count:,} taken; {needs}):"
+            " read them as rough"
+        )
+    out.append(f"  Timing: {lat.timing_method}")
+    if lat.host_mean_ms is not None:
+        out.append(f"  Host end-to-end: {format_ms(lat.host_mean_ms)} ms per call")
+    warm = f"  Warm-up: {lat.warmup_iterations} calls"
+    if lat.warmup_settled is not None:
+        warm += ", settled" if lat.warmup_settled else ", did NOT settle"
+    out.append(warm)
+    cold = report.cold_start
+    out.append(
+        "  Cold start: load "
+        + ("n/a" if cold.load_time_s is None else f"{cold.load_time_s:.3f} s")
+        + ", first inference "
+        + ("n/a" if cold.first_inference_ms is None else f"{format_ms(cold.first_inference_ms)} ms")
+    )
+    if report.throughput is not None:
+        t = report.throughput
+        out.append(
+            f"  Throughput run: {t.fps:.1f} items/s (FPS), {t.rps:.1f} batches/s (RPS), "
+            f"batch {t.batch_size}, {t.calls} calls in {t.wall_s:.2f} s"
+        )
+        out.append(f"  GPU utilisation: {t.gpu_utilization.text()}")
+    if report.memory is not None:
+        out.append(f"  Peak activation method: {report.memory.activation_method}")
+    if report.batch_curve is not None and report.batch_curve.knee_batch_size is not None:
+        out.append(f"  Knee of the batch curve: batch {report.batch_curve.knee_batch_size}")
+        out.append(f"  Best batch: {report.batch_curve.best_reason}")
+    out += [f"  Warning: {line}" for line in report.environment.concurrent_measurements]
+    return out
+
+
+def report_markdown(report: ProfileReport) -> str:
+    """The report as Markdown: a heading, a metrics table, the batch table if any."""
+    s = report.latency.stats
+    unsupported = s.unsupported_percentiles
+    rough = f" (too few samples for {', '.join(unsupported)}: rough)" if unsupported else ""
+    rows = [
+        ("Device", report.device_name),
+        ("Input shape", report.input_shape_text),
+        ("Iterations", f"{s.count} ({report.latency.warmup_iterations} warmup)"),
+        ("Mean", f"{format_ms(s.mean_ms)} ms"),
+        ("Median", f"{format_ms(s.median_ms)} ms"),
+        ("Std", f"{format_ms(s.std_ms)} ms ({s.std_percent:.1f}%)"),
+        ("Min / Max", f"{format_ms(s.min_ms)} / {format_ms(s.max_ms)} ms"),
+        (
+            "P90 / P95 / P99 / P99.9",
+            " / ".join(format_ms(v) for v in tail_percentiles(s)) + " ms" + rough,
+        ),
+        ("Throughput", f"{report.throughput_fps:.1f} FPS"),
+    ]
+    if report.memory is not None:
+        rows.append(("Model parameters", f"{format_mb(report.memory.parameter_bytes)} MB"))
+        if report.memory.peak_activation_bytes is not None:
+            rows.append(("Peak activation", f"{format_mb(report.memory.peak_activation_bytes)} MB"))
+    rows.append(("Stable", f"{'yes' if report.stable else 'NO'}: {report.stability_reason}"))
+    lines = [f"## {report.model} ({report.label})", "", "| Metric | Value |", "|---|---|"]
+    lines += [f"| {k} | {md_cell(v)} |" for k, v in rows]
+    if report.batch_curve is not None:
+        lines += ["", "| Batch size | Latency (ms) | Throughput (FPS) |", "|---:|---:|---:|"]
+        for p in report.batch_curve.points:
+            if p.ok and p.latency_mean_ms is not None and p.throughput_fps is not None:
+                mark = " (interrupted, not stable)" if p.interrupted else ""
+                lines.append(
+                    f"| {p.batch_size}{mark} | {format_ms(p.latency_mean_ms)} | "
+                    f"{p.throughput_fps:.1f} |"
+                )
+            else:
+                lines.append(f"| {p.batch_size} | failed: {md_cell(p.error)} | |")
+    return "\n".join(lines) + "\n"
