@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from pyinfer.errors import InvalidArgumentError
@@ -80,84 +80,91 @@ class FormatInfo:
 _TORCH_MODULE_TARGETS = ("torchscript", "torch-export", "onnx")
 _KERAS_TARGETS = ("saved-model", "tflite")
 
+#: ``pytorch-legacy`` has the same facts: only the container (zip or a pickle stream) differs.
+_PYTORCH = FormatInfo(
+    "pytorch",
+    label="PyTorch",
+    family="torch",
+    runtime="torch",
+    extensions=(".pt", ".pth", ".ckpt", ".bin", ".tar", ".pkl"),
+    declares_inputs=False,
+    export_targets=_TORCH_MODULE_TARGETS,
+)
+
 #: The registry, in the order formats are listed everywhere (``--format``'s choices, errors).
 FORMATS: tuple[FormatInfo, ...] = (
     FormatInfo(
         "torchscript",
-        "TorchScript",
-        "torch",
-        "torch",
-        (".pt", ".pth", ".jit", ".torchscript"),
+        label="TorchScript",
+        family="torch",
+        runtime="torch",
+        extensions=(".pt", ".pth", ".jit", ".torchscript"),
         declares_inputs=False,
         export_targets=("onnx",),
     ),
-    FormatInfo(
-        "pytorch",
-        "PyTorch",
-        "torch",
-        "torch",
-        (".pt", ".pth", ".ckpt", ".bin", ".tar", ".pkl"),
-        declares_inputs=False,
-        export_targets=_TORCH_MODULE_TARGETS,
-    ),
-    FormatInfo(
-        "pytorch-legacy",
-        "PyTorch",
-        "torch",
-        "torch",
-        (".pt", ".pth", ".ckpt", ".bin", ".tar", ".pkl"),
-        declares_inputs=False,
-        export_targets=_TORCH_MODULE_TARGETS,
-    ),
+    _PYTORCH,
+    replace(_PYTORCH, name="pytorch-legacy"),
     FormatInfo(
         "pickle",
-        "PyTorch",
-        "torch",
-        "torch",
-        (".pkl", ".pickle", ".pt", ".pth"),
+        label="PyTorch",
+        family="torch",
+        runtime="torch",
+        extensions=(".pkl", ".pickle", ".pt", ".pth"),
         declares_inputs=False,
         export_targets=_TORCH_MODULE_TARGETS,
     ),
     FormatInfo(
         "torch-export",
-        "torch.export",
-        "torch",
-        "torch",
-        (".pt2",),
+        label="torch.export",
+        family="torch",
+        runtime="torch",
+        extensions=(".pt2",),
         declares_inputs=True,
         export_targets=("torchscript", "onnx"),
     ),
-    FormatInfo("onnx", "ONNX", "onnx", "onnxruntime", (".onnx",), declares_inputs=True),
+    FormatInfo(
+        "onnx",
+        label="ONNX",
+        family="onnx",
+        runtime="onnxruntime",
+        extensions=(".onnx",),
+        declares_inputs=True,
+    ),
     FormatInfo(
         "keras-h5",
-        "Keras (h5)",
-        "tensorflow",
-        "tensorflow",
-        (".h5", ".hdf5"),
+        label="Keras (h5)",
+        family="tensorflow",
+        runtime="tensorflow",
+        extensions=(".h5", ".hdf5"),
         declares_inputs=True,
         export_targets=_KERAS_TARGETS,
     ),
     FormatInfo(
         "keras",
-        "Keras",
-        "tensorflow",
-        "tensorflow",
-        (".keras",),
+        label="Keras",
+        family="tensorflow",
+        runtime="tensorflow",
+        extensions=(".keras",),
         declares_inputs=True,
         export_targets=_KERAS_TARGETS,
     ),
     FormatInfo(
         "saved-model",
-        "SavedModel",
-        "tensorflow",
-        "tensorflow",
-        (),
+        label="SavedModel",
+        family="tensorflow",
+        runtime="tensorflow",
+        extensions=(),
         declares_inputs=True,
         is_folder=True,
         export_targets=("tflite",),
     ),
     FormatInfo(
-        "tflite", "TFLite", "tensorflow", "tflite", (".tflite", ".lite"), declares_inputs=True
+        "tflite",
+        label="TFLite",
+        family="tensorflow",
+        runtime="tflite",
+        extensions=(".tflite", ".lite"),
+        declares_inputs=True,
     ),
 )
 

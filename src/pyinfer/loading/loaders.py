@@ -68,8 +68,8 @@ class ModelLoader:
         *,
         format: ModelFormat | str | None = None,
         device: str | Device | None = "cpu",
-        name: str | None = None,
         quiet_native_logs: bool = False,
+        name: str | None = None,
     ) -> Model:
         """Loads one model file or folder.
 
@@ -77,11 +77,11 @@ class ModelLoader:
             path: The model.
             format: Skip detection and load as this format.
             device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-            name: Name for reports; the file's stem by default.
             quiet_native_logs: Keep the log lines the framework writes from C++ while it is
                 imported and loads the model off the console (see
                 :func:`~pyinfer.loading.quiet.native_output_silenced`); they are logged at
                 DEBUG level instead.
+            name: Name for reports; the file's stem by default.
 
         Returns:
             The loaded model, with :attr:`~pyinfer.backends.base.Model.load_time_s` set.
