@@ -151,9 +151,9 @@ def test_detect_format_ignores_a_misleading_extension(
     _, expected = FORMAT_FILES[kind]
     wrong = ".tflite" if expected is not ModelFormat.TFLITE else ".onnx"
     path = make_format_file(kind, tmp_path / f"model{wrong}")
-    with caplog.at_level(logging.WARNING, logger="pyinfer.model_loader"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.loading.detect"):
         assert detect_format(path) is expected
-    [record] = [r for r in caplog.records if r.name == "pyinfer.model_loader"]
+    [record] = [r for r in caplog.records if r.name == "pyinfer.loading.detect"]
     assert record.levelno == logging.WARNING
     assert str(path) in record.getMessage()
     assert f"its content is {expected.value}" in record.getMessage()

@@ -216,7 +216,7 @@ def test_content_wins_over_a_wrong_extension(
     net = nets.conv_net()
     example = torch_module.from_numpy(_images(2))
     path = export_torchscript(net, tmp_path / "actually_torchscript.onnx", example)
-    with caplog.at_level(logging.WARNING, logger="pyinfer.model_loader"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.loading.detect"):
         model = load_model(path, input_shapes=(None, 3, 8, 8))
     assert model.format is ModelFormat.TORCHSCRIPT
     assert any("its content is torchscript" in r.getMessage() for r in caplog.records)

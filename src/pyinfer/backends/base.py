@@ -19,7 +19,6 @@ Each framework has its own module in this package; only that module imports its 
 from __future__ import annotations
 
 import abc
-import enum
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
+from pyinfer.formats import ModelFormat, formats_of_family
 
 __all__ = [
     "Device",
@@ -49,52 +49,8 @@ logger = logging.getLogger(__name__)
 Dim: TypeAlias = int | str | None
 
 
-class ModelFormat(str, enum.Enum):
-    """The formats pyinfer detects and loads; the value is the name used in reports and the CLI."""
-
-    TORCHSCRIPT = "torchscript"
-    """A ``torch.jit.save`` archive (zip with ``code/`` and ``constants.pkl``)."""
-    PYTORCH = "pytorch"
-    """A ``torch.save`` zip archive: a state_dict, a checkpoint dict or a whole pickled module."""
-    PYTORCH_LEGACY = "pytorch-legacy"
-    """A ``torch.save`` file in the pre-1.6 format (a stream of pickles, no zip)."""
-    PICKLE = "pickle"
-    """A plain Python pickle (``pickle.dump`` of a module): loads only with ``trust_code=True``."""
-    TORCH_EXPORT = "torch-export"
-    """A ``torch.export.save`` program (``.pt2``)."""
-    ONNX = "onnx"
-    """An ONNX ``ModelProto``, with its external data files beside it where it has them."""
-    KERAS_H5 = "keras-h5"
-    """A Keras model in the legacy HDF5 format (``.h5``)."""
-    KERAS = "keras"
-    """A Keras v3 archive (``.keras``: zip with ``config.json`` and ``model.weights.h5``)."""
-    SAVED_MODEL = "saved-model"
-    """A TensorFlow SavedModel folder (``saved_model.pb`` + ``variables/``)."""
-    TFLITE = "tflite"
-    """A TensorFlow Lite flatbuffer (file identifier ``TFL3``)."""
-
-    @property
-    def framework(self) -> str:
-        """The framework family that loads this format: ``torch``, ``onnx`` or ``tensorflow``."""
-        if self in _TORCH_FORMATS:
-            return "torch"
-        if self is ModelFormat.ONNX:
-            return "onnx"
-        return "tensorflow"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_TORCH_FORMATS = frozenset(
-    {
-        ModelFormat.TORCHSCRIPT,
-        ModelFormat.PYTORCH,
-        ModelFormat.PYTORCH_LEGACY,
-        ModelFormat.PICKLE,
-        ModelFormat.TORCH_EXPORT,
-    }
-)
+#: The torch family's formats (derived from the registry in :mod:`pyinfer.formats`).
+_TORCH_FORMATS = formats_of_family("torch")
 
 
 @dataclass(frozen=True)
