@@ -22,14 +22,22 @@ import abc
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 
+from pyinfer.backends.device import Device, parse_device
+from pyinfer.backends.tensors import (
+    Dim,
+    TensorSpec,
+    check_array,
+    name_mismatch,
+    output_specs_from_arrays,
+)
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
-from pyinfer.formats import ModelFormat, formats_of_family
+from pyinfer.formats import ModelFormat
 
 __all__ = [
     "Device",
@@ -39,70 +47,12 @@ __all__ = [
     "ModelFormat",
     "TensorSpec",
     "check_options",
+    "name_mismatch",
+    "output_specs_from_arrays",
     "parse_device",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: One dimension of a tensor shape: an ``int`` is fixed, a ``str`` is a named dynamic dimension
-#: (``"batch"``, ONNX's ``"N"``), ``None`` is a dynamic dimension without a name.
-Dim: TypeAlias = int | str | None
-
-
-#: The torch family's formats (derived from the registry in :mod:`pyinfer.formats`).
-_TORCH_FORMATS = formats_of_family("torch")
-
-
-@dataclass(frozen=True)
-class Device:
-    """Where a model runs: ``cpu`` or ``cuda`` with a device index.
-
-    Attributes:
-        type: ``"cpu"`` or ``"cuda"``.
-        index: The CUDA device ordinal (0 for the CPU).
-    """
-
-    type: str
-    index: int = 0
-
-    @property
-    def is_cuda(self) -> bool:
-        """Whether this is a CUDA device."""
-        return self.type == "cuda"
-
-    def __str__(self) -> str:
-        return f"cuda:{self.index}" if self.is_cuda else "cpu"
-
-
-def parse_device(device: str | Device | None) -> Device:
-    """Parses a device name as users write it.
-
-    Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"gpu"``, ``"gpu:1"``, a :class:`Device`,
-            or ``None`` for the CPU. Case and surrounding spaces are ignored.
-
-    Returns:
-        The device.
-
-    Raises:
-        InvalidArgumentError: If the name is none of these.
-    """
-    if device is None:
-        return Device("cpu")
-    if isinstance(device, Device):
-        return device
-    text = str(device).strip().lower()
-    kind, _, index_text = text.partition(":")
-    if kind == "cpu" and not index_text:
-        return Device("cpu")
-    if kind in {"cuda", "gpu"}:
-        if not index_text:
-            return Device("cuda", 0)
-        if index_text.isdigit():
-            return Device("cuda", int(index_text))
-    raise InvalidArgumentError(
-        f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N' (N the GPU's index)"
-    )
 
 
 def check_options(
@@ -136,119 +86,6 @@ def check_options(
             f"unknown {loader} option(s) {', '.join(repr(u) for u in unknown)}{where}; "
             f"known: {listed}"
         )
-
-
-def _dim_text(dim: Dim) -> str:
-    if dim is None:
-        return "?"
-    return str(dim)
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape and dtype of one model input or output.
-
-    Attributes:
-        name: The tensor's name in the model (ONNX input name, Keras input name, the argument
-            name of a torch ``forward``; ``output_0``, ``output_1``, ... where the model names
-            none).
-        shape: One entry per dimension: an ``int`` is fixed, a ``str`` names a dynamic dimension
-            (``"batch"``), ``None`` is dynamic without a name. ``None`` for the whole shape means
-            the rank itself is unknown (a torch module whose inputs were not declared).
-        dtype: The numpy dtype of the tensor's elements.
-    """
-
-    name: str
-    shape: tuple[Dim, ...] | None
-    dtype: np.dtype[Any] = field(default_factory=lambda: np.dtype(np.float32))
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dtype", np.dtype(self.dtype))
-        if self.shape is not None:
-            object.__setattr__(self, "shape", tuple(self.shape))
-
-    @property
-    def rank(self) -> int | None:
-        """The number of dimensions, or ``None`` if unknown."""
-        return None if self.shape is None else len(self.shape)
-
-    @property
-    def dynamic_axes(self) -> tuple[int, ...]:
-        """Positions of the dynamic dimensions (named or not)."""
-        if self.shape is None:
-            return ()
-        return tuple(i for i, d in enumerate(self.shape) if not isinstance(d, int))
-
-    @property
-    def is_dynamic(self) -> bool:
-        """Whether any dimension (or the rank) is dynamic."""
-        return self.shape is None or bool(self.dynamic_axes)
-
-    @property
-    def has_dynamic_batch(self) -> bool:
-        """Whether the first dimension is dynamic, so any batch size is accepted."""
-        return self.shape is None or (len(self.shape) > 0 and not isinstance(self.shape[0], int))
-
-    def concrete_shape(self, batch_size: int | None = None, **dims: int) -> tuple[int, ...]:
-        """A shape to build an example input with, dynamic dimensions filled in.
-
-        Args:
-            batch_size: Size of a dynamic first dimension (default 1).
-            **dims: Sizes of named dynamic dimensions (``sequence=128``).
-
-        Returns:
-            The shape with every dimension fixed.
-
-        Raises:
-            InvalidArgumentError: If the rank is unknown, or a dynamic dimension other than the
-                first has no size in ``dims``.
-        """
-        if self.shape is None:
-            raise InvalidArgumentError(
-                f"input '{self.name}' has no declared shape; give the model an input shape "
-                "(load_model(..., input_shapes={...}))"
-            )
-        out: list[int] = []
-        for axis, dim in enumerate(self.shape):
-            if isinstance(dim, int):
-                out.append(dim)
-            elif isinstance(dim, str) and dim in dims:
-                out.append(int(dims[dim]))
-            elif axis == 0:
-                out.append(1 if batch_size is None else int(batch_size))
-            else:
-                raise InvalidArgumentError(
-                    f"input '{self.name}' has dynamic dimension {axis} ({_dim_text(dim)}) in "
-                    f"shape {self.shape_text()}; give its size"
-                    + (f" as {dim}=N" if isinstance(dim, str) else "")
-                )
-        return tuple(out)
-
-    def accepts_shape(self, shape: Sequence[int]) -> bool:
-        """Whether a concrete shape fits this spec (same rank, fixed dimensions equal)."""
-        if self.shape is None:
-            return True
-        if len(shape) != len(self.shape):
-            return False
-        return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, shape, strict=True))
-
-    def shape_text(self) -> str:
-        """The shape as users read it: ``(batch, 3, 224, 224)``, ``?`` for unnamed dynamics."""
-        if self.shape is None:
-            return "(unknown)"
-        inner = ", ".join(_dim_text(d) for d in self.shape)
-        return f"({inner},)" if len(self.shape) == 1 else f"({inner})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype."""
-        return {
-            "name": self.name,
-            "shape": None if self.shape is None else list(self.shape),
-            "dtype": self.dtype.name,
-        }
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.shape_text()} {self.dtype.name}"
 
 
 class Model(abc.ABC):
@@ -512,7 +349,7 @@ class Model(abc.ABC):
                     f"input '{spec.name}' of model '{self.name}' must be a numpy array, "
                     f"not {type(value).__name__}"
                 )
-            _check_array(self.name, spec, value)
+            check_array(self.name, spec, value)
             out[spec.name] = np.ascontiguousarray(value)
         return out
 
@@ -610,65 +447,6 @@ class DeviceMemoryReading:
     method: str
 
 
-def name_mismatch(
-    model_name: str, names: Sequence[str], given: Iterable[str], where: str = ""
-) -> str | None:
-    """Says which input names are missing or unexpected, or ``None`` when they match.
-
-    Args:
-        model_name: The model, for the message.
-        names: The names the model takes, in order.
-        given: The names given.
-        where: Said after ``inputs`` (``" (item 3)"``).
-
-    Returns:
-        The message for an :class:`~pyinfer.errors.InvalidInputError`, or ``None``.
-    """
-    given = list(given)
-    missing = [n for n in names if n not in given]
-    extra = [n for n in given if n not in names]
-    if not (missing or extra):
-        return None
-    parts = []
-    if missing:
-        parts.append(f"missing {', '.join(repr(n) for n in missing)}")
-    if extra:
-        parts.append(f"unexpected {', '.join(repr(n) for n in extra)}")
-    return (
-        f"model '{model_name}' inputs{where}: {'; '.join(parts)} "
-        f"(it takes {', '.join(repr(n) for n in names)})"
-    )
-
-
-def _check_array(model_name: str, spec: TensorSpec, value: np.ndarray) -> None:
-    if value.dtype != spec.dtype:
-        hint = ""
-        if np.can_cast(value.dtype, spec.dtype, casting="same_kind"):
-            hint = f"; cast it explicitly with .astype(np.{spec.dtype.name})"
-        raise InvalidInputError(
-            f"input '{spec.name}' of model '{model_name}' must be {spec.dtype.name}, "
-            f"got {value.dtype.name}{hint}"
-        )
-    if spec.shape is None:
-        return
-    if value.ndim != len(spec.shape):
-        raise InvalidInputError(
-            f"input '{spec.name}' of model '{model_name}' must have {len(spec.shape)} "
-            f"dimensions {spec.shape_text()}, got shape {tuple(value.shape)}"
-        )
-    if not spec.accepts_shape(value.shape):
-        bad = [
-            i
-            for i, (d, s) in enumerate(zip(spec.shape, value.shape, strict=True))
-            if isinstance(d, int) and d != s
-        ]
-        raise InvalidInputError(
-            f"input '{spec.name}' of model '{model_name}' must have shape {spec.shape_text()}, "
-            f"got {tuple(value.shape)} (dimension {bad[0]} is {value.shape[bad[0]]}, "
-            f"expected {spec.shape[bad[0]]})"
-        )
-
-
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -677,24 +455,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Iterable):
         return [_jsonable(v) for v in value]
     return str(value)
-
-
-def output_specs_from_arrays(
-    arrays: Mapping[str, np.ndarray], *, dynamic_batch: bool
-) -> tuple[TensorSpec, ...]:
-    """Output specs observed from one run: shapes as seen, the batch marked dynamic if asked.
-
-    Args:
-        arrays: Output name to array from a run.
-        dynamic_batch: Whether the first dimension follows the input batch.
-
-    Returns:
-        One spec per output, in order.
-    """
-    specs = []
-    for name, arr in arrays.items():
-        shape: list[Dim] = list(arr.shape)
-        if dynamic_batch and shape:
-            shape[0] = "batch"
-        specs.append(TensorSpec(name, tuple(shape), arr.dtype))
-    return tuple(specs)

@@ -1,0 +1,211 @@
+"""What a model takes and gives: a :class:`TensorSpec` per tensor, and checks of arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from pyinfer.errors import InvalidArgumentError, InvalidInputError
+
+__all__ = ["Dim", "TensorSpec", "check_array", "name_mismatch", "output_specs_from_arrays"]
+
+#: One dimension of a tensor shape: an ``int`` is fixed, a ``str`` is a named dynamic dimension
+#: (``"batch"``, ONNX's ``"N"``), ``None`` is a dynamic dimension without a name.
+Dim: TypeAlias = int | str | None
+
+
+def _dim_text(dim: Dim) -> str:
+    if dim is None:
+        return "?"
+    return str(dim)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one model input or output.
+
+    Attributes:
+        name: The tensor's name in the model (ONNX input name, Keras input name, the argument
+            name of a torch ``forward``; ``output_0``, ``output_1``, ... where the model names
+            none).
+        shape: One entry per dimension: an ``int`` is fixed, a ``str`` names a dynamic dimension
+            (``"batch"``), ``None`` is dynamic without a name. ``None`` for the whole shape means
+            the rank itself is unknown (a torch module whose inputs were not declared).
+        dtype: The numpy dtype of the tensor's elements.
+    """
+
+    name: str
+    shape: tuple[Dim, ...] | None
+    dtype: np.dtype[Any] = field(default_factory=lambda: np.dtype(np.float32))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(self.shape))
+
+    @property
+    def rank(self) -> int | None:
+        """The number of dimensions, or ``None`` if unknown."""
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def dynamic_axes(self) -> tuple[int, ...]:
+        """Positions of the dynamic dimensions (named or not)."""
+        if self.shape is None:
+            return ()
+        return tuple(i for i, d in enumerate(self.shape) if not isinstance(d, int))
+
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether any dimension (or the rank) is dynamic."""
+        return self.shape is None or bool(self.dynamic_axes)
+
+    @property
+    def has_dynamic_batch(self) -> bool:
+        """Whether the first dimension is dynamic, so any batch size is accepted."""
+        return self.shape is None or (len(self.shape) > 0 and not isinstance(self.shape[0], int))
+
+    def concrete_shape(self, batch_size: int | None = None, **dims: int) -> tuple[int, ...]:
+        """A shape to build an example input with, dynamic dimensions filled in.
+
+        Args:
+            batch_size: Size of a dynamic first dimension (default 1).
+            **dims: Sizes of named dynamic dimensions (``sequence=128``).
+
+        Returns:
+            The shape with every dimension fixed.
+
+        Raises:
+            InvalidArgumentError: If the rank is unknown, or a dynamic dimension other than the
+                first has no size in ``dims``.
+        """
+        if self.shape is None:
+            raise InvalidArgumentError(
+                f"input '{self.name}' has no declared shape; give the model an input shape "
+                "(load_model(..., input_shapes={...}))"
+            )
+        out: list[int] = []
+        for axis, dim in enumerate(self.shape):
+            if isinstance(dim, int):
+                out.append(dim)
+            elif isinstance(dim, str) and dim in dims:
+                out.append(int(dims[dim]))
+            elif axis == 0:
+                out.append(1 if batch_size is None else int(batch_size))
+            else:
+                raise InvalidArgumentError(
+                    f"input '{self.name}' has dynamic dimension {axis} ({_dim_text(dim)}) in "
+                    f"shape {self.shape_text()}; give its size"
+                    + (f" as {dim}=N" if isinstance(dim, str) else "")
+                )
+        return tuple(out)
+
+    def accepts_shape(self, shape: Sequence[int]) -> bool:
+        """Whether a concrete shape fits this spec (same rank, fixed dimensions equal)."""
+        if self.shape is None:
+            return True
+        if len(shape) != len(self.shape):
+            return False
+        return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, shape, strict=True))
+
+    def shape_text(self) -> str:
+        """The shape as users read it: ``(batch, 3, 224, 224)``, ``?`` for unnamed dynamics."""
+        if self.shape is None:
+            return "(unknown)"
+        inner = ", ".join(_dim_text(d) for d in self.shape)
+        return f"({inner},)" if len(self.shape) == 1 else f"({inner})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype."""
+        return {
+            "name": self.name,
+            "shape": None if self.shape is None else list(self.shape),
+            "dtype": self.dtype.name,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.shape_text()} {self.dtype.name}"
+
+
+def name_mismatch(
+    model_name: str, names: Sequence[str], given: Iterable[str], where: str = ""
+) -> str | None:
+    """Says which input names are missing or unexpected, or ``None`` when they match.
+
+    Args:
+        model_name: The model, for the message.
+        names: The names the model takes, in order.
+        given: The names given.
+        where: Said after ``inputs`` (``" (item 3)"``).
+
+    Returns:
+        The message for an :class:`~pyinfer.errors.InvalidInputError`, or ``None``.
+    """
+    given = list(given)
+    missing = [n for n in names if n not in given]
+    extra = [n for n in given if n not in names]
+    if not (missing or extra):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(repr(n) for n in missing)}")
+    if extra:
+        parts.append(f"unexpected {', '.join(repr(n) for n in extra)}")
+    return (
+        f"model '{model_name}' inputs{where}: {'; '.join(parts)} "
+        f"(it takes {', '.join(repr(n) for n in names)})"
+    )
+
+
+def check_array(model_name: str, spec: TensorSpec, value: np.ndarray) -> None:
+    """Raises :class:`~pyinfer.errors.InvalidInputError` if ``value`` does not fit ``spec``."""
+    if value.dtype != spec.dtype:
+        hint = ""
+        if np.can_cast(value.dtype, spec.dtype, casting="same_kind"):
+            hint = f"; cast it explicitly with .astype(np.{spec.dtype.name})"
+        raise InvalidInputError(
+            f"input '{spec.name}' of model '{model_name}' must be {spec.dtype.name}, "
+            f"got {value.dtype.name}{hint}"
+        )
+    if spec.shape is None:
+        return
+    if value.ndim != len(spec.shape):
+        raise InvalidInputError(
+            f"input '{spec.name}' of model '{model_name}' must have {len(spec.shape)} "
+            f"dimensions {spec.shape_text()}, got shape {tuple(value.shape)}"
+        )
+    if not spec.accepts_shape(value.shape):
+        bad = [
+            i
+            for i, (d, s) in enumerate(zip(spec.shape, value.shape, strict=True))
+            if isinstance(d, int) and d != s
+        ]
+        raise InvalidInputError(
+            f"input '{spec.name}' of model '{model_name}' must have shape {spec.shape_text()}, "
+            f"got {tuple(value.shape)} (dimension {bad[0]} is {value.shape[bad[0]]}, "
+            f"expected {spec.shape[bad[0]]})"
+        )
+
+
+def output_specs_from_arrays(
+    arrays: Mapping[str, np.ndarray], *, dynamic_batch: bool
+) -> tuple[TensorSpec, ...]:
+    """Output specs observed from one run: shapes as seen, the batch marked dynamic if asked.
+
+    Args:
+        arrays: Output name to array from a run.
+        dynamic_batch: Whether the first dimension follows the input batch.
+
+    Returns:
+        One spec per output, in order.
+    """
+    specs = []
+    for name, arr in arrays.items():
+        shape: list[Dim] = list(arr.shape)
+        if dynamic_batch and shape:
+            shape[0] = "batch"
+        specs.append(TensorSpec(name, tuple(shape), arr.dtype))
+    return tuple(specs)
