@@ -7,30 +7,7 @@ now live in one module each.
 
 from __future__ import annotations
 
-from pyinfer.engine import (
-    BatchMeasurement,
-    BatchOutputs,
-    BatchSizeChoice,
-    DatasetResult,
-    InferenceEngine,
-    ItemFailure,
-    ItemResult,
-    Prediction,
-    softmax,
-    top_k,
-    top_k_batch,
-)
+from pyinfer import engine as _engine
+from pyinfer.engine import *  # noqa: F403  (every public name, as listed in its __all__)
 
-__all__ = [
-    "BatchMeasurement",
-    "BatchOutputs",
-    "BatchSizeChoice",
-    "DatasetResult",
-    "InferenceEngine",
-    "ItemFailure",
-    "ItemResult",
-    "Prediction",
-    "softmax",
-    "top_k",
-    "top_k_batch",
-]
+__all__ = list(_engine.__all__)
