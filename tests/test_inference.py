@@ -139,7 +139,7 @@ def test_variable_batch_sizes_run_as_one_call_each() -> None:
 
 def test_fixed_batch_model_is_split_and_padded(caplog: pytest.LogCaptureFixture) -> None:
     model = LinearModel(batch=4)
-    with caplog.at_level(logging.INFO, logger="pyinfer.inference_engine"):
+    with caplog.at_level(logging.INFO, logger="pyinfer.engine"):
         engine = InferenceEngine(model, batch_size=16)
         out = engine.predict_batch(data(10))
     assert engine.batch_size == 4
@@ -504,12 +504,12 @@ def test_folder_of_class_subfolders_warns_instead_of_silently_running_nothing(
     (tmp_path / "cats").mkdir()
     (tmp_path / "cats" / "a.png").write_bytes(b"unread")
     engine = InferenceEngine(LinearModel(), lambda p: np.zeros(4, np.float32), progress=False)
-    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.engine"):
         result = engine.run_dataset(tmp_path)
     assert len(result) == 0
     assert "has no image files of its own but 1 subfolders, which are not read" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.engine"):
         assert len(engine.run_dataset(tmp_path / "cats")) == 1
     assert not caplog.text
 
@@ -524,7 +524,7 @@ def test_oom_halves_the_batch_and_loses_nothing(
     x = data(21)
     model = OomAbove(limit=3, make=make)
     engine = InferenceEngine(model, batch_size=8, num_workers=2)
-    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.engine"):
         result = engine.run_dataset(x)
     assert len(result) == 21
     assert not result.failures
@@ -780,7 +780,7 @@ def staged_engine(model: Model, **kwargs: Any) -> InferenceEngine:
     On a GPU the ring is page-locked and the copy is an upload; the order of staging, running
     and reading results is the same, and that is what these tests check without a GPU.
     """
-    from pyinfer.inference_engine import _CudaUploader
+    from pyinfer.engine.upload import _CudaUploader
 
     engine = InferenceEngine(model, **kwargs)
     engine._uploader = _CudaUploader(model, allow_pageable=True)

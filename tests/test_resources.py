@@ -282,7 +282,7 @@ def test_a_worker_thread_that_cannot_start_means_preparing_in_the_caller(
     monkeypatch.setattr(threading.Thread, "start", refuse_second)
     x = np.arange(400, dtype=np.float32).reshape(100, 4)
     engine = InferenceEngine(Doubler(), batch_size=4, num_workers=3, progress=False)
-    with caplog.at_level(logging.WARNING, logger="pyinfer.inference_engine"):
+    with caplog.at_level(logging.WARNING, logger="pyinfer.engine"):
         result = engine.run_dataset(x)
     np.testing.assert_array_equal(result.stacked(), x * 2)
     assert result.batch_sizes == [4] * 25

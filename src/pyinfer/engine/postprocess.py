@@ -1,6 +1,6 @@
 """Postprocessing for classifiers: a numerically stable softmax and top-k with labels.
 
-The public names are served from :mod:`pyinfer.inference_engine` (and ``pyinfer``).
+The public names are served from :mod:`pyinfer.engine` (and ``pyinfer``).
 """
 
 from __future__ import annotations
@@ -90,11 +90,7 @@ def top_k(
         InvalidArgumentError: If ``k < 1`` or the labels do not match the classes.
         InvalidInputError: If ``scores`` is not 1-D.
     """
-    s = np.asarray(scores)
-    if s.ndim != 1:
-        raise InvalidInputError(
-            f"top_k takes the 1-D scores of one item, got shape {tuple(s.shape)}; use top_k_batch"
-        )
+    s = _scores_of_rank(scores, 1, "top_k takes the 1-D scores of one item", "; use top_k_batch")
     return top_k_batch(s[None, :], k, labels, apply_softmax=apply_softmax)[0]
 
 
@@ -111,11 +107,7 @@ def top_k_batch(
         InvalidArgumentError: If ``k < 1`` or the labels do not match the classes.
         InvalidInputError: If ``scores`` is not 2-D.
     """
-    s = np.asarray(scores)
-    if s.ndim != 2:
-        raise InvalidInputError(
-            f"top_k_batch takes (batch, classes) scores, got shape {tuple(s.shape)}"
-        )
+    s = _scores_of_rank(scores, 2, "top_k_batch takes (batch, classes) scores")
     if k < 1:
         raise InvalidArgumentError(f"k must be >= 1, got {k}")
     _check_labels(labels, s.shape[1])
@@ -128,6 +120,14 @@ def top_k_batch(
         [Prediction(int(i), None if labels is None else str(labels[i]), float(row[i])) for i in idx]
         for row, idx in zip(values, order, strict=True)
     ]
+
+
+def _scores_of_rank(scores: Any, rank: int, takes: str, hint: str = "") -> np.ndarray:
+    """``scores`` as an array of ``rank`` dimensions, else an error: ``takes``, shape, ``hint``."""
+    s = np.asarray(scores)
+    if s.ndim != rank:
+        raise InvalidInputError(f"{takes}, got shape {tuple(s.shape)}{hint}")
+    return s
 
 
 def _probabilities(scores: np.ndarray) -> bool:
