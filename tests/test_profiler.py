@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 import pyinfer
-from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.backends.base import Device, DeviceMemoryReading, Model, ModelFormat, TensorSpec
+from pyinfer.backends.tensorflow import TensorFlowModel
+from pyinfer.backends.torch import TorchModel
 from pyinfer.errors import DeviceError, InvalidArgumentError, OutOfMemoryError
 from pyinfer.profiling import MIN_THROUGHPUT_CALLS, PerformanceProfiler, ProfilerSettings
 from pyinfer.profiling import stopping as _stopping
@@ -817,6 +819,33 @@ class FakeCudaModel(SpinModel):
 
     def synchronize(self) -> None:
         self.syncs += 1
+
+    # The hooks a torch or TensorFlow model answers, taken from TorchModel and TensorFlowModel
+    # and run on the stand-in framework module the test installs in sys.modules.
+
+    @property
+    def _torch(self) -> Any:
+        return sys.modules["torch"]
+
+    @property
+    def _torch_device(self) -> Any:
+        return self._torch.device(str(self.device))
+
+    @property
+    def _tf(self) -> Any:
+        return sys.modules["tensorflow"]
+
+    @property
+    def supports_cuda_graphs(self) -> bool:
+        return self.framework == "torch"
+
+    def release_cached_memory(self) -> None:
+        if self.framework == "torch":
+            TorchModel.release_cached_memory(self)  # type: ignore[arg-type]
+
+    def measure_device_memory(self, run: Any, runs: int) -> DeviceMemoryReading | None:
+        hook = {"torch": TorchModel, "tensorflow": TensorFlowModel}.get(self.framework, Model)
+        return hook.measure_device_memory(self, run, runs)  # type: ignore[arg-type]
 
 
 def fake_torch(model: FakeCudaModel) -> ModuleType:

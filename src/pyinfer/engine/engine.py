@@ -163,7 +163,7 @@ class InferenceEngine:
         self._stacked = StackedBatchCheck(model, cast_inputs)
         self._preparer = BatchPreparer(model, preprocessor, cast_inputs)
         self._runner = BatchRunner(model, self.fixed_batch)
-        use_overlap = model.device.is_cuda and model.framework in ("torch", "onnxruntime")
+        use_overlap = model.supports_overlapped_upload
         if overlap_upload and not use_overlap:
             logger.info("overlap_upload needs a CUDA torch or ONNX Runtime model; not used")
         self._uploader: _CudaUploader | None = None

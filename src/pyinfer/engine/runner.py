@@ -192,9 +192,6 @@ class BatchRunner:
         self.free_memory()
 
     def free_memory(self) -> None:
-        """Collects garbage and empties torch's CUDA cache."""
+        """Collects garbage and lets the framework free its cached device memory."""
         gc.collect()
-        if self.device.is_cuda and self.model.framework == "torch":
-            import torch
-
-            torch.cuda.empty_cache()
+        self.model.release_cached_memory()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends.base import Model
 from pyinfer.engine.results import Arrays
 from pyinfer.errors import BufferInUseError
@@ -24,30 +24,23 @@ _ALIGN = 256  # bytes between tensors staged in one pinned slot
 class _CudaUploader:
     """Stages batches in a pinned ring and uploads them to the model's GPU (CUDA only).
 
-    torch: the copy is enqueued with ``non_blocking=True`` on a side stream, and the model's
-    compute stream waits on an event recorded after it, so the upload of batch k+1 overlaps the
-    compute of batch k. ONNX Runtime: the batch is copied from pinned memory into ``OrtValue``s
-    on the device (the backend then runs through its IO binding).
+    Each batch is copied into a ring slot of page-locked memory, and the model's
+    :meth:`~pyinfer.backends.base.Model.upload_async` starts the copy to the device (torch: on a
+    side stream its compute stream waits for, so the upload of batch k+1 overlaps the compute of
+    batch k; ONNX Runtime: a copy into device ``OrtValue``s, complete on return). The slot is
+    released on the stream the copy was issued on, so it is reused only once the copy is done.
     """
 
     def __init__(self, model: Model, *, allow_pageable: bool = False) -> None:
         self.model = model
         self.allow_pageable = allow_pageable  # tests run the staging logic without a GPU
         self.ring: Any = None
-        self._side: Any = None
-        self._torch: Any = None
-        if model.framework == "torch":
-            from pyinfer.backends.frameworks import import_torch
-
-            self._torch = import_torch()
-            self._tdev = self._torch.device(str(model.device))
-            self._side = self._torch.cuda.Stream(device=self._tdev)
 
     def _slot_views(self, arrays: Arrays) -> tuple[int, Arrays]:
         need = sum(-(-a.nbytes // _ALIGN) * _ALIGN for a in arrays.values())
         if self.ring is None or self.ring.slot_nbytes < need:
             self.close()
-            self.ring = _core.PinnedRing(
+            self.ring = core.PinnedRing(
                 need, 2, device=self.model.device.index, allow_pageable=self.allow_pageable
             )
         index = self.ring.acquire()
@@ -64,30 +57,13 @@ class _CudaUploader:
     def stage(self, arrays: Arrays) -> dict[str, Any]:
         """Copies a batch into a pinned slot and starts its upload; returns device tensors."""
         index, views = self._slot_views(arrays)
-        if self._torch is None:  # ONNX Runtime: synchronous copy out of pinned memory
-            try:
-                return self.model.to_native(views)
-            finally:
-                self.ring.release(index, 0)
-        torch = self._torch
-        compute = torch.cuda.current_stream(self._tdev)
-        with torch.cuda.stream(self._side):
-            tensors = {
-                k: torch.from_numpy(v).to(self._tdev, non_blocking=True) for k, v in views.items()
-            }
-            uploaded = torch.cuda.Event()
-            uploaded.record(self._side)
-        self.ring.release(index, int(self._side.cuda_stream))
-        compute.wait_event(uploaded)
-        channels_last = bool(self.model.options.get("channels_last"))
-        out: dict[str, Any] = {}
-        for name, tensor in tensors.items():
-            tensor.record_stream(compute)  # the allocator must not reuse it before compute ends
-            laid_out = tensor
-            if channels_last and tensor.dim() == 4:
-                laid_out = tensor.contiguous(memory_format=torch.channels_last)
-            out[name] = laid_out
-        return out
+        try:
+            tensors, stream = self.model.upload_async(views)
+        except BaseException:
+            self.ring.release(index, 0)
+            raise
+        self.ring.release(index, stream)
+        return tensors
 
     def close(self) -> None:
         """Waits for uploads in flight and frees the ring (or leaves it to the last view)."""

@@ -1,8 +1,9 @@
 """The memory pass: peak memory of a few calls, measured apart from any timing.
 
 On the CPU, the process's peak resident memory over its resident size before the calls; on
-CUDA, torch's allocator statistics, TensorFlow's own peak, or (ONNX Runtime) the growth of the
-device-wide used memory; device-wide used and total memory come from NVML, else the driver.
+CUDA, the framework's own statistics where the model offers them (torch's allocator,
+TensorFlow's peak), else (ONNX Runtime) the growth of the device-wide used memory.
+Device-wide used and total memory come from NVML, else the driver.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from pyinfer import _core
-from pyinfer.backends.base import Model
+from pyinfer.backends.base import DeviceMemoryReading, Model
 from pyinfer.profiling.gpu import nvml_index
 from pyinfer.report import MemoryStats
 
@@ -83,54 +84,38 @@ def measure_cpu(model: Model, run: Callable[[], None], runs: int) -> MemoryStats
 
 
 def measure_cuda(model: Model, run: Callable[[], None], runs: int) -> MemoryStats:
-    """Memory of ``runs`` calls of ``run`` on the model's CUDA device (see the module doc)."""
+    """Memory of ``runs`` calls of ``run`` on the model's CUDA device (see the module doc).
+
+    The framework's allocator statistics where the model offers them
+    (:meth:`~pyinfer.backends.base.Model.measure_device_memory`), else the growth of the
+    device-wide used memory over the calls.
+    """
     index = model.device.index
-    allocated = reserved = tf_peak = activation = None
-    torch = sys.modules.get("torch") if model.framework == "torch" else None
-    tf = sys.modules.get("tensorflow") if model.framework == "tensorflow" else None
     model.synchronize()
     used_before, _ = device_memory(index)
-    if torch is not None:
-        device = torch.device(str(model.device))
-        baseline = int(torch.cuda.memory_allocated(device))
-        torch.cuda.reset_peak_memory_stats(device)
+    reading = model.measure_device_memory(run, runs)
+    if reading is None:
         for _ in range(runs):
             run()
-        activation = int(torch.cuda.max_memory_allocated(device)) - baseline
-        allocated = int(torch.cuda.memory_allocated(device))
-        reserved = int(torch.cuda.memory_reserved(device))
-        method = f"torch peak allocated over the post-load allocated, {runs} calls"
-    elif tf is not None:
-        name = f"GPU:{index}"
-        try:
-            tf.config.experimental.reset_memory_stats(name)
-            current = int(tf.config.experimental.get_memory_info(name)["current"])
-        except Exception as exc:
-            logger.info("TensorFlow reports no GPU memory statistics: %s", exc)
-            current = None
-        for _ in range(runs):
-            run()
-        if current is not None:
-            tf_peak = int(tf.config.experimental.get_memory_info(name)["peak"])
-            activation = tf_peak - current
-            method = f"TensorFlow peak over its use before the calls, {runs} calls"
-        else:
-            method = "unavailable: TensorFlow reports no GPU memory statistics"
-    else:
-        for _ in range(runs):
-            run()
-        method = f"growth of device-wide used memory over {runs} calls (runtime arena)"
     used, total = device_memory(index)
-    if activation is None and torch is None and tf is None:
-        activation = None if used is None or used_before is None else max(used - used_before, 0)
+    if reading is None:
+        reading = DeviceMemoryReading(
+            activation_bytes=None
+            if used is None or used_before is None
+            else max(used - used_before, 0),
+            allocated_bytes=None,
+            reserved_bytes=None,
+            framework_peak_bytes=None,
+            method=f"growth of device-wide used memory over {runs} calls (runtime arena)",
+        )
     return MemoryStats(
         parameter_bytes=model.parameter_bytes,
-        peak_activation_bytes=activation,
-        activation_method=method,
+        peak_activation_bytes=reading.activation_bytes,
+        activation_method=reading.method,
         runs=runs,
-        gpu_allocated_bytes=allocated,
-        gpu_reserved_bytes=reserved,
+        gpu_allocated_bytes=reading.allocated_bytes,
+        gpu_reserved_bytes=reading.reserved_bytes,
         device_used_bytes=used,
         device_total_bytes=total,
-        tf_peak_bytes=tf_peak,
+        tf_peak_bytes=reading.framework_peak_bytes,
     )

@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypedDict
@@ -441,7 +440,7 @@ class PerformanceProfiler:
             sizes,
             latency_budget_ms,
             forget_inputs=forget_inputs,
-            release_cache=self._release_cuda_cache,
+            release_cache=self.model.release_cached_memory,
         )
 
     def _sweep_sizes(
@@ -464,11 +463,6 @@ class PerformanceProfiler:
                 "a batch sweep needs a dynamic batch dimension"
             )
         return sizes
-
-    def _release_cuda_cache(self) -> None:
-        torch = sys.modules.get("torch")
-        if self.model.framework == "torch" and self.model.device.is_cuda and torch is not None:
-            torch.cuda.empty_cache()
 
     # -- everything ------------------------------------------------------------------------
 

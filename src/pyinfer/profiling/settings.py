@@ -164,7 +164,7 @@ def check_for_model(settings: ProfilerSettings, model: Model) -> None:
     """
     m, s = model, settings
     where = f"model '{m.name}' runs on {m.framework} on {m.device}"
-    if s.cuda_graphs and not (m.framework == "torch" and m.device.is_cuda):
+    if s.cuda_graphs and not m.supports_cuda_graphs:
         raise InvalidArgumentError(f"cuda_graphs needs a torch model on CUDA; {where}")
     if s.timing == "cuda-events":
         if not m.device.is_cuda:

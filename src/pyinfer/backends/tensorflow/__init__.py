@@ -36,7 +36,7 @@ Modules: ``loader`` (:func:`load`), ``common`` (the shared base class and helper
 
 from __future__ import annotations
 
-from pyinfer.backends.tensorflow.common import device_scope
+from pyinfer.backends.tensorflow.common import TensorFlowModel, device_scope
 from pyinfer.backends.tensorflow.keras import KerasModel
 from pyinfer.backends.tensorflow.loader import KNOWN_OPTIONS, load
 from pyinfer.backends.tensorflow.saved_model import (
@@ -52,6 +52,7 @@ __all__ = [
     "KerasModel",
     "SavedModelModel",
     "TFLiteModel",
+    "TensorFlowModel",
     "device_scope",
     "load",
     "saved_model_side_effects",

@@ -44,7 +44,7 @@ def _shape(dims: Any) -> tuple[Dim, ...]:
     return tuple(None if d is None or int(d) < 0 else int(d) for d in dims)
 
 
-class _TensorFlowModel(Model):
+class TensorFlowModel(Model):
     """What Keras and SavedModel models share: device placement, conversion, synchronisation."""
 
     def __init__(self, *, tf: ModuleType, tf_device: str, **kwargs: Any) -> None:

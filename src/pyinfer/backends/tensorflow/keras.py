@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends.base import Device, ModelFormat, TensorSpec
-from pyinfer.backends.tensorflow.common import _np_dtype, _shape, _TensorFlowModel, device_scope
+from pyinfer.backends.tensorflow.common import TensorFlowModel, _np_dtype, _shape, device_scope
 from pyinfer.backends.tensorflow.keras_safety import (
     _caller_objects,
     _code_layers,
@@ -32,7 +32,7 @@ from pyinfer.errors import (
 _CALL_MODES = ("function", "direct", "predict")
 
 
-class KerasModel(_TensorFlowModel):
+class KerasModel(TensorFlowModel):
     """A Keras model loaded from a ``.h5`` or ``.keras`` file.
 
     Inputs are named after the model's ``Input`` layers (or the keys of its input dict); outputs

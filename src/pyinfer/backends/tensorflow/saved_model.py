@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends.base import Device, ModelFormat, TensorSpec
-from pyinfer.backends.tensorflow.common import _np_dtype, _shape, _TensorFlowModel
+from pyinfer.backends.tensorflow.common import TensorFlowModel, _np_dtype, _shape
 from pyinfer.errors import (
     CorruptModelError,
     InvalidArgumentError,
@@ -21,7 +21,7 @@ from pyinfer.errors import (
 )
 
 
-class SavedModelModel(_TensorFlowModel):
+class SavedModelModel(TensorFlowModel):
     """A TensorFlow SavedModel folder, run through one of its signatures.
 
     Inputs are the signature's keyword arguments and outputs the keys of the dict it returns,
