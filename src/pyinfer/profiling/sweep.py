@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Callable
 
+from pyinfer.engine.batch_size import LatencyPoint, best_batch_under_budget
 from pyinfer.errors import as_out_of_memory
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement
 from pyinfer.report.stats import KNEE_FRACTION, knee_index
@@ -104,24 +105,27 @@ def finish_curve(points: list[BatchPoint], budget_ms: float | None) -> BatchCurv
         return BatchCurve(tuple(points), None, budget_ms, None, "no batch size was measured")
     fps = [p.throughput_fps for p in measured if p.throughput_fps is not None]
     knee = measured[knee_index(fps, KNEE_FRACTION)].batch_size
-    if budget_ms is None:
-        best = max(measured, key=lambda p: p.throughput_fps or 0.0)
-        reason = (
-            f"batch {best.batch_size}: the highest throughput, {best.throughput_fps:.1f} FPS "
-            "(no latency budget given)"
-        )
-        return BatchCurve(tuple(points), knee, None, best.batch_size, reason)
-    fitting = [p for p in measured if (p.latency_p95_ms or math.inf) <= budget_ms]
-    if not fitting:
+    candidates = [
+        LatencyPoint(p.batch_size, p.throughput_fps or 0.0, {"p95": p.latency_p95_ms or math.inf})
+        for p in measured
+    ]
+    chosen = best_batch_under_budget(candidates, budget_ms, statistic="p95")
+    if chosen is None:
         fastest = min(measured, key=lambda p: p.latency_p95_ms or math.inf)
         reason = (
             f"none: no batch size has P95 <= {budget_ms:g} ms (the lowest is "
             f"{fastest.latency_p95_ms:.3f} ms at batch {fastest.batch_size})"
         )
         return BatchCurve(tuple(points), knee, budget_ms, None, reason)
-    best = max(fitting, key=lambda p: p.throughput_fps or 0.0)
-    reason = (
-        f"batch {best.batch_size}: {best.throughput_fps:.1f} FPS with P95 "
-        f"{best.latency_p95_ms:.3f} ms within the {budget_ms:g} ms budget"
-    )
+    best = next(p for p, c in zip(measured, candidates, strict=True) if c is chosen)
+    if budget_ms is None:
+        reason = (
+            f"batch {best.batch_size}: the highest throughput, {best.throughput_fps:.1f} FPS "
+            "(no latency budget given)"
+        )
+    else:
+        reason = (
+            f"batch {best.batch_size}: {best.throughput_fps:.1f} FPS with P95 "
+            f"{best.latency_p95_ms:.3f} ms within the {budget_ms:g} ms budget"
+        )
     return BatchCurve(tuple(points), knee, budget_ms, best.batch_size, reason)
