@@ -881,7 +881,7 @@ def fake_torch(model: FakeCudaModel) -> ModuleType:
 
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
-    from pyinfer import _core
+    from pyinfer import core as _core
 
     FakeEventTimer.made = []
     monkeypatch.setattr(_core, "CudaEventTimer", FakeEventTimer)
@@ -973,7 +973,7 @@ def test_tensorflow_on_cuda_is_timed_on_the_host_and_reads_its_own_peak(
 def test_without_nvml_utilisation_is_unavailable_and_memory_comes_from_the_driver(
     fake_gpu: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pyinfer import _core
+    from pyinfer import core as _core
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
     monkeypatch.setattr(_core, "cuda_mem_get_info", lambda index: (30 * MB_, 80 * MB_))

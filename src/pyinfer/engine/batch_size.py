@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.engine.results import Arrays, BatchMeasurement, BatchSizeChoice
 from pyinfer.engine.runner import BatchRunner
 from pyinfer.errors import InvalidArgumentError, OutOfMemoryError, as_out_of_memory
@@ -192,7 +192,7 @@ def measure_batch_sizes(
     for size in sizes:
         batch = batch_of(size)
         try:
-            recorder = _core.time_calls(_bound_call(runner.call, batch, size), iterations, warmup)
+            recorder = core.time_calls(_bound_call(runner.call, batch, size), iterations, warmup)
         except Exception as exc:
             if as_out_of_memory(exc) is None:
                 raise

@@ -44,7 +44,7 @@ from typing import IO, Any, Literal, overload
 
 import numpy as np
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends.base import Device, Model, parse_device
 from pyinfer.engine.batch_size import (
     candidate_sizes,
@@ -318,7 +318,7 @@ class InferenceEngine:
     def _collect(self, items: Iterator[Item], total: int | None) -> DatasetResult:
         result = DatasetResult()
         stats = RunStats()
-        start = _core.now_ns()
+        start = core.now_ns()
         try:
             for item in self._iter_results(items, total, stats):
                 result._add(item)
@@ -333,7 +333,7 @@ class InferenceEngine:
     @staticmethod
     def _finish_result(result: DatasetResult, stats: RunStats, start_ns: int) -> None:
         stats.copy_to(result)
-        result.elapsed_s = (_core.now_ns() - start_ns) / 1e9
+        result.elapsed_s = (core.now_ns() - start_ns) / 1e9
 
     def _iter_results(
         self, items: Iterator[Item], total: int | None, stats: RunStats

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends import frameworks
 from pyinfer.backends.base import Device, Model, parse_device
 from pyinfer.errors import InvalidArgumentError
@@ -91,7 +91,7 @@ class ModelLoader:
             FrameworkNotInstalledError: If the framework is missing.
             DeviceError: If the device cannot be used.
         """
-        start_ns = _core.now_ns()
+        start_ns = core.now_ns()
         imports_before = frameworks.import_seconds()
         p = resolve_path(path)
         fmt = parse_format(format) if format is not None else detect_format(p)
@@ -107,7 +107,7 @@ class ModelLoader:
             model = self._load(p, fmt, parse_device(device), name or _default_name(p))
         import_s = frameworks.import_seconds() - imports_before
         model.import_time_s = import_s
-        model.load_time_s = max(0.0, (_core.now_ns() - start_ns) / 1e9 - import_s)
+        model.load_time_s = max(0.0, (core.now_ns() - start_ns) / 1e9 - import_s)
         logger.info(
             "loaded %s (%s) on %s in %.3f s (+%.3f s framework import)",
             p,
@@ -176,11 +176,11 @@ class PyTorchModelLoader(ModelLoader):
         """
         from pyinfer.backends import torch_backend
 
-        start_ns = _core.now_ns()
+        start_ns = core.now_ns()
         model = torch_backend.from_module(
             module, parse_device(device), name=name or type(module).__name__, **self.options
         )
-        model.load_time_s = (_core.now_ns() - start_ns) / 1e9
+        model.load_time_s = (core.now_ns() - start_ns) / 1e9
         return model
 
 

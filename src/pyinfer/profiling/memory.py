@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends.base import DeviceMemoryReading, Model
 from pyinfer.profiling.gpu import nvml_index
 from pyinfer.report import MemoryStats
@@ -59,7 +59,7 @@ def device_memory(index: int) -> tuple[int | None, int | None]:
     except Exception as exc:
         logger.debug("NVML memory query failed (%s); asking the driver", exc)
     try:
-        free, total = _core.cuda_mem_get_info(index)
+        free, total = core.cuda_mem_get_info(index)
     except Exception as exc:
         logger.warning("cannot read device memory of cuda:%d: %s", index, exc)
         return None, None
@@ -69,11 +69,11 @@ def device_memory(index: int) -> tuple[int | None, int | None]:
 def measure_cpu(model: Model, run: Callable[[], None], runs: int) -> MemoryStats:
     """Peak resident memory of ``runs`` calls of ``run`` over the resident size before them."""
     release_free_heap()
-    baseline = _core.rss_bytes()
-    method = _core.reset_peak_rss()
+    baseline = core.rss_bytes()
+    method = core.reset_peak_rss()
     for _ in range(runs):
         run()
-    peak = _core.peak_rss_bytes()
+    peak = core.peak_rss_bytes()
     return MemoryStats(
         parameter_bytes=model.parameter_bytes,
         peak_activation_bytes=max(peak - baseline, 0),

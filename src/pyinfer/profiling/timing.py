@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends.base import Model
 from pyinfer.errors import DeviceError
 from pyinfer.profiling.gpu import UtilizationSampler
@@ -58,7 +58,7 @@ def timed_samples(call: Callable[[], object], n: int) -> npt.NDArray[np.float64]
     collection keeps with the interrupted measurement.
     """
     try:
-        return np.asarray(_core.time_calls(call, n).samples())
+        return np.asarray(core.time_calls(call, n).samples())
     except KeyboardInterrupt as exc:
         partial = getattr(exc, "partial_recorder", None)
         if partial is not None:
@@ -99,13 +99,13 @@ def sample_source(model: Model, prep: Prepared, kind: str, host_ns: list[float])
         return host_source
     stream = model.stream_handle
     assert stream is not None
-    timer = _core.CudaEventTimer(stream, model.device.index)
+    timer = core.CudaEventTimer(stream, model.device.index)
     call = prep.call
 
     def event_source(n: int) -> npt.NDArray[np.float64]:
-        start = _core.now_ns()
+        start = core.now_ns()
         gpu_ms, _ = timer.time_calls(call, n)  # synchronises once, at the end
-        host_ns[0] += _core.now_ns() - start
+        host_ns[0] += core.now_ns() - start
         return np.asarray(gpu_ms, dtype=np.float64) * 1e6
 
     return event_source
@@ -160,7 +160,7 @@ def run_throughput(
     else:
         probe = max(1, probe_calls)
         start = clock()
-        _core.time_calls(prep.call, probe)
+        core.time_calls(prep.call, probe)
         model.synchronize()
         per_call = max((clock() - start) / probe, 1e-9)
     sampler = UtilizationSampler(model.device.index) if model.device.is_cuda else None
@@ -174,7 +174,7 @@ def run_throughput(
         # machine, a GPU clocking down): a slowdown costs at most one chunk.
         while True:
             n = max(1, min(max(2 * n, MIN_THROUGHPUT_CALLS), round(CHUNK_TIME_S / per_call)))
-            _core.time_calls(prep.call, n)
+            core.time_calls(prep.call, n)
             calls += n
             now = clock() - start
             if now >= duration and calls >= MIN_THROUGHPUT_CALLS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.backends.frameworks import physical_cores
 
 __all__ = ["Environment", "collect_environment", "cpu_model"]
@@ -119,7 +119,7 @@ def _versions() -> dict[str, str]:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    found.setdefault("pyinfer", _core.__version__)
+    found.setdefault("pyinfer", core.__version__)
     return found
 
 
@@ -168,10 +168,10 @@ def collect_environment(
     gpu_name, gpu_driver, gpu_memory = "", "", 0
     if cuda_device is not None:
         try:
-            gpu_name = _core.cuda_device_name(cuda_device)
-            version = _core.cuda_driver_version()
+            gpu_name = core.cuda_device_name(cuda_device)
+            version = core.cuda_driver_version()
             gpu_driver = f"{version // 1000}.{version % 1000 // 10}"
-            gpu_memory = _core.cuda_device_total_memory(cuda_device)
+            gpu_memory = core.cuda_device_total_memory(cuda_device)
         except Exception as exc:
             logger.warning("could not describe CUDA device %d: %s", cuda_device, exc)
     try:
@@ -192,7 +192,7 @@ def collect_environment(
         gpu_driver=gpu_driver,
         gpu_memory_bytes=gpu_memory,
         versions=_versions(),
-        clock=_jsonable(_core.clock_info().to_dict()),
+        clock=_jsonable(core.clock_info().to_dict()),
         model_options=options,
         concurrent_measurements=tuple(concurrent_measurements),
     )

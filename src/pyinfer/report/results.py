@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from pyinfer import _core
+from pyinfer import core
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report.stats import percentile_supported
 
@@ -61,10 +61,10 @@ class LatencyStats:
         arr = np.ascontiguousarray(samples_ns, dtype=np.float64)
         if arr.size == 0:
             raise InvalidArgumentError("latency statistics of no samples")
-        return cls.from_summary(_core.summarize(arr, _PERCENTILES, ddof=1 if arr.size > 1 else 0))
+        return cls.from_summary(core.summarize(arr, _PERCENTILES, ddof=1 if arr.size > 1 else 0))
 
     @classmethod
-    def from_summary(cls, summary: _core.Summary) -> LatencyStats:
+    def from_summary(cls, summary: core.Summary) -> LatencyStats:
         """Converts a core summary in nanoseconds that holds the five reported percentiles.
 
         Raises:
