@@ -57,8 +57,8 @@ from pyinfer.errors import (
 )
 
 if TYPE_CHECKING:
-    from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
-    from pyinfer.inference_engine import (
+    from pyinfer.backends.base import Device, Model, TensorSpec
+    from pyinfer.engine import (
         BatchMeasurement,
         BatchOutputs,
         BatchSizeChoice,
@@ -71,14 +71,15 @@ if TYPE_CHECKING:
         top_k,
         top_k_batch,
     )
-    from pyinfer.model_loader import (
+    from pyinfer.formats import ModelFormat
+    from pyinfer.loading import (
         ONNXModelLoader,
         PyTorchModelLoader,
         TensorFlowModelLoader,
         detect_format,
         load_model,
     )
-    from pyinfer.preprocessors import (
+    from pyinfer.preprocess import (
         CenterCrop,
         Compose,
         Decode,
@@ -92,48 +93,48 @@ if TYPE_CHECKING:
         VocabTokenizer,
         cast_arrays,
     )
-    from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+    from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
     from pyinfer.report import ProfileReport, compare, comparison_table
 
 # Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
 _LAZY = {
     "Device": "pyinfer.backends.base",
     "Model": "pyinfer.backends.base",
-    "ModelFormat": "pyinfer.backends.base",
+    "ModelFormat": "pyinfer.formats",
     "TensorSpec": "pyinfer.backends.base",
-    "ONNXModelLoader": "pyinfer.model_loader",
-    "PyTorchModelLoader": "pyinfer.model_loader",
-    "TensorFlowModelLoader": "pyinfer.model_loader",
-    "detect_format": "pyinfer.model_loader",
-    "load_model": "pyinfer.model_loader",
-    "PerformanceProfiler": "pyinfer.profiler",
-    "ProfilerSettings": "pyinfer.profiler",
+    "ONNXModelLoader": "pyinfer.loading",
+    "PyTorchModelLoader": "pyinfer.loading",
+    "TensorFlowModelLoader": "pyinfer.loading",
+    "detect_format": "pyinfer.loading",
+    "load_model": "pyinfer.loading",
+    "PerformanceProfiler": "pyinfer.profiling",
+    "ProfilerSettings": "pyinfer.profiling",
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
-    "BatchMeasurement": "pyinfer.inference_engine",
-    "BatchOutputs": "pyinfer.inference_engine",
-    "BatchSizeChoice": "pyinfer.inference_engine",
-    "DatasetResult": "pyinfer.inference_engine",
-    "InferenceEngine": "pyinfer.inference_engine",
-    "ItemFailure": "pyinfer.inference_engine",
-    "ItemResult": "pyinfer.inference_engine",
-    "Prediction": "pyinfer.inference_engine",
-    "softmax": "pyinfer.inference_engine",
-    "top_k": "pyinfer.inference_engine",
-    "top_k_batch": "pyinfer.inference_engine",
-    "CenterCrop": "pyinfer.preprocessors",
-    "Compose": "pyinfer.preprocessors",
-    "Decode": "pyinfer.preprocessors",
-    "ImagePipeline": "pyinfer.preprocessors",
-    "Normalize": "pyinfer.preprocessors",
-    "ResizeShorter": "pyinfer.preprocessors",
-    "TextPipeline": "pyinfer.preprocessors",
-    "ToDtype": "pyinfer.preprocessors",
-    "ToFloat": "pyinfer.preprocessors",
-    "ToLayout": "pyinfer.preprocessors",
-    "VocabTokenizer": "pyinfer.preprocessors",
-    "cast_arrays": "pyinfer.preprocessors",
+    "BatchMeasurement": "pyinfer.engine",
+    "BatchOutputs": "pyinfer.engine",
+    "BatchSizeChoice": "pyinfer.engine",
+    "DatasetResult": "pyinfer.engine",
+    "InferenceEngine": "pyinfer.engine",
+    "ItemFailure": "pyinfer.engine",
+    "ItemResult": "pyinfer.engine",
+    "Prediction": "pyinfer.engine",
+    "softmax": "pyinfer.engine",
+    "top_k": "pyinfer.engine",
+    "top_k_batch": "pyinfer.engine",
+    "CenterCrop": "pyinfer.preprocess",
+    "Compose": "pyinfer.preprocess",
+    "Decode": "pyinfer.preprocess",
+    "ImagePipeline": "pyinfer.preprocess",
+    "Normalize": "pyinfer.preprocess",
+    "ResizeShorter": "pyinfer.preprocess",
+    "TextPipeline": "pyinfer.preprocess",
+    "ToDtype": "pyinfer.preprocess",
+    "ToFloat": "pyinfer.preprocess",
+    "ToLayout": "pyinfer.preprocess",
+    "VocabTokenizer": "pyinfer.preprocess",
+    "cast_arrays": "pyinfer.preprocess",
 }
 
 

@@ -530,7 +530,7 @@ def _loaded_model(
             )
         return model
     if isinstance(model, (str, os.PathLike)):
-        from pyinfer.model_loader import load_model
+        from pyinfer.loading import load_model
 
         return load_model(Path(model), device=device or "cpu", **load_options)
     raise InvalidArgumentError(

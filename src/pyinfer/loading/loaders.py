@@ -145,7 +145,7 @@ class PyTorchModelLoader(ModelLoader):
       for files you trust;
     * ``input_shapes`` / ``input_dtypes``: declare inputs a module does not describe itself;
     * ``channels_last``, ``freeze``, ``optimize``, ``num_threads``: speed-ups, see
-      :mod:`pyinfer.backends.torch_backend`.
+      :mod:`pyinfer.backends.torch`.
     """
 
     family = "torch"
@@ -153,7 +153,7 @@ class PyTorchModelLoader(ModelLoader):
     formats = formats_of_family(family)
 
     def _load(self, path: Path, fmt: ModelFormat, device: Device, name: str) -> Model:
-        from pyinfer.backends import torch_backend
+        from pyinfer.backends import torch as torch_backend
 
         return torch_backend.load(path, fmt, device, name=name, **self.options)
 
@@ -174,7 +174,7 @@ class PyTorchModelLoader(ModelLoader):
         Returns:
             The model, with the same defaults applied as for a file.
         """
-        from pyinfer.backends import torch_backend
+        from pyinfer.backends import torch as torch_backend
 
         start_ns = core.now_ns()
         model = torch_backend.from_module(
@@ -199,7 +199,7 @@ class ONNXModelLoader(ModelLoader):
     formats = formats_of_family(family)
 
     def _load(self, path: Path, fmt: ModelFormat, device: Device, name: str) -> Model:
-        from pyinfer.backends import onnx_backend
+        from pyinfer.backends import onnx as onnx_backend
 
         return onnx_backend.load(path, fmt, device, name=name, **self.options)
 
@@ -219,7 +219,7 @@ class TensorFlowModelLoader(ModelLoader):
     formats = formats_of_family(family)
 
     def _load(self, path: Path, fmt: ModelFormat, device: Device, name: str) -> Model:
-        from pyinfer.backends import tf_backend
+        from pyinfer.backends import tensorflow as tf_backend
 
         return tf_backend.load(path, fmt, device, name=name, **self.options)
 

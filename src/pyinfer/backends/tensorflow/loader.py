@@ -36,7 +36,7 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         device: ``cpu`` or ``cuda:N`` (TensorFlow's ``/GPU:N``; TFLite is CPU-only).
         name: Name for reports.
         **options: See :data:`KNOWN_OPTIONS`. Every option is accepted for every format (so one
-            :class:`~pyinfer.model_loader.TensorFlowModelLoader` can load files of all four);
+            :class:`~pyinfer.loading.TensorFlowModelLoader` can load files of all four);
             :attr:`Model.options` records those that applied.
 
     Returns:
