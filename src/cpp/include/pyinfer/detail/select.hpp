@@ -61,6 +61,20 @@ struct Bracket {
   bool lo_repeated, hi_repeated;
 };
 
+/// Sets plan->take (one flag per region of plan->cuts) for the regions starting at the values
+/// `taken_from` (each -inf or one of the cuts).
+inline void mark_taken(const std::vector<double>& taken_from, ScanPlan* plan) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double>& cuts = plan->cuts;
+  plan->take.assign(cuts.size() + 1, 0);
+  for (double from : taken_from) {
+    plan->take[from == -inf ? 0
+                            : static_cast<std::size_t>(
+                                  std::lower_bound(cuts.begin(), cuts.end(), from) - cuts.begin()) +
+                                  1] = 1;
+  }
+}
+
 /// Cuts and taken regions for `brackets` (ascending by lo), merging those that overlap or touch.
 inline void plan_brackets(const std::vector<Bracket>& brackets, ScanPlan* plan) {
   std::vector<Bracket> merged;
@@ -109,13 +123,7 @@ inline void plan_brackets(const std::vector<Bracket>& brackets, ScanPlan* plan) 
   }
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-  plan->take.assign(cuts.size() + 1, 0);
-  for (double from : taken_from) {
-    plan->take[from == -inf ? 0
-                            : static_cast<std::size_t>(
-                                  std::lower_bound(cuts.begin(), cuts.end(), from) - cuts.begin()) +
-                                  1] = 1;
-  }
+  mark_taken(taken_from, plan);
 }
 
 /// Region of the r-th smallest value, given `below` (per cut, the values below it).
@@ -225,6 +233,96 @@ inline void resolve_ranks(const ScanPlan& plan, const std::vector<std::int64_t>&
       }
     }
   }
+}
+
+/// The plan of the first scan: the sample median as the shift, and a bracket around each of
+/// `ranks` (at most kMaxBracketedRanks; else one region, all copied). Rearranges `sample`.
+inline ScanPlan plan_first_scan(std::vector<double>& sample, const std::vector<std::size_t>& ranks,
+                                std::size_t n) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::size_t s = sample.size();
+  const bool bracketed = ranks.size() <= kMaxBracketedRanks;
+  struct Placed {
+    double lo_pos, hi_pos;
+  };
+  std::vector<Placed> placed;
+  std::vector<std::size_t> positions{s / 2};  // sample order statistics needed
+  const double sd = static_cast<double>(s);
+  double fraction = 0.0;
+  if (bracketed) {
+    for (std::size_t r : ranks) {
+      const double f = (static_cast<double>(r) + 0.5) / static_cast<double>(n);
+      const double center = f * sd;
+      const double spread = kBracketSigmas * std::sqrt(sd * f * (1.0 - f));
+      const Placed p{std::floor(center - spread) - 1.0, std::ceil(center + spread) + 1.0};
+      placed.push_back(p);
+      fraction += (std::min(p.hi_pos, sd) - std::max(p.lo_pos, 0.0)) / sd;
+      for (double pos : {p.lo_pos, p.hi_pos}) {
+        if (pos < 0.0 || pos >= sd) continue;
+        const auto k = static_cast<std::size_t>(pos);
+        for (std::size_t q = k > 0 ? k - 1 : k; q <= k + 1 && q < s; ++q) positions.push_back(q);
+      }
+    }
+  }
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  select_ranks(sample.data(), 0, s, positions.data(), positions.size());
+
+  ScanPlan plan;
+  plan.shift = sample[s / 2];
+  if (bracketed) {
+    std::vector<Bracket> brackets;
+    auto repeated = [&](std::size_t k) {
+      return (k > 0 && sample[k - 1] == sample[k]) || (k + 1 < s && sample[k + 1] == sample[k]);
+    };
+    for (const Placed& p : placed) {
+      Bracket b{-inf, inf, false, false};
+      if (p.lo_pos >= 0.0) {
+        const auto k = static_cast<std::size_t>(p.lo_pos);
+        b.lo = sample[k];
+        b.lo_repeated = repeated(k);
+      }
+      if (p.hi_pos < sd) {
+        const auto k = static_cast<std::size_t>(p.hi_pos);
+        b.hi = sample[k];
+        b.hi_repeated = repeated(k);
+      }
+      brackets.push_back(b);
+    }
+    plan_brackets(brackets, &plan);
+    plan.expected_take_fraction = std::min(fraction, 1.0);
+  } else {  // many ranks: copy everything out (one region, no cuts) and select from the copy
+    plan.take.assign(1, 1);
+    plan.expected_take_fraction = 1.0;
+  }
+  return plan;
+}
+
+/// The plan of a second scan that copies out exactly the regions of `plan` holding the ranks
+/// ranks[k] not yet `known` (merged where adjacent); `below` is the first scan's counts.
+inline ScanPlan plan_missing_regions(const ScanPlan& plan, const std::vector<std::int64_t>& below,
+                                     const std::vector<std::size_t>& ranks,
+                                     const std::vector<std::uint8_t>& known) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::size_t m = plan.cuts.size();
+  std::vector<std::uint8_t> missing(m + 1, 0);
+  for (std::size_t k = 0; k < ranks.size(); ++k) {
+    if (!known[k]) missing[region_of(below, ranks[k])] = 1;
+  }
+  ScanPlan again;
+  again.moments = false;
+  std::vector<double> taken_from;
+  for (std::size_t g = 0; g <= m; ++g) {
+    if (!missing[g] || (g > 0 && missing[g - 1])) continue;  // start of a run of regions
+    std::size_t e = g;
+    while (e + 1 <= m && missing[e + 1]) ++e;
+    const double from = g == 0 ? -inf : plan.cuts[g - 1];
+    if (g > 0) again.cuts.push_back(from);
+    if (e < m) again.cuts.push_back(plan.cuts[e]);
+    taken_from.push_back(from);
+  }
+  mark_taken(taken_from, &again);
+  return again;
 }
 
 /// Per-cut counts of all parts together.

@@ -112,6 +112,49 @@ inline void finish_moments(Summary* s, double shift, double s1, double s2, int d
       std::sqrt(std::max(m2, 0.0) / static_cast<double>(s->count - static_cast<std::size_t>(ddof)));
 }
 
+/// The 0-based ranks the percentiles need (ascending, distinct), besides 0 and n - 1: the min
+/// and the max, which the scan finds anyway.
+inline std::vector<std::size_t> inner_ranks(const std::vector<double>& percentiles, std::size_t n) {
+  std::vector<std::size_t> ranks;
+  for (double p : percentiles) {
+    std::size_t i;
+    double g;
+    virtual_index(p, n, &i, &g);
+    ranks.push_back(i);
+    if (i + 1 < n) ranks.push_back(i + 1);
+  }
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  ranks.erase(std::remove_if(ranks.begin(), ranks.end(),
+                             [n](std::size_t r) { return r == 0 || r == n - 1; }),
+              ranks.end());
+
+  return ranks;
+}
+
+/// The fixed-seed random sample of `data[0 .. n)` (at sample_indices(n): splitmix64, with
+/// replacement). @throws InvalidArgument for the first non-finite value of the data when the
+/// sample holds one.
+inline std::vector<double> draw_sample(const double* data, std::size_t n) {
+  std::vector<double> sample(std::min(kSampleSize, n / 2));
+  const std::size_t s = sample.size();
+  {
+    // The indices first, then the loads, a few ahead: random reads miss the caches.
+    const std::vector<std::size_t> at = sample_indices(n);
+    constexpr std::size_t kAhead = 32;
+    for (std::size_t k = 0; k < s; ++k) {
+#if defined(__GNUC__)
+      if (k + kAhead < s) __builtin_prefetch(data + at[k + kAhead]);
+#endif
+      sample[k] = data[at[k]];
+    }
+  }
+  for (double v : sample) {
+    if (!std::isfinite(v)) check_finite(data, n);  // throws for the first one
+  }
+  return sample;
+}
+
 /// summarize() for small n: copy, sort.
 inline Summary summarize_by_sorting(const double* data, std::size_t n,
                                     const std::vector<double>& percentiles, int ddof) {
@@ -147,92 +190,11 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   if (n < detail::kSortBelow) return detail::summarize_by_sorting(data, n, percentiles, ddof);
   const double inf = std::numeric_limits<double>::infinity();
 
-  // The ranks the percentiles need, besides 0 and n - 1 (the min and the max).
-  std::vector<std::size_t> ranks;
-  for (double p : percentiles) {
-    std::size_t i;
-    double g;
-    detail::virtual_index(p, n, &i, &g);
-    ranks.push_back(i);
-    if (i + 1 < n) ranks.push_back(i + 1);
-  }
-  std::sort(ranks.begin(), ranks.end());
-  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  ranks.erase(std::remove_if(ranks.begin(), ranks.end(),
-                             [n](std::size_t r) { return r == 0 || r == n - 1; }),
-              ranks.end());
+  const std::vector<std::size_t> ranks = detail::inner_ranks(percentiles, n);
 
-  // 1. A fixed-seed random sample (splitmix64, with replacement): the shift and the brackets.
-  std::vector<double> sample(std::min(detail::kSampleSize, n / 2));
-  const std::size_t s = sample.size();
-  {
-    // The indices first, then the loads, a few ahead: random reads miss the caches.
-    const std::vector<std::size_t> at = detail::sample_indices(n);
-    constexpr std::size_t kAhead = 32;
-    for (std::size_t k = 0; k < s; ++k) {
-#if defined(__GNUC__)
-      if (k + kAhead < s) __builtin_prefetch(data + at[k + kAhead]);
-#endif
-      sample[k] = data[at[k]];
-    }
-  }
-  for (double v : sample) {
-    if (!std::isfinite(v)) detail::check_finite(data, n);  // throws for the first one
-  }
-  const bool bracketed = ranks.size() <= detail::kMaxBracketedRanks;
-  struct Placed {
-    double lo_pos, hi_pos;
-  };
-  std::vector<Placed> placed;
-  std::vector<std::size_t> positions{s / 2};  // sample order statistics needed
-  const double sd = static_cast<double>(s);
-  double fraction = 0.0;
-  if (bracketed) {
-    for (std::size_t r : ranks) {
-      const double f = (static_cast<double>(r) + 0.5) / static_cast<double>(n);
-      const double center = f * sd;
-      const double spread = detail::kBracketSigmas * std::sqrt(sd * f * (1.0 - f));
-      const Placed p{std::floor(center - spread) - 1.0, std::ceil(center + spread) + 1.0};
-      placed.push_back(p);
-      fraction += (std::min(p.hi_pos, sd) - std::max(p.lo_pos, 0.0)) / sd;
-      for (double pos : {p.lo_pos, p.hi_pos}) {
-        if (pos < 0.0 || pos >= sd) continue;
-        const auto k = static_cast<std::size_t>(pos);
-        for (std::size_t q = k > 0 ? k - 1 : k; q <= k + 1 && q < s; ++q) positions.push_back(q);
-      }
-    }
-  }
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  detail::select_ranks(sample.data(), 0, s, positions.data(), positions.size());
-
-  detail::ScanPlan plan;
-  plan.shift = sample[s / 2];
-  if (bracketed) {
-    std::vector<detail::Bracket> brackets;
-    auto repeated = [&](std::size_t k) {
-      return (k > 0 && sample[k - 1] == sample[k]) || (k + 1 < s && sample[k + 1] == sample[k]);
-    };
-    for (const Placed& p : placed) {
-      detail::Bracket b{-inf, inf, false, false};
-      if (p.lo_pos >= 0.0) {
-        const auto k = static_cast<std::size_t>(p.lo_pos);
-        b.lo = sample[k];
-        b.lo_repeated = repeated(k);
-      }
-      if (p.hi_pos < sd) {
-        const auto k = static_cast<std::size_t>(p.hi_pos);
-        b.hi = sample[k];
-        b.hi_repeated = repeated(k);
-      }
-      brackets.push_back(b);
-    }
-    detail::plan_brackets(brackets, &plan);
-    plan.expected_take_fraction = std::min(fraction, 1.0);
-  } else {  // many ranks: copy everything out (one region, no cuts) and select from the copy
-    plan.take.assign(1, 1);
-    plan.expected_take_fraction = 1.0;
-  }
+  // 1. A fixed-seed random sample: the shift and the brackets.
+  std::vector<double> sample = detail::draw_sample(data, n);
+  const detail::ScanPlan plan = detail::plan_first_scan(sample, ranks, n);
 
   // 2. The pass over the data.
   const unsigned t = detail::summary_threads(n, threads);
@@ -263,31 +225,7 @@ inline Summary summarize(const double* data, std::size_t n, const std::vector<do
   if (std::find(known.begin(), known.end(), 0) != known.end()) {
     // Rare: some rank fell outside its bracket. Copy out exactly the regions holding such
     // ranks (merged where adjacent) in one more pass.
-    const std::size_t m = plan.cuts.size();
-    std::vector<std::uint8_t> missing(m + 1, 0);
-    for (std::size_t k = 0; k < ranks.size(); ++k) {
-      if (!known[k]) missing[detail::region_of(below, ranks[k])] = 1;
-    }
-    detail::ScanPlan again;
-    again.moments = false;
-    std::vector<double> taken_from;
-    for (std::size_t g = 0; g <= m; ++g) {
-      if (!missing[g] || (g > 0 && missing[g - 1])) continue;  // start of a run of regions
-      std::size_t e = g;
-      while (e + 1 <= m && missing[e + 1]) ++e;
-      const double from = g == 0 ? -inf : plan.cuts[g - 1];
-      if (g > 0) again.cuts.push_back(from);
-      if (e < m) again.cuts.push_back(plan.cuts[e]);
-      taken_from.push_back(from);
-    }
-    again.take.assign(again.cuts.size() + 1, 0);
-    for (double from : taken_from) {
-      again.take[from == -inf ? 0
-                              : static_cast<std::size_t>(
-                                    std::lower_bound(again.cuts.begin(), again.cuts.end(), from) -
-                                    again.cuts.begin()) +
-                                    1] = 1;
-    }
+    const detail::ScanPlan again = detail::plan_missing_regions(plan, below, ranks, known);
     parts = detail::scan(again, data, n, t);
     below = detail::total_below(parts, again.cuts.size());
     detail::resolve_ranks(again, below, parts, n, ranks, &values, &known, t);
