@@ -81,15 +81,9 @@ void bind_clock(py::module_& m) {
                     "Measured cost of one read of the timed loop's clock, in nanoseconds.")
       .def("to_dict",
            [](const ClockInfo& c) {
-             py::dict d;
-             d["source"] = c.source;
-             d["kernel_clocksource"] = c.kernel_clocksource;
-             d["resolution_ns"] = c.resolution_ns;
-             d["read_cost_ns"] = c.read_cost_ns;
-             d["min_step_ns"] = c.min_step_ns;
-             d["timed_loop_clock"] = c.timed_loop_clock;
-             d["timed_loop_read_cost_ns"] = c.timed_loop_read_cost_ns;
-             return d;
+             return attributes_dict(
+                 c, {"source", "kernel_clocksource", "resolution_ns", "read_cost_ns", "min_step_ns",
+                     "timed_loop_clock", "timed_loop_read_cost_ns"});
            })
       .def("__repr__", [](const ClockInfo& c) {
         return "ClockInfo(source='" + c.source + "', kernel_clocksource='" + c.kernel_clocksource +

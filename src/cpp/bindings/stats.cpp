@@ -22,7 +22,7 @@ namespace pyinfer::bindings {
 
 namespace {
 
-const std::vector<double> kDefaultPercentiles{50.0, 90.0, 95.0, 99.0, 99.9};
+const std::vector<double> kDefaultRanks(kDefaultPercentiles.begin(), kDefaultPercentiles.end());
 
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
@@ -88,16 +88,8 @@ void bind_stats(py::module_& m) {
            "The value at rank p, which must be one of the requested ranks.")
       .def("to_dict",
            [](const Summary& s) {
-             py::dict d;
-             d["count"] = s.count;
-             d["mean"] = s.mean;
-             d["std"] = s.std;
-             d["min"] = s.min;
-             d["max"] = s.max;
-             d["percentiles"] = percentiles_dict(s);
-             d["exact"] = s.exact;
-             d["relative_error"] = s.relative_error;
-             return d;
+             return attributes_dict(s, {"count", "mean", "std", "min", "max", "percentiles",
+                                        "exact", "relative_error"});
            })
       .def("__repr__", [](const Summary& s) {
         std::string r = "Summary(count=" + std::to_string(s.count) +
@@ -118,7 +110,7 @@ void bind_stats(py::module_& m) {
         py::gil_scoped_release release;
         return summarize(data, n, percentiles, ddof);
       },
-      py::arg("values"), py::arg("percentiles") = kDefaultPercentiles, py::arg("ddof") = 0,
+      py::arg("values"), py::arg("percentiles") = kDefaultRanks, py::arg("ddof") = 0,
       "Summary of an array (any shape, flattened). A C-contiguous float64 array is read in\n"
       "place, without a copy; other dtypes are converted first.");
 
@@ -157,7 +149,7 @@ void bind_stats(py::module_& m) {
             py::gil_scoped_release release;
             return self.summary(percentiles, ddof);
           },
-          py::arg("percentiles") = kDefaultPercentiles, py::arg("ddof") = 0)
+          py::arg("percentiles") = kDefaultRanks, py::arg("ddof") = 0)
       .def("merge", &LatencyRecorder::merge, py::arg("other"),
            py::call_guard<py::gil_scoped_release>())
       .def("clear", &LatencyRecorder::clear)

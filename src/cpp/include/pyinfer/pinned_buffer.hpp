@@ -1,10 +1,12 @@
 // Page-locked (pinned) host memory for fast host-to-device copies, and a ring of slots for
 // double-buffered uploads.
+//
+// Header-only; the allocation itself (pinned or the pageable fallback) is
+// pyinfer/detail/host_allocation.hpp.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,74 +14,10 @@
 #include <vector>
 
 #include "pyinfer/cuda_driver.hpp"
+#include "pyinfer/detail/host_allocation.hpp"
 #include "pyinfer/errors.hpp"
 
 namespace pyinfer {
-
-namespace detail {
-
-/// Alignment of pageable fallback memory and of ring slots, in bytes.
-constexpr std::size_t kHostAlignment = 4096;
-
-inline std::size_t align_up(std::size_t n, std::size_t alignment) {
-  return (n + alignment - 1) / alignment * alignment;
-}
-
-/// One host allocation: page-locked with cuMemHostAlloc(CU_MEMHOSTALLOC_PORTABLE) in the
-/// primary context of a device, or (fallback) ordinary 4096-aligned memory. Freed by the
-/// destructor. Its contents start uninitialised. Thread-safe (immutable after construction).
-class HostAllocation {
- public:
-  /// @throws InvalidArgument (nbytes 0, bad device), CudaUnavailable (no CUDA and
-  ///         `allow_pageable` false), OutOfMemory, CudaError.
-  HostAllocation(std::size_t nbytes, int device, bool allow_pageable) : size_(nbytes) {
-    if (nbytes == 0) throw InvalidArgument("nbytes must be at least 1, got 0");
-    if (device < 0) {
-      throw InvalidArgument("CUDA device " + std::to_string(device) + " does not exist");
-    }
-    if (cuda_available()) {
-      ctx_ = primary_context(device);
-      ScopedContext scope(ctx_);
-      check(driver_state().api.cuMemHostAlloc(&data_, nbytes, kMemHostAllocPortable),
-            ("cuMemHostAlloc of " + std::to_string(nbytes) + " bytes").c_str());
-      pinned_ = true;
-      return;
-    }
-    if (!allow_pageable) {
-      throw CudaUnavailable("page-locked memory needs CUDA: " + cuda_unavailable_reason() +
-                            " (pass allow_pageable=True to fall back to ordinary memory)");
-    }
-    if (posix_memalign(&data_, kHostAlignment, align_up(nbytes, kHostAlignment)) != 0) {
-      data_ = nullptr;
-      throw OutOfMemory("could not allocate " + std::to_string(nbytes) + " bytes of host memory");
-    }
-  }
-
-  ~HostAllocation() {
-    if (data_ == nullptr) return;
-    if (!pinned_) {
-      std::free(data_);
-      return;
-    }
-    ScopedContext scope(ctx_, std::nothrow);
-    driver_state().api.cuMemFreeHost(data_);  // fails only at process exit: nothing to do
-  }
-
-  HostAllocation(const HostAllocation&) = delete;
-  HostAllocation& operator=(const HostAllocation&) = delete;
-
-  std::byte* data() const noexcept { return static_cast<std::byte*>(data_); }
-  std::size_t size() const noexcept { return size_; }
-  bool pinned() const noexcept { return pinned_; }
-
- private:
-  void* data_ = nullptr;
-  std::size_t size_;
-  bool pinned_ = false;
-  CUcontext ctx_ = nullptr;
-};
-
-}  // namespace detail
 
 /// A block of host memory, page-locked when CUDA is available, that a binding layer exports
 /// zero-copy (numpy, torch.from_numpy). It is either a whole allocation or a slice of one shared

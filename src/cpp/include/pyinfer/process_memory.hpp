@@ -1,7 +1,6 @@
 // Resident memory of this process: current RSS and a resettable peak.
 #pragma once
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,11 +8,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include "pyinfer/detail/proc_files.hpp"
 
 namespace pyinfer {
 
@@ -30,31 +29,6 @@ inline std::uint64_t current_rss_bytes() {
          static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-namespace detail {
-/// A "Name:   123 kB" field of /proc/self/status, in bytes; 0 if absent.
-inline std::uint64_t proc_status_bytes(const char* field) {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return 0;
-  const std::size_t len = std::strlen(field);
-  char line[256];
-  std::uint64_t bytes = 0;
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::strncmp(line, field, len) == 0 && line[len] == ':') {
-      bytes = std::strtoull(line + len + 1, nullptr, 10) * 1024ULL;
-      break;
-    }
-  }
-  std::fclose(f);
-  return bytes;
-}
-/// Peak RSS since the process started (getrusage), in bytes.
-inline std::uint64_t lifetime_peak_rss_bytes() {
-  rusage usage;
-  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
-  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024ULL;  // Linux reports kB
-}
-}  // namespace detail
-
 /// Tracks the peak resident memory of this process over a region that begins at reset().
 ///
 /// Method, detected at each reset() rather than assumed: "clear_refs" where the kernel lets
@@ -65,6 +39,7 @@ inline std::uint64_t lifetime_peak_rss_bytes() {
 /// Thread-safety: all members may be called from any thread.
 class PeakRssTracker {
  public:
+  /// @param sampling_period  how often the "sampling" fallback reads the RSS (microseconds)
   explicit PeakRssTracker(
       std::chrono::microseconds sampling_period = std::chrono::microseconds(500))
       : period_(sampling_period) {}
@@ -73,6 +48,7 @@ class PeakRssTracker {
   PeakRssTracker& operator=(const PeakRssTracker&) = delete;
 
   /// Starts a new region: the peak becomes the current RSS. Returns the method in use.
+  /// @throws std::system_error when the sampler thread cannot be started
   std::string reset() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!force_sampling_ && try_clear_refs()) {
@@ -86,7 +62,8 @@ class PeakRssTracker {
     return method_;
   }
 
-  /// Peak RSS in bytes since the last reset() (since process start before any reset()).
+  /// Peak RSS in bytes since the last reset() (since process start before any reset()); 0 if
+  /// the kernel does not say.
   std::uint64_t peak_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
     if (method_ == "sampling") {
