@@ -15,21 +15,6 @@ from typing import Any
 
 from pyinfer.errors import InvalidArgumentError, PyinferError
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_TERMINATED",
-    "EXIT_UNSTABLE",
-    "EXIT_USAGE",
-    "CommandError",
-    "check_outputs",
-    "first_and_last_line",
-    "value_text",
-    "write_output",
-    "write_plot",
-]
-
 EXIT_OK = 0
 """The command did what was asked."""
 EXIT_FAILED = 1
