@@ -37,7 +37,7 @@ from pyinfer.report import (
     write_atomic,
 )
 from pyinfer.suite import SuiteResult
-from pyinfer.suite.artifacts import _Artifacts
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 SRC = str(Path(pyinfer.__file__).parents[1])
 HANG_S = 120  # a generous bound: every process here ends in seconds
@@ -510,7 +510,7 @@ def test_sigkill_while_writing_never_leaves_a_truncated_report(tmp_path: Path) -
 _SLOW_EXPORT = """
 import sys, time
 from pathlib import Path
-from pyinfer.suite.artifacts import _Artifacts
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 def write(path):
     with open(path, "wb") as f:

@@ -36,7 +36,7 @@ from pyinfer.errors import (
     ModelLoadError,
     UntrustedModelError,
 )
-from pyinfer.suite.artifacts import _Artifacts
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 
 class RebuildPayload(Payload):

@@ -16,7 +16,7 @@ from pyinfer.report import write_atomic
 logger = logging.getLogger(__name__)
 
 
-class _Artifacts:
+class Artifacts:
     """Exported files in a folder, reused when the manifest says they match.
 
     A file matches when the manifest holds the same key (model, format, size, seed and the
@@ -80,7 +80,8 @@ class _Artifacts:
 
 
 @contextlib.contextmanager
-def _folder(work_dir: Path | None) -> Iterator[Path]:
+def work_folder(work_dir: Path | None) -> Iterator[Path]:
+    """``work_dir`` (created if needed), or a temporary folder removed afterwards."""
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
         yield work_dir

@@ -22,7 +22,7 @@ import pyinfer
 from pyinfer._environment import collect_environment
 from pyinfer.errors import InvalidArgumentError, PyinferError
 from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
-from pyinfer.suite.artifacts import _Artifacts, _folder
+from pyinfer.suite.artifacts import Artifacts, work_folder
 from pyinfer.suite.parity import _parity
 from pyinfer.suite.results import FormatEntry, FormatsResult, failure_reason
 from pyinfer.suite.settings import (
@@ -233,8 +233,8 @@ def compare_formats(
         return pyinfer.load_model(p, device=device, name=stem, **extra)
 
     try:
-        with _folder(Path(work_dir) if work_dir is not None else None) as folder:
-            artifacts = _Artifacts(folder)
+        with work_folder(Path(work_dir) if work_dir is not None else None) as folder:
+            artifacts = Artifacts(folder)
             t0 = time.perf_counter()
             original = load(source)
             exportable = original

@@ -13,26 +13,29 @@ from typing import Any
 import pyinfer
 from pyinfer._environment import collect_environment
 from pyinfer.errors import FrameworkNotInstalledError
-from pyinfer.suite.artifacts import _Artifacts
+from pyinfer.suite.artifacts import Artifacts
 from pyinfer.suite.settings import SuiteConfig
 
 
-class _Models:
+class Models:
     """The suite's models, built once with seeded random weights."""
 
-    def __init__(self, config: SuiteConfig, artifacts: _Artifacts) -> None:
+    def __init__(self, config: SuiteConfig, artifacts: Artifacts) -> None:
         self.config = config
         self.artifacts = artifacts
         self._cache: dict[str, Any] = {}
         versions = collect_environment().versions
         self._versions = ",".join(f"{k}={v}" for k, v in sorted(versions.items()))
 
-    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+    def once(self, name: str, build: Callable[[], Any]) -> Any:
+        """The model ``name``, built by ``build`` at its first use."""
         if name not in self._cache:
             self._cache[name] = build()
         return self._cache[name]
 
     def torch_resnet(self) -> Any:
+        """ResNet50 as a torch module (torchvision), in eval mode."""
+
         def build() -> Any:
             import torch
 
@@ -41,9 +44,11 @@ class _Models:
             torch.manual_seed(self.config.seed)
             return resnet50(weights=None).eval()
 
-        return self._once("torch-resnet50", build)
+        return self.once("torch-resnet50", build)
 
     def keras_resnet(self) -> Any:
+        """ResNet50 as a Keras model of the configured image size."""
+
         def build() -> Any:
             from pyinfer.backends.frameworks import import_tensorflow
 
@@ -54,13 +59,15 @@ class _Models:
             size = self.config.image_size
             return keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
 
-        return self._once("keras-resnet50", build)
+        return self.once("keras-resnet50", build)
 
     def key(self, what: str) -> str:
+        """The work folder's key of an export: what, image size, seed and versions."""
         c = self.config
         return f"{what}|image={c.image_size}|seed={c.seed}|{self._versions}"
 
     def resnet_example(self) -> Any:
+        """A seeded example input of ResNet50, batch 1, for tracing and export."""
         import torch
 
         size = self.config.image_size
@@ -89,7 +96,7 @@ def _torch_loader(**options: Any) -> Any:
     return PyTorchModelLoader(**options)
 
 
-def _resnet_model(models: _Models, fmt: str, device: str) -> Any:
+def _resnet_model(models: Models, fmt: str, device: str) -> Any:
     """ResNet50 in ``fmt`` on ``device``: built, exported (or reused) and loaded."""
     from pyinfer import export
 
@@ -122,7 +129,7 @@ def _resnet_model(models: _Models, fmt: str, device: str) -> Any:
         )
         return pyinfer.load_model(path, device=device, name=name)
     if device != "cpu":
-        raise _Skip("TFLite runs on the CPU only")
+        raise Skip("TFLite runs on the CPU only")
     path = models.artifacts.get(
         "resnet50.tflite",
         models.key("resnet50-tflite"),
@@ -131,11 +138,13 @@ def _resnet_model(models: _Models, fmt: str, device: str) -> Any:
     return pyinfer.load_model(path, device=device, name=name)
 
 
-class _Skip(Exception):  # noqa: N818 - a signal, not an error
+class Skip(Exception):  # noqa: N818 - a signal, not an error
     """An entry that cannot run here (a format without that device)."""
 
 
-def _bert_model(models: _Models, device: str) -> Any:
+def bert_model(models: Models, device: str) -> Any:
+    """BERT-base with random weights (``models.config.bert_config``), loaded on ``device``."""
+
     def build() -> Any:
         import torch
 
@@ -146,14 +155,14 @@ def _bert_model(models: _Models, device: str) -> Any:
         bert: Any = BertModel(BertConfig(**dict(models.config.bert_config)))
         return bert.eval()
 
-    module = copy.deepcopy(models._once("torch-bert", build))
+    module = copy.deepcopy(models.once("torch-bert", build))
     loader = _torch_loader(
         input_shapes={"input_ids": (None, "sequence")}, input_dtypes={"input_ids": "int64"}
     )
     return loader.from_module(module, device=device, name="BERT-Base")
 
 
-def _mobilenet_model(models: _Models, device: str) -> Any:
+def _mobilenet_model(models: Models, device: str) -> Any:
     def build() -> Any:
         import torch
 
@@ -162,6 +171,6 @@ def _mobilenet_model(models: _Models, device: str) -> Any:
         torch.manual_seed(models.config.seed)
         return mobilenet_v2(weights=None).eval()
 
-    module = copy.deepcopy(models._once("torch-mobilenetv2", build))
+    module = copy.deepcopy(models.once("torch-mobilenetv2", build))
     loader = _torch_loader(input_shapes={"x": (None, 3, "height", "width")})
     return loader.from_module(module, device=device, name="MobileNetV2")

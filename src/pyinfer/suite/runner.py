@@ -20,9 +20,9 @@ from pyinfer._environment import Environment, collect_environment
 from pyinfer.errors import FrameworkNotInstalledError
 from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
 from pyinfer.report import ProfileReport, one_line
-from pyinfer.suite.artifacts import _Artifacts, _folder
+from pyinfer.suite.artifacts import Artifacts, work_folder
 from pyinfer.suite.busy import _busy_cpus, _busy_warning
-from pyinfer.suite.models import _bert_model, _mobilenet_model, _Models, _resnet_model, _Skip
+from pyinfer.suite.models import Models, Skip, _mobilenet_model, _resnet_model, bert_model
 from pyinfer.suite.results import SuiteEntry, SuiteResult, failure_reason
 from pyinfer.suite.settings import (
     FAILED,
@@ -72,7 +72,7 @@ def _timed(build: Callable[[], Any]) -> tuple[Any, float]:
     return model, time.perf_counter() - start
 
 
-def _jobs(config: SuiteConfig, models: _Models, device: str) -> list[_Job]:
+def _jobs(config: SuiteConfig, models: Models, device: str) -> list[_Job]:
     settings = config.profiler_settings()
     # --quick: no separate throughput run; throughput is items over the latency run's time.
     throughput = not (config.quick and config.settings is None)
@@ -107,7 +107,7 @@ def _jobs(config: SuiteConfig, models: _Models, device: str) -> list[_Job]:
         for length in config.seq_lengths:
 
             def run_bert(length: int = length) -> tuple[ProfileReport, float]:
-                model, prep = _timed(lambda: _bert_model(models, device))
+                model, prep = _timed(lambda: bert_model(models, device))
                 per_length = dataclasses.replace(settings, input_dims={"sequence": length})
                 return _profile(
                     model, per_length, prepare_s=prep, batch_size=1, throughput=throughput
@@ -138,7 +138,7 @@ def _run_job(job: _Job) -> SuiteEntry:
     }
     try:
         report, prepare_s = job.run()
-    except _Skip as exc:
+    except Skip as exc:
         return SuiteEntry(**base, status=SKIPPED, reason=str(exc))
     except FrameworkNotInstalledError as exc:
         return SuiteEntry(**base, status=SKIPPED, reason=f"not installed: {one_line(str(exc))}")
@@ -185,9 +185,9 @@ def run_suite(
     environments: dict[str, Environment] = {}
     interrupted = False
     try:
-        with _folder(config.work_dir) as folder:
-            artifacts = _Artifacts(folder)
-            models = _Models(config, artifacts)
+        with work_folder(config.work_dir) as folder:
+            artifacts = Artifacts(folder)
+            models = Models(config, artifacts)
             for device in devices:
                 environments[device] = collect_environment(
                     cuda_device=0 if device == "cuda" else None
