@@ -13,11 +13,23 @@ from typing import Any
 import pytest
 
 import pyinfer
-from pyinfer import bench, cli
-from pyinfer.bench import FormatEntry, FormatsResult, SuiteConfig, SuiteResult
+from pyinfer import cli, suite
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
 from pyinfer.profiler import ProfilerSettings
 from pyinfer.report import comparison_table, format_short
+from pyinfer.suite import (
+    FormatEntry,
+    FormatsResult,
+    SuiteConfig,
+    SuiteResult,
+)
+from pyinfer.suite import busy as suite_busy
+from pyinfer.suite import formats as suite_formats
+from pyinfer.suite import models as suite_models
+from pyinfer.suite import parity as suite_parity
+from pyinfer.suite import runner as suite_runner
+from pyinfer.suite import settings as suite_settings
+from pyinfer.suite import tables as suite_tables
 
 # The specification's header lines, character for character.
 SPEC_FORMATS = (
@@ -136,7 +148,7 @@ def test_bert_table_through_the_library(torch_module: Any) -> None:
         quick=True,
         devices=("cpu",),
     )
-    result = bench.run_suite(config, progress=lines.append)
+    result = suite.run_suite(config, progress=lines.append)
     assert [e.status for e in result.entries] == ["ok", "ok"]
     text = result.to_text().splitlines()
     assert text[0] == "BERT-Base (Text Classification)"
@@ -209,7 +221,7 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
 def test_a_failed_entry_shows_why_and_exits_1(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = bench._mobilenet_model
+    real = suite_runner._mobilenet_model
     calls: list[int] = []
 
     def flaky(models: Any, device: str) -> Any:
@@ -218,7 +230,7 @@ def test_a_failed_entry_shows_why_and_exits_1(
             raise RuntimeError("boom")
         return real(models, device)
 
-    monkeypatch.setattr(bench, "_mobilenet_model", flaky)
+    monkeypatch.setattr(suite_runner, "_mobilenet_model", flaky)
     argv = [*MOBILENET_32[:4], "32,40", *MOBILENET_32[5:]]
     assert cli.main(argv) == cli.EXIT_FAILED
     lines = capsys.readouterr().out.splitlines()
@@ -235,14 +247,14 @@ def test_a_failed_entry_shows_why_and_exits_1(
 def test_a_missing_framework_is_skipped_not_failed(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = bench._resnet_model
+    real = suite_runner._resnet_model
 
     def no_tf(models: Any, fmt: str, device: str) -> Any:
         if fmt in {"tensorflow", "tflite"}:
             raise FrameworkNotInstalledError("TensorFlow is not installed: pip install pyinfer[tf]")
         return real(models, fmt, device)
 
-    monkeypatch.setattr(bench, "_resnet_model", no_tf)
+    monkeypatch.setattr(suite_runner, "_resnet_model", no_tf)
     config = SuiteConfig(
         models=("resnet50",),
         formats=("pytorch", "tensorflow", "tflite"),
@@ -251,7 +263,7 @@ def test_a_missing_framework_is_skipped_not_failed(
         quick=True,
         devices=("cpu",),
     )
-    result = bench.run_suite(config)
+    result = suite.run_suite(config)
     assert [e.status for e in result.entries] == ["ok", "skipped", "skipped", "ok"]
     assert result.exit_code in (cli.EXIT_OK, cli.EXIT_UNSTABLE)
     text = result.to_text().splitlines()
@@ -283,7 +295,7 @@ def test_an_unstable_entry_is_marked_and_exits_3(
         stability_target=1e-12,
         memory_runs=1,
     )
-    monkeypatch.setattr(bench, "quick_settings", lambda: never_stable)
+    monkeypatch.setattr(suite_settings, "quick_settings", lambda: never_stable)
     assert cli.main(MOBILENET_32) == cli.EXIT_UNSTABLE
     lines = capsys.readouterr().out.splitlines()
     table = _after(lines, SPEC_MOBILENET)
@@ -300,7 +312,7 @@ def test_ctrl_c_keeps_the_finished_entries(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real = bench._mobilenet_model
+    real = suite_runner._mobilenet_model
     calls: list[int] = []
 
     def interrupt_second(models: Any, device: str) -> Any:
@@ -309,7 +321,7 @@ def test_ctrl_c_keeps_the_finished_entries(
             raise KeyboardInterrupt
         return real(models, device)
 
-    monkeypatch.setattr(bench, "_mobilenet_model", interrupt_second)
+    monkeypatch.setattr(suite_runner, "_mobilenet_model", interrupt_second)
     out_json = tmp_path / "partial.json"
     argv = [*MOBILENET_32[:4], "32,40,48", *MOBILENET_32[5:], "--json", str(out_json)]
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
@@ -417,7 +429,7 @@ def test_formats_of_a_torch_module(
     for e in result.entries[1:]:
         assert e.parity is True
         assert e.relative_error is not None
-        assert e.relative_error <= bench.PARITY_TOLERANCE
+        assert e.relative_error <= suite.PARITY_TOLERANCE
         assert Path(e.path).parent == work
         assert Path(e.path).exists()
     assert sorted(p.name for p in work.iterdir()) == [
@@ -469,7 +481,7 @@ def test_formats_of_a_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == (3 if any(not e.stable for e in result.entries) else 0)
     assert [e.format for e in result.entries] == ["keras", "saved-model", "tflite"]
     assert [e.parity for e in result.entries] == [None, True, True]
-    assert result.entries[2].tolerance == bench.PARITY_TOLERANCE_TFLITE
+    assert result.entries[2].tolerance == suite.PARITY_TOLERANCE_TFLITE
     assert all(e.report and e.report.batch_size == 2 for e in result.entries)
     assert out[0].startswith("small.keras (keras) on CPU (")
     assert out[0].endswith(", batch 2")
@@ -515,19 +527,19 @@ def test_parity_measure() -> None:
 
     ref = {"y": np.array([[1.0, -4.0]], np.float32)}
     close = {"y": np.array([[1.0, -4.0002]], np.float32)}
-    check = bench._parity(ref, close, 1e-4)
+    check = suite_parity._parity(ref, close, 1e-4)
     difference = float(np.float32(-4.0002)) + 4.0  # float32's nearest value to -4.0002
     assert check.max_abs == pytest.approx(-difference)
     assert check.relative == pytest.approx(-difference / 4)
     assert check.ok
     assert (check.output, check.detail) == ("y", "")
-    far = bench._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
+    far = suite_parity._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
     assert not far.ok
     assert far.detail == "output 'y': relative error 2.5e-01 over the tolerance 1e-04"
     with pytest.raises(InvalidArgumentError, match=r"output 'y': shape \(2,\) against"):
-        bench._parity(ref, {"y": np.zeros(2)}, 1e-4)
+        suite_parity._parity(ref, {"y": np.zeros(2)}, 1e-4)
     with pytest.raises(InvalidArgumentError, match=r"2 outputs \(a, b\) against the original's 1"):
-        bench._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
+        suite_parity._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
 
 
 def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -> None:
@@ -540,24 +552,26 @@ def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -
     }
     # Another order of the same names: matched by name, not position.
     same = {"mask": ref["mask"].copy(), "label": ref["label"].copy(), "score": ref["score"] + 1e-6}
-    assert bench._parity(ref, same, 1e-4).ok
+    assert suite_parity._parity(ref, same, 1e-4).ok
     # The first output matches; the integer one differs by one class in one of three items.
     wrong_label = {**same, "label": np.array([1, 1, 1], np.int64)}
-    check = bench._parity(ref, wrong_label, 1e-4)
+    check = suite_parity._parity(ref, wrong_label, 1e-4)
     assert not check.ok
     assert check.output == "label"
     assert check.detail == "output 'label': 1 of 3 values differ"
     assert check.relative == float("inf")
     wrong_mask = {**same, "mask": np.array([True, True])}
-    assert bench._parity(ref, wrong_mask, 1e-4).detail == "output 'mask': 1 of 2 values differ"
+    assert (
+        suite_parity._parity(ref, wrong_mask, 1e-4).detail == "output 'mask': 1 of 2 values differ"
+    )
     # NaN where the original has NaN is equal; NaN where it has a number is not.
     nan_ref = {"y": np.array([np.nan, 1.0], np.float32)}
-    assert bench._parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
-    assert not bench._parity(nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4).ok
+    assert suite_parity._parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
+    assert not suite_parity._parity(nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4).ok
 
 
 def test_a_mismatching_or_failed_format_exits_1() -> None:
-    env = bench.collect_environment()
+    env = suite_runner.collect_environment()
     entries = (
         FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
         FormatEntry(
@@ -592,27 +606,27 @@ def test_a_mismatching_or_failed_format_exits_1() -> None:
 
 def test_a_busy_machine_is_called_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert bench._busy_warning(0.4) == ""
-    assert bench._busy_warning(None) == ""
-    assert bench._busy_warning(1.25) == (
+    assert suite_busy._busy_warning(0.4) == ""
+    assert suite_busy._busy_warning(None) == ""
+    assert suite_busy._busy_warning(1.25) == (
         "warning: other processes kept 1.2 of 2 CPUs busy before the suite started: expect "
         "noisy and unstable measurements"
     )
-    env = bench.collect_environment()
+    env = suite_runner.collect_environment()
     busy = SuiteResult((), {"cpu": env}, {}, {}, 3.0, busy_cpus=1.5)
     assert busy.summary_line() == (
-        "0 entries: 0 measured; wall time 3.0 s\n" + bench._busy_warning(1.5)
+        "0 entries: 0 measured; wall time 3.0 s\n" + suite_busy._busy_warning(1.5)
     )
     assert SuiteResult.from_json(busy.to_json()) == busy
     # /proc/stat: 300 jiffies of which 100 idle over the sample -> 2/3 of 2 CPUs busy.
     samples = iter([(1000, 500), (1300, 600)])
-    monkeypatch.setattr(bench, "_cpu_times", lambda: next(samples))
-    assert bench._busy_cpus(0.001) == pytest.approx(4 / 3)
+    monkeypatch.setattr(suite_busy, "_cpu_times", lambda: next(samples))
+    assert suite_busy._busy_cpus(0.001) == pytest.approx(4 / 3)
 
 
 def test_a_missing_package_names_its_extra() -> None:
     with pytest.raises(FrameworkNotInstalledError) as info:
-        bench._require("no_such_package_for_pyinfer.models", "text", "BERT-base")
+        suite_models._require("no_such_package_for_pyinfer.models", "text", "BERT-base")
     assert str(info.value).startswith(
         "BERT-base needs no_such_package_for_pyinfer (No module named "
         "'no_such_package_for_pyinfer'); pip install 'pyinfer[text]'"
@@ -626,14 +640,14 @@ def test_formats_ctrl_c_keeps_the_finished_formats(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
-    real = bench._export
+    real = suite_formats._export
 
     def stop_at_torch_export(fmt: str, *args: Any) -> Path:
         if fmt == "torch-export":
             raise KeyboardInterrupt
         return real(fmt, *args)
 
-    monkeypatch.setattr(bench, "_export", stop_at_torch_export)
+    monkeypatch.setattr(suite_formats, "_export", stop_at_torch_export)
     out_json = tmp_path / "f.json"
     argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     assert cli.main([*argv, "--json", str(out_json)]) == cli.EXIT_INTERRUPTED
@@ -656,7 +670,7 @@ def test_an_export_that_fails_is_a_failed_row(
     def no_export(fmt: str, *args: Any) -> Path:
         raise RuntimeError(f"cannot write {fmt}")
 
-    monkeypatch.setattr(bench, "_export", no_export)
+    monkeypatch.setattr(suite_formats, "_export", no_export)
     argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     assert cli.main([*argv, "--formats", "torchscript"]) == cli.EXIT_FAILED
     out = capsys.readouterr().out.splitlines()
@@ -897,7 +911,7 @@ def test_formats_work_dir_reuses_exports_of_the_same_model_and_redoes_a_changed_
     model, work = _torch_pickle(torch_module, tmp_path / "mlp.pt"), tmp_path / "exports"
 
     def run() -> FormatEntry:
-        result = bench.compare_formats(
+        result = suite.compare_formats(
             model,
             formats=["torchscript"],
             input_shape=[8],
@@ -936,8 +950,8 @@ def test_the_batch_table_marks_each_unstable_latency() -> None:
         )
     )
     report: Any = type("Report", (), {"batch_curve": curve})()  # only what the table reads
-    entry = bench.SuiteEntry("resnet50-batch", "cpu", "sweep", "sweep", "ok", report=report)
-    lines = bench._batch(entry).splitlines()
+    entry = suite.SuiteEntry("resnet50-batch", "cpu", "sweep", "sweep", "ok", report=report)
+    lines = suite_tables._batch(entry).splitlines()
     assert lines[0] == "Batch Size │ Latency (ms) │ Throughput (FPS) │ Batches/s (RPS)"
     assert [_cells(line) for line in lines[2:4]] == [
         ["1", "2.00", "500.0", "500.0"],
@@ -1001,7 +1015,7 @@ def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
 
 
 def test_a_formats_json_of_schema_1_0_still_loads() -> None:
-    env = bench.collect_environment()
+    env = suite_runner.collect_environment()
     entries = (
         FormatEntry("eager", "PyTorch (FP32)", "ok", original=True),
         FormatEntry("onnx", "ONNX (FP32)", "ok", parity=True, relative_error=1e-7),

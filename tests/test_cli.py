@@ -94,7 +94,7 @@ def test_a_pyinfer_error_is_one_line_and_its_exit_status(
     def fail(**_: object) -> None:
         raise error("sizes needs two or more positive widths")
 
-    monkeypatch.setattr("pyinfer._demo.run_demo", fail)
+    monkeypatch.setattr("pyinfer.suite.demo.run_demo", fail)
     assert cli.main(["demo"]) == status
     err = capsys.readouterr().err
     assert err == "pyinfer demo: error: sizes needs two or more positive widths\n"
@@ -106,7 +106,7 @@ def test_verbose_logs_the_traceback(
     def fail(**_: object) -> None:
         raise pyinfer.InvalidArgumentError("boom")
 
-    monkeypatch.setattr("pyinfer._demo.run_demo", fail)
+    monkeypatch.setattr("pyinfer.suite.demo.run_demo", fail)
     assert cli.main(["--verbose", "demo"]) == cli.EXIT_USAGE
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
 
@@ -117,7 +117,7 @@ def test_interrupt_exits_130(
     def interrupted(**_: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pyinfer._demo.run_demo", interrupted)
+    monkeypatch.setattr("pyinfer.suite.demo.run_demo", interrupted)
     assert cli.main(["demo"]) == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -130,7 +130,7 @@ def test_python_dash_m_and_version() -> None:
 
 
 def test_run_demo_rejects_bad_sizes() -> None:
-    from pyinfer._demo import run_demo
+    from pyinfer.suite.demo import run_demo
 
     with pytest.raises(pyinfer.InvalidArgumentError, match="batch_size must be at least 1"):
         run_demo(batch_size=0)

@@ -17,7 +17,11 @@ import pytest
 
 import pyinfer
 from pyinfer import cli
-from pyinfer._cli_common import loader_option
+from pyinfer.cli import common as cli_common
+from pyinfer.cli import env as cli_env
+from pyinfer.cli import profile as cli_profile
+from pyinfer.cli import run as cli_run
+from pyinfer.cli.parser import loader_option
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report import SCHEMA_VERSION, BatchCurve, BatchPoint, ProfileReport, SweepReport
 
@@ -547,7 +551,7 @@ def test_run_interrupted_keeps_the_batches_that_finished(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real_load = cli._load
+    real_load = cli_run._load
 
     def load_then_break(args: Any) -> Any:
         model = real_load(args)
@@ -562,7 +566,7 @@ def test_run_interrupted_keeps_the_batches_that_finished(
         model.run_native = interrupted_on_the_second_call  # type: ignore[method-assign]
         return model
 
-    monkeypatch.setattr(cli, "_load", load_then_break)
+    monkeypatch.setattr(cli_run, "_load", load_then_break)
     out_json = tmp_path / "partial.json"
     code, out, err = run_cli(
         ["run", models["mlp"], models["npy"], "--batch-size", "2", "--output", out_json], capsys
@@ -793,10 +797,10 @@ def test_an_unwritable_output_folder_is_refused_before_measuring(
 ) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
-    real_access = cli.os.access
+    real_access = cli_common.os.access
     # os.access as an unprivileged user sees it (the tests may run as root).
     monkeypatch.setattr(
-        cli.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode)
+        cli_common.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode)
     )
     code, out, err = run_cli(
         ["sweep", models["mlp"], "--batch-sizes", "1", "--csv", locked / "c.csv"], capsys
@@ -860,14 +864,17 @@ def test_input_shape_contradictions_between_inputs() -> None:
             return dict(outputs)
 
     model = TwoInputs()
-    assert cli._input_shapes(["ids=2x16", "mask=2x16"], model, None) == ({"sequence": 16}, 2)
-    assert cli._input_shapes(["batch=4", "sequence=8"], model, None) == ({"sequence": 8}, 4)
+    assert cli_profile._input_shapes(["ids=2x16", "mask=2x16"], model, None) == (
+        {"sequence": 16},
+        2,
+    )
+    assert cli_profile._input_shapes(["batch=4", "sequence=8"], model, None) == ({"sequence": 8}, 4)
     with pytest.raises(pyinfer.InvalidArgumentError, match="'sequence' is 12 here and 16 "):
-        cli._input_shapes(["ids=2x16", "mask=2x12"], model, None)
+        cli_profile._input_shapes(["ids=2x16", "mask=2x12"], model, None)
     with pytest.raises(pyinfer.InvalidArgumentError, match="has 2 inputs; give NAME=SHAPE"):
-        cli._input_shapes(["2x16"], model, None)
+        cli_profile._input_shapes(["2x16"], model, None)
     with pytest.raises(pyinfer.InvalidArgumentError, match="must be an integer of at least 1"):
-        cli._input_shapes(["sequence=0"], model, None)
+        cli_profile._input_shapes(["sequence=0"], model, None)
 
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, samples: int, on_run: int = 1) -> None:
@@ -1164,7 +1171,7 @@ def test_an_unexpected_exception_is_an_internal_error(
     def broken(_: Any) -> int:
         raise RuntimeError("something\nunforeseen")
 
-    monkeypatch.setattr(cli, "cmd_env", broken)
+    monkeypatch.setattr(cli_env, "cmd_env", broken)
     assert cli.main(["env"]) == 1
     assert capsys.readouterr().err == (
         "pyinfer env: internal error: RuntimeError: something unforeseen "
@@ -1193,7 +1200,7 @@ def test_an_error_with_a_framework_traceback_is_one_line(
     def broken(_: Any) -> int:
         raise ModelLoadError(message)
 
-    monkeypatch.setattr(cli, "cmd_env", broken)
+    monkeypatch.setattr(cli_env, "cmd_env", broken)
     assert cli.main(["env"]) == 1
     assert capsys.readouterr().err == (
         "pyinfer env: error: model 'm' failed on a batch of 3: RuntimeError: The following "

@@ -7,20 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from pyinfer import _cli_common as common
+from pyinfer.cli import common
+from pyinfer.cli import parser as options
 from pyinfer.errors import InvalidArgumentError
 
 
 @pytest.mark.parametrize(
     ("parse", "text", "value"),
     [
-        (common.positive_int, "3", 3),
-        (common.non_negative_int, "0", 0),
-        (common.positive_float, "0.25", 0.25),
-        (common.percent_or_fraction, "1%", 0.01),
-        (common.percent_or_fraction, " 2.5% ", 0.025),
-        (common.percent_or_fraction, "0.05", 0.05),
-        (common.int_list, "1,2, 4,,8", [1, 2, 4, 8]),
+        (options.positive_int, "3", 3),
+        (options.non_negative_int, "0", 0),
+        (options.positive_float, "0.25", 0.25),
+        (options.percent_or_fraction, "1%", 0.01),
+        (options.percent_or_fraction, " 2.5% ", 0.025),
+        (options.percent_or_fraction, "0.05", 0.05),
+        (options.int_list, "1,2, 4,,8", [1, 2, 4, 8]),
     ],
 )
 def test_values_that_parse(parse: object, text: str, value: object) -> None:
@@ -31,21 +32,21 @@ def test_values_that_parse(parse: object, text: str, value: object) -> None:
 @pytest.mark.parametrize(
     ("parse", "text", "message"),
     [
-        (common.positive_int, "0", "must be at least 1, got 0"),
-        (common.non_negative_int, "-2", "must be 0 or more, got -2"),
-        (common.positive_float, "fast", "must be a number, got 'fast'"),
-        (common.positive_float, "0", "must be a finite number above 0, got 0"),
-        (common.positive_float, "inf", "must be a finite number above 0, got inf"),
-        (common.percent_or_fraction, "lots", "must be a fraction or a percentage, got 'lots'"),
-        (common.percent_or_fraction, "100%", "must be between 0 and 100%, got 100%"),
-        (common.percent_or_fraction, "0", "must be between 0 and 100%, got 0"),
-        (common.int_list, " , ", "must be a comma-separated list of integers, got ' , '"),
+        (options.positive_int, "0", "must be at least 1, got 0"),
+        (options.non_negative_int, "-2", "must be 0 or more, got -2"),
+        (options.positive_float, "fast", "must be a number, got 'fast'"),
+        (options.positive_float, "0", "must be a finite number above 0, got 0"),
+        (options.positive_float, "inf", "must be a finite number above 0, got inf"),
+        (options.percent_or_fraction, "lots", "must be a fraction or a percentage, got 'lots'"),
+        (options.percent_or_fraction, "100%", "must be between 0 and 100%, got 100%"),
+        (options.percent_or_fraction, "0", "must be between 0 and 100%, got 0"),
+        (options.int_list, " , ", "must be a comma-separated list of integers, got ' , '"),
         (
-            common.int_list,
+            options.int_list,
             "1,two",
             "must be a comma-separated list of integers, got 'two' in '1,two'",
         ),
-        (common.int_list, "4,0", "each value must be at least 1, got 0"),
+        (options.int_list, "4,0", "each value must be at least 1, got 0"),
     ],
 )
 def test_values_refused_with_the_reason(parse: object, text: str, message: str) -> None:

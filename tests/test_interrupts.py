@@ -28,7 +28,6 @@ from tests.test_report import make_report
 
 import pyinfer
 from pyinfer import cli
-from pyinfer.bench import SuiteResult, _Artifacts
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report import (
     STALE_TEMP_S,
@@ -37,6 +36,8 @@ from pyinfer.report import (
     SweepReport,
     write_atomic,
 )
+from pyinfer.suite import SuiteResult
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 SRC = str(Path(pyinfer.__file__).parents[1])
 HANG_S = 120  # a generous bound: every process here ends in seconds
@@ -425,7 +426,7 @@ def test_signal_handlers_are_put_back_and_an_ignored_sigint_stays_ignored(
     capsys.readouterr()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        from pyinfer._cli_common import stop_signals
+        from pyinfer.cli.signals import stop_signals
 
         with stop_signals() as signals:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -509,7 +510,7 @@ def test_sigkill_while_writing_never_leaves_a_truncated_report(tmp_path: Path) -
 _SLOW_EXPORT = """
 import sys, time
 from pathlib import Path
-from pyinfer.bench import _Artifacts
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 def write(path):
     with open(path, "wb") as f:
@@ -739,7 +740,7 @@ def test_an_export_killed_part_way_leaves_the_old_model_and_a_hidden_staging_fol
 def test_formats_rebuilds_a_truncated_cached_export_instead_of_loading_it(
     torch_module: Any, tmp_path: Path
 ) -> None:
-    from pyinfer.bench import compare_formats
+    from pyinfer.suite import compare_formats
 
     torch_module.manual_seed(0)
     net = torch_module.nn.Sequential(torch_module.nn.Linear(8, 4))

@@ -30,13 +30,13 @@ from tests._payloads import Payload
 
 from pyinfer import cli, load_model
 from pyinfer.backends.base import ModelFormat
-from pyinfer.bench import _Artifacts
 from pyinfer.errors import (
     ArchitectureError,
     CorruptModelError,
     ModelLoadError,
     UntrustedModelError,
 )
+from pyinfer.suite.artifacts import Artifacts as _Artifacts
 
 
 class RebuildPayload(Payload):

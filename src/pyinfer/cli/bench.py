@@ -1,20 +1,33 @@
-"""The ``pyinfer bench`` and ``pyinfer formats`` commands (the specification's benchmark suite)."""
+"""``pyinfer bench`` and ``pyinfer formats``: the benchmark suite; a model across its formats.
+
+The suite runs ResNet50 in its formats, BERT-base and MobileNetV2.
+
+The work is :mod:`pyinfer.suite`'s; this module parses the options, prints the tables, writes the
+files and maps the result's :class:`~pyinfer.suite.Outcome` to the exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyinfer._cli_common import (
+from pyinfer.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNSTABLE,
     EXIT_USAGE,
-    add_loader_options,
-    int_list,
-    positive_int,
     write_output,
 )
+from pyinfer.cli.parser import add_loader_options, int_list, positive_int
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from pyinfer.suite import Outcome
+
+__all__ = ["add_parser", "cmd_bench", "cmd_formats", "exit_status"]
 
 
 def _names(text: str) -> list[str]:
@@ -98,6 +111,18 @@ def _usage_error(command: str, error: InvalidArgumentError) -> int:
     return EXIT_USAGE
 
 
+def exit_status(outcome: Outcome) -> int:
+    """The exit status of a suite's or a format comparison's outcome."""
+    from pyinfer.suite import Outcome
+
+    return {
+        Outcome.OK: EXIT_OK,
+        Outcome.FAILED: EXIT_FAILED,
+        Outcome.UNSTABLE: EXIT_UNSTABLE,
+        Outcome.INTERRUPTED: EXIT_INTERRUPTED,
+    }[outcome]
+
+
 def _devices(choice: str) -> tuple[str, ...]:
     return {"cpu": ("cpu",), "cuda": ("cuda",), "all": ("cpu", "cuda")}.get(choice, ())
 
@@ -114,7 +139,7 @@ def _require_cuda(devices: tuple[str, ...]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Runs the specification's suite (or, given a MODEL, compares its formats)."""
+    """Runs the benchmark suite (or, given a MODEL, compares its formats)."""
     suite_only = {
         "--only": args.only,
         "--batch-sizes": args.batch_sizes,
@@ -131,26 +156,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "--trust-code": args.trust_code or None,
     }
     if args.model is not None:
-        given = [name for name, value in suite_only.items() if value is not None]
-        if given:
-            return _usage_error(
-                "bench",
-                InvalidArgumentError(
-                    f"{', '.join(given)} apply to the suite, not to comparing the formats of "
-                    f"{args.model}; leave them out, or leave out MODEL to run the suite"
-                ),
-            )
-        return cmd_formats(args)
-    given = [name for name, value in model_only.items() if value is not None]
-    if given:
-        return _usage_error(
-            "bench",
-            InvalidArgumentError(
-                f"{', '.join(given)} apply to a MODEL given to compare its formats "
-                "(pyinfer bench MODEL or pyinfer formats MODEL), not to the suite"
-            ),
+        misplaced = suite_only
+        where = (
+            f"the suite, not to comparing the formats of {args.model}; leave them out, or "
+            "leave out MODEL to run the suite"
         )
-    from pyinfer.bench import (
+    else:
+        misplaced = model_only
+        where = (
+            "a MODEL given to compare its formats (pyinfer bench MODEL or pyinfer formats "
+            "MODEL), not to the suite"
+        )
+    given = [name for name, value in misplaced.items() if value is not None]
+    if given:
+        return _usage_error("bench", InvalidArgumentError(f"{', '.join(given)} apply to {where}"))
+    if args.model is not None:
+        return cmd_formats(args)
+    from pyinfer.suite import (
         DEFAULT_BATCH_SIZES,
         DEFAULT_INPUT_SIZES,
         DEFAULT_SEQ_LENGTHS,
@@ -183,12 +205,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_output(args.json, result.to_json() + "\n", "JSON result")
     if args.markdown:
         write_output(args.markdown, result.to_markdown(), "Markdown tables")
-    return result.exit_code
+    return exit_status(result.outcome)
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
     """Compares a model across every format reachable from its framework."""
-    from pyinfer.bench import compare_formats
+    from pyinfer.suite import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
     try:
@@ -215,7 +237,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if args.json:
         write_output(args.json, result.to_json() + "\n", "JSON result")
-    return result.exit_code
+    return exit_status(result.outcome)
 
 
 def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
@@ -258,7 +280,7 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
     add_loader_options(parser, scope="MODEL: ")
 
 
-def add_commands(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     """Adds ``bench`` and ``formats`` to the ``pyinfer`` subcommands.
 
     Args:
@@ -266,10 +288,11 @@ def add_commands(commands: Any) -> None:
     """
     bench = commands.add_parser(
         "bench",
-        help="run the specification's benchmark suite (ResNet50, BERT-base, MobileNetV2)",
+        help="run the benchmark suite (ResNet50, BERT-base, MobileNetV2)",
         description=_wrap(
-            "Builds the specification's models with random weights, exports them, and "
-            "profiles each entry the same way; prints the specification's tables. Given MODEL, "
+            "Builds ResNet50, BERT-base and MobileNetV2 with random weights, exports them, and "
+            "profiles each entry the same way; prints the tables of formats, batch sizes, "
+            "sequence lengths and input sizes. Given MODEL, "
             "acts as 'pyinfer formats MODEL'. Exit status: 0 all fine, 1 an entry failed, 3 an "
             "entry did not become stable, 130 interrupted (finished entries still printed "
             "and written; 143 for SIGTERM)."

@@ -1,4 +1,4 @@
-"""The quick-start demo: the native core timing real work, reported in the specification's layout.
+"""The quick-start demo: the native core timing real work, reported in the standard report layout.
 
 The demo needs no framework: its "model" is a small multi-layer perceptron in numpy (real matrix
 products, real memory traffic), and its report goes through the same formatter as the profiler's
@@ -151,7 +151,7 @@ def run_demo(
 
 
 def format_demo(result: DemoResult) -> str:
-    """Formats a demo result in the specification's report layout, plus the timer's own cost."""
+    """Formats a demo result in the standard report layout, plus the timer's own cost."""
     from pyinfer.report import LatencyStats, format_results
 
     lines = format_results(

@@ -1,0 +1,391 @@
+"""``pyinfer profile`` and ``pyinfer sweep``: measure a model and write its reports."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyinfer.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNSTABLE,
+    check_outputs,
+    write_output,
+    write_plot,
+)
+from pyinfer.cli.model_args import load_from_args, parse_shape
+from pyinfer.cli.parser import (
+    add_command,
+    add_model_options,
+    add_report_files,
+    add_timing_options,
+    int_list,
+    positive_float,
+    positive_int,
+)
+from pyinfer.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from pyinfer.backends.base import Model
+    from pyinfer.profiler import PerformanceProfiler
+    from pyinfer.report import BatchCurve, ProfileReport
+
+__all__ = ["add_parser", "cmd_profile", "cmd_sweep"]
+
+
+def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
+    """``ProfilerSettings`` from the measurement options."""
+    from pyinfer.profiler import ProfilerSettings
+
+    kwargs: dict[str, Any] = {
+        "input_dims": input_dims,
+        "warmup_iterations": args.warmup,
+        "stability_metric": args.stability_metric,
+        "throughput_time_s": args.throughput_time,
+    }
+    if args.iterations is not None:
+        kwargs.update(
+            min_iterations=args.iterations,
+            max_iterations=args.iterations,
+            min_time_s=0.0,
+            max_time_s=math.inf,
+        )
+    if args.min_time is not None:
+        kwargs["min_time_s"] = args.min_time
+        if args.max_time is None:  # a minimum past the default cap moves the cap with it
+            kwargs["max_time_s"] = max(ProfilerSettings.max_time_s, args.min_time)
+    if args.max_time is not None:
+        kwargs["max_time_s"] = args.max_time
+    if args.stability is not None:
+        kwargs["stability_target"] = args.stability
+    return ProfilerSettings(**kwargs)
+
+
+def _input_shapes(
+    specs: Sequence[str], model: Model, batch_size: int | None
+) -> tuple[dict[str, int], int | None]:
+    """Named dimension sizes and the batch size that ``--input-shape`` gives.
+
+    Raises:
+        InvalidArgumentError: If a spec names nothing of the model, or contradicts its fixed
+            dimensions, another spec or ``--batch-size`` (the message says which).
+    """
+    inputs = {s.name: s for s in model.inputs}
+    named = {d for s in model.inputs for d in (s.shape or ())[1:] if isinstance(d, str)}
+    batch_names = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], str)}
+    dims: dict[str, int] = {}
+    batch = batch_size
+    for text in specs:
+        name, sep, value = text.partition("=")
+        if not sep:
+            if len(inputs) != 1:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: model '{model.name}' has {len(inputs)} inputs; "
+                    f"give NAME=SHAPE for each of {', '.join(inputs)}"
+                )
+            name, value = next(iter(inputs)), text
+        name = name.strip()
+        if name in inputs:
+            spec = inputs[name]
+            shape = parse_shape(value, text)
+            if spec.shape is None:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: input '{name}' has no declared shape; load it with "
+                    f"--option 'input_shapes={{\"{name}\": [...]}}'"
+                )
+            if len(shape) != len(spec.shape):
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: input '{name}' has {len(spec.shape)} dimensions "
+                    f"{spec.shape_text()}, not {len(shape)}"
+                )
+            for axis, (dim, size) in enumerate(zip(spec.shape, shape, strict=True)):
+                if isinstance(dim, int):
+                    if dim != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: dimension {axis} of input '{name}' is fixed "
+                            f"at {dim} {spec.shape_text()}, not {size}"
+                        )
+                elif axis == 0:
+                    if batch is not None and batch != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+                        )
+                    batch = size
+                elif isinstance(dim, str):
+                    if dims.get(dim, size) != size:
+                        raise InvalidArgumentError(
+                            f"--input-shape {text}: dimension '{dim}' is {size} here and "
+                            f"{dims[dim]} elsewhere"
+                        )
+                    dims[dim] = size
+                else:
+                    raise InvalidArgumentError(
+                        f"--input-shape {text}: dimension {axis} of input '{name}' is dynamic "
+                        f"without a name {spec.shape_text()}; load the model with its shape: "
+                        f"--option 'input_shapes={{\"{name}\": [...]}}'"
+                    )
+        elif name in named or name in batch_names:
+            try:
+                size = int(value)
+            except ValueError:
+                size = 0
+            if size < 1:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: the size of '{name}' must be an integer of at least 1"
+                )
+            if name in named:
+                if dims.get(name, size) != size:
+                    raise InvalidArgumentError(
+                        f"--input-shape {text}: dimension '{name}' is {size} here and "
+                        f"{dims[name]} elsewhere"
+                    )
+                dims[name] = size
+            elif batch is not None and batch != size:
+                raise InvalidArgumentError(
+                    f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+                )
+            else:
+                batch = size
+        else:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: '{name}' is neither an input of model '{model.name}' "
+                f"({', '.join(inputs)}) nor one of its named dimensions "
+                f"({', '.join(sorted(named | batch_names)) or 'none'})"
+            )
+    for spec in model.inputs:
+        if spec.shape is None:
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has no declared shape; load it "
+                f"with its shape: --option 'input_shapes={{\"{spec.name}\": [...]}}'"
+            )
+        for axis, dim in enumerate(spec.shape):
+            if axis == 0 or isinstance(dim, int) or dim in dims:
+                continue
+            if isinstance(dim, str):
+                raise InvalidArgumentError(
+                    f"input '{spec.name}' of model '{model.name}' has the dynamic dimension "
+                    f"'{dim}' {spec.shape_text()}; give its size: --input-shape {dim}=N"
+                )
+            raise InvalidArgumentError(
+                f"input '{spec.name}' of model '{model.name}' has an unnamed dynamic dimension "
+                f"{axis} {spec.shape_text()}; load it with its shape: "
+                f"--option 'input_shapes={{\"{spec.name}\": [...]}}'"
+            )
+    return dims, batch
+
+
+def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None]:
+    from pyinfer.profiler import PerformanceProfiler
+
+    if args.iterations is not None and args.max_time is not None:
+        raise InvalidArgumentError(
+            "--iterations N times exactly N calls; it cannot be combined with --max-time"
+        )
+    model = load_from_args(args)
+    dims, batch = _input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
+    return PerformanceProfiler(model, _settings(args, dims)), batch
+
+
+def _unstable_note(command: str, reason: str) -> None:
+    verdict = reason if reason.startswith("NOT stable") else f"NOT stable: {reason}"
+    sys.stderr.write(
+        f"pyinfer {command}: {verdict}; the figures above are what was measured: "
+        "give it more time (--max-time) or a quieter machine\n"
+    )
+
+
+def _interrupted_note(written: list[Path], have: bool) -> None:
+    if written:
+        where = "written to " + ", ".join(str(p) for p in written)
+    else:
+        where = "printed above" if have else "none: nothing was measured yet"
+    sys.stderr.write(f"interrupted: results so far {where}\n")
+
+
+def _write_report(report: ProfileReport, args: argparse.Namespace) -> list[Path]:
+    written = []
+    for path, render, what in (
+        (args.json, report.to_json, "JSON report"),
+        (args.csv, report.to_csv, "CSV report"),
+        (args.markdown, report.to_markdown, "Markdown report"),
+    ):
+        if path:
+            written.append(write_output(path, render(), what))
+    if args.plot:
+        plot = Path(args.plot)
+        written.append(write_plot(report.plot_latency, plot, "latency plot"))
+        curve = report.batch_curve
+        if curve is not None and curve.measured:
+            batches = plot.with_name(f"{plot.stem}_batches{plot.suffix}")
+            draw = functools.partial(curve.plot, title=report.model)
+            written.append(write_plot(draw, batches, "batch curve plot"))
+    return written
+
+
+def _curve_unstable(curve: BatchCurve | None) -> list[int]:
+    if curve is None:
+        return []
+    return [p.batch_size for p in curve.points if p.ok and p.stable is False]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Profiles a model: latency, memory, throughput, optionally a batch sweep; writes reports."""
+    if args.latency_budget is not None and not args.batch_sizes:
+        raise InvalidArgumentError("--latency-budget chooses among --batch-sizes; give them too")
+    check_outputs(args.json, args.csv, args.markdown, plot=args.plot)
+    profiler, batch = _profiler(args)
+    try:
+        report = profiler.profile(
+            batch,
+            batch_sizes=args.batch_sizes,
+            latency_budget_ms=args.latency_budget,
+            memory=not args.no_memory,
+        )
+    except KeyboardInterrupt as exc:
+        partial: ProfileReport | None = getattr(exc, "partial_result", None)
+        written: list[Path] = []
+        if partial is not None:
+            _print_report(partial)
+            written = _write_report(partial, args)
+        _interrupted_note(written, partial is not None)
+        return EXIT_INTERRUPTED
+    _print_report(report)
+    _write_report(report, args)
+    unstable = _curve_unstable(report.batch_curve)
+    if not report.stable:
+        _unstable_note("profile", report.stability_reason)
+    if unstable:
+        _unstable_note("profile", f"the sweep's batch size(s) {unstable} did not settle")
+    return EXIT_UNSTABLE if not report.stable or unstable else EXIT_OK
+
+
+def _print_report(report: ProfileReport) -> None:
+    text = report.to_text()
+    if report.batch_curve is not None:
+        text += "\n\n" + report.batch_curve.to_table()
+    sys.stdout.write(text + "\n")
+
+
+def _curve_text(curve: BatchCurve) -> str:
+    lines = [curve.to_table(), ""]
+    if curve.knee_batch_size is not None:
+        lines.append(
+            f"Knee: batch {curve.knee_batch_size} (the smallest reaching 90% of the best "
+            "throughput)"
+        )
+    lines.append(f"Best batch: {curve.best_reason}")
+    return "\n".join(lines)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Latency and throughput at each batch size: the batch table, the knee, the best batch."""
+    check_outputs(args.json, args.csv, plot=args.plot)
+    profiler, batch = _profiler(args)
+    model = profiler.model
+    if not model.has_dynamic_batch:
+        raise InvalidArgumentError(
+            f"model '{model.name}' has a fixed batch size ({model.inputs[0]}); a batch sweep "
+            "needs a dynamic batch dimension"
+        )
+    inputs = set(model.input_names())
+    whole = [t for t in args.input_shape if "=" not in t or t.partition("=")[0].strip() in inputs]
+    if batch is not None and len(whole) < len(args.input_shape):
+        raise InvalidArgumentError(
+            "--input-shape sets the batch size, which a sweep takes from --batch-sizes; give "
+            "the named dimensions only (sequence=128)"
+        )
+    # A whole shape's first dimension is the batch, which each point of the sweep sets.
+    sys.stdout.write(f"Model: {model.name} ({model.format.value} on {model.device})\n")
+    interrupted = False
+    try:
+        curve = profiler.sweep_batch_sizes(args.batch_sizes, args.latency_budget)
+    except KeyboardInterrupt as exc:
+        partial: BatchCurve | None = getattr(exc, "partial_result", None)
+        if partial is None:
+            _interrupted_note([], False)
+            return EXIT_INTERRUPTED
+        curve, interrupted = partial, True
+    sys.stdout.write(_curve_text(curve) + "\n")
+    written: list[Path] = []
+    if args.json:
+        from pyinfer.profiler import sweep_report
+
+        report = sweep_report(profiler, curve, interrupted=interrupted)
+        written.append(write_output(args.json, report.to_json() + "\n", "sweep report"))
+    if args.csv:
+        written.append(write_output(args.csv, curve.to_csv(), "batch curve CSV"))
+    if args.plot and curve.measured:
+        draw = functools.partial(curve.plot, title=model.name)
+        written.append(write_plot(draw, Path(args.plot), "batch curve plot"))
+    if interrupted:
+        _interrupted_note(written, True)
+        return EXIT_INTERRUPTED
+    unstable = _curve_unstable(curve)
+    if unstable:
+        _unstable_note("sweep", f"batch size(s) {unstable} did not settle")
+        return EXIT_UNSTABLE
+    return EXIT_OK if curve.measured else EXIT_FAILED
+
+
+def add_parser(commands: Any) -> None:
+    """Adds ``profile`` and ``sweep`` to the ``pyinfer`` subcommands."""
+    profile = add_command(
+        commands,
+        "profile",
+        "measure latency, memory and throughput",
+        "Profiles a model: a memory pass, latency (warm-up, then calls until the median is "
+        "stable or a cap is hit), throughput and, with --batch-sizes, a batch sweep. Prints the "
+        "report in the standard layout (latency statistics, memory, throughput). Exit status 3 "
+        "when the latency did not become stable (the figures are still printed and written); "
+        "Ctrl-C prints and writes what was measured and exits 130.",
+        [
+            "pyinfer profile resnet50.onnx --batch-size 8 --json r.json",
+            "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
+            "pyinfer profile resnet50.pt --input-shape 1x3x224x224 --option num_threads=1",
+            "pyinfer profile mlp.pt2 --batch-sizes 1,8,64 --latency-budget 5 --plot mlp.png",
+        ],
+        handler=cmd_profile,
+    )
+    profile.add_argument("model", help="the model file (or SavedModel folder)")
+    profile.add_argument("--batch-size", type=positive_int, help="items per call (default 1)")
+    profile.add_argument(
+        "--batch-sizes", type=int_list, metavar="LIST", help="also sweep these: 1,2,4,8"
+    )
+    profile.add_argument(
+        "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the sweep"
+    )
+    profile.add_argument("--no-memory", action="store_true", help="skip the memory pass")
+    add_model_options(profile)
+    add_timing_options(profile)
+    add_report_files(profile)
+
+    sweep = add_command(
+        commands,
+        "sweep",
+        "latency and throughput against batch size",
+        "Measures latency and throughput at each batch size and prints the batch table, the "
+        "knee (the smallest batch reaching 90% of the best throughput) and the best batch "
+        "(under --latency-budget on P95, if given). Out of memory ends the sweep, shown in the "
+        "table. Exit status 3 when a point did not become stable.",
+        [
+            "pyinfer sweep resnet50.onnx --batch-sizes 1,2,4,8,16,32",
+            "pyinfer sweep mlp.onnx --batch-sizes 1,8,64 --latency-budget 2 --json curve.json",
+        ],
+        handler=cmd_sweep,
+    )
+    sweep.add_argument("model", help="the model file (or SavedModel folder)")
+    sweep.add_argument(
+        "--batch-sizes", type=int_list, metavar="LIST", required=True, help="such as 1,2,4,8"
+    )
+    sweep.add_argument(
+        "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the best"
+    )
+    add_model_options(sweep)
+    add_timing_options(sweep)
+    add_report_files(sweep, markdown=False)

@@ -1,0 +1,463 @@
+"""``pyinfer run``: run a model on image files, folders and arrays; print or write the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyinfer.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    check_outputs,
+    first_and_last_line,
+    write_output,
+)
+from pyinfer.cli.model_args import load_from_args as _load
+from pyinfer.cli.model_args import shapes_from_specs
+from pyinfer.cli.parser import add_command, add_model_options, positive_int
+from pyinfer.errors import InvalidArgumentError, PyinferError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from pyinfer.backends.base import Model
+
+__all__ = ["add_parser", "cmd_run"]
+
+#: How long a run's list of failed items gets on stderr before it is cut.
+MAX_FAILURES_SHOWN = 20
+
+
+@dataclasses.dataclass
+class _Entry:
+    """One item of ``pyinfer run``: where it came from, what to feed, and what came of it."""
+
+    source: str
+    kind: str  # "image" or "array"
+    payload: Any = None
+    outputs: dict[str, np.ndarray] | None = None
+    error: str | None = None
+
+
+def _array_entries(path: Path, model: Model) -> list[_Entry]:
+    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry."""
+    import numpy as np
+
+    def failed(reason: str) -> list[_Entry]:
+        return [_Entry(str(path), "array", error=reason)]
+
+    magic = b"\x93NUMPY" if path.suffix.lower() == ".npy" else b"PK"
+    try:
+        with path.open("rb") as f:
+            start = f.read(len(magic))
+    except OSError as exc:
+        return failed(f"cannot read {path.suffix} file: {exc.strerror or exc}")
+    if start != magic:
+        return failed(f"not a {path.suffix} file: it does not start with numpy's header")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        if "allow_pickle" in str(exc):
+            return failed(
+                "it holds Python objects (an object array), which pyinfer does not unpickle; "
+                "save numeric arrays"
+            )
+        return failed(f"cannot read {path.suffix} file: {exc}")
+    names = model.input_names()
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            return failed(
+                f"a .npy feeds a single-input model; '{model.name}' takes {', '.join(names)}: "
+                "give a .npz with those keys"
+            )
+        arrays = {names[0]: loaded}
+    else:
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        if set(arrays) != set(names):
+            return failed(
+                f"its keys ({', '.join(sorted(arrays)) or 'none'}) are not the model's inputs "
+                f"({', '.join(names)})"
+            )
+    # A leading batch dimension (the input's full rank) means many items; one less, one item.
+    batched: bool | None = None
+    for spec in model.inputs:
+        value = arrays[spec.name]
+        if spec.rank is None or value.ndim == spec.rank:
+            this = spec.rank is not None or value.ndim > 0
+        elif value.ndim == spec.rank - 1:
+            this = False
+        else:
+            return failed(
+                f"'{spec.name}' has shape {tuple(value.shape)}; the model takes "
+                f"{spec.shape_text()} (one item without the batch dimension, or a batch)"
+            )
+        if batched is not None and this != batched:
+            return failed("some arrays have a batch dimension and others do not")
+        batched = this
+    if not batched:
+        return [_Entry(str(path), "array", arrays)]
+    counts = {len(v) for v in arrays.values()}
+    if len(counts) != 1:
+        return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
+    n = counts.pop()
+    return [_Entry(f"{path}[{i}]", "array", {k: v[i] for k, v in arrays.items()}) for i in range(n)]
+
+
+def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
+    """``(path, kind)`` per input file; a missing path is an error.
+
+    Folders are expanded recursively, sorted by path, hidden files and folders left out.
+    """
+    from pyinfer.preprocessors import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, str]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            # Sub-folders too (a dataset laid out by class); hidden ones (.ipynb_checkpoints) not.
+            images = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not images:
+                raise CommandError(
+                    f"input folder {path} holds no image files "
+                    f"({', '.join(sorted(IMAGE_EXTENSIONS))}), in it or its sub-folders"
+                )
+            found += [(p, "image") for p in images]
+        elif path.is_file():
+            kind = "array" if path.suffix.lower() in {".npy", ".npz"} else "image"
+            found.append((path, kind))
+        else:
+            raise CommandError(f"input {path} does not exist")
+    return found
+
+
+def _run_entries(
+    entries: list[_Entry], model: Model, args: argparse.Namespace
+) -> BaseException | None:
+    """Runs the entries through the engine; returns the exception that stopped it, if any."""
+    from pyinfer.inference_engine import InferenceEngine
+    from pyinfer.preprocessors import ImagePipeline
+
+    progress = args.progress
+    for kind in ("image", "array"):
+        todo = [e for e in entries if e.kind == kind and e.error is None]
+        if not todo:
+            continue
+        pipeline = None
+        if kind == "image":
+            shapeless = [s.name for s in model.inputs if s.shape is None]
+            if len(model.inputs) == 1 and shapeless:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is an image, but model '{model.name}' does not declare "
+                    f"the shape of its input '{shapeless[0]}', so its image size and layout are "
+                    "unknown: give it, such as --input-shape 1x3x224x224"
+                )
+            try:
+                pipeline = ImagePipeline.for_model(model)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
+                    f"images: {exc}; give it .npy or .npz arrays"
+                ) from exc
+        cast = None if args.cast == "none" else args.cast
+        engine = InferenceEngine(
+            model, pipeline, batch_size=args.batch_size, progress=progress, cast_inputs=cast
+        )
+        items = [Path(e.source) if kind == "image" else e.payload for e in todo]
+        try:
+            result = engine.run_dataset(items)
+        except (KeyboardInterrupt, PyinferError) as exc:
+            partial = getattr(exc, "partial_result", None)
+            if partial is None:
+                raise
+            _take_results(todo, partial)
+            return exc
+        _take_results(todo, result)
+    return None
+
+
+def _take_results(todo: list[_Entry], result: Any) -> None:
+    for entry, outputs in zip(todo, result.outputs, strict=False):
+        entry.outputs = outputs
+    for failure in result.failures:
+        todo[failure.index].error = failure.reason
+
+
+def _is_scores(value: np.ndarray) -> bool:
+    return value.ndim == 1 and value.dtype.kind == "f" and value.size > 1
+
+
+def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
+    from pyinfer.inference_engine import top_k
+
+    return top_k(scores, k, labels, apply_softmax=None)
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read labels file {path}: {exc.strerror or exc}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _short_float(value: float) -> float:
+    """A float32 value as its shortest decimal (0.001, not 0.0010000000474974513)."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
+def _json_values(value: np.ndarray) -> Any:
+    """An array as JSON-ready lists; float16/float32 values as their shortest decimals."""
+    import numpy as np
+
+    if value.dtype.kind == "f" and value.dtype.itemsize < 8:
+        return np.vectorize(float, otypes=[object])(value.astype(str)).tolist()
+    return value.tolist()
+
+
+def _run_output_payload(
+    entries: list[_Entry],
+    names: list[str],
+    path: Path,
+    k: int,
+    labels: list[str] | None,
+    *,
+    interrupted: bool = False,
+) -> bytes | str:
+    """The ``--output`` file's content: JSON, or ``.npy``/``.npz`` of the items that ran.
+
+    The JSON also says how many inputs there were and whether Ctrl-C (or SIGTERM) stopped the
+    run before the rest ran.
+    """
+    import numpy as np
+
+    done = [e for e in entries if e.outputs is not None]
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        items = []
+        for e in entries:
+            if e.outputs is None:
+                continue
+            item: dict[str, Any] = {"source": e.source}
+            first = e.outputs[names[0]]
+            if _is_scores(first):
+                short = first.dtype.itemsize < 8
+                item["top_k"] = [
+                    {**p._asdict(), "score": _short_float(p.score) if short else p.score}
+                    for p in _top_k(first, k, labels)
+                ]
+            else:
+                item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in e.outputs.items()}
+            items.append(item)
+        failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
+        document = {
+            "items": items,
+            "failures": failures,
+            "inputs": len(entries),
+            "interrupted": interrupted,
+        }
+        return json.dumps(document, indent=2) + "\n"
+    for name in names:
+        shapes = sorted({tuple(np.shape(e.outputs[name])) for e in done if e.outputs is not None})
+        if len(shapes) > 1:
+            raise InvalidArgumentError(
+                f"--output {path}: output '{name}' has a different shape per item "
+                f"({', '.join(str(s) for s in shapes[:3])}{', ...' if len(shapes) > 3 else ''}), "
+                f"which one {suffix} array cannot hold; write a .json file"
+            )
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, np.stack([e.outputs[names[0]] for e in done if e.outputs is not None]))
+    else:
+        arrays = {n: np.stack([e.outputs[n] for e in done if e.outputs is not None]) for n in names}
+        arrays.setdefault("sources", np.array([e.source for e in done]))
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _check_labels(labels: list[str] | None, path: str | None, classes: int) -> None:
+    if labels is not None and len(labels) != classes:
+        raise InvalidArgumentError(
+            f"--labels {path}: {len(labels)} labels for a model of {classes} classes; give "
+            "one label per line, one per class"
+        )
+
+
+def _check_npy_output(output: Path | None, model: Model, names: list[str]) -> None:
+    if output is not None and output.suffix.lower() == ".npy" and len(names) > 1:
+        raise InvalidArgumentError(
+            f"--output {output}: model '{model.name}' has {len(names)} outputs "
+            f"({', '.join(names)}); a .npy holds one, use .npz"
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Runs a model on image files, folders and arrays; prints top-k or the outputs' shapes."""
+    import numpy as np
+
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix.lower() not in {".npy", ".npz", ".json"}:
+        raise InvalidArgumentError(f"--output {output}: use a .npy, .npz or .json file")
+    check_outputs(args.output)
+    labels = _read_labels(args.labels)
+    files = _gather(args.inputs)
+    if args.input_shape and shapes_from_specs(args.input_shape) is None:
+        raise InvalidArgumentError(
+            f"--input-shape {' '.join(args.input_shape)}: run takes whole shapes, such as "
+            "1x3x224x224 or x=1x3x224x224 (one per input)"
+        )
+    model = _load(args)
+    if args.input_shape and "input_shapes" not in model.options:
+        raise InvalidArgumentError(
+            f"--input-shape {args.input_shape[0]}: model '{model.name}' "
+            f"({model.format.value}) declares its input shapes "
+            f"({'; '.join(str(s) for s in model.inputs)}); --input-shape is for models that do "
+            "not (TorchScript, a pickled module, a state_dict)"
+        )
+    _check_npy_output(output, model, model.output_names())
+    if model.outputs and model.outputs[0].shape is not None:
+        shape = model.outputs[0].shape
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
+            _check_labels(labels, args.labels, shape[1])  # before the run, when known
+    entries: list[_Entry] = []
+    for path, kind in files:
+        entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
+    stopped = _run_entries(entries, model, args)
+    done = [e for e in entries if e.outputs is not None]
+    # A model without declared outputs (TorchScript) names them at its first call.
+    names = model.output_names() or (list(done[0].outputs) if done and done[0].outputs else [])
+    _check_npy_output(output, model, names)
+    out: list[str] = []
+    first = done[0].outputs[names[0]] if done and done[0].outputs else None
+    if first is not None and _is_scores(first):
+        _check_labels(labels, args.labels, first.size)
+        for e in done:
+            assert e.outputs is not None
+            predictions = _top_k(e.outputs[names[0]], args.top_k, labels)
+            text = "; ".join(
+                f"{p.label if p.label is not None else f'class {p.class_index}'} {p.score:.4f}"
+                for p in predictions
+            )
+            out.append(f"{e.source}: {text}")
+    elif done:
+        for name in names:
+            stacked = np.stack([e.outputs[name] for e in done if e.outputs is not None])
+            values = stacked.astype(np.float64) if stacked.dtype.kind in "biuf" else None
+            summary = (
+                f"  min {values.min():.4g}  mean {values.mean():.4g}  max {values.max():.4g}"
+                if values is not None and values.size
+                else ""
+            )
+            out.append(f"{name}: {tuple(stacked.shape)} {stacked.dtype.name}{summary}")
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    failed = [e for e in entries if e.error is not None]
+    for e in failed[:MAX_FAILURES_SHOWN]:
+        sys.stderr.write(f"failed: {e.source}: {first_and_last_line(e.error or '')}\n")
+    if len(failed) > MAX_FAILURES_SHOWN:
+        sys.stderr.write(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed\n")
+    ran = f"{len(done)} of {len(entries)} input(s) ran"
+    sys.stderr.write(f"{ran}, {len(failed)} failed\n")
+    if output is not None and (done or output.suffix.lower() == ".json"):
+        payload = _run_output_payload(
+            entries,
+            names,
+            output,
+            args.top_k,
+            labels,
+            interrupted=isinstance(stopped, KeyboardInterrupt),
+        )
+        write_output(output, payload, "outputs")
+    elif output is not None:
+        sys.stderr.write(f"{output} not written: no item ran (a .json file lists the failures)\n")
+    if isinstance(stopped, KeyboardInterrupt):
+        where = f"written to {output}" if output is not None and done else "printed above"
+        sys.stderr.write(
+            f"interrupted: results so far {where} ({len(done)} of {len(entries)} input(s) ran, "
+            f"{len(entries) - len(done) - len(failed)} not run)\n"
+        )
+        return EXIT_INTERRUPTED
+    if stopped is not None:
+        raise stopped
+    return EXIT_FAILED if failed or not done else EXIT_OK
+
+
+def add_parser(commands: Any) -> None:
+    """Adds ``run`` to the ``pyinfer`` subcommands."""
+    run = add_command(
+        commands,
+        "run",
+        "run a model on images or arrays",
+        "Runs a model on image files, folders of images and .npy/.npz arrays (an .npz's keys "
+        "are the model's input names; a leading batch dimension means many items). Images are "
+        "preprocessed for the model (ImageNet-style). A classifier's top-k classes are printed "
+        "per item, other outputs as shape, dtype and a summary. Items that fail are listed on "
+        "stderr and the exit status is 1; the others are still printed and written.",
+        [
+            "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
+            "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
+        ],
+        handler=cmd_run,
+    )
+    run.add_argument("model", help="the model file (or SavedModel folder)")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .npy/.npz")
+    run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
+    run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
+    run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
+    run.add_argument(
+        "--cast",
+        choices=("same_kind", "safe", "none"),
+        default="same_kind",
+        help="cast arrays of another dtype to the model's under this numpy rule: same_kind "
+        "(default: float64 to float32, int64 to int32), safe (no loss), none (an error)",
+    )
+    run.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for a model that declares no input shape (TorchScript, a pickled module, a "
+        "state_dict): an input's whole shape (1x3x224x224, or x=1x3x224x224), the batch left "
+        "dynamic; repeatable",
+    )
+    run.add_argument(
+        "--output", metavar="PATH", help="write every output: .npy, .npz (per output) or .json"
+    )
+    bar = run.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        default=None,
+        help="always show the progress bar (default: on a terminal, for long runs)",
+    )
+    bar.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="never show it",
+    )
+    add_model_options(run)
