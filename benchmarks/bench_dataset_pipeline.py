@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
-from pyinfer.inference_engine import InferenceEngine
-from pyinfer.model_loader import load_model
-from pyinfer.preprocessors import (
+from pyinfer.engine import InferenceEngine
+from pyinfer.loading import load_model
+from pyinfer.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CenterCrop,

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
+from pyinfer.engine import InferenceEngine
 from pyinfer.export import export_onnx
-from pyinfer.inference_engine import InferenceEngine
-from pyinfer.model_loader import PyTorchModelLoader, load_model
+from pyinfer.loading import PyTorchModelLoader, load_model
 
 
 def median_ms(fn: Callable[[], Any], iterations: int) -> float:

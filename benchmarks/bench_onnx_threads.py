@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch, physical_cores
-from pyinfer.model_loader import load_model
+from pyinfer.loading import load_model
 
 
 def export_resnet50(folder: Path) -> Path:

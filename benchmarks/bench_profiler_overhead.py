@@ -30,7 +30,7 @@ from typing import Any
 
 import pyinfer
 from pyinfer.export import export_onnx, export_torchscript
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 
 
 def hand_loop(model: Any, native: Any, calls: int) -> float:

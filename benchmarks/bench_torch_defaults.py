@@ -30,7 +30,7 @@ import numpy as np
 from pyinfer import load_model
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
 from pyinfer.export import export_torchscript
-from pyinfer.model_loader import PyTorchModelLoader
+from pyinfer.loading import PyTorchModelLoader
 
 
 def timed(fn: Callable[[], Any], iterations: int) -> float:

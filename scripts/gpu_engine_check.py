@@ -77,7 +77,7 @@ def main() -> None:
 
     import pyinfer
     from pyinfer import ImagePipeline, InferenceEngine, export
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
 
     if not torch.cuda.is_available():
         print("FAIL torch sees no CUDA device")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyinfer
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -296,7 +296,7 @@ def image_seeds() -> list[tuple[str, bytes]]:
 
 
 #: Declared sizes for :func:`huge_dims`: zero, one, and sides whose products (also after the
-#: formats' 14 or 16-bit masks) are over :data:`pyinfer.preprocessors.MAX_IMAGE_PIXELS`, some
+#: formats' 14 or 16-bit masks) are over :data:`pyinfer.preprocess.MAX_IMAGE_PIXELS`, some
 #: within twice that (Pillow only warns there). No product is large but allowed: decoding a
 #: 50-megapixel image of garbage is valid and costs a second, which no check needs.
 HUGE = (0, 1, 9_500, 30_000, 65_535, 2**31 - 1, 2**32 - 1)
@@ -783,7 +783,7 @@ class PreprocessorCampaign:
     # Each ``_run_<campaign>`` builds the step, calls it, and checks what it promises.
 
     def _run_decode(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import Decode
+        from pyinfer.preprocess import Decode
 
         step = Decode(**case.args)
         image = step(item)
@@ -791,7 +791,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_resize_shorter(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ResizeShorter
+        from pyinfer.preprocess import ResizeShorter
 
         step = ResizeShorter(**case.args)
         out = step(item)
@@ -801,7 +801,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_center_crop(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import CenterCrop
+        from pyinfer.preprocess import CenterCrop
 
         step = CenterCrop(**case.args)
         out = step(item)
@@ -814,7 +814,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_to_float(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ToFloat
+        from pyinfer.preprocess import ToFloat
 
         step = ToFloat(**case.args)
         out = step(item)
@@ -824,7 +824,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_normalize(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import Normalize
+        from pyinfer.preprocess import Normalize
 
         step = Normalize(**case.args)
         out = step(item)
@@ -834,7 +834,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_to_layout(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ToLayout
+        from pyinfer.preprocess import ToLayout
 
         step = ToLayout(**case.args)
         out = step(item)
@@ -845,7 +845,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_to_dtype(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ToDtype
+        from pyinfer.preprocess import ToDtype
 
         step = ToDtype(**case.args)
         out = step(item)
@@ -854,7 +854,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_resize_center_crop(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ResizeCenterCrop
+        from pyinfer.preprocess import ResizeCenterCrop
 
         step = ResizeCenterCrop(**case.args)
         out = step(item)
@@ -863,7 +863,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_normalize_image(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import NormalizeImage
+        from pyinfer.preprocess import NormalizeImage
 
         step = NormalizeImage(**case.args)
         out = step(item)
@@ -871,7 +871,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_compose(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import Compose
+        from pyinfer.preprocess import Compose
 
         steps = [_build(name, args) for name, args in case.args["steps"]]
         pipeline = Compose(steps, input_name=case.args["input_name"])
@@ -884,7 +884,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_imagenet(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ImagePipeline
+        from pyinfer.preprocess import ImagePipeline
 
         pipeline = ImagePipeline.imagenet(**case.args)
         out = pipeline(item)
@@ -902,7 +902,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_for_model(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import ImagePipeline
+        from pyinfer.preprocess import ImagePipeline
 
         model = spec_model(case.args["specs"])
         pipeline = ImagePipeline.for_model(model, **case.args["kwargs"])
@@ -926,7 +926,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_text_pipeline(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import TextPipeline
+        from pyinfer.preprocess import TextPipeline
 
         args = dict(case.args)
         kind, spec = args.pop("tokenizer")
@@ -952,7 +952,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_cast_arrays(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import cast_arrays
+        from pyinfer.preprocess import cast_arrays
 
         model = spec_model(case.args["specs"])
         out = cast_arrays(item, model.inputs, case.args["casting"])
@@ -962,7 +962,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_check_item(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import check_item
+        from pyinfer.preprocess import check_item
 
         model = spec_model(case.args["specs"])
         out = check_item(model, item, casting=case.args["casting"], where=case.args["where"])
@@ -976,7 +976,7 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_as_item(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import as_item
+        from pyinfer.preprocess import as_item
 
         model = spec_model(case.args["specs"])
         out = as_item(model, item)
@@ -984,14 +984,14 @@ class PreprocessorCampaign:
         return "ok"
 
     def _run_as_array(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import as_array
+        from pyinfer.preprocess import as_array
 
         out = as_array(item, case.args["what"])
         _expect(isinstance(out, np.ndarray), f"as_array gave {type(out).__name__}")
         return "ok"
 
     def _run_stack_items(self, item: Any, case: Case) -> str:
-        from pyinfer.preprocessors import stack_items
+        from pyinfer.preprocess import stack_items
 
         out = stack_items(item)
         for name, value in out.items():
@@ -1003,13 +1003,13 @@ class PreprocessorCampaign:
 
 
 def _build(name: str, args: Mapping[str, Any]) -> Any:
-    import pyinfer.preprocessors as pre
+    import pyinfer.preprocess as pre
 
     return getattr(pre, CAMPAIGNS[name])(**args)
 
 
 def _tokenizer(vocab: Any, lowercase: Any) -> Any:
-    from pyinfer.preprocessors import VocabTokenizer
+    from pyinfer.preprocess import VocabTokenizer
 
     if vocab[0] == "corpus":
         return VocabTokenizer.from_corpus(

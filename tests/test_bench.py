@@ -15,7 +15,7 @@ import pytest
 import pyinfer
 from pyinfer import cli, suite
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
-from pyinfer.profiler import ProfilerSettings
+from pyinfer.profiling import ProfilerSettings
 from pyinfer.report import comparison_table, format_short
 from pyinfer.suite import (
     FormatEntry,

@@ -221,7 +221,7 @@ def test_a_missing_model_is_exit_1_naming_it(
 
 
 def expected_top_k(model_path: Path, images: list[Path], k: int) -> list[str]:
-    from pyinfer.preprocessors import ImagePipeline
+    from pyinfer.preprocess import ImagePipeline
 
     model = pyinfer.load_model(model_path)
     pipeline = ImagePipeline.for_model(model)
@@ -1145,7 +1145,7 @@ def test_compare_names_a_missing_or_damaged_report(
 
 
 def test_env_as_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from pyinfer._environment import Environment
+    from pyinfer.report.environment import Environment
 
     code, out, _ = run_cli(["env", "--json"], capsys)
     assert code == 0

@@ -18,9 +18,9 @@ import pytest
 
 import pyinfer
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.engine import InferenceEngine
 from pyinfer.errors import MeasurementConflictError, PyinferError
-from pyinfer.inference_engine import InferenceEngine
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings, sweep_report
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, sweep_report
 from pyinfer.profiling import device_lock as _device_lock
 
 HANG_S = 60.0  # a generous bound on any join: only a deadlock reaches it
@@ -196,7 +196,7 @@ def test_timed_loops_in_threads_each_time_their_own_calls() -> None:
 
 
 def torch_model(torch: ModuleType, seed: int) -> Model:
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(

@@ -21,7 +21,7 @@ import pytest
 from pyinfer.backends.frameworks import import_tensorflow
 from pyinfer.errors import CorruptModelError, InferenceError
 from pyinfer.export import export_keras
-from pyinfer.model_loader import load_model
+from pyinfer.loading import load_model
 
 # -- ONNX ----------------------------------------------------------------------------------
 

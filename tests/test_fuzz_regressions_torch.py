@@ -29,7 +29,7 @@ from pyinfer.errors import (
     ModelLoadError,
     UntrustedModelError,
 )
-from pyinfer.model_loader import detect_format
+from pyinfer.loading import detect_format
 
 
 def _rewrite_member(path: Path, member: str, change: Callable[[bytes], bytes | None]) -> Path:

@@ -14,14 +14,7 @@ import numpy as np
 import pytest
 
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
-from pyinfer.errors import (
-    DatasetSourceError,
-    InferenceError,
-    InvalidArgumentError,
-    InvalidInputError,
-    OutOfMemoryError,
-)
-from pyinfer.inference_engine import (
+from pyinfer.engine import (
     DatasetResult,
     InferenceEngine,
     ItemResult,
@@ -30,7 +23,14 @@ from pyinfer.inference_engine import (
     top_k,
     top_k_batch,
 )
-from pyinfer.preprocessors import TextPipeline, VocabTokenizer
+from pyinfer.errors import (
+    DatasetSourceError,
+    InferenceError,
+    InvalidArgumentError,
+    InvalidInputError,
+    OutOfMemoryError,
+)
+from pyinfer.preprocess import TextPipeline, VocabTokenizer
 
 # Small integer weights: float32 arithmetic on them is exact, so outputs compare with ==.
 W = np.array([[1, -2, 0], [3, 1, -1], [0, 2, 2], [-1, 0, 1]], dtype=np.float32)
@@ -188,7 +188,7 @@ def test_onnx_engine_from_path_matches_numpy(onnx_module: ModuleType, tmp_path: 
 
 
 def test_torch_single_equals_batch(torch_module: ModuleType) -> None:
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
 
     torch = torch_module
     torch.manual_seed(0)
@@ -481,7 +481,7 @@ def test_folder_of_images_in_sorted_order_with_a_corrupt_file(tmp_path: Path) ->
     (tmp_path / "notes.txt").write_text("skipped: not an image extension")
 
     def mean_colour(path: Any) -> np.ndarray:
-        from pyinfer.preprocessors import Decode
+        from pyinfer.preprocess import Decode
 
         pixels = np.asarray(Decode()(path), dtype=np.float32)
         return np.array([*pixels.mean(axis=(0, 1)), 1.0], np.float32)
@@ -827,7 +827,7 @@ def test_staged_path_backs_off_on_oom_and_stops_on_errors() -> None:
 
 @pytest.mark.gpu
 def test_cuda_pinned_overlapped_upload_matches_the_plain_path(torch_module: ModuleType) -> None:
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
 
     torch = torch_module
     if not torch.cuda.is_available():

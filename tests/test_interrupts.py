@@ -287,7 +287,7 @@ def test_run_over_a_folder_stopped_part_way_writes_the_items_done(
     assert scores.shape == (done, 4)
     # The figures are the model's: the first image again, in this process.
     from pyinfer import InferenceEngine, load_model
-    from pyinfer.preprocessors import ImagePipeline
+    from pyinfer.preprocess import ImagePipeline
 
     model = load_model(nets["slow"])
     engine = InferenceEngine(model, ImagePipeline.for_model(model))

@@ -42,7 +42,7 @@ from pyinfer.errors import (
     PyinferError,
     UnknownFormatError,
 )
-from pyinfer.model_loader import (
+from pyinfer.loading import (
     ONNXModelLoader,
     PyTorchModelLoader,
     TensorFlowModelLoader,

@@ -27,7 +27,7 @@ from pyinfer.errors import (
     OutOfMemoryError,
     UnknownFormatError,
 )
-from pyinfer.model_loader import ONNXModelLoader, load_model
+from pyinfer.loading import ONNXModelLoader, load_model
 
 OPSET = 17
 IR_VERSION = 9  # what onnxruntime 1.18+ reads; onnx.helper would write the newest

@@ -31,7 +31,7 @@ from pyinfer.errors import (
     UntrustedModelError,
 )
 from pyinfer.export import export_keras
-from pyinfer.model_loader import TensorFlowModelLoader, detect_format, load_model
+from pyinfer.loading import TensorFlowModelLoader, detect_format, load_model
 
 FORMATS = ("keras", "h5", "saved_model", "tflite")
 SUFFIX = {"keras": "m.keras", "h5": "m.h5", "saved_model": "sm", "tflite": "m.tflite"}

@@ -29,7 +29,7 @@ from pyinfer.errors import (
     UntrustedModelError,
 )
 from pyinfer.export import export_onnx, export_torch_program, export_torchscript
-from pyinfer.model_loader import PyTorchModelLoader
+from pyinfer.loading import PyTorchModelLoader
 
 PARITY = {"rtol": 1e-4, "atol": 1e-4}
 W = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)

@@ -14,7 +14,7 @@ import pytest
 
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
-from pyinfer.preprocessors import (
+from pyinfer.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CenterCrop,

@@ -20,9 +20,9 @@ import pytest
 
 import pyinfer
 from pyinfer.backends.base import Device, Model, ModelFormat, TensorSpec
+from pyinfer.engine import InferenceEngine
 from pyinfer.errors import InferenceError, OutOfMemoryError, as_out_of_memory
-from pyinfer.inference_engine import InferenceEngine
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 
 HANG_S = 30.0  # a generous bound for threads to end: only a leak reaches it
 
@@ -76,7 +76,7 @@ if framework == "torch":
     from pyinfer.backends.frameworks import ensure_triton_safe
     ensure_triton_safe()
     import torch
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 256, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -87,8 +87,8 @@ else:
     import pyinfer
     model = pyinfer.load_model(sys.argv[3], intra_op_threads=1)
 from pyinfer.errors import OutOfMemoryError
-from pyinfer.inference_engine import InferenceEngine
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.engine import InferenceEngine
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 
 x = np.random.default_rng(0).standard_normal((256, 3, 32, 32)).astype(np.float32)
 settings = ProfilerSettings(

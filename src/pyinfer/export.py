@@ -299,7 +299,7 @@ def export_onnx(
     """
     torch = import_torch()
     ensure_triton_safe()
-    from pyinfer.backends.torch_backend import flatten_outputs
+    from pyinfer.backends.torch import flatten_outputs
 
     module = _eval_module(module)
     examples = _torch_examples(torch, example_inputs)

@@ -27,7 +27,7 @@ def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
 
 def cmd_env(args: argparse.Namespace) -> int:
     """The environment pyinfer records with every result, as text or JSON."""
-    from pyinfer._environment import collect_environment
+    from pyinfer.report.environment import collect_environment
 
     env = dataclasses.asdict(collect_environment())
     if args.json:

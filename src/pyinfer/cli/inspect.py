@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     described["file_bytes"] = _size_of(path)
     external: list[Path] = []
     if model.format.value == "onnx":
-        from pyinfer.backends.onnx_backend import external_data_files
+        from pyinfer.backends.onnx import external_data_files
 
         external = external_data_files(path)
         described["external_data_files"] = [str(p) for p in external]

@@ -55,7 +55,7 @@ def load_from_args(args: argparse.Namespace) -> Model:
     shapes with ``--input-shape`` is loaded with them as its ``input_shapes`` option, unless
     that option is given.
     """
-    from pyinfer.model_loader import detect_format, load_model
+    from pyinfer.loading import detect_format, load_model
 
     options = dict(args.options)
     if getattr(args, "trust_code", False):

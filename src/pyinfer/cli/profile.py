@@ -33,7 +33,7 @@ from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from pyinfer.backends.base import Model
-    from pyinfer.profiler import PerformanceProfiler
+    from pyinfer.profiling import PerformanceProfiler
     from pyinfer.report import BatchCurve, ProfileReport
 
 __all__ = ["add_parser", "cmd_profile", "cmd_sweep"]
@@ -41,7 +41,7 @@ __all__ = ["add_parser", "cmd_profile", "cmd_sweep"]
 
 def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
     """``ProfilerSettings`` from the measurement options."""
-    from pyinfer.profiler import ProfilerSettings
+    from pyinfer.profiling import ProfilerSettings
 
     kwargs: dict[str, Any] = {
         "input_dims": input_dims,
@@ -181,7 +181,7 @@ def _input_shapes(
 
 
 def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None]:
-    from pyinfer.profiler import PerformanceProfiler
+    from pyinfer.profiling import PerformanceProfiler
 
     if args.iterations is not None and args.max_time is not None:
         raise InvalidArgumentError(
@@ -314,7 +314,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sys.stdout.write(_curve_text(curve) + "\n")
     written: list[Path] = []
     if args.json:
-        from pyinfer.profiler import sweep_report
+        from pyinfer.profiling import sweep_report
 
         report = sweep_report(profiler, curve, interrupted=interrupted)
         written.append(write_output(args.json, report.to_json() + "\n", "sweep report"))

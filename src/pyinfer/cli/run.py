@@ -118,7 +118,7 @@ def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
 
     Folders are expanded recursively, sorted by path, hidden files and folders left out.
     """
-    from pyinfer.preprocessors import IMAGE_EXTENSIONS
+    from pyinfer.preprocess import IMAGE_EXTENSIONS
 
     found: list[tuple[Path, str]] = []
     for text in inputs:
@@ -150,8 +150,8 @@ def _run_entries(
     entries: list[_Entry], model: Model, args: argparse.Namespace
 ) -> BaseException | None:
     """Runs the entries through the engine; returns the exception that stopped it, if any."""
-    from pyinfer.inference_engine import InferenceEngine
-    from pyinfer.preprocessors import ImagePipeline
+    from pyinfer.engine import InferenceEngine
+    from pyinfer.preprocess import ImagePipeline
 
     progress = args.progress
     for kind in ("image", "array"):
@@ -203,7 +203,7 @@ def _is_scores(value: np.ndarray) -> bool:
 
 
 def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
-    from pyinfer.inference_engine import top_k
+    from pyinfer.engine import top_k
 
     return top_k(scores, k, labels, apply_softmax=None)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyinfer import core
-from pyinfer._environment import cpu_model
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.report.environment import cpu_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 import pyinfer
-from pyinfer._environment import collect_environment
 from pyinfer.errors import InvalidArgumentError, PyinferError
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
+from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
 from pyinfer.suite.parity import _parity
 from pyinfer.suite.results import FormatEntry, FormatsResult, failure_reason

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pyinfer
-from pyinfer._environment import collect_environment
 from pyinfer.errors import FrameworkNotInstalledError
+from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts
 from pyinfer.suite.settings import SuiteConfig
 
@@ -91,7 +91,7 @@ def _require(module: str, extra: str, what: str) -> Any:
 
 
 def _torch_loader(**options: Any) -> Any:
-    from pyinfer.model_loader import PyTorchModelLoader
+    from pyinfer.loading import PyTorchModelLoader
 
     return PyTorchModelLoader(**options)
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyinfer._environment import Environment
 from pyinfer.errors import as_out_of_memory
 from pyinfer.report import MB, JsonRecord, ProfileReport, check_schema, one_line
+from pyinfer.report.environment import Environment
 from pyinfer.suite.busy import _busy_warning
 from pyinfer.suite.settings import FAILED, OK, PARITY_TOLERANCE, SKIPPED
 from pyinfer.suite.tables import device_heading, parity_table, suite_tables

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyinfer._environment import Environment, collect_environment
 from pyinfer.errors import FrameworkNotInstalledError
-from pyinfer.profiler import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 from pyinfer.report import ProfileReport, one_line
+from pyinfer.report.environment import Environment, collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
 from pyinfer.suite.busy import _busy_cpus, _busy_warning
 from pyinfer.suite.models import Models, Skip, _mobilenet_model, _resnet_model, bert_model

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyinfer
 from pyinfer.errors import InvalidArgumentError
-from pyinfer.profiler import ProfilerSettings
+from pyinfer.profiling import ProfilerSettings
 from pyinfer.report import encode_json
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pyinfer._environment import Environment
 from pyinfer.report import MB, ProfileReport, box_table, format_ms, format_short
+from pyinfer.report.environment import Environment
 from pyinfer.suite.settings import OK, SUITE_MODELS
 
 if TYPE_CHECKING:
