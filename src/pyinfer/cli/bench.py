@@ -198,7 +198,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except InvalidArgumentError as error:
         return _usage_error("bench", error)
     _require_cuda(config.devices)
-    result = run_suite(config, progress=_progress)
+    from pyinfer.loading import native_output_silenced
+
+    with native_output_silenced(enabled=not args.verbose):
+        result = run_suite(config, progress=_progress)
     sys.stdout.write(result.to_text() + "\n")
     sys.stdout.flush()
     if args.json:
@@ -210,6 +213,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_formats(args: argparse.Namespace) -> int:
     """Compares a model across every format reachable from its framework."""
+    from pyinfer.loading import native_output_silenced
     from pyinfer.suite import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
@@ -219,18 +223,19 @@ def cmd_formats(args: argparse.Namespace) -> int:
         return _usage_error(args.command, error)
     _require_cuda((device,))
     try:
-        result = compare_formats(
-            args.model,
-            device=device,
-            batch_size=batch_size,
-            formats=args.formats,
-            input_shape=item_shape,
-            work_dir=args.work_dir,
-            quick=args.quick,
-            trust_code=args.trust_code,
-            options=dict(args.options),
-            progress=_progress,
-        )
+        with native_output_silenced(enabled=not args.verbose):
+            result = compare_formats(
+                args.model,
+                device=device,
+                batch_size=batch_size,
+                formats=args.formats,
+                input_shape=item_shape,
+                work_dir=args.work_dir,
+                quick=args.quick,
+                trust_code=args.trust_code,
+                options=dict(args.options),
+                progress=_progress,
+            )
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
     sys.stdout.write(result.to_text() + "\n")

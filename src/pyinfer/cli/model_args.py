@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.formats import FORMATS
 
 if TYPE_CHECKING:
     from pyinfer.backends.base import Model
@@ -22,7 +23,7 @@ __all__ = ["load_from_args", "parse_shape", "shapes_from_specs"]
 
 #: Formats whose files declare no input shapes (a TorchScript archive, a pickled module): the
 #: loader takes them from its ``input_shapes`` option.
-_SHAPELESS_FORMATS = frozenset({"torchscript", "pytorch", "pytorch-legacy", "pickle"})
+_SHAPELESS_FORMATS = frozenset(f.name for f in FORMATS if not f.declares_inputs)
 
 
 def shapes_from_specs(specs: Sequence[str]) -> Any:
@@ -53,7 +54,8 @@ def load_from_args(args: argparse.Namespace) -> Model:
 
     A torch model without declared input shapes (TorchScript, a pickled module) given whole
     shapes with ``--input-shape`` is loaded with them as its ``input_shapes`` option, unless
-    that option is given.
+    that option is given. The frameworks' native log lines are kept off the console while it
+    loads, unless ``--verbose``.
     """
     from pyinfer.loading import detect_format, load_model
 
@@ -68,7 +70,13 @@ def load_from_args(args: argparse.Namespace) -> Model:
             if fmt in _SHAPELESS_FORMATS:
                 logger.info("loading %s with input_shapes=%s", args.model, shapes)
                 options["input_shapes"] = shapes
-    return load_model(args.model, format=args.format, device=args.device, **options)
+    return load_model(
+        args.model,
+        format=args.format,
+        device=args.device,
+        quiet_native_logs=not getattr(args, "verbose", False),
+        **options,
+    )
 
 
 def parse_shape(text: str, where: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyinfer.cli.common import EXIT_USAGE
+from pyinfer.formats import FORMATS
 
 __all__ = [
     "MODEL_FORMATS",
@@ -32,19 +33,8 @@ __all__ = [
     "positive_int",
 ]
 
-#: The ``--format`` names (``ModelFormat`` values, listed here so ``--help`` imports nothing).
-MODEL_FORMATS = (
-    "torchscript",
-    "pytorch",
-    "pytorch-legacy",
-    "pickle",
-    "torch-export",
-    "onnx",
-    "keras-h5",
-    "keras",
-    "saved-model",
-    "tflite",
-)
+#: The ``--format`` names, from the format registry (which imports no framework).
+MODEL_FORMATS = tuple(f.name for f in FORMATS)
 
 
 #: What argparse's "invalid TYPE value" means, for the option types of this module.

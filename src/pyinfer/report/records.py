@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.formats import FORMATS
 from pyinfer.report.codec import SCHEMA_VERSION, JsonRecord, check_schema
 from pyinfer.report.environment import Environment
 from pyinfer.report.files import write_atomic
@@ -29,18 +30,7 @@ from pyinfer.report.results import (
 from pyinfer.report.tables import batch_csv, batch_table, reports_to_csv
 from pyinfer.report.text import report_markdown, report_text
 
-_FORMAT_LABELS = {
-    "pytorch": "PyTorch",
-    "pytorch-legacy": "PyTorch",
-    "pickle": "PyTorch",
-    "torchscript": "TorchScript",
-    "torch-export": "torch.export",
-    "onnx": "ONNX",
-    "keras": "Keras",
-    "keras-h5": "Keras (h5)",
-    "saved-model": "SavedModel",
-    "tflite": "TFLite",
-}
+_FORMAT_LABELS = {f.name: f.label for f in FORMATS}
 _PRECISIONS = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "float64": "FP64"}
 
 

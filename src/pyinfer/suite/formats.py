@@ -20,6 +20,7 @@ import numpy as np
 
 import pyinfer
 from pyinfer.errors import InvalidArgumentError, PyinferError
+from pyinfer.formats import format_info
 from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
@@ -47,27 +48,32 @@ _TORCH_SOURCES = {"pytorch", "pytorch-legacy", "pickle"}
 _KERAS_SOURCES = {"keras", "keras-h5"}
 
 
-def _reachable(source_format: str) -> tuple[tuple[str, ...], str]:
-    """The formats reachable from a source format (its own first) and a note on the rest."""
-    if source_format in _TORCH_SOURCES:
-        return ("eager", "torchscript", "torch-export", "onnx"), ""
-    if source_format == "torchscript":
-        return ("torchscript", "onnx"), (
-            "from TorchScript: eager and torch.export need the Python module, not in the file"
-        )
-    if source_format == "torch-export":
-        return ("torch-export", "torchscript", "onnx"), ""
-    if source_format in _KERAS_SOURCES:
-        return ("keras", "saved-model", "tflite"), ""
-    if source_format == "saved-model":
-        return ("saved-model", "tflite"), (
-            "from a SavedModel: Keras is not reachable (the folder does not keep the Keras model)"
-        )
-    own = {"onnx": "onnx", "tflite": "tflite"}[source_format]
-    return (own,), (
-        f"nothing else is reachable from {'an ONNX' if own == 'onnx' else 'a TFLite'} file: "
+#: Why a source format reaches no more than its export targets, where that needs saying.
+_UNREACHABLE_NOTES = {
+    "torchscript": (
+        "from TorchScript: eager and torch.export need the Python module, not in the file"
+    ),
+    "saved-model": (
+        "from a SavedModel: Keras is not reachable (the folder does not keep the Keras model)"
+    ),
+    "onnx": (
+        "nothing else is reachable from an ONNX file: "
         "pyinfer exports from torch modules and Keras models only"
-    )
+    ),
+    "tflite": (
+        "nothing else is reachable from a TFLite file: "
+        "pyinfer exports from torch modules and Keras models only"
+    ),
+}
+
+
+def _reachable(source_format: str) -> tuple[tuple[str, ...], str]:
+    """The formats reachable from a source format (its own first) and a note on the rest.
+
+    The targets are the format registry's export targets (:mod:`pyinfer.formats`).
+    """
+    targets = format_info(source_format).export_targets
+    return (_original_key(source_format), *targets), _UNREACHABLE_NOTES.get(source_format, "")
 
 
 def _original_key(source_format: str) -> str:
