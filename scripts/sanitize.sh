@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The native core under AddressSanitizer + UndefinedBehaviorSanitizer (README, "Hardening").
+# The native core under AddressSanitizer + UndefinedBehaviorSanitizer (docs/hardening.md).
 #
 #   1. builds the C++ tests of the headers (tests/cpp) with -DPYINFER_SANITIZE=ON (the flags are
 #      CMakeLists.txt's) and runs them with ctest under ASan, UBSan and LeakSanitizer, halting on

@@ -36,7 +36,7 @@ INPUTS = int(os.environ.get("PYINFER_FUZZ_INPUTS", "10000"))
 pytestmark = pytest.mark.fuzz
 
 #: Each campaign must end this share of its inputs in a valid result, so that it reaches past
-#: the argument checks into the work itself (measured shares are 4-80%, see the README).
+#: the argument checks into the work itself (measured shares are 4-80%: docs/hardening.md).
 LEAST_OK = 0.02
 
 
