@@ -1,16 +1,12 @@
-"""Kept for one release: import from :mod:`pyinfer.profiling` instead (the profiler moved)."""
+"""The profiler (kept for one release; import from :mod:`pyinfer.profiling` instead).
+
+Every public name this module had is re-exported from :mod:`pyinfer.profiling`, where the
+profiler's jobs (settings, inputs, timing, memory, GPU sampling, sweeps) live in one module each.
+"""
 
 from __future__ import annotations
 
-from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
-from pyinfer.profiling.settings import DEFAULT_STABILITY_TARGET, TIMING_METHODS, ProfilerSettings
-from pyinfer.profiling.timing import MIN_THROUGHPUT_CALLS
+from pyinfer import profiling as _profiling
+from pyinfer.profiling import *  # noqa: F403  (every public name, as listed in its __all__)
 
-__all__ = [
-    "DEFAULT_STABILITY_TARGET",
-    "MIN_THROUGHPUT_CALLS",
-    "TIMING_METHODS",
-    "PerformanceProfiler",
-    "ProfilerSettings",
-    "sweep_report",
-]
+__all__ = list(_profiling.__all__)

@@ -1,6 +1,6 @@
 """Preparing batches: each raw item preprocessed and checked, collated, prefetched in threads.
 
-:class:`BatchPreparer` turns a chunk of raw items into a :class:`Prepared` batch (the inputs
+:class:`BatchPreparer` turns a chunk of raw items into a :class:`PreparedBatch` batch (the inputs
 that made it, stacked, and the ones that failed with their reason) and keeps ``prefetch``
 batches in preparation in worker threads while the model runs the current one.
 """
@@ -21,13 +21,13 @@ from pyinfer.engine.dataset import Chunk
 from pyinfer.engine.results import Arrays, ItemFailure
 from pyinfer.preprocess import Casting, as_item, check_item, stack_items
 
-__all__ = ["BatchPreparer", "Prepared"]
+__all__ = ["BatchPreparer", "PreparedBatch"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Prepared:
+class PreparedBatch:
     """A batch after preprocessing: the inputs that made it, stacked, and the ones that failed."""
 
     indices: list[int]
@@ -70,13 +70,13 @@ class BatchPreparer:
 
     def prefetched(
         self, chunks: Iterator[Chunk], executor: ThreadPoolExecutor | None, prefetch: int
-    ) -> Iterator[Prepared]:
+    ) -> Iterator[PreparedBatch]:
         """The chunks prepared in order, up to ``prefetch`` ahead in ``executor``'s threads."""
         if executor is None:
             for chunk in chunks:
                 yield self.chunk(chunk)
             return
-        queue: deque[Future[Prepared]] = deque()
+        queue: deque[Future[PreparedBatch]] = deque()
         for chunk in chunks:
             try:
                 queue.append(executor.submit(self.chunk, chunk))
@@ -98,7 +98,7 @@ class BatchPreparer:
         while queue:
             yield queue.popleft().result()
 
-    def chunk(self, chunk: Chunk) -> Prepared:
+    def chunk(self, chunk: Chunk) -> PreparedBatch:
         """One chunk prepared: a bad input is reported with its reason, and the rest goes on."""
         indices: list[int] = []
         sources: list[str] = []
@@ -123,4 +123,4 @@ class BatchPreparer:
                     ItemFailure(i, s, reason) for i, s in zip(indices, sources, strict=True)
                 )
                 indices, sources = [], []
-        return Prepared(indices, sources, arrays, failures)
+        return PreparedBatch(indices, sources, arrays, failures)

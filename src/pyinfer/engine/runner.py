@@ -18,7 +18,7 @@ import numpy as np
 
 from pyinfer.backends.base import Model
 from pyinfer.engine.batching import cut_batch, pad_batch
-from pyinfer.engine.prefetch import Prepared
+from pyinfer.engine.prefetch import PreparedBatch
 from pyinfer.engine.results import Arrays, RunStats
 from pyinfer.engine.upload import _CudaUploader
 from pyinfer.errors import InferenceError, OutOfMemoryError, PyinferError, as_out_of_memory
@@ -54,8 +54,8 @@ class BatchRunner:
         return cut_batch(outputs, count, self.fixed_batch, model.name)
 
     def execute(
-        self, batches: Iterator[Prepared], stats: RunStats, uploader: _CudaUploader | None
-    ) -> Iterator[tuple[Prepared, Arrays | None]]:
+        self, batches: Iterator[PreparedBatch], stats: RunStats, uploader: _CudaUploader | None
+    ) -> Iterator[tuple[PreparedBatch, Arrays | None]]:
         """Runs prepared batches in order; with an uploader, the next upload overlaps compute."""
         if uploader is None:
             for prepared in batches:
@@ -90,7 +90,7 @@ class BatchRunner:
             raise self.inference_error(exc, count) from exc
         self.after_oom(count, stats)
 
-    def stage(self, uploader: _CudaUploader, prepared: Prepared | None) -> Any:
+    def stage(self, uploader: _CudaUploader, prepared: PreparedBatch | None) -> Any:
         """Starts the upload of a prepared batch; ``None`` when it has to take the plain path."""
         if prepared is None or prepared.arrays is None:
             return None
@@ -104,7 +104,7 @@ class BatchRunner:
         stats.record_call(count, self.fixed_batch)
         return cut_batch(outputs, count, self.fixed_batch, self.model.name)
 
-    def run_prepared(self, prepared: Prepared, stats: RunStats) -> Arrays | None:
+    def run_prepared(self, prepared: PreparedBatch, stats: RunStats) -> Arrays | None:
         """A prepared batch's outputs (``None`` when none of its inputs made it)."""
         if prepared.arrays is None:
             return None

@@ -16,7 +16,7 @@ from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.settings import as_batch_size
 
-__all__ = ["Prepared", "batch_for", "check_dims", "prepare", "resolve_model"]
+__all__ = ["PreparedCall", "batch_for", "check_dims", "prepare", "resolve_model"]
 
 
 def named_dims(model: Model) -> set[str]:
@@ -43,7 +43,7 @@ def resolve_model(model_or_engine: Any) -> tuple[Model, int | None]:
 
 
 @dataclass
-class Prepared:
+class PreparedCall:
     """Inputs made for one batch size, and the call to time."""
 
     batch_size: int
@@ -114,12 +114,12 @@ def check_dims(model: Model, input_dims: Mapping[str, int]) -> None:
             )
 
 
-def prepare(model: Model, batch: int, *, seed: int, input_dims: Mapping[str, int]) -> Prepared:
+def prepare(model: Model, batch: int, *, seed: int, input_dims: Mapping[str, int]) -> PreparedCall:
     """Example inputs of ``batch`` items in the model's native form, and the call to time."""
     check_dims(model, input_dims)
     arrays = model.example_inputs(batch, seed=seed, dims=dict(input_dims))
     native = model.to_native(arrays)
-    return Prepared(
+    return PreparedCall(
         batch_size=batch,
         shapes={k: tuple(int(d) for d in v.shape) for k, v in arrays.items()},
         dtypes={k: v.dtype.name for k, v in arrays.items()},

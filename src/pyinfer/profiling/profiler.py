@@ -47,7 +47,7 @@ import numpy as np
 from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
 from pyinfer.profiling import device_lock, memory, sweep, timing
-from pyinfer.profiling.inputs import Prepared, batch_for, prepare, resolve_model
+from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
 from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
 from pyinfer.profiling.stopping import collect, warm_up
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
@@ -119,7 +119,7 @@ class PerformanceProfiler:
         self._clock = clock
         self._default_batch = self.settings.batch_size or engine_batch or 1
         self._explicit_batch = self.settings.batch_size is not None or engine_batch is not None
-        self._prepared: Prepared | None = None
+        self._prepared: PreparedCall | None = None
         self._first_inference_ms: float | None = None
         check_for_model(self.settings, self.model)
         #: Other processes seen measuring on the same device while this profiler measured.
@@ -167,7 +167,7 @@ class PerformanceProfiler:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _prepare(self, requested: int | None) -> Prepared:
+    def _prepare(self, requested: int | None) -> PreparedCall:
         """The inputs and call for a batch size, kept while the same batch size is measured."""
         batch = batch_for(self.model, requested, self._default_batch, self._explicit_batch)
         if self._prepared is not None and self._prepared.batch_size == batch:
@@ -178,7 +178,7 @@ class PerformanceProfiler:
         )
         return self._prepared
 
-    def _run_once(self, prep: Prepared) -> None:
+    def _run_once(self, prep: PreparedCall) -> None:
         """One call, synchronised; the profiler's very first call is timed as cold start."""
         if self._first_inference_ms is not None:
             prep.call()
@@ -190,7 +190,7 @@ class PerformanceProfiler:
         self._first_inference_ms = (self._clock() - start) * 1e3
         logger.info("first inference of '%s': %.3f ms", self.model.name, self._first_inference_ms)
 
-    def _capture_graph(self, prep: Prepared) -> None:
+    def _capture_graph(self, prep: PreparedCall) -> None:
         timing.capture_graph(self.model, prep)
 
     def _timing_kind(self) -> str:
@@ -272,7 +272,7 @@ class PerformanceProfiler:
 
     def _interrupted_latency(
         self,
-        prep: Prepared,
+        prep: PreparedCall,
         kind: str,
         warmup_iterations: int,
         warmup_settled: bool | None,

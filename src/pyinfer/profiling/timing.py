@@ -19,7 +19,7 @@ from pyinfer import core
 from pyinfer.backends.base import Model
 from pyinfer.errors import DeviceError
 from pyinfer.profiling.gpu import UtilizationSampler
-from pyinfer.profiling.inputs import Prepared
+from pyinfer.profiling.inputs import PreparedCall
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.profiling.stopping import CHUNK_TIME_S, SampleSource
 from pyinfer.report import GpuUtilization, Throughput
@@ -77,7 +77,9 @@ def timing_kind(model: Model, settings: ProfilerSettings) -> str:
     return "cuda-graph" if settings.cuda_graphs else "cuda-events"
 
 
-def sample_source(model: Model, prep: Prepared, kind: str, host_ns: list[float]) -> SampleSource:
+def sample_source(
+    model: Model, prep: PreparedCall, kind: str, host_ns: list[float]
+) -> SampleSource:
     """The sample source for ``kind``; adds host end-to-end time to ``host_ns[0]``."""
     if kind == "cpu":
         call = prep.call
@@ -111,7 +113,7 @@ def sample_source(model: Model, prep: Prepared, kind: str, host_ns: list[float])
     return event_source
 
 
-def capture_graph(model: Model, prep: Prepared) -> None:
+def capture_graph(model: Model, prep: PreparedCall) -> None:
     """Captures ``prep``'s call into a CUDA graph (torch on CUDA); ``prep.call`` replays it.
 
     Raises:
@@ -140,7 +142,7 @@ def capture_graph(model: Model, prep: Prepared) -> None:
 
 def run_throughput(
     model: Model,
-    prep: Prepared,
+    prep: PreparedCall,
     duration: float,
     *,
     probe_calls: int,
