@@ -880,7 +880,7 @@ def test_input_shape_contradictions_between_inputs() -> None:
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, samples: int, on_run: int = 1) -> None:
     """Makes the ``on_run``-th latency measurement raise KeyboardInterrupt once it has taken
     ``samples`` samples (before the chunk that would pass them)."""
-    from pyinfer import profiler
+    from pyinfer.profiling import profiler
 
     real_collect = profiler.collect
     runs = [0]
