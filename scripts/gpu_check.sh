@@ -10,7 +10,7 @@
 #   timing    the timing/bandwidth table of benchmarks/gpu_timing.py
 #   suite     the whole test suite
 #   loop      the timed loop's overhead against torch.utils.benchmark.Timer
-#   bench     the specification's suite on CUDA (`pyinfer bench --quick --device cuda`); its JSON
+#   bench     the benchmark suite on CUDA (`pyinfer bench --quick --device cuda`); its JSON
 #             and Markdown tables go to "$OUT/bench_cuda.json" / ".md" (or the current folder)
 # A device session is short: name only the sections an issue needs, e.g.
 # `scripts/gpu_check.sh tests engine`. Writes a copy of the log to "$OUT/gpu_check.log" when OUT
