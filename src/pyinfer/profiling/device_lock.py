@@ -31,7 +31,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ CROSS_PROCESS = sys.platform != "win32"
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["DeviceClaim", "held", "lock_dir", "measuring"]
+__all__ = ["DeviceClaim", "Overlaps", "held", "lock_dir", "measuring"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,3 +266,45 @@ def held(device: str) -> DeviceClaim | None:
 
 def _thread_name() -> str:
     return threading.current_thread().name
+
+
+class Overlaps:
+    """The other measurements seen on one device across a profiler's measurements.
+
+    Each measurement holds the device through :meth:`measuring`; what its claim saw (other
+    processes measuring on the same device meanwhile) is kept, once per line, in
+    :attr:`lines`, in the order seen.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        #: One line per other measurement seen, in the order seen.
+        self.lines: list[str] = []
+
+    @contextlib.contextmanager
+    def measuring(self, what: str) -> Iterator[None]:
+        """Holds the device for a measurement named ``what`` (see :func:`measuring`).
+
+        Raises:
+            MeasurementConflictError: If another thread of this process measures on the device.
+        """
+        claim: DeviceClaim | None = None
+        try:
+            with measuring(self.device, what) as claim:
+                yield
+        finally:
+            if claim is not None:
+                self.merge(claim.overlaps)
+
+    def merge(self, lines: Iterable[str]) -> None:
+        """Adds the lines not seen yet."""
+        for line in lines:
+            if line not in self.lines:
+                self.lines.append(line)
+
+    def now(self) -> list[str]:
+        """Every overlap seen so far, looking again if a measurement holds the device now."""
+        claim = held(self.device)
+        if claim is not None:
+            self.merge(claim.check())
+        return list(self.lines)

@@ -122,32 +122,17 @@ class PerformanceProfiler:
         self._prepared: PreparedCall | None = None
         self._first_inference_ms: float | None = None
         check_for_model(self.settings, self.model)
+        self._overlaps = device_lock.Overlaps(str(self.model.device))
         #: Other processes seen measuring on the same device while this profiler measured.
-        self.concurrent_measurements: list[str] = []
+        self.concurrent_measurements: list[str] = self._overlaps.lines
 
-    # -- one measurement per device at a time ----------------------------------------------
-
-    @contextlib.contextmanager
-    def _measuring(self, what: str) -> Iterator[None]:
+    def _measuring(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Holds the model's device for a measurement (see :mod:`pyinfer.profiling.device_lock`).
 
         Raises:
             MeasurementConflictError: If another thread measures on the device.
         """
-        claim: device_lock.DeviceClaim | None = None
-        try:
-            with device_lock.measuring(
-                str(self.model.device), f"{what} of model '{self.model.name}'"
-            ) as claim:
-                yield
-        finally:
-            if claim is not None:
-                self._merge_overlaps(claim.overlaps)
-
-    def _merge_overlaps(self, lines: Sequence[str]) -> None:
-        for line in lines:
-            if line not in self.concurrent_measurements:
-                self.concurrent_measurements.append(line)
+        return self._overlaps.measuring(f"{what} of model '{self.model.name}'")
 
     def _environment(self) -> Environment:
         """The environment recorded now for a report, overlapping measurements included."""
@@ -155,15 +140,8 @@ class PerformanceProfiler:
         return collect_environment(
             model_options=m.options,
             cuda_device=m.device.index if m.device.is_cuda else None,
-            concurrent_measurements=self._overlaps_now(),
+            concurrent_measurements=self._overlaps.now(),
         )
-
-    def _overlaps_now(self) -> list[str]:
-        """Every overlap seen so far, looking again if a measurement holds the device now."""
-        claim = device_lock.held(str(self.model.device))
-        if claim is not None:
-            self._merge_overlaps(claim.check())
-        return list(self.concurrent_measurements)
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -211,13 +189,16 @@ class PerformanceProfiler:
             InvalidArgumentError: If the batch size does not fit the model.
             OutOfMemoryError: If the model runs out of memory (host or device).
             MeasurementConflictError: If another thread of this process measures on the same
-                device (see "Concurrency" in the README).
+                device (see docs/hardening.md, "Concurrency").
             DeviceError: If a CUDA graph cannot be captured.
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the measurement of the
                 samples taken so far (not stable, ``"interrupted after N samples"``), or
                 ``None`` when it came before the first one.
         """
-        with self._measuring("measure_latency"), _one_out_of_memory_type():
+        with (
+            self._measuring("measure_latency"),
+            _one_out_of_memory_type(),
+        ):
             return self._measure_latency(batch_size)
 
     def _measure_latency(self, batch_size: int | None) -> LatencyMeasurement:
@@ -240,8 +221,8 @@ class PerformanceProfiler:
         try:
             run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)
         except KeyboardInterrupt as exc:
-            exc.partial_result = self._interrupted_latency(  # type: ignore[attr-defined]
-                prep, kind, warm.iterations, warm.settled, exc
+            exc.partial_result = timing.interrupted_latency(  # type: ignore[attr-defined]
+                self.model, self.settings, prep, kind, (warm.iterations, warm.settled), exc=exc
             )
             raise
         count = int(run.samples_ns.size)
@@ -270,39 +251,6 @@ class PerformanceProfiler:
             else None,
         )
 
-    def _interrupted_latency(
-        self,
-        prep: PreparedCall,
-        kind: str,
-        warmup_iterations: int,
-        warmup_settled: bool | None,
-        exc: KeyboardInterrupt,
-    ) -> LatencyMeasurement | None:
-        """The samples a Ctrl-C left, as a measurement marked not stable (``None``: none)."""
-        samples = np.asarray(getattr(exc, "partial_samples_ns", np.empty(0)), dtype=np.float64)
-        count = int(samples.size)
-        logger.info(
-            "latency of '%s' at batch %d interrupted after %d samples",
-            self.model.name,
-            prep.batch_size,
-            count,
-        )
-        if count == 0:
-            return None
-        return LatencyMeasurement(
-            batch_size=prep.batch_size,
-            stats=LatencyStats.from_samples_ns(samples),
-            samples_ns=tuple(float(v) for v in samples),
-            warmup_iterations=warmup_iterations,
-            warmup_settled=warmup_settled,
-            stable=False,
-            stability_reason=f"interrupted after {count} samples",
-            stability_metric=self.settings.stability_metric,
-            stability_value=self.settings.stopping_rule().stability(samples),
-            timing_method=timing.TIMING_LABELS[kind],
-            wall_s=float(samples.sum()) / 1e9,
-        )
-
     def measure_throughput(
         self, batch_size: int | None = None, *, duration_s: float | None = None
     ) -> Throughput:
@@ -328,12 +276,15 @@ class PerformanceProfiler:
                 is not positive.
             OutOfMemoryError: If the model runs out of memory.
             MeasurementConflictError: If another thread of this process measures on the same
-                device (see "Concurrency" in the README).
+                device (see docs/hardening.md, "Concurrency").
         """
         duration = self.settings.throughput_time_s if duration_s is None else duration_s
         if not duration > 0.0:
             raise InvalidArgumentError(f"duration_s must be above 0, got {duration}")
-        with self._measuring("measure_throughput"), _one_out_of_memory_type():
+        with (
+            self._measuring("measure_throughput"),
+            _one_out_of_memory_type(),
+        ):
             return self._measure_throughput(batch_size, duration)
 
     def _measure_throughput(self, batch_size: int | None, duration: float) -> Throughput:
@@ -382,12 +333,15 @@ class PerformanceProfiler:
             InvalidArgumentError: If the batch size does not fit or ``runs`` < 1.
             OutOfMemoryError: If the model runs out of memory.
             MeasurementConflictError: If another thread of this process measures on the same
-                device (see "Concurrency" in the README).
+                device (see docs/hardening.md, "Concurrency").
         """
         count = self.settings.memory_runs if runs is None else runs
         if count < 1:
             raise InvalidArgumentError(f"runs must be at least 1, got {count}")
-        with self._measuring("measure_memory"), _one_out_of_memory_type():
+        with (
+            self._measuring("measure_memory"),
+            _one_out_of_memory_type(),
+        ):
             prep = self._prepare(batch_size)
 
             def run() -> None:
@@ -421,7 +375,7 @@ class PerformanceProfiler:
             InvalidArgumentError: If no batch size is given, one is not an integer of at least 1,
                 the model's batch is fixed, or the budget is not positive.
             MeasurementConflictError: If another thread of this process measures on the same
-                device (see "Concurrency" in the README).
+                device (see docs/hardening.md, "Concurrency").
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is the curve of the batch
                 sizes finished and the interrupted one: measured from the calls timed before
                 (``interrupted``, not stable) when there were at least
@@ -495,7 +449,7 @@ class PerformanceProfiler:
                 arguments are refused (checked before anything is measured).
             OutOfMemoryError: If the model runs out of memory at ``batch_size``.
             MeasurementConflictError: If another thread of this process measures on the same
-                device (see "Concurrency" in the README).
+                device (see docs/hardening.md, "Concurrency").
             KeyboardInterrupt: On Ctrl-C; its ``partial_result`` is a report of what was
                 measured (the passes finished, the latency so far when it has at least
                 :data:`MIN_PARTIAL_SAMPLES` samples, marked not stable, and the sweep's points

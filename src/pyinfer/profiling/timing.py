@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
@@ -22,13 +23,16 @@ from pyinfer.profiling.gpu import UtilizationSampler
 from pyinfer.profiling.inputs import PreparedCall
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.profiling.stopping import CHUNK_TIME_S, SampleSource
-from pyinfer.report import GpuUtilization, Throughput
+from pyinfer.report import GpuUtilization, LatencyMeasurement, LatencyStats, Throughput
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "GRAPH_WARMUP_CALLS",
     "MIN_THROUGHPUT_CALLS",
     "TIMING_LABELS",
     "capture_graph",
+    "interrupted_latency",
     "run_throughput",
     "sample_source",
     "timed_samples",
@@ -192,3 +196,50 @@ def run_throughput(
             else GpuUtilization(unavailable="the model runs on the CPU")
         )
     return Throughput(prep.batch_size, calls, wall, utilization)
+
+
+def interrupted_latency(
+    model: Model,
+    settings: ProfilerSettings,
+    prep: PreparedCall,
+    kind: str,
+    warmup: tuple[int, bool | None],
+    *,
+    exc: KeyboardInterrupt,
+) -> LatencyMeasurement | None:
+    """The samples a Ctrl-C left, as a measurement marked not stable (``None``: none).
+
+    Args:
+        model: The model measured.
+        settings: The profiler's settings (its stability measure).
+        prep: The inputs and call that were timed.
+        kind: The timing kind (a key of :data:`TIMING_LABELS`).
+        warmup: The warm-up's iterations and whether it settled.
+        exc: The interrupt, carrying the samples taken as ``partial_samples_ns``.
+
+    Returns:
+        The measurement of the samples taken, or ``None`` when none was.
+    """
+    samples = np.asarray(getattr(exc, "partial_samples_ns", np.empty(0)), dtype=np.float64)
+    count = int(samples.size)
+    logger.info(
+        "latency of '%s' at batch %d interrupted after %d samples",
+        model.name,
+        prep.batch_size,
+        count,
+    )
+    if count == 0:
+        return None
+    return LatencyMeasurement(
+        batch_size=prep.batch_size,
+        stats=LatencyStats.from_samples_ns(samples),
+        samples_ns=tuple(float(v) for v in samples),
+        warmup_iterations=warmup[0],
+        warmup_settled=warmup[1],
+        stable=False,
+        stability_reason=f"interrupted after {count} samples",
+        stability_metric=settings.stability_metric,
+        stability_value=settings.stopping_rule().stability(samples),
+        timing_method=TIMING_LABELS[kind],
+        wall_s=float(samples.sum()) / 1e9,
+    )
