@@ -233,6 +233,20 @@ def test_every_extra_in_an_install_command_exists() -> None:
     assert named <= extras, f"extras named in the docs but not in pyproject.toml: {named - extras}"
 
 
+def test_the_readmes_formats_table_is_the_registry() -> None:
+    """One row per registered format, in the registry's order, naming the format's extra."""
+    from pyinfer.formats import FORMATS
+
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Formats\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = rows[1:]  # the header
+    assert len(rows) == len(FORMATS)
+    for row, info in zip(rows, FORMATS, strict=True):
+        extras = row.rstrip(" |").rsplit("|", 1)[1]
+        assert f"`{info.extra}`" in extras, (info.name, row)
+
+
 def _tiny_onnx(onnx: ModuleType, path: Path) -> None:
     """A two-layer MLP (16 -> 32 -> 4) with a dynamic batch, saved as ONNX."""
     from onnx import TensorProto, helper, numpy_helper
