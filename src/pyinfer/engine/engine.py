@@ -27,8 +27,9 @@ classifier's answer.
 The work is shared out: listing a dataset (:mod:`~pyinfer.engine.dataset`), preparing
 batches (:mod:`~pyinfer.engine.prefetch`), checking and padding them
 (:mod:`~pyinfer.engine.batching`), running them with out-of-memory back-off
-(:mod:`~pyinfer.engine.runner`), uploading them (:mod:`~pyinfer.engine.upload`) and choosing a
-batch size (:mod:`~pyinfer.engine.batch_size`).
+(:mod:`~pyinfer.engine.runner`), running a whole dataset through both
+(:mod:`~pyinfer.engine.pipeline`), uploading batches (:mod:`~pyinfer.engine.upload`) and
+choosing a batch size (:mod:`~pyinfer.engine.batch_size`).
 """
 
 from __future__ import annotations
@@ -36,15 +37,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
 import numpy as np
 
-from pyinfer import core
 from pyinfer.backends.base import Device, Model, parse_device
 from pyinfer.engine.batch_size import (
     candidate_sizes,
@@ -53,7 +51,8 @@ from pyinfer.engine.batch_size import (
     measure_batch_sizes,
 )
 from pyinfer.engine.batching import StackedBatchCheck, fixed_batch_of
-from pyinfer.engine.dataset import Item, list_source, read_chunks
+from pyinfer.engine.dataset import Item, list_source
+from pyinfer.engine.pipeline import collect, iter_results, progress_bar
 from pyinfer.engine.postprocess import Prediction, top_k
 from pyinfer.engine.prefetch import BatchPreparer
 from pyinfer.engine.results import (
@@ -67,11 +66,8 @@ from pyinfer.engine.results import (
 from pyinfer.engine.runner import BatchRunner
 from pyinfer.engine.upload import _CudaUploader
 from pyinfer.errors import (
-    DatasetSourceError,
-    InferenceError,
     InvalidArgumentError,
     InvalidInputError,
-    OutOfMemoryError,
 )
 from pyinfer.preprocess import Casting, as_array, as_item
 
@@ -313,92 +309,23 @@ class InferenceEngine:
         items, total = list_source(source, has_preprocessor=self.preprocessor is not None)
         if stream:
             return self._iter_results(items, total, RunStats())
-        return self._collect(items, total)
-
-    def _collect(self, items: Iterator[Item], total: int | None) -> DatasetResult:
-        result = DatasetResult()
-        stats = RunStats()
-        start = core.now_ns()
-        try:
-            for item in self._iter_results(items, total, stats):
-                result._add(item)
-        except (InferenceError, OutOfMemoryError, KeyboardInterrupt) as exc:
-            result.interrupted = isinstance(exc, KeyboardInterrupt)
-            self._finish_result(result, stats, start)
-            exc.partial_result = result  # type: ignore[union-attr]
-            raise
-        self._finish_result(result, stats, start)
-        return result
-
-    @staticmethod
-    def _finish_result(result: DatasetResult, stats: RunStats, start_ns: int) -> None:
-        stats.copy_to(result)
-        result.elapsed_s = (core.now_ns() - start_ns) / 1e9
+        return collect(lambda stats: self._iter_results(items, total, stats))
 
     def _iter_results(
         self, items: Iterator[Item], total: int | None, stats: RunStats
     ) -> Iterator[ItemResult]:
-        chunks = read_chunks(items, self.batch_size)
-        bar = self._progress_bar(total)
-        executor = (
-            ThreadPoolExecutor(self.num_workers, thread_name_prefix="pyinfer-prep")
-            if self.num_workers > 0
-            else None
-        )
-        done = 0
-        finished = False
-        try:
-            for prepared, outputs in self._runner.execute(
-                self._preparer.prefetched(chunks, executor, self.prefetch), stats, self._uploader
-            ):
-                merged: list[ItemResult] = [
-                    ItemResult(f.index, f.source, None, f.reason) for f in prepared.failures
-                ]
-                for row, (index, source) in enumerate(
-                    zip(prepared.indices, prepared.sources, strict=True)
-                ):
-                    assert outputs is not None  # a batch with inputs has outputs
-                    merged.append(
-                        ItemResult(index, source, {k: v[row] for k, v in outputs.items()})
-                    )
-                merged.sort(key=lambda r: r.index)
-                done += len(merged)
-                if bar is not None:
-                    bar.update(len(merged))
-                yield from merged
-            source_error = getattr(items, "error", None)
-            if source_error is not None:
-                raise DatasetSourceError(
-                    f"the dataset source raised {type(source_error).__name__} after {done} "
-                    f"item(s): {source_error}; the items before it were run and are kept"
-                ) from source_error
-            finished = True
-        finally:
-            if executor is not None:
-                # After a full run the workers are idle: wait for them, so none outlives the
-                # call. After a failure or Ctrl-C, queued work is cancelled and the call does
-                # not wait on an item being preprocessed (its worker ends right after it).
-                executor.shutdown(wait=finished, cancel_futures=True)
-            if bar is not None:
-                bar.close()
-
-    def _progress_bar(self, total: int | None) -> Any:
-        show = self.progress
-        if show is None:
-            stream = self.progress_file or sys.stderr
-            long_run = total is None or total > self.batch_size
-            show = bool(getattr(stream, "isatty", lambda: False)()) and long_run
-        if not show:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(
-            total=total,
-            file=self.progress_file or sys.stderr,
-            unit="item",
-            desc=self.model.name,
-            dynamic_ncols=True,
-            mininterval=0.2,
+        return iter_results(
+            items,
+            stats,
+            preparer=self._preparer,
+            runner=self._runner,
+            uploader=self._uploader,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            prefetch=self.prefetch,
+            make_bar=lambda: progress_bar(
+                self.progress, self.progress_file, total, self.batch_size, self.model.name
+            ),
         )
 
     # -- choosing a batch size -------------------------------------------------------------
