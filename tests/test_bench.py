@@ -221,7 +221,7 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
 def test_a_failed_entry_shows_why_and_exits_1(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = suite_runner._mobilenet_model
+    real = suite_runner.mobilenet_model
     calls: list[int] = []
 
     def flaky(models: Any, device: str) -> Any:
@@ -230,7 +230,7 @@ def test_a_failed_entry_shows_why_and_exits_1(
             raise RuntimeError("boom")
         return real(models, device)
 
-    monkeypatch.setattr(suite_runner, "_mobilenet_model", flaky)
+    monkeypatch.setattr(suite_runner, "mobilenet_model", flaky)
     argv = [*MOBILENET_32[:4], "32,40", *MOBILENET_32[5:]]
     assert cli.main(argv) == cli.EXIT_FAILED
     lines = capsys.readouterr().out.splitlines()
@@ -247,14 +247,14 @@ def test_a_failed_entry_shows_why_and_exits_1(
 def test_a_missing_framework_is_skipped_not_failed(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = suite_runner._resnet_model
+    real = suite_runner.resnet_model
 
     def no_tf(models: Any, fmt: str, device: str) -> Any:
         if fmt in {"tensorflow", "tflite"}:
             raise FrameworkNotInstalledError("TensorFlow is not installed: pip install pyinfer[tf]")
         return real(models, fmt, device)
 
-    monkeypatch.setattr(suite_runner, "_resnet_model", no_tf)
+    monkeypatch.setattr(suite_runner, "resnet_model", no_tf)
     config = SuiteConfig(
         models=("resnet50",),
         formats=("pytorch", "tensorflow", "tflite"),
@@ -312,7 +312,7 @@ def test_ctrl_c_keeps_the_finished_entries(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real = suite_runner._mobilenet_model
+    real = suite_runner.mobilenet_model
     calls: list[int] = []
 
     def interrupt_second(models: Any, device: str) -> Any:
@@ -321,7 +321,7 @@ def test_ctrl_c_keeps_the_finished_entries(
             raise KeyboardInterrupt
         return real(models, device)
 
-    monkeypatch.setattr(suite_runner, "_mobilenet_model", interrupt_second)
+    monkeypatch.setattr(suite_runner, "mobilenet_model", interrupt_second)
     out_json = tmp_path / "partial.json"
     argv = [*MOBILENET_32[:4], "32,40,48", *MOBILENET_32[5:], "--json", str(out_json)]
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
@@ -527,19 +527,19 @@ def test_parity_measure() -> None:
 
     ref = {"y": np.array([[1.0, -4.0]], np.float32)}
     close = {"y": np.array([[1.0, -4.0002]], np.float32)}
-    check = suite_parity._parity(ref, close, 1e-4)
+    check = suite_parity.output_parity(ref, close, 1e-4)
     difference = float(np.float32(-4.0002)) + 4.0  # float32's nearest value to -4.0002
     assert check.max_abs == pytest.approx(-difference)
     assert check.relative == pytest.approx(-difference / 4)
     assert check.ok
     assert (check.output, check.detail) == ("y", "")
-    far = suite_parity._parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
+    far = suite_parity.output_parity(ref, {"z": np.array([[1.0, -3.0]], np.float32)}, 1e-4)
     assert not far.ok
     assert far.detail == "output 'y': relative error 2.5e-01 over the tolerance 1e-04"
     with pytest.raises(InvalidArgumentError, match=r"output 'y': shape \(2,\) against"):
-        suite_parity._parity(ref, {"y": np.zeros(2)}, 1e-4)
+        suite_parity.output_parity(ref, {"y": np.zeros(2)}, 1e-4)
     with pytest.raises(InvalidArgumentError, match=r"2 outputs \(a, b\) against the original's 1"):
-        suite_parity._parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
+        suite_parity.output_parity(ref, {"a": np.zeros(2), "b": np.zeros(2)}, 1e-4)
 
 
 def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -> None:
@@ -552,22 +552,25 @@ def test_parity_compares_every_output_by_name_and_names_the_one_that_differs() -
     }
     # Another order of the same names: matched by name, not position.
     same = {"mask": ref["mask"].copy(), "label": ref["label"].copy(), "score": ref["score"] + 1e-6}
-    assert suite_parity._parity(ref, same, 1e-4).ok
+    assert suite_parity.output_parity(ref, same, 1e-4).ok
     # The first output matches; the integer one differs by one class in one of three items.
     wrong_label = {**same, "label": np.array([1, 1, 1], np.int64)}
-    check = suite_parity._parity(ref, wrong_label, 1e-4)
+    check = suite_parity.output_parity(ref, wrong_label, 1e-4)
     assert not check.ok
     assert check.output == "label"
     assert check.detail == "output 'label': 1 of 3 values differ"
     assert check.relative == float("inf")
     wrong_mask = {**same, "mask": np.array([True, True])}
     assert (
-        suite_parity._parity(ref, wrong_mask, 1e-4).detail == "output 'mask': 1 of 2 values differ"
+        suite_parity.output_parity(ref, wrong_mask, 1e-4).detail
+        == "output 'mask': 1 of 2 values differ"
     )
     # NaN where the original has NaN is equal; NaN where it has a number is not.
     nan_ref = {"y": np.array([np.nan, 1.0], np.float32)}
-    assert suite_parity._parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
-    assert not suite_parity._parity(nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4).ok
+    assert suite_parity.output_parity(nan_ref, {"y": np.array([np.nan, 1.0], np.float32)}, 1e-4).ok
+    assert not suite_parity.output_parity(
+        nan_ref, {"y": np.array([np.nan, np.nan], np.float32)}, 1e-4
+    ).ok
 
 
 def test_a_mismatching_or_failed_format_exits_1() -> None:
@@ -606,22 +609,22 @@ def test_a_mismatching_or_failed_format_exits_1() -> None:
 
 def test_a_busy_machine_is_called_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert suite_busy._busy_warning(0.4) == ""
-    assert suite_busy._busy_warning(None) == ""
-    assert suite_busy._busy_warning(1.25) == (
+    assert suite_busy.busy_warning(0.4) == ""
+    assert suite_busy.busy_warning(None) == ""
+    assert suite_busy.busy_warning(1.25) == (
         "warning: other processes kept 1.2 of 2 CPUs busy before the suite started: expect "
         "noisy and unstable measurements"
     )
     env = suite_runner.collect_environment()
     busy = SuiteResult((), {"cpu": env}, {}, {}, 3.0, busy_cpus=1.5)
     assert busy.summary_line() == (
-        "0 entries: 0 measured; wall time 3.0 s\n" + suite_busy._busy_warning(1.5)
+        "0 entries: 0 measured; wall time 3.0 s\n" + suite_busy.busy_warning(1.5)
     )
     assert SuiteResult.from_json(busy.to_json()) == busy
     # /proc/stat: 300 jiffies of which 100 idle over the sample -> 2/3 of 2 CPUs busy.
     samples = iter([(1000, 500), (1300, 600)])
     monkeypatch.setattr(suite_busy, "_cpu_times", lambda: next(samples))
-    assert suite_busy._busy_cpus(0.001) == pytest.approx(4 / 3)
+    assert suite_busy.busy_cpus(0.001) == pytest.approx(4 / 3)
 
 
 def test_a_missing_package_names_its_extra() -> None:

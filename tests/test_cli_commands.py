@@ -551,7 +551,7 @@ def test_run_interrupted_keeps_the_batches_that_finished(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real_load = cli_run._load
+    real_load = cli_run.load_from_args
 
     def load_then_break(args: Any) -> Any:
         model = real_load(args)
@@ -566,7 +566,7 @@ def test_run_interrupted_keeps_the_batches_that_finished(
         model.run_native = interrupted_on_the_second_call  # type: ignore[method-assign]
         return model
 
-    monkeypatch.setattr(cli_run, "_load", load_then_break)
+    monkeypatch.setattr(cli_run, "load_from_args", load_then_break)
     out_json = tmp_path / "partial.json"
     code, out, err = run_cli(
         ["run", models["mlp"], models["npy"], "--batch-size", "2", "--output", out_json], capsys

@@ -19,8 +19,7 @@ from pyinfer.cli.common import (
     first_and_last_line,
     write_output,
 )
-from pyinfer.cli.model_args import load_from_args as _load
-from pyinfer.cli.model_args import shapes_from_specs
+from pyinfer.cli.model_args import load_from_args, shapes_from_specs
 from pyinfer.cli.parser import add_command, add_model_options, positive_int
 from pyinfer.errors import InvalidArgumentError, PyinferError
 
@@ -325,7 +324,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"--input-shape {' '.join(args.input_shape)}: run takes whole shapes, such as "
             "1x3x224x224 or x=1x3x224x224 (one per input)"
         )
-    model = _load(args)
+    model = load_from_args(args)
     if args.input_shape and "input_shapes" not in model.options:
         raise InvalidArgumentError(
             f"--input-shape {args.input_shape[0]}: model '{model.name}' "

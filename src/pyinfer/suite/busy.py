@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["BUSY_CPUS", "BUSY_SAMPLE_S"]
+__all__ = ["BUSY_CPUS", "BUSY_SAMPLE_S", "busy_cpus", "busy_warning"]
 
 #: The suite warns when other processes keep at least this many CPUs busy as it starts: torch
 #: and ONNX Runtime run one thread per core, and a thread that shares its core with another
@@ -29,7 +29,7 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(values[:8]), values[3] + values[4]  # idle + iowait
 
 
-def _busy_cpus(interval_s: float = 0.0) -> float | None:
+def busy_cpus(interval_s: float = 0.0) -> float | None:
     """CPUs kept busy by any process over a short sample (this one is idle meanwhile)."""
     first = _cpu_times()
     time.sleep(interval_s or BUSY_SAMPLE_S)
@@ -40,7 +40,7 @@ def _busy_cpus(interval_s: float = 0.0) -> float | None:
     return (total - idle) / total * (os.cpu_count() or 1)
 
 
-def _busy_warning(busy: float | None) -> str:
+def busy_warning(busy: float | None) -> str:
     """A warning when other processes keep the CPUs busy (measurements will be noisy)."""
     cores = os.cpu_count() or 1
     if busy is None or busy < BUSY_CPUS:

@@ -24,7 +24,7 @@ from pyinfer.formats import format_info
 from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
-from pyinfer.suite.parity import _parity
+from pyinfer.suite.parity import output_parity
 from pyinfer.suite.results import FormatEntry, FormatsResult, failure_reason
 from pyinfer.suite.settings import (
     FAILED,
@@ -393,7 +393,7 @@ def _format_entry(
             prepare_s = time.perf_counter() - start
             try:
                 # In the original's order: an export may name its inputs differently.
-                check = _parity(expected, model(list(inputs.values())), tolerance)
+                check = output_parity(expected, model(list(inputs.values())), tolerance)
                 base.update(
                     max_abs_error=check.max_abs,
                     relative_error=check.relative,

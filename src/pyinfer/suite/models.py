@@ -96,7 +96,7 @@ def _torch_loader(**options: Any) -> Any:
     return PyTorchModelLoader(**options)
 
 
-def _resnet_model(models: Models, fmt: str, device: str) -> Any:
+def resnet_model(models: Models, fmt: str, device: str) -> Any:
     """ResNet50 in ``fmt`` on ``device``: built, exported (or reused) and loaded."""
     from pyinfer import export
 
@@ -162,7 +162,9 @@ def bert_model(models: Models, device: str) -> Any:
     return loader.from_module(module, device=device, name="BERT-Base")
 
 
-def _mobilenet_model(models: Models, device: str) -> Any:
+def mobilenet_model(models: Models, device: str) -> Any:
+    """MobileNetV2 (torch, random weights) on ``device``: built once per run, a copy loaded."""
+
     def build() -> Any:
         import torch
 

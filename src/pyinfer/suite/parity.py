@@ -25,7 +25,7 @@ def _exact(array: np.ndarray) -> bool:
     return array.dtype.kind in "biu"
 
 
-def _parity(
+def output_parity(
     expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray], tolerance: float
 ) -> _Parity:
     """Compares every output with the original's, by name.

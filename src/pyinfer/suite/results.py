@@ -13,7 +13,7 @@ from typing import Any
 from pyinfer.errors import as_out_of_memory
 from pyinfer.report import MB, JsonRecord, ProfileReport, check_schema, one_line
 from pyinfer.report.environment import Environment
-from pyinfer.suite.busy import _busy_warning
+from pyinfer.suite.busy import busy_warning
 from pyinfer.suite.settings import FAILED, OK, PARITY_TOLERANCE, SKIPPED
 from pyinfer.suite.tables import device_heading, parity_table, suite_tables
 
@@ -182,7 +182,7 @@ class SuiteResult(_BenchRecord):
         text = ", ".join(parts) + f"; wall time {self.wall_s:.1f} s"
         if self.interrupted:
             text += " (interrupted: the entry running then was dropped)"
-        busy = _busy_warning(self.busy_cpus)
+        busy = busy_warning(self.busy_cpus)
         if busy:
             text += "\n" + busy
         return text

@@ -21,8 +21,8 @@ from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
 from pyinfer.report import ProfileReport, one_line
 from pyinfer.report.environment import Environment, collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
-from pyinfer.suite.busy import _busy_cpus, _busy_warning
-from pyinfer.suite.models import Models, Skip, _mobilenet_model, _resnet_model, bert_model
+from pyinfer.suite.busy import busy_cpus, busy_warning
+from pyinfer.suite.models import Models, Skip, bert_model, mobilenet_model, resnet_model
 from pyinfer.suite.results import SuiteEntry, SuiteResult, failure_reason
 from pyinfer.suite.settings import (
     FAILED,
@@ -81,7 +81,7 @@ def _jobs(config: SuiteConfig, models: Models, device: str) -> list[_Job]:
         for fmt in config.formats:
 
             def run_format(fmt: str = fmt) -> tuple[ProfileReport, float]:
-                model, prep = _timed(lambda: _resnet_model(models, fmt, device))
+                model, prep = _timed(lambda: resnet_model(models, fmt, device))
                 return _profile(
                     model, settings, prepare_s=prep, batch_size=1, throughput=throughput
                 )
@@ -89,7 +89,7 @@ def _jobs(config: SuiteConfig, models: Models, device: str) -> list[_Job]:
             jobs.append(_Job("resnet50", device, fmt, SUITE_FORMAT_LABELS[fmt], run_format))
 
         def run_sweep() -> tuple[ProfileReport, float]:
-            model, prep = _timed(lambda: _resnet_model(models, "pytorch", device))
+            model, prep = _timed(lambda: resnet_model(models, "pytorch", device))
             return _profile(
                 model,
                 settings,
@@ -118,7 +118,7 @@ def _jobs(config: SuiteConfig, models: Models, device: str) -> list[_Job]:
         for size in config.input_sizes:
 
             def run_mobilenet(size: int = size) -> tuple[ProfileReport, float]:
-                model, prep = _timed(lambda: _mobilenet_model(models, device))
+                model, prep = _timed(lambda: mobilenet_model(models, device))
                 per_size = dataclasses.replace(settings, input_dims={"height": size, "width": size})
                 return _profile(
                     model, per_size, prepare_s=prep, batch_size=1, throughput=throughput
@@ -176,8 +176,8 @@ def run_suite(
     settings = config.profiler_settings()
     devices = config.resolved_devices()
     say = progress or (lambda line: logger.info("%s", line))
-    load = _busy_cpus()  # before the clock starts: sampling the machine is not the suite
-    busy = _busy_warning(load)
+    load = busy_cpus()  # before the clock starts: sampling the machine is not the suite
+    busy = busy_warning(load)
     if busy:
         say(busy)
     start = time.perf_counter()
