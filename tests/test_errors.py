@@ -93,3 +93,50 @@ def test_as_out_of_memory_keeps_pyinfer_errors_and_ignores_others() -> None:
     assert errors.as_out_of_memory(own) is own
     assert errors.as_out_of_memory(ValueError("shape mismatch")) is None
     assert errors.as_out_of_memory(RuntimeError("memory format is channels_last")) is None
+
+
+def test_a_onednn_primitive_failure_is_out_of_memory_only_under_an_address_space_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resource
+
+    failure = RuntimeError("could not create a primitive")
+    monkeypatch.setattr(
+        resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    )
+    assert errors.as_out_of_memory(failure) is None  # an unsupported configuration, say
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (8 << 30, resource.RLIM_INFINITY))
+    converted = errors.as_out_of_memory(failure)
+    assert isinstance(converted, errors.OutOfMemoryError)
+    assert str(converted) == "RuntimeError: could not create a primitive"
+    assert converted.__cause__ is failure
+    assert errors.as_out_of_memory(RuntimeError("unrelated failure")) is None
+
+
+def test_the_address_space_cap_is_read_for_real() -> None:
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys\n"
+        "from pyinfer import errors\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+        "e = RuntimeError('could not create a primitive')\n"
+        "print(errors.as_out_of_memory(e) is None)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (64 << 30, hard))\n"
+        "print(errors.as_out_of_memory(e) is None)\n"
+    )
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        pytest.skip("this process already runs under an address-space cap")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.stdout.split() == ["True", "False"]

@@ -9,30 +9,12 @@ killing the test run.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-import pyinfer
+from _child import run_python
 from pyinfer import export
-
-
-def run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # The pyinfer under test, installed or built in place, is the one the child imports.
-    package_root = str(Path(pyinfer.__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "PYTHONPATH": path},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +60,7 @@ def test_tensorflow_and_torch_models_in_either_order(
             # torchvision imports triton too: the path users take for architectures.
             "import torchvision\n"
         )
-    result = run_script(script, keras_and_torch_files["dir"])
+    result = run_python(script, keras_and_torch_files["dir"])
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
     lines = [line for line in result.stdout.splitlines() if line.startswith(order)]
     assert lines == [
@@ -100,6 +82,6 @@ def test_tensorflow_imported_first_by_the_user_is_refused_clearly(
     else:
         print("loaded")
     """
-    result = run_script(script, keras_and_torch_files["dir"])
+    result = run_python(script, keras_and_torch_files["dir"])
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
     assert "refused: TensorFlow was imported before triton" in result.stdout

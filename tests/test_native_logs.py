@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-import pyinfer
+from _child import run_python
 from pyinfer.loading import native_output_silenced
 
 #: Lines TensorFlow (abseil, or the older ``2024-01-01 12:00:00.0: I tensorflow/`` layout) and
@@ -106,21 +103,6 @@ def test_overlapping_scopes_in_threads_restore_once(capfd: pytest.CaptureFixture
     assert capfd.readouterr().err == "restored\n"
 
 
-def _run_child(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    package_root = str(Path(pyinfer.__file__).resolve().parent.parent)
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**env, "PYTHONPATH": path},
-    )
-
-
 def _onnx_models(onnx: ModuleType, folder: Path) -> tuple[Path, Path]:
     """A model ONNX Runtime warns about (an unused initializer) and one it cannot load."""
     import numpy as np
@@ -145,7 +127,7 @@ def test_onnxruntime_warnings_only_without_quiet(
     onnx_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
 ) -> None:
     warns, broken = _onnx_models(onnx_module, tmp_path)
-    done = _run_child(
+    done = run_python(
         f"""
         import logging, sys
         import pyinfer
@@ -162,6 +144,7 @@ def test_onnxruntime_warnings_only_without_quiet(
         pyinfer.load_model({str(broken)!r}, quiet_native_logs=True)
         """,
         tmp_path,
+        unset=("TF_CPP_MIN_LOG_LEVEL",),
     )
     err = done.stderr
     quiet, _, rest = err.partition("LOUD FROM HERE\n")
@@ -180,7 +163,7 @@ def test_onnxruntime_warnings_only_without_quiet(
 def test_tensorflow_import_and_keras_load_are_quiet(
     tensorflow_module: ModuleType, tmp_path: Path
 ) -> None:
-    done = _run_child(
+    done = run_python(
         f"""
         import logging
         import pyinfer
@@ -198,6 +181,7 @@ def test_tensorflow_import_and_keras_load_are_quiet(
         raise SystemExit("a Python error after loading")
         """,
         tmp_path,
+        unset=("TF_CPP_MIN_LOG_LEVEL",),
     )
     assert "loaded tensorflow" in done.stdout, done.stderr
     assert not NATIVE_LINE.search(done.stderr), done.stderr

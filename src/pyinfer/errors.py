@@ -162,6 +162,22 @@ _OOM_MESSAGES = (
     "cudnn_status_alloc_failed",
     "cublas_status_alloc_failed",
 )
+# oneDNN (behind torch's CPU convolutions) reports a failed allocation for a new kernel (its JIT
+# code, its scratchpad) only as "could not create a primitive", the words it also uses for a
+# configuration it does not support. Under a capped address space (RLIMIT_AS, ``ulimit -v``)
+# that failure is the cap: seen at the edge of the cap, where one batch size fails in torch's
+# allocator ("can't allocate memory") and the next in oneDNN, run to run.
+_CAPPED_ADDRESS_SPACE_MESSAGES = ("could not create a primitive",)
+
+
+def _address_space_capped() -> bool:
+    """Whether this process runs under a finite address-space limit (``RLIMIT_AS``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return soft != resource.RLIM_INFINITY
 
 
 def as_out_of_memory(exc: BaseException) -> OutOfMemoryError | None:
@@ -183,7 +199,12 @@ def as_out_of_memory(exc: BaseException) -> OutOfMemoryError | None:
         return exc
     names = {cls.__name__ for cls in type(exc).__mro__}
     message = str(exc).strip()
-    if not (names & _OOM_TYPE_NAMES or any(m in message.lower() for m in _OOM_MESSAGES)):
+    lowered = message.lower()
+    if not (
+        names & _OOM_TYPE_NAMES
+        or any(m in lowered for m in _OOM_MESSAGES)
+        or (any(m in lowered for m in _CAPPED_ADDRESS_SPACE_MESSAGES) and _address_space_capped())
+    ):
         return None
     first_line = message.splitlines()[0] if message else ""
     converted = OutOfMemoryError(
