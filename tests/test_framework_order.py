@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+from tests._child import run_python
 
-from _child import run_python
 from pyinfer import export
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests._child import run_python
 
-from _child import run_python
 from pyinfer.loading import native_output_silenced
 
 #: Lines TensorFlow (abseil, or the older ``2024-01-01 12:00:00.0: I tensorflow/`` layout) and
