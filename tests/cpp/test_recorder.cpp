@@ -114,6 +114,25 @@ void test_peak_rss_sampling() {
   CHECK(method == "clear_refs" || method == "sampling");
 }
 
+// A reading taken before reset() must not land after it: the new region starts at the RSS of
+// the moment of the reset, every time, while the sampler runs as fast as it can.
+void test_peak_rss_reset_forgets_the_old_region() {
+  pyinfer::PeakRssTracker tracker(std::chrono::microseconds(0));
+  tracker.force_sampling(true);
+  for (int round = 0; round < 50; ++round) {
+    CHECK(tracker.reset() == "sampling");
+    const std::uint64_t before = pyinfer::current_rss_bytes();
+    {
+      std::vector<char> block(32u << 20);
+      std::memset(block.data(), 1, block.size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    CHECK(tracker.peak_bytes() >= before + (30u << 20));
+    tracker.reset();
+    CHECK(tracker.peak_bytes() < before + (16u << 20));
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -124,5 +143,6 @@ int main() {
   test_histogram_rejects_what_it_cannot_hold();
   test_timed_loop_stops_early();
   test_peak_rss_sampling();
+  test_peak_rss_reset_forgets_the_old_region();
   return TEST_MAIN_RESULT();
 }

@@ -56,7 +56,12 @@ class PeakRssTracker {
       method_ = "clear_refs";
     } else {
       method_ = "sampling";
-      sampled_peak_.store(current_rss_bytes());
+      {
+        // Under the sampler's lock: a reading the sampler took before this reset cannot be
+        // stored after it and carry the old region's peak into the new one.
+        std::lock_guard<std::mutex> sample_lock(sampler_mutex_);
+        sampled_peak_.store(current_rss_bytes());
+      }
       start_sampler_locked();
     }
     return method_;
@@ -105,6 +110,7 @@ class PeakRssTracker {
     if (sampler_.joinable()) return;
     stop_requested_ = false;
     sampler_ = std::thread([this] {
+      // The lock is held from each reading to its update and released only while waiting.
       std::unique_lock<std::mutex> lock(sampler_mutex_);
       while (!stop_requested_) {
         const std::uint64_t now = current_rss_bytes();
