@@ -1,4 +1,5 @@
 // C++ tests of pyinfer/recorder.hpp, timed_loop.hpp and process_memory.hpp.
+#include <sys/mman.h>
 #include <pyinfer/process_memory.hpp>
 #include <pyinfer/recorder.hpp>
 #include <pyinfer/timed_loop.hpp>
@@ -123,9 +124,13 @@ void test_peak_rss_reset_forgets_the_old_region() {
     CHECK(tracker.reset() == "sampling");
     const std::uint64_t before = pyinfer::current_rss_bytes();
     {
-      std::vector<char> block(32u << 20);
-      std::memset(block.data(), 1, block.size());
+      // mmap and munmap, not the heap: a sanitizer's allocator keeps freed blocks resident.
+      const std::size_t size = 32u << 20;
+      void* block = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      CHECK(block != MAP_FAILED);
+      std::memset(block, 1, size);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      munmap(block, size);
     }
     CHECK(tracker.peak_bytes() >= before + (30u << 20));
     tracker.reset();
