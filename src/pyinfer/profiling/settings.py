@@ -12,6 +12,7 @@ import numpy as np
 from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.stopping import StoppingRule, WarmupPolicy
+from pyinfer.report.repetitions import DEFAULT_REPRODUCIBILITY_TARGET
 
 __all__ = [
     "DEFAULT_STABILITY_TARGET",
@@ -63,6 +64,12 @@ class ProfilerSettings:
         cuda_graphs: torch on CUDA only: time the replay of a CUDA graph of the call.
         throughput_time_s: Duration of a throughput run (finite).
         memory_runs: Calls in the memory pass.
+        repetitions: Latency runs, each in a fresh worker process that loads the model anew
+            (1: one run, in this process). See :mod:`pyinfer.profiling.repeat`.
+        reproducibility_target: With several repetitions, a repeat of the whole measurement
+            must be expected within this fraction of the median for the result to count as
+            stable (0.10: results reproducible within 10% across runs).
+        cpus: Logical CPUs to pin the worker processes to (empty: wherever the OS runs them).
     """
 
     batch_size: int | None = None
@@ -80,16 +87,31 @@ class ProfilerSettings:
     cuda_graphs: bool = False
     throughput_time_s: float = 2.0
     memory_runs: int = 3
+    repetitions: int = 1
+    reproducibility_target: float = DEFAULT_REPRODUCIBILITY_TARGET
+    cpus: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             object.__setattr__(self, "batch_size", as_batch_size(self.batch_size, "batch_size"))
-        for name in ("warmup_iterations", "min_iterations", "max_iterations", "memory_runs"):
+        for name in (
+            "warmup_iterations",
+            "min_iterations",
+            "max_iterations",
+            "memory_runs",
+            "repetitions",
+        ):
             value = getattr(self, name)
             if not is_int(value):
                 raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
             object.__setattr__(self, name, int(value))
-        for name in ("min_time_s", "max_time_s", "stability_target", "throughput_time_s"):
+        for name in (
+            "min_time_s",
+            "max_time_s",
+            "stability_target",
+            "throughput_time_s",
+            "reproducibility_target",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(
                 value, (bool, np.bool_)
@@ -115,6 +137,19 @@ class ProfilerSettings:
             )
         if self.memory_runs < 1:
             raise InvalidArgumentError(f"memory_runs must be at least 1, got {self.memory_runs}")
+        if self.repetitions < 1:
+            raise InvalidArgumentError(f"repetitions must be at least 1, got {self.repetitions}")
+        if not 0.0 < self.reproducibility_target < math.inf:
+            raise InvalidArgumentError(
+                "reproducibility_target must be above 0 and finite (0.10 is 10%), got "
+                f"{self.reproducibility_target}"
+            )
+        cpus = tuple(self.cpus)
+        if any(not is_int(c) or c < 0 for c in cpus) or len(set(cpus)) != len(cpus):
+            raise InvalidArgumentError(
+                f"cpus must be distinct CPU numbers of 0 or more, got {list(self.cpus)!r}"
+            )
+        object.__setattr__(self, "cpus", tuple(int(c) for c in cpus))
         self.stopping_rule()  # validates the rule's fields, with their own messages
         self.warmup_policy()
 

@@ -19,7 +19,9 @@ from pyinfer.formats import FORMATS
 from pyinfer.report.codec import SCHEMA_VERSION, JsonRecord, check_schema
 from pyinfer.report.environment import Environment
 from pyinfer.report.files import write_atomic
+from pyinfer.report.noise import NoiseReading
 from pyinfer.report.plots import plot_batch_curve, plot_latency
+from pyinfer.report.repetitions import Repetitions
 from pyinfer.report.results import (
     BatchPoint,
     ColdStart,
@@ -167,6 +169,9 @@ class ProfileReport(JsonRecord):
         cold_start: Load and first-inference times.
         batch_curve: The batch-size sweep, if made.
         environment: The machine and software.
+        repetitions: The runs in fresh processes and the between-run figures (``None``: one
+            run in this process, run-to-run variation not measured).
+        noise: The machine's load while the latency was measured (``None``: not sampled).
         schema_version: The JSON layout's version.
     """
 
@@ -184,6 +189,8 @@ class ProfileReport(JsonRecord):
     memory: MemoryStats | None = None
     cold_start: ColdStart = field(default_factory=ColdStart)
     batch_curve: BatchCurve | None = None
+    repetitions: Repetitions | None = None
+    noise: NoiseReading | None = None
     schema_version: str = SCHEMA_VERSION
 
     # -- verdict ---------------------------------------------------------------------------
