@@ -22,7 +22,7 @@ import abc
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "Device",
     "DeviceMemoryReading",
     "Dim",
+    "LoadRequest",
     "Model",
     "ModelFormat",
     "TensorSpec",
@@ -88,6 +89,26 @@ def check_options(
         )
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a loader was asked, so that another process can load the same model.
+
+    Attributes:
+        path: The model file or folder, absolute.
+        format: The format's name (``"onnx"``...).
+        device: The device it was loaded on (``"cpu"``, ``"cuda:0"``).
+        name: The model's name in reports.
+        options: The options given to the loader, as given (the framework's defaults that the
+            loader filled in are in :attr:`Model.options`).
+    """
+
+    path: str
+    format: str
+    device: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 class Model(abc.ABC):
     """A loaded model, ready to run; one subclass per framework in ``pyinfer.backends``.
 
@@ -113,6 +134,9 @@ class Model(abc.ABC):
             cold start the profiler reports.
         import_time_s: Seconds spent importing the framework during this load (0 when it was
             already imported).
+        load_request: How to load the model again in another process (the file, format,
+            device, name and the options given to the loader); ``None`` for a model that was
+            not loaded from a file by :func:`pyinfer.load_model` or a loader.
     """
 
     name: str
@@ -127,6 +151,7 @@ class Model(abc.ABC):
     options: dict[str, Any]
     load_time_s: float
     import_time_s: float
+    load_request: LoadRequest | None
 
     def __init__(
         self,
@@ -154,6 +179,7 @@ class Model(abc.ABC):
         self.options = dict(options or {})
         self.load_time_s = math.nan
         self.import_time_s = 0.0
+        self.load_request = None
 
     # -- running ---------------------------------------------------------------------------
 

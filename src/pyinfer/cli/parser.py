@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import typing
 from collections.abc import Callable, Sequence
@@ -18,13 +19,16 @@ from pyinfer.cli.common import EXIT_USAGE
 from pyinfer.formats import FORMATS
 
 __all__ = [
+    "DEFAULT_REPEAT",
     "MODEL_FORMATS",
     "Parser",
     "add_command",
     "add_loader_options",
     "add_model_options",
+    "add_repeat_options",
     "add_report_files",
     "add_timing_options",
+    "cpu_list",
     "int_list",
     "loader_option",
     "non_negative_int",
@@ -226,6 +230,72 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds of the throughput run (default 2)",
     )
+    add_repeat_options(group)
+
+
+#: ``--repeat``'s default: latency runs in fresh processes, enough for a between-run interval
+#: and a comparison with a 95% interval (4 or more runs a side), in about one run's time.
+DEFAULT_REPEAT = 5
+
+
+def add_repeat_options(group: Any) -> None:
+    """``--repeat``, ``--cpus`` and ``--strict``, shared by profile, sweep, formats and bench."""
+    group.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=DEFAULT_REPEAT,
+        metavar="N",
+        help=f"measure in N fresh processes, each loading the model anew (default "
+        f"{DEFAULT_REPEAT}); the report gives each run's median, the spread between runs and "
+        "how reproducible the result is; the default time and count limits are shared among "
+        "the runs. --repeat 1: one run, in this process",
+    )
+    group.add_argument(
+        "--cpus",
+        type=cpu_list,
+        metavar="LIST",
+        help="pin the measuring processes to these logical CPUs, as taskset -c takes them: "
+        "0,2 or 2-3",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 3 when a measurement did not meet its stability or "
+        "reproducibility target (default: warn and exit 0)",
+    )
+
+
+def cpu_list(text: str) -> list[int]:
+    """Logical CPUs as ``taskset -c`` writes them: ``0,2,4-7`` (an argparse type)."""
+    cpus: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        first, dash, last = part.partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be CPU numbers and ranges such as 0,2 or 2-3, got {text!r}"
+            ) from None
+        if low < 0 or high < low:
+            raise argparse.ArgumentTypeError(
+                f"must be CPU numbers of 0 or more and ranges low-high, got {part!r} in {text!r}"
+            )
+        cpus += [c for c in range(low, high + 1) if c not in cpus]
+    available = _available_cpus()
+    missing = [c for c in cpus if available is not None and c not in available]
+    if missing:
+        raise argparse.ArgumentTypeError(
+            f"CPU(s) {', '.join(map(str, missing))} not available to this process (it may run "
+            f"on {', '.join(map(str, sorted(available or ())))})"
+        )
+    return cpus
+
+
+def _available_cpus() -> set[int] | None:
+    if not hasattr(os, "sched_getaffinity"):  # pragma: no cover - not Linux
+        return None
+    return set(os.sched_getaffinity(0))
 
 
 def add_command(

@@ -40,15 +40,24 @@ __all__ = ["add_parser", "cmd_profile", "cmd_sweep"]
 
 
 def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
-    """``ProfilerSettings`` from the measurement options."""
+    """``ProfilerSettings`` from the measurement options.
+
+    With ``--repeat N`` above 1, the default minimum time, time cap, minimum count and target
+    are spread over the N runs (:meth:`ProfilerSettings.spread_over`); the options given
+    explicitly apply to each run as given.
+    """
+    import dataclasses
+
     from pyinfer.profiling import ProfilerSettings
 
-    kwargs: dict[str, Any] = {
-        "input_dims": input_dims,
-        "warmup_iterations": args.warmup,
-        "stability_metric": args.stability_metric,
-        "throughput_time_s": args.throughput_time,
-    }
+    base = ProfilerSettings(
+        input_dims=input_dims,
+        warmup_iterations=args.warmup,
+        stability_metric=args.stability_metric,
+        throughput_time_s=args.throughput_time,
+        cpus=tuple(args.cpus or ()),
+    ).spread_over(args.repeat)
+    kwargs: dict[str, Any] = {}
     if args.iterations is not None:
         kwargs.update(
             min_iterations=args.iterations,
@@ -59,12 +68,12 @@ def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
     if args.min_time is not None:
         kwargs["min_time_s"] = args.min_time
         if args.max_time is None:  # a minimum past the default cap moves the cap with it
-            kwargs["max_time_s"] = max(ProfilerSettings.max_time_s, args.min_time)
+            kwargs["max_time_s"] = max(base.max_time_s, args.min_time)
     if args.max_time is not None:
         kwargs["max_time_s"] = args.max_time
     if args.stability is not None:
         kwargs["stability_target"] = args.stability
-    return ProfilerSettings(**kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def _input_shapes(
@@ -192,12 +201,18 @@ def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None
     return PerformanceProfiler(model, _settings(args, dims)), batch
 
 
-def _unstable_note(command: str, reason: str) -> None:
+def _unstable_note(command: str, reason: str, strict: bool) -> None:
     verdict = reason if reason.startswith("NOT stable") else f"NOT stable: {reason}"
+    status = "exit status 3 (--strict)" if strict else "exit status 0 (--strict makes it 3)"
     sys.stderr.write(
-        f"pyinfer {command}: {verdict}; the figures above are what was measured: "
-        "give it more time (--max-time) or a quieter machine\n"
+        f"warning: pyinfer {command}: {verdict}; the figures above are what was measured: "
+        f"give it more time (--max-time), more runs (--repeat) or a quieter machine; {status}\n"
     )
+
+
+def _unstable_status(unstable: bool, args: argparse.Namespace) -> int:
+    """A measurement that missed its targets warns; only ``--strict`` fails the command."""
+    return EXIT_UNSTABLE if unstable and args.strict else EXIT_OK
 
 
 def _interrupted_note(written: list[Path], have: bool) -> None:
@@ -259,10 +274,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _write_report(report, args)
     unstable = _curve_unstable(report.batch_curve)
     if not report.stable:
-        _unstable_note("profile", report.stability_reason)
+        _unstable_note("profile", report.stability_reason, args.strict)
     if unstable:
-        _unstable_note("profile", f"the sweep's batch size(s) {unstable} did not settle")
-    return EXIT_UNSTABLE if not report.stable or unstable else EXIT_OK
+        _unstable_note(
+            "profile", f"the sweep's batch size(s) {unstable} did not settle", args.strict
+        )
+    return _unstable_status(not report.stable or bool(unstable), args)
 
 
 def _print_report(report: ProfileReport) -> None:
@@ -326,11 +343,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if interrupted:
         _interrupted_note(written, True)
         return EXIT_INTERRUPTED
+    if not curve.measured:
+        return EXIT_FAILED
     unstable = _curve_unstable(curve)
     if unstable:
-        _unstable_note("sweep", f"batch size(s) {unstable} did not settle")
-        return EXIT_UNSTABLE
-    return EXIT_OK if curve.measured else EXIT_FAILED
+        _unstable_note("sweep", f"batch size(s) {unstable} did not settle", args.strict)
+    return _unstable_status(bool(unstable), args)
 
 
 def add_parser(commands: Any) -> None:
@@ -341,9 +359,11 @@ def add_parser(commands: Any) -> None:
         "measure latency, memory and throughput",
         "Profiles a model: a memory pass, latency (warm-up, then calls until the median is "
         "stable or a cap is hit), throughput and, with --batch-sizes, a batch sweep. Prints the "
-        "report in the standard layout (latency statistics, memory, throughput). Exit status 3 "
-        "when the latency did not become stable (the figures are still printed and written); "
-        "Ctrl-C prints and writes what was measured and exits 130.",
+        "report in the standard layout (latency statistics, memory, throughput). The latency is "
+        "measured in --repeat fresh processes (default 5), so the report says how reproducible "
+        "it is. A measurement that missed its stability or reproducibility target warns and "
+        "exits 0 (status 3 with --strict); Ctrl-C prints and writes what was measured and "
+        "exits 130.",
         [
             "pyinfer profile resnet50.onnx --batch-size 8 --json r.json",
             "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
@@ -372,7 +392,9 @@ def add_parser(commands: Any) -> None:
         "Measures latency and throughput at each batch size and prints the batch table, the "
         "knee (the smallest batch reaching 90% of the best throughput) and the best batch "
         "(under --latency-budget on P95, if given). Out of memory ends the sweep, shown in the "
-        "table. Exit status 3 when a point did not become stable.",
+        "table. Each of the --repeat runs (default 5) sweeps in a fresh process; a point is "
+        "the median of its runs. A point that missed its targets warns (exit status 3 with "
+        "--strict).",
         [
             "pyinfer sweep resnet50.onnx --batch-sizes 1,2,4,8,16,32",
             "pyinfer sweep mlp.onnx --batch-sizes 1,8,64 --latency-budget 2 --json curve.json",

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pyinfer import core
 from pyinfer.backends import frameworks
-from pyinfer.backends.base import Device, Model, parse_device
+from pyinfer.backends.base import Device, LoadRequest, Model, parse_device
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import ModelFormat, format_names, formats_of_family, parse_format
 from pyinfer.loading.detect import detect_format, resolve_path
@@ -107,6 +107,13 @@ class ModelLoader:
             model = self._load(p, fmt, parse_device(device), name or _default_name(p))
         import_s = frameworks.import_seconds() - imports_before
         model.import_time_s = import_s
+        model.load_request = LoadRequest(
+            path=str(p.absolute()),
+            format=fmt.value,
+            device=str(model.device),
+            name=model.name,
+            options=dict(self.options),
+        )
         model.load_time_s = max(0.0, (core.now_ns() - start_ns) / 1e9 - import_s)
         logger.info(
             "loaded %s (%s) on %s in %.3f s (+%.3f s framework import)",

@@ -46,7 +46,7 @@ import numpy as np
 
 from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
-from pyinfer.profiling import device_lock, memory, sweep, timing
+from pyinfer.profiling import device_lock, memory, repeat, sweep, timing
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
 from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
 from pyinfer.profiling.stopping import collect, warm_up
@@ -382,6 +382,8 @@ class PerformanceProfiler:
                 :data:`MIN_PARTIAL_SAMPLES`, else a failed point.
         """
         sizes = self._sweep_sizes(batch_sizes, latency_budget_ms)
+        if self.settings.repetitions > 1:
+            return repeat.sweep_repeated(self.model, self.settings, sizes, latency_budget_ms)
         with self._measuring("sweep_batch_sizes"):
             return self._sweep(sizes, latency_budget_ms)
 
@@ -458,8 +460,40 @@ class PerformanceProfiler:
         sweep = list(batch_sizes) if batch_sizes else []
         if sweep:  # checked before minutes of measuring, not after
             self._sweep_sizes(sweep, latency_budget_ms)
+        if self.settings.repetitions > 1:
+            return self._profile_repeated(batch_size, sweep, latency_budget_ms, memory, throughput)
         with self._measuring("profile"):
             return self._profile(batch_size, sweep, latency_budget_ms, memory, throughput)
+
+    def _profile_repeated(
+        self,
+        batch_size: int | None,
+        sweep: list[int],
+        latency_budget_ms: float | None,
+        memory: bool,
+        throughput: bool,
+    ) -> ProfileReport:
+        """:meth:`profile` in ``repetitions`` fresh worker processes (see :mod:`.repeat`)."""
+        batch = batch_for(self.model, batch_size, self._default_batch, self._explicit_batch)
+        m = self.model
+
+        def environment(overlaps: Sequence[str]) -> Environment:
+            return collect_environment(
+                model_options=m.options,
+                cuda_device=m.device.index if m.device.is_cuda else None,
+                concurrent_measurements=overlaps,
+            )
+
+        return repeat.profile_repeated(
+            m,
+            self.settings,
+            batch_size=batch,
+            batch_sizes=sweep,
+            latency_budget_ms=latency_budget_ms,
+            memory=memory,
+            throughput=throughput,
+            environment=environment,
+        )
 
     def _profile(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from pyinfer.report.repetitions import DEFAULT_REPRODUCIBILITY_TARGET
 
 __all__ = [
     "DEFAULT_STABILITY_TARGET",
+    "MIN_CALLS_PER_RUN",
     "TIMING_METHODS",
     "ProfilerSettings",
     "as_batch_size",
@@ -37,6 +39,11 @@ TIMING_METHODS = ("auto", "cuda-events", "host")
 #: more samples, so a noisy machine would run every measurement to its cap. Std as % of mean is
 #: reported either way.
 DEFAULT_STABILITY_TARGET = 0.01
+
+
+#: The fewest timed calls a run of a repeated measurement makes (see
+#: :meth:`ProfilerSettings.spread_over`): its median and that median's interval need them.
+MIN_CALLS_PER_RUN = 20
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,39 @@ class ProfilerSettings:
         object.__setattr__(self, "cpus", tuple(int(c) for c in cpus))
         self.stopping_rule()  # validates the rule's fields, with their own messages
         self.warmup_policy()
+
+    def spread_over(self, repetitions: int) -> ProfilerSettings:
+        """These settings spread over ``repetitions`` runs that together take about one run's time.
+
+        Each run gets a share of the minimum count and time and of the time cap (at least 20
+        calls: a run's median needs them), and a stability target widened by
+        ``sqrt(repetitions)``, since a median's interval narrows like ``1/sqrt(calls)``: the
+        runs together know the median as well as one run of these settings would. What a
+        repeated measurement adds (the between-run variance) is then nearly free. The command
+        line applies it to its defaults when ``--repeat`` is above 1; options given
+        explicitly apply to each run as given.
+
+        Args:
+            repetitions: The number of runs (1 returns these settings unchanged).
+
+        Raises:
+            InvalidArgumentError: If ``repetitions`` is not an integer of at least 1.
+        """
+        if not is_int(repetitions) or repetitions < 1:
+            raise InvalidArgumentError(f"repetitions must be at least 1, got {repetitions!r}")
+        n = int(repetitions)
+        if n == 1:
+            return dataclasses.replace(self, repetitions=1)
+        min_iterations = max(MIN_CALLS_PER_RUN, math.ceil(self.min_iterations / n))
+        return dataclasses.replace(
+            self,
+            repetitions=n,
+            min_iterations=min_iterations,
+            max_iterations=max(min_iterations, math.ceil(self.max_iterations / n)),
+            min_time_s=self.min_time_s / n,
+            max_time_s=max(self.min_time_s / n, self.max_time_s / n),
+            stability_target=self.stability_target * math.sqrt(n),
+        )
 
     def stopping_rule(self) -> StoppingRule:
         """The stopping rule these settings describe."""

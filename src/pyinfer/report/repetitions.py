@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_REPRODUCIBILITY_TARGET", "Repetitions", "RunSummary"]
+__all__ = ["DEFAULT_REPRODUCIBILITY_TARGET", "Repetitions", "RunSummary", "summarize_runs"]
 
 #: Results are to be reproducible within 10% across runs: a repeat of the whole measurement is
 #: expected (95%) within this fraction of the median reported.
@@ -79,3 +79,44 @@ class Repetitions:
     def within_run_stable(self) -> bool:
         """Whether every run met its own stability target."""
         return all(run.stable for run in self.runs)
+
+
+def summarize_runs(samples_ns_per_run, *, stable, wall_s, target=DEFAULT_REPRODUCIBILITY_TARGET):  # type: ignore[no-untyped-def]  # TEMP: replaced by the stats helper's
+    import math
+
+    import numpy as np
+
+    runs = tuple(
+        RunSummary(float(np.median(s)) / 1e6, int(np.size(s)), bool(st), float(w))
+        for s, st, w in zip(samples_ns_per_run, stable, wall_s, strict=True)
+    )
+    pooled = float(np.median(np.concatenate([np.asarray(s) for s in samples_ns_per_run]))) / 1e6
+    med = np.array([r.median_ms for r in runs])
+    if len(runs) < 2:
+        return Repetitions(runs, pooled, None, None, 1.0, None, None, target, "one run")
+    logs = np.log(med)
+    s = float(logs.std(ddof=1))
+    n = len(runs)
+    t = {
+        1: 12.706,
+        2: 4.303,
+        3: 3.182,
+        4: 2.776,
+        5: 2.571,
+        6: 2.447,
+        7: 2.365,
+        8: 2.306,
+        9: 2.262,
+    }.get(n - 1, 2.0)
+    half = t * s / math.sqrt(n)
+    return Repetitions(
+        runs,
+        pooled,
+        pooled * math.exp(-half),
+        pooled * math.exp(half),
+        float(med.max() / med.min()),
+        float(med.std(ddof=1) / med.mean() * 100),
+        math.exp(t * s * math.sqrt(2 / n)) - 1,
+        target,
+        "temp",
+    )

@@ -227,6 +227,10 @@ class BatchPoint:
         samples: How many timed calls its figures come from (``None``: not recorded).
         interrupted: Whether Ctrl-C stopped its measurement: the figures are those of the
             calls timed before (``samples`` of them), and the point is not stable.
+        run_medians_ms: With repetitions, each run's median (the point's figures are the
+            medians of the runs'); empty for one run.
+        reproducibility: With repetitions, the fraction of the median a repeat is expected
+            within (see :class:`~pyinfer.report.repetitions.Repetitions`); ``None`` for one run.
     """
 
     batch_size: int
@@ -239,6 +243,8 @@ class BatchPoint:
     out_of_memory: bool = False
     samples: int | None = None
     interrupted: bool = False
+    run_medians_ms: tuple[float, ...] = ()
+    reproducibility: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,179 @@
+"""Several runs of one measurement made into one result: pooled samples, between-run figures.
+
+Each repetition is a whole latency measurement in its own process. The merged measurement holds
+every run's samples (its statistics describe them all), counts a run's calls and warm-up once
+each, and is stable only when every run met its own stability target *and* the runs agree with
+one another (the between-run figures of :func:`pyinfer.report.repetitions.summarize_runs`).
+Batch curves merge point by point; noise readings into one reading over all the runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+
+from pyinfer.profiling.sweep import finish_curve
+from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
+from pyinfer.report.noise import NoiseReading
+from pyinfer.report.repetitions import Repetitions, summarize_runs
+
+__all__ = ["merge_curves", "merge_latency", "merge_noise", "stability_reason"]
+
+
+def stability_reason(reps: Repetitions, runs: Sequence[LatencyMeasurement]) -> str:
+    """The merged measurement's stability line: both criteria, with their figures."""
+    unstable = [i for i, run in enumerate(runs, 1) if not run.stable]
+    within = (
+        f"each of the {reps.count} runs met its target"
+        if not unstable
+        else f"run(s) {', '.join(map(str, unstable))} of {reps.count} did NOT meet their target"
+    )
+    if reps.reproducibility is None:
+        between = "run-to-run variation not measured"
+    else:
+        verdict = "within" if reps.reproducible else "NOT within"
+        between = (
+            f"a repeat is expected within +-{reps.reproducibility * 100:.1f}% of the median, "
+            f"{verdict} the {reps.reproducibility_target * 100:g}% target"
+        )
+    stable = not unstable and reps.reproducible is not False
+    head = "stable" if stable else "NOT stable"
+    return f"{head}: {within} ({runs[0].stability_metric}); {between}"
+
+
+def merge_latency(
+    runs: Sequence[LatencyMeasurement], target: float
+) -> tuple[LatencyMeasurement, Repetitions]:
+    """One latency measurement of several runs of it, and their between-run figures.
+
+    Args:
+        runs: The runs, in the order made (at least one, each with its raw samples).
+        target: The reproducibility target (a fraction).
+
+    Returns:
+        The merged measurement (statistics over every run's samples, stable only when both
+        criteria hold) and the repetitions' figures.
+    """
+    samples = [np.asarray(run.samples_ns, dtype=np.float64) for run in runs]
+    reps = summarize_runs(
+        samples,
+        stable=[run.stable for run in runs],
+        wall_s=[run.wall_s for run in runs],
+        target=target,
+    )
+    pooled = np.concatenate(samples)
+    settled = [run.warmup_settled for run in runs]
+    host = [run.host_mean_ms for run in runs if run.host_mean_ms is not None]
+    first = runs[0]
+    merged = LatencyMeasurement(
+        batch_size=first.batch_size,
+        stats=LatencyStats.from_samples_ns(pooled),
+        samples_ns=tuple(float(x) for x in pooled),
+        warmup_iterations=sum(run.warmup_iterations for run in runs),
+        warmup_settled=None if None in settled else all(settled),
+        stable=reps.within_run_stable and reps.reproducible is not False,
+        stability_reason=stability_reason(reps, runs),
+        stability_metric=first.stability_metric,
+        stability_value=max(run.stability_value for run in runs),
+        timing_method=first.timing_method,
+        wall_s=sum(run.wall_s for run in runs),
+        host_mean_ms=statistics.fmean(host) if host else None,
+    )
+    return merged, reps
+
+
+def _merge_point(size: int, points: Sequence[BatchPoint], target: float) -> BatchPoint:
+    """One batch size's points from every run: medians of the runs' figures.
+
+    Stable when every run was and the runs' medians agree within ``target``.
+    """
+    failed = [p for p in points if not p.ok]
+    if failed:
+        worst = next((p for p in failed if p.out_of_memory), failed[0])
+        return BatchPoint(
+            size,
+            error=worst.error,
+            out_of_memory=worst.out_of_memory,
+            samples=sum(p.samples or 0 for p in points),
+            interrupted=any(p.interrupted for p in points),
+        )
+
+    def median(values: Sequence[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    medians = [p.latency_median_ms or 0.0 for p in points]
+    reps = summarize_runs(
+        [[m * 1e6] for m in medians],
+        stable=[p.stable is True for p in points],
+        wall_s=[0.0 for _ in points],
+        target=target,
+    )
+    return BatchPoint(
+        size,
+        latency_mean_ms=median([p.latency_mean_ms for p in points]),
+        latency_median_ms=median([p.latency_median_ms for p in points]),
+        latency_p95_ms=median([p.latency_p95_ms for p in points]),
+        throughput_fps=median([p.throughput_fps for p in points]),
+        stable=reps.within_run_stable and reps.reproducible is not False,
+        samples=sum(p.samples or 0 for p in points),
+        interrupted=any(p.interrupted for p in points),
+        run_medians_ms=tuple(medians) if len(points) > 1 else (),
+        reproducibility=reps.reproducibility,
+    )
+
+
+def merge_curves(curves: Sequence[BatchCurve], target: float) -> BatchCurve:
+    """One batch curve of several runs of a sweep: per batch size, the median of the runs.
+
+    A point is stable when each run's was and its run medians are reproducible within
+    ``target`` (a fraction).
+
+    A batch size that failed in any run is failed in the merged curve (out of memory first);
+    sizes a run did not reach (it ran out of memory earlier) are left out of its figures. The
+    knee and best batch are chosen again on the merged points.
+    """
+    sizes: dict[int, list[BatchPoint]] = {}
+    for curve in curves:
+        for p in curve.points:
+            sizes.setdefault(p.batch_size, []).append(p)
+    points = [_merge_point(size, sizes[size], target) for size in sorted(sizes)]
+    return finish_curve(points, curves[0].latency_budget_ms)
+
+
+def merge_noise(readings: Sequence[NoiseReading | None]) -> NoiseReading | None:
+    """One noise reading over several runs: averages weighted by duration, maxima, all reasons."""
+    known = [r for r in readings if r is not None]
+    if not known:
+        return None
+    duration = sum(r.duration_s for r in known)
+
+    def weighted(values: Sequence[tuple[float | None, float]]) -> float | None:
+        pairs = [(v, w) for v, w in values if v is not None]
+        total = sum(w for _, w in pairs)
+        if not pairs:
+            return None
+        if total <= 0:
+            return statistics.fmean(v for v, _ in pairs)
+        return sum(v * w for v, w in pairs) / total
+
+    def highest(values: Sequence[float | None]) -> float | None:
+        known_values = [v for v in values if v is not None]
+        return max(known_values) if known_values else None
+
+    reasons: list[str] = []
+    for number, r in enumerate(readings, 1):
+        if r is not None:
+            reasons += [f"run {number}: {line}" for line in r.reasons]
+    return NoiseReading(
+        duration_s=duration,
+        samples=sum(r.samples for r in known),
+        other_cpus_busy=weighted([(r.other_cpus_busy, r.duration_s) for r in known]),
+        other_cpus_busy_max=highest([r.other_cpus_busy_max for r in known]),
+        load_average_max=highest([r.load_average_max for r in known]),
+        steal_percent=weighted([(r.steal_percent, r.duration_s) for r in known]),
+        noisy=any(r.noisy for r in known),
+        reasons=tuple(reasons) if len(known) > 1 else known[0].reasons,
+    )

@@ -1,0 +1,418 @@
+"""Repetitions in fresh processes: start the workers one at a time, gather, merge.
+
+Fresh processes of the same model can differ by tens of percent (memory layout, core placement,
+the machine's other work) while each one's samples agree to within 1%: only measurements
+repeated in new processes show the between-run variance that says whether the next run will
+give the same number. pyperf's worker processes are the model.
+
+* :func:`run_worker` runs one :class:`~pyinfer.profiling.worker.WorkerJob` in a new Python
+  process (:data:`~pyinfer.profiling.worker.WORKER_COMMAND`), waits for it, and returns its
+  result or raises its failure as the same pyinfer error type, naming the run.
+* :func:`run_interleaved` runs the repetitions of several subjects alternately (A B A B ...),
+  so that a drift of the machine hits all of them alike.
+* :func:`profile_repeated` is :meth:`PerformanceProfiler.profile` with ``repetitions > 1``: the
+  first run also makes the memory pass and the throughput run; the latency of every run is
+  merged (:mod:`~pyinfer.profiling.merge`).
+
+Workers run one at a time: two at once would share the cores they are timed on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from pyinfer.backends.base import LoadRequest, Model
+from pyinfer.errors import InferenceError, InvalidArgumentError, PyinferError
+from pyinfer.profiling.merge import merge_curves, merge_latency, merge_noise
+from pyinfer.profiling.settings import ProfilerSettings
+from pyinfer.profiling.worker import WORKER_COMMAND, WorkerFailure, WorkerJob, WorkerResult
+from pyinfer.report import BatchCurve, ProfileReport, SweepReport
+from pyinfer.report.environment import Environment
+
+__all__ = [
+    "WORKER_GRACE_S",
+    "load_request_of",
+    "profile_repeated",
+    "run_interleaved",
+    "run_worker",
+    "sweep_repeated",
+]
+
+logger = logging.getLogger(__name__)
+
+#: After Ctrl-C, how long a worker gets to write the runs it measured before it is killed.
+WORKER_GRACE_S = 10.0
+
+
+def load_request_of(model: Model) -> LoadRequest:
+    """How a worker loads ``model`` again.
+
+    Raises:
+        InvalidArgumentError: If the model was not loaded from a file by pyinfer's loaders (a
+            model built in memory cannot be loaded in another process).
+    """
+    if model.load_request is None:
+        raise InvalidArgumentError(
+            f"model '{model.name}' was not loaded from a file with pyinfer.load_model, so a "
+            "fresh process cannot load it again; repetitions > 1 need a model file (or use "
+            "repetitions=1 to measure it in this process)"
+        )
+    return model.load_request
+
+
+def _child_environment() -> dict[str, str]:
+    """The worker's environment: ours, with this pyinfer first on the import path."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the pyinfer package
+    paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _rebuild(failure: WorkerFailure, label: str) -> BaseException:
+    """The worker's exception as the parent raises it: the same pyinfer type where it is one."""
+    message = f"{label}: {failure.message}"
+    try:
+        cls = getattr(importlib.import_module(failure.module), failure.name)
+    except (ImportError, AttributeError):
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, PyinferError):
+        try:
+            return cls(message)
+        except TypeError:  # pragma: no cover - every pyinfer error takes a message first
+            pass
+    return InferenceError(
+        f"{label} failed in its worker process: {failure.name}: {failure.message}"
+    )
+
+
+def _relay(stderr: str, label: str) -> None:
+    """The worker's stderr, into this process's log: warnings as warnings, the rest as debug."""
+    for line in stderr.splitlines():
+        if not line.strip():
+            continue
+        level = (
+            logging.WARNING if line.startswith(("WARNING", "ERROR", "CRITICAL")) else logging.DEBUG
+        )
+        logger.log(level, "%s: %s", label, line)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """After Ctrl-C: the worker got SIGINT too (or gets it now); it writes what it measured."""
+    if process.poll() is None:
+        with contextlib.suppress(OSError):
+            process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=WORKER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_worker(job: WorkerJob, folder: Path | None = None) -> WorkerResult:
+    """Runs ``job`` in a new Python process and returns what it measured.
+
+    Args:
+        job: What to load and measure.
+        folder: Where the job and result files go (default: a new private temporary folder).
+
+    Returns:
+        The worker's result (on Ctrl-C, an interrupted one is attached to the
+        ``KeyboardInterrupt`` as ``worker_result``).
+
+    Raises:
+        PyinferError: The worker's own error, of the same type, its message prefixed with the
+            job's label (a model that fails to load, an out-of-memory...).
+        InferenceError: If the worker died without a result (a crash in native code: the exit
+            status and the end of its output are in the message).
+        KeyboardInterrupt: On Ctrl-C, after the worker wrote what it had measured.
+    """
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyinfer-run-")))
+        job_path, result_path = folder / "job.pickle", folder / "result.pickle"
+        with job_path.open("wb") as handle:
+            try:
+                pickle.dump(job, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise InvalidArgumentError(
+                    f"{job.label}: the model's load options cannot be passed to a worker "
+                    f"process ({exc}); use repetitions=1"
+                ) from exc
+        result_path.unlink(missing_ok=True)
+        stderr_path = folder / "stderr.txt"
+        command = [sys.executable, *WORKER_COMMAND, str(job_path), str(result_path)]
+        logger.debug("%s: %s", job.label, " ".join(command))
+        with stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                env=_child_environment(),
+            )
+            try:
+                status = process.wait()
+            except KeyboardInterrupt as exc:
+                _stop(process)
+                if result_path.exists():
+                    exc.worker_result = _read(result_path)  # type: ignore[attr-defined]
+                raise
+        output = stderr_path.read_text(encoding="utf-8", errors="replace")
+        _relay(output, job.label)
+        if not result_path.exists():
+            how = (
+                f"was killed by signal {signal.Signals(-status).name}"
+                if status < 0 and -status in signal.valid_signals()
+                else f"exited with status {status}"
+            )
+            tail = " | ".join(line for line in output.strip().splitlines()[-5:]) or "no output"
+            raise InferenceError(f"{job.label}: the worker process {how} without a result ({tail})")
+        result = _read(result_path)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.failure is not None:
+        logger.debug("%s failed in its worker:\n%s", job.label, result.failure.traceback)
+        raise _rebuild(result.failure, job.label)
+    return result
+
+
+def _read(path: Path) -> WorkerResult:
+    with path.open("rb") as handle:
+        result = pickle.load(handle)  # written by our own worker, in our folder
+    if not isinstance(result, WorkerResult):
+        raise InferenceError(f"{path} does not hold a worker result")
+    return result
+
+
+def run_interleaved(
+    subjects: Sequence[Callable[[int], WorkerJob]],
+    repetitions: int,
+    *,
+    on_result: Callable[[int, int, WorkerResult | BaseException], None] | None = None,
+) -> list[list[WorkerResult | BaseException]]:
+    """Runs ``repetitions`` of each subject, alternating: A1 B1 C1 A2 B2 C2 ...
+
+    Args:
+        subjects: For each subject, the job of its repetition ``r`` (0-based).
+        repetitions: Runs per subject.
+        on_result: Called after each run with (subject, repetition, result or failure).
+
+    Returns:
+        Per subject, its runs' results in order; a run that failed holds its exception (the
+        others go on: one format failing does not stop the rest).
+
+    Raises:
+        KeyboardInterrupt: On Ctrl-C, with ``partial_result`` the results so far (same shape,
+            shorter lists).
+    """
+    results: list[list[WorkerResult | BaseException]] = [[] for _ in subjects]
+    try:
+        for r in range(repetitions):
+            for s, make in enumerate(subjects):
+                try:
+                    outcome: WorkerResult | BaseException = run_worker(make(r))
+                except PyinferError as exc:
+                    outcome = exc
+                results[s].append(outcome)
+                if on_result is not None:
+                    on_result(s, r, outcome)
+    except KeyboardInterrupt as exc:
+        exc.partial_result = results  # type: ignore[attr-defined]
+        raise
+    return results
+
+
+def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> ProfilerSettings:
+    """The settings a worker measures one run with.
+
+    Args:
+        settings: The settings of the repeated measurement.
+        calls: The timed calls every run after the first makes: as many as the first run's
+            stopping rule took, so each run weighs the same in the pooled statistics (a run in
+            a faster mode would otherwise take more calls in its minimum time and pull the
+            median towards itself). ``None``: the stopping rule decides (the first run).
+    """
+    each = dataclasses.replace(settings, repetitions=1)
+    if calls is None:
+        return each
+    return dataclasses.replace(each, min_iterations=calls, max_iterations=calls, min_time_s=0.0)
+
+
+def _report(result: WorkerResult) -> ProfileReport:
+    report = result.report
+    if not isinstance(report, ProfileReport):  # pragma: no cover - the job asked for a profile
+        raise InferenceError("a worker returned no profile report")
+    return report
+
+
+@contextlib.contextmanager
+def _keeping_partial(
+    done: list[ProfileReport], finish: Callable[[list[ProfileReport]], ProfileReport]
+) -> Iterator[None]:
+    """On Ctrl-C, attaches the report of the runs finished (and the interrupted one's part)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "worker_result", None)
+        runs = list(done)
+        if isinstance(partial, WorkerResult) and isinstance(partial.report, ProfileReport):
+            runs.append(partial.report)
+        exc.partial_result = finish(runs) if runs else None  # type: ignore[attr-defined]
+        raise
+
+
+def profile_repeated(
+    model: Model,
+    settings: ProfilerSettings,
+    *,
+    batch_size: int,
+    batch_sizes: Sequence[int],
+    latency_budget_ms: float | None,
+    memory: bool,
+    throughput: bool,
+    environment: Callable[[Sequence[str]], Environment],
+) -> ProfileReport:
+    """:meth:`PerformanceProfiler.profile` repeated in ``settings.repetitions`` fresh processes.
+
+    Run 1 makes the memory pass (on a model that has not run yet, in a process that has done
+    nothing else), the cold start, the throughput run and the sweep's first run; every run
+    measures the latency (and the sweep). The report's latency pools every run's samples; its
+    ``repetitions`` holds the runs and the between-run figures.
+
+    Args:
+        model: The model, loaded from a file (its :attr:`~Model.load_request` is reused).
+        settings: The settings of each run; ``repetitions`` runs are made.
+        batch_size: Items per call.
+        batch_sizes: Batch sizes to sweep in each run (empty: none).
+        latency_budget_ms: The sweep's budget.
+        memory: Whether run 1 makes the memory pass.
+        throughput: Whether run 1 makes a throughput run.
+        environment: Records the environment now, given the overlapping measurements the
+            workers saw.
+
+    Returns:
+        The merged report.
+
+    Raises:
+        InvalidArgumentError: If the model cannot be loaded in another process.
+        PyinferError: A run's failure, of its own type, naming the run.
+        KeyboardInterrupt: On Ctrl-C, with ``partial_result`` the report of the runs made
+            (``None`` when none was).
+    """
+    request = load_request_of(model)
+    count = settings.repetitions
+    calls: list[int] = []  # the first run's timed calls, once it is made
+
+    def job(index: int) -> WorkerJob:
+        return WorkerJob(
+            load=request,
+            settings=per_run_settings(settings, calls[0] if calls else None),
+            task="profile",
+            batch_size=batch_size,
+            batch_sizes=tuple(batch_sizes),
+            latency_budget_ms=latency_budget_ms,
+            memory=memory and index == 0,
+            throughput=throughput and index == 0,
+            cpus=settings.cpus,
+            label=f"run {index + 1} of {count}",
+        )
+
+    def finish(runs: list[ProfileReport]) -> ProfileReport:
+        return merge_reports(runs, settings.reproducibility_target, environment)
+
+    done: list[ProfileReport] = []
+    with _keeping_partial(done, finish):
+        for index in range(count):
+            logger.info("run %d of %d in a fresh process", index + 1, count)
+            done.append(_report(run_worker(job(index))))
+            calls[:] = [done[0].latency.iterations]
+    return finish(done)
+
+
+def sweep_repeated(
+    model: Model,
+    settings: ProfilerSettings,
+    batch_sizes: Sequence[int],
+    latency_budget_ms: float | None,
+) -> BatchCurve:
+    """:meth:`PerformanceProfiler.sweep_batch_sizes` repeated in fresh processes.
+
+    Each run sweeps every batch size (the sizes alternate within a run, and runs alternate in
+    time, so a drift hits every size alike); the merged curve holds, per batch size, the
+    medians of the runs' figures and each run's median.
+
+    Raises:
+        InvalidArgumentError: If the model cannot be loaded in another process.
+        PyinferError: A run's failure, of its own type, naming the run.
+        KeyboardInterrupt: On Ctrl-C, with ``partial_result`` the curve of the runs made.
+    """
+    request = load_request_of(model)
+    count = settings.repetitions
+    each = per_run_settings(settings)
+    curves: list[BatchCurve] = []
+    try:
+        for index in range(count):
+            logger.info("sweep run %d of %d in a fresh process", index + 1, count)
+            result = run_worker(
+                WorkerJob(
+                    load=request,
+                    settings=each,
+                    task="sweep",
+                    batch_sizes=tuple(batch_sizes),
+                    latency_budget_ms=latency_budget_ms,
+                    cpus=settings.cpus,
+                    label=f"sweep run {index + 1} of {count}",
+                )
+            )
+            if not isinstance(result.report, SweepReport):  # pragma: no cover - asked for one
+                raise InferenceError("a sweep worker returned no sweep report")
+            curves.append(result.report.batch_curve)
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "worker_result", None)
+        if isinstance(partial, WorkerResult) and isinstance(partial.report, SweepReport):
+            curves.append(partial.report.batch_curve)
+        exc.partial_result = (  # type: ignore[attr-defined]
+            merge_curves(curves, settings.reproducibility_target) if curves else None
+        )
+        raise
+    return merge_curves(curves, settings.reproducibility_target)
+
+
+def merge_reports(
+    runs: Sequence[ProfileReport],
+    target: float,
+    environment: Callable[[Sequence[str]], Environment],
+) -> ProfileReport:
+    """One report of several runs: the first's passes, every run's latency and sweep.
+
+    Args:
+        runs: The runs' reports, the first with the memory pass and throughput run.
+        target: The reproducibility target.
+        environment: Records the environment, given the overlapping measurements seen.
+    """
+    first = runs[0]
+    latency, reps = merge_latency([r.latency for r in runs], target)
+    curves = [r.batch_curve for r in runs if r.batch_curve is not None]
+    overlaps = list(
+        dict.fromkeys(line for r in runs for line in r.environment.concurrent_measurements)
+    )
+    return dataclasses.replace(
+        first,
+        latency=latency,
+        batch_curve=merge_curves(curves, target) if curves else None,
+        repetitions=reps,
+        noise=merge_noise([r.noise for r in runs]),
+        environment=environment(overlaps),
+    )

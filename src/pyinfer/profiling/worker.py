@@ -1,0 +1,224 @@
+"""One measurement in a fresh process: the worker that repetitions and isolated entries run.
+
+A worker is a new Python process running :func:`main` with the arguments ``JOB RESULT`` (see
+:data:`WORKER_COMMAND`): it reads a pickled
+:class:`WorkerJob` from the file ``JOB``, pins itself to the job's CPUs, loads the model anew
+(``load_model`` with the request the parent's model was loaded with), optionally runs it once on
+given inputs (for the parent's parity check), measures it with :class:`PerformanceProfiler` and
+writes a pickled :class:`WorkerResult` to ``RESULT``. The parent (:mod:`~pyinfer.profiling.repeat`)
+starts it, waits for it, and reads the result; the files are the parent's own, in a private
+temporary folder, so unpickling them trusts nothing it did not write.
+
+Nothing a model does in a worker (a thread pool, an allocator's caches, a framework's global
+state) outlives the measurement, and nothing of the parent's (other frameworks imported, other
+models loaded) is in the process that is timed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pyinfer.backends.base import LoadRequest
+from pyinfer.profiling.settings import ProfilerSettings
+from pyinfer.report import ProfileReport, SweepReport
+
+__all__ = [
+    "TASKS",
+    "WORKER_COMMAND",
+    "WorkerFailure",
+    "WorkerJob",
+    "WorkerResult",
+    "main",
+    "run_job",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The worker's command after the interpreter; the job and result files follow. ``-c`` rather
+#: than ``-m``: run as ``__main__``, this module's classes would not be those the parent pickled.
+WORKER_COMMAND = (
+    "-c",
+    "import sys; from pyinfer.profiling.worker import main; sys.exit(main(sys.argv[1:]))",
+)
+
+#: What a worker measures: ``"profile"`` (:meth:`PerformanceProfiler.profile`) or
+#: ``"sweep"`` (:meth:`PerformanceProfiler.sweep_batch_sizes`, as a sweep report).
+TASKS = ("profile", "sweep")
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one worker process does.
+
+    Attributes:
+        load: How to load the model.
+        settings: How to measure (one run: the worker ignores ``repetitions``).
+        task: One of :data:`TASKS`.
+        batch_size: Items per call for ``profile``.
+        batch_sizes: The sweep's batch sizes (``sweep``, or ``profile`` with a sweep).
+        latency_budget_ms: The sweep's budget for its best batch.
+        memory: Whether ``profile`` makes its memory pass.
+        throughput: Whether ``profile`` makes a throughput run.
+        cpus: Logical CPUs to pin the worker to (empty: no pinning).
+        parity_inputs: Inputs to run once before measuring; their outputs come back in the
+            result (``None``: no such run).
+        label: The job in messages (``"run 2 of 5"``).
+    """
+
+    load: LoadRequest
+    settings: ProfilerSettings
+    task: str = "profile"
+    batch_size: int | None = None
+    batch_sizes: tuple[int, ...] = ()
+    latency_budget_ms: float | None = None
+    memory: bool = True
+    throughput: bool = True
+    cpus: tuple[int, ...] = ()
+    parity_inputs: Mapping[str, np.ndarray] | None = None
+    label: str = "worker"
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """An exception raised in a worker, as the parent rebuilds it.
+
+    Attributes:
+        module: The exception class's module.
+        name: The class's name.
+        message: ``str(exception)``.
+        traceback: The worker's traceback, for the log.
+    """
+
+    module: str
+    name: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What a worker wrote back.
+
+    Attributes:
+        report: The profile or sweep report (on Ctrl-C: the partial one, if any).
+        outputs: The outputs of the parity run, if asked.
+        failure: The exception that ended the worker, if any.
+        interrupted: Whether Ctrl-C (or SIGTERM) ended it.
+        pid: The worker's process id.
+        cpus: The CPUs it ran on.
+    """
+
+    report: ProfileReport | SweepReport | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    failure: WorkerFailure | None = None
+    interrupted: bool = False
+    pid: int = 0
+    cpus: tuple[int, ...] = field(default_factory=tuple)
+
+
+def _pin(cpus: Sequence[int]) -> tuple[int, ...]:
+    """Pins this process to ``cpus`` (when given); returns the CPUs it may run on."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
+    if hasattr(os, "sched_getaffinity"):
+        return tuple(sorted(os.sched_getaffinity(0)))
+    return ()  # pragma: no cover - not Linux
+
+
+def run_job(job: WorkerJob) -> WorkerResult:
+    """Loads the model and measures it as ``job`` says, in this process.
+
+    The worker's ``main`` calls it; tests call it directly. Exceptions are returned as a
+    :class:`WorkerFailure`, Ctrl-C as an interrupted result with the partial report.
+    """
+    from pyinfer.loading import load_model
+    from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
+
+    pid = os.getpid()
+    cpus: tuple[int, ...] = ()
+    profiler: PerformanceProfiler | None = None
+    try:
+        cpus = _pin(job.cpus)
+        request = job.load
+        model = load_model(
+            request.path,
+            request.format,
+            request.device,
+            name=request.name,
+            quiet_native_logs=True,
+            **request.options,
+        )
+        try:
+            outputs = None
+            if job.parity_inputs is not None:
+                outputs = model(dict(job.parity_inputs))
+            profiler = PerformanceProfiler(model, job.settings)
+            report: ProfileReport | SweepReport
+            if job.task == "sweep":
+                curve = profiler.sweep_batch_sizes(job.batch_sizes, job.latency_budget_ms)
+                report = sweep_report(profiler, curve)
+            else:
+                report = profiler.profile(
+                    job.batch_size,
+                    batch_sizes=job.batch_sizes or None,
+                    latency_budget_ms=job.latency_budget_ms,
+                    memory=job.memory,
+                    throughput=job.throughput,
+                )
+        finally:
+            model.close()
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "partial_result", None)
+        if job.task == "sweep" and partial is not None and profiler is not None:
+            partial = sweep_report(profiler, partial, interrupted=True)
+        kept = partial if isinstance(partial, (ProfileReport, SweepReport)) else None
+        return WorkerResult(report=kept, interrupted=True, pid=pid, cpus=cpus)
+    except BaseException as exc:  # everything goes back to the parent, typed
+        failure = WorkerFailure(
+            module=type(exc).__module__,
+            name=type(exc).__qualname__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+        return WorkerResult(failure=failure, pid=pid, cpus=cpus)
+    return WorkerResult(report=report, outputs=outputs, pid=pid, cpus=cpus)
+
+
+def _write(result: WorkerResult, path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as handle:
+        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    temporary.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The worker process's entry: ``JOB RESULT`` (see :data:`WORKER_COMMAND`).
+
+    Returns:
+        0 when a result was written (a failure inside the job is a result too), 2 on bad
+        arguments.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        sys.stderr.write("usage: pyinfer worker JOB RESULT (started by pyinfer itself)\n")
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    job_path, result_path = Path(args[0]), Path(args[1])
+    with job_path.open("rb") as handle:
+        job = pickle.load(handle)  # the parent's own file, in its private folder
+    if not isinstance(job, WorkerJob):
+        sys.stderr.write(f"{job_path} does not hold a pyinfer worker job\n")
+        return 2
+    _write(run_job(job), result_path)
+    return 0

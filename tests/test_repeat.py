@@ -1,0 +1,332 @@
+"""Repetitions in fresh worker processes: the worker, the parent, the merge, the settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pyinfer
+from pyinfer.backends.base import LoadRequest
+from pyinfer.errors import CorruptModelError, InferenceError, InvalidArgumentError
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, merge, repeat, worker
+from pyinfer.profiling.settings import MIN_CALLS_PER_RUN
+from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
+from pyinfer.report.noise import NoiseReading
+
+#: Short runs: a few calls each, so a test of several workers takes seconds.
+FAST = ProfilerSettings(
+    warmup_iterations=2,
+    warmup_until_settled=False,
+    min_iterations=10,
+    min_time_s=0.0,
+    max_iterations=30,
+    max_time_s=5.0,
+    throughput_time_s=0.05,
+    memory_runs=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(32, dtype=np.float32).reshape(8, 4) / 32.0, name="w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("repeat") / "tiny.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _load(path: Path) -> pyinfer.Model:
+    return pyinfer.load_model(path, intra_op_threads=1)
+
+
+# ---- the load request ---------------------------------------------------------------------------
+
+
+def test_a_loaded_model_remembers_how_it_was_loaded(tiny_onnx: Path) -> None:
+    model = _load(tiny_onnx)
+    assert model.load_request == LoadRequest(
+        path=str(tiny_onnx.absolute()),
+        format="onnx",
+        device="cpu",
+        name="tiny",
+        options={"intra_op_threads": 1},
+    )
+
+
+def test_a_model_built_in_memory_cannot_be_repeated(tiny_onnx: Path) -> None:
+    model = _load(tiny_onnx)
+    model.load_request = None
+    with pytest.raises(InvalidArgumentError, match="model 'tiny' was not loaded from a file"):
+        PerformanceProfiler(model, dataclasses.replace(FAST, repetitions=2)).profile()
+
+
+# ---- the worker ---------------------------------------------------------------------------------
+
+
+def test_run_job_in_this_process_profiles_and_returns_the_parity_outputs(tiny_onnx: Path) -> None:
+    request = _load(tiny_onnx).load_request
+    assert request is not None
+    x = np.ones((2, 8), dtype=np.float32)
+    job = worker.WorkerJob(
+        load=request, settings=FAST, batch_size=2, memory=False, parity_inputs={"x": x}
+    )
+    result = worker.run_job(job)
+    assert result.failure is None
+    assert not result.interrupted
+    assert result.pid == os.getpid()
+    assert isinstance(result.report, pyinfer.ProfileReport)
+    assert result.report.batch_size == 2
+    assert result.report.memory is None
+    assert result.outputs is not None
+    expected = x @ (np.arange(32, dtype=np.float32).reshape(8, 4) / 32.0)
+    np.testing.assert_allclose(result.outputs["y"], expected, rtol=1e-6)
+
+
+def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None:
+    request = _load(tiny_onnx).load_request
+    assert request is not None
+    cpu = min(os.sched_getaffinity(0))
+    job = worker.WorkerJob(load=request, settings=FAST, memory=False, cpus=(cpu,), label="w")
+    result = repeat.run_worker(job)
+    assert result.pid != os.getpid()
+    assert result.cpus == (cpu,)
+    assert isinstance(result.report, pyinfer.ProfileReport)
+
+
+def test_a_workers_error_is_raised_with_its_type_and_the_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07" + b"\xff" * 64)
+    request = LoadRequest(path=str(broken), format="onnx", device="cpu", name="broken")
+    job = worker.WorkerJob(load=request, settings=FAST, label="run 2 of 3")
+    with pytest.raises(CorruptModelError, match=r"^run 2 of 3: .*broken\.onnx"):
+        repeat.run_worker(job)
+
+
+def test_a_worker_that_dies_is_an_inference_error(
+    tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = _load(tiny_onnx).load_request
+    assert request is not None
+    monkeypatch.setattr(
+        repeat, "WORKER_COMMAND", ("-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    )
+    job = worker.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    with pytest.raises(
+        InferenceError, match="run 1 of 2: the worker process was killed by signal SIGKILL"
+    ):
+        repeat.run_worker(job)
+
+
+def test_options_that_cannot_reach_a_worker_are_refused(tiny_onnx: Path) -> None:
+    request = LoadRequest(
+        path=str(tiny_onnx), format="onnx", device="cpu", name="t", options={"f": lambda: 1}
+    )
+    job = worker.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    with pytest.raises(InvalidArgumentError, match="cannot be passed to a worker process"):
+        repeat.run_worker(job)
+
+
+def test_the_worker_entry_refuses_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert worker.main([]) == 2
+    not_a_job = tmp_path / "job.pickle"
+    import pickle
+
+    not_a_job.write_bytes(pickle.dumps({"a": 1}))
+    assert worker.main([str(not_a_job), str(tmp_path / "out")]) == 2
+    assert "does not hold a pyinfer worker job" in capsys.readouterr().err
+
+
+# ---- the repeated profile -----------------------------------------------------------------------
+
+
+def test_profile_repeated_in_fresh_processes(tiny_onnx: Path) -> None:
+    model = _load(tiny_onnx)
+    settings = dataclasses.replace(FAST, repetitions=3)
+    report = PerformanceProfiler(model, settings).profile(batch_size=4)
+    reps = report.repetitions
+    assert reps is not None
+    assert reps.count == 3
+    counts = [run.samples for run in reps.runs]
+    # Runs after the first make as many calls as the first did: each weighs the same.
+    assert counts == [counts[0]] * 3
+    assert MIN_CALLS_PER_RUN > 0
+    assert report.latency.iterations == sum(counts) == len(report.latency.samples_ns)
+    assert report.batch_size == 4
+    # The memory pass and the throughput run come from the first run only.
+    assert report.memory is not None
+    assert report.throughput is not None
+    assert reps.interval_low_ms is not None
+    assert reps.interval_high_ms is not None
+    assert reps.interval_low_ms <= report.latency.stats.median_ms <= reps.interval_high_ms
+    assert math.isclose(reps.median_ms, report.latency.stats.median_ms, rel_tol=1e-9)
+    again = pyinfer.ProfileReport.from_json(report.to_json())
+    assert again.repetitions == reps
+
+
+def test_sweep_repeated_gives_each_point_its_run_medians(tiny_onnx: Path) -> None:
+    model = _load(tiny_onnx)
+    settings = dataclasses.replace(FAST, repetitions=2)
+    curve = PerformanceProfiler(model, settings).sweep_batch_sizes([1, 4])
+    assert [p.batch_size for p in curve.points] == [1, 4]
+    for p in curve.points:
+        assert p.ok
+        assert len(p.run_medians_ms) == 2
+        assert p.latency_median_ms == pytest.approx(float(np.median(p.run_medians_ms)))
+        assert p.reproducibility is not None
+
+
+def test_ctrl_c_keeps_the_runs_made(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _load(tiny_onnx)
+    real = repeat.run_worker
+    calls: list[str] = []
+
+    def interrupted_second(job: worker.WorkerJob, folder: Path | None = None) -> Any:
+        calls.append(job.label)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job, folder)
+
+    monkeypatch.setattr(repeat, "run_worker", interrupted_second)
+    settings = dataclasses.replace(FAST, repetitions=3)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        PerformanceProfiler(model, settings).profile(memory=False)
+    partial = caught.value.partial_result  # type: ignore[attr-defined]
+    assert calls == ["run 1 of 3", "run 2 of 3"]
+    assert isinstance(partial, pyinfer.ProfileReport)
+    assert partial.repetitions is not None
+    assert partial.repetitions.count == 1
+
+
+# ---- merging runs -------------------------------------------------------------------------------
+
+
+def _run(samples_ms: list[float], *, stable: bool = True, warmup: int = 5) -> LatencyMeasurement:
+    ns = np.asarray(samples_ms) * 1e6
+    return LatencyMeasurement(
+        batch_size=1,
+        stats=LatencyStats.from_samples_ns(ns),
+        samples_ns=tuple(float(x) for x in ns),
+        warmup_iterations=warmup,
+        warmup_settled=True,
+        stable=stable,
+        stability_reason="stable",
+        stability_metric="median_ci",
+        stability_value=0.01,
+        timing_method="host timed loop",
+        wall_s=float(ns.sum() / 1e9),
+    )
+
+
+def test_merged_latency_pools_the_samples_and_counts_each_run_once() -> None:
+    runs = [_run([1.0, 1.1, 1.2]), _run([1.05, 1.15, 1.25], warmup=7)]
+    merged, reps = merge.merge_latency(runs, target=0.5)
+    assert merged.iterations == 6
+    assert merged.stats.median_ms == pytest.approx(1.125)
+    assert merged.warmup_iterations == 12
+    assert merged.wall_s == pytest.approx(runs[0].wall_s + runs[1].wall_s)
+    assert reps.count == 2
+    assert merged.stable
+    assert merged.stability_reason.startswith("stable: each of the 2 runs met its target")
+
+
+def test_merged_latency_is_unstable_when_a_run_or_the_runs_disagree() -> None:
+    within = merge.merge_latency([_run([1.0, 1.1]), _run([1.0, 1.1], stable=False)], 0.5)[0]
+    assert not within.stable
+    assert "run(s) 2 of 2 did NOT meet their target" in within.stability_reason
+    apart = merge.merge_latency([_run([1.0, 1.01]), _run([2.0, 2.02])], target=0.10)[0]
+    assert not apart.stable
+    assert "NOT within the 10% target" in apart.stability_reason
+
+
+def test_merged_curves_take_the_median_of_the_runs_and_keep_failures() -> None:
+    def curve(*points: BatchPoint) -> BatchCurve:
+        return BatchCurve(points)
+
+    def ok(size: int, median: float, fps: float) -> BatchPoint:
+        return BatchPoint(size, median, median, median * 1.1, fps, True, samples=10)
+
+    merged = merge.merge_curves(
+        [
+            curve(ok(1, 1.0, 100.0), ok(2, 1.5, 130.0)),
+            curve(ok(1, 1.2, 90.0), BatchPoint(2, error="out of memory: x", out_of_memory=True)),
+            curve(ok(1, 1.1, 95.0), ok(2, 1.6, 125.0)),
+        ],
+        target=0.5,
+    )
+    one, two = merged.points
+    assert one.latency_median_ms == pytest.approx(1.1)
+    assert one.throughput_fps == 95.0
+    assert one.run_medians_ms == (1.0, 1.2, 1.1)
+    assert one.samples == 30
+    assert not two.ok
+    assert two.out_of_memory
+    assert two.error == "out of memory: x"
+    assert merged.knee_batch_size == 1
+    assert merged.best_batch_size == 1
+
+
+def test_merged_noise_weights_by_duration_and_keeps_every_reason() -> None:
+    quiet = NoiseReading(3.0, 10, 0.1, 0.2, 1.5, 0.0, False, ())
+    busy = NoiseReading(1.0, 4, 0.9, 1.0, 2.5, 4.0, True, ("others busy",))
+    merged = merge.merge_noise([quiet, None, busy])
+    assert merged is not None
+    assert merged.duration_s == 4.0
+    assert merged.samples == 14
+    assert merged.other_cpus_busy == pytest.approx((0.1 * 3 + 0.9 * 1) / 4)
+    assert merged.other_cpus_busy_max == 1.0
+    assert merged.load_average_max == 2.5
+    assert merged.steal_percent == pytest.approx(1.0)
+    assert merged.noisy
+    assert merged.reasons == ("run 3: others busy",)
+    assert merge.merge_noise([None, None]) is None
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+
+def test_spread_over_shares_one_runs_budget_among_the_runs() -> None:
+    base = ProfilerSettings()
+    five = base.spread_over(5)
+    assert five.repetitions == 5
+    assert (five.min_iterations, five.max_iterations) == (MIN_CALLS_PER_RUN, 2000)
+    assert (five.min_time_s, five.max_time_s) == (0.2, 6.0)
+    assert five.stability_target == pytest.approx(0.01 * math.sqrt(5))
+    assert base.spread_over(1) == base
+    with pytest.raises(InvalidArgumentError, match="repetitions must be at least 1, got 0"):
+        base.spread_over(0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"repetitions": 0}, "repetitions must be at least 1, got 0"),
+        ({"repetitions": 2.5}, "repetitions must be an integer, got 2.5"),
+        ({"reproducibility_target": 0.0}, "reproducibility_target must be above 0"),
+        ({"cpus": (0, 0)}, "cpus must be distinct CPU numbers of 0 or more, got [0, 0]"),
+        ({"cpus": (-1,)}, "cpus must be distinct CPU numbers of 0 or more, got [-1]"),
+    ],
+)
+def test_repetition_settings_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        ProfilerSettings(**kwargs)
+    assert message in str(caught.value)
