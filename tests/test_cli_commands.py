@@ -88,8 +88,17 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+#: Commands that measure in --repeat fresh processes by default; these tests are about other
+#: things and measure once, in this process, unless they say --repeat (tests/test_repeat.py
+#: and the tests of --repeat below are about repetitions).
+REPEATING = {"profile", "sweep"}
+
+
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
+    args = [str(a) for a in argv]
+    if args and args[0] in REPEATING and "--repeat" not in args:
+        args += ["--repeat", "1"]
+    code = cli.main(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -629,20 +638,27 @@ def test_profile_prints_the_report_and_writes_the_files(
     assert f"wrote JSON report to {files['json']}" in err
 
 
-def test_an_unstable_profile_exits_3_with_its_figures(
-    models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("strict", "status"), [(False, 0), (True, cli.EXIT_UNSTABLE)])
+def test_an_unstable_profile_warns_and_exits_3_only_when_strict(
+    models: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    strict: bool,
+    status: int,
 ) -> None:
     path = tmp_path / "r.json"
-    code, out, err = run_cli(
-        ["profile", models["mlp"], *EXACT, "--stability", "0.000001", "--json", path], capsys
-    )
-    assert code == cli.EXIT_UNSTABLE == 3
+    argv = ["profile", models["mlp"], *EXACT, "--stability", "0.000001", "--json", path]
+    code, out, err = run_cli(argv + ["--strict"] * strict, capsys)
+    assert code == status
     report = ProfileReport.load(path)
     assert not report.stable
     assert "Latency Statistics:" in out
     assert (
-        f"pyinfer profile: {report.stability_reason}; the figures above are what "
-        "was measured: give it more time (--max-time) or a quieter machine\n"
+        f"warning: pyinfer profile: {report.stability_reason}; the figures above are what "
+        "was measured: give it more time (--max-time), more runs (--repeat) or a quieter "
+        "machine; "
+        + ("exit status 3 (--strict)" if strict else "exit status 0 (--strict makes it 3)")
+        + "\n"
     ) in err
     assert report.stability_reason.startswith("NOT stable: median 95% CI ")
 
@@ -1004,14 +1020,16 @@ def test_sweep_shows_out_of_memory_and_exits_3_when_a_point_is_unstable(
     monkeypatch.setattr(
         profiler.PerformanceProfiler, "sweep_batch_sizes", lambda self, sizes, budget: curve
     )
-    code, out, err = run_cli(["sweep", models["mlp"], "--batch-sizes", "1,2,4"], capsys)
+    argv = ["sweep", models["mlp"], "--batch-sizes", "1,2,4"]
+    assert run_cli(argv, capsys)[0] == 0  # it warns; --strict fails it
+    code, out, err = run_cli([*argv, "--strict"], capsys)
     assert code == 3
     lines = out.splitlines()
     # The error is a note under the table, which keeps the specification's widths.
     assert lines[2] == "───────────┼──────────────┼──────────────────┼────────────────"
     assert lines[5] == f"{'4':^11}│{'-':^14}│{'-':^18}│{'failed [1]':^16}".rstrip()
     assert lines[6] == "[1] batch 4 failed: out of memory: CUDA out of memory"
-    assert "pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
+    assert "warning: pyinfer sweep: NOT stable: batch size(s) [2] did not settle;" in err
 
 
 def test_sweep_interrupted_keeps_the_finished_batch_sizes(

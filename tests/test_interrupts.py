@@ -162,7 +162,10 @@ class _Process:
 
 
 def _pyinfer(*argv: object) -> _Process:
-    return _Process([sys.executable, "-m", "pyinfer", *map(str, argv)])
+    args = [str(a) for a in argv]
+    if {"profile", "sweep"} & set(args) and "--repeat" not in args:
+        args += ["--repeat", "1"]  # these tests stop one process; repetitions have their own
+    return _Process([sys.executable, "-m", "pyinfer", *args])
 
 
 def _script(code: str, *argv: object) -> _Process:

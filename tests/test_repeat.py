@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from pathlib import Path
@@ -109,6 +110,16 @@ def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None
     assert result.pid != os.getpid()
     assert result.cpus == (cpu,)
     assert isinstance(result.report, pyinfer.ProfileReport)
+
+
+def test_a_worker_can_build_its_model_with_a_function(tiny_onnx: Path) -> None:
+    build = functools.partial(pyinfer.load_model, str(tiny_onnx), name="built")
+    job = worker.WorkerJob(load=None, settings=FAST, memory=False, build=build, label="b")
+    result = repeat.run_worker(job)
+    assert isinstance(result.report, pyinfer.ProfileReport)
+    assert result.report.model == "built"
+    with pytest.raises(InvalidArgumentError, match="^b: the job names no model"):
+        repeat.run_worker(dataclasses.replace(job, build=None))
 
 
 def test_a_workers_error_is_raised_with_its_type_and_the_run(tmp_path: Path) -> None:

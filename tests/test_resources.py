@@ -375,7 +375,7 @@ def test_repeated_runs_leave_no_files_or_threads_open(
             ["run", str(path), str(tmp_path / "x.npy"), "--no-progress"],
             [
                 "profile", str(path), "--iterations", "10", "--warmup", "1",
-                "--throughput-time", "0.02", "--no-memory", "--batch-sizes", "1,2",
+                "--throughput-time", "0.02", "--no-memory", "--batch-sizes", "1,2", "--repeat", "1",
                 "--json", str(tmp_path / "r.json"),
             ],
         ):  # fmt: skip

@@ -19,15 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pyinfer.backends.base import LoadRequest
+from pyinfer.backends.base import LoadRequest, Model
+from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.report import ProfileReport, SweepReport
 
@@ -60,7 +62,7 @@ class WorkerJob:
     """What one worker process does.
 
     Attributes:
-        load: How to load the model.
+        load: How to load the model (or ``build``).
         settings: How to measure (one run: the worker ignores ``repetitions``).
         task: One of :data:`TASKS`.
         batch_size: Items per call for ``profile``.
@@ -72,9 +74,13 @@ class WorkerJob:
         parity_inputs: Inputs to run once before measuring; their outputs come back in the
             result (``None``: no such run).
         label: The job in messages (``"run 2 of 5"``).
+        build: Instead of ``load``, a function that makes the model in the worker (it must be
+            picklable: a module-level function, or a ``functools.partial`` of one, so the
+            worker imports it by name); for models made in code, such as a torchvision network
+            with seeded random weights.
     """
 
-    load: LoadRequest
+    load: LoadRequest | None
     settings: ProfilerSettings
     task: str = "profile"
     batch_size: int | None = None
@@ -85,6 +91,7 @@ class WorkerJob:
     cpus: tuple[int, ...] = ()
     parity_inputs: Mapping[str, np.ndarray] | None = None
     label: str = "worker"
+    build: Callable[[], Model] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,13 +141,31 @@ def _pin(cpus: Sequence[int]) -> tuple[int, ...]:
     return ()  # pragma: no cover - not Linux
 
 
+def _model(job: WorkerJob) -> Model:
+    """The job's model: built by its function, or loaded as its request says."""
+    from pyinfer.loading import load_model
+
+    if job.build is not None:
+        return job.build()
+    request = job.load
+    if request is None:
+        raise InvalidArgumentError(f"{job.label}: the job names no model (no load, no build)")
+    return load_model(
+        request.path,
+        request.format,
+        request.device,
+        name=request.name,
+        quiet_native_logs=True,
+        **request.options,
+    )
+
+
 def run_job(job: WorkerJob) -> WorkerResult:
     """Loads the model and measures it as ``job`` says, in this process.
 
     The worker's ``main`` calls it; tests call it directly. Exceptions are returned as a
     :class:`WorkerFailure`, Ctrl-C as an interrupted result with the partial report.
     """
-    from pyinfer.loading import load_model
     from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
 
     pid = os.getpid()
@@ -148,15 +173,7 @@ def run_job(job: WorkerJob) -> WorkerResult:
     profiler: PerformanceProfiler | None = None
     try:
         cpus = _pin(job.cpus)
-        request = job.load
-        model = load_model(
-            request.path,
-            request.format,
-            request.device,
-            name=request.name,
-            quiet_native_logs=True,
-            **request.options,
-        )
+        model = _model(job)
         try:
             outputs = None
             if job.parity_inputs is not None:
@@ -211,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 2:
         sys.stderr.write("usage: pyinfer worker JOB RESULT (started by pyinfer itself)\n")
         return 2
+    # Ctrl-C is how the parent stops a worker that has measured enough: a worker started from
+    # a background job inherits SIGINT ignored, so Python's handler is put back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

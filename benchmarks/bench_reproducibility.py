@@ -1,0 +1,207 @@
+"""Numbers that hold from run to run: false alarms, detection, calibration and wall time.
+
+Run: python benchmarks/bench_reproducibility.py [EXPERIMENT ...] [--pairs N] [--runs N]
+         [--rounds N] [--work-dir DIR] [--json FILE]
+
+EXPERIMENT is any of ``aa``, ``ab``, ``calibration``, ``walltime`` (default: all four). Every
+measurement is a real ``pyinfer`` command in a fresh process, with default settings unless
+said, as a user runs it:
+
+* ``aa`` (false alarms): N pairs (default 20) of ``pyinfer profile mnv2.onnx --no-memory``
+  twice, then ``pyinfer compare A B --fail-if-slower 5%``; a pair whose gate fails (exit
+  status 4) is a false alarm. The target: at most 1 in 20.
+* ``ab`` (detection): N pairs of MobileNetV2 against MobileNetV2 with width multiplier 1.4
+  (about 30% slower on 2 cores), the same gate; a pair the gate fails is a detection. The
+  target: at least 18 in 20.
+* ``calibration``: N consecutive default profiles (default 10); run i's reported 95% interval
+  of the median should hold run i+1's median at least 8 times in 10 (9 checks: 8 of 9).
+* ``walltime``: ``pyinfer profile resnet50.onnx`` with the default repetitions and with
+  ``--repeat 1`` (one process, the behaviour before repetitions), alternating, R rounds
+  (default 3); the ratio of the medians of their wall times. The target: at most 1.5x.
+
+The models are torchvision's with random weights (weights=None), exported to ONNX once into
+the work folder (default: a temporary one) and reused. The machine is shared and noisy: that is
+the condition the experiments are about, so nothing here waits for quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+EXPERIMENTS = ("aa", "ab", "calibration", "walltime")
+EXIT_REGRESSION = 4
+
+
+def build_models(folder: Path) -> dict[str, Path]:
+    """MobileNetV2 (width 1.0 and 1.4) and ResNet50 as ONNX files, made once."""
+    paths = {
+        "mnv2": folder / "mnv2.onnx",
+        "mnv2_14": folder / "mnv2_w14.onnx",
+        "resnet50": folder / "resnet50.onnx",
+    }
+    if all(p.exists() for p in paths.values()):
+        return paths
+    from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
+
+    ensure_triton_safe()
+    torch = import_torch()
+    import torchvision
+
+    from pyinfer.export import export_onnx
+
+    torch.manual_seed(0)
+    example = torch.randn(1, 3, 224, 224)
+    nets = {
+        "mnv2": torchvision.models.mobilenet_v2(weights=None),
+        "mnv2_14": torchvision.models.mobilenet_v2(weights=None, width_mult=1.4),
+        "resnet50": torchvision.models.resnet50(weights=None),
+    }
+    for key, net in nets.items():
+        export_onnx(net.eval(), paths[key], example)
+    return paths
+
+
+def pyinfer(*argv: object) -> tuple[int, float, str]:
+    """Runs ``python -m pyinfer ARGV``; its exit status, wall time and stderr."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pyinfer", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    if done.returncode not in (0, 3, EXIT_REGRESSION):
+        raise RuntimeError(f"pyinfer {' '.join(map(str, argv))} failed: {done.stderr[-2000:]}")
+    return done.returncode, wall, done.stderr
+
+
+def profile(model: Path, out: Path, *extra: object) -> dict[str, Any]:
+    """A default profile of ``model`` written to ``out``; the report as JSON."""
+    pyinfer("profile", model, "--no-memory", "--json", out, *extra)
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def gate(a: Path, b: Path) -> bool:
+    """Whether ``compare A B --fail-if-slower 5%`` fails (B slower beyond 5%, confidently)."""
+    code, _, _ = pyinfer("compare", a, b, "--fail-if-slower", "5%")
+    return code == EXIT_REGRESSION
+
+
+def pairs(first: Path, second: Path, count: int, folder: Path, label: str) -> dict[str, Any]:
+    """``count`` pairs of profiles and the gate's verdict on each."""
+    failed, ratios = 0, []
+    for i in range(count):
+        a = profile(first, folder / f"{label}_{i}_a.json")
+        b = profile(second, folder / f"{label}_{i}_b.json")
+        slower = gate(folder / f"{label}_{i}_a.json", folder / f"{label}_{i}_b.json")
+        failed += slower
+        ratio = b["latency"]["stats"]["median_ms"] / a["latency"]["stats"]["median_ms"]
+        ratios.append(ratio)
+        verdict = "FAILS" if slower else "passes"
+        print(f"  {label} pair {i + 1:2d}: median ratio {ratio:.3f}, gate {verdict}")
+    return {"pairs": count, "gate_failed": failed, "median_ratios": ratios}
+
+
+def calibration(model: Path, count: int, folder: Path) -> dict[str, Any]:
+    """``count`` consecutive profiles; how often one's interval holds the next one's median."""
+    reports = [profile(model, folder / f"cal_{i}.json") for i in range(count)]
+    hits = []
+    for now, after in itertools.pairwise(reports):
+        reps = now["repetitions"]
+        low, high = reps["interval_low_ms"], reps["interval_high_ms"]
+        median = after["latency"]["stats"]["median_ms"]
+        hits.append(low <= median <= high)
+        where = "in" if hits[-1] else "OUT"
+        print(f"  interval {low:.3f}-{high:.3f} ms, next median {median:.3f} ms: {where}")
+    return {
+        "runs": count,
+        "checks": len(hits),
+        "held": sum(hits),
+        "medians_ms": [r["latency"]["stats"]["median_ms"] for r in reports],
+    }
+
+
+def walltime(model: Path, rounds: int, folder: Path) -> dict[str, Any]:
+    """Wall time of a default profile against ``--repeat 1``, alternating."""
+    repeated, single = [], []
+    for r in range(rounds):
+        for label, extra, into in (
+            ("default", (), repeated),
+            ("--repeat 1", ("--repeat", "1"), single),
+        ):
+            _, wall, _ = pyinfer("profile", model, "--json", folder / f"wall_{r}.json", *extra)
+            into.append(wall)
+            print(f"  round {r + 1}: {label:<10} {wall:6.1f} s")
+    ratio = statistics.median(repeated) / statistics.median(single)
+    return {"rounds": rounds, "default_s": repeated, "repeat1_s": single, "ratio": ratio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", choices=(*EXPERIMENTS, []), default=[])
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work-dir", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    chosen = args.experiments or list(EXPERIMENTS)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.work_dir or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        models = build_models(folder)
+        results: dict[str, Any] = {}
+        if "aa" in chosen:
+            print(f"A/A: MobileNetV2 twice, compare --fail-if-slower 5%, {args.pairs} pairs")
+            results["aa"] = pairs(models["mnv2"], models["mnv2"], args.pairs, folder, "aa")
+        if "ab" in chosen:
+            print(f"A/B: MobileNetV2 then width 1.4, the same gate, {args.pairs} pairs")
+            results["ab"] = pairs(models["mnv2"], models["mnv2_14"], args.pairs, folder, "ab")
+        if "calibration" in chosen:
+            print(f"Calibration: {args.runs} consecutive default profiles of MobileNetV2")
+            results["calibration"] = calibration(models["mnv2"], args.runs, folder)
+        if "walltime" in chosen:
+            print(f"Wall time: ResNet50 default profile against --repeat 1, {args.rounds} rounds")
+            results["walltime"] = walltime(models["resnet50"], args.rounds, folder)
+    print()
+    if "aa" in results:
+        r = results["aa"]
+        print(
+            f"false alarms: {r['gate_failed']} of {r['pairs']} A/A pairs (target: at most 1 in 20)"
+        )
+    if "ab" in results:
+        r = results["ab"]
+        ratio = statistics.median(r["median_ratios"])
+        print(
+            f"detection: {r['gate_failed']} of {r['pairs']} A/B pairs (target: at least 18 in 20); "
+            f"median slowdown {ratio:.2f}x"
+        )
+    if "calibration" in results:
+        r = results["calibration"]
+        print(
+            f"calibration: {r['held']} of {r['checks']} next medians inside the interval "
+            "(target 8 in 10)"
+        )
+    if "walltime" in results:
+        r = results["walltime"]
+        print(
+            f"wall time: default {statistics.median(r['default_s']):.1f} s, --repeat 1 "
+            f"{statistics.median(r['repeat1_s']):.1f} s: {r['ratio']:.2f}x (target at most 1.5x)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
