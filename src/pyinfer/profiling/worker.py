@@ -149,7 +149,7 @@ def _model(job: WorkerJob) -> Model:
         return job.build()
     request = job.load
     if request is None:
-        raise InvalidArgumentError(f"{job.label}: the job names no model (no load, no build)")
+        raise InvalidArgumentError("the job names no model (no load, no build)")
     return load_model(
         request.path,
         request.format,
