@@ -43,6 +43,7 @@ from pyinfer.report.environment import Environment
 __all__ = [
     "WORKER_GRACE_S",
     "load_request_of",
+    "profile_interleaved",
     "profile_repeated",
     "run_interleaved",
     "run_worker",
@@ -339,6 +340,84 @@ def profile_repeated(
             done.append(_report(run_worker(job(index))))
             calls[:] = [done[0].latency.iterations]
     return finish(done)
+
+
+def profile_interleaved(
+    models: Sequence[Model],
+    settings: ProfilerSettings,
+    *,
+    batch_size: int | None = None,
+    memory: bool = False,
+    throughput: bool = False,
+    environment: Callable[[Sequence[str]], Environment],
+) -> list[ProfileReport]:
+    """Profiles several models in fresh processes, alternating their runs: A1 B1 A2 B2 ...
+
+    What a drift of the machine (another job starting, a frequency change) does to one model's
+    runs it does to the others' too, so their ratio holds where two separate measurements
+    would not. Each model gets ``settings.repetitions`` runs (at least one); its first run also
+    makes the memory pass and throughput run when asked; the runs after a model's first make as
+    many timed calls as that first did.
+
+    Args:
+        models: The models, each loaded from a file.
+        settings: The settings of each run.
+        batch_size: Items per call (default: the settings' batch size, else 1).
+        memory: Whether each model's first run makes the memory pass.
+        throughput: Whether each model's first run makes a throughput run.
+        environment: Records the environment, given the overlapping measurements seen.
+
+    Returns:
+        One merged report per model, in order.
+
+    Raises:
+        InvalidArgumentError: If a model cannot be loaded in another process.
+        PyinferError: A run's failure, of its own type, naming the model and the run.
+        KeyboardInterrupt: On Ctrl-C, with ``partial_result`` the reports of the models that
+            have at least one run (``None`` for the others).
+    """
+    requests = [load_request_of(m) for m in models]
+    count = settings.repetitions
+    batch = batch_size or settings.batch_size or 1
+    calls: dict[int, int] = {}
+
+    def subject(which: int) -> Callable[[int], WorkerJob]:
+        def job(index: int) -> WorkerJob:
+            return WorkerJob(
+                load=requests[which],
+                settings=per_run_settings(settings, calls.get(which)),
+                batch_size=batch,
+                memory=memory and index == 0,
+                throughput=throughput and index == 0,
+                cpus=settings.cpus,
+                label=f"{requests[which].name}: run {index + 1} of {count}",
+            )
+
+        return job
+
+    def finish(results: list[list[WorkerResult | BaseException]]) -> list[ProfileReport | None]:
+        merged: list[ProfileReport | None] = []
+        for runs in results:
+            done = [_report(r) for r in runs if isinstance(r, WorkerResult)]
+            merged.append(
+                merge_reports(done, settings.reproducibility_target, environment) if done else None
+            )
+        return merged
+
+    def on_result(which: int, index: int, outcome: WorkerResult | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if index == 0 and isinstance(outcome.report, ProfileReport):
+            calls[which] = outcome.report.latency.iterations
+
+    try:
+        results = run_interleaved(
+            [subject(i) for i in range(len(models))], count, on_result=on_result
+        )
+    except KeyboardInterrupt as exc:
+        exc.partial_result = finish(getattr(exc, "partial_result", []))  # type: ignore[attr-defined]
+        raise
+    return [r for r in finish(results) if r is not None]
 
 
 def sweep_repeated(
