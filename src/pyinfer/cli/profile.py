@@ -267,10 +267,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         written: list[Path] = []
         if partial is not None:
             _print_report(partial)
+            _noise_note(partial)
             written = _write_report(partial, args)
         _interrupted_note(written, partial is not None)
         return EXIT_INTERRUPTED
     _print_report(report)
+    _noise_note(report)
     _write_report(report, args)
     unstable = _curve_unstable(report.batch_curve)
     if not report.stable:
@@ -280,6 +282,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
             "profile", f"the sweep's batch size(s) {unstable} did not settle", args.strict
         )
     return _unstable_status(not report.stable or bool(unstable), args)
+
+
+def _noise_note(report: ProfileReport) -> None:
+    """Warns on stderr when other load overlapped the latency measurement (with its figures)."""
+    from pyinfer.report.noise import noise_warning
+
+    warning = noise_warning(report.noise)
+    if warning:
+        sys.stderr.write(warning + "\n")
 
 
 def _print_report(report: ProfileReport) -> None:

@@ -48,6 +48,7 @@ from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
 from pyinfer.profiling import device_lock, memory, repeat, sweep, timing
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
+from pyinfer.profiling.noise import NoiseMonitor
 from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
 from pyinfer.profiling.stopping import collect, warm_up
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
@@ -62,6 +63,7 @@ from pyinfer.report import (
     Throughput,
 )
 from pyinfer.report.environment import Environment, collect_environment
+from pyinfer.report.noise import NoiseReading
 
 __all__ = ["PerformanceProfiler", "sweep_report"]
 
@@ -125,6 +127,8 @@ class PerformanceProfiler:
         self._overlaps = device_lock.Overlaps(str(self.model.device))
         #: Other processes seen measuring on the same device while this profiler measured.
         self.concurrent_measurements: list[str] = self._overlaps.lines
+        #: The machine's load while the last latency measurement's calls were timed.
+        self.latency_noise: NoiseReading | None = None
 
     def _measuring(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Holds the model's device for a measurement (see :mod:`pyinfer.profiling.device_lock`).
@@ -218,13 +222,19 @@ class PerformanceProfiler:
             warm.iterations,
         )
         host_ns[0] = 0.0
+        monitor = NoiseMonitor()
         try:
-            run = collect(source, self.settings.stopping_rule(), self._clock, typical_ns=typical)
+            with monitor:
+                run = collect(
+                    source, self.settings.stopping_rule(), self._clock, typical_ns=typical
+                )
         except KeyboardInterrupt as exc:
             exc.partial_result = timing.interrupted_latency(  # type: ignore[attr-defined]
                 self.model, self.settings, prep, kind, (warm.iterations, warm.settled), exc=exc
             )
             raise
+        finally:
+            self.latency_noise = monitor.reading()
         count = int(run.samples_ns.size)
         if count:
             prep.call_s = float(np.median(run.samples_ns)) / 1e9
@@ -503,12 +513,13 @@ class PerformanceProfiler:
         memory: bool,
         throughput: bool,
     ) -> ProfileReport:
-        mem = latency = tput = curve = None
+        mem = latency = tput = curve = noise = None
         shapes: dict[str, tuple[int, ...]] = {}
         dtypes: dict[str, str] = {}
         try:
             mem = self.measure_memory(batch_size) if memory else None
             latency = self.measure_latency(batch_size)
+            noise = self.latency_noise  # before a sweep measures again
             prep = self._prepare(batch_size)
             shapes, dtypes = prep.shapes, prep.dtypes
             tput = self.measure_throughput(batch_size) if throughput else None
@@ -521,17 +532,19 @@ class PerformanceProfiler:
                 and partial.iterations >= MIN_PARTIAL_SAMPLES
                 and self._prepared is not None
             ):
-                latency = partial
+                latency, noise = partial, self.latency_noise
                 shapes, dtypes = self._prepared.shapes, self._prepared.dtypes
             if isinstance(partial, BatchCurve):
                 curve = partial
             exc.partial_result = (  # type: ignore[attr-defined]
                 None
                 if latency is None
-                else self._report(latency, shapes, dtypes, mem=mem, tput=tput, curve=curve)
+                else self._report(
+                    latency, shapes, dtypes, mem=mem, tput=tput, curve=curve, noise=noise
+                )
             )
             raise
-        return self._report(latency, shapes, dtypes, mem=mem, tput=tput, curve=curve)
+        return self._report(latency, shapes, dtypes, mem=mem, tput=tput, curve=curve, noise=noise)
 
     def _report(
         self,
@@ -542,6 +555,7 @@ class PerformanceProfiler:
         mem: MemoryStats | None,
         tput: Throughput | None,
         curve: BatchCurve | None,
+        noise: NoiseReading | None = None,
     ) -> ProfileReport:
         """The report of what was measured, with the environment recorded now."""
         m = self.model
@@ -558,6 +572,7 @@ class PerformanceProfiler:
             memory=mem,
             cold_start=ColdStart(load_time_s=load, first_inference_ms=self._first_inference_ms),
             batch_curve=curve,
+            noise=noise,
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pyinfer import core
 from pyinfer.backends.frameworks import physical_cores
+from pyinfer.report.system import read_system_tuning
 
 __all__ = ["Environment", "collect_environment", "cpu_model"]
 
@@ -77,6 +78,11 @@ class Environment:
         concurrent_measurements: Other pyinfer processes that measured on the same device
             while this measurement ran, one line each (their figures and these may be
             distorted); empty when none was seen.
+        system: The machine's timing-related settings
+            (:meth:`pyinfer.report.system.SystemTuning.to_dict`): frequency governor per CPU,
+            turbo, SMT and thread siblings, affinity, isolated and ``nohz_full`` CPUs, whether
+            a virtual machine; ``None`` for each that could not be read (empty in reports
+            written before pyinfer recorded them).
     """
 
     hostname: str
@@ -95,6 +101,7 @@ class Environment:
     clock: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     concurrent_measurements: tuple[str, ...] = ()
+    system: dict[str, Any] = field(default_factory=dict)
 
 
 def _cpuinfo_lines() -> list[str]:
@@ -195,4 +202,5 @@ def collect_environment(
         clock=_jsonable(core.clock_info().to_dict()),
         model_options=options,
         concurrent_measurements=tuple(concurrent_measurements),
+        system=read_system_tuning().to_dict(),
     )

@@ -140,8 +140,24 @@ def details(report: ProfileReport) -> list[str]:
     if report.batch_curve is not None and report.batch_curve.knee_batch_size is not None:
         out.append(f"  Knee of the batch curve: batch {report.batch_curve.knee_batch_size}")
         out.append(f"  Best batch: {report.batch_curve.best_reason}")
+    out += noise_lines(report)
     out += [f"  Warning: {line}" for line in report.environment.concurrent_measurements]
     return out
+
+
+def noise_lines(report: ProfileReport) -> list[str]:
+    """The ``Details`` lines on the machine's load while the latency was measured.
+
+    A ``Machine load`` line with the figures, then one ``Warning`` line per reason the run was
+    noisy; nothing for a report without a reading.
+    """
+    reading = report.noise
+    if reading is None:
+        return []
+    return [
+        f"  Machine load: {reading.summary()}",
+        *(f"  Warning: {reason}" for reason in reading.reasons),
+    ]
 
 
 def report_markdown(report: ProfileReport) -> str:

@@ -1,32 +1,28 @@
-"""How busy other processes keep the CPUs as the suite starts (noisy measurements ahead)."""
+"""How busy other processes keep the CPUs as the suite starts (noisy measurements ahead).
+
+The suite also records each entry's load while it was timed (``ProfileReport.noise``, from
+:class:`pyinfer.profiling.noise.NoiseMonitor`); this is the look before it starts. The threshold
+is :data:`pyinfer.report.noise.BUSY_CPUS`, the one every noise judgement uses.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
+
+from pyinfer.profiling.noise import read_cpu_times
+from pyinfer.report.noise import BUSY_CPUS
 
 __all__ = ["BUSY_CPUS", "BUSY_SAMPLE_S", "busy_cpus", "busy_warning"]
 
-#: The suite warns when other processes keep at least this many CPUs busy as it starts: torch
-#: and ONNX Runtime run one thread per core, and a thread that shares its core with another
-#: process makes every call wait for it (seen here: ResNet50 eager from 60 ms to over a second
-#: per call while another process's test suite ran on one of the 2 cores).
-BUSY_CPUS = 0.5
 #: How long the suite samples ``/proc/stat`` before it starts.
 BUSY_SAMPLE_S = 0.5
 
 
 def _cpu_times() -> tuple[int, int] | None:
-    """Total and idle jiffies of all CPUs (``/proc/stat``), or ``None`` off Linux."""
-    try:
-        with Path("/proc/stat").open(encoding="ascii") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    if len(values) < 5:
-        return None
-    return sum(values[:8]), values[3] + values[4]  # idle + iowait
+    """Total and idle ticks of all CPUs (``/proc/stat``), or ``None`` off Linux."""
+    times = read_cpu_times()
+    return None if times is None else (times.total, times.idle)
 
 
 def busy_cpus(interval_s: float = 0.0) -> float | None:
