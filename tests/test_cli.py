@@ -60,6 +60,16 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
         (["profile", "m.onnx", "--iterations", "0"], "argument --iterations: must be at least 1"),
         (["profile", "m.onnx", "--warmup", "x"], "must be an integer of 0 or more, got 'x'"),
         (["profile"], "the following arguments are required: model"),
+        (["profile", "m.onnx", "--repeat", "0"], "argument --repeat: must be at least 1"),
+        (
+            ["sweep", "m.onnx", "--batch-sizes", "1", "--cpus", "1-0"],
+            "argument --cpus: CPU list '1-0': '1-0' is not a CPU number or a range such as 0-3",
+        ),
+        (
+            ["profile", "m.onnx", "--cpus", "100000"],
+            "argument --cpus: CPU(s) 100000 not available to this process (it may run on ",
+        ),
+        (["profile", "m.onnx", "--cpus", " "], "argument --cpus: must name at least one CPU"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(

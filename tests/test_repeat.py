@@ -18,7 +18,6 @@ from pyinfer.errors import CorruptModelError, InferenceError, InvalidArgumentErr
 from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, merge, repeat, worker
 from pyinfer.profiling.settings import MIN_CALLS_PER_RUN
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
-from pyinfer.report.noise import NoiseReading
 
 #: Short runs: a few calls each, so a test of several workers takes seconds.
 FAST = ProfilerSettings(
@@ -118,7 +117,7 @@ def test_a_worker_can_build_its_model_with_a_function(tiny_onnx: Path) -> None:
     result = repeat.run_worker(job)
     assert isinstance(result.report, pyinfer.ProfileReport)
     assert result.report.model == "built"
-    with pytest.raises(InvalidArgumentError, match="^b: the job names no model"):
+    with pytest.raises(InvalidArgumentError, match=r"^b: the job names no model \(no load"):
         repeat.run_worker(dataclasses.replace(job, build=None))
 
 
@@ -294,22 +293,6 @@ def test_merged_curves_take_the_median_of_the_runs_and_keep_failures() -> None:
     assert two.error == "out of memory: x"
     assert merged.knee_batch_size == 1
     assert merged.best_batch_size == 1
-
-
-def test_merged_noise_weights_by_duration_and_keeps_every_reason() -> None:
-    quiet = NoiseReading(3.0, 10, 0.1, 0.2, 1.5, 0.0, False, ())
-    busy = NoiseReading(1.0, 4, 0.9, 1.0, 2.5, 4.0, True, ("others busy",))
-    merged = merge.merge_noise([quiet, None, busy])
-    assert merged is not None
-    assert merged.duration_s == 4.0
-    assert merged.samples == 14
-    assert merged.other_cpus_busy == pytest.approx((0.1 * 3 + 0.9 * 1) / 4)
-    assert merged.other_cpus_busy_max == 1.0
-    assert merged.load_average_max == 2.5
-    assert merged.steal_percent == pytest.approx(1.0)
-    assert merged.noisy
-    assert merged.reasons == ("run 3: others busy",)
-    assert merge.merge_noise([None, None]) is None
 
 
 # ---- settings -----------------------------------------------------------------------------------

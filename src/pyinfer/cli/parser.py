@@ -266,36 +266,28 @@ def add_repeat_options(group: Any) -> None:
 
 
 def cpu_list(text: str) -> list[int]:
-    """Logical CPUs as ``taskset -c`` writes them: ``0,2,4-7`` (an argparse type)."""
-    cpus: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        first, dash, last = part.partition("-")
-        try:
-            low = int(first)
-            high = int(last) if dash else low
-        except ValueError:
+    """Logical CPUs as ``taskset -c`` writes them: ``0,2,4-7`` (an argparse type).
+
+    CPUs this process may not run on are refused, naming them.
+    """
+    from pyinfer.errors import InvalidArgumentError
+    from pyinfer.report.system import parse_cpu_list
+
+    try:
+        cpus = list(parse_cpu_list(text))
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not cpus:
+        raise argparse.ArgumentTypeError(f"must name at least one CPU, got {text!r}")
+    if hasattr(os, "sched_getaffinity"):
+        available = os.sched_getaffinity(0)
+        missing = [c for c in cpus if c not in available]
+        if missing:
             raise argparse.ArgumentTypeError(
-                f"must be CPU numbers and ranges such as 0,2 or 2-3, got {text!r}"
-            ) from None
-        if low < 0 or high < low:
-            raise argparse.ArgumentTypeError(
-                f"must be CPU numbers of 0 or more and ranges low-high, got {part!r} in {text!r}"
+                f"CPU(s) {', '.join(map(str, missing))} not available to this process (it may "
+                f"run on {', '.join(map(str, sorted(available)))})"
             )
-        cpus += [c for c in range(low, high + 1) if c not in cpus]
-    available = _available_cpus()
-    missing = [c for c in cpus if available is not None and c not in available]
-    if missing:
-        raise argparse.ArgumentTypeError(
-            f"CPU(s) {', '.join(map(str, missing))} not available to this process (it may run "
-            f"on {', '.join(map(str, sorted(available or ())))})"
-        )
     return cpus
-
-
-def _available_cpus() -> set[int] | None:
-    if not hasattr(os, "sched_getaffinity"):  # pragma: no cover - not Linux
-        return None
-    return set(os.sched_getaffinity(0))
 
 
 def add_command(

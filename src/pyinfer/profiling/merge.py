@@ -4,7 +4,7 @@ Each repetition is a whole latency measurement in its own process. The merged me
 every run's samples (its statistics describe them all), counts a run's calls and warm-up once
 each, and is stable only when every run met its own stability target *and* the runs agree with
 one another (the between-run figures of :func:`pyinfer.report.repetitions.summarize_runs`).
-Batch curves merge point by point; noise readings into one reading over all the runs.
+Batch curves merge point by point (noise readings: :func:`pyinfer.report.noise.combine_readings`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import numpy as np
 
 from pyinfer.profiling.sweep import finish_curve
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
-from pyinfer.report.noise import NoiseReading
 from pyinfer.report.repetitions import Repetitions, summarize_runs
 
-__all__ = ["merge_curves", "merge_latency", "merge_noise", "stability_reason"]
+__all__ = ["merge_curves", "merge_latency", "stability_reason"]
 
 
 def stability_reason(reps: Repetitions, runs: Sequence[LatencyMeasurement]) -> str:
@@ -141,39 +140,3 @@ def merge_curves(curves: Sequence[BatchCurve], target: float) -> BatchCurve:
             sizes.setdefault(p.batch_size, []).append(p)
     points = [_merge_point(size, sizes[size], target) for size in sorted(sizes)]
     return finish_curve(points, curves[0].latency_budget_ms)
-
-
-def merge_noise(readings: Sequence[NoiseReading | None]) -> NoiseReading | None:
-    """One noise reading over several runs: averages weighted by duration, maxima, all reasons."""
-    known = [r for r in readings if r is not None]
-    if not known:
-        return None
-    duration = sum(r.duration_s for r in known)
-
-    def weighted(values: Sequence[tuple[float | None, float]]) -> float | None:
-        pairs = [(v, w) for v, w in values if v is not None]
-        total = sum(w for _, w in pairs)
-        if not pairs:
-            return None
-        if total <= 0:
-            return statistics.fmean(v for v, _ in pairs)
-        return sum(v * w for v, w in pairs) / total
-
-    def highest(values: Sequence[float | None]) -> float | None:
-        known_values = [v for v in values if v is not None]
-        return max(known_values) if known_values else None
-
-    reasons: list[str] = []
-    for number, r in enumerate(readings, 1):
-        if r is not None:
-            reasons += [f"run {number}: {line}" for line in r.reasons]
-    return NoiseReading(
-        duration_s=duration,
-        samples=sum(r.samples for r in known),
-        other_cpus_busy=weighted([(r.other_cpus_busy, r.duration_s) for r in known]),
-        other_cpus_busy_max=highest([r.other_cpus_busy_max for r in known]),
-        load_average_max=highest([r.load_average_max for r in known]),
-        steal_percent=weighted([(r.steal_percent, r.duration_s) for r in known]),
-        noisy=any(r.noisy for r in known),
-        reasons=tuple(reasons) if len(known) > 1 else known[0].reasons,
-    )

@@ -34,11 +34,12 @@ from pathlib import Path
 
 from pyinfer.backends.base import LoadRequest, Model
 from pyinfer.errors import InferenceError, InvalidArgumentError, PyinferError
-from pyinfer.profiling.merge import merge_curves, merge_latency, merge_noise
+from pyinfer.profiling.merge import merge_curves, merge_latency
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.profiling.worker import WORKER_COMMAND, WorkerFailure, WorkerJob, WorkerResult
 from pyinfer.report import BatchCurve, ProfileReport, SweepReport
 from pyinfer.report.environment import Environment
+from pyinfer.report.noise import combine_readings
 
 __all__ = [
     "WORKER_GRACE_S",
@@ -492,6 +493,6 @@ def merge_reports(
         latency=latency,
         batch_curve=merge_curves(curves, target) if curves else None,
         repetitions=reps,
-        noise=merge_noise([r.noise for r in runs]),
+        noise=combine_readings([r.noise for r in runs]),
         environment=environment(overlaps),
     )
