@@ -11,67 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._reports import report_with_runs as make
 
 from pyinfer import cli
 from pyinfer.cli.common import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from pyinfer.errors import InvalidArgumentError
-from pyinfer.report import (
-    Comparison,
-    LatencyMeasurement,
-    LatencyStats,
-    ProfileReport,
-    compare,
-    comparison_table,
-    save_baseline,
-    summarize_runs,
-)
+from pyinfer.report import Comparison, ProfileReport, compare, comparison_table, save_baseline
 from pyinfer.report.comparison import FASTER, NO_CHANGE, SLOWER, UNDECIDED
-from pyinfer.report.environment import collect_environment
 
-ENVIRONMENT = collect_environment()
 RUNS_A = (5.0, 5.1, 4.9, 5.05, 4.95)
-
-
-def make(
-    medians_ms: Sequence[float] | None,
-    *,
-    per_call_ms: float | None = None,
-    model: str = "mnv2",
-    fmt: str = "onnx",
-) -> ProfileReport:
-    """A report whose runs have these medians (``None``: one run in the process, no
-    repetitions); its per-call samples are the runs' (or ``per_call_ms`` throughout)."""
-    runs = [np.full(3, m * 1e6) for m in medians_ms or (5.0,)]
-    samples = np.concatenate(runs) if per_call_ms is None else np.full(15, per_call_ms * 1e6)
-    latency = LatencyMeasurement(
-        batch_size=1,
-        stats=LatencyStats.from_samples_ns(samples),
-        samples_ns=tuple(samples.tolist()),
-        warmup_iterations=10,
-        warmup_settled=True,
-        stable=True,
-        stability_reason="stable",
-        stability_metric="median_ci",
-        stability_value=0.0,
-        timing_method="host timed loop",
-        wall_s=1.0,
-    )
-    reps = None
-    if medians_ms is not None:
-        reps = summarize_runs(runs, stable=[True] * len(runs), wall_s=[1.0] * len(runs))
-    return ProfileReport(
-        model=model,
-        format=fmt,
-        framework="onnxruntime",
-        device="cpu",
-        device_name="CPU",
-        batch_size=1,
-        input_shapes={"x": (1, 3)},
-        input_dtypes={"x": "float32"},
-        latency=latency,
-        environment=ENVIRONMENT,
-        repetitions=reps,
-    )
 
 
 def scaled(factor: float, runs: Sequence[float] = RUNS_A) -> list[float]:

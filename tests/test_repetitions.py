@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._reports import report_with_runs
 
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report import (
     DEFAULT_BASELINE_DIR,
-    LatencyMeasurement,
-    LatencyStats,
     ProfileReport,
     Repetitions,
     RunSummary,
@@ -31,7 +30,6 @@ from pyinfer.report import (
     save_baseline,
     summarize_runs,
 )
-from pyinfer.report.environment import collect_environment
 from pyinfer.report.stats import (
     EXACT_U_MAX_PAIRS,
     ratio_interval,
@@ -231,33 +229,7 @@ def test_summarize_runs_refuses_bad_input(
 
 
 def _report(reps: Repetitions | None) -> ProfileReport:
-    samples = np.full(40, 5e6)
-    latency = LatencyMeasurement(
-        batch_size=1,
-        stats=LatencyStats.from_samples_ns(samples),
-        samples_ns=tuple(samples.tolist()),
-        warmup_iterations=10,
-        warmup_settled=True,
-        stable=True,
-        stability_reason="stable",
-        stability_metric="median_ci",
-        stability_value=0.0,
-        timing_method="host timed loop",
-        wall_s=1.0,
-    )
-    return ProfileReport(
-        model="mnv2",
-        format="onnx",
-        framework="onnxruntime",
-        device="cpu",
-        device_name="CPU",
-        batch_size=1,
-        input_shapes={"x": (1, 3)},
-        input_dtypes={"x": "float32"},
-        latency=latency,
-        environment=collect_environment(),
-        repetitions=reps,
-    )
+    return replace(report_with_runs(None), repetitions=reps)
 
 
 def _five_runs() -> Repetitions:
