@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,20 +181,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return status
 
 
-_DESCRIPTION = (
+_DESCRIPTION = [
     "Loads reports saved by 'pyinfer profile --json' and prints the comparison table, then "
     "each later report against the first (or against a saved baseline): the change of each "
     "metric and a verdict decided on the run medians, never on per-call samples. With "
     "repetitions on both sides (profile --repeat N; N >= 4 per side gives a 95% interval) the "
     "verdict is the latency ratio with its 95% interval: slower or faster when the whole "
     "interval is beyond 2%. With one run on a side, run-to-run noise cannot be told apart and "
-    "only the ratio is shown.\n\n"
+    "only the ratio is shown.",
     "The CI gate: --fail-if-slower 5% exits with status 4 when a later report is slower than "
     "the first beyond 5% with 95% confidence, and with status 2 when a comparison has too few "
     "runs to judge (it never passes silently). Baselines are profile reports kept as NAME.json "
     "in --baseline-dir (.pyinfer/baselines by default): --save-baseline NAME keeps the one "
-    "REPORT given (not when the gate failed), --baseline NAME compares the REPORTs with it."
-)
+    "REPORT given (not when the gate failed), --baseline NAME compares the REPORTs with it.",
+]
 
 
 def add_parser(commands: Any) -> None:
@@ -202,7 +203,7 @@ def add_parser(commands: Any) -> None:
         commands,
         "compare",
         "compare saved profile reports; a CI gate on slowdowns",
-        _DESCRIPTION,
+        "\n\n".join(textwrap.fill(paragraph, 88) for paragraph in _DESCRIPTION),
         [
             "pyinfer compare torch.json onnx.json",
             "pyinfer compare a.json b.json --markdown c.md --json c.json",
