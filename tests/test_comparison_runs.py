@@ -318,6 +318,14 @@ def test_baseline_errors_are_clear(
     code, _, err = run_cli(["compare", files["a"], "--save-baseline", "../x"], capsys)
     assert code == EXIT_USAGE
     assert err.startswith("pyinfer compare: error: baseline name '../x': use letters, digits")
+    code, _, err = run_cli(
+        ["compare", files["single"], "--save-baseline", "one", "--baseline-dir", folder], capsys
+    )
+    assert code == EXIT_OK
+    assert err.endswith(
+        "pyinfer compare: warning: the baseline holds 1 run: --fail-if-slower needs 4 or more on "
+        "each side to judge (profile with --repeat N)\n"
+    )
     code, _, err = run_cli(["compare", files["a"], files["same"], "--save-baseline", "x"], capsys)
     assert code == EXIT_USAGE
     assert err == (

@@ -137,6 +137,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ``--save-baseline`` keeps the report given unless the gate failed.
     """
     from pyinfer.report import compare, comparison_table, save_baseline
+    from pyinfer.report.comparison import MIN_RUNS_FOR_INTERVAL, run_medians
 
     _check_usage(args)
     reports = [_load_report(p) for p in args.reports]
@@ -178,6 +179,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
             sys.stderr.write(
                 f"saved {args.reports[0]} as baseline {args.save_baseline!r} ({path})\n"
             )
+            runs = len(run_medians(reports[-1]))
+            if runs < MIN_RUNS_FOR_INTERVAL:
+                sys.stderr.write(
+                    f"pyinfer compare: warning: the baseline holds {runs} run"
+                    f"{'' if runs == 1 else 's'}: --fail-if-slower needs "
+                    f"{MIN_RUNS_FOR_INTERVAL} or more on each side to judge (profile with "
+                    "--repeat N)\n"
+                )
     return status
 
 
