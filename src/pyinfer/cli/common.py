@@ -23,6 +23,9 @@ EXIT_USAGE = 2
 """Bad usage: an unknown option, a malformed value, an option the model cannot take."""
 EXIT_UNSTABLE = 3
 """Measured and reported, but at least one measurement did not become stable."""
+EXIT_REGRESSION = 4
+"""``compare --fail-if-slower``: a later report is slower than the first beyond the threshold,
+with 95% confidence."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (128 + SIGINT, the shell convention); what was measured is kept."""
 EXIT_TERMINATED = 143

@@ -43,6 +43,20 @@ def _precision(dtypes: dict[str, str]) -> str:
     return ""
 
 
+def _repetition_columns(reps: Repetitions | None) -> dict[str, Any]:
+    """The CSV columns on the runs: their count and the between-run figures (empty: none)."""
+    reproducibility = None if reps is None else reps.reproducibility
+    return {
+        "runs": 1 if reps is None else reps.count,
+        "median_low_ms": None if reps is None else reps.interval_low_ms,
+        "median_high_ms": None if reps is None else reps.interval_high_ms,
+        "run_spread": None if reps is None else reps.spread,
+        "run_cv_percent": None if reps is None else reps.cv_percent,
+        "reproducibility_percent": None if reproducibility is None else reproducibility * 100.0,
+        "reproducible": None if reps is None else reps.reproducible,
+    }
+
+
 @dataclass(frozen=True)
 class BatchCurve(JsonRecord):
     """Latency and throughput against batch size.
@@ -283,6 +297,7 @@ class ProfileReport(JsonRecord):
             "peak_activation_bytes": None if m is None else m.peak_activation_bytes,
             "stable": self.stable,
             "timing_method": self.latency.timing_method,
+            **_repetition_columns(self.repetitions),
         }
 
     def to_csv(self) -> str:

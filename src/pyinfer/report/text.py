@@ -13,7 +13,10 @@ from pyinfer.report.stats import median_ci_relative, min_samples_for_percentile
 
 if TYPE_CHECKING:
     from pyinfer.report.records import ProfileReport
+    from pyinfer.report.repetitions import Repetitions, RunSummary
     from pyinfer.report.results import LatencyStats
+
+_NOT_MEASURED = "run-to-run variation not measured"
 
 
 def format_results(
@@ -101,7 +104,12 @@ def details(report: ProfileReport) -> list[str]:
     out = ["Details:", "--------"]
     out.append(f"  Stability: {lat.stability_reason}")
     ci = median_ci_relative(np.asarray(lat.samples_ns)) if lat.samples_ns else math.inf
-    out.append(f"  Median 95% CI: +-{ci * 100:.2f}%   Std/mean: {s.std_percent:.1f}%")
+    pooled = report.repetitions is not None and report.repetitions.count > 1
+    # With runs, the calls' interval says how well the pooled calls pin the median, not how a
+    # repeat would land: that is the between-run interval of the lines after it.
+    within = " over the pooled calls (between runs: below)" if pooled else ""
+    out.append(f"  Median 95% CI: +-{ci * 100:.2f}%{within}   Std/mean: {s.std_percent:.1f}%")
+    out += repetition_lines(report)
     out.append(f"  P90:    {format_ms(s.p90_ms)} ms")
     out.append(f"  P99.9:  {format_ms(s.p999_ms)} ms")
     unsupported = s.unsupported_percentiles
@@ -160,6 +168,71 @@ def noise_lines(report: ProfileReport) -> list[str]:
     ]
 
 
+def _run_median(run: RunSummary) -> str:
+    """A run's median, marked ``~`` when the run missed its own stability target."""
+    return format_ms(run.median_ms) + ("" if run.stable else "~")
+
+
+def _between_runs(reps: Repetitions) -> tuple[str, str] | None:
+    """The between-run interval and reproducibility as text (``None`` with fewer than 2 runs).
+
+    ``("median 95% interval A-B ms", "reproducible within +-X% (target Y%): yes")``.
+    """
+    low, high, reproducibility = reps.interval_low_ms, reps.interval_high_ms, reps.reproducibility
+    if low is None or high is None or reproducibility is None:
+        return None
+    return (
+        f"median 95% interval {format_ms(low)}-{format_ms(high)} ms",
+        f"reproducible within +-{reproducibility * 100:.1f}% (target "
+        f"{reps.reproducibility_target * 100:g}%): " + ("yes" if reps.reproducible else "NO"),
+    )
+
+
+def _runs(reps: Repetitions) -> str:
+    return f"{reps.count} in {'a fresh process' if reps.count == 1 else 'fresh processes'}"
+
+
+def _spread(reps: Repetitions) -> str:
+    cv = "" if reps.cv_percent is None else f", CV {reps.cv_percent:.1f}%"
+    return f"spread {reps.spread:.2f}x{cv}"
+
+
+def repetition_lines(report: ProfileReport) -> list[str]:
+    """The Details lines on the runs: each run's median, the between-run figures, the verdict.
+
+    Without repetitions, one line saying that run-to-run variation was not measured.
+    """
+    reps = report.repetitions
+    if reps is None:
+        return [f"  Runs: 1, in this process: {_NOT_MEASURED} (--repeat N measures it)"]
+    unstable = "" if reps.within_run_stable else " (~: the run missed its own stability target)"
+    lines = [
+        f"  Runs: {_runs(reps)}; {'median' if reps.count == 1 else 'medians'} "
+        f"{' '.join(_run_median(r) for r in reps.runs)} ms{unstable}"
+    ]
+    between = _between_runs(reps)
+    if between is None:
+        return [*lines, f"  Between runs: {_NOT_MEASURED} with one run (--repeat N measures it)"]
+    interval, reproducible = between
+    return [
+        *lines,
+        f"  Between runs: {_spread(reps)}; {interval} ({reps.method})",
+        f"  {reproducible[0].upper()}{reproducible[1:]}",
+    ]
+
+
+def _runs_cell(report: ProfileReport) -> str:
+    """The Markdown report's ``Runs`` value."""
+    reps = report.repetitions
+    if reps is None:
+        return f"1, in this process: {_NOT_MEASURED}"
+    between = _between_runs(reps)
+    if between is None:
+        return f"{_runs(reps)}: {_NOT_MEASURED}"
+    interval, reproducible = between
+    return f"{_runs(reps)}: {interval}, {_spread(reps)}; {reproducible}"
+
+
 def report_markdown(report: ProfileReport) -> str:
     """The report as Markdown: a heading, a metrics table, the batch table if any."""
     s = report.latency.stats
@@ -183,6 +256,7 @@ def report_markdown(report: ProfileReport) -> str:
         rows.append(("Model parameters", f"{format_mb(report.memory.parameter_bytes)} MB"))
         if report.memory.peak_activation_bytes is not None:
             rows.append(("Peak activation", f"{format_mb(report.memory.peak_activation_bytes)} MB"))
+    rows.append(("Runs", _runs_cell(report)))
     rows.append(("Stable", f"{'yes' if report.stable else 'NO'}: {report.stability_reason}"))
     lines = [f"## {report.model} ({report.label})", "", "| Metric | Value |", "|---|---|"]
     lines += [f"| {k} | {md_cell(v)} |" for k, v in rows]
