@@ -553,7 +553,9 @@ def test_profile_warns_on_stderr_and_keeps_its_exit_status(
             return NOISY
 
     monkeypatch.setattr("pyinfer.profiling.profiler.NoiseMonitor", Noisy)
-    argv = ["profile", str(path), "--no-memory", "--warmup", "2", "--iterations", "30"]
+    # One run, in this process, where the monitor is the stand-in (workers are fresh processes).
+    argv = ["profile", str(path), "--repeat", "1", "--no-memory", "--warmup", "2"]
+    argv += ["--iterations", "30"]
     argv += ["--stability", "99%"]
     code = cli.main([*argv, "--throughput-time", "0.1", "--json", str(tmp_path / "r.json")])
     captured = capsys.readouterr()

@@ -324,3 +324,52 @@ def test_repetition_settings_are_checked(kwargs: dict[str, Any], message: str) -
     with pytest.raises(InvalidArgumentError) as caught:
         ProfilerSettings(**kwargs)
     assert message in str(caught.value)
+
+
+# ---- several models, alternating ----------------------------------------------------------------
+
+
+def test_compare_measure_alternates_the_models_runs(
+    tiny_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pyinfer import cli
+
+    other = tmp_path / "other.onnx"
+    other.write_bytes(tiny_onnx.read_bytes())
+    real = repeat.run_worker
+    labels: list[str] = []
+
+    def recording(job: worker.WorkerJob, folder: Path | None = None) -> Any:
+        labels.append(job.label)
+        return real(job, folder)
+
+    monkeypatch.setattr(repeat, "run_worker", recording)
+    argv = ["compare", "--measure", str(tiny_onnx), str(other), "--repeat", "2"]
+    argv += ["--warmup", "1", "--iterations", "10", "--option", "intra_op_threads=1"]
+    code = cli.main([*argv, "--json", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert labels == [
+        "tiny: run 1 of 2",
+        "other: run 1 of 2",
+        "tiny: run 2 of 2",
+        "other: run 2 of 2",
+    ]
+    assert "over 2+2 runs" in out or "cannot tell" in out
+    import json
+
+    document = json.loads((tmp_path / "c.json").read_text())
+    (comparison,) = document["comparisons"]
+    assert (comparison["runs_before"], comparison["runs_after"]) == (2, 2)
+
+
+def test_compare_measure_needs_two_models_or_a_baseline(
+    tiny_onnx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyinfer import cli
+
+    assert cli.main(["compare", "--measure", str(tiny_onnx)]) == 2
+    assert "--measure compares model files: give two or more" in capsys.readouterr().err

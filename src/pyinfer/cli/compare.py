@@ -21,7 +21,13 @@ from pyinfer.cli.common import (
     check_outputs,
     write_output,
 )
-from pyinfer.cli.parser import add_command, percent_or_fraction
+from pyinfer.cli.parser import (
+    add_command,
+    add_model_options,
+    add_timing_options,
+    percent_or_fraction,
+    positive_int,
+)
 from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -69,6 +75,54 @@ def _load_baseline(name: str, folder: str) -> ProfileReport:
         raise CommandError(f"baseline {name!r} is not a readable profile report: {exc}") from exc
 
 
+def measure_models(args: argparse.Namespace) -> list[ProfileReport]:
+    """``--measure``: the model files given, profiled now with their runs alternating.
+
+    Each model is loaded here (to check it and its inputs), then measured in ``--repeat``
+    fresh processes, run 1 of every model, then run 2 of every model, ... so a drift of the
+    machine hits them all alike (:func:`pyinfer.profiling.repeat.profile_interleaved`).
+    """
+    import dataclasses
+
+    from pyinfer.cli.model_args import load_from_args
+    from pyinfer.cli.profile import input_shapes, profiler_settings
+    from pyinfer.profiling import repeat
+    from pyinfer.report.environment import collect_environment
+
+    models, dims, batch = [], {}, args.batch_size
+    for path in args.reports:
+        model = load_from_args(_with_model(args, path))
+        model_dims, model_batch = input_shapes(args.input_shape, model, batch)
+        dims.update(model_dims)
+        batch = batch or model_batch
+        models.append(model)
+    settings = profiler_settings(args, dims)
+    if settings.repetitions < 2:
+        sys.stderr.write(
+            "pyinfer compare: warning: --repeat 1 measures each model once: the verdict cannot "
+            "tell a change from run-to-run noise (--repeat 4 or more judges it)\n"
+        )
+        settings = dataclasses.replace(settings, repetitions=1)
+    try:
+
+        def environment(overlaps: Any) -> Any:
+            return collect_environment(concurrent_measurements=overlaps)
+
+        return repeat.profile_interleaved(
+            models, settings, batch_size=batch, memory=False, environment=environment
+        )
+    finally:
+        for model in models:
+            model.close()
+
+
+def _with_model(args: argparse.Namespace, path: str) -> argparse.Namespace:
+    """``args`` with ``model`` set, as the shared loading options read it."""
+    copy = argparse.Namespace(**vars(args))
+    copy.model = path
+    return copy
+
+
 def _check_usage(args: argparse.Namespace) -> None:
     """Refuses option combinations that cannot work, before reading anything."""
     from pyinfer.report import baseline_path
@@ -80,6 +134,11 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(
             f"--save-baseline keeps one report as the baseline: give one REPORT, got "
             f"{len(args.reports)}"
+        )
+    if args.measure and args.baseline is None and len(args.reports) < 2:
+        raise InvalidArgumentError(
+            "--measure compares model files: give two or more (the first is the reference), "
+            "or one with --baseline NAME"
         )
     if args.fail_if_slower is not None and args.baseline is None and len(args.reports) < 2:
         raise InvalidArgumentError(
@@ -140,7 +199,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pyinfer.report.comparison import MIN_RUNS_FOR_INTERVAL, run_medians
 
     _check_usage(args)
-    reports = [_load_report(p) for p in args.reports]
+    loaded = None if args.measure else [_load_report(p) for p in args.reports]
+    reports = measure_models(args) if loaded is None else loaded
     names = list(args.reports)
     if args.baseline is not None:
         reports.insert(0, _load_baseline(args.baseline, args.baseline_dir))
@@ -219,10 +279,24 @@ def add_parser(commands: Any) -> None:
             "pyinfer compare main.json new.json --fail-if-slower 5%",
             "pyinfer compare main.json --save-baseline main",
             "pyinfer compare new.json --baseline main --fail-if-slower 5% --json -",
+            "pyinfer compare --measure mobilenet.onnx mobilenet_int8.onnx --fail-if-slower 0%",
         ],
         handler=cmd_compare,
     )
-    compare.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports, 1 or more")
+    compare.add_argument(
+        "reports",
+        nargs="+",
+        metavar="REPORT",
+        help="JSON reports, 1 or more (with --measure: model files, 2 or more)",
+    )
+    compare.add_argument(
+        "--measure",
+        action="store_true",
+        help="the REPORTs are model files: profile them now, their --repeat runs alternating "
+        "(A B A B ...) so a drift of the machine hits them alike, then compare them; the "
+        "measurement options below apply",
+    )
+    compare.add_argument("--batch-size", type=positive_int, help="--measure: items per call")
     compare.add_argument("--markdown", metavar="FILE", help="also write it as Markdown")
     compare.add_argument(
         "--json",
@@ -253,3 +327,5 @@ def add_parser(commands: Any) -> None:
         default=str(Path(".pyinfer") / "baselines"),
         help="where baselines are kept (default: .pyinfer/baselines)",
     )
+    add_model_options(compare)
+    add_timing_options(compare)

@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     from pyinfer.profiling import PerformanceProfiler
     from pyinfer.report import BatchCurve, ProfileReport
 
-__all__ = ["add_parser", "cmd_profile", "cmd_sweep"]
+__all__ = ["add_parser", "cmd_profile", "cmd_sweep", "input_shapes", "profiler_settings"]
 
 
-def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
+def profiler_settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
     """``ProfilerSettings`` from the measurement options.
 
     With ``--repeat N`` above 1, the default minimum time, time cap, minimum count and target
@@ -76,7 +76,7 @@ def _settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
     return dataclasses.replace(base, **kwargs)
 
 
-def _input_shapes(
+def input_shapes(
     specs: Sequence[str], model: Model, batch_size: int | None
 ) -> tuple[dict[str, int], int | None]:
     """Named dimension sizes and the batch size that ``--input-shape`` gives.
@@ -197,8 +197,8 @@ def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None
             "--iterations N times exactly N calls; it cannot be combined with --max-time"
         )
     model = load_from_args(args)
-    dims, batch = _input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
-    return PerformanceProfiler(model, _settings(args, dims)), batch
+    dims, batch = input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
+    return PerformanceProfiler(model, profiler_settings(args, dims)), batch
 
 
 def _unstable_note(command: str, reason: str, strict: bool) -> None:

@@ -100,14 +100,21 @@ def _rebuild(failure: WorkerFailure, label: str) -> BaseException:
 
 
 def _relay(stderr: str, label: str) -> None:
-    """The worker's stderr, into this process's log: warnings as warnings, the rest as debug."""
+    """The worker's stderr, into this process's log: its warnings as warnings, the rest debug.
+
+    A worker logs ``LEVEL logger: message``; the line is logged here as ``label: message`` at
+    that level (other output, a framework's, at debug level).
+    """
     for line in stderr.splitlines():
         if not line.strip():
             continue
-        level = (
-            logging.WARNING if line.startswith(("WARNING", "ERROR", "CRITICAL")) else logging.DEBUG
-        )
-        logger.log(level, "%s: %s", label, line)
+        level_name, _, rest = line.partition(" ")
+        level = logging.getLevelName(level_name)
+        if isinstance(level, int) and level >= logging.WARNING:
+            message = rest.partition(": ")[2] or rest
+            logger.log(level, "%s: %s", label, message)
+        else:
+            logger.debug("%s: %s", label, line)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
