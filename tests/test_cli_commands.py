@@ -1297,6 +1297,8 @@ def test_a_real_ctrl_c_writes_a_valid_report_and_exits_130(
         "--verbose",
         "profile",
         models["mlp"],
+        "--repeat",
+        "1",
         "--warmup",
         "2",
         "--iterations",

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ import pytest
 import pyinfer
 from pyinfer.backends.base import LoadRequest
 from pyinfer.errors import CorruptModelError, InferenceError, InvalidArgumentError
-from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, merge, repeat, worker
+from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, jobs, merge, repeat, worker
 from pyinfer.profiling.settings import MIN_CALLS_PER_RUN
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
 
@@ -85,7 +89,7 @@ def test_run_job_in_this_process_profiles_and_returns_the_parity_outputs(tiny_on
     request = _load(tiny_onnx).load_request
     assert request is not None
     x = np.ones((2, 8), dtype=np.float32)
-    job = worker.WorkerJob(
+    job = jobs.WorkerJob(
         load=request, settings=FAST, batch_size=2, memory=False, parity_inputs={"x": x}
     )
     result = worker.run_job(job)
@@ -104,7 +108,7 @@ def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None
     request = _load(tiny_onnx).load_request
     assert request is not None
     cpu = min(os.sched_getaffinity(0))
-    job = worker.WorkerJob(load=request, settings=FAST, memory=False, cpus=(cpu,), label="w")
+    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, cpus=(cpu,), label="w")
     result = repeat.run_worker(job)
     assert result.pid != os.getpid()
     assert result.cpus == (cpu,)
@@ -113,7 +117,7 @@ def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None
 
 def test_a_worker_can_build_its_model_with_a_function(tiny_onnx: Path) -> None:
     build = functools.partial(pyinfer.load_model, str(tiny_onnx), name="built")
-    job = worker.WorkerJob(load=None, settings=FAST, memory=False, build=build, label="b")
+    job = jobs.WorkerJob(load=None, settings=FAST, memory=False, build=build, label="b")
     result = repeat.run_worker(job)
     assert isinstance(result.report, pyinfer.ProfileReport)
     assert result.report.model == "built"
@@ -125,7 +129,7 @@ def test_a_workers_error_is_raised_with_its_type_and_the_run(tmp_path: Path) -> 
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07" + b"\xff" * 64)
     request = LoadRequest(path=str(broken), format="onnx", device="cpu", name="broken")
-    job = worker.WorkerJob(load=request, settings=FAST, label="run 2 of 3")
+    job = jobs.WorkerJob(load=request, settings=FAST, label="run 2 of 3")
     with pytest.raises(CorruptModelError, match=r"^run 2 of 3: .*broken\.onnx"):
         repeat.run_worker(job)
 
@@ -138,7 +142,7 @@ def test_a_worker_that_dies_is_an_inference_error(
     monkeypatch.setattr(
         repeat, "WORKER_COMMAND", ("-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     )
-    job = worker.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    job = jobs.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
     with pytest.raises(
         InferenceError, match="run 1 of 2: the worker process was killed by signal SIGKILL"
     ):
@@ -149,7 +153,7 @@ def test_options_that_cannot_reach_a_worker_are_refused(tiny_onnx: Path) -> None
     request = LoadRequest(
         path=str(tiny_onnx), format="onnx", device="cpu", name="t", options={"f": lambda: 1}
     )
-    job = worker.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    job = jobs.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
     with pytest.raises(InvalidArgumentError, match="cannot be passed to a worker process"):
         repeat.run_worker(job)
 
@@ -210,7 +214,7 @@ def test_ctrl_c_keeps_the_runs_made(tiny_onnx: Path, monkeypatch: pytest.MonkeyP
     real = repeat.run_worker
     calls: list[str] = []
 
-    def interrupted_second(job: worker.WorkerJob, folder: Path | None = None) -> Any:
+    def interrupted_second(job: jobs.WorkerJob, folder: Path | None = None) -> Any:
         calls.append(job.label)
         if len(calls) == 2:
             raise KeyboardInterrupt
@@ -342,7 +346,7 @@ def test_compare_measure_alternates_the_models_runs(
     real = repeat.run_worker
     labels: list[str] = []
 
-    def recording(job: worker.WorkerJob, folder: Path | None = None) -> Any:
+    def recording(job: jobs.WorkerJob, folder: Path | None = None) -> Any:
         labels.append(job.label)
         return real(job, folder)
 
@@ -373,3 +377,51 @@ def test_compare_measure_needs_two_models_or_a_baseline(
 
     assert cli.main(["compare", "--measure", str(tiny_onnx)]) == 2
     assert "--measure compares model files: give two or more" in capsys.readouterr().err
+
+
+# ---- progress and Ctrl-C through real processes ------------------------------------------------
+
+
+def test_a_workers_progress_is_relayed_while_it_runs(
+    tiny_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = _load(tiny_onnx).load_request
+    assert request is not None
+    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, label="run 1 of 1")
+    with caplog.at_level(logging.INFO, logger="pyinfer"):
+        repeat.run_worker(job)
+    relayed = [r for r in caplog.records if r.name == "pyinfer.profiling.repeat"]
+    first = next(r for r in relayed if "first inference of 'tiny'" in r.getMessage())
+    assert first.levelno == logging.INFO
+    assert first.getMessage().startswith("run 1 of 1: first inference of 'tiny': ")
+
+
+def test_a_real_ctrl_c_during_the_runs_writes_the_runs_made(
+    tiny_onnx: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "interrupted.json"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "pyinfer", "--verbose", "profile", str(tiny_onnx),
+            "--repeat", "3", "--warmup", "1", "--iterations", "30", "--no-memory",
+            "--json", str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:  # run 2 starts once run 1 has finished
+        seen.append(line)
+        if "run 2 of 3 in a fresh process" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(seen) + err
+    report = pyinfer.ProfileReport.load(path)
+    assert report.repetitions is not None
+    assert report.repetitions.count in (1, 2)  # run 2 may have written what it had
+    assert out.startswith("Profiling Results:\n")
+    assert f"interrupted: results so far written to {path}" in err

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyinfer",
         description="Load, run and profile machine-learning models.",
         epilog="Example: pyinfer profile model.onnx --batch-size 8\n"
-        "Exit status: 0 done, 1 failed, 2 bad usage, 3 not stable, 130 interrupted (Ctrl-C), "
-        "143 terminated (SIGTERM); interrupted or terminated, what was measured is written.",
+        "Exit status: 0 done, 1 failed, 2 bad usage, 3 not stable (with --strict), 4 slower "
+        "(compare --fail-if-slower), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); "
+        "interrupted or terminated, what was measured is written.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pyinfer {pyinfer.__version__}")

@@ -10,7 +10,7 @@ nothing from here.
 
 from __future__ import annotations
 
-from pyinfer.profiling import merge, repeat, worker
+from pyinfer.profiling import jobs, merge, repeat
 from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
 from pyinfer.profiling.settings import DEFAULT_STABILITY_TARGET, TIMING_METHODS, ProfilerSettings
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
@@ -23,8 +23,8 @@ __all__ = [
     "TIMING_METHODS",
     "PerformanceProfiler",
     "ProfilerSettings",
+    "jobs",
     "merge",
     "repeat",
     "sweep_report",
-    "worker",
 ]

@@ -5,8 +5,8 @@ the machine's other work) while each one's samples agree to within 1%: only meas
 repeated in new processes show the between-run variance that says whether the next run will
 give the same number. pyperf's worker processes are the model.
 
-* :func:`run_worker` runs one :class:`~pyinfer.profiling.worker.WorkerJob` in a new Python
-  process (:data:`~pyinfer.profiling.worker.WORKER_COMMAND`), waits for it, and returns its
+* :func:`run_worker` runs one :class:`~pyinfer.profiling.jobs.WorkerJob` in a new Python
+  process (:data:`~pyinfer.profiling.jobs.WORKER_COMMAND`), waits for it, and returns its
   result or raises its failure as the same pyinfer error type, naming the run.
 * :func:`run_interleaved` runs the repetitions of several subjects alternately (A B A B ...),
   so that a drift of the machine hits all of them alike.
@@ -29,14 +29,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pyinfer.backends.base import LoadRequest, Model
 from pyinfer.errors import InferenceError, InvalidArgumentError, PyinferError
+from pyinfer.profiling.jobs import WORKER_COMMAND, WorkerFailure, WorkerJob, WorkerResult
 from pyinfer.profiling.merge import merge_curves, merge_latency
 from pyinfer.profiling.settings import ProfilerSettings
-from pyinfer.profiling.worker import WORKER_COMMAND, WorkerFailure, WorkerJob, WorkerResult
 from pyinfer.report import BatchCurve, ProfileReport, SweepReport
 from pyinfer.report.environment import Environment
 from pyinfer.report.noise import combine_readings
@@ -99,22 +100,32 @@ def _rebuild(failure: WorkerFailure, label: str) -> BaseException:
     )
 
 
-def _relay(stderr: str, label: str) -> None:
-    """The worker's stderr, into this process's log: its warnings as warnings, the rest debug.
+def _relay(process: subprocess.Popen[bytes], label: str, lines: list[str]) -> None:
+    """Relays the worker's output into this process's log as it comes, and keeps its lines.
 
-    A worker logs ``LEVEL logger: message``; the line is logged here as ``label: message`` at
-    that level (other output, a framework's, at debug level).
+    A worker logs ``LEVEL logger: message`` at the level this process logs at (its progress
+    shows under ``--verbose`` while it runs); such a line is logged here as ``label: message``
+    at its level, other output (a framework's) at debug level.
     """
-    for line in stderr.splitlines():
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode("utf-8", errors="replace").rstrip()
         if not line.strip():
             continue
+        lines.append(line)
         level_name, _, rest = line.partition(" ")
         level = logging.getLevelName(level_name)
-        if isinstance(level, int) and level >= logging.WARNING:
-            message = rest.partition(": ")[2] or rest
-            logger.log(level, "%s: %s", label, message)
+        if isinstance(level, int) and rest:
+            logger.log(level, "%s: %s", label, rest.partition(": ")[2] or rest)
         else:
             logger.debug("%s: %s", label, line)
+
+
+def _finish_relay(process: subprocess.Popen[bytes], relay: threading.Thread) -> None:
+    """Waits for the relay to reach the end of the worker's output, then closes the pipe."""
+    relay.join(timeout=WORKER_GRACE_S)
+    if process.stdout is not None and not relay.is_alive():
+        process.stdout.close()
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -147,6 +158,9 @@ def run_worker(job: WorkerJob, folder: Path | None = None) -> WorkerResult:
             status and the end of its output are in the message).
         KeyboardInterrupt: On Ctrl-C, after the worker wrote what it had measured.
     """
+    # The worker logs what this process would show: its progress too under --verbose.
+    level = min(logging.WARNING, logging.getLogger("pyinfer").getEffectiveLevel())
+    job = dataclasses.replace(job, log_level=level)
     with contextlib.ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyinfer-run-")))
@@ -160,26 +174,30 @@ def run_worker(job: WorkerJob, folder: Path | None = None) -> WorkerResult:
                     f"process ({exc}); use repetitions=1"
                 ) from exc
         result_path.unlink(missing_ok=True)
-        stderr_path = folder / "stderr.txt"
         command = [sys.executable, *WORKER_COMMAND, str(job_path), str(result_path)]
         logger.debug("%s: %s", job.label, " ".join(command))
-        with stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                env=_child_environment(),
-            )
-            try:
-                status = process.wait()
-            except KeyboardInterrupt as exc:
-                _stop(process)
-                if result_path.exists():
-                    exc.worker_result = _read(result_path)  # type: ignore[attr-defined]
-                raise
-        output = stderr_path.read_text(encoding="utf-8", errors="replace")
-        _relay(output, job.label)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_child_environment(),
+        )
+        lines: list[str] = []
+        relay = threading.Thread(
+            target=_relay, args=(process, job.label, lines), name="pyinfer-worker-log", daemon=True
+        )
+        relay.start()
+        try:
+            status = process.wait()
+        except KeyboardInterrupt as exc:
+            _stop(process)
+            _finish_relay(process, relay)
+            if result_path.exists():
+                exc.worker_result = _read(result_path)  # type: ignore[attr-defined]
+            raise
+        _finish_relay(process, relay)
+        output = "\n".join(lines)
         if not result_path.exists():
             how = (
                 f"was killed by signal {signal.Signals(-status).name}"

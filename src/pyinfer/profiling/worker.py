@@ -1,7 +1,7 @@
 """One measurement in a fresh process: the worker that repetitions and isolated entries run.
 
 A worker is a new Python process running :func:`main` with the arguments ``JOB RESULT`` (see
-:data:`WORKER_COMMAND`): it reads a pickled
+:data:`~pyinfer.profiling.jobs.WORKER_COMMAND`): it reads a pickled
 :class:`WorkerJob` from the file ``JOB``, pins itself to the job's CPUs, loads the model anew
 (``load_model`` with the request the parent's model was loaded with), optionally runs it once on
 given inputs (for the parent's parity check), measures it with :class:`PerformanceProfiler` and
@@ -22,114 +22,17 @@ import pickle
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from pyinfer.backends.base import LoadRequest, Model
+from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
-from pyinfer.profiling.settings import ProfilerSettings
+from pyinfer.profiling.jobs import WorkerFailure, WorkerJob, WorkerResult
 from pyinfer.report import ProfileReport, SweepReport
 
-__all__ = [
-    "TASKS",
-    "WORKER_COMMAND",
-    "WorkerFailure",
-    "WorkerJob",
-    "WorkerResult",
-    "main",
-    "run_job",
-]
+__all__ = ["main", "run_job"]
 
 logger = logging.getLogger(__name__)
-
-#: The worker's command after the interpreter; the job and result files follow. ``-c`` rather
-#: than ``-m``: run as ``__main__``, this module's classes would not be those the parent pickled.
-WORKER_COMMAND = (
-    "-c",
-    "import sys; from pyinfer.profiling.worker import main; sys.exit(main(sys.argv[1:]))",
-)
-
-#: What a worker measures: ``"profile"`` (:meth:`PerformanceProfiler.profile`) or
-#: ``"sweep"`` (:meth:`PerformanceProfiler.sweep_batch_sizes`, as a sweep report).
-TASKS = ("profile", "sweep")
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    """What one worker process does.
-
-    Attributes:
-        load: How to load the model (or ``build``).
-        settings: How to measure (one run: the worker ignores ``repetitions``).
-        task: One of :data:`TASKS`.
-        batch_size: Items per call for ``profile``.
-        batch_sizes: The sweep's batch sizes (``sweep``, or ``profile`` with a sweep).
-        latency_budget_ms: The sweep's budget for its best batch.
-        memory: Whether ``profile`` makes its memory pass.
-        throughput: Whether ``profile`` makes a throughput run.
-        cpus: Logical CPUs to pin the worker to (empty: no pinning).
-        parity_inputs: Inputs to run once before measuring; their outputs come back in the
-            result (``None``: no such run).
-        label: The job in messages (``"run 2 of 5"``).
-        build: Instead of ``load``, a function that makes the model in the worker (it must be
-            picklable: a module-level function, or a ``functools.partial`` of one, so the
-            worker imports it by name); for models made in code, such as a torchvision network
-            with seeded random weights.
-    """
-
-    load: LoadRequest | None
-    settings: ProfilerSettings
-    task: str = "profile"
-    batch_size: int | None = None
-    batch_sizes: tuple[int, ...] = ()
-    latency_budget_ms: float | None = None
-    memory: bool = True
-    throughput: bool = True
-    cpus: tuple[int, ...] = ()
-    parity_inputs: Mapping[str, np.ndarray] | None = None
-    label: str = "worker"
-    build: Callable[[], Model] | None = None
-
-
-@dataclass(frozen=True)
-class WorkerFailure:
-    """An exception raised in a worker, as the parent rebuilds it.
-
-    Attributes:
-        module: The exception class's module.
-        name: The class's name.
-        message: ``str(exception)``.
-        traceback: The worker's traceback, for the log.
-    """
-
-    module: str
-    name: str
-    message: str
-    traceback: str = ""
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    """What a worker wrote back.
-
-    Attributes:
-        report: The profile or sweep report (on Ctrl-C: the partial one, if any).
-        outputs: The outputs of the parity run, if asked.
-        failure: The exception that ended the worker, if any.
-        interrupted: Whether Ctrl-C (or SIGTERM) ended it.
-        pid: The worker's process id.
-        cpus: The CPUs it ran on.
-    """
-
-    report: ProfileReport | SweepReport | None = None
-    outputs: dict[str, np.ndarray] | None = None
-    failure: WorkerFailure | None = None
-    interrupted: bool = False
-    pid: int = 0
-    cpus: tuple[int, ...] = field(default_factory=tuple)
 
 
 def _pin(cpus: Sequence[int]) -> tuple[int, ...]:
@@ -218,7 +121,7 @@ def _write(result: WorkerResult, path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The worker process's entry: ``JOB RESULT`` (see :data:`WORKER_COMMAND`).
+    """The worker process's entry, given ``JOB RESULT`` (see :data:`.jobs.WORKER_COMMAND`).
 
     Returns:
         0 when a result was written (a failure inside the job is a result too), 2 on bad
@@ -231,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C is how the parent stops a worker that has measured enough: a worker started from
     # a background job inherits SIGINT ignored, so Python's handler is put back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
     job_path, result_path = Path(args[0]), Path(args[1])
     with job_path.open("rb") as handle:
         job = pickle.load(handle)  # the parent's own file, in its private folder
     if not isinstance(job, WorkerJob):
         sys.stderr.write(f"{job_path} does not hold a pyinfer worker job\n")
         return 2
+    logging.basicConfig(
+        level=job.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     _write(run_job(job), result_path)
     return 0
