@@ -253,23 +253,42 @@ def _run(samples_ms: list[float], *, stable: bool = True, warmup: int = 5) -> La
 
 def test_merged_latency_pools_the_samples_and_counts_each_run_once() -> None:
     runs = [_run([1.0, 1.1, 1.2]), _run([1.05, 1.15, 1.25], warmup=7)]
-    merged, reps = merge.merge_latency(runs, target=0.5)
+    settings = ProfilerSettings(stability_target=0.5, reproducibility_target=0.5)
+    merged, reps = merge.merge_latency(runs, settings)
     assert merged.iterations == 6
     assert merged.stats.median_ms == pytest.approx(1.125)
     assert merged.warmup_iterations == 12
     assert merged.wall_s == pytest.approx(runs[0].wall_s + runs[1].wall_s)
     assert reps.count == 2
     assert merged.stable
-    assert merged.stability_reason.startswith("stable: each of the 2 runs met its target")
+    # 6 pooled calls: the median's interval spans ranks 1 to 6 (1.0 to 1.25) around 1.125.
+    assert merged.stability_value == pytest.approx(0.25 / 2 / 1.125)
+    assert merged.stability_reason.startswith(
+        "stable: the 6 calls of 2 runs pin the median: median 95% CI 11.11% <= 50.00% target;"
+    )
 
 
-def test_merged_latency_is_unstable_when_a_run_or_the_runs_disagree() -> None:
-    within = merge.merge_latency([_run([1.0, 1.1]), _run([1.0, 1.1], stable=False)], 0.5)[0]
+def test_merged_latency_is_unstable_when_the_calls_or_the_runs_disagree() -> None:
+    loose = ProfilerSettings(stability_target=0.5, reproducibility_target=10.0)
+    runs = [_run([1.0, 1.5, 2.0, 1.2]), _run([1.1, 1.9, 1.3, 1.6])]
+    assert merge.merge_latency(runs, loose)[0].stable
+    tight = dataclasses.replace(loose, stability_target=0.01)
+    within = merge.merge_latency(runs, tight)[0]
     assert not within.stable
-    assert "run(s) 2 of 2 did NOT meet their target" in within.stability_reason
-    apart = merge.merge_latency([_run([1.0, 1.01]), _run([2.0, 2.02])], target=0.10)[0]
+    assert within.stability_reason.startswith("NOT stable: the 8 calls of 2 runs pin the median")
+    assert "> 1.00% target" in within.stability_reason
+    strict = ProfilerSettings(stability_target=0.5, reproducibility_target=0.10)
+    apart = merge.merge_latency([_run([1.0, 1.01]), _run([2.0, 2.02])], strict)[0]
     assert not apart.stable
     assert "NOT within the 10% target" in apart.stability_reason
+
+
+def test_a_run_is_marked_when_its_own_calls_pin_its_median_less_than_its_share() -> None:
+    settings = ProfilerSettings(stability_target=0.05, reproducibility_target=10.0)
+    steady = _run([1.0, 1.0, 1.0, 1.0, 1.0])
+    scattered = _run([1.0, 2.0, 3.0, 4.0, 5.0])
+    reps = merge.merge_latency([steady, scattered], settings)[1]
+    assert [run.stable for run in reps.runs] == [True, False]
 
 
 def test_merged_curves_take_the_median_of_the_runs_and_keep_failures() -> None:
@@ -308,7 +327,9 @@ def test_spread_over_shares_one_runs_budget_among_the_runs() -> None:
     assert five.repetitions == 5
     assert (five.min_iterations, five.max_iterations) == (MIN_CALLS_PER_RUN, 2000)
     assert (five.min_time_s, five.max_time_s) == (0.2, 6.0)
-    assert five.stability_target == pytest.approx(0.01 * math.sqrt(5))
+    assert five.warmup_iterations == 5
+    assert five.stability_target == base.stability_target  # for the calls of all runs
+    assert ProfilerSettings(warmup_iterations=40).spread_over(4).warmup_iterations == 10
     assert base.spread_over(1) == base
     with pytest.raises(InvalidArgumentError, match="repetitions must be at least 1, got 0"):
         base.spread_over(0)

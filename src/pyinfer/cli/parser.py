@@ -200,7 +200,10 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
         "batch left dynamic; repeatable",
     )
     group.add_argument(
-        "--warmup", type=non_negative_int, default=10, help="untimed calls first (default 10)"
+        "--warmup",
+        type=non_negative_int,
+        help="untimed calls first, then more until the median settles (default 10; 5 a run "
+        "with --repeat)",
     )
     count = group.add_mutually_exclusive_group()
     count.add_argument(

@@ -52,12 +52,13 @@ def profiler_settings(args: argparse.Namespace, input_dims: dict[str, int]) -> A
 
     base = ProfilerSettings(
         input_dims=input_dims,
-        warmup_iterations=args.warmup,
         stability_metric=args.stability_metric,
         throughput_time_s=args.throughput_time,
         cpus=tuple(args.cpus or ()),
     ).spread_over(args.repeat)
     kwargs: dict[str, Any] = {}
+    if args.warmup is not None:
+        kwargs["warmup_iterations"] = args.warmup
     if args.iterations is not None:
         kwargs.update(
             min_iterations=args.iterations,

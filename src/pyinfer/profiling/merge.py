@@ -9,11 +9,14 @@ Batch curves merge point by point (noise readings: :func:`pyinfer.report.noise.c
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 from collections.abc import Sequence
 
 import numpy as np
 
+from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.profiling.sweep import finish_curve
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
 from pyinfer.report.repetitions import Repetitions, summarize_runs
@@ -21,13 +24,16 @@ from pyinfer.report.repetitions import Repetitions, summarize_runs
 __all__ = ["merge_curves", "merge_latency", "stability_reason"]
 
 
-def stability_reason(reps: Repetitions, runs: Sequence[LatencyMeasurement]) -> str:
+def stability_reason(
+    reps: Repetitions, pooled_value: float, settings: ProfilerSettings, metric_label: str
+) -> str:
     """The merged measurement's stability line: both criteria, with their figures."""
-    unstable = [i for i, run in enumerate(runs, 1) if not run.stable]
+    target = settings.stability_target
+    within_ok = pooled_value <= target
     within = (
-        f"each of the {reps.count} runs met its target"
-        if not unstable
-        else f"run(s) {', '.join(map(str, unstable))} of {reps.count} did NOT meet their target"
+        f"the {sum(r.samples for r in reps.runs)} calls of {reps.count} runs pin the median: "
+        f"{metric_label} {pooled_value * 100:.2f}% {'<=' if within_ok else '>'} "
+        f"{target * 100:.2f}% target"
     )
     if reps.reproducibility is None:
         between = "run-to-run variation not measured"
@@ -37,32 +43,42 @@ def stability_reason(reps: Repetitions, runs: Sequence[LatencyMeasurement]) -> s
             f"a repeat is expected within +-{reps.reproducibility * 100:.1f}% of the median, "
             f"{verdict} the {reps.reproducibility_target * 100:g}% target"
         )
-    stable = not unstable and reps.reproducible is not False
-    head = "stable" if stable else "NOT stable"
-    return f"{head}: {within} ({runs[0].stability_metric}); {between}"
+    head = "stable" if within_ok and reps.reproducible is not False else "NOT stable"
+    return f"{head}: {within}; {between}"
 
 
 def merge_latency(
-    runs: Sequence[LatencyMeasurement], target: float
+    runs: Sequence[LatencyMeasurement], settings: ProfilerSettings
 ) -> tuple[LatencyMeasurement, Repetitions]:
     """One latency measurement of several runs of it, and their between-run figures.
 
+    The within-run criterion is the stopping rule's measure over every run's calls pooled
+    (the runs stop at their minimums; together they must pin the median to
+    ``stability_target``); each run is marked stable when its own measure is within
+    ``stability_target * sqrt(runs)``, as its share of the calls allows. The between-run
+    criterion is the reproducibility of :func:`~pyinfer.report.repetitions.summarize_runs`.
+
     Args:
         runs: The runs, in the order made (at least one, each with its raw samples).
-        target: The reproducibility target (a fraction).
+        settings: The measurement's settings (stability and reproducibility targets).
 
     Returns:
         The merged measurement (statistics over every run's samples, stable only when both
         criteria hold) and the repetitions' figures.
     """
+    rule = dataclasses.replace(settings, repetitions=1).stopping_rule()
     samples = [np.asarray(run.samples_ns, dtype=np.float64) for run in runs]
+    share = settings.stability_target * math.sqrt(len(runs))
     reps = summarize_runs(
         samples,
-        stable=[run.stable for run in runs],
+        stable=[rule.stability(s) <= share for s in samples],
         wall_s=[run.wall_s for run in runs],
-        target=target,
+        target=settings.reproducibility_target,
     )
     pooled = np.concatenate(samples)
+    value = rule.stability(pooled)
+    label = "cv" if rule.stability_metric == "cv" else "median 95% CI"
+    reason = stability_reason(reps, value, settings, label)
     settled = [run.warmup_settled for run in runs]
     host = [run.host_mean_ms for run in runs if run.host_mean_ms is not None]
     first = runs[0]
@@ -72,10 +88,10 @@ def merge_latency(
         samples_ns=tuple(float(x) for x in pooled),
         warmup_iterations=sum(run.warmup_iterations for run in runs),
         warmup_settled=None if None in settled else all(settled),
-        stable=reps.within_run_stable and reps.reproducible is not False,
-        stability_reason=stability_reason(reps, runs),
+        stable=reason.startswith("stable"),
+        stability_reason=reason,
         stability_metric=first.stability_metric,
-        stability_value=max(run.stability_value for run in runs),
+        stability_value=value,
         timing_method=first.timing_method,
         wall_s=sum(run.wall_s for run in runs),
         host_mean_ms=statistics.fmean(host) if host else None,

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+import math
 import os
 import pickle
 import signal
@@ -271,7 +272,10 @@ def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> Pr
             a faster mode would otherwise take more calls in its minimum time and pull the
             median towards itself). ``None``: the stopping rule decides (the first run).
     """
-    each = dataclasses.replace(settings, repetitions=1)
+    # A run stops at its minimums: with repetitions, the calls of all runs together must pin
+    # the median (merge.merge_latency), and more calls in one process do not tell what the
+    # next process will give.
+    each = dataclasses.replace(settings, repetitions=1, stability_target=math.inf)
     if calls is None:
         return each
     return dataclasses.replace(each, min_iterations=calls, max_iterations=calls, min_time_s=0.0)
@@ -357,7 +361,7 @@ def profile_repeated(
         )
 
     def finish(runs: list[ProfileReport]) -> ProfileReport:
-        return merge_reports(runs, settings.reproducibility_target, environment)
+        return merge_reports(runs, settings, environment)
 
     done: list[ProfileReport] = []
     with _keeping_partial(done, finish):
@@ -425,9 +429,7 @@ def profile_interleaved(
         merged: list[ProfileReport | None] = []
         for runs in results:
             done = [_report(r) for r in runs if isinstance(r, WorkerResult)]
-            merged.append(
-                merge_reports(done, settings.reproducibility_target, environment) if done else None
-            )
+            merged.append(merge_reports(done, settings, environment) if done else None)
         return merged
 
     def on_result(which: int, index: int, outcome: WorkerResult | BaseException) -> None:
@@ -497,18 +499,18 @@ def sweep_repeated(
 
 def merge_reports(
     runs: Sequence[ProfileReport],
-    target: float,
+    settings: ProfilerSettings,
     environment: Callable[[Sequence[str]], Environment],
 ) -> ProfileReport:
     """One report of several runs: the first's passes, every run's latency and sweep.
 
     Args:
         runs: The runs' reports, the first with the memory pass and throughput run.
-        target: The reproducibility target.
+        settings: The measurement's settings (its stability and reproducibility targets).
         environment: Records the environment, given the overlapping measurements seen.
     """
     first = runs[0]
-    latency, reps = merge_latency([r.latency for r in runs], target)
+    latency, reps = merge_latency([r.latency for r in runs], settings)
     curves = [r.batch_curve for r in runs if r.batch_curve is not None]
     overlaps = list(
         dict.fromkeys(line for r in runs for line in r.environment.concurrent_measurements)
@@ -516,7 +518,7 @@ def merge_reports(
     return dataclasses.replace(
         first,
         latency=latency,
-        batch_curve=merge_curves(curves, target) if curves else None,
+        batch_curve=merge_curves(curves, settings.reproducibility_target) if curves else None,
         repetitions=reps,
         noise=combine_readings([r.noise for r in runs]),
         environment=environment(overlaps),

@@ -44,6 +44,9 @@ DEFAULT_STABILITY_TARGET = 0.01
 #: The fewest timed calls a run of a repeated measurement makes (see
 #: :meth:`ProfilerSettings.spread_over`): its median and that median's interval need them.
 MIN_CALLS_PER_RUN = 20
+#: The fewest warm-up calls a run of a repeated measurement makes before its warm-up settles
+#: (one settling window's worth: the window the settling compares against).
+MIN_WARMUP_PER_RUN = 5
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,13 @@ class ProfilerSettings:
     def spread_over(self, repetitions: int) -> ProfilerSettings:
         """These settings spread over ``repetitions`` runs that together take about one run's time.
 
-        Each run gets a share of the minimum count and time and of the time cap (at least 20
-        calls: a run's median needs them), and a stability target widened by
-        ``sqrt(repetitions)``, since a median's interval narrows like ``1/sqrt(calls)``: the
-        runs together know the median as well as one run of these settings would. What a
-        repeated measurement adds (the between-run variance) is then nearly free. The command
-        line applies it to its defaults when ``--repeat`` is above 1; options given
-        explicitly apply to each run as given.
+        Each run gets a share of the minimum count and time and of the time cap (at least
+        :data:`MIN_CALLS_PER_RUN` calls: a run's median needs them) and of the warm-up calls
+        (at least 5, one settling window), and stops at its minimums; the stability target
+        applies to the calls of all runs together, so the runs know the median about as well
+        as one run of these settings would, and what a repeated measurement adds (the
+        between-run variance) comes nearly free. The command line applies it to its defaults
+        when ``--repeat`` is above 1; options given explicitly apply to each run as given.
 
         Args:
             repetitions: The number of runs (1 returns these settings unchanged).
@@ -186,11 +189,11 @@ class ProfilerSettings:
         return dataclasses.replace(
             self,
             repetitions=n,
+            warmup_iterations=max(MIN_WARMUP_PER_RUN, math.ceil(self.warmup_iterations / n)),
             min_iterations=min_iterations,
             max_iterations=max(min_iterations, math.ceil(self.max_iterations / n)),
             min_time_s=self.min_time_s / n,
             max_time_s=max(self.min_time_s / n, self.max_time_s / n),
-            stability_target=self.stability_target * math.sqrt(n),
         )
 
     def stopping_rule(self) -> StoppingRule:
