@@ -3,9 +3,11 @@
 This package holds everything that runs a model to measure it: :class:`PerformanceProfiler`
 (the coordinator), :class:`ProfilerSettings`, the stopping rule and warm-up
 (:mod:`~pyinfer.profiling.stopping`), the timing sources (:mod:`~pyinfer.profiling.timing`),
-the memory pass, NVML sampling, batch sweeps, the inputs a measurement runs and the per-device
-measurement lock. Its results are the dataclasses of :mod:`pyinfer.report`, which imports
-nothing from here.
+the memory pass, NVML sampling, batch sweeps, the inputs a measurement runs, the per-device
+measurement lock, the machine-load monitor (:mod:`~pyinfer.profiling.noise`) and repetitions in
+fresh worker processes (:mod:`~pyinfer.profiling.repeat` starts them, :mod:`.worker` is their
+side, :mod:`.jobs` what passes between, :mod:`.merge` makes one result of their runs). Its
+results are the dataclasses of :mod:`pyinfer.report`, which imports nothing from here.
 """
 
 from __future__ import annotations
