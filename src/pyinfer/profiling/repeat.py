@@ -270,7 +270,8 @@ def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> Pr
         calls: The timed calls every run after the first makes: as many as the first run's
             stopping rule took, so each run weighs the same in the pooled statistics (a run in
             a faster mode would otherwise take more calls in its minimum time and pull the
-            median towards itself). ``None``: the stopping rule decides (the first run).
+            median towards itself). ``None``: the first run, which stops as soon as its
+            minimum count and minimum time are both reached.
     """
     # A run stops at its minimums: with repetitions, the calls of all runs together must pin
     # the median (merge.merge_latency), and more calls in one process do not tell what the
