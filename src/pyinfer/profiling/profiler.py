@@ -25,6 +25,11 @@ best tools add:
 * **Memory**, in a pass of its own: see :meth:`PerformanceProfiler.measure_memory`.
 * **Batch sweep**: latency and throughput per batch size, the knee and the best batch under a
   latency budget; running out of memory ends the sweep, recorded in the curve.
+* **Repetitions** (``settings.repetitions > 1``): :meth:`~PerformanceProfiler.profile` and
+  :meth:`~PerformanceProfiler.sweep_batch_sizes` run in fresh worker processes and merge the
+  runs, so the report says how far a repeat would land (:mod:`pyinfer.profiling.repeat`).
+* **Noise**: the machine's load is sampled while the calls are timed and recorded in the
+  report (:mod:`pyinfer.profiling.noise`).
 
 The data flows one way: the profiler uses the model (and duck-types the engine); the results
 are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profiler. This module
@@ -445,6 +450,12 @@ class PerformanceProfiler:
 
         The memory pass comes first, on a model that has not run yet, so it sees the first
         calls' allocations; its first call is the cold-start first inference.
+
+        With ``settings.repetitions`` above 1, all of it happens in fresh worker processes
+        that load the model anew: the first run makes every pass, each later run the latency
+        (and the sweep); the report pools the runs' samples and holds the between-run figures
+        in ``repetitions`` (:func:`pyinfer.profiling.repeat.profile_repeated`). The model must
+        have been loaded from a file.
 
         Args:
             batch_size: Items per call for the memory, latency and throughput measurements.
