@@ -117,11 +117,15 @@ def test_the_verdict_names_the_models_or_formats_when_they_differ() -> None:
     )
 
 
-def test_regression_needs_the_whole_interval_beyond_the_threshold() -> None:
-    c = compare(make(RUNS_A), make(scaled(1.38)))  # interval 1.339-1.422
+def test_regression_is_a_one_sided_95_percent_test() -> None:
+    c = compare(make(RUNS_A), make(scaled(1.38)))  # two-sided 95% interval 1.339-1.422
+    assert c.ratio_low == pytest.approx(1.38 * 4.95 / 5.1)  # the 3rd of 25 pairwise ratios
+    # The one-sided 95% bound is the 5th smallest of the 25 pairwise ratios (k = 5 for the
+    # two-sided 90% interval of 5 + 5 runs): slower than it with 95% confidence.
+    assert c.slower_bound == pytest.approx(1.38 * 4.95 / 5.05)
     assert c.regression(0.0)
-    assert c.regression(0.30)
-    assert not c.regression(0.35)
+    assert c.regression(0.35)  # 1.3527 > 1.35
+    assert not c.regression(0.36)
     assert not compare(make(scaled(1.38)), make(RUNS_A)).regression(0.0)  # faster
     with pytest.raises(InvalidArgumentError, match=r"0 or more and finite, got -0\.1"):
         c.regression(-0.1)
