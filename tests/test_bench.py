@@ -15,7 +15,7 @@ import pytest
 import pyinfer
 from pyinfer import cli, suite
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
-from pyinfer.profiling import ProfilerSettings
+from pyinfer.profiling import ProfilerSettings, repeat
 from pyinfer.report import comparison_table, format_short
 from pyinfer.suite import (
     FormatEntry,
@@ -87,7 +87,9 @@ def test_mobilenet_table_json_and_markdown(
     code = cli.main([*argv, "--markdown", str(out_md)])
     captured = capsys.readouterr()
     result = SuiteResult.load(out_json)
-    assert code == _expected_code(result) == result.to_dict()["exit_code"]
+    # A figure that missed its target warns but exits 0 (3 with --strict, as the JSON says).
+    assert code == 0
+    assert result.to_dict()["exit_code"] == _expected_code(result)
     lines = captured.out.splitlines()
     assert lines[:2] == ["MobileNetV2 (Lightweight Model)", "==============================="]
     env = result.environments["cpu"]
@@ -117,7 +119,8 @@ def test_mobilenet_table_json_and_markdown(
     assert "```\n" + "\n".join(table) in md
     raw = json.loads(out_json.read_text())
     assert raw["kind"] == "pyinfer-bench-suite"
-    assert raw["schema_version"] == "1.1"
+    assert raw["schema_version"] == "1.2"
+    assert raw["outcome"] == result.outcome.name.lower()
     assert raw["tables"][0]["table"].splitlines()[:2] == list(SPEC_MOBILENET)
     assert raw["entries"][0]["report"]["latency"]["stats"]["count"] >= 1
     first = result.entries[0]
@@ -135,6 +138,9 @@ def test_mobilenet_table_json_and_markdown(
         "throughput": first.report.throughput_fps,
         "memory_mb": (memory.parameter_bytes + (memory.peak_activation_bytes or 0)) / 2**20,
         "stable": first.stable,
+        "latency_ratio": None,
+        "latency_ratio_low": None,
+        "latency_ratio_high": None,
     }
 
 
@@ -166,7 +172,11 @@ def test_bert_table_through_the_library(torch_module: Any) -> None:
 
 
 def test_resnet_formats_batch_sweep_and_reused_exports(
-    torchvision_ok: Any, onnx_module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    torchvision_ok: Any,
+    onnx_module: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     work = tmp_path / "work"
     argv = ["bench", "--only", "resnet50", "--formats", "pytorch,torchscript,onnx"]
@@ -175,7 +185,7 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
     code = cli.main(argv)
     out = capsys.readouterr().out.splitlines()
     result = SuiteResult.load(tmp_path / "r.json")
-    assert code == _expected_code(result)
+    assert code == 0
     table = _after(out, SPEC_FORMATS)
     labels = [_cells(row)[0] for row in table[2:5]]
     assert labels == ["PyTorch (FP32)", "TorchScript", "ONNX (FP32)"]
@@ -206,7 +216,9 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
     stamp = (work / "resnet50.onnx").stat().st_mtime_ns
     assert manifest["resnet50.onnx"]["key"].startswith("resnet50-onnx|image=32|seed=0|")
 
-    # A second run finds the exports and reuses them instead of exporting again.
+    # A second run finds the exports and reuses them instead of exporting again (its entries
+    # measured in this process: the exports are the parent's business).
+    monkeypatch.setattr(repeat, "run_worker", _in_process())
     argv2 = ["bench", "--only", "resnet50", "--formats", "onnx", "--image-size", "32"]
     argv2 += ["--batch-sizes", "1", "--quick", "--device", "cpu", "--work-dir", str(work)]
     cli.main(argv2)
@@ -218,24 +230,33 @@ def test_resnet_formats_batch_sweep_and_reused_exports(
     capsys.readouterr()
 
 
+def _in_process(fail_at: int = 0, interrupt_at: int = 0) -> Any:
+    """A ``run_worker`` that runs jobs here; call ``fail_at`` fails, ``interrupt_at`` stops."""
+    from pyinfer.errors import InferenceError
+    from pyinfer.profiling import worker
+
+    calls: list[str] = []
+
+    def run(job: Any, folder: Path | None = None) -> Any:
+        calls.append(job.label)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        if len(calls) == fail_at:
+            raise InferenceError(f"{job.label}: boom")
+        return worker.run_job(job)
+
+    return run
+
+
 def test_a_failed_entry_shows_why_and_exits_1(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = suite_runner.mobilenet_model
-    calls: list[int] = []
-
-    def flaky(models: Any, device: str) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return real(models, device)
-
-    monkeypatch.setattr(suite_runner, "mobilenet_model", flaky)
+    monkeypatch.setattr(repeat, "run_worker", _in_process(fail_at=1))
     argv = [*MOBILENET_32[:4], "32,40", *MOBILENET_32[5:]]
     assert cli.main(argv) == cli.EXIT_FAILED
     lines = capsys.readouterr().out.splitlines()
     table = _after(lines, SPEC_MOBILENET)
-    assert _cells(table[2]) == ["32x32", "-", "failed: RuntimeError: boom"]
+    assert _cells(table[2]) == ["32x32", "-", "failed: InferenceError: 32x32: boom"]
     assert _cells(table[3])[0] == "40x40"  # the suite went on
     assert re.search(
         r"^2 entries: 1 measured, 1 failed(, 1 not stable)?; wall time \d+\.\d s$",
@@ -245,16 +266,17 @@ def test_a_failed_entry_shows_why_and_exits_1(
 
 
 def test_a_missing_framework_is_skipped_not_failed(
-    torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch
+    torchvision_ok: Any, onnx_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = suite_runner.resnet_model
+    real = suite_runner.resnet_source
 
     def no_tf(models: Any, fmt: str, device: str) -> Any:
         if fmt in {"tensorflow", "tflite"}:
             raise FrameworkNotInstalledError("TensorFlow is not installed: pip install pyinfer[tf]")
         return real(models, fmt, device)
 
-    monkeypatch.setattr(suite_runner, "resnet_model", no_tf)
+    monkeypatch.setattr(suite_runner, "resnet_source", no_tf)
+    monkeypatch.setattr(repeat, "run_worker", _in_process())
     config = SuiteConfig(
         models=("resnet50",),
         formats=("pytorch", "tensorflow", "tflite"),
@@ -281,7 +303,7 @@ def test_a_missing_framework_is_skipped_not_failed(
     )
 
 
-def test_an_unstable_entry_is_marked_and_exits_3(
+def test_an_unstable_entry_is_marked(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     never_stable = ProfilerSettings(
@@ -296,13 +318,16 @@ def test_an_unstable_entry_is_marked_and_exits_3(
         memory_runs=1,
     )
     monkeypatch.setattr(suite_settings, "quick_settings", lambda: never_stable)
-    assert cli.main(MOBILENET_32) == cli.EXIT_UNSTABLE
+    monkeypatch.setattr(repeat, "run_worker", _in_process())
+    assert cli.main(MOBILENET_32) == cli.EXIT_OK  # a warning; --strict makes it 3
     lines = capsys.readouterr().out.splitlines()
     table = _after(lines, SPEC_MOBILENET)
     assert _cells(table[2])[0] == "32x32"
     assert _cells(table[2])[1].endswith("~")
     after = lines[lines.index(table[-1]) + 1]
-    assert after == "~ not stable: the figure's stability target was not met (see the JSON)"
+    assert after == (
+        "~ not stable: the figure missed its stability or reproducibility target (see the JSON)"
+    )
     assert any(line.startswith("1 entries: 1 measured, 1 not stable; ") for line in lines)
 
 
@@ -312,16 +337,7 @@ def test_ctrl_c_keeps_the_finished_entries(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real = suite_runner.mobilenet_model
-    calls: list[int] = []
-
-    def interrupt_second(models: Any, device: str) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(models, device)
-
-    monkeypatch.setattr(suite_runner, "mobilenet_model", interrupt_second)
+    monkeypatch.setattr(repeat, "run_worker", _in_process(interrupt_at=2))
     out_json = tmp_path / "partial.json"
     argv = [*MOBILENET_32[:4], "32,40,48", *MOBILENET_32[5:], "--json", str(out_json)]
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
@@ -396,7 +412,7 @@ def test_subprocess_bench_runs_and_reports_progress() -> None:
         env=env,
         check=False,
     )
-    assert proc.returncode in (0, 3), proc.stderr
+    assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert _cells(_after(lines, SPEC_MOBILENET)[2])[0] == "32x32"
     assert re.search(r"^\[1/1\] cpu MobileNetV2 32x32 \(elapsed \d+ s\)$", proc.stderr, re.M)
@@ -421,7 +437,7 @@ def test_formats_of_a_torch_module(
     code = cli.main([*argv, "--work-dir", str(work), "--json", str(out_json)])
     out = capsys.readouterr().out.splitlines()
     result = FormatsResult.load(out_json)
-    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert code == 0  # an unstable figure warns; only --strict fails the command
     assert [e.format for e in result.entries] == ["eager", "torchscript", "torch-export", "onnx"]
     assert [e.status for e in result.entries] == ["ok"] * 4
     assert result.entries[0].original
@@ -441,7 +457,10 @@ def test_formats_of_a_torch_module(
     ]
     assert out[0].startswith("mlp.pt (pytorch) on CPU (")
     assert out[0].endswith(", batch 1")
-    header = "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB) │ Parity"
+    header = (
+        "Model Format    │ Latency (ms) │ Throughput (FPS) │ Memory (MB) │ Latency ratio     │ "
+        "Parity"
+    )
     start = out.index(header)
     rows = [_cells(r) for r in out[start + 2 : start + 6]]
     assert [r[0] for r in rows] == [
@@ -450,11 +469,21 @@ def test_formats_of_a_torch_module(
         "torch.export",
         "ONNX (FP32)",
     ]
-    assert rows[0][4] == "reference"
-    assert rows[3][4] == f"ok ({result.entries[3].relative_error:.1e})"
-    assert out[-2] == (
+    assert rows[0][5] == "reference"
+    assert rows[3][5] == f"ok ({result.entries[3].relative_error:.1e})"
+    # One run each (--quick): the latency ratios have no interval, and the note says why.
+    assert [r[4] for r in rows] == ["1.00x"] + [
+        e.ratio.text() for e in result.entries[1:] if e.ratio
+    ]
+    assert all(e.ratio and e.ratio.low is None for e in result.entries[1:])
+    assert out[-3] == (
         "Parity: each output's largest difference from the original's, over that output's "
         "largest magnitude (ok within 1e-04); integer and boolean outputs must be equal"
+    )
+    assert out[-2] == (
+        "Latency ratio: the latency over the original's, estimated from the runs' medians "
+        "(fresh processes, interleaved), with its 95% interval; no interval from 1 run(s) a "
+        "side: it needs --repeat 4 or more"
     )
     assert out[-1] == result.recommendation()
     assert out[-1].startswith("fastest at batch 1: ")
@@ -478,7 +507,7 @@ def test_formats_of_a_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     out = capsys.readouterr().out.splitlines()
     result = FormatsResult.load(tmp_path / "k.json")
-    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert code == 0  # an unstable figure warns; only --strict fails the command
     assert [e.format for e in result.entries] == ["keras", "saved-model", "tflite"]
     assert [e.parity for e in result.entries] == [None, True, True]
     assert result.entries[2].tolerance == suite.PARITY_TOLERANCE_TFLITE
@@ -503,13 +532,13 @@ def test_formats_of_an_onnx_file_is_itself_only(
     )
     code = cli.main(["bench", str(path), "--quick"])  # `bench MODEL` is the same command
     out = capsys.readouterr().out.splitlines()
-    assert code in (0, 3)
+    assert code == 0
     assert (
         "nothing else is reachable from an ONNX file: pyinfer exports from torch modules and "
         "Keras models only" in out
     )
     assert _cells(out[4])[0] == "ONNX (FP32)"
-    assert _cells(out[4])[4] == "reference"
+    assert _cells(out[4])[5] == "reference"
     assert out[-1] == "fastest at batch 1: ONNX (FP32) (the original)"
     assert not any(line.startswith("Parity: ") for line in out)  # nothing was compared
 
@@ -601,7 +630,7 @@ def test_a_mismatching_or_failed_format_exits_1() -> None:
     assert result.exit_code == cli.EXIT_FAILED
     assert result.recommendation() == "no format was measured"
     rows = [_cells(r) for r in result.table().splitlines()[2:]]
-    assert rows[3] == ["TorchScript", "-", "-", "-", "failed: export failed: X: y"]
+    assert rows[3] == ["TorchScript", "-", "-", "-", "-", "failed: export failed: X: y"]
     assert result.entries[1].parity_text() == "MISMATCH logits (5.0e-01)"
     assert result.entries[2].parity_text() == "MISMATCH label"
     assert FormatsResult.from_json(result.to_json()) == result
@@ -643,14 +672,7 @@ def test_formats_ctrl_c_keeps_the_finished_formats(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
-    real = suite_formats._export
-
-    def stop_at_torch_export(fmt: str, *args: Any) -> Path:
-        if fmt == "torch-export":
-            raise KeyboardInterrupt
-        return real(fmt, *args)
-
-    monkeypatch.setattr(suite_formats, "_export", stop_at_torch_export)
+    monkeypatch.setattr(repeat, "run_worker", _in_process(interrupt_at=3))
     out_json = tmp_path / "f.json"
     argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
     assert cli.main([*argv, "--json", str(out_json)]) == cli.EXIT_INTERRUPTED
@@ -660,6 +682,31 @@ def test_formats_ctrl_c_keeps_the_finished_formats(
     result = FormatsResult.load(out_json)
     assert result.interrupted
     assert [e.format for e in result.entries] == ["eager", "torchscript"]
+
+
+def test_formats_ctrl_c_while_exporting_measures_nothing(
+    torch_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
+    real = suite_formats._export
+    started: list[str] = []
+
+    def stop_at_torch_export(fmt: str, *args: Any) -> Path:
+        if fmt == "torch-export":
+            raise KeyboardInterrupt
+        return real(fmt, *args)
+
+    monkeypatch.setattr(suite_formats, "_export", stop_at_torch_export)
+    monkeypatch.setattr(repeat, "run_worker", lambda job, folder=None: started.append(job.label))
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--quick"]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED
+    captured = capsys.readouterr()
+    assert "interrupted: keeping the formats finished so far" in captured.err
+    assert started == []  # the exports come first; no worker was started
+    assert "no format was measured" in captured.out.splitlines()
 
 
 def test_an_export_that_fails_is_a_failed_row(
@@ -678,7 +725,7 @@ def test_an_export_that_fails_is_a_failed_row(
     assert cli.main([*argv, "--formats", "torchscript"]) == cli.EXIT_FAILED
     out = capsys.readouterr().out.splitlines()
     row = next(line for line in out if line.startswith("TorchScript "))
-    assert _cells(row) == ["TorchScript", "-", "-", "-", "failed: export failed"]
+    assert _cells(row) == ["TorchScript", "-", "-", "-", "-", "failed: export failed"]
     assert "TorchScript: failed: export failed: RuntimeError: cannot write torchscript" in out
     assert out[-1].endswith("; failed: TorchScript")
 
@@ -715,7 +762,7 @@ def test_formats_of_torchscript_and_torch_export_files(
     )
     capsys.readouterr()
     result = FormatsResult.load(out_json)
-    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert code == 0  # an unstable figure warns; only --strict fails the command
     assert [e.format for e in result.entries] == formats
     assert [e.status for e in result.entries] == ["ok"] * len(formats)
     assert [e.parity for e in result.entries] == [None] + [True] * (len(formats) - 1)
@@ -734,11 +781,11 @@ def test_formats_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = export_keras(net, tmp_path / "sm", format="saved_model")
     code = cli.main(["formats", str(path), "--quick", "--work-dir", str(tmp_path / "w")])
     out = capsys.readouterr().out.splitlines()
-    assert code in (0, 3)
+    assert code == 0
     rows = [_cells(line) for line in out if line.startswith(("SavedModel ", "TFLite "))]
     assert [r[0] for r in rows] == ["SavedModel", "TFLite (FP32)"]
-    assert rows[0][4] == "reference"
-    assert rows[1][4].startswith("ok (")
+    assert rows[0][5] == "reference"
+    assert rows[1][5].startswith("ok (")
     assert (
         "from a SavedModel: Keras is not reachable (the folder does not keep the Keras model)"
         in out
@@ -769,14 +816,14 @@ def test_formats_of_a_torchscript_conv_net_exports_the_module_as_written(
     code = cli.main(argv)
     out = capfd.readouterr().out
     result = FormatsResult.load(out_json)
-    assert code == (3 if any(not e.stable for e in result.entries) else 0), out
+    assert code == 0, out  # an unstable figure warns; only --strict fails the command
     assert [(e.format, e.status, e.parity) for e in result.entries] == [
         ("torchscript", "ok", None),
         ("onnx", "ok", True),
     ]
     assert "graph(" not in out
     onnx_row = next(line for line in out.splitlines() if line.startswith("ONNX (FP32) "))
-    assert _cells(onnx_row)[4].startswith("ok (")
+    assert _cells(onnx_row)[5].startswith("ok (")
 
 
 @pytest.mark.parametrize(
@@ -815,7 +862,7 @@ def test_formats_of_a_two_input_module_with_named_shapes(
     code = cli.main([*argv, "--input-shape", "a=2x8", "--input-shape", "b=2x3"])
     capsys.readouterr()
     result = FormatsResult.load(out_json)
-    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert code == 0  # an unstable figure warns; only --strict fails the command
     assert result.batch_size == 2
     assert [(e.format, e.status) for e in result.entries] == [
         ("eager", "ok"),
@@ -901,7 +948,7 @@ def test_formats_of_a_state_dict_with_its_architecture_as_an_option(
     code = cli.main(argv)
     capsys.readouterr()
     result = FormatsResult.load(out_json)
-    assert code == (3 if any(not e.stable for e in result.entries) else 0)
+    assert code == 0  # an unstable figure warns; only --strict fails the command
     assert [(e.format, e.status, e.parity) for e in result.entries] == [
         ("eager", "ok", None),
         ("onnx", "ok", True),
@@ -960,7 +1007,10 @@ def test_the_batch_table_marks_each_unstable_latency() -> None:
         ["1", "2.00", "500.0", "500.0"],
         ["2", "3.50~", "571.4", "285.7"],
     ]
-    assert lines[4] == ("~ not stable at batch 2: the stability target was not met (see the JSON)")
+    assert lines[4] == (
+        "~ not stable at batch 2: the stability or reproducibility target was not met (see the "
+        "JSON)"
+    )
     # sweep's table (no footnote there) stays unmarked.
     assert "~" not in curve.to_table()
 
@@ -988,7 +1038,7 @@ def test_formats_a_real_sigint_prints_the_finished_rows_and_exits_130(
 
     model = _torch_pickle(torch_module, tmp_path / "mlp.pt")
     env = dict(os.environ, PYTHONPATH=str(Path(pyinfer.__file__).parents[1]))
-    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8"]
+    argv = ["formats", str(model), "--trust-code", "--input-shape", "1x8", "--repeat", "1"]
     argv += ["--json", str(tmp_path / "i.json")]
     proc = subprocess.Popen(  # full settings: each row takes seconds, time to interrupt it
         [sys.executable, "-m", "pyinfer", *argv],
@@ -1024,10 +1074,10 @@ def test_a_formats_json_of_schema_1_0_still_loads() -> None:
         FormatEntry("onnx", "ONNX (FP32)", "ok", parity=True, relative_error=1e-7),
     )
     data = FormatsResult("m.pt", "pickle", "cpu", 1, entries, "", env, {}, 1.0).to_dict()
-    assert data["schema_version"] == "1.1"
+    assert data["schema_version"] == "1.2"
     data["schema_version"] = "1.0"
-    for entry in data["entries"]:  # the fields 1.1 added
-        del entry["parity_output"], entry["mismatch"], entry["reused"]
+    for entry in data["entries"]:  # the fields 1.1 and 1.2 added
+        del entry["parity_output"], entry["mismatch"], entry["reused"], entry["ratio"]
     loaded = FormatsResult.from_dict(data)
     assert loaded.entries[1].parity is True
     assert (loaded.entries[1].mismatch, loaded.entries[1].reused) == ("", False)

@@ -273,10 +273,11 @@ def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> Pr
             median towards itself). ``None``: the first run, which stops as soon as its
             minimum count and minimum time are both reached.
     """
-    # A run stops at its minimums: with repetitions, the calls of all runs together must pin
+    # With repetitions a run stops at its minimums: the calls of all runs together must pin
     # the median (merge.merge_latency), and more calls in one process do not tell what the
-    # next process will give.
-    each = dataclasses.replace(settings, repetitions=1, stability_target=math.inf)
+    # next process will give. A single run (an isolated entry) keeps its stopping rule.
+    target = math.inf if settings.repetitions > 1 else settings.stability_target
+    each = dataclasses.replace(settings, repetitions=1, stability_target=target)
     if calls is None:
         return each
     return dataclasses.replace(each, min_iterations=calls, max_iterations=calls, min_time_s=0.0)

@@ -4,8 +4,10 @@ The ``pyinfer bench`` and ``pyinfer formats`` commands (and users) call it; it n
 results or picks exit statuses.
 
 :func:`run_suite` builds ResNet50, BERT-base and MobileNetV2 with random weights, exports them,
-loads them back and profiles every entry with the same settings; :func:`compare_formats` takes a
-user's model file across every format reachable from its framework, with output parity. Their
+and profiles every entry with the same settings; :func:`compare_formats` takes a user's model
+file across every format reachable from its framework, with output parity. Every entry is
+measured in its own fresh worker process, its repetitions interleaved with the other entries',
+and formats get their latency ratio to the reference with a 95% interval over the runs. Their
 results render as tables, Markdown and JSON, and say how they ended (:class:`Outcome`). The
 quick-start demo (:mod:`pyinfer.suite.demo`) lives here too.
 """
@@ -13,6 +15,7 @@ quick-start demo (:mod:`pyinfer.suite.demo`) lives here too.
 from __future__ import annotations
 
 from pyinfer.suite.formats import compare_formats
+from pyinfer.suite.ratios import LatencyRatio, ratio_between
 from pyinfer.suite.results import (
     BENCH_SCHEMA_VERSION,
     FormatEntry,
@@ -29,10 +32,12 @@ from pyinfer.suite.settings import (
     FORMAT_CHOICES,
     PARITY_TOLERANCE,
     PARITY_TOLERANCE_TFLITE,
+    QUICK_REPETITIONS,
     RESNET_IMAGE_SIZE,
     SUITE_FORMAT_LABELS,
     SUITE_FORMATS,
     SUITE_MODELS,
+    SUITE_REPETITIONS,
     SuiteConfig,
     full_settings,
     quick_settings,
@@ -46,12 +51,15 @@ __all__ = [
     "FORMAT_CHOICES",
     "PARITY_TOLERANCE",
     "PARITY_TOLERANCE_TFLITE",
+    "QUICK_REPETITIONS",
     "RESNET_IMAGE_SIZE",
     "SUITE_FORMATS",
     "SUITE_FORMAT_LABELS",
     "SUITE_MODELS",
+    "SUITE_REPETITIONS",
     "FormatEntry",
     "FormatsResult",
+    "LatencyRatio",
     "Outcome",
     "SuiteConfig",
     "SuiteEntry",
@@ -59,5 +67,6 @@ __all__ = [
     "compare_formats",
     "full_settings",
     "quick_settings",
+    "ratio_between",
     "run_suite",
 ]

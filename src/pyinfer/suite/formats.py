@@ -1,8 +1,10 @@
 """One model compared across every format reachable from its framework, with output parity.
 
-:func:`compare_formats` loads the user's file, exports it with :mod:`pyinfer.export` to each other
-format, loads each back, checks its outputs against the original's on the same random input and
-profiles it with the same settings.
+:func:`compare_formats` loads the user's file, computes its outputs on a seeded random input and
+exports it with :mod:`pyinfer.export` to each other format; then each format is loaded and
+profiled with the same settings in its own fresh worker process (:mod:`pyinfer.suite.measure`),
+its outputs on the same input coming back to be checked against the original's. The parent
+measures nothing itself and keeps no model while the workers run.
 """
 
 from __future__ import annotations
@@ -12,20 +14,26 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import pyinfer
-from pyinfer.errors import InvalidArgumentError, PyinferError
+from pyinfer.backends.base import LoadRequest
+from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import format_info
-from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import ProfilerSettings
+from pyinfer.profiling.jobs import WorkerJob, WorkerResult
+from pyinfer.profiling.repeat import load_request_of
 from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
+from pyinfer.suite.measure import EntryError, Measured, Subject, measure_interleaved
 from pyinfer.suite.parity import output_parity
-from pyinfer.suite.results import FormatEntry, FormatsResult, failure_reason
+from pyinfer.suite.ratios import LatencyRatio
+from pyinfer.suite.results import FormatEntry, FormatsResult, failure_reason, run_medians
 from pyinfer.suite.settings import (
     FAILED,
     FORMAT_CHOICES,
@@ -34,8 +42,8 @@ from pyinfer.suite.settings import (
     PARITY_TOLERANCE,
     PARITY_TOLERANCE_TFLITE,
     Progress,
-    full_settings,
-    quick_settings,
+    measurement_settings,
+    runs_of,
     settings_dict,
 )
 from pyinfer.suite.tables import done_line
@@ -154,6 +162,8 @@ def compare_formats(
     work_dir: str | Path | None = None,
     quick: bool = False,
     settings: ProfilerSettings | None = None,
+    repetitions: int | None = None,
+    cpus: Sequence[int] = (),
     trust_code: bool = False,
     options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
@@ -161,8 +171,11 @@ def compare_formats(
     """Profiles a model in every format reachable from its framework, with output parity.
 
     The original is loaded with :func:`pyinfer.load_model`, exported to each other format with
-    :mod:`pyinfer.export`, loaded back and profiled with the same settings; each one's outputs on
-    the same random input are compared with the original's.
+    :mod:`pyinfer.export`; each format is then loaded and profiled with the same settings in
+    its own fresh worker process (never in this one), its outputs on the same random input
+    compared with the original's. With several repetitions the formats alternate in each
+    round (run 1 of every format, then run 2...), and each format's latency ratio to the
+    original comes with a 95% interval over the runs.
 
     Args:
         path: The model file (or SavedModel folder).
@@ -174,7 +187,13 @@ def compare_formats(
             inputs, a mapping of input name to its item's shape.
         work_dir: Keep the exports here (default: a temporary folder, removed).
         quick: Use :func:`quick_settings`.
-        settings: Explicit profiler settings (override ``quick``).
+        settings: Explicit profiler settings for each run (override ``quick``).
+        repetitions: Runs of each format, each in a fresh worker process (``None``:
+            ``settings.repetitions`` when settings are given, else
+            :data:`~pyinfer.suite.settings.QUICK_REPETITIONS` with ``quick`` and
+            :data:`~pyinfer.suite.settings.SUITE_REPETITIONS` without); the default settings
+            are spread over the runs (:func:`~pyinfer.suite.settings.measurement_settings`).
+        cpus: Logical CPUs to pin the worker processes to.
         trust_code: Allow loading code stored in the original (a pickled whole module, Keras
             Lambda layers, ...; runs code from the file). The exports are loaded without it.
         options: More options for loading the original with :func:`pyinfer.load_model`
@@ -183,7 +202,7 @@ def compare_formats(
         progress: Called with a line per step.
 
     Returns:
-        The result; a format that fails to export or load is recorded with its reason.
+        The result; a format that fails to export, load or run is recorded with its reason.
 
     Raises:
         ModelLoadError: If the original cannot be loaded (missing file, unknown format...).
@@ -193,25 +212,11 @@ def compare_formats(
     fmt = pyinfer.detect_format(source)
     source_format = fmt.value
     reachable, note = _reachable(source_format)
-    if formats:
-        unknown = [f for f in formats if f not in FORMAT_CHOICES]
-        if unknown:
-            raise InvalidArgumentError(
-                f"--formats: unknown format {', '.join(map(repr, unknown))}; use some of "
-                + ", ".join(FORMAT_CHOICES)
-            )
-        unreachable = [f for f in formats if f not in reachable]
-        if unreachable:
-            raise InvalidArgumentError(
-                f"--formats: {', '.join(unreachable)} not reachable from {source} "
-                f"({source_format}); reachable: {', '.join(reachable)}"
-            )
-        chosen = [f for f in reachable if f in formats or f == reachable[0]]
-    else:
-        chosen = list(reachable)
+    chosen = _chosen(formats, reachable, source, source_format)
     if batch_size < 1:
         raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
-    prof = settings or (quick_settings() if quick else full_settings())
+    runs = runs_of(settings, repetitions, quick=quick)
+    prof = measurement_settings(settings, quick=quick, repetitions=runs, cpus=cpus)
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
@@ -222,97 +227,60 @@ def compare_formats(
         elif input_shape:
             load_options["input_shapes"] = (None, *input_shape)
     load_options.update(options or {})
-    entries: list[FormatEntry] = []
+    items: list[FormatEntry | _Ready] = []
+    measured: list[Measured] = []
+    parity: dict[int, dict[str, Any]] = {}
     interrupted = False
-    stem = source.stem or "model"
-    original_key = _original_key(source_format)
-
-    def load(p: Path, key: str | None = None) -> Any:
-        """The original (``key`` None) with the user's options; an export with what it needs."""
-        extra = load_options if key is None else {}
-        if key in {"torchscript", "torch-export"}:
-            # A traced or exported module does not record its input shapes: the original's
-            # (one input: by position, since tracing may rename it).
-            shapes = {s.name: s.shape for s in original.inputs}
-            one = next(iter(shapes.values())) if len(shapes) == 1 else None
-            extra = {"input_shapes": one if one is not None else shapes}
-        return pyinfer.load_model(p, device=device, name=stem, **extra)
-
     try:
         with work_folder(Path(work_dir) if work_dir is not None else None) as folder:
-            artifacts = Artifacts(folder)
-            t0 = time.perf_counter()
-            original = load(source)
-            exportable = original
-            torch_source = source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}
-            if len(chosen) > 1 and (device != "cpu" or torch_source):
-                # The exporters take the module as written: not on CUDA, and not the frozen,
-                # oneDNN-optimised TorchScript that pyinfer runs (its mkldnn ops have no ONNX
-                # form).
-                plain: dict[str, Any] = (
-                    {"freeze": False, "optimize": False, "channels_last": False}
-                    if torch_source
-                    else {}
-                )
-                exportable = pyinfer.load_model(
-                    source, device="cpu", name=stem, **load_options, **plain
-                )
-            _check_batch(original, batch_size)
-            dims = _shape_dims(original, input_shape)
-            inputs = original.example_inputs(batch_size, seed=0, dims=dims)
-            expected = original(inputs)
-            load_s = time.perf_counter() - t0
-            export_source: Any = (
-                source
-                if source_format == "saved-model"
-                else getattr(exportable, "keras_model", None) or getattr(exportable, "module", None)
+            user = _Original(source, source_format, load_options, device, batch_size, input_shape)
+            prepared = _prepare(
+                user,
+                chosen,
+                Artifacts(folder),
+                lambda text: say(f"{text} (elapsed {time.perf_counter() - start:.0f} s)"),
             )
-            example = tuple(inputs[s.name] for s in exportable.inputs)
-            versions = collect_environment().versions
-            # An export is reused only from the same model file, inputs, options and versions.
-            export_key = "|".join(
-                [
-                    f"source={_digest(source)}",
-                    f"inputs={[tuple(np.shape(x)) for x in example]}",
-                    f"options={sorted((k, repr(v)) for k, v in load_options.items())}",
-                    ",".join(f"{k}={v}" for k, v in sorted(versions.items())),
-                ]
+            items = prepared.items
+            prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **prepared.dims})
+            ready = [
+                (k, item)
+                for k, item in zip(chosen, items, strict=False)
+                if isinstance(item, _Ready)
+            ]
+            subjects = [
+                _subject(item, prof, batch_size, no_throughput, prepared.inputs)
+                for _, item in ready
+            ]
+
+            def check(index: int, result: WorkerResult) -> None:
+                if ready[index][1].original or result.outputs is None:
+                    return  # the reference itself
+                key = ready[index][0]
+                try:
+                    got = output_parity(prepared.expected, result.outputs, _tolerance(key))
+                except Exception as exc:
+                    raise EntryError(f"parity check failed: {failure_reason(exc)}") from exc
+                parity[index] = {
+                    "max_abs_error": got.max_abs,
+                    "relative_error": got.relative,
+                    "parity": got.ok,
+                    "parity_output": got.output,
+                    "mismatch": got.detail,
+                }
+
+            def finished(index: int, got: Measured) -> None:
+                key, item = ready[index]
+                entry = _entry(key, item, got, prof, parity.get(index, {}))
+                say(f"[{index + 1}/{len(subjects)}] {done_line(entry)}")
+
+            measured, interrupted = measure_interleaved(
+                subjects, runs, say, after_first=check, on_finished=finished, start=start
             )
-            prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **dims})
-            for number, key in enumerate(chosen, 1):
-                label = _original_label(key, source_format) if key == original_key else None
-                label = label or FORMAT_ROW_LABELS[key]
-                say(
-                    f"[{number}/{len(chosen)}] {label} "
-                    f"(elapsed {time.perf_counter() - start:.0f} s)"
-                )
-                entry = _format_entry(
-                    key,
-                    label,
-                    original if key == original_key else None,
-                    export_fn=functools.partial(
-                        artifacts.get,
-                        _export_name(key, stem),
-                        f"{key}|{export_key}",
-                        functools.partial(_export, key, export_source, example),
-                    ),
-                    load=functools.partial(load, key=key),
-                    inputs=inputs,
-                    expected=expected,
-                    settings=prof,
-                    batch_size=batch_size,
-                    no_throughput=no_throughput,
-                    prepare_s=load_s if key == original_key else 0.0,
-                )
-                if _export_name(key, stem) in artifacts.reused:
-                    entry = dataclasses.replace(entry, reused=True)
-                    say(f"[{number}/{len(chosen)}] reused {entry.path} (same model and versions)")
-                entries.append(entry)
-                say(f"[{number}/{len(chosen)}] {done_line(entry)}")
-            original.close()
     except KeyboardInterrupt:
         interrupted = True
+    if interrupted:
         say("interrupted: keeping the formats finished so far")
+    entries = _entries(chosen, items, measured, prof, parity)
     environment = collect_environment(cuda_device=0 if device.startswith("cuda") else None)
     return FormatsResult(
         source=str(source),
@@ -326,6 +294,278 @@ def compare_formats(
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
     )
+
+
+def _chosen(
+    formats: Sequence[str] | None, reachable: Sequence[str], source: Path, source_format: str
+) -> list[str]:
+    """The formats to compare, the original's first.
+
+    Raises:
+        InvalidArgumentError: On an unknown format, or one not reachable from the source.
+    """
+    if not formats:
+        return list(reachable)
+    unknown = [f for f in formats if f not in FORMAT_CHOICES]
+    if unknown:
+        raise InvalidArgumentError(
+            f"--formats: unknown format {', '.join(map(repr, unknown))}; use some of "
+            + ", ".join(FORMAT_CHOICES)
+        )
+    unreachable = [f for f in formats if f not in reachable]
+    if unreachable:
+        raise InvalidArgumentError(
+            f"--formats: {', '.join(unreachable)} not reachable from {source} "
+            f"({source_format}); reachable: {', '.join(reachable)}"
+        )
+    return [f for f in reachable if f in formats or f == reachable[0]]
+
+
+def _tolerance(key: str) -> float:
+    return PARITY_TOLERANCE_TFLITE if key == "tflite" else PARITY_TOLERANCE
+
+
+@dataclass
+class _Ready:
+    """A format whose file is ready for its workers: how they load it, and the parent's time."""
+
+    label: str
+    request: LoadRequest
+    original: bool
+    prepare_s: float
+    reused: bool = False
+
+
+@dataclass
+class _Prepared:
+    """What the parent made before any measuring: the exports, the inputs, the reference."""
+
+    items: list[FormatEntry | _Ready]
+    inputs: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    dims: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Original:
+    """The user's model: its file, format and loading options, and how it is run."""
+
+    path: Path
+    format: str
+    options: dict[str, Any]
+    device: str
+    batch_size: int
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None
+
+
+def _prepare(
+    user: _Original, chosen: Sequence[str], artifacts: Artifacts, step: Progress
+) -> _Prepared:
+    """Loads the original, computes its outputs on a seeded input and exports every format.
+
+    The parent keeps no model afterwards: the workers load the files.
+
+    Args:
+        user: The user's model.
+        chosen: The formats, the original's first.
+        artifacts: Where the exports go (and are reused from).
+        step: Gets a line as each export starts.
+
+    Raises:
+        ModelLoadError: If the original cannot be loaded.
+        InvalidArgumentError: If the batch size does not fit a fixed-batch model.
+        KeyboardInterrupt: On Ctrl-C (nothing is measured yet).
+    """
+    source, source_format, device = user.path, user.format, user.device
+    load_options, batch_size = user.options, user.batch_size
+    stem = source.stem or "model"
+    original_key = _original_key(source_format)
+    torch_source = source_format in _TORCH_SOURCES | {"torchscript", "torch-export"}
+    t0 = time.perf_counter()
+    original = pyinfer.load_model(source, device=device, name=stem, **load_options)
+    exportable = original
+    try:
+        if len(chosen) > 1 and (device != "cpu" or torch_source):
+            # The exporters take the module as written: not on CUDA, and not the frozen,
+            # oneDNN-optimised TorchScript that pyinfer runs (its mkldnn ops have no ONNX form).
+            plain: dict[str, Any] = (
+                {"freeze": False, "optimize": False, "channels_last": False} if torch_source else {}
+            )
+            exportable = pyinfer.load_model(
+                source, device="cpu", name=stem, **load_options, **plain
+            )
+        _check_batch(original, batch_size)
+        dims = _shape_dims(original, user.input_shape)
+        inputs = original.example_inputs(batch_size, seed=0, dims=dims)
+        expected = original(inputs)
+        load_s = time.perf_counter() - t0
+        export_source: Any = (
+            source
+            if source_format == "saved-model"
+            else getattr(exportable, "keras_model", None) or getattr(exportable, "module", None)
+        )
+        example = tuple(inputs[s.name] for s in exportable.inputs)
+        versions = collect_environment().versions
+        # An export is reused only from the same model file, inputs, options and versions.
+        export_key = "|".join(
+            [
+                f"source={_digest(source)}",
+                f"inputs={[tuple(np.shape(x)) for x in example]}",
+                f"options={sorted((k, repr(v)) for k, v in load_options.items())}",
+                ",".join(f"{k}={v}" for k, v in sorted(versions.items())),
+            ]
+        )
+        # A traced or exported module does not record its input shapes: the original's (one
+        # input: by position, since tracing may rename it).
+        shapes = {s.name: s.shape for s in original.inputs}
+        one = next(iter(shapes.values())) if len(shapes) == 1 else None
+        traced = {"input_shapes": one if one is not None else shapes}
+        items: list[FormatEntry | _Ready] = []
+        for key in chosen:
+            label = _original_label(key, source_format) if key == original_key else None
+            label = label or FORMAT_ROW_LABELS[key]
+            if key == original_key:
+                items.append(_Ready(label, load_request_of(original), True, load_s))
+                continue
+            step(f"exporting {label}")
+            item = _exported(
+                key,
+                label,
+                stem=stem,
+                device=device,
+                export_source=export_source,
+                example=example,
+                export_key=export_key,
+                artifacts=artifacts,
+                options=traced if key in {"torchscript", "torch-export"} else {},
+            )
+            if isinstance(item, _Ready) and item.reused:
+                step(f"reused {item.request.path} (same model and versions)")
+            items.append(item)
+    finally:
+        original.close()
+        if exportable is not original:
+            exportable.close()
+    return _Prepared(items, dict(inputs), dict(expected), dims)
+
+
+def _exported(
+    key: str,
+    label: str,
+    *,
+    stem: str,
+    device: str,
+    export_source: Any,
+    example: Any,
+    export_key: str,
+    artifacts: Artifacts,
+    options: dict[str, Any],
+) -> FormatEntry | _Ready:
+    """One format exported (or reused) for its workers, or its failed row."""
+    start = time.perf_counter()
+    name = _export_name(key, stem)
+    try:
+        written = artifacts.get(
+            name,
+            f"{key}|{export_key}",
+            functools.partial(_export, key, export_source, example),
+        )
+    except Exception as exc:
+        logger.warning("exporting %s failed: %s", label, exc, exc_info=True)
+        return FormatEntry(
+            format=key,
+            label=label,
+            status=FAILED,
+            tolerance=_tolerance(key),
+            reason=f"export failed: {failure_reason(exc)}",
+            elapsed_s=time.perf_counter() - start,
+        )
+    request = LoadRequest(
+        path=str(written.absolute()),
+        format=pyinfer.detect_format(written).value,
+        device=device,
+        name=stem,
+        options=options,
+    )
+    return _Ready(label, request, False, time.perf_counter() - start, name in artifacts.reused)
+
+
+def _subject(
+    ready: _Ready,
+    settings: ProfilerSettings,
+    batch_size: int,
+    no_throughput: bool,
+    inputs: Mapping[str, np.ndarray],
+) -> Subject:
+    job = WorkerJob(
+        load=ready.request,
+        settings=settings,
+        batch_size=batch_size,
+        throughput=not no_throughput,
+        cpus=settings.cpus,
+        # In the original's order and names: the exports keep them (checked in the worker).
+        parity_inputs=None if ready.original else dict(inputs),
+        label=ready.label,
+    )
+    return Subject(ready.label, ready.label, job, prepare_s=ready.prepare_s)
+
+
+def _entry(
+    key: str,
+    ready: _Ready,
+    got: Measured,
+    settings: ProfilerSettings,
+    parity: Mapping[str, Any],
+) -> FormatEntry:
+    """A format's row from what its runs gave."""
+    base: dict[str, Any] = {
+        "format": key,
+        "label": ready.label,
+        "original": ready.original,
+        "tolerance": _tolerance(key),
+        "path": ready.request.path,
+        "prepare_s": ready.prepare_s,
+        "elapsed_s": ready.prepare_s + got.elapsed_s,
+        "reused": ready.reused,
+        **parity,
+    }
+    if got.error is not None:
+        reason = str(got.error) if isinstance(got.error, EntryError) else failure_reason(got.error)
+        return FormatEntry(**base, status=FAILED, reason=reason)
+    report = got.report(settings)
+    return FormatEntry(**base, status=OK, report=report)
+
+
+def _entries(
+    chosen: Sequence[str],
+    items: Sequence[FormatEntry | _Ready],
+    measured: Sequence[Measured],
+    settings: ProfilerSettings,
+    parity: Mapping[int, Mapping[str, Any]],
+) -> list[FormatEntry]:
+    """Every row in order, each with its latency ratio to the original's."""
+    entries: list[FormatEntry] = []
+    index = 0
+    for key, slot in zip(chosen, items, strict=False):
+        if isinstance(slot, FormatEntry):
+            entries.append(slot)
+            continue
+        got = measured[index] if index < len(measured) else None
+        if got is not None and (got.runs or got.error is not None):
+            entries.append(_entry(key, slot, got, settings, parity.get(index, {})))
+        index += 1
+    original = next((e for e in entries if e.original and e.report is not None), None)
+    if original is None or original.report is None:
+        return entries
+    reference = run_medians(original.report)
+    return [
+        dataclasses.replace(
+            e, ratio=LatencyRatio.between(original.label, reference, run_medians(e.report))
+        )
+        if e.report is not None and not e.original
+        else e
+        for e in entries
+    ]
 
 
 def _check_batch(model: Any, batch_size: int) -> None:
@@ -350,92 +590,3 @@ def _original_label(key: str, source_format: str) -> str:
     if source_format == "keras-h5":
         return "Keras (h5)"
     return FORMAT_ROW_LABELS[key]
-
-
-def _format_entry(
-    key: str,
-    label: str,
-    original: Any,
-    *,
-    export_fn: Callable[[], Path],
-    load: Callable[[Path], Any],  # the format's loader
-    inputs: Mapping[str, np.ndarray],
-    expected: Mapping[str, np.ndarray],
-    settings: ProfilerSettings,
-    batch_size: int,
-    no_throughput: bool,
-    prepare_s: float,
-) -> FormatEntry:
-    """Exports, loads, checks and profiles one format; failures become the row's reason."""
-    start = time.perf_counter()
-    tolerance = PARITY_TOLERANCE_TFLITE if key == "tflite" else PARITY_TOLERANCE
-    is_original = original is not None
-    # The row's identity and its parity fields, shared by the failed and the measured row.
-    base: dict[str, Any] = {
-        "format": key,
-        "label": label,
-        "original": is_original,
-        "tolerance": tolerance,
-    }
-    model = original
-    path = ""
-    try:
-        if model is None:
-            try:
-                written = export_fn()
-            except Exception as exc:
-                raise _StageError("export failed", exc) from exc
-            path = str(written)
-            try:
-                model = load(written)
-            except Exception as exc:
-                raise _StageError("load failed", exc) from exc
-            prepare_s = time.perf_counter() - start
-            try:
-                # In the original's order: an export may name its inputs differently.
-                check = output_parity(expected, model(list(inputs.values())), tolerance)
-                base.update(
-                    max_abs_error=check.max_abs,
-                    relative_error=check.relative,
-                    parity=check.ok,
-                    parity_output=check.output,
-                    mismatch=check.detail,
-                )
-            except Exception as exc:
-                raise _StageError("parity check failed", exc) from exc
-        else:
-            path = str(original.path or "")
-        try:
-            report = PerformanceProfiler(model, settings).profile(
-                batch_size=batch_size, throughput=not no_throughput
-            )
-        except Exception as exc:
-            raise _StageError("profiling failed", exc) from exc
-    except _StageError as stage:
-        return FormatEntry(
-            **base,
-            status=FAILED,
-            path=path,
-            reason=f"{stage.stage}: {failure_reason(stage.cause)}",
-            elapsed_s=time.perf_counter() - start,
-        )
-    finally:
-        if model is not None and not is_original:
-            model.close()
-    return FormatEntry(
-        **base,
-        status=OK,
-        path=path,
-        report=report,
-        prepare_s=prepare_s,
-        elapsed_s=time.perf_counter() - start,
-    )
-
-
-class _StageError(PyinferError):
-    """A failure at one step of a format's row (export, load, parity, profiling)."""
-
-    def __init__(self, stage: str, cause: BaseException) -> None:
-        super().__init__(f"{stage}: {cause}")
-        self.stage = stage
-        self.cause = cause

@@ -14,29 +14,50 @@ from pyinfer.errors import as_out_of_memory
 from pyinfer.report import MB, JsonRecord, ProfileReport, check_schema, one_line
 from pyinfer.report.environment import Environment
 from pyinfer.suite.busy import busy_warning
+from pyinfer.suite.ratios import LatencyRatio
 from pyinfer.suite.settings import FAILED, OK, PARITY_TOLERANCE, SKIPPED
-from pyinfer.suite.tables import device_heading, parity_table, suite_tables
+from pyinfer.suite.tables import device_heading, parity_table, ratio_note, suite_tables
 
 __all__ = [
     "BENCH_SCHEMA_VERSION",
+    "TABLE_NAMES",
     "FormatEntry",
     "FormatsResult",
     "Outcome",
     "SuiteEntry",
     "SuiteResult",
     "failure_reason",
+    "run_medians",
 ]
 
 #: Version of the suite's and the format comparison's JSON layout (major: a field removed or
-#: changed; minor: fields added; 1.1: a format's parity_output, mismatch and reused).
-BENCH_SCHEMA_VERSION = "1.1"
+#: changed; minor: fields added; 1.1: a format's parity_output, mismatch and reused; 1.2: an
+#: entry's latency ratio with its interval, and the outcome's name).
+BENCH_SCHEMA_VERSION = "1.2"
+
+
+#: The name of each table's model, as progress lines and warnings write an entry.
+TABLE_NAMES = {
+    "resnet50": "ResNet50",
+    "resnet50-batch": "ResNet50",
+    "bert": "BERT-Base seq",
+    "mobilenetv2": "MobileNetV2",
+}
+
+
+def run_medians(report: ProfileReport) -> tuple[float, ...]:
+    """A report's run medians in ms: one per repetition, or its one run's median."""
+    if report.repetitions is not None:
+        return tuple(run.median_ms for run in report.repetitions.runs)
+    return (report.latency.stats.median_ms,)
 
 
 class Outcome(enum.IntEnum):
     """How a suite run or a format comparison ended, the worst that happened.
 
-    Each value is the exit status the ``pyinfer`` command gives for it, which the JSON records
-    as ``exit_code``.
+    Each value is the exit status the ``pyinfer`` command gives for it with ``--strict``
+    (without it, :attr:`UNSTABLE` warns and exits 0); the JSON records the value as
+    ``exit_code`` and the name as ``outcome``.
     """
 
     OK = 0
@@ -44,7 +65,8 @@ class Outcome(enum.IntEnum):
     FAILED = 1
     """An entry failed (or, comparing formats, its outputs differ from the original's)."""
     UNSTABLE = 3
-    """Every entry measured, but one did not become stable."""
+    """Every entry measured, but one missed its stability or reproducibility target (the
+    command warns and exits 0, or 3 with ``--strict``)."""
     INTERRUPTED = 130
     """Ctrl-C (or SIGTERM) stopped it; the entries finished before are kept."""
 
@@ -79,8 +101,11 @@ class SuiteEntry:
             installed, a format without that device).
         report: The profile (with the batch curve for the sweep); ``None`` unless ok.
         reason: Why it failed or was skipped.
-        prepare_s: Seconds spent building, exporting and loading the model.
-        elapsed_s: Seconds the whole entry took.
+        prepare_s: Seconds the parent spent preparing the model (exporting its file); the
+            worker's load is the report's cold start.
+        elapsed_s: Seconds the whole entry took, its worker processes included.
+        ratio: For ResNet50's formats, the latency against PyTorch eager on the same device,
+            over the run medians, with its 95% interval.
     """
 
     table: str
@@ -92,6 +117,12 @@ class SuiteEntry:
     reason: str = ""
     prepare_s: float = 0.0
     elapsed_s: float = 0.0
+    ratio: LatencyRatio | None = None
+
+    @property
+    def name(self) -> str:
+        """The entry in words: ``ResNet50 ONNX (FP32)``, ``BERT-Base seq 128``."""
+        return f"{TABLE_NAMES.get(self.table, self.table)} {self.label}"
 
     @property
     def stable(self) -> bool:
@@ -161,7 +192,7 @@ class SuiteResult(_BenchRecord):
 
     @property
     def exit_code(self) -> int:
-        """The exit status of :attr:`outcome`: 130, 1, 3 or 0."""
+        """The exit status of :attr:`outcome` with ``--strict``: 130, 1, 3 or 0."""
         return int(self.outcome)
 
     def tables(self) -> list[tuple[str, str, str]]:
@@ -179,9 +210,12 @@ class SuiteResult(_BenchRecord):
             parts.append(f"{skipped} skipped")
         if self.unstable:
             parts.append(f"{len(self.unstable)} not stable")
-        text = ", ".join(parts) + f"; wall time {self.wall_s:.1f} s"
+        runs = _runs(self.settings)
+        each = f"; {runs} runs of each in fresh processes" if runs > 1 else ""
+        text = ", ".join(parts) + f"{each}; wall time {self.wall_s:.1f} s"
         if self.interrupted:
-            text += " (interrupted: the entry running then was dropped)"
+            dropped = "the entry running then" if runs == 1 else "the run going on then"
+            text += f" (interrupted: {dropped} was dropped)"
         busy = busy_warning(self.busy_cpus)
         if busy:
             text += "\n" + busy
@@ -223,14 +257,16 @@ class SuiteResult(_BenchRecord):
         ]
         data["rows"] = self.rows()
         data["exit_code"] = self.exit_code
+        data["outcome"] = self.outcome.name.lower()
         return data
 
     def rows(self) -> list[dict[str, Any]]:
         """The tables' rows as figures: one per entry, one per batch size of the sweep.
 
         Each row has the table, device, row name, status (and reason), latency mean and median
-        in ms, throughput in items per second, memory in MB (parameters plus peak activation)
-        and whether it was stable; figures are ``None`` where not measured.
+        in ms, throughput in items per second, memory in MB (parameters plus peak activation),
+        whether it was stable, and for ResNet50's formats the latency ratio to PyTorch eager
+        with its 95% interval; figures are ``None`` where not measured.
         """
         out: list[dict[str, Any]] = []
         for e in self.entries:
@@ -247,6 +283,7 @@ class SuiteResult(_BenchRecord):
                             "throughput": p.throughput_fps,
                             "memory_mb": None,
                             "stable": p.stable,
+                            **_ratio_fields(None),
                         }
                     )
                 continue
@@ -263,6 +300,7 @@ class SuiteResult(_BenchRecord):
                     if m
                     else None,
                     "stable": e.stable if r else None,
+                    **_ratio_fields(e.ratio),
                 }
             )
         return out
@@ -294,10 +332,13 @@ class FormatEntry:
             checked (the original itself, or a failed row).
         parity_output: The output with the largest error; on a mismatch, the one that differs.
         mismatch: On a mismatch, which output differs and how (one line).
-        prepare_s: Seconds to export and load it.
-        elapsed_s: Seconds the whole row took.
+        prepare_s: Seconds the parent spent loading (the original) or exporting it; the
+            worker's load is the report's cold start.
+        elapsed_s: Seconds the whole row took, its worker processes included.
         reused: Whether the export was reused from the work folder (written by an earlier run
             from the same model file, inputs, options and versions).
+        ratio: The latency against the original's, over the run medians, with its 95%
+            interval (``None`` for the original and unmeasured rows).
     """
 
     format: str
@@ -316,6 +357,7 @@ class FormatEntry:
     prepare_s: float = 0.0
     elapsed_s: float = 0.0
     reused: bool = False
+    ratio: LatencyRatio | None = None
 
     @property
     def stable(self) -> bool:
@@ -378,7 +420,7 @@ class FormatsResult(_BenchRecord):
 
     @property
     def exit_code(self) -> int:
-        """The exit status of :attr:`outcome`: 130, 1, 3 or 0."""
+        """The exit status of :attr:`outcome` with ``--strict``: 130, 1, 3 or 0."""
         return int(self.outcome)
 
     def table(self) -> str:
@@ -397,6 +439,13 @@ class FormatsResult(_BenchRecord):
         text = f"fastest at batch {self.batch_size}: {best.label}"
         if original is not None and best is not original:
             text += f", {_mean(original) / _mean(best):.2f}x {original.label}"
+            ratio = best.ratio
+            if ratio is not None and ratio.low is not None and ratio.high is not None:
+                noise = ratio.low <= 1.0 <= ratio.high
+                text += (
+                    " (not told apart from run-to-run noise: its latency ratio's 95% interval "
+                    "includes 1)"
+                ) * noise
         elif best.original:
             text += " (the original)"
         if mismatched:
@@ -423,11 +472,15 @@ class FormatsResult(_BenchRecord):
                 f"output's largest magnitude (ok within {within}); integer and boolean outputs "
                 "must be equal"
             )
+        ratios = ratio_note(self.entries, "the original's")
+        if ratios:
+            lines.append(ratios)
         if self.note:
             lines.append(self.note)
         lines.append(self.recommendation())
         if self.interrupted:
-            lines.append("interrupted: the format running then was dropped")
+            dropped = "format" if _runs(self.settings) == 1 else "run"
+            lines.append(f"interrupted: the {dropped} running then was dropped")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -436,12 +489,28 @@ class FormatsResult(_BenchRecord):
         data["table"] = self.table()
         data["recommendation"] = self.recommendation()
         data["exit_code"] = self.exit_code
+        data["outcome"] = self.outcome.name.lower()
         return data
 
     JSON_WHAT = "formats result"
     JSON_ROOT = "formats"
     JSON_KIND = "pyinfer-formats"
     JSON_RERUN = "compare the formats again"
+
+
+def _ratio_fields(ratio: LatencyRatio | None) -> dict[str, float | None]:
+    """A row's latency ratio and its interval's ends (``None`` where there is none)."""
+    return {
+        "latency_ratio": ratio.ratio if ratio else None,
+        "latency_ratio_low": ratio.low if ratio else None,
+        "latency_ratio_high": ratio.high if ratio else None,
+    }
+
+
+def _runs(settings: dict[str, Any]) -> int:
+    """The runs of each entry the recorded settings asked for (1 in files before 1.2)."""
+    runs = settings.get("repetitions", 1)
+    return runs if isinstance(runs, int) and not isinstance(runs, bool) else 1
 
 
 def _mean(entry: FormatEntry) -> float:

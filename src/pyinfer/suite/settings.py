@@ -6,6 +6,7 @@ The format tables here (:data:`SUITE_FORMATS`, :data:`SUITE_FORMAT_LABELS`,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +27,20 @@ __all__ = [
     "OK",
     "PARITY_TOLERANCE",
     "PARITY_TOLERANCE_TFLITE",
+    "QUICK_REPETITIONS",
     "QUICK_STABILITY_TARGET",
     "RESNET_IMAGE_SIZE",
     "SKIPPED",
     "SUITE_FORMATS",
     "SUITE_FORMAT_LABELS",
     "SUITE_MODELS",
+    "SUITE_REPETITIONS",
     "Progress",
     "SuiteConfig",
     "full_settings",
+    "measurement_settings",
     "quick_settings",
+    "runs_of",
     "settings_dict",
 ]
 
@@ -83,6 +88,14 @@ PARITY_TOLERANCE_TFLITE = 1e-3
 #: machine, where one preempted call in a hundred sends it over 5%.
 QUICK_STABILITY_TARGET = 0.02
 
+#: Runs of each entry, each in a fresh worker process, unless asked otherwise: enough for the
+#: ratios between formats to have their 95% interval (4 or more runs a side).
+SUITE_REPETITIONS = 5
+#: ``--quick``'s runs of each entry: one fresh worker process per entry, which keeps the quick
+#: suite within 1.5 times its time in one process (every worker imports its framework and loads
+#: its model anew); no between-run figures, so no intervals on the ratios.
+QUICK_REPETITIONS = 1
+
 #: An entry's status: measured, failed (with its reason), or not possible here.
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -113,6 +126,41 @@ def quick_settings() -> ProfilerSettings:
 def full_settings() -> ProfilerSettings:
     """The profiler's defaults, with the time cap lowered to 20 s per entry."""
     return ProfilerSettings(max_time_s=20.0)
+
+
+def runs_of(settings: ProfilerSettings | None, repetitions: int | None, *, quick: bool) -> int:
+    """Runs of each entry: ``repetitions`` if given, else the settings', else the mode's."""
+    if repetitions is not None:
+        return repetitions
+    if settings is not None:
+        return settings.repetitions
+    return QUICK_REPETITIONS if quick else SUITE_REPETITIONS
+
+
+def measurement_settings(
+    settings: ProfilerSettings | None,
+    *,
+    quick: bool,
+    repetitions: int,
+    cpus: Sequence[int] = (),
+) -> ProfilerSettings:
+    """The settings of a suite or a format comparison measured in ``repetitions`` runs.
+
+    Args:
+        settings: Explicit settings, applied to each run as given (``None``: the mode's).
+        quick: Use :func:`quick_settings` (else :func:`full_settings`) when none are given;
+            those are spread over the runs (:meth:`ProfilerSettings.spread_over`), so the runs
+            together take about one run's time.
+        repetitions: Runs of each entry.
+        cpus: CPUs to pin the workers to (empty: those of ``settings``, if any).
+    """
+    if settings is not None:
+        chosen = dataclasses.replace(settings, repetitions=repetitions)
+    else:
+        chosen = (quick_settings() if quick else full_settings()).spread_over(repetitions)
+    if cpus:
+        chosen = dataclasses.replace(chosen, cpus=tuple(cpus))
+    return chosen
 
 
 def settings_dict(settings: ProfilerSettings) -> dict[str, Any]:
@@ -151,8 +199,15 @@ class SuiteConfig:
         input_sizes: MobileNetV2's square input sizes (at least 32: its five stride-2 stages).
         image_size: ResNet50's input size.
         quick: Use :func:`quick_settings` (else :func:`full_settings`).
-        settings: Explicit profiler settings (override ``quick``; the batch size and dims are
-            set per entry).
+        settings: Explicit profiler settings for each run (override ``quick``; the batch size
+            and dims are set per entry).
+        repetitions: Runs of each entry, each in its own fresh worker process, interleaved
+            across the entries (``None``: ``settings.repetitions`` when settings are given,
+            else :data:`QUICK_REPETITIONS` with ``quick`` and :data:`SUITE_REPETITIONS`
+            without). The suite's own settings are spread over the runs
+            (:meth:`ProfilerSettings.spread_over`); explicit ones apply to each run as given.
+        cpus: Logical CPUs to pin the worker processes to (empty: as ``settings.cpus``, or
+            wherever the OS runs them).
         work_dir: Keep exported models here and reuse them on the next run; ``None``: a
             temporary folder, removed at the end.
         bert_config: Overrides of ``transformers.BertConfig`` (a smaller BERT for tests).
@@ -168,11 +223,22 @@ class SuiteConfig:
     image_size: int = RESNET_IMAGE_SIZE
     quick: bool = False
     settings: ProfilerSettings | None = None
+    repetitions: int | None = None
+    cpus: tuple[int, ...] = ()
     work_dir: Path | None = None
     bert_config: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.repetitions is not None and (
+            not isinstance(self.repetitions, int)
+            or isinstance(self.repetitions, bool)
+            or self.repetitions < 1
+        ):
+            raise InvalidArgumentError(
+                f"--repeat must be an integer of at least 1, got {self.repetitions!r}"
+            )
+        object.__setattr__(self, "cpus", tuple(self.cpus))
         object.__setattr__(self, "models", _names(self.models, SUITE_MODELS, "--only"))
         object.__setattr__(self, "formats", _names(self.formats, SUITE_FORMATS, "--formats"))
         if self.devices:
@@ -198,11 +264,16 @@ class SuiteConfig:
                 f"got {self.image_size}"
             )
 
+    @property
+    def runs(self) -> int:
+        """Runs of each entry: as given, else the settings', else the mode's default."""
+        return runs_of(self.settings, self.repetitions, quick=self.quick)
+
     def profiler_settings(self) -> ProfilerSettings:
-        """The settings every entry uses."""
-        if self.settings is not None:
-            return self.settings
-        return quick_settings() if self.quick else full_settings()
+        """The settings every entry uses, with its runs (``repetitions``) and CPUs."""
+        return measurement_settings(
+            self.settings, quick=self.quick, repetitions=self.runs, cpus=self.cpus
+        )
 
     def resolved_devices(self) -> tuple[str, ...]:
         """The devices to run on: as given, or the CPU plus CUDA when available."""
@@ -221,6 +292,8 @@ class SuiteConfig:
             "input_sizes": list(self.input_sizes),
             "image_size": self.image_size,
             "quick": self.quick,
+            "repetitions": self.runs,
+            "cpus": list(self.cpus),
             "work_dir": None if self.work_dir is None else str(self.work_dir),
             "bert_config": dict(self.bert_config),
             "seed": self.seed,

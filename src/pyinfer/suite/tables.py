@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 
 from pyinfer.report import MB, ProfileReport, box_table, format_ms, format_short
 from pyinfer.report.environment import Environment
+from pyinfer.suite.ratios import min_runs_for_interval
 from pyinfer.suite.settings import OK, SUITE_MODELS
 
 if TYPE_CHECKING:
     from pyinfer.suite.results import FormatEntry, SuiteEntry
 
-__all__ = ["device_heading", "done_line", "parity_table", "suite_tables"]
+__all__ = ["device_heading", "done_line", "parity_table", "ratio_note", "suite_tables"]
 
 #: How much of a failed row's reason fits its cell; the whole reason goes under the table.
 _REASON_WIDTH = 32
@@ -74,31 +75,60 @@ def suite_tables(
 
 
 def parity_table(entries: Sequence[FormatEntry]) -> str:
-    """The format comparison's table with its Parity column."""
-    header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)", "Parity")
+    """The format comparison's table with its Latency ratio and Parity columns."""
+    header = (
+        "Model Format",
+        "Latency (ms)",
+        "Throughput (FPS)",
+        "Memory (MB)",
+        "Latency ratio",
+        "Parity",
+    )
     rows = []
     for e in entries:
         if e.report is not None:
             r = e.report
+            ratio = "1.00x" if e.original else (e.ratio.text() if e.ratio else "-")
             rows.append(
                 (
                     e.label,
                     _latency(e),
                     f"{r.throughput_fps:.1f}",
                     _memory_mb(r),
+                    ratio,
                     e.parity_text(),
                 )
             )
         else:
-            rows.append((e.label, "-", "-", "-", _status_cell(e.status, e.reason)))
-    table = box_table(header, rows, widths=(16, 14, 18, 13, 12))
+            rows.append((e.label, "-", "-", "-", "-", _status_cell(e.status, e.reason)))
+    table = box_table(header, rows, widths=(16, 14, 18, 13, 19, 12))
     return _with_notes(table, _footnotes(entries))
+
+
+def ratio_note(entries: Sequence[SuiteEntry | FormatEntry], against: str) -> str:
+    """What the latency ratios are, and why some have no interval (empty: no ratio shown)."""
+    ratios = [e.ratio for e in entries if e.ratio is not None]
+    if not ratios:
+        return ""
+    text = (
+        f"Latency ratio: the latency over {against}, estimated from the runs' medians "
+        "(fresh processes, interleaved), with its 95% interval"
+    )
+    fewest = min(min(r.runs, r.reference_runs) for r in ratios)
+    if any(not r.has_interval for r in ratios):
+        text += (
+            f"; no interval from {fewest} run(s) a side: it needs --repeat "
+            f"{min_runs_for_interval()} or more"
+        )
+    return text
 
 
 def _footnotes(entries: Sequence[SuiteEntry | FormatEntry]) -> list[str]:
     notes = []
     if any(e.status == OK and not e.stable for e in entries):
-        notes.append("~ not stable: the figure's stability target was not met (see the JSON)")
+        notes.append(
+            "~ not stable: the figure missed its stability or reproducibility target (see the JSON)"
+        )
     for e in entries:
         if e.status != OK and len(e.reason) > _REASON_WIDTH:
             notes.append(f"{e.label}: {e.status}: {e.reason}")
@@ -142,7 +172,14 @@ def _formats_table(entries: Sequence[SuiteEntry]) -> str:
         else:
             rows.append((e.label, "-", "-", _status_cell(e.status, e.reason)))
     header = ("Model Format", "Latency (ms)", "Throughput (FPS)", "Memory (MB)")
-    return _with_notes(box_table(header, rows, widths=(16, 14, 18, 12)), _footnotes(entries))
+    notes = _footnotes(entries)
+    compared = [e for e in entries if e.ratio is not None]
+    if compared:
+        reference = compared[0].ratio.reference if compared[0].ratio else ""
+        figures = ", ".join(f"{e.label} {e.ratio.text()}" for e in compared if e.ratio)
+        notes.append(f"Latency against {reference}: {figures}")
+        notes.append(ratio_note(compared, reference + "'s"))
+    return _with_notes(box_table(header, rows, widths=(16, 14, 18, 12)), notes)
 
 
 def _batch(entry: SuiteEntry) -> str:
@@ -153,8 +190,8 @@ def _batch(entry: SuiteEntry) -> str:
     unstable = [str(p.batch_size) for p in curve.points if p.stable is False]
     if unstable:
         notes.append(
-            f"~ not stable at batch {', '.join(unstable)}: the stability target was not met "
-            "(see the JSON)"
+            f"~ not stable at batch {', '.join(unstable)}: the stability or reproducibility "
+            "target was not met (see the JSON)"
         )
     return _with_notes(curve.to_table(mark_unstable=True), notes)
 
@@ -186,8 +223,9 @@ def done_line(entry: SuiteEntry | FormatEntry) -> str:
     if entry.report is None:
         return f"{entry.label}: {entry.status}: {entry.reason}"
     r = entry.report
+    runs = f", {r.repetitions.count} runs" if r.repetitions is not None else ""
     stable = "" if entry.stable else ", not stable"
     return (
-        f"{entry.label}: {format_ms(r.latency.stats.mean_ms)} ms, {r.throughput_fps:.1f}/s{stable} "
-        f"({entry.elapsed_s:.1f} s)"
+        f"{entry.label}: {format_ms(r.latency.stats.mean_ms)} ms, {r.throughput_fps:.1f}/s"
+        f"{runs}{stable} ({entry.elapsed_s:.1f} s)"
     )
