@@ -521,7 +521,9 @@ def _never_stable() -> ProfilerSettings:
     )
 
 
-@pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 3)])
+@pytest.mark.parametrize(
+    ("strict", "quick", "code"), [(False, True, 0), (True, True, 3), (False, False, 0)]
+)
 def test_an_unstable_entry_warns_and_exits_0_unless_strict(
     tiny_models: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -529,19 +531,23 @@ def test_an_unstable_entry_warns_and_exits_0_unless_strict(
     tmp_path: Path,
     *,
     strict: bool,
+    quick: bool,
     code: int,
 ) -> None:
     monkeypatch.setattr(suite_settings, "quick_settings", _never_stable)
+    monkeypatch.setattr(suite_settings, "full_settings", _never_stable)
     monkeypatch.setattr(repeat, "run_worker", _InProcess())
-    argv = ["bench", "--only", "mobilenetv2", "--input-sizes", "32", "--quick", "--device", "cpu"]
-    argv += ["--json", str(tmp_path / "b.json")] + ["--strict"] * strict
+    argv = ["bench", "--only", "mobilenetv2", "--input-sizes", "32", "--device", "cpu"]
+    argv += ["--json", str(tmp_path / "b.json"), "--repeat", "1"]
+    argv += ["--strict"] * strict + ["--quick"] * quick
     assert cli.main(argv) == code
     err = capsys.readouterr().err
     status = "exit status 3 (--strict)" if strict else "exit status 0 (--strict makes it 3)"
+    longer = "more time (leave out --quick), " if quick else ""
     assert err.endswith(
         "warning: pyinfer bench: NOT stable: cpu MobileNetV2 32x32 missed the stability or "
-        "reproducibility target (marked ~); the figures are what was measured: give them more "
-        f"time (leave out --quick), more runs (--repeat) or a quieter machine; {status}\n"
+        "reproducibility target (marked ~); the figures are what was measured: give them "
+        f"{longer}more runs (--repeat) or a quieter machine; {status}\n"
     )
     saved = SuiteResult.load(tmp_path / "b.json")
     assert saved.outcome is suite.Outcome.UNSTABLE

@@ -127,19 +127,20 @@ def exit_status(outcome: Outcome, *, strict: bool = False) -> int:
     }[outcome]
 
 
-def _finish(command: str, outcome: Outcome, unstable: list[str], strict: bool) -> int:
+def _finish(command: str, outcome: Outcome, unstable: list[str], args: argparse.Namespace) -> int:
     """Warns about the entries that missed their targets; returns the exit status."""
     from pyinfer.suite import Outcome
 
     if outcome is Outcome.UNSTABLE:
+        strict = args.strict
         status = "exit status 3 (--strict)" if strict else "exit status 0 (--strict makes it 3)"
+        longer = "more time (leave out --quick), " if args.quick else ""
         sys.stderr.write(
             f"warning: pyinfer {command}: NOT stable: {', '.join(unstable)} missed the "
             "stability or reproducibility target (marked ~); the figures are what was "
-            "measured: give them more time (leave out --quick), more runs (--repeat) or a "
-            f"quieter machine; {status}\n"
+            f"measured: give them {longer}more runs (--repeat) or a quieter machine; {status}\n"
         )
-    return exit_status(outcome, strict=strict)
+    return exit_status(outcome, strict=args.strict)
 
 
 def _devices(choice: str) -> tuple[str, ...]:
@@ -230,7 +231,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.markdown:
         write_output(args.markdown, result.to_markdown(), "Markdown tables")
     unstable = [f"{e.device} {e.name}" for e in result.unstable]
-    return _finish("bench", result.outcome, unstable, args.strict)
+    return _finish("bench", result.outcome, unstable, args)
 
 
 def cmd_formats(args: argparse.Namespace) -> int:
@@ -267,7 +268,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
     if args.json:
         write_output(args.json, result.to_json() + "\n", "JSON result")
     unstable = [e.label for e in result.entries if e.status == "ok" and not e.stable]
-    return _finish(args.command, result.outcome, unstable, args.strict)
+    return _finish(args.command, result.outcome, unstable, args)
 
 
 def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
