@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import os
 import re
@@ -39,25 +38,11 @@ FAST = ProfilerSettings(
 # ---- the ratio and its interval -----------------------------------------------------------------
 
 
-def _brute_u_counts(m: int, n: int) -> list[int]:
-    counts = [0] * (m * n + 1)
-    for positions in itertools.combinations(range(m + n), m):
-        counts[sum(p - i for i, p in enumerate(positions))] += 1
-    return counts
-
-
-@pytest.mark.parametrize(("m", "n"), [(1, 1), (2, 3), (4, 4), (3, 6), (5, 5)])
-def test_the_mann_whitney_distribution_is_exact(m: int, n: int) -> None:
-    assert [int(c) for c in suite_ratios._u_counts(m, n)] == _brute_u_counts(m, n)
-
-
-def test_interval_ranks_are_the_published_critical_values() -> None:
-    # Two-sided 5% critical values of U for n = m = 4..10 (0, 2, 5, 8, 13, 17, 23): the
-    # interval's ends are the (critical + 1)-th smallest and largest pairwise differences.
-    assert [suite_ratios._interval_rank(n, n, 0.95) for n in range(1, 11)] == [
-        0, 0, 0, 1, 3, 6, 9, 14, 18, 24,
-    ]  # fmt: skip
+def test_the_suite_ratio_is_the_shared_one_and_needs_4_runs_a_side() -> None:
+    # The exact distribution and the interval ranks are tested in tests/test_repetitions.py.
     assert suite_ratios.min_runs_for_interval() == 4
+    assert suite.ratio_between([1.0] * 3, [2.0] * 3)[1] is None
+    assert suite.ratio_between([1.0] * 4, [2.0] * 4)[1] == pytest.approx(2.0)
 
 
 def test_ratio_between_is_the_hodges_lehmann_estimate_with_its_interval() -> None:
@@ -87,9 +72,9 @@ def test_too_few_runs_give_the_ratio_without_an_interval() -> None:
 @pytest.mark.parametrize(
     ("before", "after", "message"),
     [
-        ([], [1.0], "ratio_between: no before run medians given"),
-        ([1.0], [0.0], r"ratio_between: after run medians must be finite and above 0, got \[0.0\]"),
-        ([math.nan], [1.0], "ratio_between: before run medians must be finite and above 0"),
+        ([], [1.0], r"ratio interval \(first set\): no samples"),
+        ([1.0], [0.0], r"ratio interval \(second set\): values must be above 0"),
+        ([math.nan], [1.0], r"ratio interval \(first set\): samples must be finite numbers"),
     ],
 )
 def test_ratio_between_refuses_bad_medians(
