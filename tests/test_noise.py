@@ -331,6 +331,34 @@ def test_the_summary_and_the_warning() -> None:
     )
 
 
+def test_noisy_runs_make_one_line_per_kind_of_noise_naming_the_runs() -> None:
+    busy = replace(NOISY, duration_s=1.0, other_cpus_busy=0.6, other_cpus_busy_max=0.8)
+    stolen = replace(QUIET, steal_percent=5.0, noisy=True, reasons=("steal",))
+    combined = combine_readings([NOISY, QUIET, busy, stolen, NOISY])
+    assert combined is not None
+    # The busy runs' own average, weighted by duration: (0.97 * 2.5 * 2 + 0.6) / 6.
+    assert combined.reasons == (
+        "other processes kept 0.91 of 2 CPUs busy on average (max 1.00) while runs 1, 3 and 5 "
+        f"of 5 measured the latency: {SLOWER}",
+        "the hypervisor gave 5.0% of the CPUs' time to other virtual machines (CPU steal) "
+        f"while run 4 of 5 measured the latency: {SLOWER}",
+    )
+    every = combine_readings([NOISY, NOISY])
+    assert every is not None
+    assert every.reasons == (
+        "other processes kept 0.97 of 2 CPUs busy on average (max 1.00) while all 2 runs "
+        f"measured the latency: {SLOWER}",
+    )
+    alone = combine_readings([NOISY])
+    assert alone is not None
+    assert alone.reasons == NOISY.reasons
+    # Noisy on grounds other than load and steal: the run's own words, numbered.
+    other = replace(QUIET, noisy=True, reasons=("the clock jumped",))
+    odd = combine_readings([QUIET, other])
+    assert odd is not None
+    assert odd.reasons == ("run 2: the clock jumped",)
+
+
 def test_readings_of_several_runs_combine() -> None:
     assert combine_readings([]) is None
     assert combine_readings([None, None]) is None
@@ -343,7 +371,10 @@ def test_readings_of_several_runs_combine() -> None:
         load_average_max=2.3,
         steal_percent=pytest.approx(0.25),  # type: ignore[arg-type]
         noisy=True,
-        reasons=(f"run 3: {NOISY.reasons[0]}",),
+        reasons=(
+            "other processes kept 0.97 of 2 CPUs busy on average (max 1.00) while run 3 of 3 "
+            f"measured the latency: {SLOWER}",
+        ),
         cpus=2,
     )
     unmeasured = replace(QUIET, other_cpus_busy=None, steal_percent=None, duration_s=0.0)

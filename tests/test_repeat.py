@@ -90,7 +90,7 @@ def test_run_job_in_this_process_profiles_and_returns_the_parity_outputs(tiny_on
     assert request is not None
     x = np.ones((2, 8), dtype=np.float32)
     job = jobs.WorkerJob(
-        load=request, settings=FAST, batch_size=2, memory=False, parity_inputs={"x": x}
+        load=request, settings=FAST, batch_size=2, memory=False, parity_inputs=(x,)
     )
     result = worker.run_job(job)
     assert result.failure is None
@@ -102,6 +102,31 @@ def test_run_job_in_this_process_profiles_and_returns_the_parity_outputs(tiny_on
     assert result.outputs is not None
     expected = x @ (np.arange(32, dtype=np.float32).reshape(8, 4) / 32.0)
     np.testing.assert_allclose(result.outputs["y"], expected, rtol=1e-6)
+
+
+def test_parity_inputs_go_by_position_since_an_export_may_rename_them(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    # As a TFLite or SavedModel export names its input: not as the original did.
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["serving_default_x:0"], ["y"])],
+        "renamed",
+        [helper.make_tensor_value_info("serving_default_x:0", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "renamed.onnx"
+    onnx.save(model, str(path))
+    request = _load(path).load_request
+    x = np.array([[1.0, -2.0, 3.5]], dtype=np.float32)
+    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, parity_inputs=(x,))
+    result = worker.run_job(job)
+    assert result.failure is None
+    assert result.outputs is not None
+    np.testing.assert_array_equal(result.outputs["y"], -x)
 
 
 def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None:

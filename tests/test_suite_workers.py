@@ -113,7 +113,7 @@ def test_a_model_made_in_code_is_rebuilt_identically_in_a_worker(torchvision_mod
         settings=dataclasses.replace(FAST, input_dims={"height": 32, "width": 32}),
         memory=False,
         throughput=False,
-        parity_inputs={"x": x},
+        parity_inputs=(x,),
         build=functools.partial(suite_models.mobilenet_v2, 0, "cpu"),
         label="built",
     )

@@ -310,14 +310,13 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         "(--input-shape a=1x8 --input-shape b=1x3)",
     )
     add_loader_options(parser, scope="MODEL: ")
-    add_repeat_options(parser)
     # Every entry runs in its own worker process, whatever the count; --quick picks its own.
-    parser.set_defaults(repeat=None)
-    repeat = next(a for a in parser._actions if a.dest == "repeat")
-    repeat.help = (
-        "measure each entry in N fresh worker processes, the entries alternating in each "
-        "round (default 5, --quick 1); the latency ratios between formats get a 95%% "
-        "interval from 4 runs on; the default time and count limits are shared among the runs"
+    add_repeat_options(
+        parser,
+        default=None,
+        repeat_help="measure each entry in N fresh worker processes, the entries alternating "
+        "in each round (default 5, --quick 1); the latency ratios between formats get a 95%% "
+        "interval from 4 runs on; the default time and count limits are shared among the runs",
     )
 
 

@@ -241,14 +241,24 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
 DEFAULT_REPEAT = 5
 
 
-def add_repeat_options(group: Any) -> None:
-    """``--repeat``, ``--cpus`` and ``--strict``, shared by profile, sweep, formats and bench."""
+def add_repeat_options(
+    group: Any, *, default: int | None = DEFAULT_REPEAT, repeat_help: str | None = None
+) -> None:
+    """``--repeat``, ``--cpus`` and ``--strict``, shared by profile, sweep, formats and bench.
+
+    Args:
+        group: The parser or argument group to add the options to.
+        default: ``--repeat``'s default; ``None`` lets the command pick its own count.
+        repeat_help: ``--repeat``'s help text, where the command's runs differ from a
+            profile's.
+    """
     group.add_argument(
         "--repeat",
         type=positive_int,
-        default=DEFAULT_REPEAT,
+        default=default,
         metavar="N",
-        help=f"measure in N fresh processes, each loading the model anew (default "
+        help=repeat_help
+        or f"measure in N fresh processes, each loading the model anew (default "
         f"{DEFAULT_REPEAT}); the report gives each run's median, the spread between runs and "
         "how reproducible the result is; the default time and count limits are shared among "
         "the runs. --repeat 1: one run, in this process",

@@ -9,7 +9,7 @@ the parent never imports the worker's side (which imports the profiler, which st
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +47,8 @@ class WorkerJob:
         memory: Whether ``profile`` makes its memory pass.
         throughput: Whether ``profile`` makes a throughput run.
         cpus: Logical CPUs to pin the worker to (empty: no pinning).
-        parity_inputs: Inputs to run once before measuring; their outputs come back in the
+        parity_inputs: Inputs to run once before measuring, by position in the model's input
+            order (an exported model may rename its inputs); their outputs come back in the
             result (``None``: no such run).
         label: The job in messages (``"run 2 of 5"``).
         build: Instead of ``load``, a function that makes the model in the worker (it must be
@@ -66,7 +67,7 @@ class WorkerJob:
     memory: bool = True
     throughput: bool = True
     cpus: tuple[int, ...] = ()
-    parity_inputs: Mapping[str, np.ndarray] | None = None
+    parity_inputs: tuple[np.ndarray, ...] | None = None
     label: str = "worker"
     build: Callable[[], Model] | None = None
     log_level: int = logging.WARNING

@@ -80,7 +80,7 @@ def run_job(job: WorkerJob) -> WorkerResult:
         try:
             outputs = None
             if job.parity_inputs is not None:
-                outputs = model(dict(job.parity_inputs))
+                outputs = model(list(job.parity_inputs))
             profiler = PerformanceProfiler(model, job.settings)
             report: ProfileReport | SweepReport
             if job.task == "sweep":

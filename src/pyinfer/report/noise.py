@@ -136,11 +136,29 @@ def noise_warning(reading: NoiseReading | None, what: str = "") -> str:
     return "\n".join(lines)
 
 
+def _weighted(values: list[tuple[float | None, float]]) -> float | None:
+    """The mean of the known values weighted by their durations (plain mean if all are 0)."""
+    pairs = [(v, w) for v, w in values if v is not None]
+    total = sum(w for _, w in pairs)
+    if not pairs:
+        return None
+    if total <= 0.0:
+        return sum(v for v, _ in pairs) / len(pairs)
+    return sum(v * w for v, w in pairs) / total
+
+
+def _highest(values: list[float | None]) -> float | None:
+    """The largest known value (``None`` if none is)."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 def combine_readings(readings: Sequence[NoiseReading | None]) -> NoiseReading | None:
     """One reading for several runs (the repetitions of a measurement).
 
     Averages are weighted by each run's duration, maxima are the highest, and the whole is
-    noisy when any run was; the reasons are each noisy run's, numbered by run (1-based).
+    noisy when any run was; the reasons give one line per kind of noise, naming the runs it
+    hit (1-based) with the figures over those runs.
 
     Args:
         readings: One per run, in the order run (``None`` for a run not sampled).
@@ -151,34 +169,60 @@ def combine_readings(readings: Sequence[NoiseReading | None]) -> NoiseReading | 
     known = [r for r in readings if r is not None]
     if not known:
         return None
-
-    def weighted(values: list[tuple[float | None, float]]) -> float | None:
-        pairs = [(v, w) for v, w in values if v is not None]
-        total = sum(w for _, w in pairs)
-        if not pairs:
-            return None
-        if total <= 0.0:
-            return sum(v for v, _ in pairs) / len(pairs)
-        return sum(v * w for v, w in pairs) / total
-
-    def highest(values: list[float | None]) -> float | None:
-        present = [v for v in values if v is not None]
-        return max(present) if present else None
-
-    reasons = tuple(
-        f"run {i}: {reason}"
-        for i, r in enumerate(readings, start=1)
-        if r is not None and r.noisy
-        for reason in r.reasons
-    )
     return NoiseReading(
         duration_s=sum(r.duration_s for r in known),
         samples=sum(r.samples for r in known),
-        other_cpus_busy=weighted([(r.other_cpus_busy, r.duration_s) for r in known]),
-        other_cpus_busy_max=highest([r.other_cpus_busy_max for r in known]),
-        load_average_max=highest([r.load_average_max for r in known]),
-        steal_percent=weighted([(r.steal_percent, r.duration_s) for r in known]),
+        other_cpus_busy=_weighted([(r.other_cpus_busy, r.duration_s) for r in known]),
+        other_cpus_busy_max=_highest([r.other_cpus_busy_max for r in known]),
+        load_average_max=_highest([r.load_average_max for r in known]),
+        steal_percent=_weighted([(r.steal_percent, r.duration_s) for r in known]),
         noisy=any(r.noisy for r in known),
-        reasons=reasons,
+        reasons=_run_reasons(readings),
         cpus=max(r.cpus for r in known),
     )
+
+
+def _during(numbers: Sequence[int], total: int) -> str:
+    """When: ``"while runs 1, 3 and 4 of 5 measured the latency"``, ``"while all 5 runs ..."``."""
+    if total == 1:
+        return "while the latency was measured"
+    if len(numbers) == total:
+        runs = f"all {total} runs"
+    elif len(numbers) == 1:
+        runs = f"run {numbers[0]} of {total}"
+    else:
+        runs = "runs " + ", ".join(str(n) for n in numbers[:-1]) + f" and {numbers[-1]} of {total}"
+    return f"while {runs} measured the latency"
+
+
+def _run_reasons(readings: Sequence[NoiseReading | None]) -> tuple[str, ...]:
+    """The reasons of the noisy runs, one line per kind of noise naming the runs it hit.
+
+    Each line gives the figures over the runs it names (a busy run's average is not diluted by
+    the quiet ones), so five noisy runs make one line, not five.
+    """
+    total = len(readings)
+    numbered = [(i, r) for i, r in enumerate(readings, start=1) if r is not None and r.noisy]
+    busy = [(i, r) for i, r in numbered if (r.other_cpus_busy or 0.0) >= BUSY_CPUS]
+    stolen = [(i, r) for i, r in numbered if (r.steal_percent or 0.0) >= STEAL_PERCENT]
+    reasons: list[str] = []
+    if busy:
+        reasons += noise_reasons(
+            cpus=max(r.cpus for _, r in busy),
+            other_cpus_busy=_weighted([(r.other_cpus_busy, r.duration_s) for _, r in busy]),
+            other_cpus_busy_max=_highest([r.other_cpus_busy_max for _, r in busy]),
+            steal_percent=None,
+            during=_during([i for i, _ in busy], total),
+        )
+    if stolen:
+        reasons += noise_reasons(
+            cpus=0,
+            other_cpus_busy=None,
+            other_cpus_busy_max=None,
+            steal_percent=_weighted([(r.steal_percent, r.duration_s) for _, r in stolen]),
+            during=_during([i for i, _ in stolen], total),
+        )
+    # A run judged noisy on other grounds than these two keeps its own words.
+    judged = {i for i, _ in busy} | {i for i, _ in stolen}
+    reasons += [f"run {i}: {reason}" for i, r in numbered if i not in judged for reason in r.reasons]
+    return tuple(reasons)

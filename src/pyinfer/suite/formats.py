@@ -503,8 +503,8 @@ def _subject(
         batch_size=batch_size,
         throughput=not no_throughput,
         cpus=settings.cpus,
-        # In the original's order and names: the exports keep them (checked in the worker).
-        parity_inputs=None if ready.original else dict(inputs),
+        # By position, in the original's order: an export may rename its inputs.
+        parity_inputs=None if ready.original else tuple(inputs.values()),
         label=ready.label,
     )
     return Subject(ready.label, ready.label, job, prepare_s=ready.prepare_s)
