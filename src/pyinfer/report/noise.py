@@ -224,5 +224,7 @@ def _run_reasons(readings: Sequence[NoiseReading | None]) -> tuple[str, ...]:
         )
     # A run judged noisy on other grounds than these two keeps its own words.
     judged = {i for i, _ in busy} | {i for i, _ in stolen}
-    reasons += [f"run {i}: {reason}" for i, r in numbered if i not in judged for reason in r.reasons]
+    reasons += [
+        f"run {i}: {reason}" for i, r in numbered if i not in judged for reason in r.reasons
+    ]
     return tuple(reasons)
