@@ -360,6 +360,32 @@ def test_spread_over_shares_one_runs_budget_among_the_runs() -> None:
         base.spread_over(0)
 
 
+def test_later_runs_repeat_the_first_runs_calls_and_warm_up_without_settling_again() -> None:
+    settings = ProfilerSettings(repetitions=5).spread_over(5)
+    first = repeat.per_run_settings(settings)
+    assert first.repetitions == 1
+    assert first.stability_target == math.inf  # the pooled calls of all runs are judged
+    assert (first.warmup_iterations, first.warmup_until_settled) == (5, True)
+    later = repeat.per_run_settings(settings, calls=37, warmup=23)
+    assert (later.min_iterations, later.max_iterations, later.min_time_s) == (37, 37, 0.0)
+    assert (later.warmup_iterations, later.warmup_until_settled) == (23, False)
+    # A single run keeps its own stopping rule and warm-up.
+    alone = repeat.per_run_settings(ProfilerSettings())
+    assert alone == ProfilerSettings()
+
+
+def test_a_repeated_profile_warms_each_later_run_as_long_as_the_first(tiny_onnx: Path) -> None:
+    model = _load(tiny_onnx)
+    settings = dataclasses.replace(FAST, repetitions=3, warmup_until_settled=True)
+    report = PerformanceProfiler(model, settings).profile(memory=False, throughput=False)
+    warmup = report.latency.warmup_iterations
+    # The first run settles (2 calls, then windows of 5 until the median holds); the later
+    # runs make the same count without settling again, so the total is three equal shares.
+    assert warmup % 3 == 0
+    assert warmup // 3 >= 2 + 5
+    assert report.latency.warmup_settled is not None  # the first run's verdict
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -79,7 +79,8 @@ def merge_latency(
     value = rule.stability(pooled)
     label = "cv" if rule.stability_metric == "cv" else "median 95% CI"
     reason = stability_reason(reps, value, settings, label)
-    settled = [run.warmup_settled for run in runs]
+    # Later runs repeat the first run's warm-up count without settling again (None).
+    settled = [run.warmup_settled for run in runs if run.warmup_settled is not None]
     host = [run.host_mean_ms for run in runs if run.host_mean_ms is not None]
     first = runs[0]
     merged = LatencyMeasurement(
@@ -87,7 +88,7 @@ def merge_latency(
         stats=LatencyStats.from_samples_ns(pooled),
         samples_ns=tuple(float(x) for x in pooled),
         warmup_iterations=sum(run.warmup_iterations for run in runs),
-        warmup_settled=None if None in settled else all(settled),
+        warmup_settled=all(settled) if settled else None,
         stable=reason.startswith("stable"),
         stability_reason=reason,
         stability_metric=first.stability_metric,

@@ -39,7 +39,7 @@ from pyinfer.errors import InferenceError, InvalidArgumentError, PyinferError
 from pyinfer.profiling.jobs import WORKER_COMMAND, WorkerFailure, WorkerJob, WorkerResult
 from pyinfer.profiling.merge import merge_curves, merge_latency
 from pyinfer.profiling.settings import ProfilerSettings
-from pyinfer.report import BatchCurve, ProfileReport, SweepReport
+from pyinfer.report import BatchCurve, LatencyMeasurement, ProfileReport, SweepReport
 from pyinfer.report.environment import Environment
 from pyinfer.report.noise import combine_readings
 
@@ -262,7 +262,9 @@ def run_interleaved(
     return results
 
 
-def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> ProfilerSettings:
+def per_run_settings(
+    settings: ProfilerSettings, calls: int | None = None, warmup: int | None = None
+) -> ProfilerSettings:
     """The settings a worker measures one run with.
 
     Args:
@@ -272,15 +274,29 @@ def per_run_settings(settings: ProfilerSettings, calls: int | None = None) -> Pr
             a faster mode would otherwise take more calls in its minimum time and pull the
             median towards itself). ``None``: the first run, which stops as soon as its
             minimum count and minimum time are both reached.
+        warmup: The warm-up calls every run after the first makes: as many as the first run
+            took to settle, without settling again (``None``: the settings' own warm-up). A
+            fresh process warms up as the first one did, and settling again on a busy machine
+            can take many times the measurement itself, at random (seen: 10 to 95 calls of
+            ResNet50 in four runs after the first settled in 25), which would only spend time.
     """
     # With repetitions a run stops at its minimums: the calls of all runs together must pin
     # the median (merge.merge_latency), and more calls in one process do not tell what the
     # next process will give. A single run (an isolated entry) keeps its stopping rule.
     target = math.inf if settings.repetitions > 1 else settings.stability_target
     each = dataclasses.replace(settings, repetitions=1, stability_target=target)
+    if warmup is not None:
+        each = dataclasses.replace(each, warmup_iterations=warmup, warmup_until_settled=False)
     if calls is None:
         return each
     return dataclasses.replace(each, min_iterations=calls, max_iterations=calls, min_time_s=0.0)
+
+
+def _later_run(settings: ProfilerSettings, first: LatencyMeasurement | None) -> ProfilerSettings:
+    """A run's settings: the first run's as given, later ones with its calls and warm-up."""
+    if first is None:
+        return per_run_settings(settings)
+    return per_run_settings(settings, first.iterations, first.warmup_iterations)
 
 
 def _report(result: WorkerResult) -> ProfileReport:
@@ -346,12 +362,12 @@ def profile_repeated(
     """
     request = load_request_of(model)
     count = settings.repetitions
-    calls: list[int] = []  # the first run's timed calls, once it is made
+    first: list[LatencyMeasurement] = []  # the first run's latency, once it is made
 
     def job(index: int) -> WorkerJob:
         return WorkerJob(
             load=request,
-            settings=per_run_settings(settings, calls[0] if calls else None),
+            settings=_later_run(settings, first[0] if first else None),
             task="profile",
             batch_size=batch_size,
             batch_sizes=tuple(batch_sizes),
@@ -370,7 +386,7 @@ def profile_repeated(
         for index in range(count):
             logger.info("run %d of %d in a fresh process", index + 1, count)
             done.append(_report(run_worker(job(index))))
-            calls[:] = [done[0].latency.iterations]
+            first[:] = [done[0].latency]
     return finish(done)
 
 
@@ -411,13 +427,13 @@ def profile_interleaved(
     requests = [load_request_of(m) for m in models]
     count = settings.repetitions
     batch = batch_size or settings.batch_size or 1
-    calls: dict[int, int] = {}
+    first: dict[int, LatencyMeasurement] = {}
 
     def subject(which: int) -> Callable[[int], WorkerJob]:
         def job(index: int) -> WorkerJob:
             return WorkerJob(
                 load=requests[which],
-                settings=per_run_settings(settings, calls.get(which)),
+                settings=_later_run(settings, first.get(which)),
                 batch_size=batch,
                 memory=memory and index == 0,
                 throughput=throughput and index == 0,
@@ -438,7 +454,7 @@ def profile_interleaved(
         if isinstance(outcome, BaseException):
             raise outcome
         if index == 0 and isinstance(outcome.report, ProfileReport):
-            calls[which] = outcome.report.latency.iterations
+            first[which] = outcome.report.latency
 
     try:
         results = run_interleaved(

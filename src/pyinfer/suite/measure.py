@@ -27,7 +27,7 @@ from pyinfer.errors import PyinferError
 from pyinfer.profiling.jobs import WorkerJob, WorkerResult
 from pyinfer.profiling.repeat import merge_reports, per_run_settings, run_interleaved
 from pyinfer.profiling.settings import ProfilerSettings
-from pyinfer.report import ProfileReport, format_ms
+from pyinfer.report import LatencyMeasurement, ProfileReport, format_ms
 from pyinfer.report.environment import Environment
 from pyinfer.suite.settings import Progress
 
@@ -97,15 +97,24 @@ class Measured:
         return merge_reports(self.runs, settings, environment)
 
 
-def _run_job(subject: Subject, index: int, count: int, calls: int | None) -> WorkerJob:
-    """Run ``index`` (0-based) of ``count``: the first as given, later ones latency only."""
+def _run_job(
+    subject: Subject, index: int, count: int, first: LatencyMeasurement | None
+) -> WorkerJob:
+    """Run ``index`` (0-based) of ``count``: the first as given, later ones latency only.
+
+    Later runs of an entry whose runs all time the same thing make as many timed and warm-up
+    calls as its first run (``first``) did; a batch sweep's sizes each take their own.
+    """
     job = subject.job
     label = subject.label if count == 1 else f"{subject.label}, run {index + 1} of {count}"
     if index == 0:
         return dataclasses.replace(job, settings=per_run_settings(job.settings), label=label)
+    calls = warmup = None
+    if first is not None and subject.same_calls:
+        calls, warmup = first.iterations, first.warmup_iterations
     return dataclasses.replace(
         job,
-        settings=per_run_settings(job.settings, calls if subject.same_calls else None),
+        settings=per_run_settings(job.settings, calls, warmup),
         memory=False,
         throughput=False,
         parity_inputs=None,
@@ -156,8 +165,8 @@ def measure_interleaved(
             say(f"[{s + 1}/{count}] {subjects[s].heading}{which} (elapsed {clock() - began:.0f} s)")
             entry.started = True
             started_at[s] = clock()
-            calls = entry.runs[0].latency.iterations if entry.runs else None
-            return _run_job(subjects[s], r, repetitions, calls)
+            first = entry.runs[0].latency if entry.runs else None
+            return _run_job(subjects[s], r, repetitions, first)
 
         return make
 
