@@ -1,7 +1,7 @@
 """Numbers that hold from run to run: false alarms, detection, calibration and wall time.
 
 Run: python benchmarks/bench_reproducibility.py [EXPERIMENT ...] [--pairs N] [--runs N]
-         [--rounds N] [--work-dir DIR] [--json FILE]
+         [--rounds N] [--work-dir DIR] [--json FILE] [--before SRC]
 
 EXPERIMENT is any of ``aa``, ``ab``, ``calibration``, ``walltime`` (default: all four). Every
 measurement is a real ``pyinfer`` command in a fresh process, with default settings unless
@@ -19,6 +19,8 @@ said, as a user runs it:
 * ``walltime``: ``pyinfer profile resnet50.onnx`` with the default repetitions and with
   ``--repeat 1`` (one process, the behaviour before repetitions), alternating, R rounds
   (default 3); the ratio of the medians of their wall times. The target: at most 1.5x.
+  ``--before SRC`` adds the default profile of a checkout from before repetitions (the code as
+  it was, not only its one-process mode) to each round.
 
 The models are torchvision's with random weights (weights=None), exported to ONNX once into
 the work folder (default: a temporary one) and reused. The machine is shared and noisy: that is
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -74,14 +77,19 @@ def build_models(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def pyinfer(*argv: object) -> tuple[int, float, str]:
-    """Runs ``python -m pyinfer ARGV``; its exit status, wall time and stderr."""
+def pyinfer(*argv: object, source: Path | None = None) -> tuple[int, float, str]:
+    """Runs ``python -m pyinfer ARGV``; its exit status, wall time and stderr.
+
+    ``source``: import pyinfer from this ``src`` folder (another checkout) instead.
+    """
+    env = None if source is None else dict(os.environ, PYTHONPATH=str(source))
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pyinfer", *map(str, argv)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     wall = time.perf_counter() - start
     if done.returncode not in (0, 3, EXIT_REGRESSION):
@@ -136,19 +144,33 @@ def calibration(model: Path, count: int, folder: Path) -> dict[str, Any]:
     }
 
 
-def walltime(model: Path, rounds: int, folder: Path) -> dict[str, Any]:
-    """Wall time of a default profile against ``--repeat 1``, alternating."""
-    repeated, single = [], []
+def walltime(model: Path, rounds: int, folder: Path, today: Path | None = None) -> dict[str, Any]:
+    """Wall time of a default profile against ``--repeat 1`` (and ``today``'s), alternating.
+
+    ``today`` is the ``src`` folder of a checkout from before repetitions (with its core
+    built), whose default profile is the one-process behaviour the target is measured against.
+    """
+    runs: dict[str, list[float]] = {"default": [], "repeat1": []}
+    variants: list[tuple[str, tuple[object, ...], Path | None]] = [
+        ("default", (), None),
+        ("repeat1", ("--repeat", "1"), None),
+    ]
+    if today is not None:
+        runs["today"] = []
+        variants.append(("today", (), today))
+    names = {"default": "default", "repeat1": "--repeat 1", "today": "before"}
     for r in range(rounds):
-        for label, extra, into in (
-            ("default", (), repeated),
-            ("--repeat 1", ("--repeat", "1"), single),
-        ):
-            _, wall, _ = pyinfer("profile", model, "--json", folder / f"wall_{r}.json", *extra)
-            into.append(wall)
-            print(f"  round {r + 1}: {label:<10} {wall:6.1f} s")
-    ratio = statistics.median(repeated) / statistics.median(single)
-    return {"rounds": rounds, "default_s": repeated, "repeat1_s": single, "ratio": ratio}
+        for label, extra, source in variants:
+            out = folder / f"wall_{r}.json"
+            _, wall, _ = pyinfer("profile", model, "--json", out, *extra, source=source)
+            runs[label].append(wall)
+            print(f"  round {r + 1}: {names[label]:<10} {wall:6.1f} s")
+    medians = {k: statistics.median(v) for k, v in runs.items()}
+    result: dict[str, Any] = {"rounds": rounds, **{f"{k}_s": v for k, v in runs.items()}}
+    result["ratio"] = medians["default"] / medians["repeat1"]
+    if today is not None:
+        result["ratio_to_before"] = medians["default"] / medians["today"]
+    return result
 
 
 def main() -> None:
@@ -159,6 +181,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="walltime: also time the default profile of this src folder, a checkout from "
+        "before repetitions with its core built (git worktree add ../before <commit>)",
+    )
     args = parser.parse_args()
     chosen = args.experiments or list(EXPERIMENTS)
     with tempfile.TemporaryDirectory() as temporary:
@@ -180,7 +208,7 @@ def main() -> None:
             results["calibration"] = calibration(models["mnv2"], args.runs, folder)
         if "walltime" in chosen:
             print(f"Wall time: ResNet50 default profile against --repeat 1, {args.rounds} rounds")
-            results["walltime"] = walltime(models["resnet50"], args.rounds, folder)
+            results["walltime"] = walltime(models["resnet50"], args.rounds, folder, args.before)
     print()
     if "aa" in results:
         r = results["aa"]
@@ -207,6 +235,11 @@ def main() -> None:
             f"wall time: default {statistics.median(r['default_s']):.1f} s, --repeat 1 "
             f"{statistics.median(r['repeat1_s']):.1f} s: {r['ratio']:.2f}x (target at most 1.5x)"
         )
+        if "ratio_to_before" in r:
+            print(
+                f"wall time against before repetitions: {statistics.median(r['today_s']):.1f} s, "
+                f"default {r['ratio_to_before']:.2f}x of it"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -289,13 +289,14 @@ def test_subgraph_initializers_are_counted(onnx_pair: ModuleType, tmp_path: Path
     np.testing.assert_array_equal(model({"cond": np.array(False)})["y"], np.zeros((2, 2)))
 
 
-def test_without_the_onnx_package_parameters_are_zero(
+def test_without_protobuf_parameters_are_zero(
     linear_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def missing() -> ModuleType:
-        raise FrameworkNotInstalledError("the onnx package is not installed")
+        raise FrameworkNotInstalledError("the protobuf package is not installed")
 
-    monkeypatch.setattr(frameworks, "import_onnx", missing)
+    monkeypatch.setattr(frameworks, "import_protobuf", missing)
+    monkeypatch.setattr("pyinfer.backends.onnx.schema._model_class", None)
     model = _load(linear_path)
     assert (model.parameter_count, model.parameter_bytes) == (0, 0)
     x = np.ones((1, 4), np.float32)

@@ -360,29 +360,34 @@ def test_spread_over_shares_one_runs_budget_among_the_runs() -> None:
         base.spread_over(0)
 
 
-def test_later_runs_repeat_the_first_runs_calls_and_warm_up_without_settling_again() -> None:
+def test_later_runs_repeat_the_first_runs_calls_and_share_its_warm_up() -> None:
     settings = ProfilerSettings(repetitions=5).spread_over(5)
     first = repeat.per_run_settings(settings)
     assert first.repetitions == 1
     assert first.stability_target == math.inf  # the pooled calls of all runs are judged
     assert (first.warmup_iterations, first.warmup_until_settled) == (5, True)
-    later = repeat.per_run_settings(settings, calls=37, warmup=23)
+    later = repeat.per_run_settings(settings, calls=37, warmup=48)
     assert (later.min_iterations, later.max_iterations, later.min_time_s) == (37, 37, 0.0)
-    assert (later.warmup_iterations, later.warmup_until_settled) == (23, False)
+    # The first run's 48 warm-up calls shared among 5 runs: 10 each, without settling.
+    assert (later.warmup_iterations, later.warmup_until_settled) == (10, False)
+    # At least the settings' own count: 5 a run, or what the user asked for each run.
+    assert repeat.per_run_settings(settings, 37, 12).warmup_iterations == 5
+    asked = ProfilerSettings(repetitions=5, warmup_iterations=30)
+    assert repeat.per_run_settings(asked, 37, 60).warmup_iterations == 30
     # A single run keeps its own stopping rule and warm-up.
     alone = repeat.per_run_settings(ProfilerSettings())
     assert alone == ProfilerSettings()
 
 
-def test_a_repeated_profile_warms_each_later_run_as_long_as_the_first(tiny_onnx: Path) -> None:
+def test_a_repeated_profile_gives_later_runs_a_share_of_the_first_warm_up(tiny_onnx: Path) -> None:
     model = _load(tiny_onnx)
     settings = dataclasses.replace(FAST, repetitions=3, warmup_until_settled=True)
     report = PerformanceProfiler(model, settings).profile(memory=False, throughput=False)
-    warmup = report.latency.warmup_iterations
-    # The first run settles (2 calls, then windows of 5 until the median holds); the later
-    # runs make the same count without settling again, so the total is three equal shares.
-    assert warmup % 3 == 0
-    assert warmup // 3 >= 2 + 5
+    total = report.latency.warmup_iterations
+    # The first run settles (2 calls, then windows of at least 5 until the median holds), w
+    # calls in all; each later run makes max(2, ceil(w / 3)) without settling again.
+    first = next(w for w in range(total + 1) if w + 2 * max(2, math.ceil(w / 3)) == total)
+    assert first >= 2 + 5
     assert report.latency.warmup_settled is not None  # the first run's verdict
 
 

@@ -34,6 +34,7 @@ from pyinfer.errors import FrameworkNotInstalledError, PyinferError
 __all__ = [
     "ensure_triton_safe",
     "import_onnxruntime",
+    "import_protobuf",
     "import_seconds",
     "import_tensorflow",
     "import_torch",
@@ -115,6 +116,17 @@ def import_onnxruntime() -> ModuleType:
 def import_onnx() -> ModuleType:
     """Imports the onnx package, for model inspection and export (``pyinfer[onnx]``)."""
     return _timed_import("onnx", "onnx", "the onnx package")
+
+
+def import_protobuf() -> ModuleType:
+    """Imports protobuf (``google.protobuf``, which ONNX Runtime depends on).
+
+    With the parts that build message classes at run time (``descriptor_pb2``,
+    ``descriptor_pool``, ``message_factory``), reachable as attributes of the module returned.
+    """
+    for part in ("descriptor_pb2", "descriptor_pool", "message_factory"):
+        _timed_import(f"google.protobuf.{part}", "onnx", "the protobuf package")
+    return sys.modules["google.protobuf"]
 
 
 def import_tensorflow() -> ModuleType:

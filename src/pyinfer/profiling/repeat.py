@@ -274,11 +274,14 @@ def per_run_settings(
             a faster mode would otherwise take more calls in its minimum time and pull the
             median towards itself). ``None``: the first run, which stops as soon as its
             minimum count and minimum time are both reached.
-        warmup: The warm-up calls every run after the first makes: as many as the first run
-            took to settle, without settling again (``None``: the settings' own warm-up). A
-            fresh process warms up as the first one did, and settling again on a busy machine
-            can take many times the measurement itself, at random (seen: 10 to 95 calls of
-            ResNet50 in four runs after the first settled in 25), which would only spend time.
+        warmup: The warm-up calls the first run made (its fixed count and its settling):
+            every later run makes its share of them, ``ceil(warmup / repetitions)``, and at
+            least the settings' own count, without settling again (``None``: the first run,
+            which warms up as the settings say). The first calls of a fresh process are the
+            slow ones, and they last 2 to 5 calls here (first inference, allocator, the
+            TorchScript executor's profiling calls; ONNX Runtime ResNet50 and MobileNetV2,
+            TorchScript MobileNetV2); settling again on a busy machine only waits out the noise,
+            which took 10 to 95 ResNet50 calls a run, at random, several times the measurement.
     """
     # With repetitions a run stops at its minimums: the calls of all runs together must pin
     # the median (merge.merge_latency), and more calls in one process do not tell what the
@@ -286,14 +289,15 @@ def per_run_settings(
     target = math.inf if settings.repetitions > 1 else settings.stability_target
     each = dataclasses.replace(settings, repetitions=1, stability_target=target)
     if warmup is not None:
-        each = dataclasses.replace(each, warmup_iterations=warmup, warmup_until_settled=False)
+        share = max(settings.warmup_iterations, math.ceil(warmup / settings.repetitions))
+        each = dataclasses.replace(each, warmup_iterations=share, warmup_until_settled=False)
     if calls is None:
         return each
     return dataclasses.replace(each, min_iterations=calls, max_iterations=calls, min_time_s=0.0)
 
 
 def _later_run(settings: ProfilerSettings, first: LatencyMeasurement | None) -> ProfilerSettings:
-    """A run's settings: the first run's as given, later ones with its calls and warm-up."""
+    """A run's settings: the first run's as given, later ones with its calls and warm-up share."""
     if first is None:
         return per_run_settings(settings)
     return per_run_settings(settings, first.iterations, first.warmup_iterations)

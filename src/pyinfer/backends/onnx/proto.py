@@ -13,36 +13,32 @@ from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-import numpy as np
-
-from pyinfer.backends import frameworks
+from pyinfer.backends.onnx import schema
 from pyinfer.errors import CorruptModelError, FrameworkNotInstalledError, UntrustedModelError
 
 logger = logging.getLogger(__name__)
 
 
-#: Bits per element of ONNX tensor types narrower than a byte (TensorProto names).
-_SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
-
-
 def _read_proto(path: Path) -> Any:
-    """The ``ModelProto`` without its external data, or ``None`` (no onnx package, unparsable).
+    """The ``ModelProto`` without its external data, or ``None`` (no protobuf, unparsable).
 
-    An unparsable file is left to ONNX Runtime, whose error is mapped by :func:`_load_error`.
+    Read with the part of ONNX's schema pyinfer needs (:mod:`pyinfer.backends.onnx.schema`),
+    not the onnx package, whose import takes longer than most models' load. An unparsable file
+    is left to ONNX Runtime, whose error is mapped by :func:`_load_error`.
     """
     try:
-        onnx = frameworks.import_onnx()
+        model_class = schema.model_proto_class()
     except FrameworkNotInstalledError:
         logger.info(
-            "the onnx package is not installed: parameter count and bytes of %s are reported "
-            "as 0 (pip install 'pyinfer[onnx]' brings it)",
+            "the protobuf package is not installed: parameter count and bytes of %s are "
+            "reported as 0 (pip install 'pyinfer[onnx]' brings it)",
             path,
         )
         return None
     try:
-        return onnx.load(str(path), load_external_data=False)
+        return model_class.FromString(path.read_bytes())
     except Exception:  # any parse failure: ONNX Runtime reports it below
-        logger.debug("onnx could not parse %s", path, exc_info=True)
+        logger.debug("%s could not be parsed as an ONNX model", path, exc_info=True)
         return None
 
 
@@ -216,16 +212,5 @@ def _parameter_sizes(proto: Any) -> tuple[int, int]:
 
 
 def _element_bits(data_type: int) -> int:
-    onnx = frameworks.import_onnx()
-    try:
-        name = onnx.TensorProto.DataType.Name(data_type) if data_type else "UNDEFINED"
-    except ValueError:  # a number no ONNX release defines (damaged, or newer than this onnx)
-        return 0  # ONNX Runtime judges the tensor when it loads it
-    if name in _SUB_BYTE_BITS:
-        return _SUB_BYTE_BITS[name]
-    if name in {"STRING", "UNDEFINED"}:
-        return 0
-    try:
-        return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize) * 8
-    except (KeyError, TypeError, ValueError):  # a type newer than this onnx maps
-        return 0
+    """Bits per element of an ONNX tensor type (0: strings, or a type this table lacks)."""
+    return schema.ELEMENT_BITS.get(data_type, 0)
