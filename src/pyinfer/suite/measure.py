@@ -102,8 +102,9 @@ def _run_job(
 ) -> WorkerJob:
     """Run ``index`` (0-based) of ``count``: the first as given, later ones latency only.
 
-    Later runs of an entry whose runs all time the same thing make as many timed and warm-up
-    calls as its first run (``first``) did; a batch sweep's sizes each take their own.
+    Later runs of an entry whose runs all time the same thing make as many timed calls as its
+    first run (``first``) did, and a share of its warm-up calls; a batch sweep's sizes each
+    take their own.
     """
     job = subject.job
     label = subject.label if count == 1 else f"{subject.label}, run {index + 1} of {count}"
