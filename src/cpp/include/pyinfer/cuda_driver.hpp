@@ -13,6 +13,8 @@
 // are in pyinfer/detail/cuda_driver_impl.hpp, included at the end.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <cstddef>
 #include <string>
 #include <utility>

@@ -1,6 +1,8 @@
 // CudaEventTimer: GPU-side durations from CUDA event pairs, resolved with one synchronisation.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -39,13 +41,13 @@ class CudaEventTimer {
   ///         OutOfMemory.
   explicit CudaEventTimer(std::uintptr_t stream = 0, int device = 0, std::size_t capacity = 1024)
       : stream_(stream), device_(device) {
-    if (capacity == 0) throw InvalidArgument("capacity must be at least 1 event pair, got 0");
+    if (capacity == 0)
+      PYINFER_THROW(InvalidArgument("capacity must be at least 1 event pair, got 0"));
     ctx_ = detail::stream_context(stream, device);
-    try {
-      grow_unlocked(capacity);
-    } catch (...) {
+    PYINFER_TRY { grow_unlocked(capacity); }
+    PYINFER_CATCH(...) {
       destroy_events();
-      throw;
+      PYINFER_RETHROW;
     }
   }
 
@@ -60,7 +62,8 @@ class CudaEventTimer {
   void start() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (open_) {
-      throw InvalidArgument("start() called twice: the previous start() has no stop() yet");
+      PYINFER_THROW(
+          InvalidArgument("start() called twice: the previous start() has no stop() yet"));
     }
     if (pairs_ == capacity_unlocked()) grow_unlocked(std::max<std::size_t>(2 * pairs_, 1));
     record_unlocked(events_[2 * pairs_]);
@@ -71,7 +74,7 @@ class CudaEventTimer {
   /// @throws InvalidArgument without a matching start(); CudaError.
   void stop() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!open_) throw InvalidArgument("stop() without a matching start()");
+    if (!open_) PYINFER_THROW(InvalidArgument("stop() without a matching start()"));
     record_unlocked(events_[2 * pairs_ + 1]);
     open_ = false;
     ++pairs_;
@@ -86,8 +89,8 @@ class CudaEventTimer {
   std::vector<double> elapsed_ms() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (open_) {
-      throw InvalidArgument(
-          "cannot resolve the timings: a start() has no stop() yet (call stop() or reset())");
+      PYINFER_THROW(InvalidArgument(
+          "cannot resolve the timings: a start() has no stop() yet (call stop() or reset())"));
     }
     const std::size_t n = std::exchange(pairs_, 0);
     std::vector<double> out(n);
@@ -161,16 +164,16 @@ class CudaEventTimer {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (open_ || pairs_ != 0) {
-        throw InvalidArgument(
+        PYINFER_THROW(InvalidArgument(
             "time_calls() needs a timer with nothing pending: call elapsed_ms() or reset() "
-            "first");
+            "first"));
       }
       if (iterations > capacity_unlocked()) grow_unlocked(iterations);
     }
     for (std::size_t i = 0; i < warmup; ++i) {
       if (!finish(call())) return 0;
     }
-    try {
+    PYINFER_TRY {
       for (std::size_t i = 0; i < iterations; ++i) {
         start();
         const std::int64_t begin = now_ns();
@@ -180,9 +183,10 @@ class CudaEventTimer {
         host_ns[i] = static_cast<double>(end - begin);
         if (!finish(std::forward<decltype(result)>(result))) return i + 1;
       }
-    } catch (...) {
+    }
+    PYINFER_CATCH(...) {
       reset();
-      throw;
+      PYINFER_RETHROW;
     }
     return iterations;
   }

@@ -4,6 +4,8 @@
 // one to the matching class in `pyinfer.errors` (InvalidArgument -> InvalidArgumentError, ...).
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <stdexcept>
 #include <string>
 

@@ -9,6 +9,8 @@
 // a shift and an increment.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -34,12 +36,12 @@ class LogLinearHistogram {
                               std::uint64_t highest_trackable = kOneHourNs)
       : digits_(significant_digits), highest_(highest_trackable) {
     if (significant_digits < 1 || significant_digits > 5) {
-      throw InvalidArgument("significant_digits must be between 1 and 5, got " +
-                            std::to_string(significant_digits));
+      PYINFER_THROW(InvalidArgument("significant_digits must be between 1 and 5, got " +
+                                    std::to_string(significant_digits)));
     }
     if (highest_trackable < 2) {
-      throw InvalidArgument("highest trackable value must be at least 2, got " +
-                            std::to_string(highest_trackable));
+      PYINFER_THROW(InvalidArgument("highest trackable value must be at least 2, got " +
+                                    std::to_string(highest_trackable)));
     }
     // Smallest m with 2^-m <= 10^-digits.
     const double needed = static_cast<double>(significant_digits) * std::log2(10.0);
@@ -50,9 +52,9 @@ class LogLinearHistogram {
   /// Records `value` `count` times. @throws InvalidArgument if value > highest_trackable().
   void record(std::uint64_t value, std::uint64_t count = 1) {
     if (value > highest_) {
-      throw InvalidArgument("value " + std::to_string(value) +
-                            " exceeds the histogram's highest trackable value " +
-                            std::to_string(highest_));
+      PYINFER_THROW(InvalidArgument("value " + std::to_string(value) +
+                                    " exceeds the histogram's highest trackable value " +
+                                    std::to_string(highest_)));
     }
     counts_[index_of(value)] += count;
     if (total_ == 0 || value < min_) min_ = value;
@@ -63,10 +65,10 @@ class LogLinearHistogram {
   /// Adds every count of `other`. @throws InvalidArgument if the two differ in settings.
   void merge(const LogLinearHistogram& other) {
     if (other.digits_ != digits_ || other.highest_ != highest_) {
-      throw InvalidArgument("cannot merge histograms with different settings (significant digits " +
-                            std::to_string(digits_) + " vs " + std::to_string(other.digits_) +
-                            ", highest " + std::to_string(highest_) + " vs " +
-                            std::to_string(other.highest_) + ")");
+      PYINFER_THROW(InvalidArgument(
+          "cannot merge histograms with different settings (significant digits " +
+          std::to_string(digits_) + " vs " + std::to_string(other.digits_) + ", highest " +
+          std::to_string(highest_) + " vs " + std::to_string(other.highest_) + ")"));
     }
     if (other.total_ == 0) return;
     for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
@@ -132,8 +134,8 @@ class LogLinearHistogram {
     std::vector<std::size_t> order(k);
     for (std::size_t i = 0; i < k; ++i) {
       if (ranks[i] >= total_) {
-        throw InvalidArgument("rank " + std::to_string(ranks[i]) + " is beyond the " +
-                              std::to_string(total_) + " recorded values");
+        PYINFER_THROW(InvalidArgument("rank " + std::to_string(ranks[i]) + " is beyond the " +
+                                      std::to_string(total_) + " recorded values"));
       }
       order[i] = i;
     }
@@ -151,7 +153,8 @@ class LogLinearHistogram {
   /// @throws InvalidArgument when empty or for a rank outside [0, 100].
   std::vector<double> percentiles(const std::vector<double>& ranks) const {
     validate_percentiles(ranks);
-    if (total_ == 0) throw InvalidArgument("cannot take percentiles of an empty histogram");
+    if (total_ == 0)
+      PYINFER_THROW(InvalidArgument("cannot take percentiles of an empty histogram"));
     const std::size_t n = static_cast<std::size_t>(total_);
     std::vector<std::uint64_t> wanted;
     std::vector<double> fractions;

@@ -5,6 +5,8 @@
 // pyinfer/detail/host_allocation.hpp.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,7 +51,7 @@ class PinnedBuffer {
       : allocation_(std::move(allocation)), offset_(offset), size_(size), device_(device) {
     if (!allocation_ || size == 0 || offset > allocation_->size() ||
         size > allocation_->size() - offset) {
-      throw InvalidArgument("invalid slice of a host allocation");
+      PYINFER_THROW(InvalidArgument("invalid slice of a host allocation"));
     }
     pinned_ = allocation_->pinned();
   }
@@ -105,9 +107,10 @@ class PinnedBuffer {
     std::shared_ptr<detail::HostAllocation> released;  // freed after the lock is dropped
     std::lock_guard<std::mutex> lock(mutex_);
     if (exports_ > 0) {
-      throw BufferInUse("cannot close a PinnedBuffer while " + std::to_string(exports_) +
-                        " view(s) of it (memoryview, numpy array, tensor) are alive: delete "
-                        "them first");
+      PYINFER_THROW(
+          BufferInUse("cannot close a PinnedBuffer while " + std::to_string(exports_) +
+                      " view(s) of it (memoryview, numpy array, tensor) are alive: delete "
+                      "them first"));
     }
     released = std::move(allocation_);
     allocation_.reset();
@@ -115,7 +118,7 @@ class PinnedBuffer {
 
  private:
   std::byte* data_unlocked() const {
-    if (!allocation_) throw InvalidArgument("the PinnedBuffer is closed");
+    if (!allocation_) PYINFER_THROW(InvalidArgument("the PinnedBuffer is closed"));
     return allocation_->data() + offset_;
   }
 
@@ -144,12 +147,12 @@ class PinnedRing {
   PinnedRing(std::size_t slot_nbytes, std::size_t slots = 2, int device = 0,
              bool allow_pageable = false)
       : slot_nbytes_(slot_nbytes), device_(device) {
-    if (slot_nbytes == 0) throw InvalidArgument("slot_nbytes must be at least 1, got 0");
-    if (slots == 0) throw InvalidArgument("slots must be at least 1, got 0");
+    if (slot_nbytes == 0) PYINFER_THROW(InvalidArgument("slot_nbytes must be at least 1, got 0"));
+    if (slots == 0) PYINFER_THROW(InvalidArgument("slots must be at least 1, got 0"));
     const std::size_t limit = static_cast<std::size_t>(-1) / 2;  // no overflow below
     if (slot_nbytes > limit ||
         slots > limit / detail::align_up(slot_nbytes, detail::kHostAlignment)) {
-      throw InvalidArgument("slot_nbytes * slots is too large");
+      PYINFER_THROW(InvalidArgument("slot_nbytes * slots is too large"));
     }
     stride_ = detail::align_up(slot_nbytes, detail::kHostAlignment);
     auto allocation =
@@ -241,9 +244,9 @@ class PinnedRing {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       const std::size_t n = slots_[i]->exports();
       if (n > 0) {
-        throw BufferInUse("cannot close a PinnedRing while " + std::to_string(n) +
-                          " view(s) of slot " + std::to_string(i) +
-                          " (memoryview, numpy array, tensor) are alive: delete them first");
+        PYINFER_THROW(BufferInUse(
+            "cannot close a PinnedRing while " + std::to_string(n) + " view(s) of slot " +
+            std::to_string(i) + " (memoryview, numpy array, tensor) are alive: delete them first"));
       }
     }
     const detail::DriverApi& api = detail::driver_state().api;
@@ -267,11 +270,11 @@ class PinnedRing {
   };
 
   void check_unlocked(std::size_t index) const {
-    if (closed_) throw InvalidArgument("the PinnedRing is closed");
+    if (closed_) PYINFER_THROW(InvalidArgument("the PinnedRing is closed"));
     if (index >= events_.size()) {
-      throw InvalidArgument("slot index " + std::to_string(index) +
-                            " is out of range: the ring has " + std::to_string(events_.size()) +
-                            " slots");
+      PYINFER_THROW(InvalidArgument("slot index " + std::to_string(index) +
+                                    " is out of range: the ring has " +
+                                    std::to_string(events_.size()) + " slots"));
     }
   }
 

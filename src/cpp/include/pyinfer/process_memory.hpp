@@ -1,6 +1,8 @@
 // Resident memory of this process: current RSS and a resettable peak.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <unistd.h>
 
 #include <atomic>

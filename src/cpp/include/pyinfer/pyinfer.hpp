@@ -4,6 +4,8 @@
 // (the pyinfer::headers CMake target does it for you).
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include "pyinfer/clock.hpp"
 #include "pyinfer/cuda_driver.hpp"
 #include "pyinfer/cuda_timer.hpp"

@@ -9,6 +9,8 @@
 // pyinfer/detail/ (summary_impl.hpp, select.hpp, summary_scan.hpp), included at the end.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <array>
 #include <cstddef>
 #include <vector>

@@ -192,7 +192,7 @@ inline const DriverState& driver_state() {
 /// The driver's entry points. @throws CudaUnavailable with the reason when CUDA cannot be used.
 inline const DriverApi& require_driver() {
   const DriverState& s = driver_state();
-  if (!s.available) throw CudaUnavailable(s.reason);
+  if (!s.available) PYINFER_THROW(CudaUnavailable(s.reason));
   return s.api;
 }
 
@@ -201,8 +201,8 @@ inline const DriverApi& require_driver() {
 [[noreturn]] inline void throw_cuda_error(CUresult result, const char* call) {
   const std::string message =
       std::string(call) + " failed: " + cuda_error_text(driver_state().api, result);
-  if (result == kCudaErrorOutOfMemory) throw OutOfMemory(message);
-  throw CudaError(result, message);
+  if (result == kCudaErrorOutOfMemory) PYINFER_THROW(OutOfMemory(message));
+  PYINFER_THROW(CudaError(result, message));
 }
 
 /// Checks a driver call's result (see throw_cuda_error()).
@@ -214,9 +214,9 @@ inline void check(CUresult result, const char* call) {
 inline void check_device(int device) {
   const DriverState& s = driver_state();
   if (device < 0 || device >= s.device_count) {
-    throw InvalidArgument("CUDA device " + std::to_string(device) +
-                          " does not exist: this process sees " + std::to_string(s.device_count) +
-                          " CUDA device(s)");
+    PYINFER_THROW(InvalidArgument("CUDA device " + std::to_string(device) +
+                                  " does not exist: this process sees " +
+                                  std::to_string(s.device_count) + " CUDA device(s)"));
   }
 }
 
@@ -307,9 +307,8 @@ inline CUcontext stream_context(std::uintptr_t stream, int device) {
 }  // namespace detail
 
 inline bool cuda_available() noexcept {
-  try {
-    return detail::driver_state().available;
-  } catch (...) {  // std::bad_alloc while building the state
+  PYINFER_TRY { return detail::driver_state().available; }
+  PYINFER_CATCH(...) {  // std::bad_alloc while building the state
     return false;
   }
 }
@@ -319,7 +318,7 @@ inline std::string cuda_unavailable_reason() { return detail::driver_state().rea
 inline int cuda_driver_version() {
   const detail::DriverState& s = detail::driver_state();
   if (s.library == nullptr || s.api.cuDriverGetVersion == nullptr) {
-    throw CudaUnavailable(s.reason);
+    PYINFER_THROW(CudaUnavailable(s.reason));
   }
   int version = 0;
   detail::check(s.api.cuDriverGetVersion(&version), "cuDriverGetVersion");
@@ -327,11 +326,8 @@ inline int cuda_driver_version() {
 }
 
 inline int cuda_device_count() noexcept {
-  try {
-    return detail::driver_state().device_count;
-  } catch (...) {
-    return 0;
-  }
+  PYINFER_TRY { return detail::driver_state().device_count; }
+  PYINFER_CATCH(...) { return 0; }
 }
 
 inline std::string cuda_device_name(int index) {

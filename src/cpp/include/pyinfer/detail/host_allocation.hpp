@@ -29,9 +29,9 @@ class HostAllocation {
   /// @throws InvalidArgument (nbytes 0, bad device), CudaUnavailable (no CUDA and
   ///         `allow_pageable` false), OutOfMemory, CudaError.
   HostAllocation(std::size_t nbytes, int device, bool allow_pageable) : size_(nbytes) {
-    if (nbytes == 0) throw InvalidArgument("nbytes must be at least 1, got 0");
+    if (nbytes == 0) PYINFER_THROW(InvalidArgument("nbytes must be at least 1, got 0"));
     if (device < 0) {
-      throw InvalidArgument("CUDA device " + std::to_string(device) + " does not exist");
+      PYINFER_THROW(InvalidArgument("CUDA device " + std::to_string(device) + " does not exist"));
     }
     if (cuda_available()) {
       ctx_ = primary_context(device);
@@ -42,12 +42,13 @@ class HostAllocation {
       return;
     }
     if (!allow_pageable) {
-      throw CudaUnavailable("page-locked memory needs CUDA: " + cuda_unavailable_reason() +
-                            " (pass allow_pageable=True to fall back to ordinary memory)");
+      PYINFER_THROW(CudaUnavailable("page-locked memory needs CUDA: " + cuda_unavailable_reason() +
+                                    " (pass allow_pageable=True to fall back to ordinary memory)"));
     }
     if (posix_memalign(&data_, kHostAlignment, align_up(nbytes, kHostAlignment)) != 0) {
       data_ = nullptr;
-      throw OutOfMemory("could not allocate " + std::to_string(nbytes) + " bytes of host memory");
+      PYINFER_THROW(
+          OutOfMemory("could not allocate " + std::to_string(nbytes) + " bytes of host memory"));
     }
   }
 

@@ -3,6 +3,8 @@
 // Internal to pyinfer: no stability promise.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -205,18 +207,17 @@ inline void resolve_ranks(const ScanPlan& plan, const std::vector<std::int64_t>&
   std::exception_ptr error;
   std::thread other;
   if (there_size >= kValuesPerThread) {
-    try {
+    PYINFER_TRY {
       other = std::thread([&] {
-        try {
+        PYINFER_TRY {
           for (std::size_t g : complete) {
             if (elsewhere[g]) select_in(g);
           }
-        } catch (...) {
-          error = std::current_exception();
         }
+        PYINFER_CATCH(...) { error = std::current_exception(); }
       });
-    } catch (const std::system_error&) {
     }
+    PYINFER_CATCH(const std::system_error&) {}
   }
   if (!other.joinable()) std::fill(elsewhere.begin(), elsewhere.end(), 0);
   for (std::size_t g : complete) {

@@ -39,8 +39,8 @@ namespace pyinfer {
 inline void validate_percentiles(const std::vector<double>& ranks) {
   for (double p : ranks) {
     if (!(p >= 0.0 && p <= 100.0)) {  // also rejects NaN
-      throw InvalidArgument("percentile " + std::to_string(p) +
-                            " is outside [0, 100]; ask for e.g. 50, 95, 99 or 99.9");
+      PYINFER_THROW(InvalidArgument("percentile " + std::to_string(p) +
+                                    " is outside [0, 100]; ask for e.g. 50, 95, 99 or 99.9"));
     }
   }
 }
@@ -77,8 +77,8 @@ inline double percentile_of_sorted(const double* sorted, std::size_t n, double p
 namespace detail {
 
 [[noreturn]] inline void throw_non_finite(std::size_t index, double value) {
-  throw InvalidArgument("sample " + std::to_string(index) + " is not finite (" +
-                        std::to_string(value) + ")");
+  PYINFER_THROW(InvalidArgument("sample " + std::to_string(index) + " is not finite (" +
+                                std::to_string(value) + ")"));
 }
 
 /// Throws for the first non-finite value of data[0 .. n), if any.
@@ -182,10 +182,10 @@ inline Summary summarize_by_sorting(const double* data, std::size_t n,
 inline Summary summarize(const double* data, std::size_t n, const std::vector<double>& percentiles,
                          int ddof, unsigned threads) {
   validate_percentiles(percentiles);
-  if (n == 0) throw InvalidArgument("cannot summarize zero samples");
+  if (n == 0) PYINFER_THROW(InvalidArgument("cannot summarize zero samples"));
   if (ddof < 0 || static_cast<std::size_t>(ddof) >= n) {
-    throw InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) + " for " +
-                          std::to_string(n) + " samples");
+    PYINFER_THROW(InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
+                                  " for " + std::to_string(n) + " samples"));
   }
   if (n < detail::kSortBelow) return detail::summarize_by_sorting(data, n, percentiles, ddof);
   const double inf = std::numeric_limits<double>::infinity();

@@ -4,6 +4,8 @@
 // Internal to pyinfer: no stability promise.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -201,15 +203,16 @@ PYINFER_DETAIL_ALWAYS_INLINE void cut_block(const double* x, std::size_t len, co
   double* values = out->values.data();
   std::uint8_t* regions = out->regions.data();
   std::size_t kept = out->kept;
-  std::int64_t count[M > 0 ? M : 1] = {};
+  constexpr std::size_t kArray = M > 0 ? static_cast<std::size_t>(M) : 1;  // no empty arrays
+  std::int64_t count[kArray] = {};
   std::size_t i = 0;
 #if PYINFER_DETAIL_VECTORS
   using D = typename Vec<W>::D;
   using I = typename Vec<W>::I;
   using U = typename Vec<W>::U;
   constexpr std::size_t kStep = 2 * W;
-  D t[M > 0 ? M : 1];
-  I c[M > 0 ? M : 1];
+  D t[kArray];
+  I c[kArray];
   for (int j = 0; j < M; ++j) {
     t[j] = D{} + cuts[j];
     c[j] = I{};
@@ -224,23 +227,23 @@ PYINFER_DETAIL_ALWAYS_INLINE void cut_block(const double* x, std::size_t len, co
     I code0 = I{};  // minus the number of cuts above the value
     I code1 = I{};
     for (int j = 0; j < M; ++j) {
-      const I m0 = (I)(v0 < t[j]);
-      const I m1 = (I)(v1 < t[j]);
+      const I m0 = __builtin_convertvector(v0 < t[j], I);  // -1 where below the cut, else 0
+      const I m1 = __builtin_convertvector(v1 < t[j], I);
       c[j] += m0 + m1;
       code0 += m0;
       code1 += m1;
     }
-    const U flag0 = bits << (U)(code0 + M);  // sign bit: copy the value out
-    const U flag1 = bits << (U)(code1 + M);
+    const U flag0 = bits << __builtin_convertvector(code0 + M, U);  // sign bit: copy it out
+    const U flag1 = bits << __builtin_convertvector(code1 + M, U);
     if (any_sign<W>(flag0 | flag1)) {  // rare: copy out, branch-free
       for (int l = 0; l < W; ++l) {
         values[kept] = v0[l];
-        regions[kept] = static_cast<std::uint8_t>(region0 + M + code0[l]);
+        regions[kept] = static_cast<std::uint8_t>(region0 + static_cast<std::size_t>(M + code0[l]));
         kept += static_cast<std::size_t>(flag0[l] >> 63);
       }
       for (int l = 0; l < W; ++l) {
         values[kept] = v1[l];
-        regions[kept] = static_cast<std::uint8_t>(region0 + M + code1[l]);
+        regions[kept] = static_cast<std::uint8_t>(region0 + static_cast<std::size_t>(M + code1[l]));
         kept += static_cast<std::size_t>(flag1[l] >> 63);
       }
     }
@@ -437,21 +440,15 @@ inline std::vector<ScanPart> scan(const ScanPlan& plan, const double* data, std:
     bounds[t] = std::min(n, (blocks * t / parts_n) * kScanBlock);
   }
   auto run = [&](std::size_t t) {
-    try {
-      scan_range(plan, data, bounds[t], bounds[t + 1], &parts[t]);
-    } catch (...) {
-      parts[t].error = std::current_exception();
-    }
+    PYINFER_TRY { scan_range(plan, data, bounds[t], bounds[t + 1], &parts[t]); }
+    PYINFER_CATCH(...) { parts[t].error = std::current_exception(); }
   };
   std::vector<std::thread> workers;
   std::vector<std::size_t> here;  // parts no thread could be started for
   workers.reserve(parts_n - 1);
   for (std::size_t t = 1; t < parts_n; ++t) {
-    try {
-      workers.emplace_back(run, t);
-    } catch (const std::system_error&) {
-      here.push_back(t);
-    }
+    PYINFER_TRY { workers.emplace_back(run, t); }
+    PYINFER_CATCH(const std::system_error&) { here.push_back(t); }
   }
   run(0);
   for (std::size_t t : here) run(t);
