@@ -31,13 +31,14 @@ CXX = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 needs_compiler = pytest.mark.skipif(CXX is None, reason="no C++ compiler on PATH")
 
 # The compile flags of each case and how much faster than the kept body the deleted one must be
-# (measured on this project's machine: 3.6x with errno checks left, 280x with none).
+# (measured on this project's machine: 3.6x with GCC 12 and 4.3x with Clang 14 where the errno
+# checks are left, 240x or more with none).
 CASES = {"O2": (["-O2"], 2.0), "O2-no-math-errno": (["-O2", "-fno-math-errno"], 20.0)}
 
-# The square-root instruction, the loop bound and the first store, per target.
+# The square-root instruction, the first store's constant and the comment marker, per target.
 ASM = {
-    "x86_64": {"sqrt": r"\bsqrt[sp]d\b", "bound": r"\$1000\b", "store": r"\$12345\b"},
-    "aarch64": {"sqrt": r"\bfsqrt\b", "bound": r"#?\b1000\b", "store": r"#?\b12345\b"},
+    "x86_64": {"sqrt": r"\bv?sqrt[sp]d\b", "store": r"\$12345\b", "comment": "#"},
+    "aarch64": {"sqrt": r"\bfsqrt\b", "store": r"#?\b12345\b", "comment": "//"},
 }
 
 
@@ -50,18 +51,18 @@ def compile_cpp(source: Path, out: Path, *flags: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def function_bodies(assembly: str) -> dict[str, str]:
-    """Each global function's instructions, from its label to the next label of a function."""
+def function_bodies(assembly: str, comment: str) -> dict[str, list[str]]:
+    """Each function's instructions (no labels, directives or comments), label to next label."""
     bodies: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in assembly.splitlines():
-        label = re.fullmatch(r"([A-Za-z_]\w*):", line.strip())
-        if label and not line.startswith((" ", "\t")):
+    for raw in assembly.splitlines():
+        line = raw.split(comment, 1)[0].rstrip()
+        label = re.fullmatch(r"([A-Za-z_]\w*):", line)
+        if label:
             current = bodies.setdefault(label.group(1), [])
-            continue
-        if current is not None:
-            current.append(line)
-    return {name: "\n".join(lines) for name, lines in bodies.items()}
+        elif current is not None and line.strip() and not re.match(r"\s*\.|\.?\w+:", line):
+            current.append(line.strip())
+    return bodies
 
 
 def target() -> str:
@@ -97,14 +98,16 @@ def test_the_assembly_keeps_what_do_not_optimize_and_clobber_memory_keep(
     flags, _ = CASES[case]
     out = tmp_path / "bodies.s"
     compile_cpp(PROGRAMS / "bodies.cpp", out, *flags, "-S")
-    bodies = function_bodies(out.read_text())
-    sqrt, bound, store = patterns["sqrt"], patterns["bound"], patterns["store"]
+    bodies = {
+        name: "\n".join(lines)
+        for name, lines in function_bodies(out.read_text(), patterns["comment"]).items()
+    }
+    sqrt, store = patterns["sqrt"], patterns["store"]
 
     assert re.search(sqrt, bodies["sqrt_loop_kept"]), bodies["sqrt_loop_kept"]
-    assert re.search(bound, bodies["sqrt_loop_kept"]), bodies["sqrt_loop_kept"]
     assert not re.search(sqrt, bodies["sqrt_loop_dropped"]), bodies["sqrt_loop_dropped"]
-    if "-fno-math-errno" in flags:  # nothing left at all, loop included
-        assert not re.search(bound, bodies["sqrt_loop_dropped"]), bodies["sqrt_loop_dropped"]
+    if "-fno-math-errno" in flags:  # nothing left at all, loop included: a return (and endbr64)
+        assert len(bodies["sqrt_loop_dropped"].splitlines()) <= 2, bodies["sqrt_loop_dropped"]
     assert re.search(sqrt, bodies["sqrt_temporary_kept"]), bodies["sqrt_temporary_kept"]
     assert re.search(sqrt, bodies["sqrt_const_kept"]), bodies["sqrt_const_kept"]
 

@@ -6,7 +6,7 @@
 
 // 1000 square roots whose result nobody uses: deleted unless do_not_optimize keeps it.
 extern "C" void sqrt_loop_dropped(double x) {
-  double acc = 0.0;
+  [[maybe_unused]] double acc = 0.0;  // set, never read: dead code
   for (int i = 0; i < 1000; ++i) acc += std::sqrt(x + i);
 }
 
