@@ -218,7 +218,9 @@ void test_moves_during_reads_and_writes() {
     for (int local = 0; !done.load() || local < 3; ++local) {
       if (!settings_ok(r, histogram_error)) ++bad;
       (void)r.is_histogram();
-      if (r.count() > 0 && r.memory_bytes() == 0) ++bad;
+      // Each call on its own (a move may come between two): none or at least a first block.
+      const std::size_t bytes = r.memory_bytes();
+      if (bytes != 0 && bytes < 1024 * sizeof(double)) ++bad;
       try {
         const pyinfer::Summary s = r.summary({50.0});
         if (s.count == 0 || s.min < value_of(0) || s.max > value_of(1)) ++bad;
