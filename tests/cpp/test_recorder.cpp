@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "check.hpp"
@@ -90,6 +91,46 @@ void test_histogram_rejects_what_it_cannot_hold() {
   CHECK(h.summary({50.0}).max == 1152921504606846976.0);
 }
 
+// clear() lets go of an exact recorder's buffer (a snapshot may still read it) and the next
+// sample goes into a new one.
+void test_clear_releases_the_exact_buffer() {
+  pyinfer::LatencyRecorder r;
+  for (int i = 0; i < 10; ++i) r.record(static_cast<double>(i));
+  CHECK(r.memory_bytes() == 1024 * sizeof(double));
+  const pyinfer::SampleSnapshot before = r.samples();
+  r.clear();
+  CHECK(r.memory_bytes() == 0 && r.count() == 0);
+  r.record(42.0);
+  const pyinfer::SampleSnapshot after = r.samples();
+  CHECK(after.data != before.data);
+  CHECK(before.size == 10 && before.data[0] == 0.0 && before.data[9] == 9.0);
+  CHECK(after.size == 1 && after.data[0] == 42.0);
+}
+
+// Moves: the moved-from recorder is an empty exact one, usable again; the target takes the
+// mode, settings and contents; moving a recorder into itself changes nothing.
+void test_moves() {
+  auto h = pyinfer::LatencyRecorder::histogram(2, 1000000);
+  h.record(10.0);
+  h.record(30.0);
+  pyinfer::LatencyRecorder exact = pyinfer::LatencyRecorder::from_samples({1.0, 2.0, 3.0});
+  exact = std::move(h);
+  CHECK(exact.is_histogram() && exact.count() == 2 && exact.significant_digits() == 2);
+  CHECK(exact.highest_trackable_ns() == 1000000 && exact.relative_error() > 0.0);
+  CHECK(exact.summary({50.0}).mean == 20.0);
+  CHECK(!h.is_histogram() && h.count() == 0 && h.memory_bytes() == 0);
+  CHECK(h.significant_digits() == 0 && h.highest_trackable_ns() == 0 && h.relative_error() == 0.0);
+  CHECK_THROWS(h.summary({50.0}), pyinfer::InvalidArgument);
+  h.record(5.0);
+  CHECK(h.samples().size == 1 && h.summary({50.0}).mean == 5.0);
+  pyinfer::LatencyRecorder built(std::move(exact));
+  CHECK(built.is_histogram() && built.count() == 2 && built.summary({0.0}).min == 10.0);
+  CHECK(!exact.is_histogram() && exact.count() == 0);
+  pyinfer::LatencyRecorder& alias = built;
+  built = std::move(alias);
+  CHECK(built.is_histogram() && built.count() == 2 && built.summary({50.0}).mean == 20.0);
+}
+
 void test_timed_loop_stops_early() {
   std::vector<double> out(10, -1.0);
   int calls = 0;
@@ -148,6 +189,8 @@ int main() {
   test_record_many_is_all_or_nothing();
   test_histogram_recorder_moments();
   test_histogram_rejects_what_it_cannot_hold();
+  test_clear_releases_the_exact_buffer();
+  test_moves();
   test_timed_loop_stops_early();
   test_peak_rss_sampling();
   test_peak_rss_reset_forgets_the_old_region();

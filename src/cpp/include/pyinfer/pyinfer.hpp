@@ -9,6 +9,7 @@
 #include "pyinfer/clock.hpp"
 #include "pyinfer/cuda_driver.hpp"
 #include "pyinfer/cuda_timer.hpp"
+#include "pyinfer/do_not_optimize.hpp"
 #include "pyinfer/errors.hpp"
 #include "pyinfer/histogram.hpp"
 #include "pyinfer/pinned_buffer.hpp"

@@ -35,7 +35,14 @@ struct SampleSnapshot {
 /// its percentiles are within relative_error() of the exact ones, or 1 ns (values are recorded at
 /// 1 ns resolution).
 ///
-/// Thread-safety: every member function may be called from any number of threads at once.
+/// Thread-safety: every member function, the move constructor and the move assignment included,
+/// may be called from any number of threads at once, on the same recorder or on several (each
+/// member takes the recorder's mutex; those touching two recorders, merge() and the moves, take
+/// both mutexes together, so they cannot deadlock against each other). Each call sees the
+/// recorder either wholly before or wholly after any other call, a move included: a thread that
+/// reads a recorder while another moves a new one into it sees the old contents or the new ones,
+/// never a mix. A moved-from recorder is an empty exact recorder, usable as any other.
+/// Destroying a recorder while another thread still uses it is, as for any object, undefined.
 class LatencyRecorder {
  public:
   /// An exact recorder.
@@ -57,10 +64,15 @@ class LatencyRecorder {
     return r;
   }
 
+  /// Takes `other`'s contents under `other`'s lock (no other thread can reach a recorder under
+  /// construction); `other` is left an empty exact recorder.
   LatencyRecorder(LatencyRecorder&& other) noexcept {
     std::lock_guard<std::mutex> lock(other.mutex_);
     move_from(other);
   }
+  /// Replaces this recorder's contents by `other`'s, with both locked together (std::scoped_lock:
+  /// deadlock-free, also against a move or merge the other way round); `other` is left an empty
+  /// exact recorder. Moving a recorder into itself changes nothing.
   LatencyRecorder& operator=(LatencyRecorder&& other) noexcept {
     if (this != &other) {
       std::scoped_lock lock(mutex_, other.mutex_);
@@ -104,17 +116,26 @@ class LatencyRecorder {
     return histogram_ ? static_cast<std::size_t>(histogram_->count()) : size_;
   }
 
-  bool is_histogram() const noexcept { return histogram_.has_value(); }
+  /// Whether this is a histogram recorder (a move assignment may change it).
+  bool is_histogram() const noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return histogram_.has_value();
+  }
 
   /// The histogram's settings and size (histogram mode only; 0 otherwise).
   int significant_digits() const noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
     return histogram_ ? histogram_->significant_digits() : 0;
   }
   std::uint64_t highest_trackable_ns() const noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
     return histogram_ ? histogram_->highest_trackable() : 0;
   }
   /// Bound on the relative error of percentiles: 0 in exact mode.
-  double relative_error() const noexcept { return histogram_ ? histogram_->relative_error() : 0.0; }
+  double relative_error() const noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return histogram_ ? histogram_->relative_error() : 0.0;
+  }
 
   /// Bytes of memory this recorder holds for its samples or buckets.
   std::size_t memory_bytes() const {
@@ -136,12 +157,14 @@ class LatencyRecorder {
   Summary summary(const std::vector<double>& percentiles, int ddof = 0,
                   unsigned threads = 0) const {
     validate_percentiles(percentiles);
+    std::unique_lock<std::mutex> lock(mutex_);
     if (!histogram_) {
-      const SampleSnapshot snap = samples();
+      // A snapshot, then the selection without the lock: writers are not held up by it.
+      const SampleSnapshot snap{buffer_, buffer_.get(), size_};
+      lock.unlock();
       if (snap.size == 0) throw_empty();
       return summarize(snap.data, snap.size, percentiles, ddof, threads);
     }
-    std::lock_guard<std::mutex> lock(mutex_);
     const std::uint64_t n = histogram_->count();
     if (n == 0) throw_empty();
     if (ddof < 0 || static_cast<std::uint64_t>(ddof) >= n) {
@@ -179,17 +202,20 @@ class LatencyRecorder {
       return;
     }
     if (!other.histogram_) {
+      const double* values = other.buffer_.get();
       for (std::size_t i = 0; i < other.size_; ++i) {
-        if (!fits_histogram(other.buffer_[i])) throw_too_large(other.buffer_[i], i);
+        if (!fits_histogram(values[i])) throw_too_large(values[i], i);
       }
-      record_histogram_batch_unlocked(other.buffer_.get(), other.size_);
+      record_histogram_batch_unlocked(values, other.size_);
       return;
     }
     histogram_->merge(*other.histogram_);  // throws on different settings, before any change
     merge_moments(other.moments_n_, other.mean_, other.m2_, other.min_, other.max_);
   }
 
-  /// Forgets everything recorded (settings are kept). Snapshots taken before stay valid.
+  /// Forgets everything recorded (settings are kept). Snapshots taken before stay valid: an
+  /// exact recorder lets go of its sample buffer (freed with the last snapshot that reads it)
+  /// and records into a new one.
   void clear() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (histogram_) {
@@ -198,10 +224,11 @@ class LatencyRecorder {
       mean_ = m2_ = min_ = max_ = 0.0;
       return;
     }
-    if (buffer_.use_count() > 1) {  // a snapshot still reads it: leave it alone
-      buffer_.reset();
-      capacity_ = 0;
-    }
+    // Never reused, even when no snapshot seems to hold it: use_count() is a relaxed read, so
+    // a snapshot's reads just before it let go would not be ordered before our next writes.
+    // The shared_ptr frees it once its last owner is gone (that path is synchronised).
+    buffer_.reset();
+    capacity_ = 0;
     size_ = 0;
   }
 
@@ -229,6 +256,9 @@ class LatencyRecorder {
                             " is invalid: durations must be finite and non-negative");
     }
   }
+  // The helpers below (*_unlocked, fits_histogram, throw_too_large, move_from) read or write the
+  // recorder's state: callers hold its mutex.
+
   // Whether the histogram can hold `ns` (valid: finite, >= 0) rounded to whole nanoseconds,
   // compared as integers: the highest trackable value may have no exact double (2^64 - 1 rounds
   // up to 2^64), and a double of 2^64 or more has no uint64 (converting it is undefined).
@@ -252,15 +282,15 @@ class LatencyRecorder {
     capacity_ = std::exchange(other.capacity_, 0);
     histogram_ = std::move(other.histogram_);
     other.histogram_.reset();
-    moments_n_ = other.moments_n_;
-    mean_ = other.mean_;
-    m2_ = other.m2_;
-    min_ = other.min_;
-    max_ = other.max_;
+    moments_n_ = std::exchange(other.moments_n_, 0);
+    mean_ = std::exchange(other.mean_, 0.0);
+    m2_ = std::exchange(other.m2_, 0.0);
+    min_ = std::exchange(other.min_, 0.0);
+    max_ = std::exchange(other.max_, 0.0);
   }
 
   // Exact mode: append with amortised doubling; a buffer shared with a snapshot is never
-  // written below the snapshot's size, and is replaced (not reused) by clear().
+  // written below the snapshot's size, and is dropped (not reused) by clear().
   void append_unlocked(const double* values, std::size_t n) {
     if (n == 0) return;
     if (size_ + n > capacity_) {
