@@ -23,10 +23,13 @@ int main() {
   // Clock and timed loop around real work.
   const std::int64_t t0 = pyinfer::now_ns();
   std::vector<double> samples(200);
-  volatile double sink = 0.0;
+  double x = 2.0;
   const std::size_t done = pyinfer::timed_loop(
-      [&sink] {
-        for (int i = 0; i < 1000; ++i) sink = sink + std::sqrt(static_cast<double>(i));
+      [&x] {
+        pyinfer::do_not_optimize(x);  // x may have changed: the body is computed anew
+        double acc = 0.0;
+        for (int i = 0; i < 1000; ++i) acc += std::sqrt(x + i);
+        pyinfer::do_not_optimize(acc);  // acc is used: the loop is not deleted
       },
       samples.size(), 10, samples.data());
   check(done == samples.size(), "timed_loop returns every sample");

@@ -19,6 +19,8 @@
 // The same contract as google-benchmark's DoNotOptimize and ClobberMemory.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <type_traits>
 
 #if !defined(__GNUC__) && !defined(__clang__)

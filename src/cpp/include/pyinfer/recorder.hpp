@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "pyinfer/detail/config.hpp"
 #include "pyinfer/errors.hpp"
 #include "pyinfer/histogram.hpp"
 #include "pyinfer/summary.hpp"
@@ -147,7 +148,8 @@ class LatencyRecorder {
   SampleSnapshot samples() const {
     std::lock_guard<std::mutex> lock(mutex_);
     if (histogram_) {
-      throw InvalidArgument("a histogram recorder keeps no individual samples; use summary()");
+      PYINFER_THROW(
+          InvalidArgument("a histogram recorder keeps no individual samples; use summary()"));
     }
     return SampleSnapshot{buffer_, buffer_.get(), size_};
   }
@@ -168,8 +170,8 @@ class LatencyRecorder {
     const std::uint64_t n = histogram_->count();
     if (n == 0) throw_empty();
     if (ddof < 0 || static_cast<std::uint64_t>(ddof) >= n) {
-      throw InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
-                            " for " + std::to_string(n) + " samples");
+      PYINFER_THROW(InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
+                                    " for " + std::to_string(n) + " samples"));
     }
     Summary s;
     s.count = static_cast<std::size_t>(n);
@@ -190,13 +192,13 @@ class LatencyRecorder {
   /// @throws InvalidArgument when merging a histogram into an exact recorder or settings differ.
   void merge(const LatencyRecorder& other) {
     if (&other == this) {
-      throw InvalidArgument("cannot merge a recorder into itself");
+      PYINFER_THROW(InvalidArgument("cannot merge a recorder into itself"));
     }
     std::scoped_lock lock(mutex_, other.mutex_);
     if (!histogram_) {
       if (other.histogram_) {
-        throw InvalidArgument(
-            "cannot merge a histogram recorder into an exact one: its samples are not kept");
+        PYINFER_THROW(InvalidArgument(
+            "cannot merge a histogram recorder into an exact one: its samples are not kept"));
       }
       append_unlocked(other.buffer_.get(), other.size_);
       return;
@@ -236,7 +238,7 @@ class LatencyRecorder {
   /// @throws InvalidArgument in exact mode.
   std::vector<std::uint64_t> histogram_buckets() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!histogram_) throw InvalidArgument("an exact recorder has no histogram buckets");
+    if (!histogram_) PYINFER_THROW(InvalidArgument("an exact recorder has no histogram buckets"));
     std::vector<std::uint64_t> out;
     for (std::size_t i = 0; i < histogram_->bucket_count(); ++i) {
       const std::uint64_t c = histogram_->bucket_count_at(i);
@@ -251,9 +253,9 @@ class LatencyRecorder {
  private:
   static void check_duration(double ns, std::size_t index) {
     if (!(ns >= 0.0) || !std::isfinite(ns)) {  // !(ns >= 0) also catches NaN
-      throw InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
-                            std::to_string(index) +
-                            " is invalid: durations must be finite and non-negative");
+      PYINFER_THROW(InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
+                                    std::to_string(index) +
+                                    " is invalid: durations must be finite and non-negative"));
     }
   }
   // The helpers below (*_unlocked, fits_histogram, throw_too_large, move_from) read or write the
@@ -268,12 +270,13 @@ class LatencyRecorder {
            static_cast<std::uint64_t>(rounded) <= histogram_->highest_trackable();
   }
   [[noreturn]] void throw_too_large(double ns, std::size_t index) const {
-    throw InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
-                          std::to_string(index) + " exceeds the histogram's highest trackable " +
-                          std::to_string(histogram_->highest_trackable()) + " ns");
+    PYINFER_THROW(InvalidArgument("duration " + std::to_string(ns) + " ns at index " +
+                                  std::to_string(index) +
+                                  " exceeds the histogram's highest trackable " +
+                                  std::to_string(histogram_->highest_trackable()) + " ns"));
   }
   [[noreturn]] static void throw_empty() {
-    throw InvalidArgument("no samples recorded: nothing to summarize");
+    PYINFER_THROW(InvalidArgument("no samples recorded: nothing to summarize"));
   }
 
   void move_from(LatencyRecorder& other) noexcept {

@@ -1,6 +1,8 @@
 // The timed loop: call something N times and store the duration of each call.
 #pragma once
 
+#include "pyinfer/detail/config.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <utility>

@@ -140,10 +140,15 @@ template <>
 PYINFER_DETAIL_ALWAYS_INLINE bool any_sign<2>(const Vec<2>::U& v) noexcept {
   return _mm_movemask_pd(reinterpret_cast<__m128d>(v)) != 0;
 }
+#if !defined(__clang__)
+// Clang gives this specialization the primary template's always_inline, and then refuses to
+// inline an AVX2 function into the generic cut_block; there the generic loop serves, which it
+// compiles to a vector OR and one test inside the AVX2 build.
 template <>
 __attribute__((target("avx2"))) inline bool any_sign<4>(const Vec<4>::U& v) noexcept {
   return _mm256_movemask_pd(reinterpret_cast<__m256d>(v)) != 0;
 }
+#endif
 #endif
 #endif
 
