@@ -1,0 +1,105 @@
+// Benchmarks run by tests/test_benchmark_harness.py through PYINFER_BENCHMARK_MAIN: each one
+// exercises one part of the harness (select one with --filter '^name$').
+#include <pyinfer/benchmark.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace {
+
+// A dependent chain of `steps` multiply-adds: its time grows with `steps`, linearly.
+std::uint64_t chain(std::size_t steps) {
+  std::uint64_t x = 1;
+  pyinfer::do_not_optimize(x);
+  for (std::size_t i = 0; i < steps; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    pyinfer::do_not_optimize(x);
+  }
+  return x;
+}
+
+void chain_options(pyinfer::Benchmark& bench, std::size_t steps) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.items_per_iteration = static_cast<double>(steps);
+  o.bytes_per_iteration = static_cast<double>(steps * sizeof(std::uint64_t));
+  o.counters.push_back({"steps", static_cast<double>(steps), true});
+  o.counters.push_back({"constant", 42.0, false});
+}
+
+}  // namespace
+
+// The same body, twice as long in chain_2x: `pyinfer compare --fail-if-slower` must tell.
+PYINFER_BENCHMARK(chain_1x) {
+  chain_options(bench, 1000);
+  bench.run([] { pyinfer::do_not_optimize(chain(1000)); });
+}
+
+PYINFER_BENCHMARK(chain_2x) {
+  chain_options(bench, 2000);
+  bench.run([] { pyinfer::do_not_optimize(chain(2000)); });
+}
+
+// A no-op: far under 50 ns, so batched automatically.
+PYINFER_BENCHMARK(noop) {
+  int x = 0;
+  bench.run([&x] { pyinfer::do_not_optimize(x); });
+}
+
+PYINFER_BENCHMARK(noop_batch_8) {
+  bench.options().batch = 8;
+  int x = 0;
+  bench.run([&x] { pyinfer::do_not_optimize(x); });
+}
+
+PYINFER_BENCHMARK(noop_per_call) {
+  bench.options().batch = 1;
+  int x = 0;
+  bench.run([&x] { pyinfer::do_not_optimize(x); });
+}
+
+// The minimum count reached with no minimum time: exactly 250 samples, stable.
+PYINFER_BENCHMARK(exact_count) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 250;
+  o.max_iterations = 250;
+  o.batch = 1;
+  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+}
+
+// A stability target no run meets: it stops at the iteration cap, not stable.
+PYINFER_BENCHMARK(iteration_cap) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 10;
+  o.max_iterations = 300;
+  o.stability_target = 1e-12;
+  o.batch = 1;
+  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+}
+
+// The same at the time cap.
+PYINFER_BENCHMARK(time_cap) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.max_time_s = 0.05;
+  o.max_iterations = 100000000;
+  o.stability_target = 1e-12;
+  o.batch = 1;
+  bench.run([] { pyinfer::do_not_optimize(chain(1000)); });
+}
+
+// Statistics without the samples in the report.
+PYINFER_BENCHMARK(no_samples) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 100;
+  o.max_iterations = 100;
+  o.json_samples = false;
+  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+}
+
+// Forgets to call bench.run(): reported, exit status 1.
+PYINFER_BENCHMARK(never_runs) {}
+
+PYINFER_BENCHMARK_MAIN()
