@@ -236,3 +236,27 @@ def test_the_harness_builds_and_runs_without_exceptions(tmp_path: Path) -> None:
     exe = build(tmp_path / "noexcept", "-fno-exceptions")
     data = measure(exe, "exact_count", tmp_path / "e.json")
     assert data["latency"]["stats"]["count"] == 250
+
+
+def test_the_documented_example_builds_and_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "native.md").read_text()
+    section = text.split("### Benchmark programs", 1)[1]
+    source = tmp_path / "bench.cpp"
+    source.write_text(section.split("```cpp\n", 1)[1].split("```", 1)[0])
+    exe = tmp_path / "bench"
+    command = [str(CXX), "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{INCLUDE}"]
+    built = subprocess.run(
+        [*command, str(source), "-o", str(exe), "-pthread", "-ldl"],
+        check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    out = tmp_path / "{name}.json"
+    result = run(exe, "--repetitions", "2", "--min-time", "0.02", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["matmul_64", "noop"]
+    assert " items/s, " in lines[0]
+    assert ", flop " in lines[0]
+    assert re.search(r", batch \d+, 2 repetitions", lines[1])
+    for name in ("matmul_64", "noop"):
+        assert ProfileReport.load(tmp_path / f"{name}.json").repetitions is not None
