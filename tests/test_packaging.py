@@ -48,6 +48,18 @@ def test_the_distribution_is_not_pypis_unrelated_pyinfer() -> None:
         assert "pyinfer" not in names, extra
 
 
+def test_the_cpp_extension_example_builds_against_this_distribution() -> None:
+    example = ROOT / "examples" / "cpp_extension"
+    requires = tomllib.loads((example / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert DISTRIBUTION in {Requirement(text).name for text in requires}
+    assert "pyinfer" not in {Requirement(text).name for text in requires}
+    cmake = (example / "CMakeLists.txt").read_text()
+    assert "find_package(pyinfer CONFIG REQUIRED)" in cmake
+    assert "pyinfer::headers" in cmake
+    script = (ROOT / "scripts" / "check_cpp_extension.sh").read_text()
+    assert "pyinfer_toolkit-*.whl" in script  # the wheel file name follows the distribution's
+
+
 OLD_NAME = re.compile(r"""(?<![\w./-])pyinfer\[|pip install ["']?pyinfer(?![\w-])""")
 
 
