@@ -272,7 +272,9 @@ def test_a_missing_framework_is_skipped_not_failed(
 
     def no_tf(models: Any, fmt: str, device: str) -> Any:
         if fmt in {"tensorflow", "tflite"}:
-            raise FrameworkNotInstalledError("TensorFlow is not installed: pip install pyinfer[tf]")
+            raise FrameworkNotInstalledError(
+                "TensorFlow is not installed: pip install pyinfer-toolkit[tf]"
+            )
         return real(models, fmt, device)
 
     monkeypatch.setattr(suite_runner, "resnet_source", no_tf)
@@ -299,7 +301,7 @@ def test_a_missing_framework_is_skipped_not_failed(
     ]
     assert (
         "Keras (FP32): skipped: not installed: TensorFlow is not installed: "
-        "pip install pyinfer[tf]" in text
+        "pip install pyinfer-toolkit[tf]" in text
     )
 
 
@@ -661,7 +663,7 @@ def test_a_missing_package_names_its_extra() -> None:
         suite_models._require("no_such_package_for_pyinfer.models", "text", "BERT-base")
     assert str(info.value).startswith(
         "BERT-base needs no_such_package_for_pyinfer (No module named "
-        "'no_such_package_for_pyinfer'); pip install 'pyinfer[text]'"
+        "'no_such_package_for_pyinfer'); pip install 'pyinfer-toolkit[text]'"
     )
 
 

@@ -224,7 +224,8 @@ def test_every_extra_in_an_install_command_exists() -> None:
         import tomli as tomllib
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     extras = set(pyproject["project"]["optional-dependencies"])
-    install = re.compile(r"""(?:pyinfer|\.)\[([\w,-]+)\]["']""")  # ".[all,dev]", "pyinfer[plot]"
+    # ".[all,dev]", "pyinfer-toolkit[plot]"
+    install = re.compile(r"""(?:pyinfer-toolkit|\.)\[([\w,-]+)\]["'`]""")
     named: set[str] = set()
     for page in PAGES:
         for extra_list in install.findall(page.read_text("utf-8")):

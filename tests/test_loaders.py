@@ -300,7 +300,9 @@ def test_format_metadata() -> None:
 
 
 def test_missing_framework_names_the_extra() -> None:
-    with pytest.raises(FrameworkNotInstalledError, match=r"pip install 'pyinfer\[tf\]'") as info:
+    with pytest.raises(
+        FrameworkNotInstalledError, match=r"pip install 'pyinfer-toolkit\[tf\]'"
+    ) as info:
         frameworks._timed_import("pyinfer_no_such_framework", "tf", "TensorFlow (tensorflow)")
     assert "TensorFlow (tensorflow) is needed for this model but is not installed" in str(
         info.value

@@ -729,7 +729,7 @@ def test_cuda_requested_but_unavailable_is_an_error(
     message = str(info.value)
     assert str(linear_path) in message
     assert "CUDAExecutionProvider" in message
-    assert "pip install 'pyinfer[onnx-gpu]'" in message
+    assert "pip install 'pyinfer-toolkit[onnx-gpu]'" in message
     assert "onnxruntime and onnxruntime-gpu must never both be installed" in message
     assert "allow_fallback=True" in message
 
@@ -768,7 +768,7 @@ def test_session_that_silently_got_the_cpu_is_an_error(
     assert "did not get CUDAExecutionProvider" in message
     assert "runs on CPUExecutionProvider" in message
     assert str(linear_path) in message
-    assert "pyinfer[onnx-gpu]" in message
+    assert "pyinfer-toolkit[onnx-gpu]" in message
     assert "CUDA and cuDNN libraries" in message
     # It was asked for CUDA on the right device and stream, the CPU provider after it.
     assert recorder.providers == [

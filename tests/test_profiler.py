@@ -980,7 +980,7 @@ def test_without_nvml_utilisation_is_unavailable_and_memory_comes_from_the_drive
     prof = PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST)
     tput = prof.measure_throughput(duration_s=0.01)
     assert tput.gpu_utilization.unavailable == (
-        'pynvml is not installed (pip install "pyinfer[gpu]")'
+        'pynvml is not installed (pip install "pyinfer-toolkit[gpu]")'
     )
     assert tput.gpu_utilization.text().startswith("unavailable: pynvml is not installed")
     memory = prof.measure_memory()

@@ -477,7 +477,7 @@ def test_plots_without_matplotlib_name_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(FrameworkNotInstalledError, match=r'pip install "pyinfer\[plot\]"'):
+    with pytest.raises(FrameworkNotInstalledError, match=r'pip install "pyinfer-toolkit\[plot\]"'):
         make_report().plot_latency(tmp_path / "x.png")
 
 

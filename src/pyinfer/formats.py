@@ -73,7 +73,7 @@ class FormatInfo:
 
     @property
     def extra(self) -> str:
-        """The pip extra that installs the format's framework (``pip install 'pyinfer[tf]'``)."""
+        """The pip extra that installs the format's framework (``'pyinfer-toolkit[tf]'``)."""
         return FAMILIES[self.family]
 
 

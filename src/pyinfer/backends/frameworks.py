@@ -5,7 +5,7 @@ so that
 
 * ``import pyinfer`` stays light and works with no framework installed;
 * a missing framework raises :class:`~pyinfer.errors.FrameworkNotInstalledError` naming the extra
-  to install (``pip install 'pyinfer[torch]'``);
+  to install (``pip install 'pyinfer-toolkit[torch]'``);
 * TensorFlow and torch can share one process. TensorFlow loads its libraries with
   ``RTLD_GLOBAL``, which puts its copy of LLVM in the global symbol scope; when triton (imported by
   ``torch._dynamo``, ``torch.export``, torchvision and the ONNX exporter) is loaded after that, the
@@ -69,11 +69,11 @@ def _timed_import(module: str, extra: str, what: str) -> ModuleType:
                 # The framework is there but one of its own dependencies is broken.
                 raise FrameworkNotInstalledError(
                     f"{what} is installed but failed to import ({exc}); reinstall it with "
-                    f"pip install 'pyinfer[{extra}]'"
+                    f"pip install 'pyinfer-toolkit[{extra}]'"
                 ) from exc
             raise FrameworkNotInstalledError(
                 f"{what} is needed for this model but is not installed; "
-                f"install it with: pip install 'pyinfer[{extra}]'"
+                f"install it with: pip install 'pyinfer-toolkit[{extra}]'"
             ) from exc
         _import_seconds += time.perf_counter() - start
         return mod
@@ -104,17 +104,17 @@ def ensure_triton_safe() -> None:
 
 
 def import_torch() -> ModuleType:
-    """Imports torch (``pip install 'pyinfer[torch]'``)."""
+    """Imports torch (``pip install 'pyinfer-toolkit[torch]'``)."""
     return _timed_import("torch", "torch", "PyTorch (torch)")
 
 
 def import_onnxruntime() -> ModuleType:
-    """Imports onnxruntime (``pip install 'pyinfer[onnx]'`` or ``'pyinfer[onnx-gpu]'``)."""
+    """Imports onnxruntime (``pip install 'pyinfer-toolkit[onnx]'`` or ``[onnx-gpu]``)."""
     return _timed_import("onnxruntime", "onnx", "ONNX Runtime (onnxruntime)")
 
 
 def import_onnx() -> ModuleType:
-    """Imports the onnx package, for model inspection and export (``pyinfer[onnx]``)."""
+    """Imports the onnx package, for model inspection and export (``pyinfer-toolkit[onnx]``)."""
     return _timed_import("onnx", "onnx", "the onnx package")
 
 
@@ -140,7 +140,7 @@ def import_tensorflow() -> ModuleType:
         The ``tensorflow`` module.
 
     Raises:
-        FrameworkNotInstalledError: If TensorFlow is not installed (``pyinfer[tf]``).
+        FrameworkNotInstalledError: If TensorFlow is not installed (``pyinfer-toolkit[tf]``).
     """
     with _lock:
         if "tensorflow" in sys.modules:

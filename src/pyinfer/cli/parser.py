@@ -350,4 +350,6 @@ def add_report_files(parser: argparse.ArgumentParser, *, markdown: bool = True) 
     group.add_argument("--csv", metavar="FILE", help="write the result as CSV")
     if markdown:
         group.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
-    group.add_argument("--plot", metavar="FILE", help="write a PNG plot (needs pyinfer[plot])")
+    group.add_argument(
+        "--plot", metavar="FILE", help="write a PNG plot (needs pyinfer-toolkit[plot])"
+    )

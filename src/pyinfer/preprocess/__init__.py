@@ -18,7 +18,7 @@ class with ``__call__``) chained by :class:`Compose`:
 Every pipeline offers ``check(model)``: it runs on an example and compares its output with the
 model's input specs, so a mismatch is found before the first batch, with a message saying what
 to change. The inference engine calls it. Pillow is imported at first use
-(``pip install "pyinfer[image]"``).
+(``pip install "pyinfer-toolkit[image]"``).
 """
 
 from __future__ import annotations

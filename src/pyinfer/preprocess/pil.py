@@ -1,6 +1,6 @@
 """Pillow access for the image steps: the lazy import, arrays as images, a typed resize.
 
-Pillow is imported at first use (``pip install "pyinfer[image]"``), never at import.
+Pillow is imported at first use (``pip install "pyinfer-toolkit[image]"``), never at import.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def import_pil() -> ModuleType:
         from PIL import Image
     except ImportError as exc:
         raise FrameworkNotInstalledError(
-            'image preprocessing needs Pillow: pip install "pyinfer[image]"'
+            'image preprocessing needs Pillow: pip install "pyinfer-toolkit[image]"'
         ) from exc
     return Image
 

@@ -1,6 +1,6 @@
 """GPU utilisation sampled through NVML while a throughput run goes on, and NVML's device index.
 
-pynvml is optional (``pyinfer[gpu]``) and imported at first use; without it, or when NVML
+pynvml is optional (``pyinfer-toolkit[gpu]``) and imported at first use; without it, or when NVML
 fails, the utilisation is reported as unavailable with the reason.
 """
 
@@ -49,7 +49,7 @@ class UtilizationSampler:
         try:
             import pynvml
         except ImportError:
-            self.unavailable = 'pynvml is not installed (pip install "pyinfer[gpu]")'
+            self.unavailable = 'pynvml is not installed (pip install "pyinfer-toolkit[gpu]")'
             return
         try:
             pynvml.nvmlInit()

@@ -29,8 +29,9 @@ __all__ = ["Environment", "collect_environment", "cpu_model"]
 logger = logging.getLogger(__name__)
 
 # Distributions whose versions are recorded (the frameworks pyinfer runs and what it needs).
+# pyinfer's own version is the running module's: its distribution is `pyinfer-toolkit`, and an
+# unrelated project named `pyinfer` on PyPI must not be reported in its place.
 _DISTRIBUTIONS = (
-    "pyinfer",
     "numpy",
     "torch",
     "torchvision",
@@ -120,13 +121,12 @@ def cpu_model() -> str:
 
 
 def _versions() -> dict[str, str]:
-    found: dict[str, str] = {}
+    found: dict[str, str] = {"pyinfer": core.__version__}
     for name in _DISTRIBUTIONS:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    found.setdefault("pyinfer", core.__version__)
     return found
 
 

@@ -33,7 +33,7 @@ def _figure(rows: int, cols: int) -> Any:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise FrameworkNotInstalledError(
-            f'plots need matplotlib: pip install "pyinfer[plot]" ({exc})'
+            f'plots need matplotlib: pip install "pyinfer-toolkit[plot]" ({exc})'
         ) from exc
     return Figure(figsize=(5.5 * cols, 4.0 * rows), dpi=100, layout="constrained")
 

@@ -118,7 +118,7 @@ class BatchCurve(JsonRecord):
             The path written.
 
         Raises:
-            FrameworkNotInstalledError: If matplotlib is missing (``pyinfer[plot]``).
+            FrameworkNotInstalledError: If matplotlib is missing (``pyinfer-toolkit[plot]``).
             InvalidArgumentError: If no point was measured.
         """
         return plot_batch_curve(self, Path(path), title=title)
@@ -344,7 +344,7 @@ class ProfileReport(JsonRecord):
         """Writes the latency histogram and CDF of the raw samples as a PNG.
 
         Raises:
-            FrameworkNotInstalledError: If matplotlib is missing (``pyinfer[plot]``).
+            FrameworkNotInstalledError: If matplotlib is missing (``pyinfer-toolkit[plot]``).
             InvalidArgumentError: If the report holds no raw samples.
         """
         return plot_latency(self, Path(path))

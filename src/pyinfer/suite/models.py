@@ -52,7 +52,7 @@ def _require(module: str, extra: str, what: str) -> Any:
     except ImportError as exc:
         package = module.split(".", maxsplit=1)[0]
         raise FrameworkNotInstalledError(
-            f"{what} needs {package} ({exc}); pip install 'pyinfer[{extra}]'"
+            f"{what} needs {package} ({exc}); pip install 'pyinfer-toolkit[{extra}]'"
         ) from exc
 
 

@@ -31,7 +31,7 @@ def _read_proto(path: Path) -> Any:
     except FrameworkNotInstalledError:
         logger.info(
             "the protobuf package is not installed: parameter count and bytes of %s are "
-            "reported as 0 (pip install 'pyinfer[onnx]' brings it)",
+            "reported as 0 (pip install 'pyinfer-toolkit[onnx]' brings it)",
             path,
         )
         return None

@@ -40,7 +40,8 @@ _UNSUPPORTED_PATTERNS = ("opset", "not a registered", "no op reg", "not implemen
 
 
 _GPU_INSTALL_HINT = (
-    "install the GPU build with pip install 'pyinfer[onnx-gpu]' (which brings onnxruntime-gpu); "
+    "install the GPU build with pip install 'pyinfer-toolkit[onnx-gpu]' "
+    "(which brings onnxruntime-gpu); "
     "the CPU package onnxruntime and onnxruntime-gpu must never both be installed, they share "
     "one module: pip uninstall onnxruntime onnxruntime-gpu first"
 )
