@@ -113,3 +113,13 @@ def test_the_assembly_keeps_what_do_not_optimize_and_clobber_memory_keep(
 
     assert re.search(store, bodies["store_kept"]), bodies["store_kept"]
     assert not re.search(store, bodies["store_dropped"]), bodies["store_dropped"]
+
+
+@needs_compiler
+@pytest.mark.parametrize("level", ["-O1", "-O2", "-O3"])
+def test_a_value_stored_before_the_barrier_reaches_its_variable(tmp_path: Path, level: str) -> None:
+    # GCC 12 at -O2 dropped the store with the constraint "+m,r" (GCC bug 92597): 0 0 0 0.
+    program = tmp_path / "keeps_values"
+    compile_cpp(PROGRAMS / "keeps_values.cpp", program, level)
+    done = subprocess.run([str(program)], check=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["3", "3", "3", "4"]

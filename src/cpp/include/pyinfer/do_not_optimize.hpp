@@ -59,14 +59,12 @@ PYINFER_ALWAYS_INLINE void do_not_optimize(T& value) noexcept {
 #if defined(__clang__)
     __asm__ __volatile__("" : "+r,m"(value) : : "memory");
 #else
-    __asm__ __volatile__("" : "+m,r"(value) : : "memory");
+    // Not "+m,r": GCC 12 at -O2 then passes a stack copy, and a value stored just before the
+    // call never reaches the variable (GCC bug 92597); "+g" lets it pick, correctly.
+    __asm__ __volatile__("" : "+g"(value) : : "memory");
 #endif
   } else {
-#if defined(__clang__)
     __asm__ __volatile__("" : "+m"(value) : : "memory");
-#else
-    __asm__ __volatile__("" : "+m,r"(value) : : "memory");
-#endif
   }
 }
 
