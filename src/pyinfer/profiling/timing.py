@@ -1,6 +1,7 @@
 """Timing sources: the calls a measurement times, and how each duration is read.
 
-* on the CPU, the native core's timed loop (one clock read per sample, no Python in between);
+* on the CPU, the native core's timed loop (the clock read before and after each call, no Python
+  in between);
 * on CUDA with the model's stream, CUDA events on that stream, one synchronisation per chunk
   (optionally the replay of a CUDA graph of the call);
 * on CUDA without a stream, the host clock with a synchronisation after each call;
@@ -48,7 +49,7 @@ GRAPH_WARMUP_CALLS = 3
 
 #: The report's words for each kind of timing (:func:`timing_kind`).
 TIMING_LABELS = {
-    "cpu": "host timed loop (pyinfer.time_calls, one clock read per sample)",
+    "cpu": "host timed loop (pyinfer.time_calls, the clock read before and after each call)",
     "cuda-events": "CUDA events on the model's stream, one synchronisation per chunk",
     "cuda-graph": "CUDA graph replay timed with CUDA events on the model's stream",
     "host-sync": "host clock, synchronising after each call (the model exposes no CUDA stream)",
