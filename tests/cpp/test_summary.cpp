@@ -85,7 +85,27 @@ void expect_throw(const std::string& name, const std::function<void()>& f,
 
 }  // namespace
 
+// Summary::percentile(rank): the value at a computed rank, and a clear error for any other.
+void test_percentile_by_rank() {
+  const std::vector<double> x{4.0, 1.0, 3.0, 2.0, 5.0};
+  const pyinfer::Summary s = pyinfer::summarize(x.data(), x.size(), {50.0, 99.9, 0.0});
+  ++checks;
+  if (s.percentile(50.0) != 3.0 || s.percentile(0.0) != 1.0 ||
+      s.percentile(99.9) != s.percentile_values[1]) {
+    fail("percentile(rank) returns the value at that rank");
+  }
+  ++checks;
+  try {
+    (void)s.percentile(99.0);
+    fail("percentile(99) of a summary without it throws");
+  } catch (const pyinfer::InvalidArgument& e) {
+    const std::string want = "percentile 99 was not computed; this summary has 50, 99.9, 0";
+    if (e.what() != want) fail(std::string("percentile(99) message: ") + e.what());
+  }
+}
+
 int main() {
+  test_percentile_by_rank();
   std::mt19937_64 rng(42);
   const std::vector<std::size_t> sizes{1,     2,     3,     17,    1000,  32767,  32768,
                                        32769, 40000, 65535, 65536, 65537, 100003, 1 << 20};

@@ -50,8 +50,8 @@ py::dict time_sum_of_square_roots(double x, std::int64_t n, std::size_t iteratio
   summary["std_ns"] = s.std;
   summary["min_ns"] = s.min;
   summary["max_ns"] = s.max;
-  summary["p50_ns"] = s.percentile_values[0];
-  summary["p99_ns"] = s.percentile_values[1];
+  summary["p50_ns"] = s.percentile(50.0);
+  summary["p99_ns"] = s.percentile(99.0);
   summary["result"] = result;
   return summary;
 }

@@ -13,11 +13,22 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "pyinfer/errors.hpp"
 
 namespace pyinfer {
+
+namespace detail {
+/// A percentile rank as people write it: 99, 99.9, 33.3 (up to 6 significant digits).
+inline std::string format_rank(double rank) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", rank);
+  return text;
+}
+}  // namespace detail
 
 /// The summary of a set of samples. Values are in the unit of the samples (nanoseconds for a
 /// LatencyRecorder).
@@ -36,6 +47,23 @@ struct Summary {
   bool exact = true;
   /// For estimates: the bound on |estimate - exact| / exact. 0 when exact.
   double relative_error = 0.0;
+
+  /// The value at percentile rank `rank`, one of the ranks the summary was computed for
+  /// (`summary.percentile(99.0)`, not `percentile_values[3]`).
+  /// @throws InvalidArgument naming the rank and the ranks there are, if it was not computed
+  /// Thread-safety: reentrant.
+  double percentile(double rank) const {
+    for (std::size_t i = 0; i < percentile_ranks.size() && i < percentile_values.size(); ++i) {
+      if (percentile_ranks[i] == rank) return percentile_values[i];
+    }
+    std::string have;
+    for (const double r : percentile_ranks) {
+      have += (have.empty() ? "" : ", ") + detail::format_rank(r);
+    }
+    PYINFER_THROW(InvalidArgument("percentile " + detail::format_rank(rank) +
+                                  " was not computed; this summary has " +
+                                  (have.empty() ? std::string("none") : have)));
+  }
 };
 
 /// The percentile ranks reported when the caller names none (the Python API's default):
