@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._settings import NEVER_STABLE
 
 import pyinfer
 from pyinfer import cli, suite
 from pyinfer.errors import FrameworkNotInstalledError, InvalidArgumentError
-from pyinfer.profiling import ProfilerSettings, repeat
+from pyinfer.profiling import repeat
 from pyinfer.report import comparison_table, format_short
 from pyinfer.suite import (
     FormatEntry,
@@ -308,18 +309,7 @@ def test_a_missing_framework_is_skipped_not_failed(
 def test_an_unstable_entry_is_marked(
     torchvision_ok: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    never_stable = ProfilerSettings(
-        warmup_iterations=0,
-        warmup_until_settled=False,
-        min_iterations=2,
-        min_time_s=0.0,
-        max_iterations=3,
-        max_time_s=1.0,
-        stability_metric="cv",
-        stability_target=1e-12,
-        memory_runs=1,
-    )
-    monkeypatch.setattr(suite_settings, "quick_settings", lambda: never_stable)
+    monkeypatch.setattr(suite_settings, "quick_settings", lambda: NEVER_STABLE)
     monkeypatch.setattr(repeat, "run_worker", _in_process())
     assert cli.main(MOBILENET_32) == cli.EXIT_OK  # a warning; --strict makes it 3
     lines = capsys.readouterr().out.splitlines()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._settings import FAST_RUNS
 
 import pyinfer
 from pyinfer.backends.base import LoadRequest
@@ -22,18 +23,6 @@ from pyinfer.errors import CorruptModelError, InferenceError, InvalidArgumentErr
 from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, jobs, merge, repeat, worker
 from pyinfer.profiling.settings import MIN_CALLS_PER_RUN
 from pyinfer.report import BatchCurve, BatchPoint, LatencyMeasurement, LatencyStats
-
-#: Short runs: a few calls each, so a test of several workers takes seconds.
-FAST = ProfilerSettings(
-    warmup_iterations=2,
-    warmup_until_settled=False,
-    min_iterations=10,
-    min_time_s=0.0,
-    max_iterations=30,
-    max_time_s=5.0,
-    throughput_time_s=0.05,
-    memory_runs=1,
-)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +68,7 @@ def test_a_model_built_in_memory_cannot_be_repeated(tiny_onnx: Path) -> None:
     model = _load(tiny_onnx)
     model.load_request = None
     with pytest.raises(InvalidArgumentError, match="model 'tiny' was not loaded from a file"):
-        PerformanceProfiler(model, dataclasses.replace(FAST, repetitions=2)).profile()
+        PerformanceProfiler(model, dataclasses.replace(FAST_RUNS, repetitions=2)).profile()
 
 
 # ---- the worker ---------------------------------------------------------------------------------
@@ -90,7 +79,7 @@ def test_run_job_in_this_process_profiles_and_returns_the_parity_outputs(tiny_on
     assert request is not None
     x = np.ones((2, 8), dtype=np.float32)
     job = jobs.WorkerJob(
-        load=request, settings=FAST, batch_size=2, memory=False, parity_inputs=(x,)
+        load=request, settings=FAST_RUNS, batch_size=2, memory=False, parity_inputs=(x,)
     )
     result = worker.run_job(job)
     assert result.failure is None
@@ -122,7 +111,7 @@ def test_parity_inputs_go_by_position_since_an_export_may_rename_them(tmp_path: 
     onnx.save(model, str(path))
     request = _load(path).load_request
     x = np.array([[1.0, -2.0, 3.5]], dtype=np.float32)
-    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, parity_inputs=(x,))
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, memory=False, parity_inputs=(x,))
     result = worker.run_job(job)
     assert result.failure is None
     assert result.outputs is not None
@@ -133,7 +122,7 @@ def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None
     request = _load(tiny_onnx).load_request
     assert request is not None
     cpu = min(os.sched_getaffinity(0))
-    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, cpus=(cpu,), label="w")
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, memory=False, cpus=(cpu,), label="w")
     result = repeat.run_worker(job)
     assert result.pid != os.getpid()
     assert result.cpus == (cpu,)
@@ -142,7 +131,7 @@ def test_a_worker_is_a_fresh_process_pinned_where_asked(tiny_onnx: Path) -> None
 
 def test_a_worker_can_build_its_model_with_a_function(tiny_onnx: Path) -> None:
     build = functools.partial(pyinfer.load_model, str(tiny_onnx), name="built")
-    job = jobs.WorkerJob(load=None, settings=FAST, memory=False, build=build, label="b")
+    job = jobs.WorkerJob(load=None, settings=FAST_RUNS, memory=False, build=build, label="b")
     result = repeat.run_worker(job)
     assert isinstance(result.report, pyinfer.ProfileReport)
     assert result.report.model == "built"
@@ -154,7 +143,7 @@ def test_a_workers_error_is_raised_with_its_type_and_the_run(tmp_path: Path) -> 
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07" + b"\xff" * 64)
     request = LoadRequest(path=str(broken), format="onnx", device="cpu", name="broken")
-    job = jobs.WorkerJob(load=request, settings=FAST, label="run 2 of 3")
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, label="run 2 of 3")
     with pytest.raises(CorruptModelError, match=r"^run 2 of 3: .*broken\.onnx"):
         repeat.run_worker(job)
 
@@ -167,7 +156,7 @@ def test_a_worker_that_dies_is_an_inference_error(
     monkeypatch.setattr(
         repeat, "WORKER_COMMAND", ("-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     )
-    job = jobs.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, label="run 1 of 2")
     with pytest.raises(
         InferenceError, match="run 1 of 2: the worker process was killed by signal SIGKILL"
     ):
@@ -178,7 +167,7 @@ def test_options_that_cannot_reach_a_worker_are_refused(tiny_onnx: Path) -> None
     request = LoadRequest(
         path=str(tiny_onnx), format="onnx", device="cpu", name="t", options={"f": lambda: 1}
     )
-    job = jobs.WorkerJob(load=request, settings=FAST, label="run 1 of 2")
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, label="run 1 of 2")
     with pytest.raises(InvalidArgumentError, match="cannot be passed to a worker process"):
         repeat.run_worker(job)
 
@@ -200,7 +189,7 @@ def test_the_worker_entry_refuses_bad_arguments(
 
 def test_profile_repeated_in_fresh_processes(tiny_onnx: Path) -> None:
     model = _load(tiny_onnx)
-    settings = dataclasses.replace(FAST, repetitions=3)
+    settings = dataclasses.replace(FAST_RUNS, repetitions=3)
     report = PerformanceProfiler(model, settings).profile(batch_size=4)
     reps = report.repetitions
     assert reps is not None
@@ -224,7 +213,7 @@ def test_profile_repeated_in_fresh_processes(tiny_onnx: Path) -> None:
 
 def test_sweep_repeated_gives_each_point_its_run_medians(tiny_onnx: Path) -> None:
     model = _load(tiny_onnx)
-    settings = dataclasses.replace(FAST, repetitions=2)
+    settings = dataclasses.replace(FAST_RUNS, repetitions=2)
     curve = PerformanceProfiler(model, settings).sweep_batch_sizes([1, 4])
     assert [p.batch_size for p in curve.points] == [1, 4]
     for p in curve.points:
@@ -246,7 +235,7 @@ def test_ctrl_c_keeps_the_runs_made(tiny_onnx: Path, monkeypatch: pytest.MonkeyP
         return real(job, folder)
 
     monkeypatch.setattr(repeat, "run_worker", interrupted_second)
-    settings = dataclasses.replace(FAST, repetitions=3)
+    settings = dataclasses.replace(FAST_RUNS, repetitions=3)
     with pytest.raises(KeyboardInterrupt) as caught:
         PerformanceProfiler(model, settings).profile(memory=False)
     partial = caught.value.partial_result  # type: ignore[attr-defined]
@@ -381,7 +370,7 @@ def test_later_runs_repeat_the_first_runs_calls_and_share_its_warm_up() -> None:
 
 def test_a_repeated_profile_gives_later_runs_a_share_of_the_first_warm_up(tiny_onnx: Path) -> None:
     model = _load(tiny_onnx)
-    settings = dataclasses.replace(FAST, repetitions=3, warmup_until_settled=True)
+    settings = dataclasses.replace(FAST_RUNS, repetitions=3, warmup_until_settled=True)
     report = PerformanceProfiler(model, settings).profile(memory=False, throughput=False)
     total = report.latency.warmup_iterations
     # The first run settles (2 calls, then windows of at least 5 until the median holds), w
@@ -464,7 +453,7 @@ def test_a_workers_progress_is_relayed_while_it_runs(
 ) -> None:
     request = _load(tiny_onnx).load_request
     assert request is not None
-    job = jobs.WorkerJob(load=request, settings=FAST, memory=False, label="run 1 of 1")
+    job = jobs.WorkerJob(load=request, settings=FAST_RUNS, memory=False, label="run 1 of 1")
     with caplog.at_level(logging.INFO, logger="pyinfer"):
         repeat.run_worker(job)
     relayed = [r for r in caplog.records if r.name == "pyinfer.profiling.repeat"]

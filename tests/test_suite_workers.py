@@ -12,28 +12,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._settings import FAST_RUNS, NEVER_STABLE
 
 from pyinfer import cli, suite
 from pyinfer.errors import FrameworkNotInstalledError, InferenceError, InvalidArgumentError
-from pyinfer.profiling import ProfilerSettings, jobs, repeat, worker
+from pyinfer.profiling import jobs, repeat, worker
 from pyinfer.suite import FormatEntry, FormatsResult, LatencyRatio, SuiteConfig, SuiteResult
 from pyinfer.suite import models as suite_models
 from pyinfer.suite import ratios as suite_ratios
 from pyinfer.suite import runner as suite_runner
 from pyinfer.suite import settings as suite_settings
-
-#: Short runs, so a test of several entries and rounds takes seconds.
-FAST = ProfilerSettings(
-    warmup_iterations=2,
-    warmup_until_settled=False,
-    min_iterations=10,
-    min_time_s=0.0,
-    max_iterations=30,
-    max_time_s=5.0,
-    throughput_time_s=0.05,
-    memory_runs=1,
-)
-
 
 # ---- the ratio and its interval -----------------------------------------------------------------
 
@@ -110,7 +98,7 @@ def test_a_model_made_in_code_is_rebuilt_identically_in_a_worker(torchvision_mod
     assert not np.array_equal(other({"x": x})["output"], expected["output"])
     job = jobs.WorkerJob(
         load=None,
-        settings=dataclasses.replace(FAST, input_dims={"height": 32, "width": 32}),
+        settings=dataclasses.replace(FAST_RUNS, input_dims={"height": 32, "width": 32}),
         memory=False,
         throughput=False,
         parity_inputs=(x,),
@@ -178,7 +166,7 @@ def _mobilenets(**kwargs: Any) -> SuiteConfig:
         "models": ("mobilenetv2",),
         "input_sizes": (32, 40),
         "devices": ("cpu",),
-        "settings": FAST,
+        "settings": FAST_RUNS,
         "repetitions": 2,
     }
     return SuiteConfig(**(options | kwargs))
@@ -296,7 +284,7 @@ def test_resnet_formats_get_their_ratio_to_pytorch_eager(
         batch_sizes=(1,),
         image_size=32,
         devices=("cpu",),
-        settings=FAST,
+        settings=FAST_RUNS,
         repetitions=2,
         work_dir=tmp_path,
     )
@@ -375,7 +363,7 @@ def test_formats_run_in_fresh_workers_interleaved_with_parity_from_their_outputs
         path,
         formats=["onnx"],
         input_shape=[8],
-        settings=dataclasses.replace(FAST, repetitions=2),
+        settings=dataclasses.replace(FAST_RUNS, repetitions=2),
         trust_code=True,
     )
     assert [j.label for j in jobs] == [
@@ -435,7 +423,7 @@ def test_a_parity_check_that_cannot_compare_fails_the_format(
         path,
         formats=["onnx"],
         input_shape=[8],
-        settings=dataclasses.replace(FAST, repetitions=2),
+        settings=dataclasses.replace(FAST_RUNS, repetitions=2),
         trust_code=True,
     )
     eager, onnx = result.entries
@@ -483,27 +471,13 @@ def test_a_formats_json_of_schema_1_1_still_loads() -> None:
 def test_the_suites_settings_are_spread_over_its_runs() -> None:
     assert SuiteConfig(quick=True).runs == suite.QUICK_REPETITIONS
     assert SuiteConfig().runs == suite.SUITE_REPETITIONS
-    assert SuiteConfig(settings=dataclasses.replace(FAST, repetitions=3)).runs == 3
+    assert SuiteConfig(settings=dataclasses.replace(FAST_RUNS, repetitions=3)).runs == 3
     spread = SuiteConfig(repetitions=4).profiler_settings()
     assert spread == suite.full_settings().spread_over(4)
-    explicit = SuiteConfig(settings=FAST, repetitions=4, cpus=(0,)).profiler_settings()
-    assert explicit == dataclasses.replace(FAST, repetitions=4, cpus=(0,))
+    explicit = SuiteConfig(settings=FAST_RUNS, repetitions=4, cpus=(0,)).profiler_settings()
+    assert explicit == dataclasses.replace(FAST_RUNS, repetitions=4, cpus=(0,))
     with pytest.raises(InvalidArgumentError, match="--repeat must be an integer of at least 1"):
         SuiteConfig(repetitions=0)
-
-
-def _never_stable() -> ProfilerSettings:
-    return ProfilerSettings(
-        warmup_iterations=0,
-        warmup_until_settled=False,
-        min_iterations=2,
-        min_time_s=0.0,
-        max_iterations=3,
-        max_time_s=1.0,
-        stability_metric="cv",
-        stability_target=1e-12,
-        memory_runs=1,
-    )
 
 
 @pytest.mark.parametrize(
@@ -519,8 +493,8 @@ def test_an_unstable_entry_warns_and_exits_0_unless_strict(
     quick: bool,
     code: int,
 ) -> None:
-    monkeypatch.setattr(suite_settings, "quick_settings", _never_stable)
-    monkeypatch.setattr(suite_settings, "full_settings", _never_stable)
+    monkeypatch.setattr(suite_settings, "quick_settings", lambda: NEVER_STABLE)
+    monkeypatch.setattr(suite_settings, "full_settings", lambda: NEVER_STABLE)
     monkeypatch.setattr(repeat, "run_worker", _InProcess())
     argv = ["bench", "--only", "mobilenetv2", "--input-sizes", "32", "--device", "cpu"]
     argv += ["--json", str(tmp_path / "b.json"), "--repeat", "1"]
