@@ -90,6 +90,8 @@ def test_a_report_is_a_profile_report_with_exact_figures(program: Path, tmp_path
     reps = report.repetitions
     assert reps is not None
     assert reps.count == 4
+    assert reps.in_one_process
+    assert data["repetitions"]["in_one_process"] is True
     assert any(
         line.startswith("  Runs: 4 in one process; medians ")
         for line in report.to_text().splitlines()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -303,6 +304,34 @@ def test_markdown_and_csv_carry_the_runs() -> None:
 def test_a_report_with_repetitions_round_trips_through_json() -> None:
     report = _report(_five_runs())
     assert ProfileReport.from_json(report.to_json()) == report
+
+
+def test_runs_in_one_process_are_said_so_and_kept_in_json() -> None:
+    medians = [4.91, 4.95, 5.02]
+    reps = summarize_runs(
+        [np.full(3, m * 1e6) for m in medians],
+        stable=[True] * 3,
+        wall_s=[1.0] * 3,
+        in_one_process=True,
+    )
+    assert reps.in_one_process
+    assert (
+        repetition_lines(_report(reps))[0] == "  Runs: 3 in one process; medians 4.91 4.95 5.02 ms"
+    )
+    report = _report(reps)
+    data = json.loads(report.to_json())
+    assert data["schema_version"] == "1.2"
+    assert data["repetitions"]["in_one_process"] is True
+    assert ProfileReport.from_json(report.to_json()) == report
+    # A report of schema 1.1 has no such field: its runs were in fresh processes.
+    del data["repetitions"]["in_one_process"]
+    data["schema_version"] = "1.1"
+    older = ProfileReport.from_json(json.dumps(data))
+    assert older.repetitions is not None
+    assert not older.repetitions.in_one_process
+    assert repetition_lines(replace(report, repetitions=older.repetitions))[0].startswith(
+        "  Runs: 3 in fresh processes;"
+    )
 
 
 # ---- baselines --------------------------------------------------------------------------------

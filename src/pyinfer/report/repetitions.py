@@ -68,6 +68,10 @@ class Repetitions:
             fraction of ``median_ms`` (``None`` with fewer than 2 runs: not measured).
         reproducibility_target: The fraction ``reproducibility`` is judged against.
         method: How the interval was computed, for reports.
+        in_one_process: Whether the runs shared one process (the C++ harness's repetitions, or
+            a callable that cannot be re-imported) rather than each a fresh process. Runs in one
+            process share its state (allocator, caches, the machine's speed state at the time),
+            so their spread understates what the next process sees.
     """
 
     runs: tuple[RunSummary, ...]
@@ -79,6 +83,7 @@ class Repetitions:
     reproducibility: float | None
     reproducibility_target: float = DEFAULT_REPRODUCIBILITY_TARGET
     method: str = ""
+    in_one_process: bool = False
 
     @property
     def count(self) -> int:
@@ -124,6 +129,7 @@ def summarize_runs(
     stable: Sequence[bool],
     wall_s: Sequence[float],
     target: float = DEFAULT_REPRODUCIBILITY_TARGET,
+    in_one_process: bool = False,
 ) -> Repetitions:
     """What several runs of one measurement say together.
 
@@ -141,6 +147,7 @@ def summarize_runs(
         stable: Whether each run met its own stability target.
         wall_s: Each run's wall time of timed calls, in seconds.
         target: The reproducibility target (0.10: within 10%).
+        in_one_process: Whether the runs shared one process (recorded, and said in reports).
 
     Returns:
         The runs and the between-run figures; with one run the interval, CV and
@@ -175,7 +182,9 @@ def summarize_runs(
     median_ms = float(np.median(np.concatenate(runs))) / 1e6
     n = len(runs)
     if n < 2:
-        return Repetitions(summaries, median_ms, None, None, 1.0, None, None, target, "one run")
+        return Repetitions(
+            summaries, median_ms, None, None, 1.0, None, None, target, "one run", in_one_process
+        )
     s = float(np.std(np.log(medians_ms), ddof=1))
     t = student_t_quantile(INTERVAL_CONFIDENCE, n - 1)
     half = t * s / math.sqrt(n)
@@ -189,4 +198,5 @@ def summarize_runs(
         reproducibility=math.expm1(t * s * math.sqrt(2.0 / n)),
         reproducibility_target=target,
         method=f"t interval over {n} run medians, log scale",
+        in_one_process=in_one_process,
     )

@@ -189,7 +189,7 @@ def _between_runs(reps: Repetitions) -> tuple[str, str] | None:
 
 
 def _runs(reps: Repetitions) -> str:
-    if "in one process" in reps.method:  # the C++ harness repeats within its program
+    if reps.in_one_process:
         return f"{reps.count} in one process"
     return f"{reps.count} in {'a fresh process' if reps.count == 1 else 'fresh processes'}"
 

@@ -713,7 +713,7 @@ inline std::string BenchmarkResult::to_json() const {
                   " not stable; the last: " + stop_reason;
   }
   std::string out = "{\n";
-  out += "  \"schema_version\": \"1.1\",\n";
+  out += "  \"schema_version\": \"1.2\",\n";
   out += "  \"model\": " + json_string(name) + ",\n";
   out += "  \"format\": \"c++\",\n";
   out += "  \"framework\": \"pyinfer C++ harness\",\n";
@@ -785,9 +785,8 @@ inline std::string BenchmarkResult::to_json() const {
            json_number(std::expm1(t * s * std::sqrt(2.0 / static_cast<double>(n))));
     out += ", \"reproducibility_target\": 0.1";
     out += ", \"method\": " +
-           json_string("t interval over " + std::to_string(n) +
-                       " run medians, log scale (repetitions in one process)") +
-           "},\n";
+           json_string("t interval over " + std::to_string(n) + " run medians, log scale") +
+           ", \"in_one_process\": true},\n";
   } else {
     out += "  \"repetitions\": null,\n";
   }
