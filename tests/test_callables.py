@@ -3,6 +3,7 @@ and its repetitions in one process."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
@@ -12,7 +13,7 @@ import pytest
 
 import pyinfer
 from pyinfer.errors import InferenceError, InvalidArgumentError, OutOfMemoryError
-from pyinfer.profiling import CallableModel, PerformanceProfiler, ProfilerSettings
+from pyinfer.profiling import CallableModel, PerformanceProfiler
 from pyinfer.profiling.callables import IN_PROCESS_RUNS, qualified_name
 from pyinfer.profiling.code_timing import profile_callable
 from pyinfer.report import LatencyStats, ProfileReport
@@ -200,9 +201,7 @@ def test_a_sweep_of_a_callable_is_refused() -> None:
 
 def test_repetitions_of_a_callable_run_in_this_process_and_say_so() -> None:
     fn = Counter()
-    settings = FAST_RUNS.spread_over(1)
-    settings = ProfilerSettings(**{**settings.__dict__, "repetitions": 3})
-    report = profile_callable(fn, settings=settings)
+    report = profile_callable(fn, settings=dataclasses.replace(FAST_RUNS, repetitions=3))
     reps = report.repetitions
     assert reps is not None
     assert reps.count == 3
