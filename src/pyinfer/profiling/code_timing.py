@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -32,6 +31,7 @@ from pyinfer.profiling.callables import CALLABLE_FORMAT, CallableModel
 from pyinfer.profiling.noise import NoiseMonitor
 from pyinfer.profiling.profiler import PerformanceProfiler, device_name
 from pyinfer.profiling.settings import ProfilerSettings, is_int
+from pyinfer.profiling.stopping import StopDecision
 from pyinfer.report import ColdStart, LatencyMeasurement, LatencyStats, ProfileReport, format_ms
 from pyinfer.report.environment import collect_environment
 from pyinfer.report.noise import NoiseReading
@@ -115,14 +115,7 @@ class Measurement:
 
     Made by :func:`measure`. Each sample is one timed run: a ``with m.time():`` block, a call
     of a function it decorates, or a duration added with :meth:`sample`. Recording is not
-    thread-safe: time one block at a time.
-
-    Example:
-        >>> with pyinfer.measure("tokenize") as m:
-        ...     for text in texts:
-        ...         with m.time():
-        ...             tokenizer(text)
-        >>> print(m.report.to_text())
+    thread-safe: time one block at a time. See :func:`measure` for an example.
     """
 
     def __init__(
@@ -186,15 +179,10 @@ class Measurement:
         self._monitor.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
-            monitor.__exit__(exc_type, exc, tb)
+            monitor.__exit__(*exc_info)
             self._noise = monitor.reading()
         if self.count == 0:
             logger.warning("measure '%s' timed no block: it has no report", self.name)
@@ -253,16 +241,13 @@ class Measurement:
         samples = every[self.warmup :]
         rule = self.settings.stopping_rule()
         elapsed = float(samples.sum()) / 1e9
-        decision = rule.decide(samples, elapsed)
-        value = rule.stability(samples)
-        if decision is None:  # under the minimum count or time, and under the caps
-            stable, reason = (
-                False,
-                f"NOT stable: {samples.size} samples in {elapsed:.2f} s, under the minimum "
-                f"of {rule.min_iterations} samples and {rule.min_time_s:g} s",
-            )
-        else:
-            stable, reason = decision.stable, decision.reason
+        # None: under the minimum count or time, and under the caps.
+        decision = rule.decide(samples, elapsed) or StopDecision(
+            False,
+            f"NOT stable: {samples.size} samples in {elapsed:.2f} s, under the minimum of "
+            f"{rule.min_iterations} samples and {rule.min_time_s:g} s",
+            rule.stability(samples),
+        )
         environment = collect_environment(model_options={"measured": "code block"})
         return ProfileReport(
             model=self.name,
@@ -279,10 +264,10 @@ class Measurement:
                 samples_ns=tuple(float(v) for v in samples),
                 warmup_iterations=self.warmup,
                 warmup_settled=None,
-                stable=stable,
-                stability_reason=reason,
+                stable=decision.stable,
+                stability_reason=decision.reason,
                 stability_metric=rule.stability_metric,
-                stability_value=value,
+                stability_value=decision.stability_value,
                 timing_method=MEASURE_TIMING,
                 wall_s=elapsed,
             ),
