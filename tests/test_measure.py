@@ -66,7 +66,17 @@ def test_too_few_samples_are_reported_not_stable_with_the_rule_minimum() -> None
         m.sample(0.001)
     assert not m.report.stable
     assert m.report.stability_reason == (
-        "NOT stable: 3 samples in 0.00 s, under the minimum of 100 samples and 1 s"
+        "NOT stable: 3 samples in 0.00 s, under the stopping rule's minimum of 100 samples and "
+        "1 s of timed blocks (median 95% CI 0.00%; measure(settings=...) sets the rule)"
+    )
+    enough = measure(
+        "long", settings=ProfilerSettings(stability_metric="cv", stability_target=0.05)
+    )
+    for d in (0.001, 0.003) * 60:
+        enough.sample(d)
+    assert enough.report.stability_reason == (
+        "NOT stable: 120 samples in 0.24 s, under the stopping rule's minimum of 1 s of timed "
+        "blocks (cv 50.21%; measure(settings=...) sets the rule)"
     )
 
 

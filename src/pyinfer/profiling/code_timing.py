@@ -236,18 +236,30 @@ class Measurement:
             self._reported_count = self.count
         return self._report
 
+    def _too_few(self, samples: npt.NDArray[np.float64], elapsed: float) -> StopDecision:
+        """The verdict on samples under the stopping rule's minimum count or time."""
+        rule = self.settings.stopping_rule()
+        needs = []
+        if samples.size < rule.min_iterations:
+            needs.append(f"{rule.min_iterations} samples")
+        if elapsed < rule.min_time_s:
+            needs.append(f"{rule.min_time_s:g} s of timed blocks")
+        value = rule.stability(samples)
+        name = "cv" if rule.stability_metric == "cv" else "median 95% CI"
+        return StopDecision(
+            False,
+            f"NOT stable: {samples.size} samples in {elapsed:.2f} s, under the stopping rule's "
+            f"minimum of {' and '.join(needs)} ({name} {value * 100:.2f}%; "
+            "measure(settings=...) sets the rule)",
+            value,
+        )
+
     def _summarize(self) -> ProfileReport:
         every = self.samples_ns
         samples = every[self.warmup :]
         rule = self.settings.stopping_rule()
         elapsed = float(samples.sum()) / 1e9
-        # None: under the minimum count or time, and under the caps.
-        decision = rule.decide(samples, elapsed) or StopDecision(
-            False,
-            f"NOT stable: {samples.size} samples in {elapsed:.2f} s, under the minimum of "
-            f"{rule.min_iterations} samples and {rule.min_time_s:g} s",
-            rule.stability(samples),
-        )
+        decision = rule.decide(samples, elapsed) or self._too_few(samples, elapsed)
         environment = collect_environment(model_options={"measured": "code block"})
         return ProfileReport(
             model=self.name,
