@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,39 @@ def test_the_names_are_exported_from_pyinfer() -> None:
     assert pyinfer.profile_callable is profile_callable
     assert pyinfer.measure is pyinfer.profiling.measure
     assert {"measure", "profile_callable"} <= set(pyinfer.__all__)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "timing-code.md"
+
+
+def doc_examples() -> list[str]:
+    """The Python blocks of docs/timing-code.md, in order."""
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+
+
+@pytest.mark.parametrize(
+    ("index", "printed"),
+    [
+        (0, "Model: __main__.normalize\n"),
+        (1, "json.dumps "),
+        (2, "5 t interval over 5 run medians, log scale; " + IN_PROCESS_RUNS + "\n"),
+        (3, "1990 samples; "),
+        (4, "300 calls, median "),
+    ],
+)
+def test_the_examples_of_the_manual_run(
+    index: int,
+    printed: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = compile(doc_examples()[index], f"timing-code.md example {index + 1}", "exec")
+    exec(code, {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert printed in out
+    if index == 0:
+        assert ProfileReport.load(tmp_path / "normalize.json").model == "__main__.normalize"
+    if index == 4:
+        assert out.endswith("True\n")

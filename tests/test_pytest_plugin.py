@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,15 @@ def test_bad_options_are_usage_errors(
     result = sleeper.runpytest(*PLUGIN, *options)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_the_manuals_test_example_passes(pytester: pytest.Pytester) -> None:
+    manual = Path(__file__).resolve().parents[1] / "docs" / "timing-code.md"
+    example = re.findall(r"```python\n(# test_speed.py\n.*?)```", manual.read_text(), re.S)
+    pytester.makepyfile(test_speed=example[0])
+    result = pytester.runpytest(*PLUGIN, "--pyinfer-runs", "2", "--pyinfer-max-time", "0.5")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_speed.py::test_dumps: median * in 2 runs, *"])
 
 
 def test_the_fixture_times_one_callable_per_test(pytester: pytest.Pytester) -> None:
