@@ -254,3 +254,26 @@ def test_the_examples_of_the_manual_run(
         assert ProfileReport.load(tmp_path / "normalize.json").model == "__main__.normalize"
     if index == 4:
         assert out.endswith("True\n")
+
+
+@pytest.mark.parametrize(
+    ("timed_before", "kept"),
+    [
+        (8, [10, 10, 8]),  # Ctrl-C after 8 timed calls of run 3: its part is kept too
+        (2, [10, 10]),  # after 2: too few for statistics, runs 1 and 2 only
+    ],
+)
+def test_ctrl_c_during_a_later_run_keeps_the_runs_measured(
+    timed_before: int, kept: list[int]
+) -> None:
+    # Each run makes 1 + 2 + 10 calls: the first (cold start), FAST_RUNS's 2 warm-up calls and
+    # 10 timed ones; Ctrl-C lands in run 3's timed calls.
+    settings = dataclasses.replace(FAST_RUNS, repetitions=3, max_iterations=10)
+    fn = Counter(fail_on=2 * 13 + 1 + 2 + timed_before + 1, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt) as info:
+        profile_callable(fn, settings=settings)
+    partial = info.value.partial_result  # type: ignore[attr-defined]
+    assert isinstance(partial, ProfileReport)
+    assert partial.repetitions is not None
+    assert [r.samples for r in partial.repetitions.runs] == kept
+    assert partial.latency.iterations == sum(kept)

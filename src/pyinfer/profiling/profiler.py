@@ -603,6 +603,9 @@ class PerformanceProfiler:
                 if index == 0:
                     self._first_inference_ms = run._first_inference_ms
         except KeyboardInterrupt as exc:
+            partial = getattr(exc, "partial_result", None)  # the interrupted run's report
+            if isinstance(partial, ProfileReport):
+                runs.append(partial)
             exc.partial_result = merged() if runs else None  # type: ignore[attr-defined]
             raise
         return merged()
