@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import pyinfer
 from pyinfer.errors import InferenceError, InvalidArgumentError, OutOfMemoryError
 from pyinfer.profiling import CallableModel, PerformanceProfiler
-from pyinfer.profiling.callables import IN_PROCESS_RUNS, qualified_name
+from pyinfer.profiling.callables import IN_PROCESS_RUNS, process_loader, qualified_name
 from pyinfer.profiling.code_timing import profile_callable
 from pyinfer.report import LatencyStats, ProfileReport
 
@@ -30,6 +31,10 @@ class Counter:
         self.last: tuple[tuple[object, ...], dict[str, object]] | None = None
         self.fail_on = fail_on
         self.error = error or ValueError("the input ran out")
+
+    def __reduce__(self) -> str:
+        # It counts the calls of this process: refusing to pickle keeps its repetitions here.
+        raise TypeError("a Counter counts the calls of this process")
 
     def __call__(self, *args: object, **kwargs: object) -> int:
         self.calls += 1
@@ -233,7 +238,11 @@ def doc_examples() -> list[str]:
     [
         (0, "Model: __main__.normalize\n"),
         (1, "json.dumps "),
-        (2, "5 t interval over 5 run medians, log scale; " + IN_PROCESS_RUNS + "\n"),
+        (
+            2,
+            "5 t interval over 5 run medians, log scale\n"
+            "5 t interval over 5 run medians, log scale; " + IN_PROCESS_RUNS + "\n",
+        ),
         (3, "1990 samples; "),
         (4, "300 calls, median "),
     ],
@@ -277,3 +286,40 @@ def test_ctrl_c_during_a_later_run_keeps_the_runs_measured(
     assert partial.repetitions is not None
     assert [r.samples for r in partial.repetitions.runs] == kept
     assert partial.latency.iterations == sum(kept)
+
+
+def record_pid(path: str) -> None:
+    """Appends this process's id to ``path``: where a call ran."""
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()}\n")
+
+
+def test_repetitions_of_an_importable_callable_run_in_fresh_processes(tmp_path: Path) -> None:
+    pids = tmp_path / "pids.txt"
+    settings = dataclasses.replace(FAST_RUNS, repetitions=2, max_iterations=10)
+    report = profile_callable(record_pid, str(pids), settings=settings)
+    reps = report.repetitions
+    assert reps is not None
+    assert reps.count == 2
+    assert "one process" not in reps.method
+    assert "  Runs: 2 in fresh processes; medians " in report.to_text()
+    seen = pids.read_text().split()
+    assert len(seen) == 2 * (1 + 2 + 10)  # per run: first call, warm-up, timed calls
+    assert len(set(seen)) == 2
+    assert str(os.getpid()) not in seen
+
+
+def test_what_can_be_loaded_in_a_fresh_process() -> None:
+    x = np.arange(5.0)
+    loader = process_loader(CallableModel(np.sort, (x,), {"kind": "stable"}, name="sort"))
+    assert isinstance(loader, functools.partial)
+    again = loader()
+    assert isinstance(again, CallableModel)
+    assert (again.function, again.kwargs, again.name) == (np.sort, {"kind": "stable"}, "sort")
+    np.testing.assert_array_equal(again.args[0], x)
+    assert again.fresh_processes is False  # a worker does not start workers
+    assert process_loader(CallableModel(np.sort, (x,), fresh_processes=False)) is None
+    assert process_loader(CallableModel(lambda: None)) is None
+    assert process_loader(CallableModel(Counter())) is None
+    main = type("Script", (), {"__module__": "__main__", "__call__": lambda self: None})
+    assert process_loader(CallableModel(np.sort, (main,))) is None

@@ -32,8 +32,9 @@ best tools add:
   report (:mod:`pyinfer.profiling.noise`).
 * **Any callable**: given a plain Python callable (or a
   :class:`~pyinfer.profiling.callables.CallableModel` holding one with its arguments), the
-  profiler times ``fn(*args, **kwargs)`` the same way; its repetitions run in this process
-  (a closure cannot be loaded again in a fresh one) and say so.
+  profiler times ``fn(*args, **kwargs)`` the same way; its repetitions run in fresh processes
+  when the callable and its arguments can be loaded there, else in this process, and say so
+  (:func:`~pyinfer.profiling.callables.profile_runs`).
 
 The data flows one way: the profiler uses the model (and duck-types the engine); the results
 are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profiler. This module
@@ -56,7 +57,7 @@ import numpy as np
 from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
 from pyinfer.profiling import device_lock, memory, repeat, sweep, timing
-from pyinfer.profiling.callables import IN_PROCESS_RUNS, CallableModel, as_failure
+from pyinfer.profiling.callables import CallableModel, as_failure, profile_runs
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
 from pyinfer.profiling.noise import NoiseMonitor
 from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
@@ -539,7 +540,7 @@ class PerformanceProfiler:
         batch = batch_for(self.model, batch_size, self._default_batch, self._explicit_batch)
         m = self.model
         if isinstance(m, CallableModel):
-            return self._profile_in_process(batch_size, memory, throughput)
+            return self._profile_callable_runs(batch_size, memory, throughput)
 
         def environment(overlaps: Sequence[str]) -> Environment:
             return collect_environment(
@@ -559,56 +560,25 @@ class PerformanceProfiler:
             environment=environment,
         )
 
-    def _profile_in_process(
+    def _profile_callable_runs(
         self, batch_size: int | None, memory: bool, throughput: bool
     ) -> ProfileReport:
-        """:meth:`profile` of a callable with repetitions: its runs one after the other here.
+        """:meth:`profile` of a callable with repetitions (:func:`.callables.profile_runs`)."""
+        assert isinstance(self.model, CallableModel)
 
-        As in fresh processes, the first run makes the memory pass and the throughput run, each
-        later run as many timed calls as the first; the runs merge the same way
-        (:func:`~pyinfer.profiling.repeat.merge_reports`), and the report's between-run method
-        says that they ran in one process (:data:`~.callables.IN_PROCESS_RUNS`).
-        """
-        count = self.settings.repetitions
-        runs: list[ProfileReport] = []
+        def run_here(settings: ProfilerSettings, first: bool) -> ProfileReport:
+            run = PerformanceProfiler(self.model, settings, clock=self._clock)
+            with run._measuring("profile"):
+                return run._profile(batch_size, [], None, memory and first, throughput and first)
 
-        def merged() -> ProfileReport:
-            report = repeat.merge_reports(runs, self.settings, lambda _: self._environment())
-            reps = report.repetitions
-            if reps is None:  # pragma: no cover - merge_reports always sets them
-                return report
-            method = f"{reps.method}; {IN_PROCESS_RUNS}" if reps.method else IN_PROCESS_RUNS
-            return dataclasses.replace(report, repetitions=dataclasses.replace(reps, method=method))
-
-        try:
-            for index in range(count):
-                first = runs[0].latency if runs else None
-                each = (
-                    repeat.per_run_settings(self.settings)
-                    if first is None
-                    else repeat.per_run_settings(
-                        self.settings, first.iterations, first.warmup_iterations
-                    )
-                )
-                logger.info(
-                    "run %d of %d of '%s' in this process", index + 1, count, self.model.name
-                )
-                run = PerformanceProfiler(self.model, each, clock=self._clock)
-                with run._measuring("profile"):
-                    runs.append(
-                        run._profile(
-                            batch_size, [], None, memory and not runs, throughput and not runs
-                        )
-                    )
-                if index == 0:
-                    self._first_inference_ms = run._first_inference_ms
-        except KeyboardInterrupt as exc:
-            partial = getattr(exc, "partial_result", None)  # the interrupted run's report
-            if isinstance(partial, ProfileReport):
-                runs.append(partial)
-            exc.partial_result = merged() if runs else None  # type: ignore[attr-defined]
-            raise
-        return merged()
+        return profile_runs(
+            self.model,
+            self.settings,
+            run_here=run_here,
+            memory=memory,
+            throughput=throughput,
+            environment=lambda _: self._environment(),
+        )
 
     def _profile(
         self,

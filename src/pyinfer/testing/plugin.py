@@ -191,7 +191,7 @@ class Benchmark:
         ).spread_over(self.runs)
 
     def __call__(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> ProfileReport:
-        """Times ``fn(*args, **kwargs)`` (:func:`pyinfer.profile_callable`) and reports it.
+        """Times ``fn(*args, **kwargs)`` as :func:`pyinfer.profile_callable` does, its runs here.
 
         Returns:
             The report, also kept as :attr:`report`.
@@ -204,14 +204,18 @@ class Benchmark:
             InferenceError: If ``fn`` raises (the message names it and its exception).
         """
         from pyinfer.errors import InvalidArgumentError
-        from pyinfer.profiling import profile_callable
+        from pyinfer.profiling import CallableModel, PerformanceProfiler
 
         if self.report is not None:
             raise InvalidArgumentError(
                 f"pyinfer_benchmark times one callable per test and {self.node_id} used it "
                 "already; write one test per benchmark"
             )
-        self.report = profile_callable(fn, *args, settings=self.profiler_settings(), **kwargs)
+        # The runs stay in the test's process: quick, and a test module is often not
+        # importable by name from a fresh one.
+        model = CallableModel(fn, args, kwargs, fresh_processes=False)
+        profiler = PerformanceProfiler(model, self.profiler_settings())
+        self.report = profiler.profile(memory=False, throughput=False)
         self._keep(self.report)
         return self.report
 
