@@ -40,7 +40,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"pyinfer.report"}),
     frozenset({"pyinfer.profiling", "pyinfer.profiler"}),
     frozenset({"pyinfer.export"}),
-    frozenset({"pyinfer.suite", "pyinfer.bench"}),
+    frozenset({"pyinfer.suite", "pyinfer.bench", "pyinfer.testing"}),
     frozenset({"pyinfer.cli", "pyinfer.__main__"}),
 )
 

@@ -93,7 +93,7 @@ if TYPE_CHECKING:
         VocabTokenizer,
         cast_arrays,
     )
-    from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
+    from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, measure, profile_callable
     from pyinfer.report import ProfileReport, compare, comparison_table
 
 # Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
@@ -109,6 +109,8 @@ _LAZY = {
     "load_model": "pyinfer.loading",
     "PerformanceProfiler": "pyinfer.profiling",
     "ProfilerSettings": "pyinfer.profiling",
+    "measure": "pyinfer.profiling",
+    "profile_callable": "pyinfer.profiling",
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
@@ -269,9 +271,11 @@ __all__ = [
     "get_cmake_dir",
     "get_include",
     "load_model",
+    "measure",
     "now_ns",
     "peak_rss_bytes",
     "peak_rss_method",
+    "profile_callable",
     "reset_peak_rss",
     "rss_bytes",
     "softmax",

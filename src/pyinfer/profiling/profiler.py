@@ -30,6 +30,11 @@ best tools add:
   runs, so the report says how far a repeat would land (:mod:`pyinfer.profiling.repeat`).
 * **Noise**: the machine's load is sampled while the calls are timed and recorded in the
   report (:mod:`pyinfer.profiling.noise`).
+* **Any callable**: given a plain Python callable (or a
+  :class:`~pyinfer.profiling.callables.CallableModel` holding one with its arguments), the
+  profiler times ``fn(*args, **kwargs)`` the same way; its repetitions run in fresh processes
+  when the callable and its arguments can be loaded there, else in this process, and say so
+  (:func:`~pyinfer.profiling.callables.profile_runs`).
 
 The data flows one way: the profiler uses the model (and duck-types the engine); the results
 are the dataclasses of :mod:`pyinfer.report`, which knows nothing of the profiler. This module
@@ -52,6 +57,7 @@ import numpy as np
 from pyinfer.backends.base import Device, Model
 from pyinfer.errors import InvalidArgumentError, as_out_of_memory
 from pyinfer.profiling import device_lock, memory, repeat, sweep, timing
+from pyinfer.profiling.callables import CallableModel, as_failure, profile_runs
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
 from pyinfer.profiling.noise import NoiseMonitor
 from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
@@ -70,20 +76,31 @@ from pyinfer.report import (
 from pyinfer.report.environment import Environment, collect_environment
 from pyinfer.report.noise import NoiseReading
 
-__all__ = ["PerformanceProfiler", "sweep_report"]
+__all__ = ["PerformanceProfiler", "device_name", "sweep_report"]
 
 logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _one_out_of_memory_type() -> Iterator[None]:
-    """Re-raises any framework's out-of-memory failure as :class:`OutOfMemoryError`."""
+def _one_out_of_memory_type(
+    callable_model: CallableModel | None = None, first_call: Callable[[], bool] = bool
+) -> Iterator[None]:
+    """Re-raises any framework's out-of-memory failure as :class:`OutOfMemoryError`.
+
+    For a callable, any other failure too, as the typed error naming it
+    (:func:`~pyinfer.profiling.callables.as_failure`); ``first_call()`` says whether the
+    callable had not yet run when it failed.
+    """
     try:
         yield
     except Exception as exc:
         oom = as_out_of_memory(exc)
         if oom is not None and oom is not exc:
             raise oom from exc
+        if callable_model is not None and oom is None:
+            failure = as_failure(callable_model, exc, first_call=first_call())
+            if failure is not exc:
+                raise failure from exc
         raise
 
 
@@ -112,15 +129,27 @@ class PerformanceProfiler:
 
         Args:
             model_or_engine: A :class:`~pyinfer.Model`, or an object whose ``.model`` is one
-                (its ``.batch_size``, if any, becomes the default batch size).
+                (its ``.batch_size``, if any, becomes the default batch size), or a plain
+                callable, timed as ``fn()`` (:func:`pyinfer.profile_callable` passes arguments).
             settings: How to measure (defaults: :class:`ProfilerSettings`).
             clock: Seconds from a monotonic origin; it measures the time budgets and wall
                 times (swap it in tests).
 
         Raises:
-            InvalidArgumentError: If the argument holds no model, or the settings ask for
-                something the model cannot do (CUDA graphs or CUDA events off CUDA).
+            InvalidArgumentError: If the argument is neither a model, nor holds one, nor is
+                callable, or the settings ask for something the model cannot do (CUDA graphs
+                or CUDA events off CUDA).
         """
+        if not isinstance(model_or_engine, Model) and not isinstance(
+            getattr(model_or_engine, "model", None), Model
+        ):
+            if not callable(model_or_engine):
+                raise InvalidArgumentError(
+                    "PerformanceProfiler needs a pyinfer Model (from load_model), an object "
+                    "with a '.model' that is one, or a callable to time, not "
+                    f"{type(model_or_engine).__name__}"
+                )
+            model_or_engine = CallableModel(model_or_engine)
         self.model, engine_batch = resolve_model(model_or_engine)
         self.settings = settings or ProfilerSettings()
         self._clock = clock
@@ -160,10 +189,18 @@ class PerformanceProfiler:
         if self._prepared is not None and self._prepared.batch_size == batch:
             return self._prepared
         self._prepared = None  # free the previous batch's inputs first
+        if isinstance(self.model, CallableModel):  # the bare call, with no inputs to make
+            self._prepared = self.model.prepared_call()
+            return self._prepared
         self._prepared = prepare(
             self.model, batch, seed=self.settings.seed, input_dims=self.settings.input_dims
         )
         return self._prepared
+
+    def _failures(self) -> contextlib.AbstractContextManager[None]:
+        """Failures of a measurement as pyinfer's types: out of memory; a callable's own."""
+        model = self.model if isinstance(self.model, CallableModel) else None
+        return _one_out_of_memory_type(model, lambda: self._first_inference_ms is None)
 
     def _run_once(self, prep: PreparedCall) -> None:
         """One call, synchronised; the profiler's very first call is timed as cold start."""
@@ -206,7 +243,7 @@ class PerformanceProfiler:
         """
         with (
             self._measuring("measure_latency"),
-            _one_out_of_memory_type(),
+            self._failures(),
         ):
             return self._measure_latency(batch_size)
 
@@ -298,7 +335,7 @@ class PerformanceProfiler:
             raise InvalidArgumentError(f"duration_s must be above 0, got {duration}")
         with (
             self._measuring("measure_throughput"),
-            _one_out_of_memory_type(),
+            self._failures(),
         ):
             return self._measure_throughput(batch_size, duration)
 
@@ -355,7 +392,7 @@ class PerformanceProfiler:
             raise InvalidArgumentError(f"runs must be at least 1, got {count}")
         with (
             self._measuring("measure_memory"),
-            _one_out_of_memory_type(),
+            self._failures(),
         ):
             prep = self._prepare(batch_size)
 
@@ -419,6 +456,11 @@ class PerformanceProfiler:
     ) -> list[int]:
         """The sweep's batch sizes, sorted and unique, once the arguments are checked."""
         given = list(batch_sizes)  # a generator is read once
+        if isinstance(self.model, CallableModel):
+            raise InvalidArgumentError(
+                f"callable '{self.model.name}' takes no batch, so it has no batch-size sweep; "
+                "sweep a model, or time the callable once per size"
+            )
         if not given:
             raise InvalidArgumentError(
                 "batch_sizes must be one or more sizes of at least 1, got []"
@@ -497,6 +539,8 @@ class PerformanceProfiler:
         """:meth:`profile` in ``repetitions`` fresh worker processes (see :mod:`.repeat`)."""
         batch = batch_for(self.model, batch_size, self._default_batch, self._explicit_batch)
         m = self.model
+        if isinstance(m, CallableModel):
+            return self._profile_callable_runs(batch_size, memory, throughput)
 
         def environment(overlaps: Sequence[str]) -> Environment:
             return collect_environment(
@@ -514,6 +558,26 @@ class PerformanceProfiler:
             memory=memory,
             throughput=throughput,
             environment=environment,
+        )
+
+    def _profile_callable_runs(
+        self, batch_size: int | None, memory: bool, throughput: bool
+    ) -> ProfileReport:
+        """:meth:`profile` of a callable with repetitions (:func:`.callables.profile_runs`)."""
+        assert isinstance(self.model, CallableModel)
+
+        def run_here(settings: ProfilerSettings, first: bool) -> ProfileReport:
+            run = PerformanceProfiler(self.model, settings, clock=self._clock)
+            with run._measuring("profile"):
+                return run._profile(batch_size, [], None, memory and first, throughput and first)
+
+        return profile_runs(
+            self.model,
+            self.settings,
+            run_here=run_here,
+            memory=memory,
+            throughput=throughput,
+            environment=lambda _: self._environment(),
         )
 
     def _profile(
@@ -635,11 +699,11 @@ def _measured_where(m: Model, environment: Environment) -> _Where:
         format=m.format.value,
         framework=m.framework,
         device=str(m.device),
-        device_name=_device_name(m.device, environment),
+        device_name=device_name(m.device, environment),
     )
 
 
-def _device_name(device: Device, environment: Environment) -> str:
+def device_name(device: Device, environment: Environment) -> str:
     """The report's Device line, from the environment already recorded for it."""
     if device.is_cuda:
         return f"CUDA ({environment.gpu_name or f'device {device.index}'})"
