@@ -332,7 +332,9 @@ def profile_runs(
         if build is not None or reps is None:
             return report
         method = f"{reps.method}; {IN_PROCESS_RUNS}" if reps.method else IN_PROCESS_RUNS
-        return dataclasses.replace(report, repetitions=dataclasses.replace(reps, method=method))
+        return dataclasses.replace(
+            report, repetitions=dataclasses.replace(reps, method=method, in_one_process=True)
+        )
 
     def one_run(index: int, each: ProfilerSettings) -> ProfileReport:
         if build is None:
