@@ -108,7 +108,10 @@ class _Tally:
     def level(
         self, *, start_ns: int, scheduled: int, workers: int, settings: LevelSettings, **kw: object
     ) -> LoadLevel:
+        # The schedule's duration, or until the last completion when later (or interrupted).
         span_s = max(self.last_end_ns - start_ns, 1) * 1e-9 if self.completed else 0.0
+        if self.completed and not self.abandon.is_set():
+            span_s = max(span_s, settings.duration_s)
         error: dict[str, float] = {}
         if self.schedule_error.count:
             s = self.schedule_error.summary((50.0, 99.0))

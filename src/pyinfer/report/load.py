@@ -73,14 +73,17 @@ class LoadLevel:
         workers: Worker threads serving requests (one target instance each).
         max_batch: Largest batch the dynamic batcher formed (1: no batching).
         max_queue_delay_ms: How long the batcher waited to fill a batch.
-        duration_s: From the first scheduled request to the last completion, in seconds.
+        duration_s: Seconds the level ran: the schedule's duration (open loop) or the time
+            of issuing (closed loop), or until the last completion when that is later (and
+            when interrupted).
         scheduled: Requests in the schedule (open loop) or issued (closed loop).
         completed: Requests that finished within the timeout.
         dropped: Requests not finished within the timeout of their scheduled time (the
             ones that had not started by then were never run), or never issued because the
             run was stopped.
         errors: Requests whose call raised.
-        achieved_qps: Completed requests per second of ``duration_s``.
+        achieved_qps: Completed requests per second of ``duration_s``: the offered rate when
+            every request completed within the schedule, less when they fell behind.
         latency: Completion minus scheduled time (open loop) or minus issue (closed loop).
         queueing: Start of service minus scheduled time: the wait for a free worker.
         service: The call itself (the whole batch's call when batched).
