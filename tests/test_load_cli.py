@@ -137,3 +137,25 @@ def test_find_capacity_on_the_command_line(
     assert report.levels[0].label == "20 qps"  # the asked level, then the estimate
     assert report.capacity.capacity_qps > 20
     assert "capacity within P99 <= 20 ms: " in out
+
+
+def test_compare_two_load_reports(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, rates in zip(paths, ("20,40", "40"), strict=True):
+        code, _, err = _run(
+            [model, "--qps", rates, "--duration", "0.3", "--arrival", "constant", "--json",
+             str(path)],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+    a, b = (LoadReport.load(p) for p in paths)
+    assert main(["compare", str(paths[0]), str(paths[1])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{paths[0]} -> {paths[1]}"
+    (row,) = [line for line in lines if line.startswith("40 qps")]  # the level both measured
+    p99 = f"{a.levels[1].latency.p99_ms:.2f} -> {b.levels[0].latency.p99_ms:.2f} ("  # type: ignore[union-attr]
+    assert p99 in row
+    assert main(["compare", str(paths[0]), str(paths[1]), "--fail-if-slower", "5%"]) == 2
+    assert "--fail-if-slower: for profile reports" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from pyinfer.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from pyinfer.report.load import LoadReport
 
-__all__ = ["add_parser", "cmd_load"]
+__all__ = ["add_parser", "cmd_load", "compare_load_reports", "is_load_report"]
 
 
 def rate_list(text: str) -> list[float]:
@@ -159,4 +160,44 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     _write(report, args)
+    return EXIT_OK
+
+
+def is_load_report(path: str) -> bool:
+    """Whether ``path`` is a JSON load report (``pyinfer load --json``)."""
+    from pyinfer.report.load import LOAD_KIND
+
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == LOAD_KIND
+
+
+def compare_load_reports(args: argparse.Namespace) -> int:
+    """``pyinfer compare`` of load reports: each later one against the first, level by level.
+
+    Raises:
+        InvalidArgumentError: If an option of profile comparisons is given, a report cannot be
+            read, or a report shares no level with the first.
+    """
+    from pyinfer.report.load import LoadReport, load_comparison
+
+    given = [
+        option
+        for option, value in (
+            ("--baseline", args.baseline), ("--save-baseline", args.save_baseline),
+            ("--fail-if-slower", args.fail_if_slower), ("--json", args.json),
+            ("--markdown", args.markdown),
+        )
+        if value is not None
+    ]  # fmt: skip
+    if given:
+        raise InvalidArgumentError(
+            f"{', '.join(given)}: for profile reports; load reports are compared as a table only"
+        )
+    paths = list(args.reports)
+    first, *later = [LoadReport.load(p) for p in paths]
+    for path, report in zip(paths[1:], later, strict=True):
+        print(f"{paths[0]} -> {path}\n{load_comparison(first, report)}\n")
     return EXIT_OK

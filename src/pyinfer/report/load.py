@@ -256,14 +256,19 @@ def plot_load(report: LoadReport, path: Path) -> Path:
     levels.sort(key=lambda lv: lv.achieved_qps)
     fig = _figure(1, 2)
     left, right = fig.subplots(1, 2)
-    x = [lv.achieved_qps for lv in levels]
-    for name, label in (("p50_ms", "P50"), ("p95_ms", "P95"), ("p99_ms", "P99")):
-        left.plot(x, [getattr(lv.latency, name) for lv in levels], marker="o", label=label)
+    opened = [lv for lv in levels if lv.offered_qps is not None]
+    closed = [lv for lv in levels if lv.offered_qps is None]
+    for series, style, kind in ((opened, "-", "open loop"), (closed, ":", "closed loop")):
+        if not series:
+            continue
+        x = [lv.achieved_qps for lv in series]
+        for name, label in (("p50_ms", "P50"), ("p95_ms", "P95"), ("p99_ms", "P99")):
+            y = [getattr(lv.latency, name) for lv in series]
+            left.plot(x, y, marker="o", linestyle=style, label=f"{label}, {kind}")
     if report.capacity is not None:
         left.axhline(report.capacity.p99_budget_ms, color="grey", linestyle="--", label="budget")
     left.set(xlabel="achieved QPS", ylabel="latency (ms)", yscale="log", title=report.target)
     left.legend()
-    opened = [lv for lv in levels if lv.offered_qps is not None]
     if opened:
         offered = [lv.offered_qps or 0.0 for lv in opened]
         right.plot(offered, [lv.achieved_qps for lv in opened], marker="o", label="achieved")
@@ -271,3 +276,39 @@ def plot_load(report: LoadReport, path: Path) -> Path:
         right.legend()
     right.set(xlabel="offered QPS", ylabel="achieved QPS", title="open loop")
     return _save(fig, path)
+
+
+def load_comparison(before: LoadReport, after: LoadReport) -> str:
+    """The levels both reports measured (matched by load), each metric before -> after.
+
+    Raises:
+        InvalidArgumentError: If the reports share no level.
+    """
+    theirs = {lv.label: lv for lv in after.levels}
+    shared = [(lv, theirs[lv.label]) for lv in before.levels if lv.label in theirs]
+    if not shared:
+        raise InvalidArgumentError(
+            f"the load reports of {before.target} and {after.target} share no load level "
+            f"({', '.join(lv.label for lv in before.levels)} against "
+            f"{', '.join(lv.label for lv in after.levels)})"
+        )
+
+    def change(a: LatencyPercentiles | None, b: LatencyPercentiles | None, name: str) -> str:
+        if a is None or b is None:
+            return f"{_ms(a, name)} -> {_ms(b, name)}"
+        x, y = getattr(a, name), getattr(b, name)
+        return f"{x:.2f} -> {y:.2f} ({y / x:.2f}x)" if x > 0 else f"{x:.2f} -> {y:.2f}"
+
+    header = ("Load", "Achieved QPS", "P50 ms", "P99 ms", "P99.9 ms", "Dropped")
+    rows = [
+        (
+            a.label,
+            f"{a.achieved_qps:.1f} -> {b.achieved_qps:.1f}",
+            change(a.latency, b.latency, "p50_ms"),
+            change(a.latency, b.latency, "p99_ms"),
+            change(a.latency, b.latency, "p999_ms"),
+            f"{a.dropped} -> {b.dropped}",
+        )
+        for a, b in shared
+    ]
+    return box_table(header, rows, widths=(10, 16, 16, 16, 16, 9))
