@@ -128,8 +128,8 @@ def test_a_stall_is_charged_to_every_request_behind_it_only_in_open_loop() -> No
     assert closed.mode == "concurrency"
     assert closed.latency is not None
     # At most 1% of the calls stall: P99 lies at the edge, so it is the ~1 ms calls or a 1%
-    # step into the first stall (about 3 ms); 20 ms is far from both 1 and 100 ms.
-    assert closed.latency.p99_ms < 20.0
+    # step into the first stall (about 3 ms), plus a busy machine's noise; far below 100 ms.
+    assert closed.latency.p99_ms < 50.0
     assert closed.latency.p50_ms < 5.0
 
 
@@ -232,19 +232,22 @@ def test_settings_and_targets_are_checked() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_capacity_of_a_5ms_call_is_200_qps_per_worker(workers: int) -> None:
+    # Constant arrivals: below the service rate no queue forms, above it the queue grows by
+    # (rate - capacity) x 3 s, past the 200 ms budget within a few percent of capacity. The
+    # budget is wide so that a busy machine's hiccups (tens of ms) do not decide the result.
     report = pyinfer.find_capacity(
-        StallEvery(0.005), p99_budget_ms=50.0, duration_s=1.5, arrival="constant",
-        workers=workers, precision=0.04, confirmations=1,
+        StallEvery(0.005), p99_budget_ms=200.0, duration_s=3.0, arrival="constant",
+        workers=workers, precision=0.05, confirmations=1,
     )  # fmt: skip
     capacity = report.capacity
     assert capacity is not None
     assert capacity.capacity_qps == pytest.approx(200 * workers, rel=0.10)
     assert capacity.failed_qps is not None
-    assert capacity.failed_qps > capacity.capacity_qps
+    assert capacity.capacity_qps < capacity.failed_qps <= capacity.capacity_qps * 1.05 + 1e-9
     passing = [t for t in capacity.trials if t.offered_qps == capacity.capacity_qps]
-    assert len(passing) >= 2
-    assert all(t.within(50.0) for t in passing)
-    assert "capacity within P99 <= 50 ms" in capacity.describe()
+    assert len(passing) >= 2  # confirmed once
+    assert all(t.within(200.0) for t in passing)
+    assert "capacity within P99 <= 200 ms" in capacity.describe()
 
 
 # ---- the report ----------------------------------------------------------------------------
