@@ -173,6 +173,7 @@ def test_a_failing_call_is_counted_with_its_error() -> None:
 
     level = pyinfer.load_test(broken, qps=100, duration_s=0.2, arrival="constant").levels[0]
     assert (level.errors, level.completed, level.latency) == (20, 0, None)
+    assert level.mean_batch == 1.0
     assert level.first_error == "RuntimeError: no such tensor 'x'"
 
 

@@ -74,7 +74,8 @@ class _Tally:
         self.service = LatencyRecorder(histogram=True)
         self.schedule_error = LatencyRecorder(histogram=True)
         self._lock = threading.Lock()
-        self.completed = self.dropped = self.errors = self.calls = 0
+        self.completed = self.dropped = self.errors = 0
+        self.calls = self.served = 0  # calls made, and the requests they served
         self.last_end_ns = 0
         self.first_error: str | None = None
         self.abandon = threading.Event()
@@ -86,6 +87,8 @@ class _Tally:
     def fail(self, count: int, exc: BaseException) -> None:
         with self._lock:
             self.errors += count
+            self.calls += 1
+            self.served += count
             if self.first_error is None:
                 self.first_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("load test: a request failed: %s", self.first_error)
@@ -103,6 +106,7 @@ class _Tally:
             self.completed += len(scheduled) - late
             self.dropped += late
             self.calls += 1
+            self.served += len(scheduled)
             self.last_end_ns = max(self.last_end_ns, end_ns)
 
     def level(
@@ -132,7 +136,7 @@ class _Tally:
             queueing=LatencyPercentiles.from_recorder(self.queueing),
             service=LatencyPercentiles.from_recorder(self.service),
             schedule_error_us=error,
-            mean_batch=(self.completed + self.errors) / self.calls if self.calls else 1.0,
+            mean_batch=self.served / self.calls if self.calls else 1.0,
             first_error=self.first_error,
             interrupted=self.abandon.is_set(),
             **kw,  # type: ignore[arg-type]
