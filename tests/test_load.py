@@ -17,6 +17,7 @@ import pytest
 import pyinfer
 from pyinfer.core import ArrivalScheduler, constant_arrivals, now_ns, poisson_arrivals
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.load.targets import make_servers
 from pyinfer.report.load import LoadReport
 
 
@@ -207,6 +208,19 @@ def test_a_model_served_by_instances_and_a_batcher(tiny_onnx: Path) -> None:
     assert level.mean_batch > 2.0
 
 
+def test_an_engine_is_served_with_its_batch_size(tiny_onnx: Path) -> None:
+    model = pyinfer.load_model(tiny_onnx, intra_op_threads=1)
+    engine = pyinfer.InferenceEngine(model, batch_size=3)
+    (server,) = make_servers(engine, 1)
+    assert server.model is model
+    assert server.request_batch == 3
+    call = server.prepare(2)  # two requests of the engine's batch: one call on 6 items
+    assert call.func.__self__ is model  # type: ignore[attr-defined]
+    assert call.args[0]["x"].shape == (6, 8)  # type: ignore[attr-defined]
+    level = pyinfer.load_test(engine, qps=50, duration_s=0.2, arrival="constant").levels[0]
+    assert level.completed == 10
+
+
 def test_settings_and_targets_are_checked() -> None:
     fn = StallEvery(0.0)
     with pytest.raises(InvalidArgumentError, match=r"give a request rate \(qps=...\)"):
@@ -228,6 +242,37 @@ def test_settings_and_targets_are_checked() -> None:
 
 
 # ---- capacity ------------------------------------------------------------------------------
+
+
+def test_the_capacity_search_brackets_bisects_and_confirms() -> None:
+    # A short, coarse search: what it ran and what it concluded must agree.
+    report = pyinfer.find_capacity(
+        StallEvery(0.005), p99_budget_ms=200.0, duration_s=0.3, arrival="constant",
+        start_qps=50.0, precision=0.2, confirmations=1, max_trials=12,
+    )  # fmt: skip
+    capacity = report.capacity
+    assert capacity is not None
+    assert report.levels == ()  # no estimate: the start rate was given
+    offered = [t.offered_qps for t in capacity.trials]
+    assert offered[0] == 50.0
+    assert offered[1] == (75.0 if capacity.trials[0].within(200.0) else 25.0)
+    at_capacity = [t for t in capacity.trials if t.offered_qps == capacity.capacity_qps]
+    assert at_capacity
+    assert all(t.within(200.0) for t in at_capacity)
+    if capacity.failed_qps is not None:
+        assert any(
+            not t.within(200.0) for t in capacity.trials if t.offered_qps == capacity.failed_qps
+        )
+        assert capacity.failed_qps > capacity.capacity_qps
+    assert len(capacity.trials) <= 12
+    assert LoadReport.from_json(report.to_json()) == report
+    fn = StallEvery(0.0)
+    with pytest.raises(InvalidArgumentError, match=r"precision must be between 0 and 1, got 1\.5"):
+        pyinfer.find_capacity(fn, p99_budget_ms=10, precision=1.5)
+    with pytest.raises(InvalidArgumentError, match="confirmations must be 0 or more, got -1"):
+        pyinfer.find_capacity(fn, p99_budget_ms=10, confirmations=-1)
+    with pytest.raises(InvalidArgumentError, match="start_qps must be above 0, got 0"):
+        pyinfer.find_capacity(fn, p99_budget_ms=10, start_qps=0.0)
 
 
 @pytest.mark.slow
