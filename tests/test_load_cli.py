@@ -88,6 +88,8 @@ def test_load_batches_requests_for_a_model(
         ([], "give --qps, --concurrency or --find-capacity"),
         (["--find-capacity"], "--find-capacity needs --p99-budget-ms"),
         (["--qps", "10", "--plot", "x.svg"], "the plot is a PNG image; give a .png file"),
+        (["--qps", "10", "--input-shape", "4x16"], "a request is one item (batch 1), not 4"),
+        (["--qps", "10", "--input-shape", "1x15"], "dimension 1 of input 'x' is fixed at 16"),
     ],
 )
 def test_load_refuses_bad_usage(

@@ -19,6 +19,7 @@ from pyinfer.cli.parser import (
     positive_float,
     positive_int,
 )
+from pyinfer.cli.profile import input_shapes
 from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -83,6 +84,15 @@ def add_parser(commands: Any) -> None:
         "--timeout", type=positive_float, help="drop requests not done this many seconds after due"
     )
     group.add_argument("--seed", type=non_negative_int, default=0, help="schedule and input seed")
+    group.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for dynamic models: a named dimension (sequence=128) or an input's shape "
+        "(input_ids=1x128), batch 1: one item per request; repeatable",
+    )
     batching = parser.add_argument_group("dynamic batching (model with a dynamic batch)")
     batching.add_argument(
         "--max-batch", type=positive_int, default=1, help="serve up to B queued requests at once"
@@ -107,7 +117,14 @@ def _measure(args: argparse.Namespace, instances: list[Any]) -> LoadReport:
     """Runs the levels asked for, then the capacity search; one report of both."""
     from pyinfer.load import find_capacity, load_test
 
+    dims, batch = input_shapes(args.input_shape, instances[0], None)
+    if batch not in (None, 1):
+        raise InvalidArgumentError(
+            f"--input-shape: a request is one item (batch 1), not {batch}; serve batches "
+            "with --max-batch"
+        )
     common = {
+        "input_dims": dims,
         "duration_s": args.duration, "arrival": args.arrival, "timeout_s": args.timeout,
         "seed": args.seed, "max_batch": args.max_batch,
         "max_queue_delay_ms": args.max_queue_delay_ms,
