@@ -66,10 +66,21 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("model", help="the model file or folder")
     add_model_options(parser)
     group = parser.add_argument_group("load")
-    group.add_argument("--qps", type=rate_list, help="offered request rate(s), e.g. 50,100")
-    group.add_argument("--concurrency", type=int_list, help="requests kept in flight, e.g. 1,2,4,8")
     group.add_argument(
-        "--duration", type=positive_float, default=10.0, help="seconds per level (default 10)"
+        "--qps", type=rate_list, metavar="R[,R...]", help="offered request rate(s), e.g. 50,100"
+    )
+    group.add_argument(
+        "--concurrency",
+        type=int_list,
+        metavar="N[,N...]",
+        help="requests kept in flight, e.g. 1,2,4,8",
+    )
+    group.add_argument(
+        "--duration",
+        type=positive_float,
+        metavar="S",
+        default=10.0,
+        help="seconds per level (default 10)",
     )
     group.add_argument(
         "--arrival",
@@ -78,12 +89,21 @@ def add_parser(commands: Any) -> None:
         help="gaps between requests: poisson (random, as real users; default) or constant",
     )
     group.add_argument(
-        "--workers", type=positive_int, default=1, help="model instances serving (default 1)"
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        default=1,
+        help="model instances serving (default 1)",
     )
     group.add_argument(
-        "--timeout", type=positive_float, help="drop requests not done this many seconds after due"
+        "--timeout",
+        type=positive_float,
+        metavar="S",
+        help="drop requests not done this many seconds after due",
     )
-    group.add_argument("--seed", type=non_negative_int, default=0, help="schedule and input seed")
+    group.add_argument(
+        "--seed", type=non_negative_int, metavar="N", default=0, help="schedule and input seed"
+    )
     group.add_argument(
         "--input-shape",
         dest="input_shape",
@@ -95,11 +115,16 @@ def add_parser(commands: Any) -> None:
     )
     batching = parser.add_argument_group("dynamic batching (model with a dynamic batch)")
     batching.add_argument(
-        "--max-batch", type=positive_int, default=1, help="serve up to B queued requests at once"
+        "--max-batch",
+        type=positive_int,
+        metavar="B",
+        default=1,
+        help="serve up to B queued requests at once",
     )
     batching.add_argument(
         "--max-queue-delay-ms",
         type=positive_float,
+        metavar="D",
         default=0.0,
         help="wait up to D ms for a batch to fill",
     )
@@ -107,10 +132,12 @@ def add_parser(commands: Any) -> None:
     capacity.add_argument(
         "--find-capacity", action="store_true", help="search the highest rate within budget"
     )
-    capacity.add_argument("--p99-budget-ms", type=positive_float, help="the P99 latency budget")
+    capacity.add_argument(
+        "--p99-budget-ms", type=positive_float, metavar="MS", help="the P99 latency budget"
+    )
     files = parser.add_argument_group("output files (written atomically)")
     files.add_argument("--json", metavar="FILE", help="write the load report as JSON")
-    files.add_argument("--plot", metavar="FILE", help="write the latency-vs-load curve as PNG")
+    files.add_argument("--plot", metavar="FILE.png", help="write the latency-vs-load curve as PNG")
 
 
 def _measure(args: argparse.Namespace, instances: list[Any]) -> LoadReport:
