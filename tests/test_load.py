@@ -136,12 +136,15 @@ def test_a_stall_is_charged_to_every_request_behind_it_only_in_open_loop() -> No
 
 def test_below_capacity_the_achieved_rate_is_the_offered_rate() -> None:
     level = pyinfer.load_test(
-        StallEvery(0.001), qps=200, duration_s=3.0, arrival="constant"
+        StallEvery(0.001), qps=200, duration_s=5.0, arrival="constant"
     ).levels[0]
-    assert level.scheduled == level.completed == 600
-    # 600 requests from t=0 to t=2.995 s, plus the last one's service time.
+    assert level.scheduled == level.completed == 1000
+    # 1,000 requests due from 0 to 4.995 s: every one served by 5 s (a busy machine may add
+    # up to 100 ms at the end and stay within 2%).
     assert level.achieved_qps == pytest.approx(200, rel=0.02)
-    assert level.schedule_error_us["p50"] < level.schedule_error_us["max"] + 1e-9
+    assert level.achieved_qps <= 200.0
+    assert 0.0 <= level.schedule_error_us["p50"] <= level.schedule_error_us["p99"]
+    assert level.schedule_error_us["p99"] <= level.schedule_error_us["max"] * 1.001
 
 
 def test_requests_past_the_timeout_are_dropped() -> None:
