@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-"$root/build/tsan"}
 cxx=${CXX:-c++}
 include=${PYINFER_TSAN_INCLUDE:-"$root/src/cpp/include"}
-tests=(tests/cpp/test_concurrency.cpp)
+tests=(tests/cpp/test_concurrency.cpp tests/cpp/test_arrivals.cpp)
 start=$(date +%s)
 mkdir -p "$build"
 

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         top_k_batch,
     )
     from pyinfer.formats import ModelFormat
+    from pyinfer.load import find_capacity, load_test
     from pyinfer.loading import (
         ONNXModelLoader,
         PyTorchModelLoader,
@@ -137,6 +138,8 @@ _LAZY = {
     "ToLayout": "pyinfer.preprocess",
     "VocabTokenizer": "pyinfer.preprocess",
     "cast_arrays": "pyinfer.preprocess",
+    "find_capacity": "pyinfer.load",
+    "load_test": "pyinfer.load",
 }
 
 
@@ -268,9 +271,11 @@ __all__ = [
     "cuda_mem_get_info",
     "cuda_unavailable_reason",
     "detect_format",
+    "find_capacity",
     "get_cmake_dir",
     "get_include",
     "load_model",
+    "load_test",
     "measure",
     "now_ns",
     "peak_rss_bytes",

@@ -39,6 +39,12 @@ CUDA (no build or import dependency)
     :class:`~pyinfer.errors.CudaUnavailableError` with the reason (``PinnedBuffer`` and
     ``PinnedRing`` fall back to ordinary memory with ``allow_pageable=True``).
 
+Open-loop arrivals
+    :func:`constant_arrivals` and :func:`poisson_arrivals` give the offsets (nanoseconds) of a
+    request schedule; :class:`ArrivalScheduler` issues them on time from a native thread that
+    holds no GIL, to workers that wait in ``next()`` (GIL released) for
+    ``(index, scheduled_ns, issued_ns)``. :mod:`pyinfer.load` builds load tests on them.
+
 Errors are the classes of :mod:`pyinfer.errors`: a bad argument raises
 :class:`~pyinfer.errors.InvalidArgumentError` (a ``ValueError``).
 """
@@ -46,6 +52,7 @@ Errors are the classes of :mod:`pyinfer.errors`: a bad argument raises
 from __future__ import annotations
 
 from pyinfer._core import (
+    ArrivalScheduler,
     ClockInfo,
     CudaEventTimer,
     LatencyRecorder,
@@ -54,6 +61,7 @@ from pyinfer._core import (
     Summary,
     __version__,
     clock_info,
+    constant_arrivals,
     cuda_available,
     cuda_device_count,
     cuda_device_name,
@@ -64,6 +72,7 @@ from pyinfer._core import (
     now_ns,
     peak_rss_bytes,
     peak_rss_method,
+    poisson_arrivals,
     reset_peak_rss,
     rss_bytes,
     summarize,
@@ -75,6 +84,7 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "ArrivalScheduler",
     "ClockInfo",
     "CudaEventTimer",
     "LatencyRecorder",
@@ -83,6 +93,7 @@ __all__ = [
     "Summary",
     "__version__",
     "clock_info",
+    "constant_arrivals",
     "cuda_available",
     "cuda_device_count",
     "cuda_device_name",
@@ -93,6 +104,7 @@ __all__ = [
     "now_ns",
     "peak_rss_bytes",
     "peak_rss_method",
+    "poisson_arrivals",
     "reset_peak_rss",
     "rss_bytes",
     "summarize",

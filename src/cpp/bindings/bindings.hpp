@@ -13,6 +13,7 @@ void bind_clock(py::module_& m);   // clock.cpp: now_ns, clock_info, time_calls
 void bind_stats(py::module_& m);   // stats.cpp: Summary, summarize, LatencyRecorder
 void bind_memory(py::module_& m);  // memory.cpp: rss_bytes, peak RSS
 void bind_cuda(py::module_& m);    // cuda.cpp: driver queries, CudaEventTimer, pinned memory
+void bind_load(py::module_& m);    // load.cpp: arrival schedules, ArrivalScheduler
 
 /// {name: getattr(self, name)} for each of `names`, in order: a to_dict() built from the
 /// attributes already bound, so that it cannot drift from them.

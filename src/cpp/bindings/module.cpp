@@ -45,4 +45,5 @@ PYBIND11_MODULE(_core, m) {
   pyinfer::bindings::bind_stats(m);
   pyinfer::bindings::bind_memory(m);
   pyinfer::bindings::bind_cuda(m);
+  pyinfer::bindings::bind_load(m);
 }

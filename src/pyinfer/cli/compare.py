@@ -21,6 +21,7 @@ from pyinfer.cli.common import (
     check_outputs,
     write_output,
 )
+from pyinfer.cli.load import compare_load_reports, is_load_report
 from pyinfer.cli.parser import (
     add_command,
     add_model_options,
@@ -198,6 +199,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pyinfer.report import compare, comparison_table, save_baseline
     from pyinfer.report.comparison import MIN_RUNS_FOR_INTERVAL, run_medians
 
+    if not args.measure and len(args.reports) > 1 and all(map(is_load_report, args.reports)):
+        return compare_load_reports(args)
     _check_usage(args)
     loaded = None if args.measure else [_load_report(p) for p in args.reports]
     reports = measure_models(args) if loaded is None else loaded

@@ -6,6 +6,7 @@
 
 #include "pyinfer/detail/config.hpp"
 
+#include "pyinfer/arrivals.hpp"
 #include "pyinfer/benchmark.hpp"
 #include "pyinfer/clock.hpp"
 #include "pyinfer/cuda_driver.hpp"

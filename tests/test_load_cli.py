@@ -1,0 +1,163 @@
+"""``pyinfer load`` on a real (tiny) ONNX model: the table, the JSON, the PNG, Ctrl-C."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyinfer.cli import main
+from pyinfer.report.load import LoadReport
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((16, 4), dtype=np.float32), name="w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[weight],
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_model.ir_version = 8
+    path = tmp_path_factory.mktemp("load_cli") / "tiny.onnx"
+    onnx.save(onnx_model, str(path))
+    return str(path)
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["load", *argv, "--option", "intra_op_threads=1"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_load_prints_the_table_and_writes_json_and_png(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_png = tmp_path / "load.json", tmp_path / "load.png"
+    code, out, err = _run(
+        [model, "--qps", "50,100", "--concurrency", "1,2", "--duration", "0.4", "--workers",
+         "2", "--arrival", "constant", "--json", str(out_json), "--plot", str(out_png)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"Load test of {model}"
+    assert lines[2].split("│")[0].strip() == "Load"
+    assert [line.split("│")[0].strip() for line in lines[4:8]] == [
+        "50 qps", "100 qps", "c=1", "c=2",
+    ]  # fmt: skip
+    report = LoadReport.load(out_json)
+    assert [lv.label for lv in report.levels] == ["50 qps", "100 qps", "c=1", "c=2"]
+    assert [lv.scheduled for lv in report.levels[:2]] == [20, 40]
+    assert all(lv.workers == 2 and lv.errors == 0 for lv in report.levels)
+    assert report.to_table() in out
+    assert out_png.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote load report to {out_json}" in err
+
+
+def test_load_batches_requests_for_a_model(
+    model: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_json = tmp_path / "b.json"
+    code, _, err = _run(
+        [model, "--qps", "500", "--duration", "0.4", "--arrival", "constant", "--max-batch",
+         "16", "--max-queue-delay-ms", "10", "--json", str(out_json)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    (level,) = LoadReport.load(out_json).levels
+    assert level.completed == 200
+    assert level.mean_batch > 2.0  # 5 requests arrive per 10 ms wait
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "give --qps, --concurrency or --find-capacity"),
+        (["--find-capacity"], "--find-capacity needs --p99-budget-ms"),
+        (["--qps", "10", "--plot", "x.svg"], "the plot is a PNG image; give a .png file"),
+        (["--qps", "10", "--input-shape", "4x16"], "a request is one item (batch 1), not 4"),
+        (["--qps", "10", "--input-shape", "1x15"], "dimension 1 of input 'x' is fixed at 16"),
+    ],
+)
+def test_load_refuses_bad_usage(
+    model: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = _run([model, *argv], capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_load_rejects_a_bad_rate(model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        _run([model, "--qps", "10,-1"], capsys)
+    assert caught.value.code == 2
+    assert "each rate must be above 0, got -1" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_and_writes_what_was_measured(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "partial.json"
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    code, out, err = _run(
+        [model, "--qps", "100", "--duration", "20", "--json", str(out_json)], capsys
+    )
+    assert code == 130
+    assert "interrupted; the figures above are what was measured" in err
+    (level,) = LoadReport.load(out_json).levels
+    assert level.interrupted
+    assert 10 <= level.completed < 2000
+    assert "100 qps: interrupted; figures so far" in out
+
+
+@pytest.mark.slow
+def test_find_capacity_on_the_command_line(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "capacity.json"
+    code, out, err = _run(
+        [model, "--qps", "20", "--find-capacity", "--p99-budget-ms", "20", "--duration", "0.3",
+         "--arrival", "constant", "--json", str(out_json)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    report = LoadReport.load(out_json)
+    assert report.capacity is not None
+    assert report.levels[0].label == "20 qps"  # the asked level, then the estimate
+    assert report.capacity.capacity_qps > 20
+    assert "capacity within P99 <= 20 ms: " in out
+
+
+def test_compare_two_load_reports(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, rates in zip(paths, ("20,40", "40"), strict=True):
+        code, _, err = _run(
+            [model, "--qps", rates, "--duration", "0.3", "--arrival", "constant", "--json",
+             str(path)],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+    a, b = (LoadReport.load(p) for p in paths)
+    assert main(["compare", str(paths[0]), str(paths[1])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{paths[0]} -> {paths[1]}"
+    (row,) = [line for line in lines if line.startswith("40 qps")]  # the level both measured
+    p99 = f"{a.levels[1].latency.p99_ms:.2f} -> {b.levels[0].latency.p99_ms:.2f} ("  # type: ignore[union-attr]
+    assert p99 in row
+    assert main(["compare", str(paths[0]), str(paths[1]), "--fail-if-slower", "5%"]) == 2
+    assert "--fail-if-slower: for profile reports" in capsys.readouterr().err
