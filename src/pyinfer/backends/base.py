@@ -33,8 +33,10 @@ from pyinfer.backends.tensors import (
     Dim,
     TensorSpec,
     check_array,
+    framework_cause,
     name_mismatch,
     output_specs_from_arrays,
+    with_batch_axes,
 )
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
 from pyinfer.formats import ModelFormat
@@ -48,9 +50,11 @@ __all__ = [
     "ModelFormat",
     "TensorSpec",
     "check_options",
+    "framework_cause",
     "name_mismatch",
     "output_specs_from_arrays",
     "parse_device",
+    "with_batch_axes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,8 +176,8 @@ class Model(abc.ABC):
         self.framework = framework
         self.device = device
         self.path = path
-        self.inputs = tuple(inputs)
-        self.outputs = tuple(outputs)
+        # The batch axis of each tensor, read from its dimension names (a state's is 1).
+        self.inputs, self.outputs = with_batch_axes(inputs, outputs)
         self.parameter_count = int(parameter_count)
         self.parameter_bytes = int(parameter_bytes)
         self.options = dict(options or {})
@@ -389,10 +393,13 @@ class Model(abc.ABC):
         """Random inputs matching :attr:`inputs`, for smoke tests and profiling.
 
         Floats are standard normal; integers are drawn from ``[0, 100)`` (valid token ids for
-        any realistic vocabulary); booleans are random.
+        any realistic vocabulary); booleans are random. An input that only takes some values
+        (a sample rate) gets its value from the caller: the profiler's and the engine's
+        ``input_values`` replace these arrays (:func:`pyinfer.profiling.inputs.given_inputs`).
+        A backend may override this method (same signature) to give better examples.
 
         Args:
-            batch_size: Size of the dynamic first dimension.
+            batch_size: Size of each input's dynamic batch axis (:attr:`TensorSpec.batch_axis`).
             seed: Seed of the generator, so runs are reproducible.
             dims: Sizes of other named dynamic dimensions.
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from pyinfer.profiling import jobs, merge, repeat
 from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
-from pyinfer.profiling.settings import DEFAULT_STABILITY_TARGET, TIMING_METHODS, ProfilerSettings
+from pyinfer.profiling.settings import (
+    DEFAULT_STABILITY_TARGET,
+    TIMING_METHODS,
+    IntRange,
+    ProfilerSettings,
+)
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
 from pyinfer.profiling.timing import MIN_THROUGHPUT_CALLS
 
@@ -23,6 +28,7 @@ __all__ = [
     "MIN_PARTIAL_SAMPLES",
     "MIN_THROUGHPUT_CALLS",
     "TIMING_METHODS",
+    "IntRange",
     "PerformanceProfiler",
     "ProfilerSettings",
     "jobs",
