@@ -15,6 +15,7 @@ refuses: ONNX has no assert operator).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ def _torch_module(torch: Any, *, scripted: bool) -> Any:
 
 def save_torchscript(torch: Any, path: Path) -> Path:
     """The model as a TorchScript archive: ``forward(Tensor x, Tensor state, int sr)``."""
-    torch.jit.script(_torch_module(torch, scripted=True)).save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated in 2.14
+        torch.jit.script(_torch_module(torch, scripted=True)).save(str(path))
     return path
 
 

@@ -380,7 +380,8 @@ class Model(abc.ABC):
                     f"not {type(value).__name__}"
                 )
             check_array(self.name, spec, value)
-            out[spec.name] = np.ascontiguousarray(value)
+            # np.ascontiguousarray would make a 0-d array (a sample rate) 1-d.
+            out[spec.name] = value if value.flags.c_contiguous else value.copy(order="C")
         return out
 
     def example_inputs(

@@ -154,7 +154,7 @@ def fit_batch(model: Model, spec: TensorSpec, array: np.ndarray, batch: int) -> 
         array = array.astype(spec.dtype)
     if spec.shape is None:
         # Where the batch is in an undeclared shape is unknown: the array is the call's input.
-        return np.ascontiguousarray(array)
+        return _contiguous(array)
     rank = len(spec.shape)
     axis = spec.batch_axis
     if axis is None or rank == 0:
@@ -162,7 +162,7 @@ def fit_batch(model: Model, spec: TensorSpec, array: np.ndarray, batch: int) -> 
             raise InvalidInputError(
                 f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()}"
             )
-        return np.ascontiguousarray(array)
+        return _contiguous(array)
     if array.ndim == rank - 1:
         array = np.expand_dims(array, axis)
     elif array.ndim != rank:
@@ -175,7 +175,7 @@ def fit_batch(model: Model, spec: TensorSpec, array: np.ndarray, batch: int) -> 
         raise InvalidInputError(f"{where} holds no item (shape {tuple(array.shape)})")
     if count != batch:
         array = np.take(array, np.arange(batch) % count, axis=axis)
-    return np.ascontiguousarray(array)
+    return _contiguous(array)
 
 
 def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[str, np.ndarray]:
@@ -239,3 +239,8 @@ def prepare(model: Model, batch: int, *, settings: ProfilerSettings) -> Prepared
         native=native,
         call=functools.partial(model.run_native, native),
     )
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would make a 0-d array 1-d.
+    return array if array.flags.c_contiguous else array.copy(order="C")
