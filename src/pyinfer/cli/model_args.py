@@ -260,9 +260,12 @@ def _load_array(file: Path, path: str) -> np.ndarray:
 
 
 def given_from_args(
-    args: argparse.Namespace, model: Model
+    args: argparse.Namespace, model: Model | None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The given arrays (``--inputs``) and values (``--input-value``) for ``model``.
+
+    Without a model (``formats`` loads it later) the names are checked when it runs, and an
+    ``.npy``'s array has the key ``""`` (the one input's).
 
     Returns:
         ``ProfilerSettings(inputs=..., input_values=...)``'s two mappings.
@@ -271,11 +274,11 @@ def given_from_args(
         InvalidArgumentError: If a name is not an input of the model, a value is not a number
             or ``LOW:HIGH``, or an ``.npy`` is given for a model of several inputs.
     """
-    from pyinfer.profiling import IntRange
-
-    names = model.input_names()
     arrays: dict[str, np.ndarray] = {}
     path = getattr(args, "inputs_file", None)
+    if model is None:
+        return (read_inputs(path) if path else {}), _values(args, None)
+    names = model.input_names()
     if path:
         arrays = read_inputs(path)
         if "" in arrays:
@@ -291,15 +294,23 @@ def given_from_args(
                 f"--inputs {path}: {', '.join(repr(u) for u in unknown)} are not inputs of "
                 f"model '{model.name}' ({', '.join(names)})"
             )
+    return arrays, _values(args, model)
+
+
+def _values(args: argparse.Namespace, model: Model | None) -> dict[str, Any]:
+    from pyinfer.profiling import IntRange
+
     values: dict[str, Any] = {}
     for text in getattr(args, "input_values", None) or []:
         name, sep, value = text.partition("=")
         name = name.strip()
-        if not sep or name not in names:
-            raise InvalidArgumentError(
-                f"--input-value {text}: give NAME=VALUE for an input of model '{model.name}' "
-                f"({', '.join(names)})"
+        if not sep or (model is not None and name not in model.input_names()):
+            of = (
+                ""
+                if model is None
+                else f" of model '{model.name}' ({', '.join(model.input_names())})"
             )
+            raise InvalidArgumentError(f"--input-value {text}: give NAME=VALUE for an input{of}")
         low, colon, high = value.partition(":")
         try:
             if colon:
@@ -312,4 +323,4 @@ def given_from_args(
                 f"--input-value {text}: a value is a number (16000) or a range of integers "
                 f"LOW:HIGH with LOW < HIGH (0:30522): {exc}"
             ) from None
-    return arrays, values
+    return values

@@ -184,7 +184,8 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
     Args:
         model: The model.
         batch: Items per call.
-        settings: Their ``inputs``, ``input_values``, ``input_dims`` and ``seed``.
+        settings: Their ``inputs`` (the key ``""`` is a one-input model's input, as an
+            ``.npy`` gives it), ``input_values``, ``input_dims`` and ``seed``.
 
     Raises:
         InvalidArgumentError: If a given name is not an input of the model, or an input
@@ -192,7 +193,10 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
         InvalidInputError: If a given array cannot fit its input.
     """
     specs = {s.name: s for s in model.inputs}
-    names = [*settings.inputs, *settings.input_values]
+    given_arrays = dict(settings.inputs)
+    if "" in given_arrays and len(specs) == 1:  # an .npy: the one input's
+        given_arrays = {next(iter(specs)): given_arrays.pop("")}
+    names = [*given_arrays, *settings.input_values]
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise InvalidArgumentError(
@@ -200,12 +204,12 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
             f"'{model.name}' ({', '.join(specs)})"
         )
     constants = {n for n, v in settings.input_values.items() if not isinstance(v, IntRange)}
-    given = set(settings.inputs) | constants
+    given = set(given_arrays) | constants
     arrays: dict[str, np.ndarray] = {}
     if any(n not in given for n in specs):
         check_dims(model, settings.input_dims, given)
         arrays = model.example_inputs(batch, seed=settings.seed, dims=dict(settings.input_dims))
-    for name, array in settings.inputs.items():
+    for name, array in given_arrays.items():
         arrays[name] = fit_batch(model, specs[name], np.asarray(array), batch)
     rng = np.random.default_rng(settings.seed)
     for name, value in settings.input_values.items():
