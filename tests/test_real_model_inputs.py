@@ -270,3 +270,73 @@ def test_a_bad_input_value_and_inputs_file_are_refused(
     )
     assert code != 0
     assert "indices element out of data bounds" in err
+
+
+# ---- results and reports --------------------------------------------------------------------
+
+
+def test_stacked_keeps_rows_aligned_and_refuses_nan_for_integers() -> None:
+    from pyinfer.engine import DatasetResult
+
+    result = DatasetResult()
+    result.outputs = [{"y": np.array([1, 2])}, None, {"y": np.array([5, 6])}]
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"'y' is int64, which has no nan for the rows of the 1 failed input\(s\): give ",
+    ):
+        result.stacked()
+    np.testing.assert_array_equal(result.stacked(fill=-1), [[1, 2], [-1, -1], [5, 6]])
+    np.testing.assert_array_equal(result.stacked(fill=None), [[1, 2], [5, 6]])
+    np.testing.assert_array_equal(result.succeeded_mask, [True, False, True])
+
+
+def test_formats_headline_uses_medians_and_tiny_memory_reads() -> None:
+    from tests._reports import report_with_runs
+
+    from pyinfer.report import LatencyStats
+    from pyinfer.report.results import MemoryStats
+    from pyinfer.suite.results import FormatEntry, FormatsResult
+    from pyinfer.suite.tables import parity_table
+
+    def with_samples(ms: list[float]) -> Any:
+        report = report_with_runs(None)
+        stats = LatencyStats.from_samples_ns(np.array(ms) * 1e6)
+        latency = dataclasses.replace(report.latency, stats=stats)
+        memory = MemoryStats(
+            parameter_bytes=0, peak_activation_bytes=229, activation_method="test", runs=1
+        )
+        return dataclasses.replace(report, latency=latency, memory=memory)
+
+    stalled = with_samples([5.0] * 14 + [200.0])  # median 5, mean 18
+    steady = with_samples([6.0] * 15)  # median 6, mean 6
+    entries = (
+        FormatEntry("onnx", "ONNX (FP32)", "ok", report=stalled, original=True),
+        FormatEntry("tflite", "TFLite", "ok", report=steady, parity=True),
+    )
+    env = entries[0].report.environment  # type: ignore[union-attr]
+    result = FormatsResult("m.onnx", "onnx", "cpu", 1, entries, "", env, {}, 1.0)
+    assert result.recommendation().startswith("fastest at batch 1: ONNX (FP32) (the original)")
+    row = parity_table(entries).splitlines()[2]
+    assert "<0.001" in row
+    text = stalled.to_text()
+    assert "Model Parameters: 0.0 MB (no stored weights: made at run time, or none)" in text
+    assert (
+        "  Throughput: no throughput run; the figure above is the latency run's (batch 1 x 15 "
+        "calls over its wall time)"
+    ) in text
+
+
+def test_formats_measures_and_checks_parity_on_the_given_inputs(
+    vad: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "f.json"
+    argv = ["formats", vad["vad.onnx"], "--inputs", vad["npz"], "--quick", "--batch-size", "3"]
+    code, stdout, err = run_cli([*argv, "--json", out], capsys)
+    assert code == 0, err
+    assert "fastest at batch 3: ONNX (FP32) (the original)" in stdout
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["inputs"] == {
+        "x": "(2, 512) float32",
+        "state": "(2, 2, 128) float32",
+        "sr": "() int64",
+    }
