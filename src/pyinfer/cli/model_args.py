@@ -218,10 +218,10 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--input-value",
-        dest="input_values",
-        metavar="NAME=VALUE",
         action="append",
         default=[],
+        dest="input_values",
+        metavar="NAME=VALUE",
         help="a constant for an input (sr=16000), filled to its shape, or a range of legal "
         "integers LOW:HIGH drawn at random (input_ids=0:30522); repeatable",
     )
