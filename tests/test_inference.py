@@ -806,7 +806,7 @@ def test_staged_path_gives_ordered_exact_results() -> None:
         assert not ring.pinned
     assert engine._uploader is None  # closed with the engine
     assert [f.index for f in result.failures] == [6]
-    np.testing.assert_array_equal(result.stacked(), reference(np.delete(x, 6, axis=0)))
+    np.testing.assert_array_equal(result.stacked(fill=None), reference(np.delete(x, 6, axis=0)))
     assert result.batch_sizes == [4, 3, 4, 1]
     with staged_engine(LinearModel(batch=4), batch_size=4) as fixed:
         padded = fixed.run_dataset(x)
