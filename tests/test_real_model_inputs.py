@@ -19,11 +19,11 @@ from tests._settings import FAST_RUNS
 
 import pyinfer
 from pyinfer import cli
-from pyinfer.backends.base import TensorSpec, framework_cause
+from pyinfer.backends.base import TensorSpec, fit_batch, framework_cause
 from pyinfer.cli.model_args import parse_spec, shapes_from_specs
 from pyinfer.errors import InferenceError, InvalidArgumentError, InvalidInputError
 from pyinfer.profiling import IntRange, PerformanceProfiler
-from pyinfer.profiling.inputs import batch_for, fit_batch, given_inputs
+from pyinfer.profiling.inputs import batch_for, given_inputs
 
 FORMATS = ("vad.pt", "vad.pt2", "vad.onnx")
 
@@ -168,8 +168,10 @@ def test_given_inputs_are_sliced_or_repeated_along_each_batch_axis(vad: dict[str
         model, 2, dataclasses.replace(FAST_RUNS, input_values={"sr": IntRange(8000, 8001)})
     )
     assert int(ranged["sr"]) == 8000
-    with pytest.raises(InvalidInputError, match=r"given input 'ids' .* has shape \(2, 2, 2\)"):
-        fit_batch(model, spec, np.zeros((2, 2, 2), np.int64), 2)
+    with pytest.raises(InvalidInputError, match=r"^ids of m has shape \(2, 2, 2\); the model"):
+        fit_batch(spec, np.zeros((2, 2, 2), np.int64), 2, "ids of m")
+    with pytest.raises(InvalidInputError, match=r"^ids of m is float32; the model takes int64"):
+        fit_batch(spec, np.zeros((2, 6), np.float32), 2, "ids of m")
     with pytest.raises(InvalidArgumentError, match="'nope' are not inputs of model 'vad'"):
         given_inputs(model, 1, dataclasses.replace(FAST_RUNS, input_values={"nope": 1}))
 
@@ -340,3 +342,15 @@ def test_formats_measures_and_checks_parity_on_the_given_inputs(
         "state": "(2, 2, 128) float32",
         "sr": "() int64",
     }
+
+
+def test_the_engine_refuses_a_model_it_cannot_stack_items_for(vad: dict[str, Path]) -> None:
+    from pyinfer.engine import InferenceEngine
+
+    model = pyinfer.load_model(vad["vad.onnx"])
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^input 'state' of model 'vad' holds its batch on axis 1 \(2, batch, 128\), and "
+        r"the engine stacks items on the first; call the model on whole batches",
+    ):
+        InferenceEngine(model)

@@ -15,6 +15,7 @@ __all__ = [
     "Dim",
     "TensorSpec",
     "check_array",
+    "fit_batch",
     "framework_cause",
     "name_mismatch",
     "output_specs_from_arrays",
@@ -296,3 +297,57 @@ def framework_cause(exc: BaseException | str) -> str:
         last = lines[-1][-(MAX_CAUSE_CHARS // 2) :]
         text = f"{text[: MAX_CAUSE_CHARS - len(last) - 5]} ... {last}"
     return text
+
+
+def fit_batch(spec: TensorSpec, array: np.ndarray, batch: int, where: str) -> np.ndarray:
+    """An array made a batch of ``batch`` items along the input's batch axis.
+
+    An array of the input's rank is a batch: sliced when it holds more items, repeated in
+    turn (item ``i`` is given item ``i % n``) when it holds fewer. An array of one dimension
+    less is one item, repeated. An input without a batch axis (a 0-d scalar) is passed as
+    given, and so is an input whose shape the model does not declare (TorchScript loaded
+    without input shapes: its batch axis is unknown). A dtype of the same kind is cast to the
+    input's (``float64`` to ``float32``).
+
+    Args:
+        spec: The input.
+        array: The array given for it.
+        batch: Items the batch must hold.
+        where: The array, for messages (``"given input 'x' of model 'm'"``).
+
+    Raises:
+        InvalidInputError: If the array's rank or dtype cannot fit the input.
+    """
+    if array.dtype != spec.dtype:
+        if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+            raise InvalidInputError(
+                f"{where} is {array.dtype.name}; the model takes {spec.dtype.name}"
+            )
+        array = array.astype(spec.dtype)
+    axis = spec.batch_axis
+    if spec.shape is None or axis is None:
+        # No batch axis, or one unknown in an undeclared shape: the array is the call's input.
+        if spec.shape is not None and array.ndim != len(spec.shape):
+            raise InvalidInputError(
+                f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()}"
+            )
+        return _contiguous(array)
+    rank = len(spec.shape)
+    if array.ndim == rank - 1:
+        array = np.expand_dims(array, axis)
+    elif array.ndim != rank:
+        raise InvalidInputError(
+            f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()} "
+            f"(one item without its batch axis {axis}, or a batch)"
+        )
+    count = int(array.shape[axis])
+    if count == 0:
+        raise InvalidInputError(f"{where} holds no item (shape {tuple(array.shape)})")
+    if count != batch:
+        array = np.take(array, np.arange(batch) % count, axis=axis)
+    return _contiguous(array)
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would make a 0-d array 1-d.
+    return array if array.flags.c_contiguous else array.copy(order="C")

@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Model, TensorSpec
-from pyinfer.errors import InvalidArgumentError, InvalidInputError
+from pyinfer.backends.base import Model, fit_batch
+from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.settings import IntRange, ProfilerSettings, as_batch_size
 
 __all__ = [
     "PreparedCall",
     "batch_for",
     "check_dims",
-    "fit_batch",
     "given_inputs",
     "prepare",
     "resolve_model",
@@ -132,52 +131,6 @@ def check_dims(model: Model, input_dims: Mapping[str, int], given: Collection[st
             )
 
 
-def fit_batch(model: Model, spec: TensorSpec, array: np.ndarray, batch: int) -> np.ndarray:
-    """A given array made a batch of ``batch`` items along the input's batch axis.
-
-    An array of the input's rank is a batch: sliced when it holds more items, repeated in
-    turn (item ``i`` is given item ``i % n``) when it holds fewer. An array of one dimension
-    less is one item, repeated. An input without a batch axis (a 0-d scalar) is passed as
-    given, and so is an input whose shape the model does not declare (TorchScript loaded
-    without ``--input-shape``: its batch axis is unknown). A dtype of the same kind is cast to
-    the input's (``float64`` to ``float32``).
-
-    Raises:
-        InvalidInputError: If the array's rank or dtype cannot fit the input.
-    """
-    where = f"given input '{spec.name}' of model '{model.name}'"
-    if array.dtype != spec.dtype:
-        if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
-            raise InvalidInputError(
-                f"{where} is {array.dtype.name}; the model takes {spec.dtype.name}"
-            )
-        array = array.astype(spec.dtype)
-    if spec.shape is None:
-        # Where the batch is in an undeclared shape is unknown: the array is the call's input.
-        return _contiguous(array)
-    rank = len(spec.shape)
-    axis = spec.batch_axis
-    if axis is None or rank == 0:
-        if array.ndim != rank:
-            raise InvalidInputError(
-                f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()}"
-            )
-        return _contiguous(array)
-    if array.ndim == rank - 1:
-        array = np.expand_dims(array, axis)
-    elif array.ndim != rank:
-        raise InvalidInputError(
-            f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()} "
-            f"(one item without its batch axis {axis}, or a batch)"
-        )
-    count = int(array.shape[axis])
-    if count == 0:
-        raise InvalidInputError(f"{where} holds no item (shape {tuple(array.shape)})")
-    if count != batch:
-        array = np.take(array, np.arange(batch) % count, axis=axis)
-    return _contiguous(array)
-
-
 def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[str, np.ndarray]:
     """The inputs of one call of ``batch`` items: given ones fitted, the others random.
 
@@ -210,7 +163,8 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
         check_dims(model, settings.input_dims, given)
         arrays = model.example_inputs(batch, seed=settings.seed, dims=dict(settings.input_dims))
     for name, array in given_arrays.items():
-        arrays[name] = fit_batch(model, specs[name], np.asarray(array), batch)
+        where = f"given input '{name}' of model '{model.name}'"
+        arrays[name] = fit_batch(specs[name], np.asarray(array), batch, where)
     rng = np.random.default_rng(settings.seed)
     for name, value in settings.input_values.items():
         spec = specs[name]
@@ -243,8 +197,3 @@ def prepare(model: Model, batch: int, *, settings: ProfilerSettings) -> Prepared
         native=native,
         call=functools.partial(model.run_native, native),
     )
-
-
-def _contiguous(array: np.ndarray) -> np.ndarray:
-    # np.ascontiguousarray would make a 0-d array 1-d.
-    return array if array.flags.c_contiguous else array.copy(order="C")
