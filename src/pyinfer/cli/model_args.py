@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import FORMATS
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from pyinfer.backends.base import Model
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,8 @@ def read_inputs(path: str) -> dict[str, np.ndarray]:
     Raises:
         InvalidArgumentError: If the path does not exist, is not one of these, or cannot be read.
     """
+    import numpy as np
+
     where = Path(path)
     if where.is_dir():
         files = sorted(p for p in where.iterdir() if p.suffix.lower() == ".npy")
@@ -253,6 +255,8 @@ def read_inputs(path: str) -> dict[str, np.ndarray]:
 
 
 def _load_array(file: Path, path: str) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.asarray(np.load(file, allow_pickle=False))
     except (OSError, ValueError, EOFError) as exc:
