@@ -222,14 +222,22 @@ def test_run_prints_every_output_by_name_and_classifies_none(
 def test_info_profile_and_sweep_work_on_each_format(
     vad: dict[str, Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(["info", vad[name]], capsys)
-    assert code == 0, err
-    assert "sr: () int64" in out
     shapes = (
         ["--input-shape", "x:bx512", "--input-shape", "state:2xbx128", "--input-shape", "sr:"]
         if name == "vad.pt"
         else []
     )
+    code, out, err = run_cli(["info", vad[name], *shapes], capsys)
+    assert code == 0, err
+    assert "  sr: () int64  (no batch axis: a batch shares it)\n" in out
+    assert "  state: (2, batch, 128) float32  (batch on axis 1)\n" in out
+    # The ONNX table of two scales is stored; the torch files make their weights at run time.
+    weights = (
+        "2 (8 B)"
+        if name == "vad.onnx"
+        else "0 (0 B)  (no stored weights: made at run time, or none)"
+    )
+    assert f"Parameters:  {weights}\n" in out
     code, out, err = run_cli(
         ["profile", vad[name], *shapes, "--input-value", "sr=8000", "--batch-size", "3", *FAST_CLI],
         capsys,

@@ -102,9 +102,23 @@ def add_parser(commands: Any) -> None:
         "Loads a model of any supported format and prints its format, framework, device, inputs "
         "and outputs (dynamic dimensions by name), parameters, load time, the options applied, "
         "and the file with its size.",
-        ["pyinfer info resnet50.onnx", "pyinfer info model.pt --option num_threads=2 --json"],
+        [
+            "pyinfer info resnet50.onnx",
+            "pyinfer info model.pt --option num_threads=2 --json",
+            "pyinfer info vad.pt --input-shape x:bx512 --input-shape state:2xbx128 "
+            "--input-shape sr:",
+        ],
         handler=cmd_info,
     )
     info.add_argument("model", help="the model file (or SavedModel folder)")
     add_model_options(info)
+    info.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for a model that declares no input shape (TorchScript): an input's whole shape "
+        "(x:bx512, state:2xbx128, sr: for a 0-d input), loaded as its input_shapes; repeatable",
+    )
     info.add_argument("--json", action="store_true", help="print the description as JSON")
