@@ -261,6 +261,18 @@ def test_info_profile_and_sweep_work_on_each_format(
     assert "Best batch:" in out
 
 
+def test_a_size_given_to_an_input_says_how_to_give_its_shape(
+    vad: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["profile", vad["vad.pt"], "--input-shape", "x=1x512", "--input-shape", "sr=1"]
+    code, _, err = run_cli([*argv, *FAST_CLI], capsys)
+    assert code == 2
+    assert (
+        "--input-shape sr=1: NAME=N sizes a named dimension, and 'sr' is an input; its whole "
+        "shape is sr:1 (1-D), or sr: for a 0-d input (its value: --input-value sr=VALUE)"
+    ) in err
+
+
 def test_a_bad_input_value_and_inputs_file_are_refused(
     vad: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -164,6 +164,12 @@ def input_shapes(
                         f"without a name {spec.shape_text()}; load the model with its shape: "
                         f"--option 'input_shapes={{\"{name}\": [...]}}'"
                     )
+        elif spec_.size is not None and name in inputs and name not in named | batch_names:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: NAME=N sizes a named dimension, and '{name}' is an "
+                f"input; its whole shape is {name}:{spec_.size} (1-D), or {name}: for a 0-d "
+                f"input (its value: --input-value {name}=VALUE)"
+            )
         elif spec_.size is not None and (name in named or name in batch_names):
             if name in named:
                 set_dim(text, name, spec_.size)
