@@ -93,7 +93,7 @@ if TYPE_CHECKING:
         VocabTokenizer,
         cast_arrays,
     )
-    from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
+    from pyinfer.profiling import IntRange, PerformanceProfiler, ProfilerSettings
     from pyinfer.report import ProfileReport, compare, comparison_table
 
 # Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
@@ -109,6 +109,7 @@ _LAZY = {
     "load_model": "pyinfer.loading",
     "PerformanceProfiler": "pyinfer.profiling",
     "ProfilerSettings": "pyinfer.profiling",
+    "IntRange": "pyinfer.profiling",
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
@@ -221,6 +222,7 @@ __all__ = [
     "ImagePipeline",
     "InferenceEngine",
     "InferenceError",
+    "IntRange",
     "InvalidArgumentError",
     "InvalidInputError",
     "ItemFailure",
