@@ -22,8 +22,10 @@ __all__ = [
     "with_batch_axes",
 ]
 
-#: Dimension names read as the batch wherever they stand (a state's ``(2, batch, 128)``).
-BATCH_NAMES = frozenset({"batch", "batch_size", "N", "B"})
+#: Dimension names read as the batch wherever they stand (a state's ``(2, batch, 128)``), with
+#: the names of the inputs' own first dimensions. Short names such as ``N`` are not in it: a
+#: model of a fixed batch may use them for a sequence.
+BATCH_NAMES = frozenset({"batch", "batch_size"})
 
 #: One dimension of a tensor shape: an ``int`` is fixed, a ``str`` is a named dynamic dimension
 #: (``"batch"``, ONNX's ``"N"``), ``None`` is a dynamic dimension without a name.
