@@ -141,9 +141,7 @@ def test_info_json_holds_the_description_and_the_file(
     data = json.loads(out)
     assert data["format"] == "torchscript"
     assert data["framework"] == "torch"
-    assert data["inputs"] == [
-        {"name": "x", "shape": ["batch", "sequence", 8], "dtype": "float32", "batch_axis": 0}
-    ]
+    assert data["inputs"] == [{"name": "x", "shape": ["batch", "sequence", 8], "dtype": "float32"}]
     assert data["parameter_count"] == 18
     assert data["parameter_bytes"] == 72
     assert data["file_bytes"] == models["seq"].stat().st_size

@@ -395,7 +395,6 @@ def test_tensor_spec() -> None:
         "name": "pixels",
         "shape": ["batch", 3, None, 224],
         "dtype": "float32",
-        "batch_axis": 0,
     }
     with pytest.raises(InvalidArgumentError, match=r"dynamic dimension 2 \(\?\)"):
         spec.concrete_shape(4)
@@ -567,12 +566,7 @@ def test_describe_is_json_ready() -> None:
     model.load_time_s = 0.25
     info = model.describe()
     assert json.loads(json.dumps(info)) == info
-    assert info["inputs"][1] == {
-        "name": "mask",
-        "shape": ["batch", 3],
-        "dtype": "bool",
-        "batch_axis": 0,
-    }
+    assert info["inputs"][1] == {"name": "mask", "shape": ["batch", 3], "dtype": "bool"}
     assert info["options"] == {"threads": 1, "shape": [1, 2], "device": "cpu", "nested": {"a": 1}}
     assert info["load_time_s"] == 0.25
     assert info["parameter_count"] == 8

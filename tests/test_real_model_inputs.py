@@ -72,6 +72,14 @@ def test_specs_give_sr_as_0d_int64_and_the_state_its_batch_on_axis_1(
         assert specs["x"].batch_axis == 0
         assert model.has_dynamic_batch  # the state's leading 2 is not a fixed batch
         assert batch_for(model, 3, 1, explicit=True) == 3
+        described = model.describe()["inputs"]
+        assert described[1] == {
+            "name": "state",
+            "shape": [2, "batch", 128],
+            "dtype": "float32",
+            "batch_axis": 1,
+        }
+        assert described[2] == {"name": "sr", "shape": [], "dtype": "int64"}
     ex = rm.example(2)
     got = model(ex)
     want = rm.reference(**ex)

@@ -155,12 +155,17 @@ class TensorSpec:
         return f"({inner},)" if len(self.shape) == 1 else f"({inner})"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype."""
+        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype.
+
+        ``batch_axis`` is there when a tensor of rank 1 or more holds its batch elsewhere than
+        on its first axis (a state's ``1``); a 0-d tensor has none.
+        """
         return {
             "name": self.name,
             "shape": None if self.shape is None else list(self.shape),
             "dtype": self.dtype.name,
-            "batch_axis": self.batch_axis,
+            # Only where the batch is not first: a state's 1 (a 0-d tensor has none).
+            **({"batch_axis": self.batch_axis} if self.shape and self.batch_axis != 0 else {}),
         }
 
     def __str__(self) -> str:
