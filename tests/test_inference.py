@@ -333,7 +333,14 @@ def test_dataset_keeps_order_and_reports_a_bad_input_in_the_middle() -> None:
     assert not result.interrupted
     assert result.elapsed_s > 0
     assert result.items_per_s > 0
-    np.testing.assert_array_equal(result.stacked(), reference(np.delete(x, [5, 8], axis=0)))
+    np.testing.assert_array_equal(
+        result.stacked(fill=None), reference(np.delete(x, [5, 8], axis=0))
+    )
+    aligned = result.stacked()  # row i is input i's; a failed input's row is NaN
+    assert aligned.shape == (11, *reference(x[:1]).shape[1:])
+    np.testing.assert_array_equal(result.succeeded_mask, [i not in (5, 8) for i in range(11)])
+    assert np.isnan(aligned[[5, 8]]).all()
+    np.testing.assert_array_equal(aligned[result.succeeded_mask], result.stacked(fill=None))
 
 
 def test_dataset_sources_arrays_dicts_generators() -> None:
@@ -799,7 +806,7 @@ def test_staged_path_gives_ordered_exact_results() -> None:
         assert not ring.pinned
     assert engine._uploader is None  # closed with the engine
     assert [f.index for f in result.failures] == [6]
-    np.testing.assert_array_equal(result.stacked(), reference(np.delete(x, 6, axis=0)))
+    np.testing.assert_array_equal(result.stacked(fill=None), reference(np.delete(x, 6, axis=0)))
     assert result.batch_sizes == [4, 3, 4, 1]
     with staged_engine(LinearModel(batch=4), batch_size=4) as fixed:
         padded = fixed.run_dataset(x)

@@ -94,7 +94,13 @@ if TYPE_CHECKING:
         VocabTokenizer,
         cast_arrays,
     )
-    from pyinfer.profiling import PerformanceProfiler, ProfilerSettings, measure, profile_callable
+    from pyinfer.profiling import (
+        IntRange,
+        PerformanceProfiler,
+        ProfilerSettings,
+        measure,
+        profile_callable,
+    )
     from pyinfer.report import ProfileReport, compare, comparison_table
 
 # Names served on first access, so `import pyinfer` does not import numpy (base.py needs it).
@@ -112,6 +118,7 @@ _LAZY = {
     "ProfilerSettings": "pyinfer.profiling",
     "measure": "pyinfer.profiling",
     "profile_callable": "pyinfer.profiling",
+    "IntRange": "pyinfer.profiling",
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
@@ -226,6 +233,7 @@ __all__ = [
     "ImagePipeline",
     "InferenceEngine",
     "InferenceError",
+    "IntRange",
     "InvalidArgumentError",
     "InvalidInputError",
     "ItemFailure",

@@ -33,8 +33,11 @@ from pyinfer.backends.tensors import (
     Dim,
     TensorSpec,
     check_array,
+    fit_batch,
+    framework_cause,
     name_mismatch,
     output_specs_from_arrays,
+    with_batch_axes,
 )
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
 from pyinfer.formats import ModelFormat
@@ -48,9 +51,12 @@ __all__ = [
     "ModelFormat",
     "TensorSpec",
     "check_options",
+    "fit_batch",
+    "framework_cause",
     "name_mismatch",
     "output_specs_from_arrays",
     "parse_device",
+    "with_batch_axes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,8 +178,8 @@ class Model(abc.ABC):
         self.framework = framework
         self.device = device
         self.path = path
-        self.inputs = tuple(inputs)
-        self.outputs = tuple(outputs)
+        # The batch axis of each tensor, read from its dimension names (a state's is 1).
+        self.inputs, self.outputs = with_batch_axes(inputs, outputs)
         self.parameter_count = int(parameter_count)
         self.parameter_bytes = int(parameter_bytes)
         self.options = dict(options or {})
@@ -376,7 +382,8 @@ class Model(abc.ABC):
                     f"not {type(value).__name__}"
                 )
             check_array(self.name, spec, value)
-            out[spec.name] = np.ascontiguousarray(value)
+            # np.ascontiguousarray would make a 0-d array (a sample rate) 1-d.
+            out[spec.name] = value if value.flags.c_contiguous else value.copy(order="C")
         return out
 
     def example_inputs(
@@ -389,10 +396,13 @@ class Model(abc.ABC):
         """Random inputs matching :attr:`inputs`, for smoke tests and profiling.
 
         Floats are standard normal; integers are drawn from ``[0, 100)`` (valid token ids for
-        any realistic vocabulary); booleans are random.
+        any realistic vocabulary); booleans are random. An input that only takes some values
+        (a sample rate) gets its value from the caller: the profiler's and the engine's
+        ``input_values`` replace these arrays (:func:`pyinfer.profiling.inputs.given_inputs`).
+        A backend may override this method (same signature) to give better examples.
 
         Args:
-            batch_size: Size of the dynamic first dimension.
+            batch_size: Size of each input's dynamic batch axis (:attr:`TensorSpec.batch_axis`).
             seed: Seed of the generator, so runs are reproducible.
             dims: Sizes of other named dynamic dimensions.
 

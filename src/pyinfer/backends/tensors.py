@@ -10,7 +10,22 @@ import numpy as np
 
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
 
-__all__ = ["Dim", "TensorSpec", "check_array", "name_mismatch", "output_specs_from_arrays"]
+__all__ = [
+    "BATCH_NAMES",
+    "Dim",
+    "TensorSpec",
+    "check_array",
+    "fit_batch",
+    "framework_cause",
+    "name_mismatch",
+    "output_specs_from_arrays",
+    "with_batch_axes",
+]
+
+#: Dimension names read as the batch wherever they stand (a state's ``(2, batch, 128)``), with
+#: the names of the inputs' own first dimensions. Short names such as ``N`` are not in it: a
+#: model of a fixed batch may use them for a sequence.
+BATCH_NAMES = frozenset({"batch", "batch_size"})
 
 #: One dimension of a tensor shape: an ``int`` is fixed, a ``str`` is a named dynamic dimension
 #: (``"batch"``, ONNX's ``"N"``), ``None`` is a dynamic dimension without a name.
@@ -35,16 +50,28 @@ class TensorSpec:
             (``"batch"``), ``None`` is dynamic without a name. ``None`` for the whole shape means
             the rank itself is unknown (a torch module whose inputs were not declared).
         dtype: The numpy dtype of the tensor's elements.
+        batch_axis: The axis that holds the items of a batch: 0 for most tensors, 1 for a
+            recurrent state ``(layers, batch, hidden)``, ``None`` for a tensor without one (a
+            0-d scalar such as a sample rate, always ``None`` for 0-d shapes), which a batch
+            shares.
     """
 
     name: str
     shape: tuple[Dim, ...] | None
     dtype: np.dtype[Any] = field(default_factory=lambda: np.dtype(np.float32))
+    batch_axis: int | None = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
         if self.shape is not None:
             object.__setattr__(self, "shape", tuple(self.shape))
+            if not self.shape:
+                object.__setattr__(self, "batch_axis", None)
+            elif self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
+                raise InvalidArgumentError(
+                    f"tensor '{self.name}' of shape {self.shape_text()} has no axis "
+                    f"{self.batch_axis} to hold the batch"
+                )
 
     @property
     def rank(self) -> int | None:
@@ -65,14 +92,23 @@ class TensorSpec:
 
     @property
     def has_dynamic_batch(self) -> bool:
-        """Whether the first dimension is dynamic, so any batch size is accepted."""
-        return self.shape is None or (len(self.shape) > 0 and not isinstance(self.shape[0], int))
+        """Whether any batch size is accepted: the batch axis is dynamic, or there is none."""
+        if self.shape is None or self.batch_axis is None:
+            return True
+        return not isinstance(self.shape[self.batch_axis], int)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size a fixed batch axis demands, ``None`` when any is accepted."""
+        if self.has_dynamic_batch or self.shape is None or self.batch_axis is None:
+            return None
+        return int(self.shape[self.batch_axis])  # type: ignore[arg-type]
 
     def concrete_shape(self, batch_size: int | None = None, **dims: int) -> tuple[int, ...]:
         """A shape to build an example input with, dynamic dimensions filled in.
 
         Args:
-            batch_size: Size of a dynamic first dimension (default 1).
+            batch_size: Size of a dynamic batch axis (:attr:`batch_axis`, default 1).
             **dims: Sizes of named dynamic dimensions (``sequence=128``).
 
         Returns:
@@ -80,7 +116,7 @@ class TensorSpec:
 
         Raises:
             InvalidArgumentError: If the rank is unknown, or a dynamic dimension other than the
-                first has no size in ``dims``.
+                batch axis has no size in ``dims``.
         """
         if self.shape is None:
             raise InvalidArgumentError(
@@ -93,7 +129,7 @@ class TensorSpec:
                 out.append(dim)
             elif isinstance(dim, str) and dim in dims:
                 out.append(int(dims[dim]))
-            elif axis == 0:
+            elif axis == self.batch_axis:
                 out.append(1 if batch_size is None else int(batch_size))
             else:
                 raise InvalidArgumentError(
@@ -119,11 +155,17 @@ class TensorSpec:
         return f"({inner},)" if len(self.shape) == 1 else f"({inner})"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype."""
+        """A JSON-ready description: name, shape (dynamic dimensions as strings or null), dtype.
+
+        ``batch_axis`` is there when a tensor of rank 1 or more holds its batch elsewhere than
+        on its first axis (a state's ``1``); a 0-d tensor has none.
+        """
         return {
             "name": self.name,
             "shape": None if self.shape is None else list(self.shape),
             "dtype": self.dtype.name,
+            # Only where the batch is not first: a state's 1 (a 0-d tensor has none).
+            **({"batch_axis": self.batch_axis} if self.shape and self.batch_axis != 0 else {}),
         }
 
     def __str__(self) -> str:
@@ -190,6 +232,37 @@ def check_array(model_name: str, spec: TensorSpec, value: np.ndarray) -> None:
         )
 
 
+def with_batch_axes(
+    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The specs with their batch axes read from the dimension names.
+
+    The batch's name is the name of the first dimension of any input whose first dimension is
+    named, or one of :data:`BATCH_NAMES`; a tensor whose first dimension is not dynamic but
+    another dimension has that name holds its batch there (a recurrent state
+    ``(2, batch, 128)``). Otherwise the batch is the first axis; a 0-d tensor has none.
+
+    Args:
+        inputs: The input specs as read from the model.
+        outputs: The output specs, whose batch follows the inputs' name.
+
+    Returns:
+        The input and output specs with :attr:`TensorSpec.batch_axis` set.
+    """
+    names = set(BATCH_NAMES)
+    names |= {s.shape[0] for s in inputs if s.shape and isinstance(s.shape[0], str)}
+
+    def axis(spec: TensorSpec) -> TensorSpec:
+        if not spec.shape:
+            return spec
+        found = 0
+        if isinstance(spec.shape[0], int):
+            found = next((i for i, d in enumerate(spec.shape) if d in names), 0)
+        return TensorSpec(spec.name, spec.shape, spec.dtype, found)
+
+    return tuple(axis(s) for s in inputs), tuple(axis(s) for s in outputs)
+
+
 def output_specs_from_arrays(
     arrays: Mapping[str, np.ndarray], *, dynamic_batch: bool
 ) -> tuple[TensorSpec, ...]:
@@ -209,3 +282,79 @@ def output_specs_from_arrays(
             shape[0] = "batch"
         specs.append(TensorSpec(name, tuple(shape), arr.dtype))
     return tuple(specs)
+
+
+#: The longest a framework's cause gets in a one-line message (its middle is cut, never its end).
+MAX_CAUSE_CHARS = 400
+
+
+def framework_cause(exc: BaseException | str) -> str:
+    """A framework's error on one line, its first and its last line kept.
+
+    Frameworks put the real cause last (TorchScript's interpreter traceback ends with
+    ``builtins.ValueError: Supported sampling rates: [8000, 16000]``); the first line says what
+    failed. Both are kept, joined by ``...``; a long middle is cut, never the end.
+    """
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    if len(text) > MAX_CAUSE_CHARS:
+        last = lines[-1][-(MAX_CAUSE_CHARS // 2) :]
+        text = f"{text[: MAX_CAUSE_CHARS - len(last) - 5]} ... {last}"
+    return text
+
+
+def fit_batch(spec: TensorSpec, array: np.ndarray, batch: int, where: str) -> np.ndarray:
+    """An array made a batch of ``batch`` items along the input's batch axis.
+
+    An array of the input's rank is a batch: sliced when it holds more items, repeated in
+    turn (item ``i`` is given item ``i % n``) when it holds fewer. An array of one dimension
+    less is one item, repeated. An input without a batch axis (a 0-d scalar) is passed as
+    given, and so is an input whose shape the model does not declare (TorchScript loaded
+    without input shapes: its batch axis is unknown). A dtype of the same kind is cast to the
+    input's (``float64`` to ``float32``).
+
+    Args:
+        spec: The input.
+        array: The array given for it.
+        batch: Items the batch must hold.
+        where: The array, for messages (``"given input 'x' of model 'm'"``).
+
+    Raises:
+        InvalidInputError: If the array's rank or dtype cannot fit the input.
+    """
+    if array.dtype != spec.dtype:
+        if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+            raise InvalidInputError(
+                f"{where} is {array.dtype.name}; the model takes {spec.dtype.name}"
+            )
+        array = array.astype(spec.dtype)
+    axis = spec.batch_axis
+    if spec.shape is None or axis is None:
+        # No batch axis, or one unknown in an undeclared shape: the array is the call's input.
+        if spec.shape is not None and array.ndim != len(spec.shape):
+            raise InvalidInputError(
+                f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()}"
+            )
+        return _contiguous(array)
+    rank = len(spec.shape)
+    if array.ndim == rank - 1:
+        array = np.expand_dims(array, axis)
+    elif array.ndim != rank:
+        raise InvalidInputError(
+            f"{where} has shape {tuple(array.shape)}; the model takes {spec.shape_text()} "
+            f"(one item without its batch axis {axis}, or a batch)"
+        )
+    count = int(array.shape[axis])
+    if count == 0:
+        raise InvalidInputError(f"{where} holds no item (shape {tuple(array.shape)})")
+    if count != batch:
+        array = np.take(array, np.arange(batch) % count, axis=axis)
+    return _contiguous(array)
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would make a 0-d array 1-d.
+    return array if array.flags.c_contiguous else array.copy(order="C")

@@ -21,6 +21,7 @@ from pyinfer.cli.common import (
     EXIT_USAGE,
     write_output,
 )
+from pyinfer.cli.model_args import add_input_options, given_from_args
 from pyinfer.cli.parser import add_loader_options, add_repeat_options, int_list, positive_int
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
@@ -245,6 +246,7 @@ def cmd_formats(args: argparse.Namespace) -> int:
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
     _require_cuda((device,))
+    given = given_from_args(args, None)  # --inputs, --input-value
     try:
         with native_output_silenced(enabled=not args.verbose):
             result = compare_formats(
@@ -260,6 +262,8 @@ def cmd_formats(args: argparse.Namespace) -> int:
                 trust_code=args.trust_code,
                 options=dict(args.options),
                 progress=_progress,
+                inputs=given[0],
+                input_values=given[1],
             )
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
@@ -402,4 +406,5 @@ def add_parser(commands: Any) -> None:
     )
     formats.add_argument("model", help="the model file (or SavedModel folder)")
     _common(formats, suite=False)
+    add_input_options(formats)
     formats.set_defaults(handler=cmd_formats)

@@ -7,11 +7,14 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfer.cli.common import EXIT_OK, value_text
 from pyinfer.cli.model_args import load_from_args
 from pyinfer.cli.parser import add_command, add_model_options
+
+if TYPE_CHECKING:
+    from pyinfer.backends.base import TensorSpec
 
 __all__ = ["add_parser", "cmd_info"]
 
@@ -66,10 +69,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"Framework:   {model.framework}",
         f"Device:      {model.device}",
         "Inputs:",
-        *(f"  {spec}" for spec in model.inputs),
+        *(f"  {spec}{_batch_note(spec)}" for spec in model.inputs),
         "Outputs:",
         *([f"  {spec}" for spec in model.outputs] or ["  (known once it runs)"]),
-        f"Parameters:  {model.parameter_count:,} ({_size_text(model.parameter_bytes)})",
+        f"Parameters:  {model.parameter_count:,} ({_size_text(model.parameter_bytes)})"
+        + ("  (no stored weights: made at run time, or none)" if not model.parameter_bytes else ""),
         f"Load time:   {load}",
         "Options:",
     ]
@@ -78,6 +82,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines += [f"  {k:<{width}}  {value_text(v)}" for k, v in options.items()] or ["  (none)"]
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _batch_note(spec: TensorSpec) -> str:
+    """Where an input's batch is, when not on its first axis."""
+    if spec.shape is None or spec.batch_axis == 0:
+        return ""
+    if spec.batch_axis is None:
+        return "  (no batch axis: a batch shares it)"
+    return f"  (batch on axis {spec.batch_axis})"
 
 
 def add_parser(commands: Any) -> None:
@@ -89,9 +102,23 @@ def add_parser(commands: Any) -> None:
         "Loads a model of any supported format and prints its format, framework, device, inputs "
         "and outputs (dynamic dimensions by name), parameters, load time, the options applied, "
         "and the file with its size.",
-        ["pyinfer info resnet50.onnx", "pyinfer info model.pt --option num_threads=2 --json"],
+        [
+            "pyinfer info resnet50.onnx",
+            "pyinfer info model.pt --option num_threads=2 --json",
+            "pyinfer info vad.pt --input-shape x:bx512 --input-shape state:2xbx128 "
+            "--input-shape sr:",
+        ],
         handler=cmd_info,
     )
     info.add_argument("model", help="the model file (or SavedModel folder)")
     add_model_options(info)
+    info.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="for a model that declares no input shape (TorchScript): an input's whole shape "
+        "(x:bx512, state:2xbx128, sr: for a 0-d input), loaded as its input_shapes; repeatable",
+    )
     info.add_argument("--json", action="store_true", help="print the description as JSON")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from pyinfer.cli.common import (
     write_output,
     write_plot,
 )
-from pyinfer.cli.model_args import load_from_args, parse_shape
+from pyinfer.cli.model_args import add_input_options, given_from_args, load_from_args, parse_spec
 from pyinfer.cli.parser import (
     add_command,
     add_model_options,
@@ -78,90 +79,102 @@ def profiler_settings(args: argparse.Namespace, input_dims: dict[str, int]) -> A
 
 
 def input_shapes(
-    specs: Sequence[str], model: Model, batch_size: int | None
+    specs: Sequence[str], model: Model, batch_size: int | None, given: Collection[str] = ()
 ) -> tuple[dict[str, int], int | None]:
     """Named dimension sizes and the batch size that ``--input-shape`` gives.
+
+    The grammar is :func:`~pyinfer.cli.model_args.parse_spec`'s. A whole shape's batch axis
+    (the input's) sets the batch size unless marked ``b``; its other dynamic dimensions size
+    their names. Inputs in ``given`` (``--inputs``, ``--input-value``) need no size.
 
     Raises:
         InvalidArgumentError: If a spec names nothing of the model, or contradicts its fixed
             dimensions, another spec or ``--batch-size`` (the message says which).
     """
     inputs = {s.name: s for s in model.inputs}
-    named = {d for s in model.inputs for d in (s.shape or ())[1:] if isinstance(d, str)}
-    batch_names = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], str)}
+    named = {
+        d
+        for s in model.inputs
+        for i, d in enumerate(s.shape or ())
+        if isinstance(d, str) and i != s.batch_axis
+    }
+    batch_names: set[str] = {
+        str(s.shape[s.batch_axis])
+        for s in model.inputs
+        if s.shape and s.batch_axis is not None and isinstance(s.shape[s.batch_axis], str)
+    }
     dims: dict[str, int] = {}
     batch = batch_size
+
+    def set_dim(text: str, dim: str, size: int) -> None:
+        if dims.get(dim, size) != size:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: dimension '{dim}' is {size} here and {dims[dim]} elsewhere"
+            )
+        dims[dim] = size
+
+    def set_batch(text: str, size: int) -> None:
+        nonlocal batch
+        if batch is not None and batch != size:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: batch {size} contradicts batch size {batch}"
+            )
+        batch = size
+
     for text in specs:
-        name, sep, value = text.partition("=")
-        if not sep:
+        spec_ = parse_spec(text)
+        name = spec_.name
+        if spec_.dims is not None and name is None:
             if len(inputs) != 1:
                 raise InvalidArgumentError(
                     f"--input-shape {text}: model '{model.name}' has {len(inputs)} inputs; "
-                    f"give NAME=SHAPE for each of {', '.join(inputs)}"
+                    f"give NAME=SHAPE (or NAME:SHAPE) for each of {', '.join(inputs)}"
                 )
-            name, value = next(iter(inputs)), text
-        name = name.strip()
-        if name in inputs:
+            name = next(iter(inputs))
+        assert name is not None
+        if spec_.dims is not None and name in inputs:
             spec = inputs[name]
-            shape = parse_shape(value, text)
             if spec.shape is None:
                 raise InvalidArgumentError(
                     f"--input-shape {text}: input '{name}' has no declared shape; load it with "
                     f"--option 'input_shapes={{\"{name}\": [...]}}'"
                 )
-            if len(shape) != len(spec.shape):
+            if len(spec_.dims) != len(spec.shape):
                 raise InvalidArgumentError(
                     f"--input-shape {text}: input '{name}' has {len(spec.shape)} dimensions "
-                    f"{spec.shape_text()}, not {len(shape)}"
+                    f"{spec.shape_text()}, not {len(spec_.dims)}"
                 )
-            for axis, (dim, size) in enumerate(zip(spec.shape, shape, strict=True)):
+            for axis, (dim, size) in enumerate(zip(spec.shape, spec_.dims, strict=True)):
+                if size == "batch":
+                    continue
+                assert isinstance(size, int)
                 if isinstance(dim, int):
                     if dim != size:
                         raise InvalidArgumentError(
                             f"--input-shape {text}: dimension {axis} of input '{name}' is fixed "
                             f"at {dim} {spec.shape_text()}, not {size}"
                         )
-                elif axis == 0:
-                    if batch is not None and batch != size:
-                        raise InvalidArgumentError(
-                            f"--input-shape {text}: batch {size} contradicts batch size {batch}"
-                        )
-                    batch = size
+                elif axis == spec.batch_axis:
+                    set_batch(text, size)
                 elif isinstance(dim, str):
-                    if dims.get(dim, size) != size:
-                        raise InvalidArgumentError(
-                            f"--input-shape {text}: dimension '{dim}' is {size} here and "
-                            f"{dims[dim]} elsewhere"
-                        )
-                    dims[dim] = size
+                    set_dim(text, dim, size)
                 else:
                     raise InvalidArgumentError(
                         f"--input-shape {text}: dimension {axis} of input '{name}' is dynamic "
                         f"without a name {spec.shape_text()}; load the model with its shape: "
                         f"--option 'input_shapes={{\"{name}\": [...]}}'"
                     )
-        elif name in named or name in batch_names:
-            try:
-                size = int(value)
-            except ValueError:
-                size = 0
-            if size < 1:
-                raise InvalidArgumentError(
-                    f"--input-shape {text}: the size of '{name}' must be an integer of at least 1"
-                )
+        elif spec_.size is not None and name in inputs and name not in named | batch_names:
+            raise InvalidArgumentError(
+                f"--input-shape {text}: NAME=N sizes a named dimension, and '{name}' is an "
+                f"input; its whole shape is {name}:{spec_.size} (1-D), or {name}: for a 0-d "
+                f"input (its value: --input-value {name}=VALUE)"
+            )
+        elif spec_.size is not None and (name in named or name in batch_names):
             if name in named:
-                if dims.get(name, size) != size:
-                    raise InvalidArgumentError(
-                        f"--input-shape {text}: dimension '{name}' is {size} here and "
-                        f"{dims[name]} elsewhere"
-                    )
-                dims[name] = size
-            elif batch is not None and batch != size:
-                raise InvalidArgumentError(
-                    f"--input-shape {text}: batch {size} contradicts batch size {batch}"
-                )
+                set_dim(text, name, spec_.size)
             else:
-                batch = size
+                set_batch(text, spec_.size)
         else:
             raise InvalidArgumentError(
                 f"--input-shape {text}: '{name}' is neither an input of model '{model.name}' "
@@ -169,13 +182,15 @@ def input_shapes(
                 f"({', '.join(sorted(named | batch_names)) or 'none'})"
             )
     for spec in model.inputs:
+        if spec.name in given:
+            continue
         if spec.shape is None:
             raise InvalidArgumentError(
-                f"input '{spec.name}' of model '{model.name}' has no declared shape; load it "
-                f"with its shape: --option 'input_shapes={{\"{spec.name}\": [...]}}'"
+                f"input '{spec.name}' of model '{model.name}' has no declared shape; give it: "
+                f"--input-shape {spec.name}:SHAPE, or its value: --inputs FILE"
             )
         for axis, dim in enumerate(spec.shape):
-            if axis == 0 or isinstance(dim, int) or dim in dims:
+            if axis == spec.batch_axis or isinstance(dim, int) or dim in dims:
                 continue
             if isinstance(dim, str):
                 raise InvalidArgumentError(
@@ -198,8 +213,13 @@ def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None
             "--iterations N times exactly N calls; it cannot be combined with --max-time"
         )
     model = load_from_args(args)
-    dims, batch = input_shapes(args.input_shape, model, getattr(args, "batch_size", None))
-    return PerformanceProfiler(model, profiler_settings(args, dims)), batch
+    arrays, values = given_from_args(args, model)
+    given = set(arrays) | {n for n, v in values.items() if isinstance(v, (int, float))}
+    dims, batch = input_shapes(args.input_shape, model, getattr(args, "batch_size", None), given)
+    settings = dataclasses.replace(
+        profiler_settings(args, dims), inputs=arrays, input_values=values
+    )
+    return PerformanceProfiler(model, settings), batch
 
 
 def _unstable_note(command: str, reason: str, strict: bool) -> None:
@@ -322,14 +342,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"model '{model.name}' has a fixed batch size ({model.inputs[0]}); a batch sweep "
             "needs a dynamic batch dimension"
         )
-    inputs = set(model.input_names())
-    whole = [t for t in args.input_shape if "=" not in t or t.partition("=")[0].strip() in inputs]
-    if batch is not None and len(whole) < len(args.input_shape):
+    if batch is not None and not any(parse_spec(t).dims is not None for t in args.input_shape):
         raise InvalidArgumentError(
             "--input-shape sets the batch size, which a sweep takes from --batch-sizes; give "
             "the named dimensions only (sequence=128)"
         )
-    # A whole shape's first dimension is the batch, which each point of the sweep sets.
+    # A whole shape's batch axis is the batch, which each point of the sweep sets.
     sys.stdout.write(f"Model: {model.name} ({model.format.value} on {model.device})\n")
     interrupted = False
     try:
@@ -381,6 +399,7 @@ def add_parser(commands: Any) -> None:
             "pyinfer profile bert.onnx --input-shape sequence=128 --iterations 500",
             "pyinfer profile resnet50.pt --input-shape 1x3x224x224 --option num_threads=1",
             "pyinfer profile mlp.pt2 --batch-sizes 1,8,64 --latency-budget 5 --plot mlp.png",
+            "pyinfer profile vad.onnx --inputs audio.npz --input-value sr=16000",
         ],
         handler=cmd_profile,
     )
@@ -395,6 +414,7 @@ def add_parser(commands: Any) -> None:
     profile.add_argument("--no-memory", action="store_true", help="skip the memory pass")
     add_model_options(profile)
     add_timing_options(profile)
+    add_input_options(profile)
     add_report_files(profile)
 
     sweep = add_command(
@@ -422,4 +442,5 @@ def add_parser(commands: Any) -> None:
     )
     add_model_options(sweep)
     add_timing_options(sweep)
+    add_input_options(sweep)
     add_report_files(sweep, markdown=False)

@@ -41,7 +41,7 @@ class _Entry:
     """One item of ``pyinfer run``: where it came from, what to feed, and what came of it."""
 
     source: str
-    kind: str  # "image" or "array"
+    kind: str  # "image", "array" (one item) or "call" (one call's inputs, as given)
     payload: Any = None
     outputs: dict[str, np.ndarray] | None = None
     error: str | None = None
@@ -87,6 +87,9 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
                 f"its keys ({', '.join(sorted(arrays)) or 'none'}) are not the model's inputs "
                 f"({', '.join(names)})"
             )
+    if _whole_calls(model, arrays):
+        # A shared scalar or a batch on another axis: the file is one call's inputs, as given.
+        return [_Entry(str(path), "call", arrays)]
     # A leading batch dimension (the input's full rank) means many items; one less, one item.
     batched: bool | None = None
     for spec in model.inputs:
@@ -110,6 +113,41 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
         return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
     n = counts.pop()
     return [_Entry(f"{path}[{i}]", "array", {k: v[i] for k, v in arrays.items()}) for i in range(n)]
+
+
+def _whole_calls(model: Model, arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a file's arrays are run as one call rather than split into items.
+
+    So they are for a model with an input that a batch shares (a 0-d sample rate) or holds
+    its batch on another axis than the first (a state ``(2, batch, 128)``), and for 0-d
+    arrays given to inputs of undeclared shape: the items of such a batch cannot be stacked
+    on the first axis.
+    """
+    for spec in model.inputs:
+        if spec.shape is None:
+            if arrays[spec.name].ndim == 0:
+                return True
+        elif spec.batch_axis != 0:
+            return True
+    return False
+
+
+def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) -> None:
+    """Runs each whole-call entry as one call of the model (its arrays cast as ``--cast``)."""
+    import numpy as np
+
+    from pyinfer.preprocess import cast_arrays
+
+    for entry in entries:
+        if entry.kind != "call" or entry.error is not None:
+            continue
+        arrays = {k: np.asarray(v) for k, v in entry.payload.items()}
+        try:
+            if args.cast != "none":
+                arrays = cast_arrays(arrays, model.inputs, args.cast)
+            entry.outputs = model(arrays)
+        except PyinferError as exc:
+            entry.error = str(exc)
 
 
 def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
@@ -152,6 +190,7 @@ def _run_entries(
     from pyinfer.engine import InferenceEngine
     from pyinfer.preprocess import ImagePipeline
 
+    _run_calls(entries, model, args)
     progress = args.progress
     for kind in ("image", "array"):
         todo = [e for e in entries if e.kind == kind and e.error is None]
@@ -197,8 +236,57 @@ def _take_results(todo: list[_Entry], result: Any) -> None:
         todo[failure.index].error = failure.reason
 
 
+#: Classes per item when ``--top-k`` is not given.
+DEFAULT_TOP_K = 5
+
+
 def _is_scores(value: np.ndarray) -> bool:
     return value.ndim == 1 and value.dtype.kind == "f" and value.size > 1
+
+
+def _score_output(model: Model, names: list[str], done: list[_Entry], *, asked: bool) -> str | None:
+    """The output to read as class scores, or ``None``: no softmax or top-k is made up.
+
+    Scores are a float vector per item; they are read as classes only when the model has
+    exactly one output, or when ``--top-k``/``--labels`` ask (then the first such output).
+    Items of whole calls (``kind == "call"``) are batches, never read as scores.
+    """
+    items = [e for e in done if e.kind != "call" and e.outputs is not None]
+    if not items or not (asked or len(names) == 1):
+        return None
+    first = items[0].outputs
+    assert first is not None
+    return next((n for n in names if _is_scores(first[n])), None)
+
+
+def _summaries(names: list[str], done: list[_Entry]) -> list[str]:
+    """One line per output, named: its shape (stacked over items, or per call), dtype, range."""
+    import numpy as np
+
+    lines = []
+    for name in names:
+        values = [np.asarray(e.outputs[name]) for e in done if e.outputs is not None]
+        if not values:
+            continue
+        calls = any(e.kind == "call" for e in done)
+        shapes = sorted({v.shape for v in values})
+        if calls or len(shapes) > 1:
+            shape_text = ", ".join(str(s) for s in shapes[:3]) + (
+                ", ..." if len(shapes) > 3 else ""
+            )
+            shape_text = f"{shape_text} (per input file)" if calls else shape_text
+            flat = np.concatenate([v.reshape(-1) for v in values])
+        else:
+            stacked = np.stack(values)
+            shape_text, flat = str(tuple(stacked.shape)), stacked.reshape(-1)
+        numeric = flat.astype(np.float64) if flat.dtype.kind in "biuf" else None
+        summary = (
+            f"  min {numeric.min():.4g}  mean {numeric.mean():.4g}  max {numeric.max():.4g}"
+            if numeric is not None and numeric.size
+            else ""
+        )
+        lines.append(f"{name}: {shape_text} {values[0].dtype.name}{summary}")
+    return lines
 
 
 def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
@@ -240,12 +328,14 @@ def _run_output_payload(
     k: int,
     labels: list[str] | None,
     *,
+    score: str | None = None,
     interrupted: bool = False,
 ) -> bytes | str:
     """The ``--output`` file's content: JSON, or ``.npy``/``.npz`` of the items that ran.
 
-    The JSON also says how many inputs there were and whether Ctrl-C (or SIGTERM) stopped the
-    run before the rest ran.
+    The JSON gives the top-k of the ``score`` output (see :func:`_score_output`) and every
+    other output by name; it also says how many inputs there were and whether Ctrl-C (or
+    SIGTERM) stopped the run before the rest ran.
     """
     import numpy as np
 
@@ -257,15 +347,16 @@ def _run_output_payload(
             if e.outputs is None:
                 continue
             item: dict[str, Any] = {"source": e.source}
-            first = e.outputs[names[0]]
-            if _is_scores(first):
-                short = first.dtype.itemsize < 8
+            if score is not None and e.kind != "call":
+                scores = e.outputs[score]
+                short = scores.dtype.itemsize < 8
                 item["top_k"] = [
                     {**p._asdict(), "score": _short_float(p.score) if short else p.score}
-                    for p in _top_k(first, k, labels)
+                    for p in _top_k(scores, k, labels)
                 ]
-            else:
-                item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in e.outputs.items()}
+            rest = {n: v for n, v in e.outputs.items() if n != score or e.kind == "call"}
+            if rest:
+                item["outputs"] = {n: _json_values(np.asarray(v)) for n, v in rest.items()}
             items.append(item)
         failures = [{"source": e.source, "reason": e.error} for e in entries if e.error]
         document = {
@@ -311,8 +402,6 @@ def _check_npy_output(output: Path | None, model: Model, names: list[str]) -> No
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs a model on image files, folders and arrays; prints top-k or the outputs' shapes."""
-    import numpy as np
-
     output = Path(args.output) if args.output else None
     if output is not None and output.suffix.lower() not in {".npy", ".npz", ".json"}:
         raise InvalidArgumentError(f"--output {output}: use a .npy, .npz or .json file")
@@ -345,28 +434,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A model without declared outputs (TorchScript) names them at its first call.
     names = model.output_names() or (list(done[0].outputs) if done and done[0].outputs else [])
     _check_npy_output(output, model, names)
+    score = _score_output(model, names, done, asked=args.top_k is not None or bool(args.labels))
+    k = args.top_k or DEFAULT_TOP_K
     out: list[str] = []
-    first = done[0].outputs[names[0]] if done and done[0].outputs else None
-    if first is not None and _is_scores(first):
-        _check_labels(labels, args.labels, first.size)
+    if score is not None:
+        _check_labels(labels, args.labels, done[0].outputs[score].size)  # type: ignore[index]
+        prefix = f"{score}: " if len(names) > 1 else ""
         for e in done:
             assert e.outputs is not None
-            predictions = _top_k(e.outputs[names[0]], args.top_k, labels)
+            predictions = _top_k(e.outputs[score], k, labels)
             text = "; ".join(
                 f"{p.label if p.label is not None else f'class {p.class_index}'} {p.score:.4f}"
                 for p in predictions
             )
-            out.append(f"{e.source}: {text}")
-    elif done:
-        for name in names:
-            stacked = np.stack([e.outputs[name] for e in done if e.outputs is not None])
-            values = stacked.astype(np.float64) if stacked.dtype.kind in "biuf" else None
-            summary = (
-                f"  min {values.min():.4g}  mean {values.mean():.4g}  max {values.max():.4g}"
-                if values is not None and values.size
-                else ""
-            )
-            out.append(f"{name}: {tuple(stacked.shape)} {stacked.dtype.name}{summary}")
+            out.append(f"{e.source}: {prefix}{text}")
+    out += _summaries([n for n in names if n != score], done)
     if out:
         sys.stdout.write("\n".join(out) + "\n")
     failed = [e for e in entries if e.error is not None]
@@ -381,8 +463,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             entries,
             names,
             output,
-            args.top_k,
+            k,
             labels,
+            score=score,
             interrupted=isinstance(stopped, KeyboardInterrupt),
         )
         write_output(output, payload, "outputs")
@@ -408,9 +491,12 @@ def add_parser(commands: Any) -> None:
         "run a model on images or arrays",
         "Runs a model on image files, folders of images and .npy/.npz arrays (an .npz's keys "
         "are the model's input names; a leading batch dimension means many items). Images are "
-        "preprocessed for the model (ImageNet-style). A classifier's top-k classes are printed "
-        "per item, other outputs as shape, dtype and a summary. Items that fail are listed on "
-        "stderr and the exit status is 1; the others are still printed and written.",
+        "preprocessed for the model (ImageNet-style). A model of one output of scores gets its "
+        "top-k classes per item (others with --top-k or --labels); every other output is "
+        "printed by name with its shape, dtype and a summary. An .npz for a model with a "
+        "shared scalar input or a batch on another axis than the first is run as one call. "
+        "Items that fail are listed on stderr and the exit status is 1; the others are still "
+        "printed and written.",
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
@@ -421,7 +507,12 @@ def add_parser(commands: Any) -> None:
     run.add_argument("model", help="the model file (or SavedModel folder)")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .npy/.npz")
     run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
-    run.add_argument("--top-k", type=positive_int, default=5, help="classes per item (5)")
+    run.add_argument(
+        "--top-k",
+        type=positive_int,
+        help="classes per item (5); reads the first output of float scores as classes (a "
+        "model of one such output is read so without it)",
+    )
     run.add_argument("--labels", metavar="FILE", help="class labels, one per line")
     run.add_argument(
         "--cast",

@@ -30,11 +30,8 @@ def fixed_batch_of(model: Model) -> int | None:
     Raises:
         InvalidArgumentError: If the inputs fix different batch sizes.
     """
-    sizes = {
-        spec.shape[0]
-        for spec in model.inputs
-        if spec.shape is not None and spec.shape and isinstance(spec.shape[0], int)
-    }
+    # On each input's batch axis: a state (2, batch, 128) does not fix a batch of 2.
+    sizes = {spec.fixed_batch for spec in model.inputs if spec.fixed_batch is not None}
     if not sizes:
         return None
     if len(sizes) > 1:

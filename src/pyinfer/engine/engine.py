@@ -43,7 +43,7 @@ from typing import IO, Any, Literal, overload
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Model, parse_device
+from pyinfer.backends.base import Device, Model, fit_batch, parse_device
 from pyinfer.engine.batch_size import (
     candidate_sizes,
     choose_batch_size,
@@ -331,16 +331,26 @@ class InferenceEngine:
     # -- choosing a batch size -------------------------------------------------------------
 
     def _example_batch(self, example: Any, size: int) -> Arrays:
+        """``size`` copies of one item, each input repeated along its own batch axis."""
         if example is None:
             try:
-                one = {k: v[0] for k, v in self.model.example_inputs(1).items()}
+                one = self.model.example_inputs(1)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(
                     f"{exc}; or pass example= (one input, as for predict)"
                 ) from exc
         else:
             one = self._preparer.item(example, " (example)")
-        return {k: np.repeat(v[None], size, axis=0) for k, v in one.items()}
+        specs = {s.name: s for s in self.model.inputs}
+        where = f"model '{self.model.name}'"
+        out: Arrays = {}
+        for k, v in one.items():
+            spec = specs.get(k)
+            if spec is None or spec.shape is None:  # an item without a declared shape
+                out[k] = np.repeat(v[None], size, axis=0)
+            else:
+                out[k] = fit_batch(spec, v, size, f"example input '{k}' of {where}")
+        return out
 
     def find_max_batch_size(
         self, limit: int = 1024, *, start: int = 1, example: Any = None, retries: int = 1
@@ -482,10 +492,17 @@ def _check_settings(
     if not model.inputs:
         raise InvalidArgumentError(f"model '{model.name}' declares no inputs")
     for spec in model.inputs:
-        if spec.shape is not None and len(spec.shape) == 0:
+        if spec.shape is not None and spec.batch_axis != 0:
+            what = (
+                "is a scalar: it has no batch dimension to batch on"
+                if not spec.shape
+                else f"holds its batch on axis {spec.batch_axis} {spec.shape_text()}, and the "
+                "engine stacks items on the first"
+            )
             raise InvalidArgumentError(
-                f"input '{spec.name}' of model '{model.name}' is a scalar: it has no batch "
-                "dimension to batch on"
+                f"input '{spec.name}' of model '{model.name}' {what}; call the model on whole "
+                "batches (model(inputs)), or measure it with given inputs "
+                "(ProfilerSettings(inputs=..., input_values=...))"
             )
 
 

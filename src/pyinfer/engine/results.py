@@ -8,6 +8,7 @@ Plain data, no model calls: :class:`ItemResult` and :class:`ItemFailure` per inp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,17 +111,25 @@ class DatasetResult:
         """Inputs that ran per second of wall time."""
         return self.succeeded / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
-    def stacked(self, name: str | None = None) -> np.ndarray:
-        """One output of every input that ran, stacked in input order (failures skipped).
+    def stacked(self, name: str | None = None, *, fill: float | None = math.nan) -> np.ndarray:
+        """One output of every input, stacked in input order: row ``i`` is input ``i``'s.
+
+        A failed input's row is ``fill`` (NaN by default), so rows stay aligned with the
+        inputs; :attr:`succeeded_mask` says which rows ran. An integer or boolean output has no
+        NaN: give an integer ``fill`` (such as ``-1``) for it, or ``fill=None`` to leave the
+        failed rows out (the rows are then those of :attr:`succeeded_mask`, no longer aligned).
 
         Args:
             name: The output; the first one by default.
+            fill: The value of a failed input's row, or ``None`` to skip failed inputs.
 
         Returns:
-            The stacked array, ``(succeeded, ...)``.
+            The stacked array, ``(len(outputs), ...)`` (``(succeeded, ...)`` with
+            ``fill=None``).
 
         Raises:
-            InvalidArgumentError: If no input ran, or there is no such output.
+            InvalidArgumentError: If no input ran, there is no such output, or ``fill`` does
+                not fit the output's dtype (NaN for integers).
         """
         done = [o for o in self.outputs if o is not None]
         if not done:
@@ -128,7 +137,23 @@ class DatasetResult:
         key = next(iter(done[0])) if name is None else name
         if key not in done[0]:
             raise InvalidArgumentError(f"no output {key!r}; outputs are {', '.join(done[0])}")
-        return np.stack([o[key] for o in done])
+        ran = np.stack([o[key] for o in done])
+        if fill is None or len(done) == len(self.outputs):
+            return ran
+        if ran.dtype.kind != "f" and (isinstance(fill, float) and not float(fill).is_integer()):
+            raise InvalidArgumentError(
+                f"output {key!r} is {ran.dtype.name}, which has no {fill!r} for the rows of "
+                f"the {len(self.outputs) - len(done)} failed input(s): give stacked(fill=-1) "
+                "or another integer, or fill=None to leave them out"
+            )
+        out = np.full((len(self.outputs), *ran.shape[1:]), fill, dtype=ran.dtype)
+        out[self.succeeded_mask] = ran
+        return out
+
+    @property
+    def succeeded_mask(self) -> np.ndarray:
+        """One bool per input, ``True`` where it ran (the rows of :meth:`stacked` it fills)."""
+        return np.array([o is not None for o in self.outputs], dtype=bool)
 
     def _add(self, item: ItemResult) -> None:
         self.outputs.append(item.outputs)

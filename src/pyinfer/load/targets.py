@@ -15,6 +15,7 @@ from typing import Any
 from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
+from pyinfer.profiling.settings import ProfilerSettings
 
 __all__ = ["Server", "make_servers", "target_name"]
 
@@ -42,8 +43,7 @@ class Server:
         self.fn = fn
         self.model = model
         self.request_batch = request_batch
-        self._seed = seed
-        self._dims = dict(input_dims or {})
+        self._settings = ProfilerSettings(seed=seed, input_dims=dict(input_dims or {}))
         self._calls: dict[int, PreparedCall] = {}
         self._lock = threading.Lock()
 
@@ -56,7 +56,7 @@ class Server:
             call = self._calls.get(requests)
             if call is None:
                 batch = requests * self.request_batch
-                call = prepare(self.model, batch, seed=self._seed, input_dims=self._dims)
+                call = prepare(self.model, batch, settings=self._settings)
                 self._calls[requests] = call
         return call.call
 

@@ -18,7 +18,12 @@ from pyinfer.profiling import jobs, merge, repeat
 from pyinfer.profiling.callables import CallableModel
 from pyinfer.profiling.code_timing import Measurement, measure, profile_callable
 from pyinfer.profiling.profiler import PerformanceProfiler, sweep_report
-from pyinfer.profiling.settings import DEFAULT_STABILITY_TARGET, TIMING_METHODS, ProfilerSettings
+from pyinfer.profiling.settings import (
+    DEFAULT_STABILITY_TARGET,
+    TIMING_METHODS,
+    IntRange,
+    ProfilerSettings,
+)
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
 from pyinfer.profiling.timing import MIN_THROUGHPUT_CALLS
 
@@ -28,6 +33,7 @@ __all__ = [
     "MIN_THROUGHPUT_CALLS",
     "TIMING_METHODS",
     "CallableModel",
+    "IntRange",
     "Measurement",
     "PerformanceProfiler",
     "ProfilerSettings",

@@ -8,15 +8,24 @@ the profiler's own is timed).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyinfer.backends.base import Model
-from pyinfer.errors import InvalidArgumentError
-from pyinfer.profiling.settings import as_batch_size
+import numpy as np
 
-__all__ = ["PreparedCall", "batch_for", "check_dims", "prepare", "resolve_model"]
+from pyinfer.backends.base import Model, fit_batch
+from pyinfer.errors import InvalidArgumentError
+from pyinfer.profiling.settings import IntRange, ProfilerSettings, as_batch_size
+
+__all__ = [
+    "PreparedCall",
+    "batch_for",
+    "check_dims",
+    "given_inputs",
+    "prepare",
+    "resolve_model",
+]
 
 
 def named_dims(model: Model) -> set[str]:
@@ -73,10 +82,11 @@ def batch_for(model: Model, requested: int | None, default: int, explicit: bool)
     batch = default if requested is None else as_batch_size(requested, "batch_size")
     if model.has_dynamic_batch:
         return batch
-    first = next((s for s in model.inputs if s.shape and isinstance(s.shape[0], int)), None)
-    if first is None or first.shape is None:  # only scalar inputs: nothing to batch
+    # The batch axis, not the first dimension: a state (2, batch, 128) holds its batch on 1.
+    first = next((s for s in model.inputs if s.fixed_batch is not None), None)
+    if first is None or first.fixed_batch is None:  # only scalar inputs: nothing to batch
         return batch
-    fixed = int(first.shape[0])  # type: ignore[arg-type]
+    fixed = first.fixed_batch
     if batch != fixed and (requested is not None or explicit):
         raise InvalidArgumentError(
             f"model '{model.name}' has a fixed batch size of {fixed} (input "
@@ -85,17 +95,24 @@ def batch_for(model: Model, requested: int | None, default: int, explicit: bool)
     return fixed
 
 
-def check_dims(model: Model, input_dims: Mapping[str, int]) -> None:
+def check_dims(model: Model, input_dims: Mapping[str, int], given: Collection[str] = ()) -> None:
     """Refuses, saying how to fix it, an input dimension that no setting gives a size to.
 
     Raises:
         InvalidArgumentError: If a dynamic dimension other than the first is named but
             missing from ``input_dims``, or unnamed (the model then needs an input shape).
     """
+    skip = set(given)
     given = input_dims
     for spec in model.inputs:
+        if spec.name in skip:
+            continue
         for axis, dim in enumerate(spec.shape or ()):
-            if axis == 0 or isinstance(dim, int) or (isinstance(dim, str) and dim in given):
+            if (
+                axis == spec.batch_axis
+                or isinstance(dim, int)
+                or (isinstance(dim, str) and dim in given)
+            ):
                 continue
             where = (
                 f"input '{spec.name}' of model '{model.name}' has dynamic dimension "
@@ -114,10 +131,64 @@ def check_dims(model: Model, input_dims: Mapping[str, int]) -> None:
             )
 
 
-def prepare(model: Model, batch: int, *, seed: int, input_dims: Mapping[str, int]) -> PreparedCall:
-    """Example inputs of ``batch`` items in the model's native form, and the call to time."""
-    check_dims(model, input_dims)
-    arrays = model.example_inputs(batch, seed=seed, dims=dict(input_dims))
+def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[str, np.ndarray]:
+    """The inputs of one call of ``batch`` items: given ones fitted, the others random.
+
+    Args:
+        model: The model.
+        batch: Items per call.
+        settings: Their ``inputs`` (the key ``""`` is a one-input model's input, as an
+            ``.npy`` gives it), ``input_values``, ``input_dims`` and ``seed``.
+
+    Raises:
+        InvalidArgumentError: If a given name is not an input of the model, or an input
+            left random has a dimension nothing sizes.
+        InvalidInputError: If a given array cannot fit its input.
+    """
+    specs = {s.name: s for s in model.inputs}
+    given_arrays = dict(settings.inputs)
+    if "" in given_arrays and len(specs) == 1:  # an .npy: the one input's
+        given_arrays = {next(iter(specs)): given_arrays.pop("")}
+    names = [*given_arrays, *settings.input_values]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise InvalidArgumentError(
+            f"given input(s) {', '.join(repr(n) for n in unknown)} are not inputs of model "
+            f"'{model.name}' ({', '.join(specs)})"
+        )
+    constants = {n for n, v in settings.input_values.items() if not isinstance(v, IntRange)}
+    given = set(given_arrays) | constants
+    arrays: dict[str, np.ndarray] = {}
+    if any(n not in given for n in specs):
+        check_dims(model, settings.input_dims, given)
+        arrays = model.example_inputs(batch, seed=settings.seed, dims=dict(settings.input_dims))
+    for name, array in given_arrays.items():
+        where = f"given input '{name}' of model '{model.name}'"
+        arrays[name] = fit_batch(specs[name], np.asarray(array), batch, where)
+    rng = np.random.default_rng(settings.seed)
+    for name, value in settings.input_values.items():
+        spec = specs[name]
+        shape = arrays[name].shape if name in arrays else spec.concrete_shape(batch)
+        if isinstance(value, IntRange):
+            if spec.dtype.kind not in "iu":
+                raise InvalidArgumentError(
+                    f"input '{name}' of model '{model.name}' is {spec.dtype.name}; an integer "
+                    "range is for integer inputs"
+                )
+            drawn = rng.integers(value.low, value.high, size=shape)
+            arrays[name] = drawn.astype(spec.dtype)
+        else:
+            arrays[name] = np.full(shape, value, dtype=spec.dtype)
+    return {s.name: arrays[s.name] for s in model.inputs}
+
+
+def prepare(model: Model, batch: int, *, settings: ProfilerSettings) -> PreparedCall:
+    """Inputs of ``batch`` items in the model's native form, and the call to time.
+
+    The inputs are :func:`given_inputs`: the settings' given arrays and values, random
+    examples for the rest.
+    """
+    arrays = given_inputs(model, batch, settings)
     native = model.to_native(arrays)
     return PreparedCall(
         batch_size=batch,

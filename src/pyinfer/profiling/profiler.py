@@ -45,11 +45,10 @@ sibling modules of :mod:`pyinfer.profiling`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -60,7 +59,12 @@ from pyinfer.profiling import device_lock, memory, repeat, sweep, timing
 from pyinfer.profiling.callables import CallableModel, as_failure, profile_runs
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
 from pyinfer.profiling.noise import NoiseMonitor
-from pyinfer.profiling.settings import ProfilerSettings, as_batch_size, check_for_model
+from pyinfer.profiling.settings import (
+    ProfilerSettings,
+    as_batch_size,
+    check_for_model,
+    settings_record,
+)
 from pyinfer.profiling.stopping import collect, warm_up
 from pyinfer.profiling.sweep import MIN_PARTIAL_SAMPLES
 from pyinfer.report import (
@@ -192,9 +196,7 @@ class PerformanceProfiler:
         if isinstance(self.model, CallableModel):  # the bare call, with no inputs to make
             self._prepared = self.model.prepared_call()
             return self._prepared
-        self._prepared = prepare(
-            self.model, batch, seed=self.settings.seed, input_dims=self.settings.input_dims
-        )
+        self._prepared = prepare(self.model, batch, settings=self.settings)
         return self._prepared
 
     def _failures(self) -> contextlib.AbstractContextManager[None]:
@@ -667,11 +669,7 @@ def sweep_report(
     """
     m = profiler.model
     environment = profiler._environment()
-    settings = {
-        f.name: dict(v) if isinstance(v, Mapping) else v
-        for f in dataclasses.fields(profiler.settings)
-        for v in (getattr(profiler.settings, f.name),)
-    }
+    settings = settings_record(profiler.settings)
     return SweepReport(
         **_measured_where(m, environment),
         inputs={s.name: f"{s.shape_text()} {s.dtype.name}" for s in m.inputs},

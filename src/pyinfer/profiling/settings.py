@@ -19,10 +19,12 @@ __all__ = [
     "DEFAULT_STABILITY_TARGET",
     "MIN_CALLS_PER_RUN",
     "TIMING_METHODS",
+    "IntRange",
     "ProfilerSettings",
     "as_batch_size",
     "check_for_model",
     "is_int",
+    "settings_record",
 ]
 
 #: ``timing`` values: ``auto`` (CUDA events where the model exposes a stream, else host),
@@ -50,6 +52,25 @@ MIN_WARMUP_PER_RUN = 5
 
 
 @dataclass(frozen=True)
+class IntRange:
+    """Integers drawn at random from ``[low, high)``: the legal values of an integer input.
+
+    Attributes:
+        low: The smallest value.
+        high: One past the largest value.
+    """
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if not (is_int(self.low) and is_int(self.high)) or self.high <= self.low:
+            raise InvalidArgumentError(
+                f"an integer range needs integers low < high, got [{self.low!r}, {self.high!r})"
+            )
+
+
+@dataclass(frozen=True)
 class ProfilerSettings:
     """How to measure; every duration is in seconds and every threshold a fraction.
 
@@ -58,6 +79,14 @@ class ProfilerSettings:
             model with a fixed batch runs its own).
         input_dims: Sizes of named dynamic dimensions other than the batch (``sequence=128``),
             each at least 1.
+        inputs: Given inputs, input name to array, instead of random ones: one item (without
+            the batch axis) or a batch; each is replicated or sliced along the input's batch
+            axis to the batch size measured, and an input without a batch axis (a 0-d sample
+            rate) is passed as given. Inputs left out are random (:meth:`Model.example_inputs`).
+        input_values: Values for some inputs, input name to a number (a constant, such as a
+            sample rate: ``{"sr": 16000}``, filled to the input's shape) or an
+            :class:`IntRange` (random integers in a legal range, such as token ids); applied
+            after ``inputs``.
         seed: Seed of the random example inputs (0 or more).
         warmup_iterations: Untimed calls before measuring (10-50 is the usual advice).
         warmup_until_settled: Then keep warming up until the median settles.
@@ -84,6 +113,8 @@ class ProfilerSettings:
 
     batch_size: int | None = None
     input_dims: Mapping[str, int] = field(default_factory=dict)
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    input_values: Mapping[str, float | IntRange] = field(default_factory=dict)
     seed: int = 0
     warmup_iterations: int = 10
     warmup_until_settled: bool = True
@@ -135,6 +166,21 @@ class ProfilerSettings:
                 raise InvalidArgumentError(
                     f"input_dims must map dimension names to sizes of at least 1, got "
                     f"{name!r}: {size!r}"
+                )
+        for name, array in self.inputs.items():
+            if not isinstance(name, str) or not isinstance(array, np.ndarray):
+                raise InvalidArgumentError(
+                    f"inputs must map input names to numpy arrays, got {name!r}: "
+                    f"{type(array).__name__}"
+                )
+        for name, value in self.input_values.items():
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)
+            )
+            if not isinstance(name, str) or not (number or isinstance(value, IntRange)):
+                raise InvalidArgumentError(
+                    f"input_values must map input names to a number or an IntRange, got "
+                    f"{name!r}: {value!r}"
                 )
         if self.timing not in TIMING_METHODS:
             raise InvalidArgumentError(
@@ -252,3 +298,18 @@ def check_for_model(settings: ProfilerSettings, model: Model) -> None:
                 f"timing='cuda-events' needs the model's CUDA stream, and {where} without "
                 "exposing one; use timing='host'"
             )
+
+
+def settings_record(settings: ProfilerSettings) -> dict[str, object]:
+    """The settings as JSON-ready values for a report: given arrays described, not copied."""
+    record: dict[str, object] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "inputs":
+            value = {k: f"{tuple(v.shape)} {v.dtype.name}" for k, v in value.items()}
+        elif f.name == "input_values":
+            value = {k: [v.low, v.high] if isinstance(v, IntRange) else v for k, v in value.items()}
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        record[f.name] = value
+    return record

@@ -80,8 +80,10 @@ def report_text(report: ProfileReport) -> str:
     if report.memory is not None:
         m = report.memory
         total_label, total_value = m.total
+        # No stored weights: say so, or 0.0 MB reads as a failed measurement.
+        none = " (no stored weights: made at run time, or none)" if m.parameter_bytes == 0 else ""
         memory = [
-            ("Model Parameters", f"{format_mb(m.parameter_bytes)} MB"),
+            ("Model Parameters", f"{format_mb(m.parameter_bytes)} MB{none}"),
             ("Peak Activation", format_mb_or_na(m.peak_activation_bytes)),
             (total_label, format_mb_or_na(total_value)),
         ]
@@ -143,6 +145,12 @@ def details(report: ProfileReport) -> list[str]:
             f"batch {t.batch_size}, {t.calls} calls in {t.wall_s:.2f} s"
         )
         out.append(f"  GPU utilisation: {t.gpu_utilization.text()}")
+    else:
+        # An interrupted (or throughput=False) profile: the figure is the latency run's.
+        out.append(
+            "  Throughput: no throughput run; the figure above is the latency run's (batch "
+            f"{report.latency.batch_size} x {report.latency.iterations} calls over its wall time)"
+        )
     if report.memory is not None:
         out.append(f"  Peak activation method: {report.memory.activation_method}")
     if report.batch_curve is not None and report.batch_curve.knee_batch_size is not None:

@@ -26,8 +26,11 @@ from pyinfer.backends.base import LoadRequest
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import format_info
 from pyinfer.profiling import ProfilerSettings
+from pyinfer.profiling.inputs import given_inputs
 from pyinfer.profiling.jobs import WorkerJob, WorkerResult
 from pyinfer.profiling.repeat import load_request_of
+from pyinfer.profiling.settings import settings_record
+from pyinfer.report.codec import encode_json
 from pyinfer.report.environment import collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
 from pyinfer.suite.measure import EntryError, Measured, Subject, measure_interleaved
@@ -44,7 +47,6 @@ from pyinfer.suite.settings import (
     Progress,
     measurement_settings,
     runs_of,
-    settings_dict,
 )
 from pyinfer.suite.tables import done_line
 
@@ -167,6 +169,8 @@ def compare_formats(
     trust_code: bool = False,
     options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_values: Mapping[str, Any] | None = None,
 ) -> FormatsResult:
     """Profiles a model in every format reachable from its framework, with output parity.
 
@@ -200,6 +204,10 @@ def compare_formats(
             (``architecture`` for a state_dict, ``input_shapes``...); they win over
             ``input_shape``.
         progress: Called with a line per step.
+        inputs: Given inputs instead of random ones (``ProfilerSettings.inputs``): the parity
+            check and every format's measurement run them.
+        input_values: Values of some inputs (``ProfilerSettings.input_values``: a sample
+            rate, a range of token ids).
 
     Returns:
         The result; a format that fails to export, load or run is recorded with its reason.
@@ -217,6 +225,10 @@ def compare_formats(
         raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
     runs = runs_of(settings, repetitions, quick=quick)
     prof = measurement_settings(settings, quick=quick, repetitions=runs, cpus=cpus)
+    if inputs or input_values:
+        prof = dataclasses.replace(
+            prof, inputs=dict(inputs or {}), input_values=dict(input_values or {})
+        )
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
@@ -233,7 +245,9 @@ def compare_formats(
     interrupted = False
     try:
         with work_folder(Path(work_dir) if work_dir is not None else None) as folder:
-            user = _Original(source, source_format, load_options, device, batch_size, input_shape)
+            user = _Original(
+                source, source_format, load_options, device, batch_size, input_shape, prof
+            )
             prepared = _prepare(
                 user,
                 chosen,
@@ -290,7 +304,7 @@ def compare_formats(
         entries=tuple(entries),
         note=note,
         environment=environment,
-        settings=settings_dict(prof),
+        settings=encode_json(settings_record(prof)),
         wall_s=time.perf_counter() - start,
         interrupted=interrupted,
     )
@@ -356,6 +370,7 @@ class _Original:
     device: str
     batch_size: int
     input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None
+    settings: ProfilerSettings  # its inputs and input_values make the parity inputs
 
 
 def _prepare(
@@ -396,7 +411,10 @@ def _prepare(
             )
         _check_batch(original, batch_size)
         dims = _shape_dims(original, user.input_shape)
-        inputs = original.example_inputs(batch_size, seed=0, dims=dims)
+        given = dataclasses.replace(
+            user.settings, seed=0, input_dims={**user.settings.input_dims, **dims}
+        )
+        inputs = given_inputs(original, batch_size, given)
         expected = original(inputs)
         load_s = time.perf_counter() - t0
         export_source: Any = (
@@ -419,7 +437,11 @@ def _prepare(
         # input: by position, since tracing may rename it).
         shapes = {s.name: s.shape for s in original.inputs}
         one = next(iter(shapes.values())) if len(shapes) == 1 else None
-        traced = {"input_shapes": one if one is not None else shapes}
+        dtypes = {s.name: s.dtype.name for s in original.inputs}
+        traced = {
+            "input_shapes": one if one is not None else shapes,
+            "input_dtypes": next(iter(dtypes.values())) if one is not None else dtypes,
+        }
         items: list[FormatEntry | _Ready] = []
         for key in chosen:
             label = _original_label(key, source_format) if key == original_key else None
@@ -576,13 +598,14 @@ def _check_batch(model: Any, batch_size: int) -> None:
     """
     if model.has_dynamic_batch:
         return
-    first = next((s for s in model.inputs if s.shape and isinstance(s.shape[0], int)), None)
-    if first is not None and first.shape[0] != batch_size:
+    # The batch axis, not the first dimension: a state (2, batch, 128) holds its batch on 1.
+    first = next((s for s in model.inputs if s.fixed_batch is not None), None)
+    if first is not None and first.fixed_batch != batch_size:
         model.close()
         raise InvalidArgumentError(
             f"--batch-size {batch_size}: model '{model.name}' has a fixed batch size of "
-            f"{first.shape[0]} (input {first}); use --batch-size {first.shape[0]}, or export it "
-            "with a dynamic batch"
+            f"{first.fixed_batch} (input {first}); use --batch-size {first.fixed_batch}, or "
+            "export it with a dynamic batch"
         )
 
 

@@ -434,11 +434,12 @@ class FormatsResult(_BenchRecord):
         failed = [e.label for e in self.entries if e.status == FAILED]
         if not measured:
             return "no format was measured"
-        best = min(measured, key=_mean)
+        best = min(measured, key=_median)
         original = next((e for e in self.entries if e.original and e.report is not None), None)
         text = f"fastest at batch {self.batch_size}: {best.label}"
         if original is not None and best is not original:
-            text += f", {_mean(original) / _mean(best):.2f}x {original.label}"
+            # Medians, as the ratio column: one stall moves a mean, not a median.
+            text += f", {_median(original) / _median(best):.2f}x {original.label}"
             ratio = best.ratio
             if ratio is not None and ratio.low is not None and ratio.high is not None:
                 noise = ratio.low <= 1.0 <= ratio.high
@@ -513,6 +514,6 @@ def _runs(settings: dict[str, Any]) -> int:
     return runs if isinstance(runs, int) and not isinstance(runs, bool) else 1
 
 
-def _mean(entry: FormatEntry) -> float:
+def _median(entry: FormatEntry) -> float:
     assert entry.report is not None
-    return entry.report.latency.stats.mean_ms
+    return entry.report.latency.stats.median_ms

@@ -150,11 +150,17 @@ def _latency(entry: SuiteEntry | FormatEntry) -> str:
     return format_short(entry.report.latency.stats.mean_ms) + mark
 
 
+#: The smallest memory the Memory (MB) column prints as a figure (1 kB); less prints ``<0.001``.
+MIN_MEMORY_MB = 0.001
+
+
 def _memory_mb(report: ProfileReport) -> str:
     m = report.memory
     if m is None:
         return "-"
     megabytes = (m.parameter_bytes + (m.peak_activation_bytes or 0)) / MB
+    if megabytes < MIN_MEMORY_MB:
+        return f"<{MIN_MEMORY_MB:g}"  # 0.000229 MB reads as noise; it is under 1 kB
     return f"{megabytes:.0f}" if megabytes >= 10 else format_short(megabytes)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Device, DeviceMemoryReading, Dim, Model
+from pyinfer.backends.base import Device, DeviceMemoryReading, Dim, Model, framework_cause
 from pyinfer.errors import CudaUnavailableError, InferenceError, PyinferError, as_out_of_memory
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class TensorFlowModel(Model):
         if oom is not None:
             return oom
         given = ", ".join(f"{n} {tuple(np.shape(v))}" for n, v in inputs.items())
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        detail = framework_cause(exc)
         return InferenceError(
             f"model '{self.name}' ({self.path or self.format.value}) failed on inputs {given}: "
             f"{type(exc).__name__}: {detail}"

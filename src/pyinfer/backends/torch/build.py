@@ -11,10 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Dim, ModelFormat, TensorSpec
+from pyinfer.backends.base import (
+    Device,
+    Dim,
+    ModelFormat,
+    TensorSpec,
+    framework_cause,
+    with_batch_axes,
+)
 from pyinfer.backends.torch.checkpoints import LoadReport
 from pyinfer.backends.torch.model import TorchModel, _numpy_dtype
-from pyinfer.backends.torch.specs import _declared, _export_specs, _input_names
+from pyinfer.backends.torch.specs import _declared, _export_specs, _input_names, schema_specs
 from pyinfer.errors import InvalidArgumentError, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -48,12 +55,14 @@ def _build(
 
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    scalars: dict[str, TensorSpec] = {}
     if program is not None:
         specs, outputs, keyword = _export_specs(program, module)
         inputs = _declared(specs, opts, path)
     else:
         names, keyword = _input_names(module, scripted, opts, path)
-        inputs = _declared([TensorSpec(n, None) for n in names], opts, path)
+        scalars = schema_specs(module) if scripted else {}
+        inputs = _declared([scalars.get(n, TensorSpec(n, None)) for n in names], opts, path)
         outputs = ()
 
     has_conv = _has_conv2d(torch, module, program)
@@ -94,15 +103,27 @@ def _build(
         parameter_bytes=nbytes,
         options=options,
         keyword_inputs=keyword,
+        scalar_inputs=[
+            n for n, s in scalars.items() if n in {i.name for i in inputs} and s.shape == ()
+        ],
         load_report=report,
     )
     example = _example(model)
     reference = None
     need_outputs = not model.outputs
     if example is not None and (need_outputs or scripted):
-        reference = _run_example(model, example, path)
-        if need_outputs:
+        try:
+            reference = _run_example(model, example, path)
+        except ModelLoadError as exc:
+            if not any(s.shape == () and s.dtype.kind in "iub" for s in model.inputs):
+                raise
+            # A scalar such as a sample rate may take only some values, which a random
+            # example does not know: the outputs are read at the first real call instead.
+            logger.info("%s; its outputs are read at its first call", exc)
+            example = None
+        if need_outputs and reference is not None:
             model.outputs = _observed_outputs(model, reference, path)
+            model.inputs, model.outputs = with_batch_axes(model.inputs, model.outputs)
     if scripted:
         _freeze(torch, model, opts, example, reference)
     else:
@@ -162,7 +183,7 @@ def _run_example(model: TorchModel, example: Mapping[str, np.ndarray], path: Pat
         shapes = ", ".join(f"{s.name} {s.shape_text()} {s.dtype}" for s in model.inputs)
         raise ModelLoadError(
             f"running {path or model.name} on an example of the declared inputs ({shapes}) "
-            f"failed: {type(exc).__name__}: {str(exc)[:300]}; check input_shapes and "
+            f"failed: {type(exc).__name__}: {framework_cause(exc)}; check input_shapes and "
             "input_dtypes",
             path=path,
         ) from exc
@@ -217,7 +238,7 @@ def _freeze(
             _check_close(torch, reference, got)
     except Exception as exc:
         model.module = plain
-        model.options["freeze_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        model.options["freeze_error"] = f"{type(exc).__name__}: {framework_cause(exc)}"
         logger.warning(
             "torch.jit.freeze%s failed for %s, running it unfrozen: %s",
             " + optimize_for_inference" if optimize else "",

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import DeviceMemoryReading, Model, TensorSpec
+from pyinfer.backends.base import DeviceMemoryReading, Model, TensorSpec, framework_cause
 from pyinfer.backends.torch.checkpoints import LoadReport
 from pyinfer.errors import InferenceError, PyinferError, as_out_of_memory
 
@@ -27,6 +27,7 @@ class TorchModel(Model):
         *,
         torch_mod: ModuleType,
         keyword_inputs: Sequence[str] = (),
+        scalar_inputs: Sequence[str] = (),
         load_report: LoadReport | None = None,
         **kwargs: Any,
     ) -> None:
@@ -36,6 +37,8 @@ class TorchModel(Model):
             module: The module to run.
             torch_mod: The torch module (imported by the loader).
             keyword_inputs: Inputs passed to ``forward`` by keyword.
+            scalar_inputs: Inputs ``forward`` takes as Python scalars (a TorchScript ``int``
+                argument): their 0-d tensors are passed as ``tensor.item()``.
             load_report: How a state_dict fitted its architecture, if one did.
             **kwargs: The :class:`~pyinfer.backends.base.Model` attributes (``name``,
                 ``format``, ``device``, ``path``, ``inputs``, ``outputs``, ``parameter_count``,
@@ -47,6 +50,7 @@ class TorchModel(Model):
         self._torch = torch_mod
         self._torch_device = torch_mod.device(str(self.device))
         self._keyword_inputs = frozenset(keyword_inputs)
+        self._scalar_inputs = frozenset(scalar_inputs)
         self._upload_stream: Any = None  # the side stream of upload_async, made at first use
 
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,6 +67,8 @@ class TorchModel(Model):
             InferenceError: If the module raised; the message names the model, the inputs
                 given and declared, and torch's error.
         """
+        if self._scalar_inputs:
+            inputs = {n: t.item() if n in self._scalar_inputs else t for n, t in inputs.items()}
         args = [inputs[s.name] for s in self.inputs if s.name not in self._keyword_inputs]
         kwargs = {n: inputs[n] for n in self.input_names() if n in self._keyword_inputs}
         with self._torch.inference_mode():
@@ -76,9 +82,11 @@ class TorchModel(Model):
             if t is not None  # an optional output the model left out
         }
         if not self.outputs:
-            # Shapes were not declared at load: record what the first run gives.
+            # Shapes were not declared at load: record what the first run gives, the batch
+            # on the axis that has the inputs' batch size (the first that does).
+            batch = _batch_size(self.inputs, inputs)
             self.outputs = tuple(
-                TensorSpec(n, (None, *t.shape[1:]) if t.dim() else (), _numpy_dtype(t.dtype))
+                _observed_spec(n, tuple(t.shape), _numpy_dtype(t.dtype), batch)
                 for n, t in outputs.items()
             )
         return outputs
@@ -94,11 +102,12 @@ class TorchModel(Model):
             return oom
         given = ", ".join(
             f"{name} {tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-            for name, t in inputs.items()
             if hasattr(t, "shape")
+            else f"{name}={t!r}"
+            for name, t in inputs.items()
         )
         specs = ", ".join(f"{s.name} {s.shape_text()} {s.dtype}" for s in self.inputs)
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        detail = framework_cause(exc)
         return InferenceError(
             f"model '{self.name}' ({self.path or self.format.value}) failed on inputs {given} "
             f"(it declares {specs}): {type(exc).__name__}: {detail}"
@@ -259,6 +268,29 @@ def flatten_outputs(value: Any, name: str, *, top: bool = False) -> Iterator[tup
             yield from flatten_outputs(item, label if top and fields else f"{name}_{label}")
     else:
         yield name, value
+
+
+def _batch_size(specs: Sequence[TensorSpec], inputs: Mapping[str, Any]) -> int | None:
+    for spec in specs:
+        tensor: Any = inputs.get(spec.name)
+        if (
+            spec.batch_axis is not None
+            and hasattr(tensor, "shape")
+            and tensor.dim() > spec.batch_axis
+        ):
+            return int(tensor.shape[spec.batch_axis])
+    return None
+
+
+def _observed_spec(
+    name: str, shape: tuple[int, ...], dtype: np.dtype[Any], batch: int | None
+) -> TensorSpec:
+    if not shape:
+        return TensorSpec(name, (), dtype)
+    axis = next((i for i, d in enumerate(shape) if d == batch), 0)
+    dims = [*shape]
+    dims[axis] = None  # type: ignore[call-overload]
+    return TensorSpec(name, tuple(dims), dtype, axis)
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype[Any]:

@@ -13,6 +13,24 @@ from pyinfer.backends.base import Dim, TensorSpec
 from pyinfer.backends.torch.model import _numpy_dtype, flatten_outputs
 from pyinfer.errors import InvalidArgumentError, ModelLoadError
 
+#: TorchScript schema types of scalar arguments: the dtype of the 0-d input that feeds one.
+_SCHEMA_SCALARS = {"int": np.int64, "float": np.float64, "bool": np.bool_}
+
+
+def schema_specs(module: Any) -> dict[str, TensorSpec]:
+    """The 0-d specs of a scripted ``forward``'s scalar arguments (``int sr`` is int64).
+
+    A tensor argument's shape and dtype are not in the schema; those are left out.
+    """
+    forward = getattr(module, "forward", None)
+    schema = getattr(forward, "schema", None)
+    out: dict[str, TensorSpec] = {}
+    for arg in [] if schema is None else schema.arguments[1:]:
+        dtype = _SCHEMA_SCALARS.get(str(arg.type))
+        if dtype is not None:
+            out[arg.name] = TensorSpec(arg.name, (), np.dtype(dtype))
+    return out
+
 
 def _input_names(
     module: Any, scripted: bool, opts: Mapping[str, Any], path: Path | None
