@@ -39,6 +39,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"pyinfer.engine", "pyinfer.inference_engine"}),
     frozenset({"pyinfer.report"}),
     frozenset({"pyinfer.profiling", "pyinfer.profiler"}),
+    frozenset({"pyinfer.analysis"}),
     frozenset({"pyinfer.export"}),
     frozenset({"pyinfer.suite", "pyinfer.bench"}),
     frozenset({"pyinfer.cli", "pyinfer.__main__"}),

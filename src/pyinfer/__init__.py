@@ -57,6 +57,7 @@ from pyinfer.errors import (
 )
 
 if TYPE_CHECKING:
+    from pyinfer.analysis import count_macs
     from pyinfer.backends.base import Device, Model, TensorSpec
     from pyinfer.engine import (
         BatchMeasurement,
@@ -112,6 +113,7 @@ _LAZY = {
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
+    "count_macs": "pyinfer.analysis",
     "BatchMeasurement": "pyinfer.engine",
     "BatchOutputs": "pyinfer.engine",
     "BatchSizeChoice": "pyinfer.engine",
@@ -258,6 +260,7 @@ __all__ = [
     "clock_info",
     "compare",
     "comparison_table",
+    "count_macs",
     "cuda_available",
     "cuda_device_count",
     "cuda_device_name",
