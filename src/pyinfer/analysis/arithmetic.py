@@ -183,10 +183,10 @@ class Arithmetic:
     """
 
     model: str
-    framework: str
-    method: str
     batch_size: int
+    framework: str
     macs: int
+    method: str
     macs_by_class: dict[str, int]
     element_ops_by_class: dict[str, int]
     parameter_bytes: int
@@ -225,26 +225,22 @@ class Arithmetic:
 
 
 def summarise(
-    *,
-    model: str,
-    framework: str,
-    method: str,
-    batch_size: int,
+    who: tuple[str, str, int],
     operators: Iterable[OperatorCount],
-    parameter_bytes: int,
-    extra_activation_bytes: int = 0,
+    weights_and_inputs: tuple[int, int],
+    method: str,
 ) -> Arithmetic:
     """Adds up operators into an :class:`Arithmetic`.
 
     Args:
-        model: The model's name.
-        framework: Who counted.
-        method: How, in words.
-        batch_size: The batch size counted.
+        who: The model's name, who counted (framework) and the batch size counted.
         operators: The operators.
-        parameter_bytes: Bytes of the weights.
-        extra_activation_bytes: Activation bytes not held by an operator (the inputs).
+        weights_and_inputs: Bytes of the weights, and of the inputs (activations not written
+            by an operator).
+        method: How it was counted, in words.
     """
+    model, framework, batch_size = who
+    parameter_bytes, input_bytes = weights_and_inputs
     ops = tuple(operators)
     macs: dict[str, int] = {}
     elements: dict[str, int] = {}
@@ -262,7 +258,7 @@ def summarise(
         macs_by_class=_ordered(macs),
         element_ops_by_class=_ordered(elements),
         parameter_bytes=int(parameter_bytes),
-        activation_bytes=int(extra_activation_bytes) + sum(op.output_bytes for op in ops),
+        activation_bytes=int(input_bytes) + sum(op.output_bytes for op in ops),
         operators=ops,
     )
 

@@ -21,19 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyinfer.analysis.arithmetic import (
-    ATTENTION,
-    CONV,
-    CONV_TRANSPOSE,
-    DATA_MOVEMENT,
-    MATMUL,
-    POOLING,
-    Arithmetic,
-    OperatorCount,
-    classify,
-    conv_macs,
-    summarise,
-)
+from pyinfer.analysis import arithmetic as ar
+from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.backends.frameworks import import_onnx
 from pyinfer.errors import CorruptModelError
 
@@ -75,29 +64,29 @@ def _node_macs(
 ) -> tuple[str, int]:
     """(class, MACs) of a node; MACs are 0 outside the MAC classes or where a shape is unknown."""
     op = node.op_type
-    op_class = classify(op)
+    op_class = ar.classify(op)
     inputs = [shapes.get(n, ((), 0))[0] if n else () for n in node.input]
     out = shapes.get(node.output[0], ((), 0))[0] if node.output else ()
     if op in {"Attention", "MultiHeadAttention"}:
-        return ATTENTION, _attention_macs(node, inputs, out)
+        return ar.ATTENTION, _attention_macs(node, inputs, out)
     if op in {"QLinearConv", "QLinearMatMul"}:
         inputs = [inputs[0], inputs[3]] if len(inputs) > 3 else []  # (x, scale, zp, w, ...)
     if len(inputs) < 2 or not inputs[0] or not inputs[1] or not out:
         return op_class, 0
-    if op_class == CONV:
+    if op_class == ar.CONV:
         # weight (C_out, C_in / group, k...): its second dimension is the channels per group
-        return CONV, conv_macs(out, inputs[1][2:], inputs[1][1])
-    if op_class == CONV_TRANSPOSE:
+        return ar.CONV, ar.conv_macs(out, inputs[1][2:], inputs[1][1])
+    if op_class == ar.CONV_TRANSPOSE:
         # weight (C_in, C_out / group, k...): each input element feeds C_out / group x k outputs
-        return CONV_TRANSPOSE, conv_macs(inputs[0], inputs[1][2:], inputs[1][1])
-    if op_class == MATMUL:
+        return ar.CONV_TRANSPOSE, ar.conv_macs(inputs[0], inputs[1][2:], inputs[1][1])
+    if op_class == ar.MATMUL:
         if op in {"Gemm", "FusedGemm"} and int(_attr(node, "transA", 0)):
             k = inputs[0][0]
         else:
             k = inputs[0][-1]
         operands = [node.input[0], node.input[3 if op == "QLinearMatMul" else 1]]
         both_activations = not any(name in weights for name in operands)
-        return (ATTENTION if both_activations else MATMUL), math.prod(out) * k
+        return (ar.ATTENTION if both_activations else ar.MATMUL), math.prod(out) * k
     return op_class, 0
 
 
@@ -114,9 +103,9 @@ def _attention_macs(node: Any, inputs: Sequence[Sequence[int]], out: Sequence[in
 
 
 def _element_ops(node: Any, op_class: str, out: tuple[int, ...]) -> int:
-    if not out or op_class == DATA_MOVEMENT:
+    if not out or op_class == ar.DATA_MOVEMENT:
         return 0
-    if op_class == POOLING:
+    if op_class == ar.POOLING:
         window = _attr(node, "kernel_shape", None)
         return math.prod(out) * (math.prod(window) if window else 1)
     return math.prod(out)
@@ -163,9 +152,9 @@ def count_onnx_graph(
     for index, node in enumerate(graph.node):
         op_class, macs = _node_macs(node, shapes, weights)
         out_shape = shapes.get(node.output[0], ((), 0))[0] if node.output else ()
-        counts_macs = op_class in {CONV, CONV_TRANSPOSE, MATMUL, ATTENTION}
+        counts_macs = op_class in {ar.CONV, ar.CONV_TRANSPOSE, ar.MATMUL, ar.ATTENTION}
         ops.append(
-            OperatorCount(
+            ar.OperatorCount(
                 name=node.name or f"{node.op_type}_{index}",
                 op_type=node.op_type,
                 op_class=op_class,
@@ -180,14 +169,11 @@ def count_onnx_graph(
         for i in graph.input
         if i.name in shapes and i.name not in weights
     )
-    return summarise(
-        model=model,
-        framework="onnx",
-        method="onnx.shape_inference over the graph",
-        batch_size=batch_size,
-        operators=ops,
-        parameter_bytes=param_bytes,
-        extra_activation_bytes=input_bytes,
+    return ar.summarise(
+        (model, "onnx", batch_size),
+        ops,
+        (param_bytes, input_bytes),
+        "onnx.shape_inference over the graph",
     )
 
 
@@ -195,7 +181,7 @@ def _output_bytes(
     node: Any, shapes: Mapping[str, tuple[tuple[int, ...], int]], op_class: str
 ) -> int:
     """Bytes the node writes (0 for shape-only and view-like data movement)."""
-    if op_class == DATA_MOVEMENT and node.op_type in {
+    if op_class == ar.DATA_MOVEMENT and node.op_type in {
         "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Constant",
     }:  # fmt: skip
         return 0

@@ -17,20 +17,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pyinfer.analysis.arithmetic import (
-    ATTENTION,
-    CONV,
-    CONV_TRANSPOSE,
-    DATA_MOVEMENT,
-    MAC_CLASSES,
-    MATMUL,
-    POOLING,
-    Arithmetic,
-    OperatorCount,
-    classify,
-    conv_macs,
-    summarise,
-)
+from pyinfer.analysis import arithmetic as ar
+from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.backends.frameworks import import_tensorflow
 
 __all__ = ["count_tf_function", "count_tflite"]
@@ -63,25 +51,25 @@ def _einsum_macs(equation: str, shapes: Sequence[tuple[int, ...]]) -> int:
 
 
 def _graph_op_macs(op: Any, constants: set[str]) -> tuple[str, int]:
-    op_class = classify(op.type)
+    op_class = ar.classify(op.type)
     out = _shape(op.outputs[0]) if op.outputs else None
     ins = [_shape(t) for t in op.inputs]
-    if op_class not in MAC_CLASSES or out is None:
+    if op_class not in ar.MAC_CLASSES or out is None:
         return op_class, 0
     if op.type == "Conv2DBackpropInput":  # (input_sizes, filter (kh, kw, out, in), grad)
         grad, kernel = ins[2], ins[1]
         if grad is None or kernel is None:
-            return CONV_TRANSPOSE, 0
-        return CONV_TRANSPOSE, conv_macs(grad, kernel[:-2], kernel[-2])
-    if op_class == CONV and len(ins) > 1 and ins[1] is not None:
+            return ar.CONV_TRANSPOSE, 0
+        return ar.CONV_TRANSPOSE, ar.conv_macs(grad, kernel[:-2], kernel[-2])
+    if op_class == ar.CONV and len(ins) > 1 and ins[1] is not None:
         kernel = ins[1]
         if op.type == "DepthwiseConv2dNative":  # (kh, kw, in, multiplier)
-            return CONV, conv_macs(out, kernel[:-2], 1)
-        return CONV, conv_macs(out, kernel[:-2], kernel[-2])  # (k..., in / groups, out)
-    if op_class == MATMUL and len(ins) > 1 and ins[0] is not None and ins[1] is not None:
+            return ar.CONV, ar.conv_macs(out, kernel[:-2], 1)
+        return ar.CONV, ar.conv_macs(out, kernel[:-2], kernel[-2])  # (k..., in / groups, out)
+    if op_class == ar.MATMUL and len(ins) > 1 and ins[0] is not None and ins[1] is not None:
         operands = [t.op for t in op.inputs[:2]]
         weight = any(o.type in _CONSTANT_OPS and o.name in constants for o in operands)
-        kind = MATMUL if weight else ATTENTION
+        kind = ar.MATMUL if weight else ar.ATTENTION
         if op.type == "Einsum":
             return kind, _einsum_macs(op.get_attr("equation").decode(), [ins[0], ins[1]])
         transpose_a = _bool_attr(op, ("transpose_a", "adj_x"))
@@ -151,23 +139,25 @@ def count_tf_function(
         out_bytes = sum(
             math.prod(s) * t.dtype.size for s, t in zip(shapes, op.outputs, strict=True) if s
         )
-        if op_class == DATA_MOVEMENT and op.type in {"Reshape", "Squeeze", "ExpandDims", "Shape"}:
+        if op_class == ar.DATA_MOVEMENT and op.type in {
+            "Reshape",
+            "Squeeze",
+            "ExpandDims",
+            "Shape",
+        }:
             out_bytes = 0
         elements = 0
-        if op_class not in MAC_CLASSES and op_class != DATA_MOVEMENT and shapes and shapes[0]:
-            elements = math.prod(shapes[0]) * (_tf_window(op) if op_class == POOLING else 1)
-        ops.append(OperatorCount(op.name, op.type, op_class, macs, elements, out_bytes))
+        if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and shapes and shapes[0]:
+            elements = math.prod(shapes[0]) * (_tf_window(op) if op_class == ar.POOLING else 1)
+        ops.append(ar.OperatorCount(op.name, op.type, op_class, macs, elements, out_bytes))
     input_bytes = sum(
         math.prod(s) * tf.as_dtype(input_dtypes[n]).size for n, s in input_shapes.items()
     )
-    return summarise(
-        model=model,
-        framework="tensorflow",
-        method="TensorFlow graph, frozen and inlined, at static shapes",
-        batch_size=batch_size,
-        operators=ops,
-        parameter_bytes=parameter_bytes,
-        extra_activation_bytes=input_bytes,
+    return ar.summarise(
+        (model, "tensorflow", batch_size),
+        ops,
+        (parameter_bytes, input_bytes),
+        "TensorFlow graph, frozen and inlined, at static shapes",
     )
 
 
@@ -179,7 +169,7 @@ def _tf_window(op: Any) -> int:
 
 
 def _tflite_name(raw: str) -> str:
-    """``CONV_2D`` -> ``Conv2D``, for :func:`classify`."""
+    """``CONV_2D`` -> ``Conv2D``, for :func:`ar.classify`."""
     return "".join(part.capitalize() for part in re.split(r"_", raw))
 
 
@@ -200,26 +190,26 @@ def count_tflite(interpreter: Any, *, model: str, batch_size: int) -> Arithmetic
     constant = {i for i in tensors if i not in produced and i not in inputs}
     for d in details:
         raw = str(d["op_name"])
-        op_class = classify(_tflite_name(raw))
+        op_class = ar.classify(_tflite_name(raw))
         shapes = {i: tuple(int(s) for s in tensors[i]["shape"]) for i in d["inputs"] if i >= 0}
         ins = [shapes.get(int(i), ()) for i in d["inputs"]]
         outs = [tuple(int(s) for s in tensors[int(o)]["shape"]) for o in d["outputs"]]
         out = outs[0] if outs else ()
         macs = 0
         if raw == "CONV_2D" and len(ins) > 1:  # filter (out, kh, kw, in / groups)
-            macs = conv_macs(out, ins[1][1:3], ins[1][3])
+            macs = ar.conv_macs(out, ins[1][1:3], ins[1][3])
         elif raw == "DEPTHWISE_CONV_2D" and len(ins) > 1:  # filter (1, kh, kw, out)
-            macs = conv_macs(out, ins[1][1:3], 1)
+            macs = ar.conv_macs(out, ins[1][1:3], 1)
         elif raw == "TRANSPOSE_CONV" and len(ins) > 2:  # (output_shape, filter (out,kh,kw,in), x)
-            op_class = CONV_TRANSPOSE
-            macs = conv_macs(ins[2], ins[1][1:3], ins[1][0])
+            op_class = ar.CONV_TRANSPOSE
+            macs = ar.conv_macs(ins[2], ins[1][1:3], ins[1][0])
         elif raw == "FULLY_CONNECTED" and len(ins) > 1:  # weights (out, in)
             macs = math.prod(out) * ins[1][-1]
         elif raw == "BATCH_MATMUL" and len(ins) > 1:
             adj_x = False  # the converter folds transposes into adj_x rarely; count K from x
             macs = math.prod(out) * (ins[0][-2] if adj_x else ins[0][-1])
             if not any(int(i) in constant for i in d["inputs"][:2]):
-                op_class = ATTENTION
+                op_class = ar.ATTENTION
         out_bytes = sum(
             math.prod(s) * tensors[int(o)]["dtype"]().itemsize
             for s, o in zip(outs, d["outputs"], strict=True)
@@ -227,9 +217,11 @@ def count_tflite(interpreter: Any, *, model: str, batch_size: int) -> Arithmetic
         if raw in {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE"}:
             out_bytes = 0
         elements = 0
-        if op_class not in MAC_CLASSES and op_class != DATA_MOVEMENT and out:
+        if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and out:
             elements = math.prod(out)
-        ops.append(OperatorCount(f"{raw}_{d['index']}", raw, op_class, macs, elements, out_bytes))
+        ops.append(
+            ar.OperatorCount(f"{raw}_{d['index']}", raw, op_class, macs, elements, out_bytes)
+        )
     param_bytes = sum(
         math.prod(int(s) for s in tensors[i]["shape"]) * tensors[i]["dtype"]().itemsize
         for i in constant
@@ -238,12 +230,9 @@ def count_tflite(interpreter: Any, *, model: str, batch_size: int) -> Arithmetic
         math.prod(int(s) for s in tensors[i]["shape"]) * tensors[i]["dtype"]().itemsize
         for i in inputs
     )
-    return summarise(
-        model=model,
-        framework="tflite",
-        method="TFLite interpreter's operators at their tensor shapes",
-        batch_size=batch_size,
-        operators=ops,
-        parameter_bytes=param_bytes,
-        extra_activation_bytes=input_bytes,
+    return ar.summarise(
+        (model, "tflite", batch_size),
+        ops,
+        (param_bytes, input_bytes),
+        "TFLite interpreter's operators at their tensor shapes",
     )

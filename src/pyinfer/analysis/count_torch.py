@@ -16,19 +16,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from pyinfer.analysis.arithmetic import (
-    ATTENTION,
-    CONV,
-    CONV_TRANSPOSE,
-    DATA_MOVEMENT,
-    MAC_CLASSES,
-    MATMUL,
-    POOLING,
-    Arithmetic,
-    OperatorCount,
-    classify,
-    summarise,
-)
+from pyinfer.analysis import arithmetic as ar
+from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.backends.base import Model
 from pyinfer.backends.frameworks import import_torch
 
@@ -68,7 +57,7 @@ def _make_counter(torch: Any, weights: set[int]) -> Any:
     class _Counter(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __init__(self) -> None:
             super().__init__()  # type: ignore[no-untyped-call]
-            self.ops: list[OperatorCount] = []
+            self.ops: list[ar.OperatorCount] = []
 
         def __torch_dispatch__(
             self, func: Any, types: Any, args: Any = (), kwargs: Any = None
@@ -77,31 +66,31 @@ def _make_counter(torch: Any, weights: set[int]) -> Any:
             out = func(*args, **kwargs)
             packet = func.overloadpacket
             name = packet.__name__
-            op_class = classify(f"aten::{name}")
+            op_class = ar.classify(f"aten::{name}")
             macs = 0
             if packet in flop_registry:
                 macs = int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2
-                if op_class == CONV and len(args) > 6 and args[6] is True:
-                    op_class = CONV_TRANSPOSE
+                if op_class == ar.CONV and len(args) > 6 and args[6] is True:
+                    op_class = ar.CONV_TRANSPOSE
             elif name == _CPU_ATTENTION:
                 macs = _sdpa_macs(args[0].shape, args[1].shape, args[2].shape)
-                op_class = ATTENTION
-            if op_class == MATMUL:
+                op_class = ar.ATTENTION
+            if op_class == ar.MATMUL:
                 operands = _tensors(list(args), torch)
                 if not any(_storage(t) in weights for t in operands):
-                    op_class = ATTENTION
-            if op_class not in MAC_CLASSES:
+                    op_class = ar.ATTENTION
+            if op_class not in ar.MAC_CLASSES:
                 macs = 0
             outputs = [] if name in _VIEWS else _tensors(out, torch)
             out_bytes = sum(t.numel() * t.element_size() for t in outputs)
             elements = 0
-            if op_class not in MAC_CLASSES and op_class != DATA_MOVEMENT and outputs:
+            if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and outputs:
                 elements = outputs[0].numel()
-                if op_class == POOLING:
+                if op_class == ar.POOLING:
                     elements *= _window(name, args, outputs[0])
             if name not in _VIEWS:
                 self.ops.append(
-                    OperatorCount(
+                    ar.OperatorCount(
                         name=f"aten::{name}",
                         op_type=f"aten::{name}",
                         op_class=op_class,
@@ -168,14 +157,11 @@ def count_torch_module(
     with torch.no_grad(), counter:
         module(*positional, **named)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs.values())
-    return summarise(
-        model=model,
-        framework="torch",
-        method="torch dispatch of every aten operator, torch.utils.flop_counter's formulas",
-        batch_size=batch_size,
-        operators=counter.ops,
-        parameter_bytes=parameter_bytes,
-        extra_activation_bytes=input_bytes,
+    return ar.summarise(
+        (model, "torch", batch_size),
+        counter.ops,
+        (parameter_bytes, input_bytes),
+        "torch dispatch of every aten operator, torch.utils.flop_counter's formulas",
     )
 
 
