@@ -64,7 +64,8 @@ _DATA_MOVEMENT = {
     "shape", "constantofshape", "tile", "pack", "unpack", "where", "zeros", "ones", "empty",
     "fill", "to", "copy_", "narrow", "unbind", "stack", "asstrided", "unsafeview", "alias",
     "resize", "upsample", "upsamplenearest2d", "upsamplebilinear2d", "dequantize", "quantize",
-    "memcpy", "memcpytohost", "memcpyfromhost", "reorder", "const", "constant", "range",
+    "memcpy", "memcpytohost", "memcpyfromhost", "reorder", "reorderinput", "reorderoutput",
+    "const", "constant", "range",
     "arange", "detach", "lift", "scalartensor", "newzeros", "newones", "newempty", "full",
 }  # fmt: skip
 _CONV = {

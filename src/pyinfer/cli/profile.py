@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyinfer.cli import ops
 from pyinfer.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -273,6 +274,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         _interrupted_note(written, partial is not None)
         return EXIT_INTERRUPTED
     _print_report(report)
+    if args.ops:
+        ops.operator_section(profiler.model, batch or 1)
     _noise_note(report)
     _write_report(report, args)
     unstable = _curve_unstable(report.batch_curve)
@@ -393,6 +396,9 @@ def add_parser(commands: Any) -> None:
         "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the sweep"
     )
     profile.add_argument("--no-memory", action="store_true", help="skip the memory pass")
+    profile.add_argument(
+        "--ops", action="store_true", help="then count MACs and time each operator (pyinfer ops)"
+    )
     add_model_options(profile)
     add_timing_options(profile)
     add_report_files(profile)
