@@ -269,3 +269,47 @@ def test_keras_and_tflite_count_the_same_networks(
             "MatMul/Gemm": 1_280_000,
         }
     )
+
+
+def test_a_bert_counts_alike_in_torch_and_onnx(
+    torch_module: ModuleType, onnxruntime_module: ModuleType, tmp_path: Path
+) -> None:
+    """A 2-layer BERT (hidden 64, 4 heads, FFN 128) at 16 tokens, counted by hand."""
+    transformers = pytest.importorskip("transformers")
+    from pyinfer.analysis.count_torch import count_torch_module
+
+    torch = torch_module
+    config = transformers.BertConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
+    )
+    bert = transformers.BertModel(config).eval()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: Any, mask: Any) -> Any:
+            return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    ids = torch.randint(0, 100, (1, 16))
+    mask = torch.ones(1, 16, dtype=torch.int64)
+    h, ffn, tokens = 64, 128, 16
+    # per layer: Q, K, V, output projections and the two FFN products; pooler h x h
+    projections = 2 * (4 * h * h * tokens + 2 * h * ffn * tokens) + h * h
+    attention = 2 * (2 * tokens * tokens * h)  # Q K^T and P V, per layer
+    expected = {"MatMul/Gemm": projections, "Attention": attention}
+    torch_count = count_torch_module(
+        Wrapped().eval(),
+        {"ids": ids, "mask": mask},
+        keyword_inputs=frozenset(),
+        model="bert",
+        batch_size=1,
+        parameter_bytes=0,
+    )
+    assert torch_count.macs_by_class == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings about transformers' Python checks
+        export_onnx(Wrapped().eval(), tmp_path / "bert.onnx", (ids, mask), dynamo=False)
+    onnx_count = count_macs(tmp_path / "bert.onnx")
+    assert onnx_count.macs_by_class == {"MatMul/Gemm": projections - h * h, "Attention": attention}

@@ -16,6 +16,7 @@ The onnx package is imported here only, when a count is asked for.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,10 +24,12 @@ from typing import Any
 
 from pyinfer.analysis import arithmetic as ar
 from pyinfer.analysis.arithmetic import Arithmetic
-from pyinfer.backends.frameworks import import_onnx
+from pyinfer.backends.frameworks import import_onnx, import_onnxruntime
 from pyinfer.errors import CorruptModelError
 
 __all__ = ["count_onnx_graph"]
+
+logger = logging.getLogger(__name__)
 
 
 def _shapes(graph: Any, onnx: Any) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -146,6 +149,9 @@ def count_onnx_graph(
         ) from exc
     graph = inferred.graph
     shapes = _shapes(graph, onnx)
+    if _unresolved(graph, shapes):
+        graph = _symbolic(proto, path) or graph
+        shapes = _shapes(graph, onnx)
     weights = {i.name for i in graph.initializer}
     weights |= {n.output[0] for n in graph.node if n.op_type == "Constant" and n.output}
     ops = []
@@ -175,6 +181,30 @@ def count_onnx_graph(
         (param_bytes, input_bytes),
         "onnx.shape_inference over the graph",
     )
+
+
+def _unresolved(graph: Any, shapes: Mapping[str, tuple[tuple[int, ...], int]]) -> bool:
+    """Whether a node of a MAC class has an output whose shape onnx could not infer."""
+    return any(
+        node.output and node.output[0] not in shapes and ar.classify(node.op_type) in ar.MAC_CLASSES
+        for node in graph.node
+    )
+
+
+def _symbolic(proto: Any, path: Path) -> Any:
+    """The graph with ONNX Runtime's symbolic shape inference, or ``None`` where it fails.
+
+    onnx's own inference loses a dimension that flows through ``Expand``/``Where`` on computed
+    shapes (a transformer's attention mask): ONNX Runtime's tool, made for transformers, keeps it.
+    """
+    import_onnxruntime()
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(proto, auto_merge=True).graph
+    except Exception as exc:  # any failure leaves onnx's own shapes, logged
+        logger.info("ONNX Runtime's symbolic shape inference failed on %s: %s", path, exc)
+        return None
 
 
 def _output_bytes(
