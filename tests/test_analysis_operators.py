@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import warnings
@@ -13,12 +14,14 @@ import pytest
 
 from pyinfer import load_model
 from pyinfer.analysis import count_macs
+from pyinfer.analysis import peaks as peaks_module
 from pyinfer.analysis.operators import (
     OperatorBreakdown,
     OperatorTime,
     measure_operators,
     parse_ort_profile,
 )
+from pyinfer.analysis.peaks import calibrate
 from pyinfer.cli import app
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.export import export_onnx
@@ -132,11 +135,18 @@ def test_ops_command_prints_and_writes_the_breakdown(
     onnxruntime_module: ModuleType,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
+    monkeypatch.setattr(peaks_module, "calibrate", small)
     out = tmp_path / "ops.json"
-    status = app.main(["ops", str(conv_files["onnx"]), "--runs", "3", "--json", str(out)])
-    assert status == 0
+    plot = tmp_path / "roof.png"
+    argv = ["ops", str(conv_files["onnx"]), "--runs", "3", "--json", str(out), "--plot", str(plot)]
+    assert app.main(argv) == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
+    assert " of the measured fp32 peak " in printed.splitlines()[1]
     macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
     assert printed.startswith(f"Arithmetic: {macs / 1e9:.3f} G MACs")
     data = json.loads(out.read_text())

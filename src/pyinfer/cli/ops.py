@@ -6,41 +6,85 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyinfer.cli.common import EXIT_OK, write_output
+from pyinfer.cli.common import EXIT_OK, check_outputs, write_output, write_plot
 from pyinfer.cli.model_args import load_from_args
 from pyinfer.cli.parser import add_command, add_model_options, positive_int
 
 if TYPE_CHECKING:
+    from pyinfer.analysis.arithmetic import Arithmetic
     from pyinfer.analysis.operators import OperatorBreakdown
+    from pyinfer.analysis.peaks import MachinePeaks
     from pyinfer.backends.base import Model
 
 __all__ = ["add_parser", "cmd_ops", "operator_section"]
 
 
-def operator_section(model: Model, batch_size: int, runs: int = 20) -> OperatorBreakdown:
+def operator_section(
+    model: Model,
+    batch_size: int,
+    runs: int = 20,
+    *,
+    recalibrate: bool = False,
+    plot: str | None = None,
+) -> OperatorBreakdown:
     """Counts the model's MACs, times its operators, and prints both (``ops`` and ``profile``).
 
     Args:
         model: The loaded model.
         batch_size: The batch of each call.
         runs: Calls in the latency pass and in the operator pass.
+        recalibrate: Measure the machine's peaks again rather than read them from the cache.
+        plot: A PNG to draw the roofline in.
 
     Returns:
         The breakdown printed.
     """
     from pyinfer.analysis import count_macs
     from pyinfer.analysis.operators import measure_operators
+    from pyinfer.analysis.peaks import fraction_of_peak, machine_peaks, roofline
 
     arithmetic = count_macs(model, batch_size)
     breakdown = measure_operators(model, batch_size, runs=runs, arithmetic=arithmetic)
     rate = 2 * arithmetic.macs / (breakdown.latency_ms * 1e-3) / 1e9
+    fraction, peaks = fraction_of_peak(rate, machine_peaks(recalibrate=recalibrate))
+    roof = roofline(arithmetic.arithmetic_intensity, peaks)
+    libraries = ", ".join(f"{k} {v:.1f}" for k, v in peaks.gemm_gflops.items())
     sys.stdout.write(
         f"Arithmetic: {arithmetic.summary_line()}\n"
-        f"Achieved: {rate:.1f} GFLOP/s end to end\n{breakdown.table()}\n"
+        f"Achieved: {rate:.1f} GFLOP/s end to end, {fraction:.1%} of the measured fp32 peak "
+        f"{peaks.fp32_gflops:.1f} GFLOP/s (GEMM GFLOP/s: {libraries}); memory "
+        f"{peaks.bandwidth_gbs:.1f} GB/s; {roof.bound} at {roof.intensity:.1f} FLOP/byte "
+        f"(ridge {peaks.ridge_intensity:.1f}), roof {roof.attainable_gflops:.1f} GFLOP/s\n"
+        + "".join(f"Note: {n}\n" for n in peaks.notes)
+        + f"{breakdown.table()}\n"
     )
+    if plot:
+        _plot(breakdown, arithmetic, peaks, rate, Path(plot))
     return breakdown
+
+
+def _plot(
+    breakdown: OperatorBreakdown, arithmetic: Arithmetic, peaks: MachinePeaks, rate: float,
+    path: Path,
+) -> None:  # fmt: skip
+    """The roofline: the model, then each class with MACs (its activations read and written)."""
+    from pyinfer.analysis.roofline_plot import plot_roofline
+
+    points = [(breakdown.model, arithmetic.arithmetic_intensity, rate)]
+    written: dict[str, int] = {}
+    for counted in arithmetic.operators:
+        written[counted.op_class] = written.get(counted.op_class, 0) + counted.output_bytes
+    for op in breakdown.operators[:5]:
+        if op.macs and op.gflops_per_s and written.get(op.op_class):
+            points.append((op.op_class, op.macs / written[op.op_class], op.gflops_per_s))
+    write_plot(
+        lambda file: plot_roofline(peaks, points, file, title=f"{breakdown.model} roofline"),
+        path,
+        "roofline plot",
+    )
 
 
 def _as_json(breakdown: OperatorBreakdown) -> dict[str, Any]:
@@ -57,8 +101,11 @@ def _as_json(breakdown: OperatorBreakdown) -> dict[str, Any]:
 
 def cmd_ops(args: argparse.Namespace) -> int:
     """Loads a model, counts its arithmetic and prints the operator breakdown."""
+    check_outputs(args.json, plot=args.plot)
     model = load_from_args(args)
-    breakdown = operator_section(model, args.batch_size, args.runs)
+    breakdown = operator_section(
+        model, args.batch_size, args.runs, recalibrate=args.recalibrate, plot=args.plot
+    )
     if args.json:
         write_output(args.json, json.dumps(_as_json(breakdown), indent=2) + "\n", "operators")
     return EXIT_OK
@@ -85,3 +132,9 @@ def add_parser(commands: Any) -> None:
     ops.add_argument("--batch-size", type=positive_int, default=1, help="batch of each call")
     ops.add_argument("--runs", type=positive_int, default=20, help="calls timed in each pass")
     ops.add_argument("--json", metavar="FILE", help="write the breakdown as JSON")
+    ops.add_argument("--plot", metavar="FILE.png", help="draw the roofline with the model")
+    ops.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="measure the machine's GEMM peak and memory bandwidth again (else cached)",
+    )
