@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pyinfer.analysis.peaks import calibrate  # noqa: E402
+from pyinfer.analysis.peaks import calibrate
 
 
 def _libraries(n: int) -> dict[str, Callable[[], object]]:

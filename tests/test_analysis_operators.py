@@ -147,6 +147,7 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert " of the measured fp32 peak " in printed.splitlines()[1]
+    assert printed.splitlines()[-1].startswith("Energy (RAPL): ")
     macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
     assert printed.startswith(f"Arithmetic: {macs / 1e9:.3f} G MACs")
     data = json.loads(out.read_text())

@@ -152,23 +152,12 @@ def _group(
             OperatorTime(
                 op_class=op_class,
                 framework_ops=tuple(m[0] for m in members),
-                calls=_calls(members) / runs,
+                calls=sum(m[1] for m in members) / runs,
                 time_ms=sum(m[2] for m in members) / runs / 1e3,
                 macs=macs.get(op_class),
             )
         )
     return tuple(sorted(out, key=lambda o: -o.time_ms))
-
-
-#: A framework operator under this share of its class's time is a wrapper around the one that
-#: does the work (``aten::conv2d`` around ``aten::mkldnn_convolution``): its calls are not
-#: counted again.
-_WRAPPER_SHARE = 0.02
-
-
-def _calls(members: list[tuple[str, int, float]]) -> int:
-    total = sum(m[2] for m in members)
-    return sum(m[1] for m in members if m[2] >= _WRAPPER_SHARE * total)
 
 
 def parse_ort_profile(trace: Any, skip_runs: int = 0) -> dict[str, tuple[int, float]]:
@@ -257,11 +246,15 @@ def _torch_times(
             run()
         model.synchronize()
     times: dict[str, tuple[int, float]] = {}
-    for event in prof.key_averages():
-        self_us = float(event.self_cpu_time_total)
-        if self_us <= 0 or "::" not in str(event.key):
+    for event in prof.events():
+        name = str(event.name)
+        if "::" not in name:
             continue  # a TorchScript frame ("forward"): interpreter time, not an operator
-        times[str(event.key)] = (int(event.count), self_us)
+        parent = event.cpu_parent
+        # a call is counted once, at the top of its class (conv2d, not the convolution inside)
+        top = parent is None or ar.classify(str(parent.name)) != ar.classify(name)
+        calls, micros = times.get(name, (0, 0.0))
+        times[name] = (calls + int(top), micros + float(event.self_cpu_time_total))
     return times
 
 

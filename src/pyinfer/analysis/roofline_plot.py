@@ -6,6 +6,7 @@ global pyplot state).
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,22 +31,22 @@ def plot_roofline(
         peaks: The machine's measured peak and bandwidth.
         points: ``(label, FLOP per byte, achieved GFLOP/s)`` per point: the model first, then
             its operators.
-        path: The PNG to write.
-        title: The figure's title.
+        path: Where the PNG goes.
+        title: Above the plot.
 
     Returns:
-        ``path``.
+        The PNG's path.
 
     Raises:
-        FrameworkNotInstalledError: If matplotlib is missing.
+        FrameworkNotInstalledError: Without matplotlib.
     """
     try:
-        from matplotlib.figure import Figure
+        figure_module = importlib.import_module("matplotlib.figure")
     except ImportError as exc:
         raise FrameworkNotInstalledError(
-            f'plots need matplotlib: pip install "pyinfer-toolkit[plot]" ({exc})'
+            f'the roofline plot needs matplotlib ({exc}): pip install "pyinfer-toolkit[plot]"'
         ) from exc
-    fig = Figure(figsize=(6.5, 4.5), dpi=100, layout="constrained")
+    fig = figure_module.Figure(figsize=(6.5, 4.5), dpi=100, layout="constrained")
     axis = fig.add_subplot()
     ridge = peaks.ridge_intensity
     low = min([0.1, *(p[1] / 2 for p in points if p[1] > 0)])

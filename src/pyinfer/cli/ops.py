@@ -15,6 +15,7 @@ from pyinfer.cli.parser import add_command, add_model_options, positive_int
 
 if TYPE_CHECKING:
     from pyinfer.analysis.arithmetic import Arithmetic
+    from pyinfer.analysis.energy import EnergyReading
     from pyinfer.analysis.operators import OperatorBreakdown
     from pyinfer.analysis.peaks import MachinePeaks
     from pyinfer.backends.base import Model
@@ -59,11 +60,25 @@ def operator_section(
         f"{peaks.bandwidth_gbs:.1f} GB/s; {roof.bound} at {roof.intensity:.1f} FLOP/byte "
         f"(ridge {peaks.ridge_intensity:.1f}), roof {roof.attainable_gflops:.1f} GFLOP/s\n"
         + "".join(f"Note: {n}\n" for n in peaks.notes)
-        + f"{breakdown.table()}\n"
+        + f"{breakdown.table()}\n{_energy(model, batch_size, runs).line()}\n"
     )
     if plot:
         _plot(breakdown, arithmetic, peaks, rate, Path(plot))
     return breakdown
+
+
+def _energy(model: Model, batch_size: int, runs: int) -> EnergyReading:
+    """Joules per inference over ``runs`` more calls (RAPL, or NVML on a CUDA model)."""
+    from pyinfer.analysis.energy import measure_energy
+
+    native = model.to_native(model.example_inputs(batch_size))
+
+    def call() -> None:
+        model.run_native(native)
+        model.synchronize()
+
+    gpu = model.device.index if model.device.is_cuda else None
+    return measure_energy(call, runs, batch_size, gpu_index=gpu)
 
 
 def _plot(
