@@ -213,7 +213,7 @@ def _triad_gbs(elements: int, repeats: int) -> float:
 
 
 def calibrate(
-    *, gemm_size: int = GEMM_SIZE, triad_elements: int = TRIAD_ELEMENTS, repeats: int = 3
+    *, gemm_size: int = GEMM_SIZE, triad_elements: int = TRIAD_ELEMENTS, repeats: int = 5
 ) -> MachinePeaks:
     """Measures the machine's GEMM peaks and memory bandwidth now (a few seconds).
 

@@ -94,7 +94,8 @@ def _plot(
         written[counted.op_class] = written.get(counted.op_class, 0) + counted.output_bytes
     for op in breakdown.operators[:5]:
         if op.macs and op.gflops_per_s and written.get(op.op_class):
-            points.append((op.op_class, op.macs / written[op.op_class], op.gflops_per_s))
+            label = f"{op.op_class} (activations only, weights left out)"
+            points.append((label, op.macs / written[op.op_class], op.gflops_per_s))
     write_plot(
         lambda file: plot_roofline(peaks, points, file, title=f"{breakdown.model} roofline"),
         path,
