@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,21 @@ def test_roofline_plot_is_a_png(tmp_path: Path) -> None:
 
     path = plot_roofline(PEAKS, [("model", 39.2, 150.0), ("Conv", 50.0, 160.0)], tmp_path / "r.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_profile_report_carries_its_arithmetic_line_and_old_reports_still_load() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _reports import report_with_runs
+    from pyinfer.report import ArithmeticSummary, ProfileReport
+
+    plain = report_with_runs(None, per_call_ms=40.0)
+    counted = dataclasses.replace(plain, arithmetic=ArithmeticSummary(4_089_184_256, "onnx"))
+    assert counted.arithmetic is not None
+    assert counted.arithmetic.flops == 8_178_368_512
+    line = "  Arithmetic: 4.089 G MACs (8.18 GFLOP, FLOPs = 2 x MACs) per call, 204.5 GFLOP/s "
+    assert line + "achieved at the median latency" in counted.to_text().splitlines()
+    assert ProfileReport.from_json(counted.to_json()).arithmetic == counted.arithmetic
+    old = json.loads(plain.to_json())
+    del old["arithmetic"]  # a report written before the field existed
+    assert ProfileReport.from_dict(old).arithmetic is None
+    assert "Arithmetic:" not in plain.to_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,11 @@ if TYPE_CHECKING:
     from pyinfer.analysis.operators import OperatorBreakdown
     from pyinfer.analysis.peaks import MachinePeaks
     from pyinfer.backends.base import Model
+    from pyinfer.report import ProfileReport
 
-__all__ = ["add_parser", "cmd_ops", "operator_section"]
+__all__ = ["add_parser", "cmd_ops", "operator_section", "with_arithmetic"]
+
+logger = logging.getLogger(__name__)
 
 
 def operator_section(
@@ -65,6 +69,20 @@ def operator_section(
     if plot:
         _plot(breakdown, arithmetic, peaks, rate, Path(plot))
     return breakdown
+
+
+def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
+    """The report with its MACs per call counted (unchanged, logged, where counting fails)."""
+    from pyinfer.analysis import count_macs
+    from pyinfer.report import ArithmeticSummary
+
+    try:
+        counted = count_macs(model, report.batch_size)
+    except Exception as exc:  # a model the counters cannot read still gets its profile
+        logger.info("MACs not counted for %s: %s", model.name, exc)
+        return report
+    summary = ArithmeticSummary(macs=counted.macs, method=counted.method)
+    return dataclasses.replace(report, arithmetic=summary)
 
 
 def _energy(model: Model, batch_size: int, runs: int) -> EnergyReading:

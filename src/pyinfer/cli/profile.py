@@ -273,6 +273,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             written = _write_report(partial, args)
         _interrupted_note(written, partial is not None)
         return EXIT_INTERRUPTED
+    report = ops.with_arithmetic(report, profiler.model)
     _print_report(report)
     if args.ops:
         ops.operator_section(profiler.model, batch or 1)
