@@ -1,8 +1,8 @@
 """Where the time goes: the operators of one inference, timed by the framework's own profiler.
 
-:func:`measure_operators` takes two passes over the same inputs. The latency pass times
-``run_native`` calls with nothing else switched on (the figure the breakdown is set against);
-the operator pass then runs the model under its framework's profiler:
+:func:`measure_operators` takes two passes over the same inputs, in alternating rounds. The
+latency pass times ``run_native`` calls with nothing else switched on (the figure the breakdown
+is set against); the operator pass runs the model under its framework's profiler:
 
 * torch (eager, TorchScript, ``torch.export``): ``torch.profiler`` on the CPU, each operator's
   *self* time (time in the operator minus the operators it called), so nothing is counted twice;
@@ -189,30 +189,40 @@ def parse_ort_profile(trace: Any, skip_runs: int = 0) -> dict[str, tuple[int, fl
     return times
 
 
-def _ort_times(
-    model: Model, native: Mapping[str, Any], warmup: int, runs: int
-) -> dict[str, tuple[int, float]]:
-    ort = import_onnxruntime()
-    session = model.session  # type: ignore[attr-defined]
-    if model.path is None:
-        raise InvalidArgumentError(f"model '{model.name}' has no file to profile")
-    given = session.get_session_options()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = given.intra_op_num_threads
-    options.inter_op_num_threads = given.inter_op_num_threads
-    options.graph_optimization_level = given.graph_optimization_level
-    options.execution_mode = given.execution_mode
-    with tempfile.TemporaryDirectory(prefix="pyinfer-ops-") as tmp:
+class _OrtPass:
+    """A second session on the model's file with profiling on: same providers and threads."""
+
+    def __init__(self, model: Model, native: Mapping[str, Any], warmup: int) -> None:
+        ort = import_onnxruntime()
+        session = model.session  # type: ignore[attr-defined]
+        if model.path is None:
+            raise InvalidArgumentError(f"model '{model.name}' has no file to profile")
+        given = session.get_session_options()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = given.intra_op_num_threads
+        options.inter_op_num_threads = given.inter_op_num_threads
+        options.graph_optimization_level = given.graph_optimization_level
+        options.execution_mode = given.execution_mode
+        self._tmp = tempfile.TemporaryDirectory(prefix="pyinfer-ops-")
         options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        profiled = ort.InferenceSession(
+        options.profile_file_prefix = str(Path(self._tmp.name) / "ort")
+        self._session = ort.InferenceSession(
             str(model.path), sess_options=options, providers=session.get_providers()
         )
-        feed = dict(native)
-        for _ in range(warmup + runs):
-            profiled.run(None, feed)
-        trace = json.loads(Path(profiled.end_profiling()).read_text())
-    return parse_ort_profile(trace, skip_runs=warmup)
+        self._feed = dict(native)
+        self._warmup = warmup
+        self.run(warmup)
+
+    def run(self, calls: int) -> None:
+        for _ in range(calls):
+            self._session.run(None, self._feed)
+
+    def times(self) -> dict[str, tuple[int, float]]:
+        try:
+            trace = json.loads(Path(self._session.end_profiling()).read_text())
+        finally:
+            self._tmp.cleanup()
+        return parse_ort_profile(trace, skip_runs=self._warmup)
 
 
 #: TorchScript's profiling executor specialises a graph over its first calls: warm up past them.
@@ -230,45 +240,48 @@ def _call_module(torch: Any, module: Any, model: Model, native: Mapping[str, Any
         return module(*(native[spec.name] for spec in model.inputs))
 
 
-def _torch_times(
-    model: Model, native: Mapping[str, Any], warmup: int, runs: int
-) -> dict[str, tuple[int, float]]:
-    torch = import_torch()
-    run: Callable[[], Any] = functools.partial(model.run_native, native)
-    if model.options.get("freeze"):
-        module = unoptimised_module(model)
-        run = functools.partial(_call_module, torch, module, model, native)
-    for _ in range(max(warmup, _TORCHSCRIPT_WARMUP)):
-        run()
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(runs):
-            run()
-        model.synchronize()
-    times: dict[str, tuple[int, float]] = {}
-    for event in prof.events():
-        name = str(event.name)
-        if "::" not in name:
-            continue  # a TorchScript frame ("forward"): interpreter time, not an operator
-        parent = event.cpu_parent
-        # a call is counted once, at the top of its class (conv2d, not the convolution inside)
-        top = parent is None or ar.classify(str(parent.name)) != ar.classify(name)
-        calls, micros = times.get(name, (0, 0.0))
-        times[name] = (calls + int(top), micros + float(event.self_cpu_time_total))
-    return times
+class _TorchPass:
+    """``torch.profiler`` around chunks of calls, each operator's self time added up."""
+
+    def __init__(self, model: Model, native: Mapping[str, Any], warmup: int) -> None:
+        self._torch = import_torch()
+        self._model = model
+        self._run: Callable[[], Any] = functools.partial(model.run_native, native)
+        if model.options.get("freeze"):
+            module = unoptimised_module(model)
+            self._run = functools.partial(_call_module, self._torch, module, model, native)
+        for _ in range(max(warmup, _TORCHSCRIPT_WARMUP)):
+            self._run()
+        self._times: dict[str, tuple[int, float]] = {}
+
+    def run(self, calls: int) -> None:
+        activities = [self._torch.profiler.ProfilerActivity.CPU]
+        with self._torch.profiler.profile(activities=activities) as prof:
+            for _ in range(calls):
+                self._run()
+            self._model.synchronize()
+        for event in prof.events():
+            name = str(event.name)
+            if "::" not in name:
+                continue  # a TorchScript frame ("forward"): interpreter time, not an operator
+            parent = event.cpu_parent
+            # a call is counted once, at the top of its class (conv2d, not the convolution in it)
+            top = parent is None or ar.classify(str(parent.name)) != ar.classify(name)
+            count, micros = self._times.get(name, (0, 0.0))
+            self._times[name] = (count + int(top), micros + float(event.self_cpu_time_total))
+
+    def times(self) -> dict[str, tuple[int, float]]:
+        return self._times
 
 
-def _latency_ms(call: Callable[[], Any], sync: Callable[[], None], warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        call()
-    sync()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(samples))
+#: The two passes alternate in this many rounds, so a change of the machine's load between them
+#: falls on both alike (a busy shared machine otherwise skews the overhead line).
+_ROUNDS = 5
+
+
+def _chunks(runs: int) -> list[int]:
+    rounds = min(runs, _ROUNDS)
+    return [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
 
 
 def measure_operators(
@@ -280,7 +293,11 @@ def measure_operators(
     dims: Mapping[str, int] | None = None,
     arithmetic: Arithmetic | None = None,
 ) -> OperatorBreakdown:
-    """Times the model end to end, then per operator in a pass of its own.
+    """Times the model end to end and, in a pass of its own, per operator.
+
+    The two passes alternate in up to five rounds (``runs`` calls each in all), never in the
+    same call, so profiling never enters the latency and a change of the machine's load falls
+    on both.
 
     Args:
         model: The loaded model.
@@ -303,13 +320,12 @@ def measure_operators(
             f"runs must be at least 1 and warmup 0 or more, not runs={runs}, warmup={warmup}"
         )
     native = model.to_native(model.example_inputs(batch_size, dims=dims))
-    latency = _latency_ms(lambda: model.run_native(native), model.synchronize, warmup, runs)
-    times: dict[str, tuple[int, float]] = {}
+    op_pass: _OrtPass | _TorchPass | None = None
     if model.framework == "onnxruntime":
-        times = _ort_times(model, native, warmup, runs)
+        op_pass = _OrtPass(model, native, warmup)
         method = "ONNX Runtime session profiling (kernel times, a separate session)"
     elif model.framework == "torch":
-        times = _torch_times(model, native, warmup, runs)
+        op_pass = _TorchPass(model, native, warmup)
         method = "torch.profiler (self CPU time of each operator)"
         if model.options.get("freeze"):
             method += _FROZEN_NOTE
@@ -320,6 +336,20 @@ def measure_operators(
             "unavailable: TensorFlow's profiler writes a TensorBoard trace that pyinfer does "
             "not read yet"
         )
+    for _ in range(warmup):
+        model.run_native(native)
+    model.synchronize()
+    samples: list[float] = []
+    for chunk in _chunks(runs):  # the latency pass and the operator pass, in turns
+        for _ in range(chunk):
+            start = time.perf_counter()
+            model.run_native(native)
+            model.synchronize()
+            samples.append((time.perf_counter() - start) * 1e3)
+        if op_pass is not None:
+            op_pass.run(chunk)
+    times = op_pass.times() if op_pass is not None else {}
+    latency = float(statistics.median(samples))
     return OperatorBreakdown(
         model=model.name,
         framework=model.framework,
