@@ -111,3 +111,40 @@ def test_a_profile_report_carries_its_arithmetic_line_and_old_reports_still_load
     del old["arithmetic"]  # a report written before the field existed
     assert ProfileReport.from_dict(old).arithmetic is None
     assert "Arithmetic:" not in plain.to_text()
+
+
+def test_with_arithmetic_counts_the_profiled_model_or_leaves_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import numpy as np
+
+    from _reports import report_with_runs
+    from pyinfer import load_model
+    from pyinfer.analysis import counting, with_arithmetic
+
+    helper = onnx.helper
+    weight = onnx.numpy_helper.from_array(np.ones((3, 5), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 5])],
+        initializer=[weight],
+    )
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = load_model(path)
+    plain = report_with_runs(None, per_call_ms=1.0)  # batch 1
+    counted = with_arithmetic(plain, model)
+    assert counted.arithmetic is not None
+    assert counted.arithmetic.macs == 15
+    assert counted.arithmetic.method == "onnx.shape_inference over the graph"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(counting, "count_macs", broken)
+    assert with_arithmetic(plain, model) is plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,8 +12,9 @@ from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.loading import load_model
+from pyinfer.report import ArithmeticSummary, ProfileReport
 
-__all__ = ["count_macs"]
+__all__ = ["count_macs", "with_arithmetic"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +111,22 @@ def _tf_call(model: Model) -> Any:
         return keras_model(x, training=False)
 
     return call
+
+
+def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
+    """The report with its MACs per call counted (unchanged, logged, where counting fails).
+
+    ``pyinfer profile`` calls it on every report; from Python, call it on the report of a
+    :class:`~pyinfer.PerformanceProfiler` to get the ``Arithmetic`` line.
+
+    Args:
+        report: A profile report of ``model``.
+        model: The model profiled.
+    """
+    try:
+        counted = count_macs(model, report.batch_size)
+    except Exception as exc:  # a model the counters cannot read still gets its profile
+        logger.info("MACs not counted for %s: %s", model.name, exc)
+        return report
+    summary = ArithmeticSummary(macs=counted.macs, method=counted.method)
+    return dataclasses.replace(report, arithmetic=summary)

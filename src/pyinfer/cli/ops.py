@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from pyinfer.report import ProfileReport
 
 __all__ = ["add_parser", "cmd_ops", "operator_section", "with_arithmetic"]
-
 logger = logging.getLogger(__name__)
 
 
@@ -72,17 +71,10 @@ def operator_section(
 
 
 def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
-    """The report with its MACs per call counted (unchanged, logged, where counting fails)."""
-    from pyinfer.analysis import count_macs
-    from pyinfer.report import ArithmeticSummary
+    """``pyinfer profile``'s Arithmetic line (:func:`pyinfer.analysis.with_arithmetic`)."""
+    from pyinfer.analysis import with_arithmetic as add_arithmetic
 
-    try:
-        counted = count_macs(model, report.batch_size)
-    except Exception as exc:  # a model the counters cannot read still gets its profile
-        logger.info("MACs not counted for %s: %s", model.name, exc)
-        return report
-    summary = ArithmeticSummary(macs=counted.macs, method=counted.method)
-    return dataclasses.replace(report, arithmetic=summary)
+    return add_arithmetic(report, model)
 
 
 def _energy(model: Model, batch_size: int, runs: int) -> EnergyReading:
