@@ -203,6 +203,8 @@ class _OrtPass:
         options.inter_op_num_threads = given.inter_op_num_threads
         options.graph_optimization_level = given.graph_optimization_level
         options.execution_mode = given.execution_mode
+        # Its idle workers must not spin on the cores while the model's own session is timed.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._tmp = tempfile.TemporaryDirectory(prefix="pyinfer-ops-")
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(self._tmp.name) / "ort")
@@ -279,6 +281,10 @@ class _TorchPass:
 _ROUNDS = 5
 
 
+#: A pause between the passes: the thread pool of the pass just run stops spinning on the cores.
+_SETTLE_S = 0.05
+
+
 def _chunks(runs: int) -> list[int]:
     rounds = min(runs, _ROUNDS)
     return [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
@@ -347,7 +353,9 @@ def measure_operators(
             model.synchronize()
             samples.append((time.perf_counter() - start) * 1e3)
         if op_pass is not None:
+            time.sleep(_SETTLE_S)
             op_pass.run(chunk)
+            time.sleep(_SETTLE_S)
     times = op_pass.times() if op_pass is not None else {}
     latency = float(statistics.median(samples))
     return OperatorBreakdown(
