@@ -313,3 +313,32 @@ def test_a_bert_counts_alike_in_torch_and_onnx(
         export_onnx(Wrapped().eval(), tmp_path / "bert.onnx", (ids, mask), dynamo=False)
     onnx_count = count_macs(tmp_path / "bert.onnx")
     assert onnx_count.macs_by_class == {"MatMul/Gemm": projections - h * h, "Attention": attention}
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_a_saved_model_is_counted_from_its_frozen_graph(
+    tensorflow_module: ModuleType, tmp_path: Path
+) -> None:
+    tf = tensorflow_module
+
+    class Net(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel = tf.Variable(tf.ones((3, 3, 2, 4)))  # 3x3 conv, 2 -> 4 channels
+            self.dense = tf.Variable(tf.ones((4 * 6 * 6, 5)))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 6, 6, 2), tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            y = tf.nn.relu(tf.nn.conv2d(x, self.kernel, 1, "SAME"))
+            z = tf.matmul(tf.reshape(y, (-1, 4 * 6 * 6)), self.dense)
+            return {"y": tf.matmul(z, z, transpose_a=True)}  # (5, 5): activations only
+
+    net = Net()
+    tf.saved_model.save(net, str(tmp_path / "sm"), signatures=net.__call__)
+    counted = count_macs(tmp_path / "sm", batch_size=2)
+    assert counted.macs_by_class == {
+        "Conv": 2 * 6 * 6 * 4 * 9 * 2,
+        "MatMul/Gemm": 2 * 144 * 5,
+        "Attention": 5 * 5 * 2,  # z^T z: K is the batch
+    }
+    assert counted.framework == "tensorflow"

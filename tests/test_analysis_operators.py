@@ -58,7 +58,7 @@ def test_the_breakdown_sets_operators_against_the_latency() -> None:
     assert conv.gflops_per_s == pytest.approx(200.0)  # 6 GFLOP in 30 ms
     assert add.gflops_per_s is None
     lines = breakdown.table().splitlines()
-    assert lines[0] == "m on onnxruntime, batch 1, 10 runs: 40.00 ms per call end to end"
+    assert lines[0] == "m on onnxruntime, batch 1, 10 runs: 40.00 ms per call end to end (mean)"
     assert lines[2].split() == [
         "Conv",
         "53",

@@ -76,10 +76,12 @@ class OperatorBreakdown:
         framework: The runtime profiled.
         batch_size: The batch of each call.
         runs: Calls profiled (and timed in the latency pass).
-        latency_ms: Median end-to-end milliseconds per call in the latency pass.
+        latency_ms: Mean end-to-end milliseconds per call in the latency pass: the operators'
+            times are means per call too, so the two are set side by side.
         operators: Per class, slowest first (empty when unavailable).
         method: How the operators were timed, or ``"unavailable: why"``.
         arithmetic: The model's counted arithmetic, if counted.
+        median_ms: Median end-to-end milliseconds per call in the latency pass.
     """
 
     model: str
@@ -90,6 +92,7 @@ class OperatorBreakdown:
     operators: tuple[OperatorTime, ...]
     method: str
     arithmetic: Arithmetic | None = field(default=None, repr=False)
+    median_ms: float | None = None
 
     @property
     def operator_ms(self) -> float:
@@ -114,7 +117,9 @@ class OperatorBreakdown:
         """The breakdown as a text table: the top classes, then the overhead line."""
         head = (
             f"{self.model} on {self.framework}, batch {self.batch_size}, {self.runs} runs: "
-            f"{self.latency_ms:.2f} ms per call end to end"
+            f"{self.latency_ms:.2f} ms per call end to end (mean"
+            + ("" if self.median_ms is None else f"; median {self.median_ms:.2f} ms")
+            + ")"
         )
         if not self.operators:
             return f"{head}\noperators: {self.method}"
@@ -203,8 +208,6 @@ class _OrtPass:
         options.inter_op_num_threads = given.inter_op_num_threads
         options.graph_optimization_level = given.graph_optimization_level
         options.execution_mode = given.execution_mode
-        # Its idle workers must not spin on the cores while the model's own session is timed.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._tmp = tempfile.TemporaryDirectory(prefix="pyinfer-ops-")
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(self._tmp.name) / "ort")
@@ -357,7 +360,7 @@ def measure_operators(
             op_pass.run(chunk)
             time.sleep(_SETTLE_S)
     times = op_pass.times() if op_pass is not None else {}
-    latency = float(statistics.median(samples))
+    latency = float(statistics.fmean(samples))
     return OperatorBreakdown(
         model=model.name,
         framework=model.framework,
@@ -367,4 +370,5 @@ def measure_operators(
         operators=_group(times, runs, arithmetic),
         method=method,
         arithmetic=arithmetic,
+        median_ms=float(statistics.median(samples)),
     )
