@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pyinfer.analysis import arithmetic as ar
 from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.backends.frameworks import import_tensorflow
 
-__all__ = ["count_tf_function", "count_tflite"]
+__all__ = ["count_tf_function", "count_tflite", "plain_interpreter"]
 
 _CONSTANT_OPS = {"Const", "Placeholder", "NoOp", "Identity", "IdentityN", "ReadVariableOp"}
 
@@ -171,6 +173,37 @@ def _tf_window(op: Any) -> int:
 def _tflite_name(raw: str) -> str:
     """``CONV_2D`` -> ``Conv2D``, for :func:`ar.classify`."""
     return "".join(part.capitalize() for part in re.split(r"_", raw))
+
+
+def plain_interpreter(path: Path, shapes: Mapping[str, Sequence[int]]) -> Any:
+    """A TFLite interpreter of ``path`` without delegates, its inputs resized to ``shapes``.
+
+    A delegate (XNNPACK, on by default) takes over the tensors it runs: after a resize their
+    details keep the shapes of the first allocation, so a count at another batch would be
+    wrong. Without delegates every tensor is reallocated at the new shapes.
+
+    Args:
+        path: The ``.tflite`` file.
+        shapes: Input name to shape; an input is matched by its name within the
+            interpreter's tensor name (``serving_default_x:0``), else by position.
+    """
+    tf = import_tensorflow()
+    plain = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with warnings.catch_warnings():  # the loader's own interpreter is made the same way
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+        interpreter = tf.lite.Interpreter(model_path=str(path), experimental_op_resolver_type=plain)
+    ordered = list(shapes.values())
+    for position, detail in enumerate(interpreter.get_input_details()):
+        named = [n for n in shapes if n in str(detail["name"])]
+        if named:
+            shape = shapes[max(named, key=len)]
+        elif position < len(ordered):
+            shape = ordered[position]
+        else:
+            continue
+        interpreter.resize_tensor_input(detail["index"], list(shape))
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def count_tflite(interpreter: Any, *, model: str, batch_size: int) -> Arithmetic:

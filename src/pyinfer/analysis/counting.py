@@ -73,10 +73,13 @@ def count_macs(
             **common,
         )
     if model.framework == "tflite":
-        from pyinfer.analysis.count_tf import count_tflite
+        from pyinfer.analysis.count_tf import count_tflite, plain_interpreter
 
-        model(arrays)  # resizes the interpreter's inputs to the batch counted
-        return count_tflite(model.interpreter, **common)  # type: ignore[attr-defined]
+        if model.path is None:
+            raise InvalidArgumentError(
+                f"model '{model.name}' has no file: TFLite operations are counted from the file"
+            )
+        return count_tflite(plain_interpreter(model.path, shapes), **common)
     if model.framework == "tensorflow":
         from pyinfer.analysis.count_tf import count_tf_function
 
