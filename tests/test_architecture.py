@@ -39,7 +39,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"pyinfer.engine", "pyinfer.inference_engine"}),
     frozenset({"pyinfer.report"}),
     frozenset({"pyinfer.profiling", "pyinfer.profiler"}),
-    frozenset({"pyinfer.load"}),
+    frozenset({"pyinfer.load", "pyinfer.analysis"}),
     frozenset({"pyinfer.export"}),
     frozenset({"pyinfer.suite", "pyinfer.bench", "pyinfer.testing"}),
     frozenset({"pyinfer.cli", "pyinfer.__main__"}),

@@ -57,6 +57,7 @@ from pyinfer.errors import (
 )
 
 if TYPE_CHECKING:
+    from pyinfer.analysis import count_macs
     from pyinfer.backends.base import Device, Model, TensorSpec
     from pyinfer.engine import (
         BatchMeasurement,
@@ -122,6 +123,7 @@ _LAZY = {
     "ProfileReport": "pyinfer.report",
     "compare": "pyinfer.report",
     "comparison_table": "pyinfer.report",
+    "count_macs": "pyinfer.analysis",
     "BatchMeasurement": "pyinfer.engine",
     "BatchOutputs": "pyinfer.engine",
     "BatchSizeChoice": "pyinfer.engine",
@@ -271,6 +273,7 @@ __all__ = [
     "clock_info",
     "compare",
     "comparison_table",
+    "count_macs",
     "cuda_available",
     "cuda_device_count",
     "cuda_device_name",

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import pyinfer
-from pyinfer.cli import bench, compare, demo, env, inspect, load, profile, run
+from pyinfer.cli import bench, compare, demo, env, inspect, load, ops, profile, run
 from pyinfer.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, first_and_last_line
 from pyinfer.cli.parser import Parser
 from pyinfer.cli.signals import StopSignals, stop_signals
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for command in (inspect, run, profile, compare, env, demo, bench, load):
+    for command in (inspect, run, profile, compare, env, demo, bench, load, ops):
         command.add_parser(commands)
     return parser
 

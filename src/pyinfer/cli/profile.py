@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyinfer.cli import ops
 from pyinfer.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -292,7 +293,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
             written = _write_report(partial, args)
         _interrupted_note(written, partial is not None)
         return EXIT_INTERRUPTED
+    report = ops.with_arithmetic(report, profiler.model)
     _print_report(report)
+    if args.ops:
+        ops.operator_section(profiler.model, batch or 1)
     _noise_note(report)
     _write_report(report, args)
     unstable = _curve_unstable(report.batch_curve)
@@ -412,6 +416,9 @@ def add_parser(commands: Any) -> None:
         "--latency-budget", type=positive_float, metavar="MS", help="P95 budget for the sweep"
     )
     profile.add_argument("--no-memory", action="store_true", help="skip the memory pass")
+    profile.add_argument(
+        "--ops", action="store_true", help="then count MACs and time each operator (pyinfer ops)"
+    )
     add_model_options(profile)
     add_timing_options(profile)
     add_input_options(profile)

@@ -43,6 +43,7 @@ from pyinfer.report.repetitions import (
     summarize_runs,
 )
 from pyinfer.report.results import (
+    ArithmeticSummary,
     BatchPoint,
     ColdStart,
     GpuUtilization,
@@ -62,6 +63,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SIGNIFICANCE_LEVEL",
     "STALE_TEMP_S",
+    "ArithmeticSummary",
     "BatchCurve",
     "BatchPoint",
     "ColdStart",

@@ -23,6 +23,7 @@ from pyinfer.report.noise import NoiseReading
 from pyinfer.report.plots import plot_batch_curve, plot_latency
 from pyinfer.report.repetitions import Repetitions
 from pyinfer.report.results import (
+    ArithmeticSummary,
     BatchPoint,
     ColdStart,
     LatencyMeasurement,
@@ -186,6 +187,8 @@ class ProfileReport(JsonRecord):
         repetitions: The runs in fresh processes and the between-run figures (``None``: one
             run in this process, run-to-run variation not measured).
         noise: The machine's load while the latency was measured (``None``: not sampled).
+        arithmetic: MACs per call and the GFLOP/s achieved (``None``: not counted; reports
+            written before it was added load with ``None``).
         schema_version: The JSON layout's version.
     """
 
@@ -205,6 +208,7 @@ class ProfileReport(JsonRecord):
     batch_curve: BatchCurve | None = None
     repetitions: Repetitions | None = None
     noise: NoiseReading | None = None
+    arithmetic: ArithmeticSummary | None = None
     schema_version: str = SCHEMA_VERSION
 
     # -- verdict ---------------------------------------------------------------------------

@@ -307,3 +307,34 @@ class ColdStart:
 
     load_time_s: float | None = None
     first_inference_ms: float | None = None
+
+
+#: MACs from which the arithmetic line counts in G (below: in M, so small models show digits).
+_GIGA_FROM = 100_000_000
+
+
+@dataclass(frozen=True)
+class ArithmeticSummary:
+    """The arithmetic of one call, beside its latency (filled by ``pyinfer profile``).
+
+    Attributes:
+        macs: Multiply-accumulates of one call at the report's batch size.
+        method: How they were counted (:func:`pyinfer.count_macs`'s method).
+    """
+
+    macs: int
+    method: str
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one call: ``2 x macs``."""
+        return 2 * self.macs
+
+    def line(self, median_ms: float) -> str:
+        """``4.089 G MACs (8.18 GFLOP, FLOPs = 2 x MACs) per call, 211.3 GFLOP/s achieved``."""
+        rate = self.flops / (median_ms * 1e-3) / 1e9 if median_ms > 0 else math.nan
+        unit, scale = ("G", 1e9) if self.macs >= _GIGA_FROM else ("M", 1e6)
+        return (
+            f"{self.macs / scale:.3f} {unit} MACs ({self.flops / scale:.2f} {unit}FLOP, FLOPs = "
+            f"2 x MACs) per call, {rate:.1f} GFLOP/s achieved at the median latency"
+        )

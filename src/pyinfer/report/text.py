@@ -125,6 +125,8 @@ def details(report: ProfileReport) -> list[str]:
             " read them as rough"
         )
     out.append(f"  Timing: {lat.timing_method}")
+    if report.arithmetic is not None:
+        out.append(f"  Arithmetic: {report.arithmetic.line(s.median_ms)}")
     if lat.host_mean_ms is not None:
         out.append(f"  Host end-to-end: {format_ms(lat.host_mean_ms)} ms per call")
     warm = f"  Warm-up: {lat.warmup_iterations} calls"

@@ -1,0 +1,158 @@
+"""The operator breakdown: ORT's trace parsed exactly, torch's profiler, the table, the CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pyinfer import load_model
+from pyinfer.analysis import count_macs
+from pyinfer.analysis import peaks as peaks_module
+from pyinfer.analysis.operators import (
+    OperatorBreakdown,
+    OperatorTime,
+    measure_operators,
+    parse_ort_profile,
+)
+from pyinfer.analysis.peaks import calibrate
+from pyinfer.cli import app
+from pyinfer.errors import InvalidArgumentError
+from pyinfer.export import export_onnx
+
+
+def _event(cat: str, name: str, ts: float, dur: float, op: str = "") -> dict[str, Any]:
+    args = {"op_name": op} if op else {}
+    return {"cat": cat, "name": name, "ts": ts, "dur": dur, "args": args}
+
+
+def test_ort_trace_kernels_are_added_per_operator_type_after_the_warm_up() -> None:
+    trace = [
+        _event("Session", "model_run", 0, 100),
+        _event("Node", "conv1_kernel_time", 10, 50, "Conv"),
+        _event("Node", "conv1_fence_before", 9, 1, "Conv"),
+        _event("Session", "model_run", 200, 100),
+        _event("Node", "conv1_kernel_time", 210, 40, "Conv"),
+        _event("Node", "conv2_kernel_time", 260, 20, "Conv"),
+        _event("Node", "relu_kernel_time", 280, 5, "Relu"),
+        _event("Session", "SessionInitialization", 0, 1000),
+    ]
+    assert parse_ort_profile(trace) == {"Conv": (3, 110.0), "Relu": (1, 5.0)}
+    assert parse_ort_profile(trace, skip_runs=1) == {"Conv": (2, 60.0), "Relu": (1, 5.0)}
+
+
+def test_the_breakdown_sets_operators_against_the_latency() -> None:
+    conv = OperatorTime("Conv", ("Conv", "FusedConv"), 53.0, 30.0, macs=3_000_000_000)
+    add = OperatorTime("Elementwise", ("Add",), 16.0, 4.0)
+    breakdown = OperatorBreakdown("m", "onnxruntime", 1, 10, 40.0, (conv, add), "trace")
+    assert breakdown.operator_ms == 34.0
+    assert breakdown.overhead_ms == pytest.approx(6.0)
+    assert breakdown.coverage == pytest.approx(0.85)
+    assert breakdown.share(conv) == pytest.approx(0.75)
+    assert conv.gflops_per_s == pytest.approx(200.0)  # 6 GFLOP in 30 ms
+    assert add.gflops_per_s is None
+    lines = breakdown.table().splitlines()
+    assert lines[0] == "m on onnxruntime, batch 1, 10 runs: 40.00 ms per call end to end (mean)"
+    assert lines[2].split() == [
+        "Conv",
+        "53",
+        "30.000",
+        "75.0%",
+        "3.000",
+        "200.0",
+        "Conv,",
+        "FusedConv",
+    ]
+    assert lines[3].split()[:6] == ["Elementwise", "16", "4.000", "10.0%", "-", "-"]
+    assert lines[4].startswith("operators 34.00 ms (85.0% of the latency); framework overhead 6.00")
+
+
+def test_an_unavailable_breakdown_says_why() -> None:
+    why = "unavailable: the TFLite Python interpreter exposes no per-operator timing"
+    breakdown = OperatorBreakdown("m", "tflite", 1, 5, 2.0, (), why)
+    assert breakdown.table().splitlines()[1] == f"operators: {why}"
+    assert breakdown.coverage == 0.0
+
+
+@pytest.fixture(scope="module")
+def conv_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    folder = tmp_path_factory.mktemp("ops")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3)
+    ).eval()
+    example = torch.randn(1, 3, 32, 32)
+    export_onnx(net, folder / "conv.onnx", example, input_names=["x"], dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still loaded
+        torch.jit.save(torch.jit.trace(net, example), str(folder / "conv.pt"))
+    return {"onnx": folder / "conv.onnx", "torchscript": folder / "conv.pt"}
+
+
+def test_onnx_runtime_operators_are_counted_per_call(
+    conv_files: dict[str, Path], onnxruntime_module: ModuleType
+) -> None:
+    model = load_model(conv_files["onnx"], graph_optimization="disable")
+    arithmetic = count_macs(model)
+    breakdown = measure_operators(model, runs=4, warmup=2, arithmetic=arithmetic)
+    by_class = {op.op_class: op for op in breakdown.operators}
+    assert by_class["Conv"].calls == 2.0  # two Conv nodes, each once per call
+    assert by_class["Conv"].framework_ops == ("Conv",)
+    assert by_class["Conv"].macs == 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
+    assert by_class["Elementwise"].framework_ops == ("Relu",)
+    assert breakdown.method.startswith("ONNX Runtime session profiling")
+    assert breakdown.latency_ms > 0
+    assert breakdown.operator_ms > 0
+
+
+def test_torch_operators_are_the_profilers_self_times(
+    conv_files: dict[str, Path], torch_module: ModuleType
+) -> None:
+    model = load_model(conv_files["torchscript"], input_shapes=(None, 3, 32, 32))
+    breakdown = measure_operators(model, runs=3, warmup=1)
+    conv = next(op for op in breakdown.operators if op.op_class == "Conv")
+    assert conv.time_ms > 0
+    assert conv.calls >= 2.0
+    assert breakdown.method.startswith("torch.profiler (self CPU time of each operator); ")
+    assert "unfrozen" in breakdown.method
+
+
+def test_bad_runs_are_refused(conv_files: dict[str, Path], onnxruntime_module: ModuleType) -> None:
+    model = load_model(conv_files["onnx"])
+    with pytest.raises(InvalidArgumentError, match=r"not runs=0, warmup=1"):
+        measure_operators(model, runs=0, warmup=1)
+
+
+def test_ops_command_prints_and_writes_the_breakdown(
+    conv_files: dict[str, Path],
+    onnxruntime_module: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
+    monkeypatch.setattr(peaks_module, "calibrate", small)
+    out = tmp_path / "ops.json"
+    plot = tmp_path / "roof.png"
+    argv = ["ops", str(conv_files["onnx"]), "--runs", "3", "--json", str(out), "--plot", str(plot)]
+    assert app.main(argv) == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert " of the measured fp32 peak " in printed.splitlines()[1]
+    assert printed.splitlines()[-1].startswith("Energy (RAPL): ")
+    macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
+    assert printed.startswith(f"Arithmetic: {macs / 1e9:.3f} G MACs")
+    data = json.loads(out.read_text())
+    assert data["arithmetic"]["macs"] == macs
+    assert data["arithmetic"]["flops"] == 2 * macs
+    assert data["operators"][0]["op_class"] in {"Conv", "Elementwise"}
+    assert data["overhead_ms"] == pytest.approx(data["latency_ms"] - data["operator_ms"])
+    assert sys.modules.get("pyinfer.analysis.operators") is not None
