@@ -96,10 +96,8 @@ def count_macs(
 
 
 def _keyword_inputs(model: Model) -> frozenset[str]:
-    found = getattr(model, "keyword_inputs", None)
-    if found is None:
-        found = model.__dict__.get("_keyword_inputs", frozenset())
-    return frozenset(found)
+    """The inputs a torch model's ``forward`` takes by keyword (none for other wrappers)."""
+    return frozenset(getattr(model, "keyword_inputs", frozenset()))
 
 
 def _tf_call(model: Model) -> Any:

@@ -53,6 +53,11 @@ class TorchModel(Model):
         self._scalar_inputs = frozenset(scalar_inputs)
         self._upload_stream: Any = None  # the side stream of upload_async, made at first use
 
+    @property
+    def keyword_inputs(self) -> frozenset[str]:
+        """Inputs ``forward`` takes by keyword (the others go by position, in input order)."""
+        return self._keyword_inputs
+
     def run_native(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Runs the module under ``torch.inference_mode()`` on tensors already on its device.
 
