@@ -341,3 +341,65 @@ def test_a_damaged_safetensors_file_is_a_corrupt_model(tmp_path: Path) -> None:
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)  # 8 of 16 bytes
     with pytest.raises(pyinfer.CorruptModelError, match=r"could not be read as a safetensors"):
         pyinfer.load_model(path, architecture=lambda: torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("kind", ["tokenizers", "transformers", "json-path"])
+def test_text_pipeline_keeps_the_tokenizers_own_ids_mask_and_type_ids(
+    kind: str, bert_dir: Path
+) -> None:
+    raw = _tokenizer()
+    given: Any = {
+        "tokenizers": raw,
+        "transformers": _fast(raw),
+        "json-path": str(bert_dir / "tokenizer.json"),
+    }[kind]
+    pipeline = pyinfer.TextPipeline(given, max_length=16, token_type_ids=True)
+    batch = pipeline.encode_batch(TEXTS)
+    expected = _fast(raw)(
+        TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="np"
+    )
+    assert list(batch) == ["input_ids", "attention_mask", "token_type_ids"]
+    for name, value in batch.items():
+        np.testing.assert_array_equal(value, expected[name])
+    one = pipeline(TEXTS[1])
+    for name, value in one.items():
+        np.testing.assert_array_equal(value, expected[name][1])
+
+
+def test_text_pipeline_keeps_a_tokenizers_fixed_padding_and_mask() -> None:
+    tok = _tokenizer()
+    tok.enable_padding(length=128, pad_id=0, pad_token="[PAD]")
+    pipeline = pyinfer.TextPipeline(tok, max_length=256)
+    item = pipeline("a cat sat")
+    assert item["input_ids"].shape == (128,)
+    assert item["attention_mask"].tolist() == [1] * 5 + [0] * 123  # the tokenizer's, not 128
+
+
+def test_text_pipeline_truncates_to_max_length_with_the_tokenizer(bert_dir: Path) -> None:
+    pipeline = pyinfer.TextPipeline(bert_dir, max_length=6, padding="longest")
+    batch = pipeline.encode_batch(TEXTS)
+    assert batch["input_ids"].shape == (3, 6)
+    assert batch["input_ids"][0, -1] == 3  # [SEP] kept at the end by the tokenizer
+    strict = pyinfer.TextPipeline(bert_dir, max_length=6, padding="longest", truncation=False)
+    with pytest.raises(pyinfer.InvalidInputError, match=r"text of 13 tokens is longer than"):
+        strict.encode_batch(TEXTS)
+
+
+def test_the_engine_runs_texts_through_the_folders_tokenizer(bert: Any, bert_dir: Path) -> None:
+    pipeline = pyinfer.TextPipeline.for_model(bert, max_length=16)
+    engine = pyinfer.InferenceEngine(bert, pipeline, batch_size=2)
+    got = engine.predict_batch(TEXTS)
+    inputs = _fast(_tokenizer())(
+        TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="np"
+    )
+    expected = _reference(bert_dir, {k: np.asarray(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(got["pooler_output"], expected["pooler_output"], atol=1e-5)
+
+
+def test_text_pipeline_for_a_model_without_tokenizer_asks_for_one(bert: Any) -> None:
+    class Bare:
+        name = "bare"
+        inputs = bert.inputs
+
+    with pytest.raises(pyinfer.InvalidArgumentError, match=r"loaded without a tokenizer"):
+        pyinfer.TextPipeline.for_model(Bare())  # type: ignore[arg-type]

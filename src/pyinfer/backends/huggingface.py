@@ -40,6 +40,7 @@ __all__ = [
     "folder_kind",
     "has_tokenizer",
     "is_safetensors",
+    "is_tokenizer",
     "load_tokenizer",
     "onnx_file",
     "read_config",
@@ -177,6 +178,19 @@ def _is_fast_tokenizer(obj: Any) -> bool:
     return type(obj).__module__.startswith("tokenizers") and hasattr(obj, "encode_batch")
 
 
+def is_tokenizer(obj: Any) -> bool:
+    """Whether ``obj`` is a real tokenizer :class:`TextEncoder` takes.
+
+    A ``tokenizers.Tokenizer``, a transformers tokenizer (callable, with ``get_vocab`` and
+    ``model_input_names``), or a path (``str`` or ``Path``) of a tokenizer file or folder.
+    """
+    if isinstance(obj, (str, Path, TextEncoder)):
+        return True
+    return _is_fast_tokenizer(obj) or (
+        callable(obj) and hasattr(obj, "get_vocab") and hasattr(obj, "model_input_names")
+    )
+
+
 class TextEncoder:
     """Turns texts into a model's token inputs with a real tokenizer, in one batch call.
 
@@ -190,10 +204,14 @@ class TextEncoder:
 
     Raises:
         InvalidArgumentError: If ``tokenizer`` is none of those.
-        ModelNotFoundError: If a path does not exist.
     """
 
+    tokenizer: Any
+    """The tokenizer itself (a ``tokenizers.Tokenizer`` or a transformers tokenizer)."""
+
     def __init__(self, tokenizer: Any) -> None:
+        if isinstance(tokenizer, TextEncoder):
+            tokenizer = tokenizer.tokenizer
         if isinstance(tokenizer, (str, Path)):
             path = Path(tokenizer).expanduser()
             if path.is_dir():
@@ -233,6 +251,14 @@ class TextEncoder:
         """The inputs the tokenizer makes (transformers: its ``model_input_names``)."""
         names = getattr(self.tokenizer, "model_input_names", None) if self.is_transformers else None
         return tuple(names) if names else TEXT_INPUTS
+
+    @property
+    def pad_id(self) -> int:
+        """The id the tokenizer pads with."""
+        if self.is_transformers:
+            return int(getattr(self.tokenizer, "pad_token_id", None) or 0)
+        padding = self.tokenizer.padding
+        return int(padding["pad_id"]) if padding else _pad_token(self.tokenizer)[1]
 
     @property
     def fixed_length(self) -> int | None:
