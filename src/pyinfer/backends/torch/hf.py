@@ -50,7 +50,7 @@ from pyinfer.errors import (
     UntrustedModelError,
 )
 
-__all__ = ["HF_OPTIONS", "load_folder"]
+__all__ = ["HF_OPTIONS", "from_transformers", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def load_folder(path: Path, device: Device, *, name: str, **options: Any) -> Tor
     check_options(options, HF_OPTIONS, loader="Hugging Face folder", path=path)
     trust = bool(options.get("trust_code", False))
     torch = frameworks.import_torch()
-    tdev = _torch_device(torch, device)
+    _torch_device(torch, device)  # a device that cannot be used fails before the load
     _apply_threads(torch, options)
     transformers = _import_transformers()
     config = read_config(path)
@@ -241,21 +241,78 @@ def load_folder(path: Path, device: Device, *, name: str, **options: Any) -> Tor
                 path=path,
             )
         logger.warning("loading %s into %s with strict=False: %s", path, arch, report.summary())
+    tokenizer = load_tokenizer(path)
+    return from_transformers(
+        hf_model,
+        device,
+        name=name,
+        path=path,
+        tokenizer=tokenizer,
+        sequence_length=options.get("sequence_length"),
+        options={
+            "architecture": arch,
+            "trust_code": trust,
+            "strict": bool(options.get("strict", True)),
+            "load_report": report.to_dict(),
+        },
+        load_report=report,
+    )
+
+
+def from_transformers(
+    hf_model: Any,
+    device: Device,
+    *,
+    name: str,
+    path: Path | None = None,
+    tokenizer: Any = None,
+    sequence_length: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    load_report: LoadReport | None = None,
+) -> TorchModel:
+    """Wraps a transformers model (in memory) as a :class:`TorchModel` with token inputs.
+
+    Args:
+        hf_model: A transformers ``PreTrainedModel`` taking ``input_ids`` or
+            ``pixel_values``.
+        device: Where to run it (the model is moved there, in eval mode).
+        name: Name for reports.
+        path: The folder it was loaded from, if any.
+        tokenizer: Its tokenizer (anything :class:`TextEncoder` takes); the inputs it makes
+            are the model's, and it makes the example inputs. Without one, examples are ids
+            drawn from the vocabulary with a full mask.
+        sequence_length: Tokens per example (``dims["sequence"]`` overrides it per call);
+            128 or the model's position embeddings if fewer by default.
+        options: Entries added to :attr:`~pyinfer.backends.base.Model.options`.
+        load_report: How the weights fitted, for a loaded folder.
+
+    Returns:
+        The model, with ``model.tokenizer`` (a :class:`TextEncoder` or ``None``).
+
+    Raises:
+        InvalidArgumentError: On a ``sequence_length`` that is not a positive int.
+        ArchitectureError: If the model takes neither ``input_ids`` nor ``pixel_values``.
+    """
+    torch = frameworks.import_torch()
+    tdev = _torch_device(torch, device)
     hf_model = hf_model.to(tdev).eval()
     for param in hf_model.parameters():
         param.requires_grad_(False)
-    tokenizer = load_tokenizer(path)
+    config = hf_model.config.to_dict()
     encoder = TextEncoder(tokenizer) if tokenizer is not None else None
     inputs = _input_specs(hf_model, config, encoder)
     max_positions = int(config.get("max_position_embeddings") or 0) or None
-    default_sequence = int(
-        options.get("sequence_length")
-        or min(DEFAULT_SEQUENCE_LENGTH, max_positions or DEFAULT_SEQUENCE_LENGTH)
-    )
-    if isinstance(options.get("sequence_length"), bool) or default_sequence < 1:
+    if sequence_length is not None and (
+        isinstance(sequence_length, bool)
+        or not isinstance(sequence_length, int)
+        or sequence_length < 1
+    ):
         raise InvalidArgumentError(
-            f"sequence_length must be a positive int, not {options['sequence_length']!r}"
+            f"sequence_length must be a positive int, not {sequence_length!r}"
         )
+    default_sequence = sequence_length or min(
+        DEFAULT_SEQUENCE_LENGTH, max_positions or DEFAULT_SEQUENCE_LENGTH
+    )
     module = _wrapper(torch, hf_model, [s.name for s in inputs], max_positions or 0)
     count, nbytes = _sizes(hf_model)
     model = TorchModel(
@@ -270,19 +327,17 @@ def load_folder(path: Path, device: Device, *, name: str, **options: Any) -> Tor
         parameter_count=count,
         parameter_bytes=nbytes,
         options={
-            "architecture": arch,
-            "trust_code": trust,
-            "strict": bool(options.get("strict", True)),
-            "tokenizer": None if tokenizer is None else type(tokenizer).__name__,
+            "architecture": type(hf_model).__name__,
+            **dict(options or {}),
+            "tokenizer": None if encoder is None else type(encoder.tokenizer).__name__,
             "sequence_length": default_sequence,
             "num_threads": int(torch.get_num_threads()),
             "channels_last": False,
             "freeze": False,
             "optimize": False,
             "inference_mode": True,
-            "load_report": report.to_dict(),
         },
-        load_report=report,
+        load_report=load_report,
     )
     model.tokenizer = None  # type: ignore[attr-defined]
     if encoder is not None:
