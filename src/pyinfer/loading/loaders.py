@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pyinfer import core
 from pyinfer.backends import frameworks, huggingface
 from pyinfer.backends.base import Device, LoadRequest, Model, parse_device
-from pyinfer.errors import InvalidArgumentError, ModelNotFoundError
+from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import ModelFormat, format_names, formats_of_family, parse_format
 from pyinfer.loading.detect import detect_format, resolve_path
 from pyinfer.loading.quiet import native_output_silenced
@@ -215,14 +215,8 @@ class ONNXModelLoader(ModelLoader):
 
         folder = path if path.is_dir() else path.parent
         file = path
-        if path.is_dir():
-            found = huggingface.onnx_file(path)
-            if found is None:
-                raise ModelNotFoundError(
-                    f"{path} is a folder with no model.onnx in it; pass the .onnx file",
-                    path=path,
-                )
-            file = found
+        if path.is_dir():  # a Hugging Face folder's export (the backend refuses other folders)
+            file = huggingface.onnx_file(path) or path
         model = onnx_backend.load(file, fmt, device, name=name, **self.options)
         if (folder / "config.json").is_file() and huggingface.has_tokenizer(folder):
             # An export of a Hugging Face model: its tokenizer makes the example inputs.
