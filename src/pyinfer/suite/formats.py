@@ -419,10 +419,7 @@ def _prepare(
         # input: by position, since tracing may rename it).
         shapes = {s.name: s.shape for s in original.inputs}
         one = next(iter(shapes.values())) if len(shapes) == 1 else None
-        traced: dict[str, Any] = {"input_shapes": one if one is not None else shapes}
-        # And their dtypes: a traced module declares none (token ids are int64, not float32).
-        dtypes = {s.name: s.dtype.name for s in original.inputs}
-        traced["input_dtypes"] = next(iter(dtypes.values())) if one is not None else dtypes
+        traced = {"input_shapes": one if one is not None else shapes}
         items: list[FormatEntry | _Ready] = []
         for key in chosen:
             label = _original_label(key, source_format) if key == original_key else None
