@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         ToFloat,
         ToLayout,
         VocabTokenizer,
+        WordPieceTokenizer,
         cast_arrays,
     )
     from pyinfer.profiling import PerformanceProfiler, ProfilerSettings
@@ -134,6 +135,7 @@ _LAZY = {
     "ToFloat": "pyinfer.preprocess",
     "ToLayout": "pyinfer.preprocess",
     "VocabTokenizer": "pyinfer.preprocess",
+    "WordPieceTokenizer": "pyinfer.preprocess",
     "cast_arrays": "pyinfer.preprocess",
 }
 
@@ -253,6 +255,7 @@ __all__ = [
     "UnknownFormatError",
     "UntrustedModelError",
     "VocabTokenizer",
+    "WordPieceTokenizer",
     "__version__",
     "cast_arrays",
     "clock_info",
