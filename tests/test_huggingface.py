@@ -403,3 +403,40 @@ def test_text_pipeline_for_a_model_without_tokenizer_asks_for_one(bert: Any) -> 
 
     with pytest.raises(pyinfer.InvalidArgumentError, match=r"loaded without a tokenizer"):
         pyinfer.TextPipeline.for_model(Bare())  # type: ignore[arg-type]
+
+
+def test_a_folder_with_pytorch_model_bin_loads_the_same(
+    bert: Any, bert_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(bert_dir / name, folder / name)
+    reference = transformers.AutoModel.from_pretrained(bert_dir)
+    torch.save(reference.state_dict(), folder / "pytorch_model.bin")
+    assert pyinfer.detect_format(folder) is ModelFormat.PYTORCH
+    model = pyinfer.load_model(folder)
+    assert model.options["load_report"]["missing_keys"] == []
+    inputs = model.tokenizer.encode(TEXTS)
+    got, expected = model(inputs), bert(inputs)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value)
+
+
+def test_weights_that_do_not_fit_are_named_unless_strict_is_off(
+    bert_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(bert_dir, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    dropped = sorted(k for k in weights if k.endswith("pooler.dense.bias"))
+    assert len(dropped) == 1
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped}, str(folder / "model.safetensors")
+    )
+    with pytest.raises(ArchitectureError, match=r"1 missing key\(s\) \(pooler\.dense\.bias\)"):
+        pyinfer.load_model(folder)
+    model = pyinfer.load_model(folder, strict=False)
+    assert model.options["load_report"]["missing_keys"] == ["pooler.dense.bias"]
