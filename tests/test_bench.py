@@ -162,8 +162,10 @@ def test_bert_table_through_the_library(torch_module: Any) -> None:
     table = _after(text, SPEC_BERT)
     for row, entry, length in zip(table[2:], result.entries, (8, 16), strict=True):
         assert entry.report is not None
-        assert entry.report.input_shapes == {"input_ids": (1, length)}
-        assert entry.report.input_dtypes == {"input_ids": "int64"}
+        # Real token ids with the tokenizer's attention mask (and type ids), not ids alone.
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        assert entry.report.input_shapes == dict.fromkeys(names, (1, length))
+        assert entry.report.input_dtypes == dict.fromkeys(names, "int64")
         assert _cells(row)[0] == f"{length}"
         mean = format_short(entry.report.latency.stats.mean_ms)
         assert _cells(row)[1] == mean + ("" if entry.stable else "~")

@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         ToFloat,
         ToLayout,
         VocabTokenizer,
+        WordPieceTokenizer,
         cast_arrays,
     )
     from pyinfer.profiling import (
@@ -146,6 +147,7 @@ _LAZY = {
     "ToFloat": "pyinfer.preprocess",
     "ToLayout": "pyinfer.preprocess",
     "VocabTokenizer": "pyinfer.preprocess",
+    "WordPieceTokenizer": "pyinfer.preprocess",
     "cast_arrays": "pyinfer.preprocess",
     "find_capacity": "pyinfer.load",
     "load_test": "pyinfer.load",
@@ -268,6 +270,7 @@ __all__ = [
     "UnknownFormatError",
     "UntrustedModelError",
     "VocabTokenizer",
+    "WordPieceTokenizer",
     "__version__",
     "cast_arrays",
     "clock_info",

@@ -89,8 +89,22 @@ def _remove_stale_staging(out: Path) -> None:
 # -- torch: TorchScript, torch.export and ONNX ---------------------------------------------------
 
 
-def _torch_examples(torch: ModuleType, example_inputs: Any) -> tuple[Any, ...]:
-    """Example inputs as a tuple of tensors (numpy arrays are converted)."""
+def _torch_examples(torch: ModuleType, example_inputs: Any, module: Any = None) -> tuple[Any, ...]:
+    """Example inputs as a tuple of tensors (numpy arrays are converted).
+
+    A dict of input name to tensor (what a Hugging Face tokenizer gives) is put in the order of
+    ``module``'s ``forward`` arguments; names it does not take are an error.
+    """
+    if isinstance(example_inputs, Mapping):
+        count = len(example_inputs)
+        params = _forward_names(module, count) if module is not None else []
+        if set(params) != set(example_inputs):
+            raise InvalidArgumentError(
+                f"example inputs {', '.join(map(str, example_inputs))} must be the first "
+                f"{count} arguments of the module's forward ({', '.join(params)}), which the "
+                "exports take by position"
+            )
+        example_inputs = tuple(example_inputs[n] for n in params)
     items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     out = []
     for given in items:
@@ -103,6 +117,42 @@ def _torch_examples(torch: ModuleType, example_inputs: Any) -> tuple[Any, ...]:
     if not out:
         raise InvalidArgumentError("give at least one example input")
     return tuple(out)
+
+
+def _dynamic_shapes(torch: ModuleType, module: Any, examples: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``torch.export`` dynamic shapes: a shared ``batch`` on the first axis of every input.
+
+    A module that declares ``pyinfer_dynamic_axes`` (input name to ``{axis: (name, max)}``, as
+    the Hugging Face wrapper of :mod:`pyinfer.backends.torch.hf` does) gets those axes instead,
+    each name one shared ``Dim`` (``sequence`` bounded by the model's position embeddings).
+    """
+    declared = getattr(module, "pyinfer_dynamic_axes", None)
+    if not declared:
+        batch = torch.export.Dim("batch", min=1)
+        return tuple({0: batch} if t.dim() else {} for t in examples)
+    dims: dict[str, Any] = {}
+    shapes = []
+    for name in _forward_names(module, len(examples)):
+        axes: dict[int, Any] = {}
+        for axis, (dim_name, top) in dict(declared.get(name, {})).items():
+            if dim_name not in dims:
+                dims[dim_name] = torch.export.Dim(dim_name, min=1, max=top or None)
+            axes[int(axis)] = dims[dim_name]
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+def _dynamic_axes(module: Any, names: Sequence[str], outputs: Sequence[str]) -> dict[str, Any]:
+    """The legacy ONNX exporter's ``dynamic_axes``.
+
+    The batch on every input and output, or the module's ``pyinfer_dynamic_axes`` for its
+    inputs (and the batch on its outputs).
+    """
+    declared = getattr(module, "pyinfer_dynamic_axes", None) or {}
+    axes: dict[str, Any] = {n: {0: "batch"} for n in [*names, *outputs]}
+    for name, given in dict(declared).items():
+        axes[name] = {int(a): d[0] for a, d in given.items()}
+    return axes
 
 
 def _batched(examples: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -204,11 +254,19 @@ def export_torchscript(
     if method not in {"trace", "script"}:
         raise InvalidArgumentError(f"method must be 'trace' or 'script', not {method!r}")
     module = _eval_module(module)
-    examples = _torch_examples(torch, example_inputs)
+    examples = _torch_examples(torch, example_inputs, module)
     out = Path(path)
     with warnings.catch_warnings():
         # torch 2.14 deprecates torch.jit.* with a FutureWarning; the format is still loaded.
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        # The tracer reads every attribute of a module; transformers models answer a
+        # deprecated one (is_gradient_checkpointing) with a FutureWarning.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+        # Its masking code tests tensor values in Python; the trace holds for other batch sizes
+        # and lengths (pyinfer formats checks each export's outputs against the original's).
+        warnings.filterwarnings(
+            "ignore", category=torch.jit.TracerWarning, module=r"transformers\."
+        )
         with torch.no_grad():
             if method == "trace":
                 # strict=False lets dict and list outputs through, as pyinfer loads them.
@@ -243,12 +301,11 @@ def export_torch_program(
     torch = import_torch()
     ensure_triton_safe()
     module = _eval_module(module)
-    examples = _torch_examples(torch, example_inputs)
+    examples = _torch_examples(torch, example_inputs, module)
     dynamic_shapes = None
     if dynamic_batch:
         examples = _batched(examples)
-        batch = torch.export.Dim("batch", min=1)
-        dynamic_shapes = tuple({0: batch} if t.dim() else {} for t in examples)
+        dynamic_shapes = _dynamic_shapes(torch, module, examples)
     program = torch.export.export(module, examples, dynamic_shapes=dynamic_shapes)
     out = Path(path)
     with _staged(out) as staged:
@@ -302,7 +359,7 @@ def export_onnx(
     from pyinfer.backends.torch import flatten_outputs
 
     module = _eval_module(module)
-    examples = _torch_examples(torch, example_inputs)
+    examples = _torch_examples(torch, example_inputs, module)
     scripted = isinstance(module, torch.jit.ScriptModule)
     if scripted and dynamo:
         raise InvalidArgumentError(
@@ -341,8 +398,7 @@ def export_onnx(
         kwargs["opset_version"] = opset
     if dynamo:
         if dynamic_batch:
-            batch = torch.export.Dim("batch", min=1)
-            kwargs["dynamic_shapes"] = tuple({0: batch} if t.dim() else {} for t in examples)
+            kwargs["dynamic_shapes"] = _dynamic_shapes(torch, module, examples)
         with warnings.catch_warnings():
             # One Dim shared by several inputs makes the exporter warn that it names the
             # axis once; that is what a shared batch means.
@@ -353,7 +409,7 @@ def export_onnx(
                 )
     else:
         if dynamic_batch:
-            kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [*in_names, *out_names]}
+            kwargs["dynamic_axes"] = _dynamic_axes(module, in_names, out_names)
         with warnings.catch_warnings():
             # The legacy exporter is deprecated (DeprecationWarning) but still works; the
             # caller chose it with dynamo=False, or has no onnxscript.

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
+from pyinfer.backends.huggingface import folder_kind, is_safetensors
 from pyinfer.errors import CorruptModelError, ModelNotFoundError, UnknownFormatError
 from pyinfer.formats import EXTENSIONS, ModelFormat, format_names
 
@@ -134,6 +135,11 @@ def _content_format(path: Path) -> ModelFormat | None:
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return ModelFormat.SAVED_MODEL
+        kind = folder_kind(path)
+        if kind == "torch":
+            return ModelFormat.PYTORCH  # a Hugging Face folder: config.json + weights
+        if kind == "onnx":
+            return ModelFormat.ONNX  # a Hugging Face folder exported to ONNX
         return None
     try:
         size = path.stat().st_size
@@ -141,6 +147,8 @@ def _content_format(path: Path) -> ModelFormat | None:
             head = f.read(16)
             if len(head) >= 8 and head[4:8] == b"TFL3":
                 return ModelFormat.TFLITE
+            if is_safetensors(head, size):
+                return ModelFormat.PYTORCH  # weights only: a state_dict, like a .pth
             if head.startswith(_ZIP_SIGNATURES):
                 return _zip_format(path)
             for offset in (0, 512, 1024, 2048):
@@ -174,7 +182,10 @@ def _content_format(path: Path) -> ModelFormat | None:
 def detect_format(path: str | Path) -> ModelFormat:
     """Detects a model's format from its content.
 
-    The extension is only a tie-breaker: a ``.onnx`` file holding a TorchScript archive is
+    A folder is a SavedModel (``saved_model.pb``), a Hugging Face model folder
+    (``config.json`` with ``model.safetensors`` or ``pytorch_model.bin``: ``pytorch``) or a
+    Hugging Face folder exported to ONNX (``config.json`` with ``model.onnx``: ``onnx``). The
+    extension is only a tie-breaker: a ``.onnx`` file holding a TorchScript archive is
     TorchScript (with a warning in the log). ``saved_model.pb`` itself stands for its folder.
 
     Args:
@@ -200,8 +211,9 @@ def detect_format(path: str | Path) -> ModelFormat:
     if fmt is None:
         if p.is_dir():
             raise UnknownFormatError(
-                f"{p} is a folder but not a TensorFlow SavedModel (no saved_model.pb in it); "
-                "pass a model file, or the SavedModel folder itself",
+                f"{p} is a folder but not a TensorFlow SavedModel (no saved_model.pb in it) "
+                "nor a Hugging Face model folder (config.json with model.safetensors, "
+                "pytorch_model.bin or model.onnx); pass a model file, or the model folder itself",
                 path=p,
             )
         said = ""
@@ -209,8 +221,9 @@ def detect_format(path: str | Path) -> ModelFormat:
             said = f" although its extension '{suffix}' suggests {format_names(expected)}"
         raise UnknownFormatError(
             f"{p} is not a model file pyinfer recognises{said}: its content matches none of "
-            "TorchScript, torch.save (zip or legacy), torch.export (.pt2), ONNX, Keras "
-            "(.h5/.keras), TensorFlow SavedModel (a folder) or TFLite",
+            "TorchScript, torch.save (zip or legacy), safetensors, torch.export (.pt2), ONNX, "
+            "Keras (.h5/.keras), TensorFlow SavedModel (a folder), a Hugging Face model folder "
+            "or TFLite",
             path=p,
         )
     if expected is not None and fmt not in expected:

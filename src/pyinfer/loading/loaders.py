@@ -7,7 +7,8 @@ hold options and load files:
 
 * :class:`PyTorchModelLoader`: TorchScript, ``torch.save`` checkpoints (state_dicts with an
   architecture, checkpoint dicts, whole pickled modules on explicit opt-in), ``torch.export``
-  programs, and in-memory modules;
+  programs, Hugging Face model folders (``config.json`` + safetensors, with transformers) and
+  in-memory modules;
 * :class:`ONNXModelLoader`: ONNX models through ONNX Runtime;
 * :class:`TensorFlowModelLoader`: Keras ``.h5`` and ``.keras``, SavedModel folders and TFLite.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pyinfer import core
-from pyinfer.backends import frameworks
+from pyinfer.backends import frameworks, huggingface
 from pyinfer.backends.base import Device, LoadRequest, Model, parse_device
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.formats import ModelFormat, format_names, formats_of_family, parse_format
@@ -199,6 +200,10 @@ class ONNXModelLoader(ModelLoader):
     ``intra_op_threads`` (default: physical cores), ``inter_op_threads``,
     ``graph_optimization`` (``"all"`` by default, ``"extended"``, ``"basic"``, ``"disable"``),
     ``input_shapes`` (fix symbolic dimensions), ``provider_options``.
+
+    A Hugging Face folder exported to ONNX (``model.onnx`` beside ``config.json`` and the
+    tokenizer) loads from the folder or the file; the tokenizer is attached as
+    ``model.tokenizer`` and makes the example inputs (real token ids and masks).
     """
 
     family = "onnx"
@@ -208,7 +213,24 @@ class ONNXModelLoader(ModelLoader):
     def _load(self, path: Path, fmt: ModelFormat, device: Device, name: str) -> Model:
         from pyinfer.backends import onnx as onnx_backend
 
-        return onnx_backend.load(path, fmt, device, name=name, **self.options)
+        folder = path if path.is_dir() else path.parent
+        file = path
+        if path.is_dir():  # a Hugging Face folder's export (the backend refuses other folders)
+            file = huggingface.onnx_file(path) or path
+        model = onnx_backend.load(file, fmt, device, name=name, **self.options)
+        if (folder / "config.json").is_file() and huggingface.has_tokenizer(folder):
+            # An export of a Hugging Face model: its tokenizer makes the example inputs.
+            tokenizer = huggingface.load_tokenizer(folder)
+            if tokenizer is not None:
+                config = huggingface.read_config(folder)
+                positions = int(config.get("max_position_embeddings") or 0)
+                default = huggingface.DEFAULT_SEQUENCE_LENGTH
+                huggingface.attach_tokenizer(
+                    model,
+                    huggingface.TextEncoder(tokenizer),
+                    default_sequence=min(default, positions) if positions else default,
+                )
+        return model
 
 
 class TensorFlowModelLoader(ModelLoader):

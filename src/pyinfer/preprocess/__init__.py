@@ -13,7 +13,9 @@ class with ``__call__``) chained by :class:`Compose`:
   :class:`Normalize`, :class:`ToLayout`, :class:`ToDtype`; :meth:`ImagePipeline.imagenet` is
   the usual preset and :meth:`ImagePipeline.for_model` fits size, layout and dtype to a model's
   input;
-* text (:mod:`~pyinfer.preprocess.text`): :class:`TextPipeline` and :class:`VocabTokenizer`.
+* text (:mod:`~pyinfer.preprocess.text`): :class:`TextPipeline`,
+  :class:`WordPieceTokenizer` (BERT's ids from a ``vocab.txt``, offline) and
+  :class:`VocabTokenizer`.
 
 Every pipeline offers ``check(model)``: it runs on an example and compares its output with the
 model's input specs, so a mismatch is found before the first batch, with a message saying what
@@ -54,6 +56,7 @@ from pyinfer.preprocess.items import (
 )
 from pyinfer.preprocess.pil import MAX_IMAGE_PIXELS
 from pyinfer.preprocess.text import MAX_SEQUENCE_LENGTH, TextPipeline, VocabTokenizer
+from pyinfer.preprocess.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "IMAGENET_GREY_MEAN",
@@ -78,6 +81,7 @@ __all__ = [
     "ToFloat",
     "ToLayout",
     "VocabTokenizer",
+    "WordPieceTokenizer",
     "as_array",
     "as_item",
     "cast_arrays",

@@ -78,7 +78,8 @@ class ResizeShorter:
     """Resizes so that the shorter side is ``size``, keeping the aspect ratio.
 
     Pillow's resampling filters are used (``"bilinear"`` and ``"bicubic"`` are antialiased when
-    shrinking, as torchvision's PIL path is). The longer side is rounded to the nearest pixel.
+    shrinking, as torchvision's PIL path is). The longer side is truncated to a whole pixel
+    (``int(size * long / short)``), as ``torchvision.transforms.v2.Resize(size)`` does.
 
     Args:
         size: Length of the shorter side after resizing.
@@ -107,8 +108,8 @@ class ResizeShorter:
         if width < 1 or height < 1:
             raise InvalidInputError(f"cannot resize an empty image of {width}x{height}")
         if width <= height:
-            return self.size, max(1, round(height * self.size / width))
-        return max(1, round(width * self.size / height)), self.size
+            return self.size, max(1, int(self.size * height / width))
+        return max(1, int(self.size * width / height)), self.size
 
     def __call__(self, image: Any) -> Any:
         """Resizes one image (PIL image or uint8 array); returns a PIL image.

@@ -1,8 +1,13 @@
-"""Text preprocessing: a built-in word tokenizer and the pipeline to a model's token inputs.
+"""Text preprocessing: the pipeline from text to a model's token inputs.
 
 :class:`TextPipeline` makes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when
-asked) from any tokenizer (a callable returning ids, or an object with ``encode``, as Hugging
-Face tokenizers have) or the built-in :class:`VocabTokenizer`.
+asked). With a real tokenizer (a ``tokenizers.Tokenizer``, a ``tokenizer.json`` path or a folder
+holding one, or a transformers tokenizer) the ids, mask and type ids are the tokenizer's own,
+made by its batch encoding (:meth:`TextPipeline.encode_batch`): nothing is rebuilt, so a
+tokenizer with fixed-length padding keeps its length and its mask. Any other callable returning
+ids, an object with ``encode``, or the built-in word-level :class:`VocabTokenizer` (an offline
+fallback for tests; its ids fit no pretrained model) still work: the mask is then built from the
+ids' length.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from pyinfer.backends.huggingface import TextEncoder, is_tokenizer
 from pyinfer.errors import InvalidArgumentError, InvalidInputError
 from pyinfer.preprocess.arguments import as_dtype, choice, flag, shown, whole_number
 from pyinfer.preprocess.items import Casting, as_array, check_item
@@ -162,11 +168,13 @@ class TextPipeline:
     """Text to ``input_ids`` and ``attention_mask`` (and ``token_type_ids``) of one length.
 
     Args:
-        tokenizer: A :class:`VocabTokenizer`, an object with ``encode(text) -> ids`` (a Hugging
-            Face tokenizer), or a callable returning ids (a list, an array, or a mapping with
-            ``"input_ids"``).
+        tokenizer: A real tokenizer: a ``tokenizers.Tokenizer``, the path of a
+            ``tokenizer.json`` or of a folder holding a tokenizer, or a transformers tokenizer;
+            its own ids, attention mask and token type ids are kept. Or a
+            :class:`VocabTokenizer`, an object with ``encode(text) -> ids``, or a callable
+            returning ids (a list, an array, or a mapping with ``"input_ids"``).
         max_length: Length of every sequence (``padding="max_length"``), or the most tokens
-            kept.
+            kept. A real tokenizer that pads to a fixed length itself keeps its length.
         padding: ``"max_length"``: pad each item to ``max_length``; ``"longest"``: each batch is
             padded to its longest item (by :meth:`collate`).
         truncation: Cut sequences longer than ``max_length`` (keeping a final separator token
@@ -205,7 +213,12 @@ class TextPipeline:
                 "takes sequences that long"
             )
         self.padding = choice(padding, ("max_length", "longest"), "padding")
-        if not (callable(tokenizer) or callable(getattr(tokenizer, "encode", None))):
+        #: The real tokenizer behind the pipeline, ``None`` for a plain ids function.
+        self.encoder: TextEncoder | None = None
+        if is_tokenizer(tokenizer):
+            self.encoder = TextEncoder(tokenizer)
+            tokenizer = self.encoder.tokenizer
+        elif not (callable(tokenizer) or callable(getattr(tokenizer, "encode", None))):
             raise InvalidArgumentError(
                 f"tokenizer {type(tokenizer).__name__} is neither callable nor has encode()"
             )
@@ -218,7 +231,11 @@ class TextPipeline:
             raise InvalidArgumentError(
                 f"TextPipeline dtype must be an integer dtype (int64...), not {self.dtype.name}"
             )
-        default_pad = getattr(tokenizer, "pad_token_id", None)
+        default_pad = (
+            self.encoder.pad_id
+            if self.encoder is not None
+            else getattr(tokenizer, "pad_token_id", None)
+        )
         pad = pad_id if pad_id is not None else (default_pad or 0)
         self.pad_id = whole_number(pad, "pad_id", least=int(np.iinfo(self.dtype).min))
         if self.pad_id > np.iinfo(self.dtype).max:
@@ -245,7 +262,7 @@ class TextPipeline:
             raise InvalidArgumentError(f"names gives two outputs one name: {outputs}")
 
     @classmethod
-    def for_model(cls, model: Model, tokenizer: Any, **kwargs: Any) -> TextPipeline:
+    def for_model(cls, model: Model, tokenizer: Any = None, **kwargs: Any) -> TextPipeline:
         """A pipeline fitted to a model's text inputs.
 
         ``attention_mask`` and ``token_type_ids`` if the model takes them (under the names in
@@ -253,12 +270,24 @@ class TextPipeline:
 
         Args:
             model: A text model taking ``input_ids`` (and ``attention_mask``...).
-            tokenizer: As for the constructor.
+            tokenizer: As for the constructor; by default the tokenizer loaded with the model
+                (``model.tokenizer``: a Hugging Face folder's, or the one beside its ONNX
+                export).
             **kwargs: Other constructor arguments (they win over what is read from the model).
 
         Returns:
             The pipeline.
+
+        Raises:
+            InvalidArgumentError: If no tokenizer is given and the model has none.
         """
+        if tokenizer is None:
+            tokenizer = getattr(model, "tokenizer", None)
+            if tokenizer is None:
+                raise InvalidArgumentError(
+                    f"model '{model.name}' was loaded without a tokenizer; pass one "
+                    "(a tokenizers.Tokenizer, a tokenizer.json path or a transformers tokenizer)"
+                )
         specs = {s.name: s for s in model.inputs}
         names = {key: key for key in ("input_ids", "attention_mask", "token_type_ids")}
         names.update(kwargs.get("names") or {})
@@ -271,6 +300,55 @@ class TextPipeline:
                 kwargs.setdefault("max_length", ids.shape[1])
                 kwargs.setdefault("padding", "max_length")
         return cls(tokenizer, **kwargs)
+
+    def encode_batch(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Encodes texts in one call of a real tokenizer's batch encoding.
+
+        Args:
+            texts: The texts.
+
+        Returns:
+            Output name to ``(len(texts), length)`` array: the tokenizer's own ids, mask and
+            type ids (those asked for), padded to ``max_length`` (``padding="max_length"``), to
+            the tokenizer's own fixed length, or to the longest text.
+
+        Raises:
+            InvalidInputError: If a text is not a str.
+            InvalidArgumentError: If the pipeline has no real tokenizer (a plain ids function:
+                encode each text with the pipeline and :meth:`collate` them).
+        """
+        if self.encoder is None:
+            raise InvalidArgumentError(
+                "encode_batch needs a real tokenizer (tokenizers.Tokenizer, tokenizer.json or a "
+                "transformers tokenizer); with an ids function call the pipeline on each text "
+                "and collate() the results"
+            )
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInputError(f"text {i} is a {type(text).__name__}, not a str")
+        fixed = self.encoder.fixed_length
+        length = self.max_length if self.padding == "max_length" and fixed is None else None
+        encoded = self.encoder.encode(list(texts), max_length=length)
+        if length is None and encoded["input_ids"].shape[1] > self.max_length and fixed is None:
+            if not self.truncation:
+                raise InvalidInputError(
+                    f"text of {encoded['input_ids'].shape[1]} tokens is longer than "
+                    f"max_length={self.max_length}; pass truncation=True or a larger max_length"
+                )
+            encoded = self.encoder.encode(list(texts), max_length=self.max_length)
+        wanted = {"input_ids": True, "attention_mask": self.attention_mask}
+        wanted["token_type_ids"] = self.token_type_ids
+        out: dict[str, np.ndarray] = {}
+        for key, on in wanted.items():
+            if not on:
+                continue
+            if key not in encoded:
+                raise InvalidArgumentError(
+                    f"the tokenizer makes no {key} (it makes {', '.join(encoded)}); pass "
+                    f"{key}=False"
+                )
+            out[self.names[key]] = encoded[key].astype(self.dtype)
+        return out
 
     def _ids(self, text: str) -> list[int]:
         encode = getattr(self.tokenizer, "encode", None)
@@ -317,13 +395,16 @@ class TextPipeline:
         Returns:
             Output name to 1-D array: ids padded with ``pad_id`` (to ``max_length`` with
             ``padding="max_length"``), a mask of 1 on tokens and 0 on padding (unless
-            ``attention_mask=False``), and zeros for ``token_type_ids``.
+            ``attention_mask=False``), and zeros for ``token_type_ids``; with a real tokenizer,
+            the tokenizer's own (:meth:`encode_batch` of one text).
 
         Raises:
             InvalidInputError: If ``text`` is not a string, or is too long without truncation.
         """
         if not isinstance(text, str):
             raise InvalidInputError(f"TextPipeline takes a str, got {type(text).__name__}")
+        if self.encoder is not None:
+            return {k: v[0] for k, v in self.encode_batch([text]).items()}
         ids = self._ids(text)
         length = self.max_length if self.padding == "max_length" else len(ids)
         input_ids = np.full(length, self.pad_id, dtype=self.dtype)

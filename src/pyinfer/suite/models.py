@@ -79,17 +79,26 @@ def resnet50_eager(seed: int, image_size: int, device: str) -> Model:
 
 
 def bert_base(seed: int, bert_config: Mapping[str, Any], device: str) -> Model:
-    """BERT-base with random weights from ``seed`` (``bert_config`` overrides ``BertConfig``)."""
+    """BERT-base with random weights from ``seed`` (``bert_config`` overrides ``BertConfig``).
+
+    Its inputs are ``input_ids``, ``attention_mask`` and ``token_type_ids``, made by a WordPiece
+    tokenizer of the model's vocabulary size (:func:`~pyinfer.suite.wordpiece.bert_tokenizer`,
+    30,522 entries in BERT's layout) from texts of its words: real token ids and the
+    tokenizer's attention mask at each sequence length, not random ids.
+    """
     import torch
+
+    from pyinfer.backends.base import parse_device
+    from pyinfer.backends.torch.hf import from_transformers
+    from pyinfer.suite.wordpiece import BERT_VOCAB_SIZE, bert_tokenizer
 
     transformers = _require("transformers", "text", "BERT-base")
     BertConfig, BertModel = transformers.BertConfig, transformers.BertModel  # noqa: N806
+    config = BertConfig(**{"vocab_size": BERT_VOCAB_SIZE, **dict(bert_config)})
     torch.manual_seed(seed)
-    bert: Any = BertModel(BertConfig(**dict(bert_config))).eval()
-    loader = _torch_loader(
-        input_shapes={"input_ids": (None, "sequence")}, input_dtypes={"input_ids": "int64"}
-    )
-    return loader.from_module(bert, device=device, name="BERT-Base")  # type: ignore[no-any-return]
+    bert: Any = BertModel(config).eval()
+    tokenizer = bert_tokenizer(int(config.vocab_size))
+    return from_transformers(bert, parse_device(device), name="BERT-Base", tokenizer=tokenizer)
 
 
 def mobilenet_v2(seed: int, device: str) -> Model:

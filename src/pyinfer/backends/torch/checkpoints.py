@@ -16,8 +16,14 @@ from types import ModuleType
 from typing import Any
 
 from pyinfer.backends import frameworks
+from pyinfer.backends.huggingface import is_safetensors
 from pyinfer.backends.torch.messages import _few
-from pyinfer.errors import ArchitectureError, InvalidArgumentError
+from pyinfer.errors import (
+    ArchitectureError,
+    CorruptModelError,
+    FrameworkNotInstalledError,
+    InvalidArgumentError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,40 @@ class LoadReport:
             "source_key": self.source_key,
             "ignored_keys": list(self.ignored_keys),
         }
+
+
+def is_safetensors_file(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file (8-byte header length, then a JSON object)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+        return is_safetensors(head, path.stat().st_size)
+    except OSError:
+        return False
+
+
+def _load_safetensors(path: Path, tdev: Any) -> dict[str, Any]:
+    """A safetensors file's tensors: a state_dict, which runs no code when read.
+
+    Raises:
+        CorruptModelError: If the safetensors library cannot read it (the cause is named).
+        FrameworkNotInstalledError: If ``safetensors`` is missing.
+    """
+    try:
+        from safetensors.torch import load_file  # optional: only this format needs it
+    except ImportError as exc:
+        raise FrameworkNotInstalledError(
+            f"{path} is a safetensors file; reading it needs the safetensors package: "
+            "pip install safetensors"
+        ) from exc
+    try:
+        return dict(load_file(str(path), device=str(tdev)))
+    except Exception as exc:
+        raise CorruptModelError(
+            f"{path} could not be read as a safetensors file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); the file is damaged or truncated: save or copy it again",
+            path=path,
+        ) from exc
 
 
 def _is_state_dict(torch: ModuleType, obj: Any) -> bool:

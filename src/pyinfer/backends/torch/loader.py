@@ -9,7 +9,12 @@ from typing import Any
 from pyinfer.backends import frameworks
 from pyinfer.backends.base import Device, Model, ModelFormat
 from pyinfer.backends.torch.build import _build
-from pyinfer.backends.torch.checkpoints import LoadReport, _module_from_object
+from pyinfer.backends.torch.checkpoints import (
+    LoadReport,
+    _load_safetensors,
+    _module_from_object,
+    is_safetensors_file,
+)
 from pyinfer.backends.torch.files import (
     _exported_module,
     _is_exported_program,
@@ -24,10 +29,11 @@ logger = logging.getLogger(__name__)
 
 
 def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: Any) -> Model:
-    """Loads a torch model file.
+    """Loads a torch model file, or a Hugging Face model folder (:mod:`.hf`).
 
     Args:
-        path: The file.
+        path: The file, or a folder with ``config.json`` and safetensors or
+            ``pytorch_model.bin`` weights.
         fmt: Its format: TorchScript, ``torch.save`` (zip or legacy), plain pickle or
             ``torch.export``.
         device: Where to run it.
@@ -49,6 +55,10 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         ArchitectureError: If weights come without an architecture or do not fit it.
         DeviceError: If the device cannot be used (``CudaUnavailableError`` without CUDA).
     """
+    if path.is_dir() and fmt is ModelFormat.PYTORCH:
+        from pyinfer.backends.torch.hf import load_folder
+
+        return load_folder(path, device, name=name, **options)
     opts = _check_options(options)
     torch = frameworks.import_torch()
     tdev = _torch_device(torch, device)
@@ -59,6 +69,9 @@ def load(path: Path, fmt: ModelFormat, device: Device, *, name: str, **options: 
         module = _load_torchscript(torch, path, tdev)
     elif fmt is ModelFormat.TORCH_EXPORT:
         module = _load_export(torch, path, tdev, trust=bool(opts.get("trust_code", False)))
+    elif fmt is ModelFormat.PYTORCH and is_safetensors_file(path):
+        state = _load_safetensors(path, tdev)
+        module, report, ema_available = _module_from_object(torch, state, path, opts)
     elif fmt in {ModelFormat.PYTORCH, ModelFormat.PYTORCH_LEGACY, ModelFormat.PICKLE}:
         obj = _load_pickled(torch, path, fmt, tdev, trust=bool(opts.get("trust_code", False)))
         module, report, ema_available = _module_from_object(torch, obj, path, opts)
