@@ -382,3 +382,43 @@ def test_the_engine_refuses_a_model_it_cannot_stack_items_for(vad: dict[str, Pat
         r"the engine stacks items on the first; call the model on whole batches",
     ):
         InferenceEngine(model)
+
+
+def test_the_onnx_export_keeps_each_inputs_batch_axis(vad: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from pyinfer import export
+
+    program = torch.export.load(str(vad["vad.pt2"]))
+    example = rm.example(1)
+    axes = {"x": 0, "state": 1, "sr": None}
+    path = export.export_onnx(program, tmp_path / "vad.onnx", example, batch_axes=axes)[0]
+    model = pyinfer.load_model(path)
+    specs = {s.name: s for s in model.inputs}
+    assert specs["state"].shape == (2, "batch", 128)
+    assert specs["state"].batch_axis == 1
+    assert specs["sr"].shape == ()
+    # Run at another batch than exported: the outputs equal the numpy reference.
+    three = rm.example(3)
+    got = model(three)
+    want = rm.reference(three["x"], three["state"], int(three["sr"]))
+    for got_out, want_out in zip(got.values(), want.values(), strict=True):
+        np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-6)
+    # Without the batch axes, the first axis of the state would be the batch, against x's.
+    with pytest.raises(Exception, match="size"):
+        export.export_onnx(program, tmp_path / "bad.onnx", example)
+
+
+# Tracing the program for TorchScript warns that its sample-rate check is traced as a constant
+# (a TracerWarning, which this suite's warning filter would make an error inside torch's C++).
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_formats_exports_a_model_whose_state_has_its_batch_on_axis_1(
+    vad: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["formats", vad["vad.pt2"], "--inputs", vad["npz"], "--quick", "--batch-size", "3"]
+    code, stdout, err = run_cli([*argv, "--work-dir", tmp_path], capsys)
+    assert code == 0, stdout + err
+    rows = {line.split("│")[0].strip(): line for line in stdout.splitlines() if "│" in line}
+    assert "ok (" in rows["ONNX (FP32)"]
+    assert "ok (" in rows["TorchScript"]
+    assert "all outputs match" in stdout

@@ -119,17 +119,39 @@ def _torch_examples(torch: ModuleType, example_inputs: Any, module: Any = None) 
     return tuple(out)
 
 
-def _dynamic_shapes(torch: ModuleType, module: Any, examples: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``torch.export`` dynamic shapes: a shared ``batch`` on the first axis of every input.
+def _batch_axis(name: str, tensor: Any, batch_axes: Mapping[str, int | None]) -> int | None:
+    """Where ``tensor`` (input or output ``name``) holds its batch.
 
-    A module that declares ``pyinfer_dynamic_axes`` (input name to ``{axis: (name, max)}``, as
-    the Hugging Face wrapper of :mod:`pyinfer.backends.torch.hf` does) gets those axes instead,
-    each name one shared ``Dim`` (``sequence`` bounded by the model's position embeddings).
+    ``batch_axes[name]``, else the first axis; ``None`` for a 0-d tensor, or an axis it lacks.
+    """
+    axis = batch_axes.get(name, 0)
+    rank = tensor.dim() if hasattr(tensor, "dim") else len(getattr(tensor, "shape", ()))
+    return axis if axis is not None and 0 <= axis < rank else None
+
+
+def _dynamic_shapes(
+    torch: ModuleType,
+    module: Any,
+    examples: tuple[Any, ...],
+    names: Sequence[str],
+    batch_axes: Mapping[str, int | None],
+) -> tuple[Any, ...]:
+    """``torch.export`` dynamic shapes: one shared ``batch`` on every input's batch axis.
+
+    The batch axis is ``batch_axes[name]`` (``None``: the input has none, as a shared scalar),
+    the first axis for inputs not named there, none for 0-d inputs. A module that declares
+    ``pyinfer_dynamic_axes`` (input name to ``{axis: (name, max)}``, as the Hugging Face wrapper
+    of :mod:`pyinfer.backends.torch.hf` does) gets those axes instead, each name one shared
+    ``Dim`` (``sequence`` bounded by the model's position embeddings).
     """
     declared = getattr(module, "pyinfer_dynamic_axes", None)
     if not declared:
         batch = torch.export.Dim("batch", min=1)
-        return tuple({0: batch} if t.dim() else {} for t in examples)
+        shapes = []
+        for name, t in zip(names, examples, strict=True):
+            axis = _batch_axis(name, t, batch_axes)
+            shapes.append({} if axis is None else {axis: batch})
+        return tuple(shapes)
     dims: dict[str, Any] = {}
     shapes = []
     for name in _forward_names(module, len(examples)):
@@ -142,24 +164,43 @@ def _dynamic_shapes(torch: ModuleType, module: Any, examples: tuple[Any, ...]) -
     return tuple(shapes)
 
 
-def _dynamic_axes(module: Any, names: Sequence[str], outputs: Sequence[str]) -> dict[str, Any]:
+def _dynamic_axes(
+    module: Any,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    batch_axes: Mapping[str, int | None],
+) -> dict[str, Any]:
     """The legacy ONNX exporter's ``dynamic_axes``.
 
-    The batch on every input and output, or the module's ``pyinfer_dynamic_axes`` for its
-    inputs (and the batch on its outputs).
+    The batch on every input's and output's batch axis (see :func:`_dynamic_shapes`), or the
+    module's ``pyinfer_dynamic_axes`` for its inputs (and the batch on its outputs).
     """
     declared = getattr(module, "pyinfer_dynamic_axes", None) or {}
-    axes: dict[str, Any] = {n: {0: "batch"} for n in [*names, *outputs]}
+    axes: dict[str, Any] = {}
+    for name, tensor in [*inputs.items(), *outputs.items()]:
+        axis = _batch_axis(name, tensor, batch_axes)
+        if axis is not None:
+            axes[name] = {axis: "batch"}
     for name, given in dict(declared).items():
         axes[name] = {int(a): d[0] for a, d in given.items()}
     return axes
 
 
-def _batched(examples: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Examples with a batch of at least 2: torch.export fixes a dimension traced at size 1."""
-    if all(t.dim() > 0 and t.shape[0] == 1 for t in examples):
-        return tuple(t.repeat(2, *([1] * (t.dim() - 1))) for t in examples)
-    return examples
+def _batched(
+    examples: tuple[Any, ...], names: Sequence[str], batch_axes: Mapping[str, int | None]
+) -> tuple[Any, ...]:
+    """Examples with a batch of at least 2: torch.export fixes a dimension traced at size 1.
+
+    Each input with a batch axis is repeated along it when every such input has a batch of 1.
+    """
+    axes = [_batch_axis(n, t, batch_axes) for n, t in zip(names, examples, strict=True)]
+    batched = [(t, a) for t, a in zip(examples, axes, strict=True) if a is not None]
+    if not batched or any(t.shape[a] != 1 for t, a in batched):
+        return examples
+    return tuple(
+        t if a is None else t.repeat(*[2 if i == a else 1 for i in range(t.dim())])
+        for t, a in zip(examples, axes, strict=True)
+    )
 
 
 def _eval_module(module: Any) -> Any:
@@ -284,6 +325,7 @@ def export_torch_program(
     example_inputs: Any,
     *,
     dynamic_batch: bool = True,
+    batch_axes: Mapping[str, int | None] | None = None,
 ) -> Path:
     """Saves a module as a ``torch.export`` program (``.pt2``).
 
@@ -293,7 +335,9 @@ def export_torch_program(
         example_inputs: A tensor or tuple of tensors (or numpy arrays), one per ``forward``
             argument. Examples of batch 1 are repeated to batch 2 for export, since
             ``torch.export`` would otherwise fix a dimension it saw at size 1.
-        dynamic_batch: Declare the first dimension of every input as one dynamic ``batch``.
+        dynamic_batch: Declare every input's batch axis as one dynamic ``batch``.
+        batch_axes: Input name to its batch axis (``None``: it has none, as a scalar shared
+            by the batch); inputs not named have it first, 0-d inputs have none.
 
     Returns:
         The path written.
@@ -302,10 +346,12 @@ def export_torch_program(
     ensure_triton_safe()
     module = _eval_module(module)
     examples = _torch_examples(torch, example_inputs, module)
+    axes = dict(batch_axes or {})
     dynamic_shapes = None
     if dynamic_batch:
-        examples = _batched(examples)
-        dynamic_shapes = _dynamic_shapes(torch, module, examples)
+        names = _forward_names(module, len(examples))
+        examples = _batched(examples, names, axes)
+        dynamic_shapes = _dynamic_shapes(torch, module, examples, names, axes)
     program = torch.export.export(module, examples, dynamic_shapes=dynamic_shapes)
     out = Path(path)
     with _staged(out) as staged:
@@ -323,6 +369,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     opset: int | None = None,
     dynamo: bool | None = None,
+    batch_axes: Mapping[str, int | None] | None = None,
 ) -> list[Path]:
     """Exports a module to ONNX, with a dynamic batch and its external data beside it.
 
@@ -340,8 +387,9 @@ def export_onnx(
         input_names: Names of the ONNX inputs; the ``forward`` argument names by default.
         output_names: Names of the ONNX outputs; by default those pyinfer gives the module's
             outputs (``output``; ``output_0``, ...; a dict's keys).
-        dynamic_batch: Make the first dimension of every input and output a dynamic
-            ``batch``.
+        dynamic_batch: Make every input's and output's batch axis a dynamic ``batch``.
+        batch_axes: Input or output name to its batch axis (``None``: it has none, as a scalar
+            shared by the batch, or a state); those not named have it first, 0-d ones none.
         opset: The ONNX opset (the exporter's default if ``None``).
         dynamo: ``True`` for the dynamo exporter, ``False`` for the legacy one, ``None``
             (default) for dynamo where ``onnxscript`` is installed and ``module`` is not a
@@ -378,19 +426,23 @@ def export_onnx(
             "the dynamo ONNX exporter needs onnxscript: pip install onnxscript, or pass "
             "dynamo=False for the legacy exporter"
         )
-    if dynamic_batch:
-        examples = _batched(examples)
     in_names = list(input_names) if input_names else _forward_names(module, len(examples))
     if len(in_names) != len(examples):
         raise InvalidArgumentError(
             f"{len(in_names)} input names for {len(examples)} example inputs: give one per input"
         )
-    if output_names is None:
-        with torch.no_grad():
-            result = module(*examples)
-        out_names = [n for n, _ in flatten_outputs(result, "output", top=True)]
-    else:
-        out_names = list(output_names)
+    axes = dict(batch_axes or {})
+    if dynamic_batch:
+        examples = _batched(examples, in_names, axes)
+    with torch.no_grad():
+        result = module(*examples)
+    results = dict(flatten_outputs(result, "output", top=True))
+    out_names = list(results) if output_names is None else list(output_names)
+    if len(out_names) != len(results):
+        raise InvalidArgumentError(
+            f"{len(out_names)} output names for the module's {len(results)} outputs: give one "
+            "per output"
+        )
     out = Path(path)
     data_file = out.with_name(out.name + ".data")
     kwargs: dict[str, Any] = {"input_names": in_names, "output_names": out_names}
@@ -398,7 +450,7 @@ def export_onnx(
         kwargs["opset_version"] = opset
     if dynamo:
         if dynamic_batch:
-            kwargs["dynamic_shapes"] = _dynamic_shapes(torch, module, examples)
+            kwargs["dynamic_shapes"] = _dynamic_shapes(torch, module, examples, in_names, axes)
         with warnings.catch_warnings():
             # One Dim shared by several inputs makes the exporter warn that it names the
             # axis once; that is what a shared batch means.
@@ -409,7 +461,12 @@ def export_onnx(
                 )
     else:
         if dynamic_batch:
-            kwargs["dynamic_axes"] = _dynamic_axes(module, in_names, out_names)
+            kwargs["dynamic_axes"] = _dynamic_axes(
+                module,
+                dict(zip(in_names, examples, strict=True)),
+                dict(zip(out_names, results.values(), strict=True)),
+                axes,
+            )
         with warnings.catch_warnings():
             # The legacy exporter is deprecated (DeprecationWarning) but still works; the
             # caller chose it with dynamo=False, or has no onnxscript.

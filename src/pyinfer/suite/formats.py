@@ -105,16 +105,22 @@ def _export_name(fmt: str, stem: str) -> str:
     }.get(fmt, f"{stem}.tflite")
 
 
-def _export(fmt: str, source: Any, example: Any, target: Path) -> Path:
-    """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``."""
+def _export(
+    fmt: str, source: Any, example: Any, batch_axes: dict[str, int | None], target: Path
+) -> Path:
+    """Writes ``source`` (a torch module, a Keras model or a SavedModel path) in ``fmt``.
+
+    ``batch_axes`` (input or output name to its batch axis) makes the exported batch dynamic
+    where the model keeps it: a state's batch on axis 1, none on a shared scalar.
+    """
     from pyinfer import export
 
     if fmt == "torchscript":
         return export.export_torchscript(source, target, example)
     if fmt == "torch-export":
-        return export.export_torch_program(source, target, example)
+        return export.export_torch_program(source, target, example, batch_axes=batch_axes)
     if fmt == "onnx":
-        return export.export_onnx(source, target, example)[0]
+        return export.export_onnx(source, target, example, batch_axes=batch_axes)[0]
     if isinstance(source, Path):  # a SavedModel folder
         return export.export_saved_model_tflite(source, target)
     kind = {"saved-model": "saved_model"}.get(fmt, fmt)
@@ -423,12 +429,18 @@ def _prepare(
             else getattr(exportable, "keras_model", None) or getattr(exportable, "module", None)
         )
         example = tuple(inputs[s.name] for s in exportable.inputs)
+        batch_axes = {
+            s.name: s.batch_axis
+            for model in (original, exportable)
+            for s in [*model.inputs, *model.outputs]
+        }
         versions = collect_environment().versions
         # An export is reused only from the same model file, inputs, options and versions.
         export_key = "|".join(
             [
                 f"source={_digest(source)}",
                 f"inputs={[tuple(np.shape(x)) for x in example]}",
+                f"batch_axes={sorted(batch_axes.items())}",
                 f"options={sorted((k, repr(v)) for k, v in load_options.items())}",
                 ",".join(f"{k}={v}" for k, v in sorted(versions.items())),
             ]
@@ -457,6 +469,7 @@ def _prepare(
                 device=device,
                 export_source=export_source,
                 example=example,
+                batch_axes=batch_axes,
                 export_key=export_key,
                 artifacts=artifacts,
                 options=traced if key in {"torchscript", "torch-export"} else {},
@@ -479,6 +492,7 @@ def _exported(
     device: str,
     export_source: Any,
     example: Any,
+    batch_axes: dict[str, int | None],
     export_key: str,
     artifacts: Artifacts,
     options: dict[str, Any],
@@ -490,7 +504,7 @@ def _exported(
         written = artifacts.get(
             name,
             f"{key}|{export_key}",
-            functools.partial(_export, key, export_source, example),
+            functools.partial(_export, key, export_source, example, batch_axes),
         )
     except Exception as exc:
         logger.warning("exporting %s failed: %s", label, exc, exc_info=True)
