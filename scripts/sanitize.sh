@@ -99,6 +99,9 @@ import pytest
 expected = os.environ["PYINFER_SANITIZED_CORE"]
 assert os.path.samefile(pyinfer._core.__file__, expected), (pyinfer._core.__file__, expected)
 print(f"-- testing {pyinfer._core.__file__}")
-sys.exit(pytest.main(["-q", "--no-cov", "-p", "no:cacheprovider", *sys.argv[1:]]))
+# pyinfer's distribution declares a pytest plugin, so pytest marks the pyinfer package for
+# assertion rewriting, and warns that it is already imported here (on purpose, just above).
+rewrite = "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"
+sys.exit(pytest.main(["-q", "--no-cov", "-p", "no:cacheprovider", "-W", rewrite, *sys.argv[1:]]))
 EOF
 echo "sanitizers: no report in $(( $(date +%s) - start )) s"
