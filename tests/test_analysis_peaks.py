@@ -148,3 +148,35 @@ def test_with_arithmetic_counts_the_profiled_model_or_leaves_the_report(
 
     monkeypatch.setattr(counting, "count_macs", broken)
     assert with_arithmetic(plain, model) is plain
+
+
+def test_with_arithmetic_counts_the_sequence_the_profile_ran(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import numpy as np
+
+    from _reports import report_with_runs
+    from pyinfer import load_model
+    from pyinfer.analysis import with_arithmetic
+
+    helper = onnx.helper
+    weight = onnx.numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", "sequence", 4])],
+        initializer=[weight],
+    )
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = load_model(path)
+    # A profile at batch 3 and 32 tokens: 3 * 32 * 8 * 4 MACs, the sequence read from the
+    # shapes as run (the model itself has no size for it).
+    ran = dataclasses.replace(
+        report_with_runs(None, per_call_ms=1.0), batch_size=3, input_shapes={"x": (3, 32, 8)}
+    )
+    counted = with_arithmetic(ran, model)
+    assert counted.arithmetic is not None
+    assert counted.arithmetic.macs == 3 * 32 * 8 * 4

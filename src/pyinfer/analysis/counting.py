@@ -114,6 +114,23 @@ def _tf_call(model: Model) -> Any:
     return call
 
 
+def _dims_as_run(report: ProfileReport, model: Model) -> dict[str, int]:
+    """The named dynamic dimensions' sizes in the inputs the report measured.
+
+    Read from the report's input shapes (given inputs or ``--input-shape`` alike), so the count
+    is of the call that was timed (a sequence of 32 tokens, not the model's default).
+    """
+    dims: dict[str, int] = {}
+    for spec in model.inputs:
+        shape = report.input_shapes.get(spec.name)
+        if spec.shape is None or shape is None or len(shape) != len(spec.shape):
+            continue
+        for axis, (dim, size) in enumerate(zip(spec.shape, shape, strict=True)):
+            if isinstance(dim, str) and axis != spec.batch_axis:
+                dims[dim] = int(size)
+    return dims
+
+
 def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
     """The report with its MACs per call counted (unchanged, logged, where counting fails).
 
@@ -125,7 +142,7 @@ def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
         model: The model profiled.
     """
     try:
-        counted = count_macs(model, report.batch_size)
+        counted = count_macs(model, report.batch_size, dims=_dims_as_run(report, model))
     except Exception as exc:  # a model the counters cannot read still gets its profile
         logger.info("MACs not counted for %s: %s", model.name, exc)
         return report
