@@ -440,3 +440,76 @@ def test_weights_that_do_not_fit_are_named_unless_strict_is_off(
         pyinfer.load_model(folder)
     model = pyinfer.load_model(folder, strict=False)
     assert model.options["load_report"]["missing_keys"] == ["pooler.dense.bias"]
+
+
+# ---- the commands on a folder, without inputs or sizes given ------------------------------------
+
+
+def _cli(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from pyinfer import cli
+
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_folders_sequence_is_its_default_and_sizes_the_text_pipeline(bert: Any) -> None:
+    from pyinfer.preprocess import TextPipeline
+
+    # 128 tokens, or fewer where the position embeddings end (64 here).
+    assert bert.default_dims == {"sequence": MAX_POSITIONS}
+    assert bert.options["sequence_length"] == MAX_POSITIONS
+    pipeline = TextPipeline.for_model(bert)
+    assert pipeline.max_length == MAX_POSITIONS
+    long_text = " ".join(WORDS * 20)  # far more tokens than the model takes: truncated
+    assert pipeline.encode_batch([long_text])["input_ids"].shape == (1, MAX_POSITIONS)
+
+
+def test_run_encodes_each_line_of_a_text_file_with_the_folders_tokenizer(
+    bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text(f"{TEXTS[0]}\n\n{TEXTS[1]}\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    code, _, err = _cli(["run", bert_dir, texts, "--output", out], capsys)
+    assert code == 0, err
+    assert "2 of 2 input(s) ran, 0 failed" in err
+    items = json.loads(out.read_text())["items"]
+    assert [item["source"] for item in items] == [f"{texts}:1", f"{texts}:3"]
+    fast = transformers.AutoTokenizer.from_pretrained(bert_dir)
+    encoded = fast(
+        [TEXTS[0], TEXTS[1]], padding="max_length", max_length=MAX_POSITIONS, return_tensors="np"
+    )
+    want = _reference(bert_dir, {k: v.astype(np.int64) for k, v in encoded.items()})
+    for i, item in enumerate(items):
+        got = np.asarray(item["outputs"]["pooler_output"], dtype=np.float32)
+        np.testing.assert_allclose(got, want["pooler_output"][i], rtol=1e-4, atol=1e-5)
+
+
+def test_run_on_text_refuses_a_model_without_a_tokenizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = torch.nn.Linear(4, 2).eval()
+    model_path = tmp_path / "net.onnx"
+    export.export_onnx(net, model_path, torch.zeros(1, 4))
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\n", encoding="utf-8")
+    code, _, err = _cli(["run", model_path, texts], capsys)
+    assert code == 2
+    assert f"{texts} is text, but model 'net' has no tokenizer" in err
+
+
+def test_profile_and_formats_work_on_a_folder_without_sizes_or_inputs(
+    bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast = ["--repeat", "1", "--iterations", "5", "--warmup", "1", "--no-memory"]
+    code, stdout, err = _cli(["profile", bert_dir, *fast], capsys)
+    assert code == 0, err
+    assert f"input_ids (1, {MAX_POSITIONS})" in stdout
+    # Every format measured on the folder's own token ids: an export carries no tokenizer.
+    argv = ["formats", bert_dir, "--quick", "--batch-size", "2", "--work-dir", tmp_path]
+    code, stdout, err = _cli(argv, capsys)
+    assert code == 0, stdout + err
+    assert "all outputs match" in stdout
+    rows = [line for line in stdout.splitlines() if "│" in line and "ok (" in line]
+    assert len(rows) == 3  # TorchScript, torch.export and ONNX against the original

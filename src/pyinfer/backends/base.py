@@ -143,6 +143,9 @@ class Model(abc.ABC):
         load_request: How to load the model again in another process (the file, format,
             device, name and the options given to the loader); ``None`` for a model that was
             not loaded from a file by :func:`pyinfer.load_model` or a loader.
+        default_dims: Sizes of named dynamic dimensions the model knows a sensible value for,
+            used where the caller gives none (a Hugging Face folder's ``sequence``: 128, or
+            fewer where its position embeddings end); empty for most models.
     """
 
     name: str
@@ -158,6 +161,7 @@ class Model(abc.ABC):
     load_time_s: float
     import_time_s: float
     load_request: LoadRequest | None
+    default_dims: dict[str, int]
 
     def __init__(
         self,
@@ -183,6 +187,7 @@ class Model(abc.ABC):
         self.parameter_count = int(parameter_count)
         self.parameter_bytes = int(parameter_bytes)
         self.options = dict(options or {})
+        self.default_dims = {}
         self.load_time_s = math.nan
         self.import_time_s = 0.0
         self.load_request = None

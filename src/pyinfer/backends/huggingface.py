@@ -384,7 +384,8 @@ def attach_tokenizer(model: Model, encoder: TextEncoder, *, default_sequence: in
     encodes texts (:func:`text_example_inputs`) for its integer inputs named like token inputs
     (``input_ids``, ``attention_mask``, ``token_type_ids``) and keeps the model's own examples
     for any other input. The sequence length is ``dims["sequence"]`` (or the size of another
-    dynamic dimension named in ``dims``) or ``default_sequence``.
+    dynamic dimension named in ``dims``) or ``default_sequence``, also recorded as the
+    ``sequence_length`` option (where the loader did not set it).
     """
     original = model.example_inputs
     text_names = [s.name for s in model.inputs if s.name in TEXT_INPUTS and s.dtype.kind in "iu"]
@@ -404,6 +405,9 @@ def attach_tokenizer(model: Model, encoder: TextEncoder, *, default_sequence: in
 
     model.tokenizer = encoder  # type: ignore[attr-defined]
     model.example_inputs = example_inputs  # type: ignore[method-assign]
+    # Read by TextPipeline.for_model: a model whose sequence is dynamic still has a longest one.
+    model.options.setdefault("sequence_length", default_sequence)
+    model.default_dims.setdefault("sequence", default_sequence)
 
 
 def _second_dims(model: Model, names: Sequence[str], length: int) -> dict[str, int]:

@@ -193,6 +193,8 @@ def input_shapes(
         for axis, dim in enumerate(spec.shape):
             if axis == spec.batch_axis or isinstance(dim, int) or dim in dims:
                 continue
+            if isinstance(dim, str) and dim in model.default_dims:
+                continue  # the model's own size (a Hugging Face folder's sequence)
             if isinstance(dim, str):
                 raise InvalidArgumentError(
                     f"input '{spec.name}' of model '{model.name}' has the dynamic dimension "

@@ -41,7 +41,7 @@ class _Entry:
     """One item of ``pyinfer run``: where it came from, what to feed, and what came of it."""
 
     source: str
-    kind: str  # "image", "array" (one item) or "call" (one call's inputs, as given)
+    kind: str  # "image", "array" (one item), "text" (one line) or "call" (one call's inputs)
     payload: Any = None
     outputs: dict[str, np.ndarray] | None = None
     error: str | None = None
@@ -150,6 +150,20 @@ def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) ->
             entry.error = str(exc)
 
 
+def _text_entries(path: Path) -> list[_Entry]:
+    """One item per non-empty line of a ``.txt`` file, named ``FILE:LINE``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [_Entry(str(path), "text", error=f"cannot read text file: {exc}")]
+    entries = [
+        _Entry(f"{path}:{number}", "text", line.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+    return entries or [_Entry(str(path), "text", error="the text file has no non-empty line")]
+
+
 def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
     """``(path, kind)`` per input file; a missing path is an error.
 
@@ -176,7 +190,10 @@ def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
                 )
             found += [(p, "image") for p in images]
         elif path.is_file():
-            kind = "array" if path.suffix.lower() in {".npy", ".npz"} else "image"
+            suffix = path.suffix.lower()
+            kind = (
+                "array" if suffix in {".npy", ".npz"} else "text" if suffix == ".txt" else "image"
+            )
             found.append((path, kind))
         else:
             raise CommandError(f"input {path} does not exist")
@@ -188,15 +205,15 @@ def _run_entries(
 ) -> BaseException | None:
     """Runs the entries through the engine; returns the exception that stopped it, if any."""
     from pyinfer.engine import InferenceEngine
-    from pyinfer.preprocess import ImagePipeline
+    from pyinfer.preprocess import ImagePipeline, TextPipeline
 
     _run_calls(entries, model, args)
     progress = args.progress
-    for kind in ("image", "array"):
+    for kind in ("image", "array", "text"):
         todo = [e for e in entries if e.kind == kind and e.error is None]
         if not todo:
             continue
-        pipeline = None
+        pipeline: ImagePipeline | TextPipeline | None = None
         if kind == "image":
             shapeless = [s.name for s in model.inputs if s.shape is None]
             if len(model.inputs) == 1 and shapeless:
@@ -211,6 +228,15 @@ def _run_entries(
                 raise InvalidArgumentError(
                     f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
                     f"images: {exc}; give it .npy or .npz arrays"
+                ) from exc
+        if kind == "text":
+            try:
+                pipeline = TextPipeline.for_model(model)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(
+                    f"{todo[0].source.rsplit(':', 1)[0]} is text, but model '{model.name}' has "
+                    f"no tokenizer: {exc}; load a Hugging Face folder with its tokenizer, or "
+                    "give token ids as .npz arrays"
                 ) from exc
         cast = None if args.cast == "none" else args.cast
         engine = InferenceEngine(
@@ -428,7 +454,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             _check_labels(labels, args.labels, shape[1])  # before the run, when known
     entries: list[_Entry] = []
     for path, kind in files:
-        entries += _array_entries(path, model) if kind == "array" else [_Entry(str(path), kind)]
+        if kind == "array":
+            entries += _array_entries(path, model)
+        elif kind == "text":
+            entries += _text_entries(path)
+        else:
+            entries.append(_Entry(str(path), kind))
     stopped = _run_entries(entries, model, args)
     done = [e for e in entries if e.outputs is not None]
     # A model without declared outputs (TorchScript) names them at its first call.
@@ -488,24 +519,29 @@ def add_parser(commands: Any) -> None:
     run = add_command(
         commands,
         "run",
-        "run a model on images or arrays",
-        "Runs a model on image files, folders of images and .npy/.npz arrays (an .npz's keys "
-        "are the model's input names; a leading batch dimension means many items). Images are "
-        "preprocessed for the model (ImageNet-style). A model of one output of scores gets its "
-        "top-k classes per item (others with --top-k or --labels); every other output is "
-        "printed by name with its shape, dtype and a summary. An .npz for a model with a "
+        "run a model on images, arrays or text",
+        "Runs a model on image files, folders of images, .npy/.npz arrays (an .npz's keys "
+        "are the model's input names; a leading batch dimension means many items) and .txt "
+        "files (each non-empty line one item, encoded by the model's own tokenizer: a Hugging "
+        "Face folder's). Images are preprocessed for the model (ImageNet-style). A model of "
+        "one output of scores gets its top-k classes per item (others with --top-k or "
+        "--labels); every other output is printed by name with its shape, dtype and a "
+        "summary. An .npz for a model with a "
         "shared scalar input or a batch on another axis than the first is run as one call. "
         "Items that fail are listed on stderr and the exit status is 1; the others are still "
         "printed and written.",
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run my-bert-folder/ reviews.txt --labels labels.txt",
             "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
         ],
         handler=cmd_run,
     )
     run.add_argument("model", help="the model file (or SavedModel folder)")
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, .npy/.npz")
+    run.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, .npy/.npz, .txt"
+    )
     run.add_argument("--batch-size", type=positive_int, default=8, help="items per call (8)")
     run.add_argument(
         "--top-k",

@@ -266,7 +266,9 @@ class TextPipeline:
         """A pipeline fitted to a model's text inputs.
 
         ``attention_mask`` and ``token_type_ids`` if the model takes them (under the names in
-        ``names=`` when given), its ids' dtype, and its fixed sequence length if it has one.
+        ``names=`` when given), its ids' dtype, and its fixed sequence length if it has one, or
+        else its ``sequence_length`` option (a Hugging Face folder's: 128, or fewer where its
+        position embeddings end), longer texts truncated.
 
         Args:
             model: A text model taking ``input_ids`` (and ``attention_mask``...).
@@ -299,6 +301,9 @@ class TextPipeline:
             if ids.shape is not None and len(ids.shape) == 2 and isinstance(ids.shape[1], int):
                 kwargs.setdefault("max_length", ids.shape[1])
                 kwargs.setdefault("padding", "max_length")
+        longest = model.options.get("sequence_length")  # a Hugging Face folder's default
+        if isinstance(longest, int) and not isinstance(longest, bool) and longest > 0:
+            kwargs.setdefault("max_length", longest)
         return cls(tokenizer, **kwargs)
 
     def encode_batch(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

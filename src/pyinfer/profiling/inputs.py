@@ -138,7 +138,8 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
         model: The model.
         batch: Items per call.
         settings: Their ``inputs`` (the key ``""`` is a one-input model's input, as an
-            ``.npy`` gives it), ``input_values``, ``input_dims`` and ``seed``.
+            ``.npy`` gives it), ``input_values``, ``input_dims`` (over the model's
+            :attr:`~pyinfer.backends.base.Model.default_dims`) and ``seed``.
 
     Raises:
         InvalidArgumentError: If a given name is not an input of the model, or an input
@@ -160,8 +161,9 @@ def given_inputs(model: Model, batch: int, settings: ProfilerSettings) -> dict[s
     given = set(given_arrays) | constants
     arrays: dict[str, np.ndarray] = {}
     if any(n not in given for n in specs):
-        check_dims(model, settings.input_dims, given)
-        arrays = model.example_inputs(batch, seed=settings.seed, dims=dict(settings.input_dims))
+        dims = {**model.default_dims, **settings.input_dims}  # the model's own sizes, overridable
+        check_dims(model, dims, given)
+        arrays = model.example_inputs(batch, seed=settings.seed, dims=dims)
     for name, array in given_arrays.items():
         where = f"given input '{name}' of model '{model.name}'"
         arrays[name] = fit_batch(specs[name], np.asarray(array), batch, where)

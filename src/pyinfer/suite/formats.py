@@ -262,6 +262,10 @@ def compare_formats(
             )
             items = prepared.items
             prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **prepared.dims})
+            if prepared.tokenized and not prof.inputs:
+                # Token ids from the original's tokenizer for every format: an export has no
+                # tokenizer, and random ids fall outside small tables (token type ids).
+                prof = dataclasses.replace(prof, inputs=prepared.inputs)
             ready = [
                 (k, item)
                 for k, item in zip(chosen, items, strict=False)
@@ -364,6 +368,8 @@ class _Prepared:
     inputs: dict[str, np.ndarray]
     expected: dict[str, np.ndarray]
     dims: dict[str, int]
+    #: The original made its inputs with its own tokenizer, which the exports do not carry.
+    tokenized: bool = False
 
 
 @dataclass(frozen=True)
@@ -416,7 +422,7 @@ def _prepare(
                 source, device="cpu", name=stem, **load_options, **plain
             )
         _check_batch(original, batch_size)
-        dims = _shape_dims(original, user.input_shape)
+        dims = {**original.default_dims, **_shape_dims(original, user.input_shape)}
         given = dataclasses.replace(
             user.settings, seed=0, input_dims={**user.settings.input_dims, **dims}
         )
@@ -481,7 +487,8 @@ def _prepare(
         original.close()
         if exportable is not original:
             exportable.close()
-    return _Prepared(items, dict(inputs), dict(expected), dims)
+    tokenized = getattr(original, "tokenizer", None) is not None
+    return _Prepared(items, dict(inputs), dict(expected), dims, tokenized)
 
 
 def _exported(

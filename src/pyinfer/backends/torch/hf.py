@@ -344,6 +344,7 @@ def from_transformers(
         attach_tokenizer(model, encoder, default_sequence=default_sequence)
     elif any(s.name == "input_ids" for s in inputs):
         _attach_vocab_examples(model, config, default_sequence)
+        model.default_dims["sequence"] = default_sequence
     model.outputs = _outputs(model, default_sequence)
     return model
 
