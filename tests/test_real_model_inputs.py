@@ -422,3 +422,23 @@ def test_formats_exports_a_model_whose_state_has_its_batch_on_axis_1(
     assert "ok (" in rows["ONNX (FP32)"]
     assert "ok (" in rows["TorchScript"]
     assert "all outputs match" in stdout
+
+
+def test_formats_takes_the_profile_grammar_for_a_torchscript_model(
+    vad: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shapes = ["x:bx512", "state:2xbx128", "sr:"]
+    argv = ["formats", vad["vad.pt"], "--input-value", "sr=16000", "--batch-size", "3"]
+    for spec in shapes:
+        argv += ["--input-shape", spec]
+    code, stdout, err = run_cli([*argv, "--quick", "--work-dir", tmp_path], capsys)
+    assert code == 0, stdout + err
+    rows = {line.split("│")[0].strip(): line for line in stdout.splitlines() if "│" in line}
+    assert "ok (" in rows["ONNX (FP32)"]
+    assert "fastest at batch 3" in stdout
+    # A batch given twice, differently, is refused as for a whole shape batch first.
+    code, _, err = run_cli(
+        ["formats", vad["vad.pt"], "--input-shape", "x:4x512", *argv[2:]], capsys
+    )
+    assert code == cli.EXIT_USAGE
+    assert "--input-shape x:4x512 has batch 4, which contradicts --batch-size 3" in err

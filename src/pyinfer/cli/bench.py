@@ -21,7 +21,13 @@ from pyinfer.cli.common import (
     EXIT_USAGE,
     write_output,
 )
-from pyinfer.cli.model_args import add_input_options, given_from_args
+from pyinfer.cli.model_args import (
+    BATCH_MARKS,
+    add_input_options,
+    given_from_args,
+    parse_spec,
+    shapes_from_specs,
+)
 from pyinfer.cli.parser import add_loader_options, add_repeat_options, int_list, positive_int
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
@@ -39,8 +45,37 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _shape(text: str) -> tuple[str | None, list[int]]:
-    """An input's name (or None) and its whole shape, batch first (an argparse type).
+def _shape(text: str) -> str:
+    """An ``--input-shape`` spec, checked (an argparse type): ``pyinfer profile``'s grammar.
+
+    A whole shape, batch first (``1x3x224x224``, ``x=1x3x224x224``), is checked here as it
+    always was; the other forms (``NAME:SHAPE`` with ``b`` marking the batch axis, ``sr:`` for
+    a 0-d input, ``sequence=32`` for a named dimension) by :func:`parse_spec`.
+    """
+    if not _is_legacy(text):
+        try:
+            parse_spec(text)
+        except InvalidArgumentError as error:
+            why = str(error).removeprefix(f"--input-shape {text}: ")
+            raise argparse.ArgumentTypeError(why) from error
+        return text
+    _legacy_shape(text)
+    return text
+
+
+def _is_legacy(text: str) -> bool:
+    """A whole shape with the batch first and no ``b`` mark (``8x3`` or ``a=8x3``)."""
+    if ":" in text:
+        return False
+    _, sep, value = text.partition("=")
+    body = (value if sep else text).lower()
+    if sep and "x" not in body:
+        return False  # a named dimension's size: sequence=32
+    return not any(part.strip() in BATCH_MARKS for part in body.split("x"))
+
+
+def _legacy_shape(text: str) -> tuple[str | None, list[int]]:
+    """An input's name (or None) and its whole shape, batch first.
 
     As ``pyinfer profile`` takes it: ``1x3x224x224``, or ``x=1x3x224x224`` with the input's name.
     """
@@ -60,6 +95,41 @@ def _shape(text: str) -> tuple[str | None, list[int]]:
             "size is only the batch"
         )
     return (name.strip() if sep else None), shape
+
+
+def _profile_grammar(
+    specs: list[str], batch_size: int | None, model: str, fmt: str | None
+) -> tuple[dict[str, Any], dict[str, int], int]:
+    """Loader options, named sizes and the batch from specs in ``pyinfer profile``'s grammar.
+
+    Whole shapes become the loader's ``input_shapes`` (for a format whose file declares none:
+    TorchScript, a pickled module), their batch axis dynamic; an unmarked batch axis's size is
+    the batch. ``NAME=SIZE`` sizes a named dimension.
+
+    Raises:
+        InvalidArgumentError: If a batch contradicts another spec's or ``--batch-size``.
+    """
+    from pyinfer.formats import format_info
+    from pyinfer.loading import detect_format
+
+    parsed = [parse_spec(t) for t in specs]
+    dims = {p.name: p.size for p in parsed if p.name is not None and p.size is not None}
+    batch, given = batch_size, f"--batch-size {batch_size}"
+    for p in parsed:
+        axis = p.batch_axis
+        if p.dims is None or axis is None or p.dims[axis] == "batch":
+            continue
+        size = int(p.dims[axis])
+        if batch is not None and batch != size:
+            raise InvalidArgumentError(
+                f"--input-shape {p.text} has batch {size}, which contradicts {given}"
+            )
+        batch, given = size, f"--input-shape {p.text}"
+    options: dict[str, Any] = {}
+    shapes = shapes_from_specs(specs)
+    if shapes is not None and not format_info(fmt or detect_format(model)).declares_inputs:
+        options["input_shapes"] = shapes
+    return options, dims, batch or 1
 
 
 def _item_shapes(
@@ -241,8 +311,21 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.suite import compare_formats
 
     device = "cpu" if args.device in (None, "all") else args.device
+    specs: list[str] = args.input_shape or []
+    options: dict[str, Any] = dict(args.options)
+    dims: dict[str, int] = {}
     try:
-        item_shape, batch_size = _item_shapes(args.input_shape or [], args.batch_size)
+        if all(_is_legacy(t) for t in specs):
+            item_shape, batch_size = _item_shapes(
+                [_legacy_shape(t) for t in specs], args.batch_size
+            )
+        else:
+            shapes, dims, batch_size = _profile_grammar(
+                specs, args.batch_size, args.model, getattr(args, "format", None)
+            )
+            item_shape = None
+            for key, value in shapes.items():
+                options.setdefault(key, value)
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
     _require_cuda((device,))
@@ -260,10 +343,11 @@ def cmd_formats(args: argparse.Namespace) -> int:
                 repetitions=args.repeat,
                 cpus=tuple(args.cpus or ()),
                 trust_code=args.trust_code,
-                options=dict(args.options),
+                options=options,
                 progress=_progress,
                 inputs=given[0],
                 input_values=given[1],
+                input_dims=dims,
             )
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
@@ -308,10 +392,11 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         type=_shape,
         action="append",
         metavar="SHAPE",
-        help="MODEL: the input's whole shape, batch first, as for pyinfer profile: 1x3x224x224 "
-        "(for a module that does not describe its input, or named dynamic dimensions); the "
-        "first size is the batch; a model with several inputs: one per input, named "
-        "(--input-shape a=1x8 --input-shape b=1x3)",
+        help="MODEL: as for pyinfer profile: an input's whole shape, batch first "
+        "(1x3x224x224, or x=1x3x224x224; several inputs: one each, named), for a module that "
+        "does not describe its input; NAME:SHAPE with b marking a batch axis elsewhere "
+        "(state:2xbx128) and sr: for a 0-d input; NAME=SIZE for a named dimension "
+        "(sequence=32)",
     )
     add_loader_options(parser, scope="MODEL: ")
     # Every entry runs in its own worker process, whatever the count; --quick picks its own.

@@ -177,6 +177,7 @@ def compare_formats(
     progress: Progress | None = None,
     inputs: Mapping[str, np.ndarray] | None = None,
     input_values: Mapping[str, Any] | None = None,
+    input_dims: Mapping[str, int] | None = None,
 ) -> FormatsResult:
     """Profiles a model in every format reachable from its framework, with output parity.
 
@@ -214,6 +215,8 @@ def compare_formats(
             check and every format's measurement run them.
         input_values: Values of some inputs (``ProfilerSettings.input_values``: a sample
             rate, a range of token ids).
+        input_dims: Sizes of named dynamic dimensions (``{"sequence": 32}``), over the
+            model's own defaults.
 
     Returns:
         The result; a format that fails to export, load or run is recorded with its reason.
@@ -235,6 +238,8 @@ def compare_formats(
         prof = dataclasses.replace(
             prof, inputs=dict(inputs or {}), input_values=dict(input_values or {})
         )
+    if input_dims:
+        prof = dataclasses.replace(prof, input_dims={**prof.input_dims, **input_dims})
     no_throughput = quick and settings is None
     say = progress or (lambda line: logger.info("%s", line))
     start = time.perf_counter()
