@@ -156,3 +156,35 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert data["operators"][0]["op_class"] in {"Conv", "Elementwise"}
     assert data["overhead_ms"] == pytest.approx(data["latency_ms"] - data["operator_ms"])
     assert sys.modules.get("pyinfer.analysis.operators") is not None
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_tensorflow_operators_are_the_kernels_of_the_frozen_graph(
+    keras_module: ModuleType, tmp_path: Path
+) -> None:
+    from pyinfer.analysis.ops_tf import METHOD
+
+    keras = keras_module
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5)(x)
+    path = tmp_path / "tiny.keras"
+    keras.Model(inputs, outputs).save(path)
+    model = load_model(path)
+    breakdown = measure_operators(model, 2, runs=4, warmup=1, arithmetic=count_macs(model, 2))
+    assert breakdown.method == METHOD
+    by_class = {op.op_class: op for op in breakdown.operators}
+    # One convolution (its batch norm folded in or not) and one matrix product per call, as
+    # the graph has them; the MACs beside them are the counted ones.
+    assert by_class["Conv"].calls == 1
+    assert by_class["MatMul/Gemm"].calls == 1
+    assert by_class["Conv"].macs == 2 * 8 * 8 * 4 * 3 * 3 * 3
+    assert by_class["MatMul/Gemm"].macs == 2 * 8 * 8 * 4 * 5
+    assert all(op.time_ms > 0 for op in (by_class["Conv"], by_class["MatMul/Gemm"]))
+    assert not any(
+        name in {"Const", "_Retval", "_Arg", "NoOp"}
+        for op in breakdown.operators
+        for name in op.framework_ops
+    )

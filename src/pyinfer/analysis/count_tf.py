@@ -21,6 +21,7 @@ from typing import Any
 
 from pyinfer.analysis import arithmetic as ar
 from pyinfer.analysis.arithmetic import Arithmetic
+from pyinfer.backends.base import Model
 from pyinfer.backends.frameworks import import_tensorflow
 
 __all__ = ["count_tf_function", "count_tflite", "plain_interpreter"]
@@ -100,6 +101,45 @@ def _constants(graph: Any) -> set[str]:
     return found
 
 
+def frozen_function(
+    call: Callable[..., Any],
+    input_shapes: Mapping[str, Sequence[int]],
+    input_dtypes: Mapping[str, str],
+) -> Any:
+    """``call(**inputs)`` traced at the shapes given, its variables frozen into constants.
+
+    Returns:
+        The frozen ``ConcreteFunction``: its graph holds every operation of one call, nested
+        functions inlined; its placeholders are named after the inputs.
+    """
+    tf = import_tensorflow()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    specs = {
+        n: tf.TensorSpec(tuple(s), tf.as_dtype(input_dtypes[n]), name=n)
+        for n, s in input_shapes.items()
+    }
+    concrete = tf.function(lambda **kw: call(kw)).get_concrete_function(**specs)
+    return convert_variables_to_constants_v2(concrete)
+
+
+def model_call(model: Model) -> Callable[[Mapping[str, Any]], Any]:
+    """A TensorFlow model's call on a dict of tensors, traceable by ``tf.function``."""
+    keras_model = getattr(model, "keras_model", None)
+    if keras_model is None:
+        run: Callable[[Mapping[str, Any]], Any] = model.run_native
+        return run
+    names = [spec.name for spec in model.inputs]
+
+    def call(inputs: Mapping[str, Any]) -> Any:
+        x = inputs[names[0]] if len(names) == 1 else dict(inputs)
+        return keras_model(x, training=False)
+
+    return call
+
+
 def count_tf_function(
     call: Callable[..., Any],
     input_shapes: Mapping[str, Sequence[int]],
@@ -120,17 +160,7 @@ def count_tf_function(
         parameter_bytes: Bytes of the weights.
     """
     tf = import_tensorflow()
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    specs = {
-        n: tf.TensorSpec(tuple(s), tf.as_dtype(input_dtypes[n]), name=n)
-        for n, s in input_shapes.items()
-    }
-    concrete = tf.function(lambda **kw: call(kw)).get_concrete_function(**specs)
-    frozen = convert_variables_to_constants_v2(concrete)
-    graph = frozen.graph
+    graph = frozen_function(call, input_shapes, input_dtypes).graph
     constants = _constants(graph)
     ops = []
     for op in graph.get_operations():

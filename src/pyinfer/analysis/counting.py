@@ -81,10 +81,10 @@ def count_macs(
             )
         return count_tflite(plain_interpreter(model.path, shapes), **common)
     if model.framework == "tensorflow":
-        from pyinfer.analysis.count_tf import count_tf_function
+        from pyinfer.analysis.count_tf import count_tf_function, model_call
 
         return count_tf_function(
-            _tf_call(model),
+            model_call(model),
             shapes,
             {k: v.dtype.name for k, v in arrays.items()},
             parameter_bytes=model.parameter_bytes,
@@ -98,20 +98,6 @@ def count_macs(
 def _keyword_inputs(model: Model) -> frozenset[str]:
     """The inputs a torch model's ``forward`` takes by keyword (none for other wrappers)."""
     return frozenset(getattr(model, "keyword_inputs", frozenset()))
-
-
-def _tf_call(model: Model) -> Any:
-    """The model's call on a dict of tensors, traceable by ``tf.function``."""
-    keras_model = getattr(model, "keras_model", None)
-    if keras_model is None:
-        return model.run_native
-    names = [spec.name for spec in model.inputs]
-
-    def call(inputs: Mapping[str, Any]) -> Any:
-        x = inputs[names[0]] if len(names) == 1 else dict(inputs)
-        return keras_model(x, training=False)
-
-    return call
 
 
 def _dims_as_run(report: ProfileReport, model: Model) -> dict[str, int]:

@@ -8,7 +8,10 @@ is set against); the operator pass runs the model under its framework's profiler
   *self* time (time in the operator minus the operators it called), so nothing is counted twice;
 * ONNX Runtime: a second session on the same file with ``enable_profiling``, the same providers
   and thread count; its JSON trace's ``Node`` events (kernel times) are added up per operator;
-* TensorFlow and TFLite: not timed per operator here (the report says why).
+* TensorFlow (Keras, SavedModel): the frozen graph of the model's call in a session with a full
+  trace, each node's compute time added up per operation type (:mod:`~pyinfer.analysis.ops_tf`);
+* TFLite: not timed per operator (its Python interpreter exposes no per-operator timing; the
+  report says so).
 
 Operators are grouped by class (:func:`~pyinfer.analysis.arithmetic.classify`: Conv, MatMul/Gemm,
 Attention, Pooling, Elementwise, Data movement) keeping the framework's names; the difference
@@ -32,6 +35,8 @@ from typing import Any
 from pyinfer.analysis import arithmetic as ar
 from pyinfer.analysis.arithmetic import Arithmetic
 from pyinfer.analysis.count_torch import unoptimised_module
+from pyinfer.analysis.ops_tf import METHOD as TF_METHOD
+from pyinfer.analysis.ops_tf import TensorFlowPass
 from pyinfer.backends.base import Model
 from pyinfer.backends.frameworks import import_onnxruntime, import_torch
 from pyinfer.errors import InvalidArgumentError
@@ -318,8 +323,8 @@ def measure_operators(
             set MACs and GFLOP/s beside each class.
 
     Returns:
-        The breakdown; for TensorFlow and TFLite only the latency, with ``method`` saying why
-        the operators are unavailable.
+        The breakdown; for TFLite only the latency, with ``method`` saying why the operators
+        are unavailable.
 
     Raises:
         InvalidArgumentError: If ``runs`` is under 1 or ``warmup`` negative.
@@ -328,8 +333,9 @@ def measure_operators(
         raise InvalidArgumentError(
             f"runs must be at least 1 and warmup 0 or more, not runs={runs}, warmup={warmup}"
         )
-    native = model.to_native(model.example_inputs(batch_size, dims=dims))
-    op_pass: _OrtPass | _TorchPass | None = None
+    arrays = model.example_inputs(batch_size, dims=dims)
+    native = model.to_native(arrays)
+    op_pass: _OrtPass | _TorchPass | TensorFlowPass | None = None
     if model.framework == "onnxruntime":
         op_pass = _OrtPass(model, native, warmup)
         method = "ONNX Runtime session profiling (kernel times, a separate session)"
@@ -341,10 +347,8 @@ def measure_operators(
     elif model.framework == "tflite":
         method = "unavailable: the TFLite Python interpreter exposes no per-operator timing"
     else:
-        method = (
-            "unavailable: TensorFlow's profiler writes a TensorBoard trace that pyinfer does "
-            "not read yet"
-        )
+        op_pass = TensorFlowPass(model, arrays, warmup)
+        method = TF_METHOD
     for _ in range(warmup):
         model.run_native(native)
     model.synchronize()
