@@ -122,6 +122,14 @@ def test_framework_cause_keeps_first_and_last_line() -> None:
     assert cut.startswith("first ... ")
     assert cut.endswith("ValueError: end")
     assert len(cut) <= 400
+    # TensorFlow ends with the graph node that failed, not the cause: that line is left out.
+    tf_text = (
+        "{{function_node __inference_f_1}} indices[0] = 5 is not in [0, 2)\n"
+        "\t [[{{node GatherV2}}]] [Op:__inference_signature_wrapper_2]"
+    )
+    assert framework_cause(tf_text) == (
+        "{{function_node __inference_f_1}} indices[0] = 5 is not in [0, 2)"
+    )
 
 
 # ---- the --input-shape grammar --------------------------------------------------------------

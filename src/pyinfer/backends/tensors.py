@@ -293,10 +293,13 @@ def framework_cause(exc: BaseException | str) -> str:
 
     Frameworks put the real cause last (TorchScript's interpreter traceback ends with
     ``builtins.ValueError: Supported sampling rates: [8000, 16000]``); the first line says what
-    failed. Both are kept, joined by ``...``; a long middle is cut, never the end.
+    failed. Both are kept, joined by ``...``; a long middle is cut, never the end. TensorFlow's
+    trailing graph context (``[[{{node ...}}]] [Op:...]``) is no cause and is left out.
     """
     lines = [" ".join(line.split()) for line in str(exc).splitlines()]
     lines = [line for line in lines if line]
+    while len(lines) > 1 and lines[-1].startswith("[["):
+        lines.pop()  # TensorFlow's graph context ("[[{{node GatherV2}}]] [Op:...]"): not a cause
     if not lines:
         return ""
     text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
