@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -152,6 +153,9 @@ def test_module_entry_point_runs_main(monkeypatch: pytest.MonkeyPatch) -> None:
     import runpy
 
     monkeypatch.setattr(sys, "argv", ["pyinfer", "--version"])
+    # By path: installed, pyinfer declares a pytest plugin, so pytest rewrites its modules'
+    # asserts, and its import hook cannot give run_module a module's code.
+    main = Path(pyinfer.__file__).parent / "__main__.py"
     with pytest.raises(SystemExit) as info:
-        runpy.run_module("pyinfer", run_name="__main__")
+        runpy.run_path(str(main), run_name="__main__")
     assert info.value.code == 0
