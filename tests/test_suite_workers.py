@@ -116,7 +116,12 @@ def test_bert_and_resnet_builds_are_seeded(torchvision_module: Any) -> None:
     tiny = {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2}
     tiny |= {"intermediate_size": 32, "max_position_embeddings": 16}
     ids = np.arange(8, dtype=np.int64).reshape(1, 8)
-    a, b = (suite_models.bert_base(3, tiny, "cpu")({"input_ids": ids}) for _ in range(2))
+    tokens = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "token_type_ids": np.zeros_like(ids),
+    }
+    a, b = (suite_models.bert_base(3, tiny, "cpu")(tokens) for _ in range(2))
     assert list(a) == list(b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
