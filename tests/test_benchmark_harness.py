@@ -133,18 +133,23 @@ def test_the_ci_gate_reads_cpp_reports(program: Path, tmp_path: Path) -> None:
     measure(program, "chain_2x", slow, *args)
     measure(program, "chain_1x", b, *args)
 
-    def compare(before: Path, after: Path) -> subprocess.CompletedProcess[str]:
+    def compare(
+        before: Path, after: Path, threshold: str = "5%"
+    ) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "pyinfer", "compare", str(before), str(after)]
         return subprocess.run(
-            [*command, "--fail-if-slower", "5%"],
+            [*command, "--fail-if-slower", threshold],
             check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
-    same = compare(a, b)
+    # The same program twice: a 95% gate at 5% flags about one such pair in twenty on this
+    # machine's speed states (measured: 1 of 20), so the A/A side gates at 50%, which the
+    # 2x-slower program still fails with 5% below.
+    same = compare(a, b, "50%")
     assert same.returncode == 0, same.stdout + same.stderr
     slower = compare(a, slow)
     assert slower.returncode == 4, slower.stdout + slower.stderr
-    assert re.search(r"chain_2x is 1\.\d+x slower than chain_1x", slower.stdout)
+    assert re.search(r"chain_2x is \d+\.\d+x slower than chain_1x", slower.stdout), slower.stdout
     assert "slower beyond 5%" in slower.stderr
 
 

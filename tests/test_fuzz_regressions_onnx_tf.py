@@ -489,6 +489,13 @@ def test_savedmodel_whose_root_has_no_signatures_is_a_corrupt_model(
         f"{folder} is a damaged SavedModel: its root object (_UserObject) has no signatures "
         "(saved_model.pb's object graph is damaged); export the model again"
     )
+    # CI fuzz savedmodel (input 2880): the damaged graph restored a plain user object *as*
+    # `signatures` (AttributeError: no keys()).
+    root = _UserObject()
+    root.signatures = _UserObject()  # type: ignore[attr-defined]
+    monkeypatch.setattr(tf.saved_model, "load", lambda *args, **kwargs: root)
+    with pytest.raises(CorruptModelError, match="is a damaged SavedModel: its root object"):
+        load_model(folder)
 
 
 def test_savedmodel_signature_that_fails_on_valid_inputs_is_an_inference_error(

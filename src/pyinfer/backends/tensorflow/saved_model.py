@@ -203,8 +203,9 @@ def _load_saved_model(
             path=path,
         ) from exc
     signatures = getattr(loaded, "signatures", None)
-    if signatures is None:
-        # A damaged object graph can restore its root as a plain object without signatures.
+    if not callable(getattr(signatures, "keys", None)):
+        # A damaged object graph can restore its root as a plain object without signatures, or
+        # restore something else (a plain user object) under the name.
         raise CorruptModelError(
             f"{path} is a damaged SavedModel: its root object ({type(loaded).__name__}) has no "
             "signatures (saved_model.pb's object graph is damaged); export the model again",
