@@ -203,7 +203,8 @@ def _load_saved_model(
             path=path,
         ) from exc
     signatures = getattr(loaded, "signatures", None)
-    if not callable(getattr(signatures, "keys", None)):
+    keys = getattr(signatures, "keys", None)
+    if signatures is None or not callable(keys):
         # A damaged object graph can restore its root as a plain object without signatures, or
         # restore something else (a plain user object) under the name.
         raise CorruptModelError(
@@ -211,7 +212,7 @@ def _load_saved_model(
             "signatures (saved_model.pb's object graph is damaged); export the model again",
             path=path,
         )
-    available = list(signatures.keys())
+    available = list(keys())
     if not available:
         raise ModelLoadError(
             f"{path} has no signatures, so there is no function to serve; export it with "
