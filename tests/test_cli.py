@@ -149,13 +149,25 @@ def test_run_demo_rejects_bad_sizes() -> None:
         run_demo(sizes=(10,))
 
 
-def test_module_entry_point_runs_main(monkeypatch: pytest.MonkeyPatch) -> None:
-    import runpy
+def test_module_entry_point_runs_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.machinery
+    import importlib.util
 
     monkeypatch.setattr(sys, "argv", ["pyinfer", "--version"])
-    # By path: installed, pyinfer declares a pytest plugin, so pytest rewrites its modules'
-    # asserts, and its import hook cannot give run_module a module's code.
-    main = Path(pyinfer.__file__).parent / "__main__.py"
+    # Executed as `python -m pyinfer` does: the module's own spec (so coverage knows it as
+    # pyinfer.__main__) and __name__ "__main__". Not runpy.run_module: installed, pyinfer declares
+    # a pytest plugin, so pytest rewrites its modules' asserts, and that import hook cannot give
+    # run_module a module's code; nor run_path, which drops the module's name.
+    path = Path(pyinfer.__file__).parent / "__main__.py"
+    loader = importlib.machinery.SourceFileLoader("pyinfer.__main__", str(path))
+    spec = importlib.util.spec_from_file_location("pyinfer.__main__", path, loader=loader)
+    assert spec is not None
+    code = loader.get_code("pyinfer.__main__")
+    namespace = {"__name__": "__main__", "__spec__": spec, "__file__": str(path)}
     with pytest.raises(SystemExit) as info:
-        runpy.run_path(str(main), run_name="__main__")
+        exec(code, namespace)
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyinfer {pyinfer.__version__}"
     assert info.value.code == 0
