@@ -41,7 +41,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"pyinfer.profiling", "pyinfer.profiler"}),
     frozenset({"pyinfer.load", "pyinfer.analysis"}),
     frozenset({"pyinfer.export"}),
-    frozenset({"pyinfer.suite", "pyinfer.bench", "pyinfer.testing"}),
+    frozenset({"pyinfer.suite", "pyinfer.bench", "pyinfer.testing", "pyinfer.cluster"}),
     frozenset({"pyinfer.cli", "pyinfer.__main__"}),
 )
 

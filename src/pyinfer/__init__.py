@@ -38,6 +38,7 @@ from pyinfer.core import (
 from pyinfer.errors import (
     ArchitectureError,
     BufferInUseError,
+    ClusterError,
     CorruptModelError,
     CudaError,
     CudaUnavailableError,
@@ -223,6 +224,7 @@ __all__ = [
     "BufferInUseError",
     "CenterCrop",
     "ClockInfo",
+    "ClusterError",
     "Compose",
     "CorruptModelError",
     "CudaError",

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "ArchitectureError",
     "BufferInUseError",
+    "ClusterError",
     "CorruptModelError",
     "CudaError",
     "CudaUnavailableError",
@@ -128,6 +129,13 @@ class DatasetSourceError(InferenceError):
 
     Attributes:
         partial_result: The results of every item the source gave before it failed.
+    """
+
+
+class ClusterError(PyinferError, RuntimeError):
+    """Ray could not start or reach the cluster, or work placed on it failed there.
+
+    The message names the cluster address (or the local cluster), what failed and Ray's own cause.
     """
 
 

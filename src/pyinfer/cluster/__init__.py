@@ -1,0 +1,11 @@
+"""Past one machine: dataset inference and benchmark matrices on a Ray cluster.
+
+Ray is optional (``pip install 'pyinfer-toolkit[ray]'``) and imported only when a function of
+this package runs; ``import pyinfer`` never imports it.
+"""
+
+from __future__ import annotations
+
+from pyinfer.cluster.runtime import ClusterInfo, NodeInfo, connect, require_ray
+
+__all__ = ["ClusterInfo", "NodeInfo", "connect", "require_ray"]
