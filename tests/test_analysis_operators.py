@@ -21,7 +21,7 @@ from pyinfer.analysis.operators import (
     measure_operators,
     parse_ort_profile,
 )
-from pyinfer.analysis.peaks import calibrate
+from pyinfer.analysis.peaks import MachinePeaks, calibrate
 from pyinfer.cli import app
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.export import export_onnx
@@ -156,6 +156,34 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert data["operators"][0]["op_class"] in {"Conv", "Elementwise"}
     assert data["overhead_ms"] == pytest.approx(data["latency_ms"] - data["operator_ms"])
     assert sys.modules.get("pyinfer.analysis.operators") is not None
+
+
+def test_ops_prints_a_raised_peak_once_and_keeps_it_as_the_cache_history(
+    conv_files: dict[str, Path],
+    onnxruntime_module: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tiny = MachinePeaks("here", 1e-6, {"numpy": 1e-6}, 20.0, 0.0)
+    monkeypatch.setattr(peaks_module, "calibrate", lambda: tiny)
+    argv = ["ops", str(conv_files["onnx"]), "--runs", "3"]
+    assert app.main(argv) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Note: ")]
+    assert len(notes) == 1
+    assert notes[0].startswith("Note: a model ran at ")
+    assert notes[0].endswith(
+        ", above the calibrated 0.0: the peak was raised to it "
+        "(recalibrate with pyinfer ops --recalibrate)"
+    )
+    cached = json.loads(peaks_module.cache_path().read_text())
+    assert cached["notes"] == [notes[0].removeprefix("Note: ")]
+    # A later run under the raised peak (made unbeatable here) prints no note of the past.
+    peaks_module.cache_path().write_text(json.dumps({**cached, "fp32_gflops": 1e9}))
+    assert app.main(argv) == 0
+    assert "Note: " not in capsys.readouterr().out
+    assert json.loads(peaks_module.cache_path().read_text())["notes"] == cached["notes"]
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")

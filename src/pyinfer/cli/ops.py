@@ -54,7 +54,10 @@ def operator_section(
     breakdown = measure_operators(model, batch_size, runs=runs, arithmetic=arithmetic)
     median = breakdown.median_ms or breakdown.latency_ms
     rate = 2 * arithmetic.macs / (median * 1e-3) / 1e9
-    fraction, peaks = fraction_of_peak(rate, machine_peaks(recalibrate=recalibrate))
+    calibrated = machine_peaks(recalibrate=recalibrate)
+    fraction, peaks = fraction_of_peak(rate, calibrated)
+    # Only what this run changed: earlier runs' notes stay in the cache as its history.
+    new_notes = peaks.notes[len(calibrated.notes) :]
     roof = roofline(arithmetic.arithmetic_intensity, peaks)
     libraries = ", ".join(f"{k} {v:.1f}" for k, v in peaks.gemm_gflops.items())
     sys.stdout.write(
@@ -63,7 +66,7 @@ def operator_section(
         f"fp32 peak {peaks.fp32_gflops:.1f} GFLOP/s (GEMM GFLOP/s: {libraries}); memory "
         f"{peaks.bandwidth_gbs:.1f} GB/s; {roof.bound} at {roof.intensity:.1f} FLOP/byte "
         f"(ridge {peaks.ridge_intensity:.1f}), roof {roof.attainable_gflops:.1f} GFLOP/s\n"
-        + "".join(f"Note: {n}\n" for n in peaks.notes)
+        + "".join(f"Note: {n}\n" for n in new_notes)
         + f"{breakdown.table()}\n{_energy(model, batch_size, runs).line()}\n"
     )
     if plot:
