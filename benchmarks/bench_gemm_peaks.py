@@ -22,30 +22,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pyinfer.analysis.peaks import calibrate
+from pyinfer.analysis.peaks import calibrate, onnx_matmul_session
 
 
 def _libraries(n: int) -> dict[str, Callable[[], object]]:
-    import onnx
-    import onnxruntime as ort
     import torch
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    helper = onnx.helper
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])],
-        "gemm",
-        [
-            helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [n, n]),
-            helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [n, n]),
-        ],
-        [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = onnx_matmul_session(n)
     return {
         "numpy": lambda: a @ b,
         "torch": lambda: torch.mm(ta, tb),

@@ -113,29 +113,35 @@ def test_a_profile_report_carries_its_arithmetic_line_and_old_reports_still_load
     assert "Arithmetic:" not in plain.to_text()
 
 
-def test_with_arithmetic_counts_the_profiled_model_or_leaves_the_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _matmul_model(tmp_path: Path, leading: list[str], k: int, n: int) -> Path:
+    """ONNX `x @ w`, w all ones (k x n), x's leading dimensions named by `leading`."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
 
-    from _reports import report_with_runs
-    from pyinfer import load_model
-    from pyinfer.analysis import counting, with_arithmetic
-
     helper = onnx.helper
-    weight = onnx.numpy_helper.from_array(np.ones((3, 5), np.float32), "w")
+    weight = onnx.numpy_helper.from_array(np.ones((k, n), np.float32), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 5])],
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [*leading, k])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [*leading, n])],
         initializer=[weight],
     )
     path = tmp_path / "mm.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_with_arithmetic_counts_the_profiled_model_or_leaves_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _matmul_model(tmp_path, ["batch"], 3, 5)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _reports import report_with_runs
+    from pyinfer import load_model
+    from pyinfer.analysis import counting, with_arithmetic
+
     model = load_model(path)
     plain = report_with_runs(None, per_call_ms=1.0)  # batch 1
     counted = with_arithmetic(plain, model)
@@ -151,26 +157,12 @@ def test_with_arithmetic_counts_the_profiled_model_or_leaves_the_report(
 
 
 def test_with_arithmetic_counts_the_sequence_the_profile_ran(tmp_path: Path) -> None:
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+    path = _matmul_model(tmp_path, ["batch", "sequence"], 8, 4)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import numpy as np
-
     from _reports import report_with_runs
     from pyinfer import load_model
     from pyinfer.analysis import with_arithmetic
 
-    helper = onnx.helper
-    weight = onnx.numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence", 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", "sequence", 4])],
-        initializer=[weight],
-    )
-    path = tmp_path / "seq.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     model = load_model(path)
     # A profile at batch 3 and 32 tokens: 3 * 32 * 8 * 4 MACs, the sequence read from the
     # shapes as run (the model itself has no size for it).

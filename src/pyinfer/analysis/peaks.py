@@ -37,6 +37,7 @@ __all__ = [
     "calibrate",
     "fraction_of_peak",
     "machine_peaks",
+    "onnx_matmul_session",
     "roofline",
 ]
 
@@ -172,10 +173,10 @@ def _cuda_gemm(
     return rates
 
 
-def _ort_gemm(a: np.ndarray, b: np.ndarray, flops: float, repeats: int) -> dict[str, float]:
+def onnx_matmul_session(n: int) -> Any:
+    """An ONNX Runtime CPU session of one ``c = a @ b`` MatMul of two n x n fp32 inputs."""
     onnx, ort = import_onnx(), import_onnxruntime()
     helper = onnx.helper
-    n = a.shape[0]
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         "gemm",
@@ -186,7 +187,11 @@ def _ort_gemm(a: np.ndarray, b: np.ndarray, flops: float, repeats: int) -> dict[
         [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _ort_gemm(a: np.ndarray, b: np.ndarray, flops: float, repeats: int) -> dict[str, float]:
+    session = onnx_matmul_session(a.shape[0])
     feed = {"a": a, "b": b}
     return {"onnxruntime": flops / _best_seconds(lambda: session.run(None, feed), repeats) / 1e9}
 
