@@ -161,3 +161,80 @@ def test_compare_two_load_reports(
     assert p99 in row
     assert main(["compare", str(paths[0]), str(paths[1]), "--fail-if-slower", "5%"]) == 2
     assert "--fail-if-slower: for profile reports" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def picky_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``y = x @ w + table[idx]``: ``idx`` (0-d int64) must be 0 or 1, as a sample rate must be
+    one of two, so random values fail and only a given one serves."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Gather", ["table", "idx"], ["bias"]),
+            helper.make_node("Add", ["xw", "bias"], ["y"]),
+        ],
+        "picky",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16]),
+            helper.make_tensor_value_info("idx", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[
+            numpy_helper.from_array(np.ones((16, 4), dtype=np.float32), name="w"),
+            numpy_helper.from_array(np.arange(8, dtype=np.float32).reshape(2, 4), name="table"),
+        ],
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_model.ir_version = 8
+    path = tmp_path_factory.mktemp("load_cli") / "picky.onnx"
+    onnx.save(onnx_model, str(path))
+    return str(path)
+
+
+def test_load_serves_given_inputs_and_values(
+    picky_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [picky_model, "--qps", "100", "--duration", "0.3", "--arrival", "constant"]
+    code, _, err = _run([*base, "--seed", "3"], capsys)
+    assert code == 1
+    assert "indices element out of data bounds" in err
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.full((1, 16), 0.5, np.float32))
+    out_json = tmp_path / "given.json"
+    code, _, err = _run(
+        [*base, "--inputs", str(inputs), "--input-value", "idx=1", "--json", str(out_json)],
+        capsys,
+    )
+    assert code == 0, err
+    (level,) = LoadReport.load(out_json).levels
+    assert level.completed == level.scheduled == 30
+    assert level.errors == 0
+    code, _, err = _run([*base, "--input-value", "sr=16000"], capsys)
+    assert code == 2
+    assert "--input-value sr=16000: give NAME=VALUE for an input of model 'picky' (x, idx)" in err
+
+
+def test_load_test_makes_requests_of_the_given_inputs(picky_model: str) -> None:
+    import pyinfer
+    from pyinfer.load.targets import make_servers, request_inputs
+
+    model = pyinfer.load_model(picky_model, intra_op_threads=1)
+    given = request_inputs(inputs={"x": np.arange(16, dtype=np.float32)[None]},
+                           input_values={"idx": 1})  # fmt: skip
+    (server,) = make_servers(model, 1, max_batch=4, inputs=given)
+    call = server.prepare(3)  # three requests of one item: the given item, replicated
+    feed = call.args[0]  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(feed["x"], np.tile(np.arange(16, dtype=np.float32), (3, 1)))
+    assert feed["idx"].shape == ()
+    assert int(feed["idx"]) == 1
+    # each row: sum(0..15) = 120 through the ones, plus table[1] = 4, 5, 6, 7
+    expected = np.tile(np.array([124.0, 125.0, 126.0, 127.0], np.float32), (3, 1))
+    np.testing.assert_array_equal(np.asarray(call()["y"]), expected)
+    report = pyinfer.load_test(
+        model, qps=100, duration_s=0.2, arrival="constant", input_values={"idx": 0}
+    )
+    assert report.levels[0].errors == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.cli.common import EXIT_INTERRUPTED, EXIT_OK, check_outputs, write_output, write_plot
-from pyinfer.cli.model_args import load_from_args
+from pyinfer.cli.model_args import add_input_options, given_from_args, load_from_args
 from pyinfer.cli.parser import (
     add_command,
     add_model_options,
@@ -113,6 +113,7 @@ def add_parser(commands: Any) -> None:
         help="for dynamic models: a named dimension (sequence=128) or an input's shape "
         "(input_ids=1x128), batch 1: one item per request; repeatable",
     )
+    add_input_options(parser)
     batching = parser.add_argument_group("dynamic batching (model with a dynamic batch)")
     batching.add_argument(
         "--max-batch",
@@ -144,14 +145,16 @@ def _measure(args: argparse.Namespace, instances: list[Any]) -> LoadReport:
     """Runs the levels asked for, then the capacity search; one report of both."""
     from pyinfer.load import find_capacity, load_test
 
-    dims, batch = input_shapes(args.input_shape, instances[0], None)
+    arrays, values = given_from_args(args, instances[0])
+    given = set(arrays) | {n for n, v in values.items() if isinstance(v, (int, float))}
+    dims, batch = input_shapes(args.input_shape, instances[0], None, given)
     if batch not in (None, 1):
         raise InvalidArgumentError(
             f"--input-shape: a request is one item (batch 1), not {batch}; serve batches "
             "with --max-batch"
         )
     common = {
-        "input_dims": dims,
+        "input_dims": dims, "inputs": arrays, "input_values": values,
         "duration_s": args.duration, "arrival": args.arrival, "timeout_s": args.timeout,
         "seed": args.seed, "max_batch": args.max_batch,
         "max_queue_delay_ms": args.max_queue_delay_ms,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.load.runner import LevelSettings, run_concurrency, run_open_loop
-from pyinfer.load.targets import Server, make_servers, target_name
+from pyinfer.load.targets import Server, make_servers, request_inputs, target_name
 from pyinfer.report.load import LoadLevel, LoadReport
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pyinfer.profiling.settings import IntRange
 
 __all__ = ["ARRIVALS", "check_settings", "load_test", "positive_list"]
 
@@ -104,6 +109,8 @@ def load_test(
     max_batch: int = 1,
     max_queue_delay_ms: float = 0.0,
     input_dims: Mapping[str, int] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_values: Mapping[str, float | IntRange] | None = None,
 ) -> LoadReport:
     """Serves ``target`` under load and measures the latency its users would see.
 
@@ -125,6 +132,9 @@ def load_test(
         max_batch: Dynamic batcher: serve up to this many queued requests in one model call.
         max_queue_delay_ms: Dynamic batcher: how long to wait for a batch to fill.
         input_dims: Sizes of a model's named dynamic dimensions other than the batch.
+        inputs: A model's given inputs by name (one item, or a batch sliced or replicated to
+            each request), instead of random ones.
+        input_values: A model's given input values by name: a constant, or an ``IntRange``.
 
     Returns:
         The report: one :class:`~pyinfer.report.load.LoadLevel` per rate, then per concurrency.
@@ -141,7 +151,10 @@ def load_test(
         duration_s=duration_s, arrival=arrival, timeout_s=timeout_s, seed=seed,
         max_batch=max_batch, max_queue_delay_ms=max_queue_delay_ms,
     )  # fmt: skip
-    servers = make_servers(target, workers, max_batch=max_batch, seed=seed, input_dims=input_dims)
+    given = request_inputs(
+        seed=seed, input_dims=input_dims, inputs=inputs, input_values=input_values
+    )
+    servers = make_servers(target, workers, max_batch=max_batch, inputs=given)
     name = target_name(target)
     done: list[LoadLevel] = []
     try:

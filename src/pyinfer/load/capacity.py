@@ -16,13 +16,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.load.api import check_settings
 from pyinfer.load.runner import LevelSettings, run_concurrency, run_open_loop
-from pyinfer.load.targets import Server, make_servers, target_name
+from pyinfer.load.targets import Server, make_servers, request_inputs, target_name
 from pyinfer.report.load import CapacitySearch, LoadLevel, LoadReport
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pyinfer.profiling.settings import IntRange
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +125,8 @@ def find_capacity(
     confirmations: int = 2,
     max_trials: int = 20,
     input_dims: Mapping[str, int] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_values: Mapping[str, float | IntRange] | None = None,
 ) -> LoadReport:
     """The highest open-loop rate whose P99 latency stays within ``p99_budget_ms``.
 
@@ -141,6 +148,9 @@ def find_capacity(
         confirmations: Extra trials at the edge before it counts as sure.
         max_trials: Open-loop trials at most.
         input_dims: Sizes of a model's named dynamic dimensions other than the batch.
+        inputs: A model's given inputs by name (one item, or a batch sliced or replicated to
+            each request), instead of random ones.
+        input_values: A model's given input values by name: a constant, or an ``IntRange``.
 
     Returns:
         A report whose ``capacity`` holds the result and every trial; its ``levels`` hold the
@@ -162,7 +172,10 @@ def find_capacity(
         duration_s=duration_s, arrival=arrival, timeout_s=timeout_s, seed=seed,
         max_batch=max_batch, max_queue_delay_ms=max_queue_delay_ms,
     )  # fmt: skip
-    servers = make_servers(target, workers, max_batch=max_batch, seed=seed, input_dims=input_dims)
+    given = request_inputs(
+        seed=seed, input_dims=input_dims, inputs=inputs, input_values=input_values
+    )
+    servers = make_servers(target, workers, max_batch=max_batch, inputs=given)
     search = _Search(servers, settings, p99_budget_ms, max_trials)
     estimate: tuple[LoadLevel, ...] = ()
     name = target_name(target)

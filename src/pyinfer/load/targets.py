@@ -10,14 +10,41 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfer.backends.base import Model
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling.inputs import PreparedCall, batch_for, prepare, resolve_model
-from pyinfer.profiling.settings import ProfilerSettings
+from pyinfer.profiling.settings import IntRange, ProfilerSettings
 
-__all__ = ["Server", "make_servers", "target_name"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Server", "make_servers", "request_inputs", "target_name"]
+
+
+def request_inputs(
+    *,
+    seed: int = 0,
+    input_dims: Mapping[str, int] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    input_values: Mapping[str, float | IntRange] | None = None,
+) -> ProfilerSettings:
+    """What a model's requests are made of, as the profiler's settings give them.
+
+    Args:
+        seed: Seed of the random inputs.
+        input_dims: Sizes of named dynamic dimensions other than the batch.
+        inputs: Given arrays by input name (one item, or a batch sliced or replicated to each
+            request's batch), instead of random ones.
+        input_values: Given values by input name: a constant, or an integer range drawn from.
+    """
+    return ProfilerSettings(
+        seed=seed,
+        input_dims=dict(input_dims or {}),
+        inputs=dict(inputs or {}),
+        input_values=dict(input_values or {}),
+    )
 
 
 class Server:
@@ -27,8 +54,7 @@ class Server:
         fn: A callable run once per request (``None`` for a model).
         model: The model (``None`` for a callable).
         request_batch: Items in one request (a model's fixed or the engine's batch size).
-        seed: Seed of the model's example inputs.
-        input_dims: Sizes of named dynamic dimensions other than the batch.
+        inputs: What the model's requests are made of (:func:`request_inputs`).
     """
 
     def __init__(
@@ -37,13 +63,12 @@ class Server:
         model: Model | None,
         *,
         request_batch: int = 1,
-        seed: int = 0,
-        input_dims: Mapping[str, int] | None = None,
+        inputs: ProfilerSettings | None = None,
     ) -> None:
         self.fn = fn
         self.model = model
         self.request_batch = request_batch
-        self._settings = ProfilerSettings(seed=seed, input_dims=dict(input_dims or {}))
+        self._settings = inputs or ProfilerSettings()
         self._calls: dict[int, PreparedCall] = {}
         self._lock = threading.Lock()
 
@@ -74,7 +99,7 @@ def target_name(target: Any) -> str:
     return str(getattr(first, "__qualname__", None) or type(first).__name__)
 
 
-def _server(target: Any, *, max_batch: int, seed: int, input_dims: Mapping[str, int]) -> Server:
+def _server(target: Any, *, max_batch: int, inputs: ProfilerSettings) -> Server:
     if isinstance(target, Model) or isinstance(getattr(target, "model", None), Model):
         model, engine_batch = resolve_model(target)
         request_batch = batch_for(model, engine_batch, 1, engine_batch is not None)
@@ -83,7 +108,7 @@ def _server(target: Any, *, max_batch: int, seed: int, input_dims: Mapping[str, 
                 f"dynamic batching needs a model with a dynamic batch dimension; model "
                 f"'{model.name}' has a fixed batch of {request_batch}"
             )
-        return Server(None, model, request_batch=request_batch, seed=seed, input_dims=input_dims)
+        return Server(None, model, request_batch=request_batch, inputs=inputs)
     if callable(target):
         if max_batch > 1:
             raise InvalidArgumentError(
@@ -102,8 +127,7 @@ def make_servers(
     workers: int | None,
     *,
     max_batch: int = 1,
-    seed: int = 0,
-    input_dims: Mapping[str, int] | None = None,
+    inputs: ProfilerSettings | None = None,
 ) -> list[Server]:
     """One server per worker.
 
@@ -112,15 +136,14 @@ def make_servers(
             (one per worker: several instances).
         workers: Worker threads (default: one, or one per instance of a sequence).
         max_batch: The dynamic batcher's largest batch (1: no batching).
-        seed: Seed of a model's example inputs.
-        input_dims: Sizes of named dynamic dimensions other than the batch.
+        inputs: What a model's requests are made of (:func:`request_inputs`; default random).
 
     Raises:
         InvalidArgumentError: On a target of another kind, a worker count below 1 or different
             from the number of instances given, or batching asked of a callable or a model
             with a fixed batch.
     """
-    dims = dict(input_dims or {})
+    given = inputs or ProfilerSettings()
     if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
         instances = list(target)
         if not instances:
@@ -130,9 +153,9 @@ def make_servers(
                 f"workers={workers} but {len(instances)} target instances were given; give "
                 "one instance per worker, or one target shared by every worker"
             )
-        return [_server(t, max_batch=max_batch, seed=seed, input_dims=dims) for t in instances]
+        return [_server(t, max_batch=max_batch, inputs=given) for t in instances]
     count = 1 if workers is None else workers
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise InvalidArgumentError(f"workers must be an integer of at least 1, got {workers!r}")
-    shared = _server(target, max_batch=max_batch, seed=seed, input_dims=dims)
+    shared = _server(target, max_batch=max_batch, inputs=given)
     return [shared] * count
