@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pyinfer import load_model
@@ -149,13 +150,77 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert " of the measured fp32 peak " in printed.splitlines()[1]
     assert printed.splitlines()[-1].startswith("Energy (RAPL): ")
     macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
-    assert printed.startswith(f"Arithmetic: {macs / 1e9:.3f} G MACs")
+    assert macs == 9_179_136
+    assert printed.startswith("Arithmetic: 9.179 M MACs (18.36 MFLOP, FLOPs = 2 x MACs) per call")
     data = json.loads(out.read_text())
     assert data["arithmetic"]["macs"] == macs
     assert data["arithmetic"]["flops"] == 2 * macs
     assert data["operators"][0]["op_class"] in {"Conv", "Elementwise"}
     assert data["overhead_ms"] == pytest.approx(data["latency_ms"] - data["operator_ms"])
     assert sys.modules.get("pyinfer.analysis.operators") is not None
+
+
+def test_ops_takes_input_shapes_and_keeps_the_torch_profilers_lines_off_the_console(
+    conv_files: dict[str, Path],
+    torch_module: ModuleType,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
+    monkeypatch.setattr(peaks_module, "calibrate", small)
+    traced = str(conv_files["torchscript"])
+    # A TorchScript file declares no input shape: without one, ops says how to give it.
+    assert app.main(["ops", traced, "--runs", "2"]) == 2
+    assert capfd.readouterr().err == (
+        "pyinfer ops: error: input 'input' of model 'conv' has no declared shape; give it: "
+        "--input-shape input:SHAPE\n"
+    )
+    # Its whole shape, batch 2: the arithmetic counted and the operators timed at batch 2.
+    assert app.main(["ops", traced, "--runs", "2", "--input-shape", "2x3x32x32"]) == 0
+    out, err = capfd.readouterr()
+    macs = 2 * (32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9)
+    assert out.startswith(f"Arithmetic: {macs / 1e6:.3f} M MACs")
+    assert " per call at batch 2; " in out.splitlines()[0]
+    assert "conv on torch, batch 2, 2 runs: " in out
+    # Kineto's profiler_start/stop lines went to the DEBUG log, not to the console.
+    assert "profiler_start" not in err
+    assert "profiler_start" not in out
+
+
+def test_profile_ops_breaks_down_the_shapes_the_profile_ran(
+    onnxruntime_module: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
+    monkeypatch.setattr(peaks_module, "calibrate", small)
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "seq",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", "sequence", 4])],
+        initializer=[onnx.numpy_helper.from_array(np.ones((8, 4), np.float32), "w")],
+    )
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    argv = ["profile", str(path), "--batch-size", "3", "--input-shape", "sequence=32",
+            "--iterations", "20", "--repeat", "1", "--no-memory", "--ops"]  # fmt: skip
+    assert app.main(argv) == 0
+    out = capsys.readouterr().out
+    arithmetic = [line for line in out.splitlines() if line.startswith("Arithmetic: ")]
+    # The operator section counts batch 3 x 32 tokens, as the profile ran: 3 * 32 * 8 * 4 MACs.
+    assert arithmetic == [
+        "Arithmetic: 3.072 k MACs (6.14 kFLOP, FLOPs = 2 x MACs) per call at batch 3; weights "
+        + arithmetic[0].split("; weights ", 1)[1]
+    ]
+    assert "seq on onnxruntime, batch 3, 20 runs: " in out
 
 
 def test_ops_prints_a_raised_peak_once_and_keeps_it_as_the_cache_history(

@@ -172,3 +172,20 @@ def test_with_arithmetic_counts_the_sequence_the_profile_ran(tmp_path: Path) -> 
     counted = with_arithmetic(ran, model)
     assert counted.arithmetic is not None
     assert counted.arithmetic.macs == 3 * 32 * 8 * 4
+
+
+@pytest.mark.parametrize(
+    ("macs", "text"),
+    [
+        (4_089_184_256, "4.089 G MACs (8.18 GFLOP, FLOPs = 2 x MACs)"),
+        (100_000_000, "0.100 G MACs (0.20 GFLOP, FLOPs = 2 x MACs)"),
+        (300_774, "0.301 M MACs (0.60 MFLOP, FLOPs = 2 x MACs)"),
+        (58_000, "58.000 k MACs (116.00 kFLOP, FLOPs = 2 x MACs)"),
+        (100, "0.100 k MACs (0.20 kFLOP, FLOPs = 2 x MACs)"),
+        (15, "15 MACs (30 FLOP, FLOPs = 2 x MACs)"),
+    ],
+)
+def test_arithmetic_counts_read_in_units_that_keep_their_digits(macs: int, text: str) -> None:
+    from pyinfer.report.formatting import format_macs
+
+    assert format_macs(macs) == text

@@ -19,7 +19,7 @@ import pyinfer
 from pyinfer import cli
 from pyinfer.cli import common as cli_common
 from pyinfer.cli import env as cli_env
-from pyinfer.cli import profile as cli_profile
+from pyinfer.cli import model_args
 from pyinfer.cli import run as cli_run
 from pyinfer.cli.parser import loader_option
 from pyinfer.errors import InvalidArgumentError
@@ -880,17 +880,17 @@ def test_input_shape_contradictions_between_inputs() -> None:
             return dict(outputs)
 
     model = TwoInputs()
-    assert cli_profile.input_shapes(["ids=2x16", "mask=2x16"], model, None) == (
+    assert model_args.input_shapes(["ids=2x16", "mask=2x16"], model, None) == (
         {"sequence": 16},
         2,
     )
-    assert cli_profile.input_shapes(["batch=4", "sequence=8"], model, None) == ({"sequence": 8}, 4)
+    assert model_args.input_shapes(["batch=4", "sequence=8"], model, None) == ({"sequence": 8}, 4)
     with pytest.raises(pyinfer.InvalidArgumentError, match="'sequence' is 12 here and 16 "):
-        cli_profile.input_shapes(["ids=2x16", "mask=2x12"], model, None)
+        model_args.input_shapes(["ids=2x16", "mask=2x12"], model, None)
     with pytest.raises(pyinfer.InvalidArgumentError, match="has 2 inputs; give NAME=SHAPE"):
-        cli_profile.input_shapes(["2x16"], model, None)
+        model_args.input_shapes(["2x16"], model, None)
     with pytest.raises(pyinfer.InvalidArgumentError, match="must be an integer of at least 1"):
-        cli_profile.input_shapes(["sequence=0"], model, None)
+        model_args.input_shapes(["sequence=0"], model, None)
 
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, samples: int, on_run: int = 1) -> None:

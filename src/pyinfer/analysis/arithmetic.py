@@ -18,6 +18,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pyinfer.report.formatting import format_macs
+
 __all__ = [
     "ATTENTION",
     "CONV",
@@ -218,8 +220,8 @@ class Arithmetic:
     def summary_line(self) -> str:
         """``4.09 G MACs (8.18 GFLOP, FLOPs = 2 x MACs) per call at batch 1; ...``."""
         return (
-            f"{self.macs / 1e9:.3f} G MACs ({self.flops / 1e9:.2f} GFLOP, FLOPs = 2 x MACs) per "
-            f"call at batch {self.batch_size}; weights {self.parameter_bytes / 1e6:.1f} MB, "
+            f"{format_macs(self.macs)} per call at batch {self.batch_size}; "
+            f"weights {self.parameter_bytes / 1e6:.1f} MB, "
             f"activations {self.activation_bytes / 1e6:.1f} MB, "
             f"{self.arithmetic_intensity:.1f} FLOP/byte"
         )

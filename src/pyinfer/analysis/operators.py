@@ -40,6 +40,7 @@ from pyinfer.analysis.ops_tf import TensorFlowPass
 from pyinfer.backends.base import Model
 from pyinfer.backends.frameworks import import_onnxruntime, import_torch
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.loading.quiet import native_output_silenced
 
 __all__ = ["OperatorBreakdown", "OperatorTime", "measure_operators", "parse_ort_profile"]
 
@@ -266,7 +267,9 @@ class _TorchPass:
 
     def run(self, calls: int) -> None:
         activities = [self._torch.profiler.ProfilerActivity.CPU]
-        with self._torch.profiler.profile(activities=activities) as prof:
+        # Kineto writes profiler_start/stop lines (and, without a GPU, a failed device count)
+        # straight to descriptor 2; they are kept at DEBUG level, off the console.
+        with native_output_silenced(), self._torch.profiler.profile(activities=activities) as prof:
             for _ in range(calls):
                 self._run()
             self._model.synchronize()

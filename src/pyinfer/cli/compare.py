@@ -85,8 +85,8 @@ def measure_models(args: argparse.Namespace) -> list[ProfileReport]:
     """
     import dataclasses
 
-    from pyinfer.cli.model_args import load_from_args
-    from pyinfer.cli.profile import input_shapes, profiler_settings
+    from pyinfer.cli.model_args import input_shapes, load_from_args
+    from pyinfer.cli.profile import profiler_settings
     from pyinfer.profiling import repeat
     from pyinfer.report.environment import collect_environment
 

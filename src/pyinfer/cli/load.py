@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.cli.common import EXIT_INTERRUPTED, EXIT_OK, check_outputs, write_output, write_plot
-from pyinfer.cli.model_args import add_input_options, given_from_args, load_from_args
+from pyinfer.cli.model_args import add_input_options, given_from_args, input_shapes, load_from_args
 from pyinfer.cli.parser import (
     add_command,
     add_model_options,
@@ -19,7 +19,6 @@ from pyinfer.cli.parser import (
     positive_float,
     positive_int,
 )
-from pyinfer.cli.profile import input_shapes
 from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:

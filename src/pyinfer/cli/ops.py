@@ -7,11 +7,12 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.cli.common import EXIT_OK, check_outputs, write_output, write_plot
-from pyinfer.cli.model_args import load_from_args
+from pyinfer.cli.model_args import input_shapes, load_from_args
 from pyinfer.cli.parser import add_command, add_model_options, positive_int
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def operator_section(
     *,
     recalibrate: bool = False,
     plot: str | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> OperatorBreakdown:
     """Counts the model's MACs, times its operators, and prints both (``ops`` and ``profile``).
 
@@ -42,6 +44,8 @@ def operator_section(
         runs: Calls in the latency pass and in the operator pass.
         recalibrate: Measure the machine's peaks again rather than read them from the cache.
         plot: A PNG to draw the roofline in.
+        dims: Sizes of named dynamic dimensions other than the batch (over the model's own
+            :attr:`~pyinfer.backends.base.Model.default_dims`).
 
     Returns:
         The breakdown printed.
@@ -50,8 +54,9 @@ def operator_section(
     from pyinfer.analysis.operators import measure_operators
     from pyinfer.analysis.peaks import fraction_of_peak, machine_peaks, roofline
 
-    arithmetic = count_macs(model, batch_size)
-    breakdown = measure_operators(model, batch_size, runs=runs, arithmetic=arithmetic)
+    sizes = {**model.default_dims, **(dims or {})}
+    arithmetic = count_macs(model, batch_size, dims=sizes)
+    breakdown = measure_operators(model, batch_size, runs=runs, dims=sizes, arithmetic=arithmetic)
     median = breakdown.median_ms or breakdown.latency_ms
     rate = 2 * arithmetic.macs / (median * 1e-3) / 1e9
     calibrated = machine_peaks(recalibrate=recalibrate)
@@ -67,7 +72,7 @@ def operator_section(
         f"{peaks.bandwidth_gbs:.1f} GB/s; {roof.bound} at {roof.intensity:.1f} FLOP/byte "
         f"(ridge {peaks.ridge_intensity:.1f}), roof {roof.attainable_gflops:.1f} GFLOP/s\n"
         + "".join(f"Note: {n}\n" for n in new_notes)
-        + f"{breakdown.table()}\n{_energy(model, batch_size, runs).line()}\n"
+        + f"{breakdown.table()}\n{_energy(model, batch_size, runs, sizes).line()}\n"
     )
     if plot:
         _plot(breakdown, arithmetic, peaks, rate, Path(plot))
@@ -81,11 +86,11 @@ def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
     return add_arithmetic(report, model)
 
 
-def _energy(model: Model, batch_size: int, runs: int) -> EnergyReading:
+def _energy(model: Model, batch_size: int, runs: int, dims: Mapping[str, int]) -> EnergyReading:
     """Joules per inference over ``runs`` more calls (RAPL, or NVML on a CUDA model)."""
     from pyinfer.analysis.energy import measure_energy
 
-    native = model.to_native(model.example_inputs(batch_size))
+    native = model.to_native(model.example_inputs(batch_size, dims=dims))
 
     def call() -> None:
         model.run_native(native)
@@ -133,15 +138,26 @@ def cmd_ops(args: argparse.Namespace) -> int:
     """Loads a model, counts its arithmetic and prints the operator breakdown."""
     check_outputs(args.json, plot=args.plot)
     model = load_from_args(args)
+    dims, batch = input_shapes(args.input_shape, model, args.batch_size, takes_inputs=False)
     breakdown = operator_section(
-        model, args.batch_size, args.runs, recalibrate=args.recalibrate, plot=args.plot
+        model,
+        batch or args.batch_size or 1,
+        args.runs,
+        recalibrate=args.recalibrate,
+        plot=args.plot,
+        dims=dims,
     )
     if args.json:
         write_output(args.json, json.dumps(_as_json(breakdown), indent=2) + "\n", "operators")
     return EXIT_OK
 
 
-_EXAMPLES = ("pyinfer ops resnet50.onnx", "pyinfer ops model.pt --batch-size 8 --json ops.json")
+_EXAMPLES = (
+    "pyinfer ops resnet50.onnx",
+    "pyinfer ops model.pt --batch-size 8 --json ops.json",
+    "pyinfer ops scripted.pt --input-shape 1x3x224x224",
+    "pyinfer ops bert/ --input-shape sequence=64",
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -159,7 +175,16 @@ def add_parser(commands: Any) -> None:
     )
     ops.add_argument("model", help="the model file (or SavedModel folder)")
     add_model_options(ops)
-    ops.add_argument("--batch-size", type=positive_int, default=1, help="batch of each call")
+    ops.add_argument("--batch-size", type=positive_int, help="batch of each call (default 1)")
+    ops.add_argument(
+        "--input-shape",
+        dest="input_shape",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="as for profile: a named dimension (sequence=128), an input's whole shape "
+        "(input_ids=1x128) or a single-input model's shape (1x3x224x224); repeatable",
+    )
     ops.add_argument("--runs", type=positive_int, default=20, help="calls timed in each pass")
     ops.add_argument("--json", metavar="FILE", help="write the breakdown as JSON")
     ops.add_argument("--plot", metavar="FILE.png", help="draw the roofline with the model")

@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import math
 import sys
-from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,13 @@ from pyinfer.cli.common import (
     write_output,
     write_plot,
 )
-from pyinfer.cli.model_args import add_input_options, given_from_args, load_from_args, parse_spec
+from pyinfer.cli.model_args import (
+    add_input_options,
+    given_from_args,
+    input_shapes,
+    load_from_args,
+    parse_spec,
+)
 from pyinfer.cli.parser import (
     add_command,
     add_model_options,
@@ -34,11 +39,10 @@ from pyinfer.cli.parser import (
 from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from pyinfer.backends.base import Model
     from pyinfer.profiling import PerformanceProfiler
     from pyinfer.report import BatchCurve, ProfileReport
 
-__all__ = ["add_parser", "cmd_profile", "cmd_sweep", "input_shapes", "profiler_settings"]
+__all__ = ["add_parser", "cmd_profile", "cmd_sweep", "profiler_settings"]
 
 
 def profiler_settings(args: argparse.Namespace, input_dims: dict[str, int]) -> Any:
@@ -77,135 +81,6 @@ def profiler_settings(args: argparse.Namespace, input_dims: dict[str, int]) -> A
     if args.stability is not None:
         kwargs["stability_target"] = args.stability
     return dataclasses.replace(base, **kwargs)
-
-
-def input_shapes(
-    specs: Sequence[str], model: Model, batch_size: int | None, given: Collection[str] = ()
-) -> tuple[dict[str, int], int | None]:
-    """Named dimension sizes and the batch size that ``--input-shape`` gives.
-
-    The grammar is :func:`~pyinfer.cli.model_args.parse_spec`'s. A whole shape's batch axis
-    (the input's) sets the batch size unless marked ``b``; its other dynamic dimensions size
-    their names. Inputs in ``given`` (``--inputs``, ``--input-value``) need no size.
-
-    Raises:
-        InvalidArgumentError: If a spec names nothing of the model, or contradicts its fixed
-            dimensions, another spec or ``--batch-size`` (the message says which).
-    """
-    inputs = {s.name: s for s in model.inputs}
-    named = {
-        d
-        for s in model.inputs
-        for i, d in enumerate(s.shape or ())
-        if isinstance(d, str) and i != s.batch_axis
-    }
-    batch_names: set[str] = {
-        str(s.shape[s.batch_axis])
-        for s in model.inputs
-        if s.shape and s.batch_axis is not None and isinstance(s.shape[s.batch_axis], str)
-    }
-    dims: dict[str, int] = {}
-    batch = batch_size
-
-    def set_dim(text: str, dim: str, size: int) -> None:
-        if dims.get(dim, size) != size:
-            raise InvalidArgumentError(
-                f"--input-shape {text}: dimension '{dim}' is {size} here and {dims[dim]} elsewhere"
-            )
-        dims[dim] = size
-
-    def set_batch(text: str, size: int) -> None:
-        nonlocal batch
-        if batch is not None and batch != size:
-            raise InvalidArgumentError(
-                f"--input-shape {text}: batch {size} contradicts batch size {batch}"
-            )
-        batch = size
-
-    for text in specs:
-        spec_ = parse_spec(text)
-        name = spec_.name
-        if spec_.dims is not None and name is None:
-            if len(inputs) != 1:
-                raise InvalidArgumentError(
-                    f"--input-shape {text}: model '{model.name}' has {len(inputs)} inputs; "
-                    f"give NAME=SHAPE (or NAME:SHAPE) for each of {', '.join(inputs)}"
-                )
-            name = next(iter(inputs))
-        assert name is not None
-        if spec_.dims is not None and name in inputs:
-            spec = inputs[name]
-            if spec.shape is None:
-                raise InvalidArgumentError(
-                    f"--input-shape {text}: input '{name}' has no declared shape; load it with "
-                    f"--option 'input_shapes={{\"{name}\": [...]}}'"
-                )
-            if len(spec_.dims) != len(spec.shape):
-                raise InvalidArgumentError(
-                    f"--input-shape {text}: input '{name}' has {len(spec.shape)} dimensions "
-                    f"{spec.shape_text()}, not {len(spec_.dims)}"
-                )
-            for axis, (dim, size) in enumerate(zip(spec.shape, spec_.dims, strict=True)):
-                if size == "batch":
-                    continue
-                assert isinstance(size, int)
-                if isinstance(dim, int):
-                    if dim != size:
-                        raise InvalidArgumentError(
-                            f"--input-shape {text}: dimension {axis} of input '{name}' is fixed "
-                            f"at {dim} {spec.shape_text()}, not {size}"
-                        )
-                elif axis == spec.batch_axis:
-                    set_batch(text, size)
-                elif isinstance(dim, str):
-                    set_dim(text, dim, size)
-                else:
-                    raise InvalidArgumentError(
-                        f"--input-shape {text}: dimension {axis} of input '{name}' is dynamic "
-                        f"without a name {spec.shape_text()}; load the model with its shape: "
-                        f"--option 'input_shapes={{\"{name}\": [...]}}'"
-                    )
-        elif spec_.size is not None and name in inputs and name not in named | batch_names:
-            raise InvalidArgumentError(
-                f"--input-shape {text}: NAME=N sizes a named dimension, and '{name}' is an "
-                f"input; its whole shape is {name}:{spec_.size} (1-D), or {name}: for a 0-d "
-                f"input (its value: --input-value {name}=VALUE)"
-            )
-        elif spec_.size is not None and (name in named or name in batch_names):
-            if name in named:
-                set_dim(text, name, spec_.size)
-            else:
-                set_batch(text, spec_.size)
-        else:
-            raise InvalidArgumentError(
-                f"--input-shape {text}: '{name}' is neither an input of model '{model.name}' "
-                f"({', '.join(inputs)}) nor one of its named dimensions "
-                f"({', '.join(sorted(named | batch_names)) or 'none'})"
-            )
-    for spec in model.inputs:
-        if spec.name in given:
-            continue
-        if spec.shape is None:
-            raise InvalidArgumentError(
-                f"input '{spec.name}' of model '{model.name}' has no declared shape; give it: "
-                f"--input-shape {spec.name}:SHAPE, or its value: --inputs FILE"
-            )
-        for axis, dim in enumerate(spec.shape):
-            if axis == spec.batch_axis or isinstance(dim, int) or dim in dims:
-                continue
-            if isinstance(dim, str) and dim in model.default_dims:
-                continue  # the model's own size (a Hugging Face folder's sequence)
-            if isinstance(dim, str):
-                raise InvalidArgumentError(
-                    f"input '{spec.name}' of model '{model.name}' has the dynamic dimension "
-                    f"'{dim}' {spec.shape_text()}; give its size: --input-shape {dim}=N"
-                )
-            raise InvalidArgumentError(
-                f"input '{spec.name}' of model '{model.name}' has an unnamed dynamic dimension "
-                f"{axis} {spec.shape_text()}; load it with its shape: "
-                f"--option 'input_shapes={{\"{spec.name}\": [...]}}'"
-            )
-    return dims, batch
 
 
 def _profiler(args: argparse.Namespace) -> tuple[PerformanceProfiler, int | None]:
@@ -298,7 +173,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     report = ops.with_arithmetic(report, profiler.model)
     _print_report(report)
     if args.ops:
-        ops.operator_section(profiler.model, batch or 1)
+        # The shapes the profile ran: its batch and its named dimensions' sizes.
+        ops.operator_section(profiler.model, report.batch_size, dims=profiler.settings.input_dims)
     _noise_note(report)
     _write_report(report, args)
     unstable = _curve_unstable(report.batch_curve)

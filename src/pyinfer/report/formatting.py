@@ -36,3 +36,14 @@ def md_cell(text: str | None) -> str:
 def format_mb_or_na(value: int | None) -> str:
     """Bytes as ``"97.5 MB"``, or ``"n/a"`` when unknown."""
     return "n/a" if value is None else f"{format_mb(value)} MB"
+
+
+def format_macs(macs: int) -> str:
+    """``4.089 G MACs (8.18 GFLOP, FLOPs = 2 x MACs)``: G from 0.1 G, M from 0.1 M, k from 100."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if macs >= scale / 10:
+            return (
+                f"{macs / scale:.3f} {unit} MACs ({2 * macs / scale:.2f} {unit}FLOP, "
+                "FLOPs = 2 x MACs)"
+            )
+    return f"{macs} MACs ({2 * macs} FLOP, FLOPs = 2 x MACs)"

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from pyinfer import core
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.report.formatting import format_macs
 from pyinfer.report.stats import percentile_supported
 
 #: The percentiles every latency summary holds.
@@ -309,10 +310,6 @@ class ColdStart:
     first_inference_ms: float | None = None
 
 
-#: MACs from which the arithmetic line counts in G (below: in M, so small models show digits).
-_GIGA_FROM = 100_000_000
-
-
 @dataclass(frozen=True)
 class ArithmeticSummary:
     """The arithmetic of one call, beside its latency (filled by ``pyinfer profile``).
@@ -333,8 +330,6 @@ class ArithmeticSummary:
     def line(self, median_ms: float) -> str:
         """``4.089 G MACs (8.18 GFLOP, FLOPs = 2 x MACs) per call, 211.3 GFLOP/s achieved``."""
         rate = self.flops / (median_ms * 1e-3) / 1e9 if median_ms > 0 else math.nan
-        unit, scale = ("G", 1e9) if self.macs >= _GIGA_FROM else ("M", 1e6)
         return (
-            f"{self.macs / scale:.3f} {unit} MACs ({self.flops / scale:.2f} {unit}FLOP, FLOPs = "
-            f"2 x MACs) per call, {rate:.1f} GFLOP/s achieved at the median latency"
+            f"{format_macs(self.macs)} per call, {rate:.1f} GFLOP/s achieved at the median latency"
         )
