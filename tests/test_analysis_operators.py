@@ -131,16 +131,21 @@ def test_bad_runs_are_refused(conv_files: dict[str, Path], onnxruntime_module: M
         measure_operators(model, runs=0, warmup=1)
 
 
+@pytest.fixture
+def small_peaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peaks cache of the test's own, calibrated on small sizes (a fraction of a second)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
+    monkeypatch.setattr(peaks_module, "calibrate", small)
+
+
+@pytest.mark.usefixtures("small_peaks")
 def test_ops_command_prints_and_writes_the_breakdown(
     conv_files: dict[str, Path],
     onnxruntime_module: ModuleType,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
-    monkeypatch.setattr(peaks_module, "calibrate", small)
     out = tmp_path / "ops.json"
     plot = tmp_path / "roof.png"
     argv = ["ops", str(conv_files["onnx"]), "--runs", "3", "--json", str(out), "--plot", str(plot)]
@@ -160,16 +165,12 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert sys.modules.get("pyinfer.analysis.operators") is not None
 
 
+@pytest.mark.usefixtures("small_peaks")
 def test_ops_takes_input_shapes_and_keeps_the_torch_profilers_lines_off_the_console(
     conv_files: dict[str, Path],
     torch_module: ModuleType,
-    tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
-    monkeypatch.setattr(peaks_module, "calibrate", small)
     traced = str(conv_files["torchscript"])
     # A TorchScript file declares no input shape: without one, ops says how to give it.
     assert app.main(["ops", traced, "--runs", "2"]) == 2
@@ -189,17 +190,14 @@ def test_ops_takes_input_shapes_and_keeps_the_torch_profilers_lines_off_the_cons
     assert "profiler_start" not in out
 
 
+@pytest.mark.usefixtures("small_peaks")
 def test_profile_ops_breaks_down_the_shapes_the_profile_ran(
     onnxruntime_module: ModuleType,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import onnx
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    small = functools.partial(calibrate, gemm_size=128, triad_elements=1 << 16, repeats=1)
-    monkeypatch.setattr(peaks_module, "calibrate", small)
     helper = onnx.helper
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
