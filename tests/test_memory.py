@@ -1,14 +1,15 @@
 from __future__ import annotations
 
+import json
 import os
-import time
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
 import pyinfer
-from pyinfer import _core
 
 MB = 1024 * 1024
 
@@ -25,26 +26,52 @@ def test_rss_matches_the_kernel() -> None:
     assert abs(ours - theirs) < 8 * MB
 
 
-def touch(nbytes: int) -> np.ndarray:
-    block = np.empty(nbytes, dtype=np.uint8)
-    block[::4096] = 1  # fault in every page
-    return block
+#: Run in a fresh process: a long test run's process holds memory its allocator kept from
+#: earlier tests, and a new block may reuse those pages without the RSS growing at all.
+PEAK_PROBE = """
+import json, sys, time
+import numpy as np
+import pyinfer
+from pyinfer import _core
+
+MB = 1024 * 1024
+sampling = sys.argv[1] == "sampling"
+_core._force_peak_rss_sampling(sampling)
+method = pyinfer.reset_peak_rss()
+baseline = pyinfer.rss_bytes()
+block = np.empty(int(sys.argv[2]) * MB, dtype=np.uint8)
+block[::4096] = 1  # fault in every page
+grown = pyinfer.rss_bytes() - baseline
+if sampling:
+    time.sleep(0.2)  # the sampler reads every 0.5 ms; margin for a loaded machine
+del block
+peak = pyinfer.peak_rss_bytes() - baseline
+pyinfer.reset_peak_rss()
+after_reset = pyinfer.peak_rss_bytes() - pyinfer.rss_bytes()
+print(json.dumps({"method": method, "queried": pyinfer.peak_rss_method(), "grown": grown,
+                  "peak": peak, "after_reset": after_reset}))
+"""
+
+
+def peak_probe(method: str, megabytes: int) -> dict[str, Any]:
+    """What the peak-RSS functions saw of a block of ``megabytes`` freed in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, method, str(megabytes)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def test_peak_rss_sees_a_freed_allocation() -> None:
-    method = pyinfer.reset_peak_rss()
-    assert method in {"clear_refs", "sampling"}
-    assert pyinfer.peak_rss_method() == method
-    baseline = pyinfer.rss_bytes()
-    block = touch(200 * MB)
-    if method == "sampling":
-        time.sleep(0.2)
-    del block
-    peak = pyinfer.peak_rss_bytes()
-    assert peak - baseline >= 190 * MB
-    # A new region forgets the old peak.
-    pyinfer.reset_peak_rss()
-    assert pyinfer.peak_rss_bytes() - baseline < 100 * MB
+    seen = peak_probe("default", 200)
+    assert seen["method"] in {"clear_refs", "sampling"}
+    assert seen["queried"] == seen["method"]
+    assert seen["grown"] >= 190 * MB  # a fresh process: the block's pages are new
+    assert seen["peak"] >= 190 * MB
+    # A new region forgets the old peak: it is again the process's RSS.
+    assert seen["after_reset"] < 100 * MB
 
 
 def test_clear_refs_is_detected_on_linux() -> None:
@@ -54,18 +81,8 @@ def test_clear_refs_is_detected_on_linux() -> None:
 
 
 def test_sampling_fallback_tracks_the_peak() -> None:
-    _core._force_peak_rss_sampling(True)
-    try:
-        assert pyinfer.reset_peak_rss() == "sampling"
-        baseline = pyinfer.rss_bytes()
-        block = touch(150 * MB)
-        time.sleep(0.2)  # the sampler reads every 0.5 ms; margin for a loaded machine
-        del block
-        assert pyinfer.peak_rss_bytes() - baseline >= 140 * MB
-        pyinfer.reset_peak_rss()
-        # The reset forgets the freed block: the peak is again the process's RSS now. (Against
-        # the RSS now, not the baseline: in a long test run another thread may hold memory.)
-        assert pyinfer.peak_rss_bytes() - pyinfer.rss_bytes() < 100 * MB
-    finally:
-        _core._force_peak_rss_sampling(False)
-        pyinfer.reset_peak_rss()
+    seen = peak_probe("sampling", 150)
+    assert seen["method"] == seen["queried"] == "sampling"
+    assert seen["grown"] >= 140 * MB
+    assert seen["peak"] >= 140 * MB
+    assert seen["after_reset"] < 100 * MB
