@@ -264,6 +264,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _usage_error("bench", InvalidArgumentError(f"{', '.join(given)} apply to {where}"))
     if args.model is not None:
         return cmd_formats(args)
+    if args.ray_timeout is not None and args.ray is None:
+        return _usage_error("bench", InvalidArgumentError(_RAY_TIMEOUT_ALONE))
     from pyinfer.suite import (
         DEFAULT_BATCH_SIZES,
         DEFAULT_INPUT_SIZES,
@@ -313,6 +315,8 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.loading import native_output_silenced
     from pyinfer.suite import compare_formats
 
+    if args.ray_timeout is not None and args.ray is None:
+        return _usage_error(args.command, InvalidArgumentError(_RAY_TIMEOUT_ALONE))
     device = "cpu" if args.device in (None, "all") else args.device
     specs: list[str] = args.input_shape or []
     options: dict[str, Any] = dict(args.options)
@@ -364,6 +368,9 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return _finish(args.command, result.outcome, unstable, args)
 
 
+_RAY_TIMEOUT_ALONE = "--ray-timeout applies to entries run on a Ray cluster: add --ray"
+
+
 def _ray_address(args: argparse.Namespace) -> str | None:
     """``--ray``'s cluster: ``None`` for a local one started for the run, else the address."""
     return args.ray or None
@@ -387,7 +394,12 @@ def _bench_matrix(config: SuiteConfig, args: argparse.Namespace) -> int:
 
     try:
         with native_output_silenced(enabled=not args.verbose):
-            result = run_suite_on_cluster(config, address=_ray_address(args), progress=_progress)
+            result = run_suite_on_cluster(
+                config,
+                address=_ray_address(args),
+                progress=_progress,
+                timeout_s=args.ray_timeout,
+            )
     except InvalidArgumentError as error:
         return _usage_error("bench", error)
     return _matrix_done(result, args, markdown=True)
@@ -400,7 +412,9 @@ def _formats_matrix(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     try:
         with native_output_silenced(enabled=not args.verbose):
-            result = compare_formats_on_cluster(args.model, address=_ray_address(args), **settings)
+            result = compare_formats_on_cluster(
+                args.model, address=_ray_address(args), timeout_s=args.ray_timeout, **settings
+            )
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
     return _matrix_done(result, args, markdown=False)
@@ -418,6 +432,13 @@ def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
         "cluster for the run; ADDRESS is auto (the cluster 'ray start' runs here), host:port "
         "or ray://host:port; the model files must be at the same path on every node "
         "(--work-dir on shared storage); needs pip install 'pyinfer-toolkit[ray]'",
+    )
+    parser.add_argument(
+        "--ray-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --ray: an entry whose task has not finished after SECONDS (waiting for "
+        "its node included) is cancelled and fails (default: no limit)",
     )
     parser.add_argument(
         "--device",
