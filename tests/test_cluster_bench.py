@@ -6,6 +6,7 @@ first, before it starts. Every Ray call has a timeout, so a hang fails instead o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import subprocess
@@ -17,9 +18,16 @@ from typing import Any
 import pytest
 
 from pyinfer import cli
-from pyinfer.cluster import MatrixResult, compare_formats_on_cluster, run_suite_on_cluster
+from pyinfer.cluster import (
+    MatrixResult,
+    NodeReport,
+    compare_formats_on_cluster,
+    run_suite_on_cluster,
+)
 from pyinfer.errors import ClusterError
+from pyinfer.report.environment import collect_environment
 from pyinfer.suite import PARITY_TOLERANCE, SuiteConfig, SuiteResult
+from pyinfer.suite.busy import BUSY_CPUS
 
 #: Seconds any one task may take before it is cancelled and its entry fails.
 TASK_TIMEOUT_S = 240.0
@@ -89,6 +97,28 @@ def test_cpu_pinning_and_a_timeout_without_ray_are_usage_errors(
     )
 
 
+def test_a_node_is_labelled_with_its_cpu_gpu_and_load() -> None:
+    env = dataclasses.replace(
+        collect_environment(),
+        hostname="gpu-7",
+        cpu_model="Xeon 8480",
+        physical_cores=56,
+        logical_cores=112,
+        gpu_name="NVIDIA H100",
+        gpu_memory_bytes=80 * 1024**3,
+    )
+    node = NodeReport("3f2a9c1b" + "0" * 48, "10.0.0.7", 112.0, 1.0, env, busy_cpus=0.2)
+    assert node.label() == (
+        "node 10.0.0.7 (id 3f2a9c1b, host gpu-7): Xeon 8480, 56 cores, 112 CPUs for Ray; "
+        "GPU NVIDIA H100 80GB"
+    )
+    busy = dataclasses.replace(node, busy_cpus=BUSY_CPUS + 1.5)
+    assert busy.label() == (
+        f"{node.label()}; other processes kept {BUSY_CPUS + 1.5:.1f} of 112 CPUs busy before "
+        "its entries: expect noisy and unstable measurements"
+    )
+
+
 # --- On a local cluster ----------------------------------------------------------------------
 
 
@@ -150,10 +180,17 @@ def test_bench_ray_prints_the_same_table_under_its_node(
     assert (run.node.ray_cpus, run.node.ray_gpus) == (2.0, 0.0)
     lines = ray_out.splitlines()
     cores = env.physical_cores or env.logical_cores
-    assert lines[0] == (
+    expected = (
         f"Node: node {address} (id {node_id[:8]}, host {env.hostname}): {env.cpu_model}, "
         f"{cores} cores, 2 CPUs for Ray"
     )
+    busy = run.node.busy_cpus
+    if busy is not None and busy >= BUSY_CPUS:  # this shared machine, sampled on the node
+        expected += (
+            f"; other processes kept {busy:.1f} of {env.logical_cores} CPUs busy before its "
+            "entries: expect noisy and unstable measurements"
+        )
+    assert lines[0] == expected
     # The same table as the local run: its title, device heading, header, rows and statuses.
     local_lines = local_out.splitlines()
     assert lines[3 : 3 + 4] == local_lines[:4]  # title, rule, blank, CPU (model, N cores)

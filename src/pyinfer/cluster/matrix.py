@@ -443,7 +443,8 @@ def run_suite_on_cluster(
             here = dataclasses.replace(config, devices=devices, work_dir=folder)
             result = run_suite(here, progress=_prefixed(say, node), worker=worker)
             envs = dict.fromkeys(result.environments, report.environment)
-            result = dataclasses.replace(result, environments=envs)
+            # The node's load is in its heading; the suite sampled this machine's.
+            result = dataclasses.replace(result, environments=envs, busy_cpus=None)
             return NodeRun(node.node_id, node.address, node=report, suite=result)
 
         return _matrix(

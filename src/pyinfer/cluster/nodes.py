@@ -3,7 +3,9 @@
 A benchmark matrix compares machines, so each node is described where it runs, never from the
 machine that started the run: a Ray task pinned to the node collects pyinfer's environment
 record there (:func:`pyinfer.report.environment.collect_environment`: the CPU model, the cores,
-the GPU's name) with Ray's id and address of the node.
+the GPU's name) with Ray's id and address of the node, and how busy other processes keep its
+CPUs (:func:`pyinfer.suite.busy.busy_cpus`, sampled there: the suite's own look before it starts
+samples this machine, not the node).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyinfer.report.environment import Environment, collect_environment
+from pyinfer.suite.busy import BUSY_CPUS, busy_cpus
 
 __all__ = ["NodeReport", "describe_this_node"]
 
@@ -34,6 +37,8 @@ class NodeReport:
         ray_gpus: GPUs Ray schedules on it.
         environment: pyinfer's environment record, collected on the node (its hostname, CPU
             model, physical and logical cores, GPU name and memory, framework versions).
+        busy_cpus: How many of its CPUs other processes kept busy as it was described, just
+            before its entries ran (``None`` where unknown: not Linux).
     """
 
     node_id: str
@@ -41,6 +46,7 @@ class NodeReport:
     ray_cpus: float
     ray_gpus: float
     environment: Environment
+    busy_cpus: float | None = None
 
     @property
     def short_id(self) -> str:
@@ -55,6 +61,11 @@ class NodeReport:
         if env.gpu_name:
             memory = f" {env.gpu_memory_bytes / 1024**3:.0f}GB" if env.gpu_memory_bytes else ""
             parts.append(f"GPU {env.gpu_name}{memory}")
+        if self.busy_cpus is not None and self.busy_cpus >= BUSY_CPUS:
+            parts.append(
+                f"other processes kept {self.busy_cpus:.1f} of {env.logical_cores} CPUs busy "
+                "before its entries: expect noisy and unstable measurements"
+            )
         return f"node {self.address} (id {self.short_id}, host {env.hostname}): " + "; ".join(parts)
 
 
@@ -71,6 +82,7 @@ def describe_this_node(cuda: bool, resources: dict[str, Any]) -> NodeReport:
     import ray
 
     context = ray.get_runtime_context()
+    busy = busy_cpus()
     environment = collect_environment(cuda_device=0 if cuda else None)
     return NodeReport(
         node_id=str(context.get_node_id()),
@@ -78,4 +90,5 @@ def describe_this_node(cuda: bool, resources: dict[str, Any]) -> NodeReport:
         ray_cpus=float(resources.get("CPU", 0.0)),
         ray_gpus=float(resources.get("GPU", 0.0)),
         environment=dataclasses.replace(environment, concurrent_measurements=()),
+        busy_cpus=busy,
     )
