@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyinfer.cluster.nodes import NodeReport, describe_this_node
+from pyinfer.cluster.nodes import SHORT_ID, NodeReport, describe_this_node
 from pyinfer.cluster.runtime import NodeInfo, check_reachable, connect, require_ray
 from pyinfer.errors import ClusterError, InvalidArgumentError, PyinferError
 from pyinfer.profiling.jobs import WorkerJob, WorkerResult
@@ -93,11 +93,11 @@ class NodeRun:
         """The node's heading above its tables."""
         if self.node is not None:
             return self.node.label()
-        return f"node {self.address} (id {self.node_id[:8]}): {self.error}"
+        return f"node {self.address} (id {self.node_id[:SHORT_ID]}): {self.error}"
 
     def unstable(self) -> list[str]:
         """The entries that missed their stability target, named with the node."""
-        where = f"on {self.address} ({self.node_id[:8]})"
+        where = f"on {self.address} ({self.node_id[:SHORT_ID]})"
         if self.suite is not None:
             return [f"{e.device} {e.name} {where}" for e in self.suite.unstable]
         if self.formats is not None:
@@ -268,6 +268,7 @@ class _NodeWorker:
         self._ray = ray
         self._node = node
         self._timeout_s = timeout_s
+        self._remote: dict[Any, Any] = {}
         self._options = {
             "num_cpus": node.cpus,
             "num_gpus": node.gpus,
@@ -278,7 +279,7 @@ class _NodeWorker:
     @property
     def where(self) -> str:
         """The node in messages."""
-        return f"node {self._node.address} (id {self._node.node_id[:8]})"
+        return f"node {self._node.address} (id {self._node.node_id[:SHORT_ID]})"
 
     def call(self, function: Any, *args: Any, label: str) -> Any:
         """Runs ``function(*args)`` as a task on the node and returns what it returned.
@@ -288,7 +289,9 @@ class _NodeWorker:
                 lost it (its cause in the message).
         """
         ray = self._ray
-        ref = ray.remote(function).options(**self._options).remote(*args)
+        if function not in self._remote:
+            self._remote[function] = ray.remote(function).options(**self._options)
+        ref = self._remote[function].remote(*args)
         try:
             return ray.get(ref, timeout=self._timeout_s)
         except ray.exceptions.GetTimeoutError as exc:
@@ -335,7 +338,7 @@ def _nodes(nodes: tuple[NodeInfo, ...], cuda: bool, say: Progress) -> list[NodeI
     chosen = [n for n in nodes if n.gpus >= 1] if cuda else list(nodes)
     for n in nodes:
         if n not in chosen:
-            say(f"node {n.address} (id {n.node_id[:8]}) has no GPU: left out")
+            say(f"node {n.address} (id {n.node_id[:SHORT_ID]}) has no GPU: left out")
     return chosen
 
 
@@ -369,6 +372,7 @@ def _matrix(
         nodes = _nodes(cluster.nodes, cuda, say)
         if not nodes:
             raise ClusterError(f"{what}: no node of the Ray cluster {cluster.address} has a GPU")
+        interrupted = False
         for node in nodes:
             worker = _NodeWorker(ray, node, timeout_s)
             try:
@@ -381,18 +385,21 @@ def _matrix(
             except ClusterError as exc:
                 runs.append(NodeRun(node.node_id, node.address, error=str(exc)))
                 continue
+            except KeyboardInterrupt:
+                interrupted = True  # the nodes finished so far are kept
+                break
             say(f"on {report.label()}")
             run = run_on(node, worker, report)
             runs.append(run)
             if run.result is not None and run.result.interrupted:
+                interrupted = True
                 break
-    interrupted = any(r.result is not None and r.result.interrupted for r in runs)
     wall = time.perf_counter() - start
     return MatrixResult(command, cluster.address, tuple(runs), wall, interrupted)
 
 
 def _prefixed(say: Progress, node: NodeInfo) -> Progress:
-    short = node.node_id[:8]
+    short = node.node_id[:SHORT_ID]
     return lambda line: say(f"[node {node.address} {short}] {line}")
 
 
