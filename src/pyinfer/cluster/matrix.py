@@ -165,7 +165,9 @@ class MatrixResult(JsonRecord):
         lines: list[str] = []
         for run in self.runs:
             heading = f"Node: {run.heading()}"
-            lines += [heading, "#" * len(heading), ""]
+            lines += [heading, "#" * len(heading)]
+            warning = run.node.load_warning() if run.node is not None else ""
+            lines += [warning, ""] if warning else [""]
             result = run.result
             lines += [result.to_text() if result is not None else f"nothing ran: {run.error}", ""]
         lines.append(self.summary_line())
@@ -389,6 +391,8 @@ def _matrix(
                 interrupted = True  # the nodes finished so far are kept
                 break
             say(f"on {report.label()}")
+            if report.load_warning():
+                _prefixed(say, node)(report.load_warning())
             run = run_on(node, worker, report)
             runs.append(run)
             if run.result is not None and run.result.interrupted:

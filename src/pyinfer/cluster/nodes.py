@@ -61,12 +61,17 @@ class NodeReport:
         if env.gpu_name:
             memory = f" {env.gpu_memory_bytes / 1024**3:.0f}GB" if env.gpu_memory_bytes else ""
             parts.append(f"GPU {env.gpu_name}{memory}")
-        if self.busy_cpus is not None and self.busy_cpus >= BUSY_CPUS:
-            parts.append(
-                f"other processes kept {self.busy_cpus:.1f} of {env.logical_cores} CPUs busy "
-                "before its entries: expect noisy and unstable measurements"
-            )
         return f"node {self.address} (id {self.short_id}, host {env.hostname}): " + "; ".join(parts)
+
+    def load_warning(self) -> str:
+        """A warning when other processes kept the node's CPUs busy (else ``""``)."""
+        if self.busy_cpus is None or self.busy_cpus < BUSY_CPUS:
+            return ""
+        return (
+            f"warning: other processes kept {self.busy_cpus:.1f} of "
+            f"{self.environment.logical_cores} CPUs of this node busy before its entries: "
+            "expect noisy and unstable measurements"
+        )
 
 
 def describe_this_node(cuda: bool, resources: dict[str, Any]) -> NodeReport:
