@@ -7,6 +7,8 @@ first, before it starts. Every Ray call has a timeout, so a hang fails instead o
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import re
 import socket
@@ -24,12 +26,13 @@ from pyinfer import cli
 from pyinfer.cluster import (
     MatrixResult,
     NodeReport,
+    NodeRun,
     compare_formats_on_cluster,
     run_suite_on_cluster,
 )
-from pyinfer.errors import ClusterError
+from pyinfer.errors import ClusterError, InvalidArgumentError
 from pyinfer.report.environment import collect_environment
-from pyinfer.suite import PARITY_TOLERANCE, SuiteConfig, SuiteResult
+from pyinfer.suite import PARITY_TOLERANCE, FormatEntry, FormatsResult, SuiteConfig, SuiteResult
 from pyinfer.suite.busy import BUSY_CPUS
 
 #: Seconds any one task may take before it is cancelled and its entry fails.
@@ -122,6 +125,48 @@ def test_a_node_is_labelled_with_its_cpu_gpu_and_load() -> None:
         f"warning: other processes kept {BUSY_CPUS + 1.5:.1f} of 112 CPUs of this node busy "
         "before its entries: expect noisy and unstable measurements"
     )
+
+
+def test_a_matrix_round_trips_and_writes_strict_json() -> None:
+    env = collect_environment()
+    node = NodeReport("ab" * 28, "10.0.0.7", 16.0, 0.0, env, busy_cpus=None)
+    # An integer output that differs: its relative error is infinite.
+    entry = FormatEntry("onnx", "ONNX (FP32)", "ok", relative_error=math.inf, parity=False)
+    formats = FormatsResult("m.pt", "pytorch", "cpu", 1, (entry,), "", env, {}, 1.5)
+    matrix = MatrixResult(
+        "formats", "10.0.0.1:6379", (NodeRun("ab" * 28, "10.0.0.7", node, None, formats),), 2.0
+    )
+    text = matrix.to_json()
+    data = json.loads(text)
+    assert (data["kind"], data["schema_version"], data["outcome"]) == (
+        "pyinfer-bench-matrix",
+        "1.0",
+        "failed",
+    )
+    assert data["runs"][0]["formats"]["kind"] == "pyinfer-formats"
+    assert data["rows"] == [
+        {
+            "node_id": "ab" * 28,
+            "node_address": "10.0.0.7",
+            "node_hostname": env.hostname,
+            "node_cpu_model": env.cpu_model,
+            "node_physical_cores": env.physical_cores,
+            "node_logical_cores": env.logical_cores,
+            "node_gpu_name": env.gpu_name or None,
+            "format": "onnx",
+            "row": "ONNX (FP32)",
+            "status": "ok",
+            "reason": "",
+            "latency_ms": None,
+            "latency_median_ms": None,
+            "throughput": None,
+            "parity": False,
+            "relative_error": "inf",
+        }
+    ]
+    assert MatrixResult.from_json(text) == matrix
+    with pytest.raises(InvalidArgumentError, match="not a pyinfer benchmark matrix"):
+        MatrixResult.from_json(json.dumps({**data, "kind": "pyinfer-formats"}))
 
 
 #: Two simulated nodes of one CPU each (Ray's own test cluster), in a process of their own: a
@@ -342,6 +387,12 @@ def test_formats_ray_checks_parity_and_reports_a_file_missing_on_the_node(
     assert onnx.relative_error <= PARITY_TOLERANCE
     assert result.outcome.name == "FAILED"
     assert formats.environment == result.runs[0].node.environment  # type: ignore[union-attr]
+    assert [(row["format"], row["status"], row["parity"]) for row in result.rows()] == [
+        ("eager", "ok", None),
+        ("torchscript", "failed", None),
+        ("onnx", "ok", True),
+    ]
+    assert {row["node_id"] for row in result.rows()} == {node_id}
     assert MatrixResult.from_json(result.to_json()) == result
     assert all(line.startswith(f"[node {address} {node_id[:8]}] ") for line in lines[1:])
     assert lines[0].startswith(f"on node {address} (id {node_id[:8]}, host ")

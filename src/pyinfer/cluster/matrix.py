@@ -36,6 +36,7 @@ from pyinfer.cluster.runtime import NodeInfo, check_reachable, connect, require_
 from pyinfer.errors import ClusterError, InvalidArgumentError, PyinferError
 from pyinfer.profiling.jobs import WorkerJob, WorkerResult
 from pyinfer.report import JsonRecord, check_schema
+from pyinfer.report.codec import encode_json
 from pyinfer.suite import FormatsResult, Outcome, SuiteConfig, SuiteResult
 from pyinfer.suite.results import failure_reason
 from pyinfer.suite.settings import Progress
@@ -195,16 +196,33 @@ class MatrixResult(JsonRecord):
         return text
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every node's table rows (as the suite's JSON ``rows``), each with its node's facts.
+        """Every node's table rows, each with its node's facts.
 
-        Only for the suite; a format comparison's rows are its entries.
+        The suite's rows are its JSON ``rows``; a format comparison's are one per format: its
+        name, label, status and reason, latency mean and median in ms, throughput in items per
+        second, parity verdict and relative error.
         """
         out: list[dict[str, Any]] = []
         for run in self.runs:
-            if run.suite is None:
-                continue
             facts = _node_fields(run)
-            out += [{**facts, **row} for row in run.suite.rows()]
+            if run.suite is not None:
+                out += [{**facts, **row} for row in run.suite.rows()]
+            for e in run.formats.entries if run.formats is not None else ():
+                r = e.report
+                out.append(
+                    {
+                        **facts,
+                        "format": e.format,
+                        "row": e.label,
+                        "status": e.status,
+                        "reason": e.reason,
+                        "latency_ms": r.latency.stats.mean_ms if r else None,
+                        "latency_median_ms": r.latency.stats.median_ms if r else None,
+                        "throughput": r.throughput_fps if r else None,
+                        "parity": e.parity,
+                        "relative_error": e.relative_error,
+                    }
+                )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +234,7 @@ class MatrixResult(JsonRecord):
             if run.formats is not None:
                 encoded["formats"] = run.formats.to_dict()
         data["kind"] = self.JSON_KIND
-        data["rows"] = self.rows()
+        data["rows"] = encode_json(self.rows())  # an integer mismatch's error is inf
         data["exit_code"] = self.exit_code
         data["outcome"] = self.outcome.name.lower()
         return data
