@@ -415,3 +415,26 @@ def test_a_task_past_its_timeout_is_cancelled_and_fails_naming_the_node(
     assert (
         result.to_text().splitlines()[0] == f"Node: node {address} (id {node_id[:8]}): {run.error}"
     )
+
+
+def test_formats_ray_from_the_command_line(
+    ray_cluster: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, out_json = _tiny_onnx(tmp_path / "tiny.onnx"), tmp_path / "f.json"
+    timeout = ["--ray-timeout", str(TASK_TIMEOUT_S)]
+    argv = ["formats", str(model), "--quick", "--ray", *timeout, "--json", str(out_json)]
+    assert cli.main(argv) in (cli.EXIT_OK, cli.EXIT_UNSTABLE)
+    lines = capsys.readouterr().out.splitlines()
+    result = MatrixResult.load(out_json)
+    node_id, address = _node(ray_cluster)
+    (run,) = result.runs
+    assert run.node is not None
+    assert run.formats is not None
+    assert (run.node_id, run.address, result.command) == (node_id, address, "formats")
+    assert lines[0] == f"Node: {run.node.label()}"
+    assert f"tiny.onnx (onnx) on CPU ({run.node.environment.cpu_model}, " in "\n".join(lines)
+    assert [(e.format, e.status, e.parity_text()) for e in run.formats.entries] == [
+        ("onnx", "ok", "reference")
+    ]
+    assert any(line.startswith("ONNX (FP32)     │") for line in lines)
+    assert lines[-1].startswith("1 node(s) of the Ray cluster local; each entry alone on its node")
