@@ -290,13 +290,9 @@ def run_suite(
                 entry = _entry(*pairs[index], got, settings)
                 say(f"[{index + 1}/{len(subjects)}] {done_line(entry)}")
 
+            runs = settings.repetitions
             measured, interrupted = measure_interleaved(
-                subjects,
-                settings.repetitions,
-                say,
-                on_finished=finished,
-                start=start,
-                worker=worker,
+                subjects, runs, say, on_finished=finished, start=start, worker=worker
             )
     except KeyboardInterrupt:
         interrupted = True
