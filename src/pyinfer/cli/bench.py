@@ -32,7 +32,8 @@ from pyinfer.cli.parser import add_loader_options, add_repeat_options, int_list,
 from pyinfer.errors import CudaUnavailableError, InvalidArgumentError
 
 if TYPE_CHECKING:
-    from pyinfer.suite import Outcome
+    from pyinfer.cluster import MatrixResult
+    from pyinfer.suite import Outcome, SuiteConfig
 
 __all__ = ["add_parser", "cmd_bench", "cmd_formats", "exit_status"]
 
@@ -263,6 +264,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _usage_error("bench", InvalidArgumentError(f"{', '.join(given)} apply to {where}"))
     if args.model is not None:
         return cmd_formats(args)
+    if args.ray_timeout is not None and args.ray is None:
+        return _usage_error("bench", InvalidArgumentError(_RAY_TIMEOUT_ALONE))
     from pyinfer.suite import (
         DEFAULT_BATCH_SIZES,
         DEFAULT_INPUT_SIZES,
@@ -290,6 +293,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     except InvalidArgumentError as error:
         return _usage_error("bench", error)
+    if args.ray is not None:
+        return _bench_matrix(config, args)
     _require_cuda(config.devices)
     from pyinfer.loading import native_output_silenced
 
@@ -310,6 +315,8 @@ def cmd_formats(args: argparse.Namespace) -> int:
     from pyinfer.loading import native_output_silenced
     from pyinfer.suite import compare_formats
 
+    if args.ray_timeout is not None and args.ray is None:
+        return _usage_error(args.command, InvalidArgumentError(_RAY_TIMEOUT_ALONE))
     device = "cpu" if args.device in (None, "all") else args.device
     specs: list[str] = args.input_shape or []
     options: dict[str, Any] = dict(args.options)
@@ -328,27 +335,29 @@ def cmd_formats(args: argparse.Namespace) -> int:
                 options.setdefault(key, value)
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
-    _require_cuda((device,))
     given = given_from_args(args, None)  # --inputs, --input-value
+    settings: dict[str, Any] = {
+        "device": device,
+        "batch_size": batch_size,
+        "formats": args.formats,
+        "input_shape": item_shape,
+        "work_dir": args.work_dir,
+        "quick": args.quick,
+        "repetitions": args.repeat,
+        "cpus": tuple(args.cpus or ()),
+        "trust_code": args.trust_code,
+        "options": options,
+        "progress": _progress,
+        "inputs": given[0],
+        "input_values": given[1],
+        "input_dims": dims,
+    }
+    if args.ray is not None:
+        return _formats_matrix(args, settings)
+    _require_cuda((device,))
     try:
         with native_output_silenced(enabled=not args.verbose):
-            result = compare_formats(
-                args.model,
-                device=device,
-                batch_size=batch_size,
-                formats=args.formats,
-                input_shape=item_shape,
-                work_dir=args.work_dir,
-                quick=args.quick,
-                repetitions=args.repeat,
-                cpus=tuple(args.cpus or ()),
-                trust_code=args.trust_code,
-                options=options,
-                progress=_progress,
-                inputs=given[0],
-                input_values=given[1],
-                input_dims=dims,
-            )
+            result = compare_formats(args.model, **settings)
     except InvalidArgumentError as error:
         return _usage_error(args.command, error)
     sys.stdout.write(result.to_text() + "\n")
@@ -359,7 +368,78 @@ def cmd_formats(args: argparse.Namespace) -> int:
     return _finish(args.command, result.outcome, unstable, args)
 
 
+_RAY_TIMEOUT_ALONE = "--ray-timeout applies to entries run on a Ray cluster: add --ray"
+
+
+def _ray_address(args: argparse.Namespace) -> str | None:
+    """``--ray``'s cluster: ``None`` for a local one started for the run, else the address."""
+    return args.ray or None
+
+
+def _matrix_done(result: MatrixResult, args: argparse.Namespace, *, markdown: bool) -> int:
+    """Prints a matrix's tables, writes its files, returns the exit status."""
+    sys.stdout.write(result.to_text() + "\n")
+    sys.stdout.flush()
+    if args.json:
+        write_output(args.json, result.to_json() + "\n", "JSON result")
+    if markdown and args.markdown:
+        write_output(args.markdown, result.to_markdown(), "Markdown tables")
+    return _finish(args.command, result.outcome, result.unstable(), args)
+
+
+def _bench_matrix(config: SuiteConfig, args: argparse.Namespace) -> int:
+    """``pyinfer bench --ray``: the suite on every node of a Ray cluster."""
+    from pyinfer.cluster import run_suite_on_cluster
+    from pyinfer.loading import native_output_silenced
+
+    try:
+        with native_output_silenced(enabled=not args.verbose):
+            result = run_suite_on_cluster(
+                config,
+                address=_ray_address(args),
+                progress=_progress,
+                timeout_s=args.ray_timeout,
+            )
+    except InvalidArgumentError as error:
+        return _usage_error("bench", error)
+    return _matrix_done(result, args, markdown=True)
+
+
+def _formats_matrix(args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    """``pyinfer formats --ray``: the format comparison on every node of a Ray cluster."""
+    from pyinfer.cluster import compare_formats_on_cluster
+    from pyinfer.loading import native_output_silenced
+
+    try:
+        with native_output_silenced(enabled=not args.verbose):
+            result = compare_formats_on_cluster(
+                args.model, address=_ray_address(args), timeout_s=args.ray_timeout, **settings
+            )
+    except InvalidArgumentError as error:
+        return _usage_error(args.command, error)
+    return _matrix_done(result, args, markdown=False)
+
+
 def _common(parser: argparse.ArgumentParser, *, suite: bool) -> None:
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run every entry on every node of a Ray cluster, each entry alone on its node "
+        "(all its CPUs and GPUs), the tables grouped by node: bare --ray starts a local "
+        "cluster for the run; ADDRESS is auto (the cluster 'ray start' runs here), host:port "
+        "or ray://host:port; the model files must be at the same path on every node "
+        "(--work-dir on shared storage); needs pip install 'pyinfer-toolkit[ray]'",
+    )
+    parser.add_argument(
+        "--ray-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --ray: an entry whose task has not finished after SECONDS (waiting for "
+        "its node included) is cancelled and fails (default: no limit)",
+    )
     parser.add_argument(
         "--device",
         choices=("cpu", "cuda", "all") if suite else ("cpu", "cuda"),

@@ -6,6 +6,23 @@ this package runs; ``import pyinfer`` never imports it.
 
 from __future__ import annotations
 
+from pyinfer.cluster.matrix import (
+    MatrixResult,
+    NodeRun,
+    compare_formats_on_cluster,
+    run_suite_on_cluster,
+)
+from pyinfer.cluster.nodes import NodeReport
 from pyinfer.cluster.runtime import ClusterInfo, NodeInfo, connect, require_ray
 
-__all__ = ["ClusterInfo", "NodeInfo", "connect", "require_ray"]
+__all__ = [
+    "ClusterInfo",
+    "MatrixResult",
+    "NodeInfo",
+    "NodeReport",
+    "NodeRun",
+    "compare_formats_on_cluster",
+    "connect",
+    "require_ray",
+    "run_suite_on_cluster",
+]

@@ -161,3 +161,37 @@ def connect(
     finally:
         if started:
             ray.shutdown()
+
+
+#: How long :func:`check_reachable` waits for a cluster's port to answer.
+REACH_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str | None, what: str = "this command") -> None:
+    """Refuses, within seconds, a ``host:port`` or ``ray://host:port`` nobody listens on.
+
+    Ray itself retries an unreachable cluster for minutes before it gives up; a command that
+    is given an address checks first that something answers there. ``None``, ``"local"`` and
+    ``"auto"`` (Ray finds the address itself) are not checked, nor is anything once this
+    process has set Ray up (:func:`connect` then reuses it).
+
+    Raises:
+        ClusterError: Nothing answers at the address (the socket's cause in the message).
+    """
+    import socket
+
+    if address is None or address in ("local", "auto") or require_ray(what).is_initialized():
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"{what}: the Ray cluster address {address} is not host:port or ray://host:port"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"{what}: could not reach the Ray cluster at {address}: {exc.strerror or exc} "
+            f"(is 'ray start --head' running there, and the port open?)"
+        ) from exc

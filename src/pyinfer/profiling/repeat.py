@@ -229,6 +229,7 @@ def run_interleaved(
     repetitions: int,
     *,
     on_result: Callable[[int, int, WorkerResult | BaseException], None] | None = None,
+    worker: Callable[[WorkerJob], WorkerResult] | None = None,
 ) -> list[list[WorkerResult | BaseException]]:
     """Runs ``repetitions`` of each subject, alternating: A1 B1 C1 A2 B2 C2 ...
 
@@ -236,6 +237,9 @@ def run_interleaved(
         subjects: For each subject, the job of its repetition ``r`` (0-based).
         repetitions: Runs per subject.
         on_result: Called after each run with (subject, repetition, result or failure).
+        worker: Runs one job and returns its result, raising its failure as a pyinfer error
+            (default :func:`run_worker`, a fresh process on this machine; a Ray task on a
+            cluster's node, :mod:`pyinfer.cluster.matrix`).
 
     Returns:
         Per subject, its runs' results in order; a run that failed holds its exception (the
@@ -246,11 +250,12 @@ def run_interleaved(
             shorter lists).
     """
     results: list[list[WorkerResult | BaseException]] = [[] for _ in subjects]
+    run = worker or run_worker
     try:
         for r in range(repetitions):
             for s, make in enumerate(subjects):
                 try:
-                    outcome: WorkerResult | BaseException = run_worker(make(r))
+                    outcome: WorkerResult | BaseException = run(make(r))
                 except PyinferError as exc:
                     outcome = exc
                 results[s].append(outcome)

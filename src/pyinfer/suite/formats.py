@@ -14,7 +14,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ def compare_formats(
     inputs: Mapping[str, np.ndarray] | None = None,
     input_values: Mapping[str, Any] | None = None,
     input_dims: Mapping[str, int] | None = None,
+    worker: Callable[[WorkerJob], WorkerResult] | None = None,
 ) -> FormatsResult:
     """Profiles a model in every format reachable from its framework, with output parity.
 
@@ -217,6 +218,8 @@ def compare_formats(
             rate, a range of token ids).
         input_dims: Sizes of named dynamic dimensions (``{"sequence": 32}``), over the
             model's own defaults.
+        worker: Runs one format's job (default: a fresh worker process on this machine; a
+            Ray task on a cluster's node: :func:`pyinfer.cluster.compare_formats_on_cluster`).
 
     Returns:
         The result; a format that fails to export, load or run is recorded with its reason.
@@ -303,7 +306,13 @@ def compare_formats(
                 say(f"[{index + 1}/{len(subjects)}] {done_line(entry)}")
 
             measured, interrupted = measure_interleaved(
-                subjects, runs, say, after_first=check, on_finished=finished, start=start
+                subjects,
+                runs,
+                say,
+                after_first=check,
+                on_finished=finished,
+                start=start,
+                worker=worker,
             )
     except KeyboardInterrupt:
         interrupted = True

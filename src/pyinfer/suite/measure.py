@@ -132,6 +132,7 @@ def measure_interleaved(
     on_finished: Callable[[int, Measured], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     start: float | None = None,
+    worker: Callable[[WorkerJob], WorkerResult] | None = None,
 ) -> tuple[list[Measured], bool]:
     """Measures every subject in ``repetitions`` rounds of fresh worker processes.
 
@@ -147,6 +148,8 @@ def measure_interleaved(
         clock: Seconds (a test may pass its own).
         start: When the whole run began on ``clock``, for the elapsed time in the progress
             lines (default: now).
+        worker: Runs one job (default: a fresh worker process on this machine; see
+            :func:`~pyinfer.profiling.repeat.run_interleaved`).
 
     Returns:
         Per subject, what its runs gave; and whether Ctrl-C (or SIGTERM) stopped the rounds
@@ -204,7 +207,9 @@ def measure_interleaved(
 
     interrupted = False
     try:
-        run_interleaved([maker(s) for s in range(count)], repetitions, on_result=on_result)
+        run_interleaved(
+            [maker(s) for s in range(count)], repetitions, on_result=on_result, worker=worker
+        )
     except KeyboardInterrupt:
         interrupted = True
     return measured, interrupted

@@ -26,7 +26,7 @@ from typing import Any
 from pyinfer.backends.base import LoadRequest
 from pyinfer.errors import FrameworkNotInstalledError
 from pyinfer.profiling import ProfilerSettings
-from pyinfer.profiling.jobs import WorkerJob
+from pyinfer.profiling.jobs import WorkerJob, WorkerResult
 from pyinfer.report import one_line
 from pyinfer.report.environment import Environment, collect_environment
 from pyinfer.suite.artifacts import Artifacts, work_folder
@@ -231,13 +231,18 @@ def _with_ratios(entries: list[SuiteEntry]) -> list[SuiteEntry]:
 
 
 def run_suite(
-    config: SuiteConfig | None = None, *, progress: Progress | None = None
+    config: SuiteConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    worker: Callable[[WorkerJob], WorkerResult] | None = None,
 ) -> SuiteResult:
     """Runs the benchmark suite.
 
     Args:
         config: What to run (default: everything, full settings, the CPU plus CUDA if present).
         progress: Called with a line per step (which entry, elapsed time), for a user to watch.
+        worker: Runs one entry's job (default: a fresh worker process on this machine; a Ray
+            task on a cluster's node: :func:`pyinfer.cluster.run_suite_on_cluster`).
 
     Returns:
         The result. An entry that fails is recorded with its reason; Ctrl-C ends the run with
@@ -285,8 +290,9 @@ def run_suite(
                 entry = _entry(*pairs[index], got, settings)
                 say(f"[{index + 1}/{len(subjects)}] {done_line(entry)}")
 
+            runs = settings.repetitions
             measured, interrupted = measure_interleaved(
-                subjects, settings.repetitions, say, on_finished=finished, start=start
+                subjects, runs, say, on_finished=finished, start=start, worker=worker
             )
     except KeyboardInterrupt:
         interrupted = True
