@@ -6,6 +6,19 @@ this package runs; ``import pyinfer`` never imports it.
 
 from __future__ import annotations
 
+from pyinfer.cluster.dataset import ClusterRunResult, run_dataset
 from pyinfer.cluster.runtime import ClusterInfo, NodeInfo, connect, require_ray
+from pyinfer.cluster.shards import read_outputs
+from pyinfer.cluster.throughput import ActorThroughput, DatasetRunReport
 
-__all__ = ["ClusterInfo", "NodeInfo", "connect", "require_ray"]
+__all__ = [
+    "ActorThroughput",
+    "ClusterInfo",
+    "ClusterRunResult",
+    "DatasetRunReport",
+    "NodeInfo",
+    "connect",
+    "read_outputs",
+    "require_ray",
+    "run_dataset",
+]
