@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from pyinfer.cluster.actor import ActorSettings, DatasetPredictor
-from pyinfer.cluster.runtime import ClusterInfo, connect
+from pyinfer.cluster.runtime import ClusterInfo, check_reachable, connect, require_ray
 from pyinfer.cluster.shards import SHARD_FORMATS, in_order, read_outputs, write_shard
 from pyinfer.cluster.sources import KINDS, list_items, task_rows
 from pyinfer.cluster.throughput import ActorThroughput, DatasetRunReport
@@ -187,6 +188,8 @@ def run_dataset(
     folder = _output_folder(output)
     given = hasattr(dataset, "map_batches")  # a Ray Dataset
     items = None if given else list_items(dataset, text_column=text_column)
+    require_ray(_WHAT)
+    check_reachable(address, what=_WHAT)
     with connect(address, what=_WHAT) as cluster, _quiet_ray_data():
         import ray.data
 
@@ -202,7 +205,13 @@ def run_dataset(
             preprocessor=preprocessor,
         )
         if items is not None:
-            rows = task_rows(items, batch_size, BATCHES_PER_TASK)
+            batches = -(-len(items) // batch_size)
+            # Enough tasks for every actor; an actor that would get none is not started.
+            per_task = max(1, min(BATCHES_PER_TASK, batches // count))
+            rows = task_rows(items, batch_size, per_task)
+            if len(rows) < count:
+                logger.info("%d task(s) of %d batch(es): %d actor(s)", len(rows), per_task, count)
+                count = len(rows)
             source = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
         else:
             source = dataset
@@ -372,7 +381,10 @@ def _quiet_ray_data() -> Iterator[None]:
     """Ray Data's own progress bars and start-up lines off for the run (pyinfer shows its own)."""
     import ray.data
 
-    context = ray.data.DataContext.get_current()
+    with warnings.catch_warnings():
+        # Ray 2.60's DataContext warns of its own deprecated fields when first made.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context = ray.data.DataContext.get_current()
     saved = (context.enable_progress_bars, context.print_on_execution_start)
     ray_logger = logging.getLogger("ray.data")
     level = ray_logger.level

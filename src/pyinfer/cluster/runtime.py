@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,12 +20,15 @@ from typing import Any
 
 from pyinfer.errors import ClusterError, FrameworkNotInstalledError, InvalidArgumentError
 
-__all__ = ["ClusterInfo", "NodeInfo", "connect", "require_ray"]
+__all__ = ["ClusterInfo", "NodeInfo", "check_reachable", "connect", "require_ray"]
 
 logger = logging.getLogger(__name__)
 
 #: The install hint every Ray-backed command gives when Ray is missing.
 INSTALL_HINT = "pip install 'pyinfer-toolkit[ray]'"
+#: Seconds :func:`check_reachable` waits for a cluster's port to answer (Ray itself retries
+#: an address that does not answer for minutes before it gives up).
+REACH_TIMEOUT_S = 5.0
 
 
 def require_ray(what: str) -> ModuleType:
@@ -161,3 +166,31 @@ def connect(
     finally:
         if started:
             ray.shutdown()
+
+
+def check_reachable(address: str | None, *, what: str = "this command") -> None:
+    """Refuses at once a ``host:port`` (or ``ray://host:port``) where nothing answers.
+
+    ``None`` (a local cluster) and ``"auto"`` are not checked, nor is anything while this
+    process has Ray set up already (:func:`connect` then reuses it).
+
+    Raises:
+        ClusterError: Nothing accepts a connection there within :data:`REACH_TIMEOUT_S`; the
+            message names the address and the system's cause.
+    """
+    ray = sys.modules.get("ray")
+    if address is None or address == "auto" or (ray is not None and ray.is_initialized()):
+        return
+    target = address.removeprefix("ray://")
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit():
+        return  # Ray reads it (and names what is wrong)
+    try:
+        with socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"{what}: could not start or reach the Ray cluster at {address}: nothing answers "
+            f"at {host}:{port} ({exc.strerror or exc}); start it there with `ray start --head`, "
+            "or give the address it printed"
+        ) from exc
