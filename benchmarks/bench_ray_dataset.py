@@ -16,8 +16,9 @@ too. Each round runs the same folder, model and batch size through
 
 alternating which goes first. Throughput is the images that ran per second of wall time; the
 table gives each side's median over the rounds and the median of the per-round ratios
-(Ray / local), and for Ray the time its actors were busy (the rest of its wall time is the
-pool's start and Ray Data's scheduling).
+(Ray / local), and for Ray the images one actor runs per second it is busy, and the seconds
+of the run's wall time that the busiest actor was not busy (the pool's start, model loads,
+Ray Data's scheduling and the last outputs' gathering).
 """
 
 from __future__ import annotations
@@ -82,10 +83,12 @@ def run_local(engine: InferenceEngine, files: list[Path]) -> float:
     return result.succeeded / (time.perf_counter() - start)
 
 
-def run_ray(model: Path, images: Path, batch_size: int, actors: int) -> tuple[float, float]:
+def run_ray(model: Path, images: Path, batch_size: int, actors: int) -> tuple[float, float, float]:
+    """Ray's images/s, one actor's images per busy second, and the seconds no actor was busy."""
     report = run_dataset(model, images, batch_size=batch_size, actors=actors).report
-    busy = max(a.busy_s for a in report.per_actor) / report.elapsed_s
-    return report.items_per_s, busy
+    per_actor = statistics.mean(a.items / a.busy_s for a in report.per_actor)
+    idle = report.elapsed_s - max(a.busy_s for a in report.per_actor)
+    return report.items_per_s, per_actor, idle
 
 
 def main() -> None:
@@ -114,7 +117,7 @@ def main() -> None:
         images = write_images(folder, args.images)
         files = sorted(images.glob("*.jpg"))
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
-        rows: list[tuple[str, float, float, float, float]] = []
+        rows: list[tuple[str, float, float, float, float, float]] = []
         for path in models:
             model = load_model(path)
             engine = InferenceEngine(
@@ -123,16 +126,20 @@ def main() -> None:
             engine.run_dataset(files[: args.batch_size * 2])  # warm the sessions' first calls
             local: list[float] = []
             remote: list[float] = []
-            busy: list[float] = []
+            per_actor: list[float] = []
+            idle: list[float] = []
             for round_ in range(args.rounds):
                 order: list[Any] = ["local", "ray"] if round_ % 2 == 0 else ["ray", "local"]
                 for side in order:
                     if side == "local":
                         local.append(run_local(engine, files))
                     else:
-                        rate, share = run_ray(path, images, args.batch_size, args.actors)
+                        rate, actor_rate, idle_s = run_ray(
+                            path, images, args.batch_size, args.actors
+                        )
                         remote.append(rate)
-                        busy.append(share)
+                        per_actor.append(actor_rate)
+                        idle.append(idle_s)
                 print(
                     f"{path.stem} round {round_ + 1}: local {local[-1]:.1f}/s, "
                     f"ray {remote[-1]:.1f}/s ({remote[-1] / local[-1]:.2f}x)",
@@ -145,7 +152,8 @@ def main() -> None:
                     statistics.median(local),
                     statistics.median(remote),
                     ratio,
-                    statistics.median(busy),
+                    statistics.median(per_actor),
+                    statistics.median(idle),
                 )
             )
         ray.shutdown()
@@ -153,10 +161,15 @@ def main() -> None:
         f"\n{args.images} images, batch {args.batch_size}, {args.actors} actors, "
         f"{cores} cores, {args.rounds} rounds (medians)"
     )
-    print("| model | local engine (img/s) | Ray (img/s) | Ray / local | Ray actors busy |")
-    print("|---|---:|---:|---:|---:|")
-    for name, loc, rem, ratio, share in rows:
-        print(f"| {name} | {loc:.1f} | {rem:.1f} | {ratio:.2f}x | {share:.0%} |")
+    print(
+        "| model | local engine (img/s) | Ray (img/s) | Ray / local | one actor busy (img/s) "
+        "| Ray start, no actor busy (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, loc, rem, ratio, actor_rate, idle_s in rows:
+        print(
+            f"| {name} | {loc:.1f} | {rem:.1f} | {ratio:.2f}x | {actor_rate:.1f} | {idle_s:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -341,6 +341,29 @@ def test_bad_inputs_are_named(
         )
 
 
+def test_an_error_an_actor_raises_is_raised_as_the_same_pyinfer_error(
+    ray_cluster: Any, image_folder: Path, tmp_path: Path
+) -> None:
+    torch = require_module("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, as above
+        torch.onnx.export(
+            torch.nn.Linear(4, 3).eval(),
+            (torch.randn(1, 4),),
+            str(tmp_path / "lin.onnx"),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+        )
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^the inputs are images, but model 'lin' takes no images: input 'x' \(b, 4\) is "
+        r"not an image batch \(rank 4\); give \.npy or \.npz arrays$",
+    ):
+        _within(RUN_TIMEOUT_S, lambda: run_dataset(tmp_path / "lin.onnx", image_folder, actors=1))
+
+
 def test_a_cluster_that_cannot_be_reached_is_a_cluster_error_naming_it(
     onnx_models: dict[str, Path], image_folder: Path
 ) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from pyinfer import errors
 from pyinfer.cluster.actor import ActorSettings, DatasetPredictor
 from pyinfer.cluster.runtime import ClusterInfo, check_reachable, connect, require_ray
 from pyinfer.cluster.shards import SHARD_FORMATS, in_order, read_outputs, write_shard
@@ -363,16 +365,26 @@ def _kind_of_columns(columns: Sequence[str]) -> str:
     return "array"
 
 
+#: How Ray's errors quote an exception an actor raised (an actor that died keeps only its text).
+_QUOTED = re.compile(r"pyinfer\.errors\.(\w+): (.*)")
+
+
 def _failure(exc: Exception, address: str) -> PyinferError:
-    """The pyinfer error an actor raised (Ray wraps it), else a ClusterError naming the cluster."""
+    """The pyinfer error an actor raised (Ray wraps or quotes it), else a ClusterError."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, PyinferError):
             return type(seen)(str(seen))
         seen = seen.__cause__ or seen.__context__
+    quoted = _QUOTED.findall(str(exc))
+    if quoted:
+        name, message = quoted[-1]
+        kind = getattr(errors, name, None)
+        if isinstance(kind, type) and issubclass(kind, PyinferError):
+            return kind(message.strip())
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
     return ClusterError(
-        f"{_WHAT}: the run failed on the Ray cluster ({address}): {type(exc).__name__}: "
-        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        f"{_WHAT}: the run failed on the Ray cluster ({address}): {type(exc).__name__}: {last}"
     )
 
 
