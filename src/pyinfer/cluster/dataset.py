@@ -23,17 +23,17 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from pyinfer import errors
-from pyinfer.cluster.actor import ActorSettings, DatasetPredictor
+from pyinfer.cluster.actor import OUTPUT_PREFIX, ActorSettings, DatasetPredictor
 from pyinfer.cluster.runtime import ClusterInfo, check_reachable, connect, require_ray
 from pyinfer.cluster.shards import SHARD_FORMATS, in_order, read_outputs, write_shard
-from pyinfer.cluster.sources import KINDS, list_items, task_rows
+from pyinfer.cluster.sources import list_items, task_rows
 from pyinfer.cluster.throughput import ActorThroughput, DatasetRunReport
 from pyinfer.engine import DatasetResult, ItemFailure
 from pyinfer.engine.pipeline import progress_bar
@@ -259,19 +259,19 @@ def run_dataset(
 class _Gathered:
     """The answers of a run as they arrived: rows (kept in memory) or shards, and stats."""
 
-    rows: dict[int, tuple[str, str, dict[str, np.ndarray] | None]]
-    shards: list[str]
-    per_actor: dict[tuple[str, str], list[float]]  # (actor, node) -> [items, failed, busy_s]
+    rows: dict[int, tuple[str, str, dict[str, np.ndarray] | None]] = field(default_factory=dict)
+    shards: list[str] = field(default_factory=list)
+    #: (actor, node) -> [items, failed, busy seconds]
+    per_actor: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    failures: list[ItemFailure] = field(default_factory=list)
     items: int = 0
-    failures: list[ItemFailure] | None = None
 
 
 def _gather(blocks: Iterable[Any], folder: Path | None, fmt: str, bar: Any) -> _Gathered:
-    gathered = _Gathered(rows={}, shards=[], per_actor={}, failures=[])
-    assert gathered.failures is not None
+    gathered = _Gathered()
     for block in blocks:
         ids = block["id"]
-        names = [k for k in block if k.startswith("out:")]
+        names = [k for k in block if k.startswith(OUTPUT_PREFIX)]
         for row, item in enumerate(ids):
             error = str(block["error"][row])
             source = str(block["source"][row])
@@ -284,7 +284,7 @@ def _gather(blocks: Iterable[Any], folder: Path | None, fmt: str, bar: Any) -> _
             if error:
                 gathered.failures.append(ItemFailure(int(item), source, error))
             if folder is None:
-                outputs = None if error else {n[4:]: block[n][row] for n in names}
+                outputs = None if error else {n[len(OUTPUT_PREFIX) :]: block[n][row] for n in names}
                 gathered.rows[int(item)] = (source, error, outputs)
         if folder is not None:
             gathered.shards.append(str(write_shard(folder, len(gathered.shards), block, fmt)))
@@ -304,7 +304,7 @@ def _report(
     batch_size: int,
     plan: tuple[int, float, float],
 ) -> DatasetRunReport:
-    failures = sorted(gathered.failures or [], key=lambda f: f.index)
+    failures = sorted(gathered.failures, key=lambda f: f.index)
     succeeded = gathered.items - len(failures)
     per_second = (lambda n: n / elapsed) if elapsed > 0 else (lambda n: math.nan)
     actors = tuple(
@@ -361,8 +361,7 @@ def _kind_of_columns(columns: Sequence[str]) -> str:
         return "image"
     if "text" in columns:
         return "text"
-    assert KINDS[-1] == "array"
-    return "array"
+    return "array"  # one column per model input
 
 
 #: How Ray's errors quote an exception an actor raised (an actor that died keeps only its text).
