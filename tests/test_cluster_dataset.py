@@ -194,6 +194,21 @@ def test_a_ray_dataset_with_ids_runs_and_comes_back_in_order(
         _within(RUN_TIMEOUT_S, lambda: run_dataset(model, without_ids))
 
 
+def test_arrays_run_without_preprocessing_as_the_engine_runs_an_array(
+    ray_cluster: Any, onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    batch = np.random.default_rng(3).standard_normal((40, 3, SIZE, SIZE)).astype(np.float32)
+    np.save(tmp_path / "batch.npy", batch)
+    model = onnx_models["mobilenet_v2"]
+    result = _within(
+        RUN_TIMEOUT_S, lambda: run_dataset(model, tmp_path / "batch.npy", batch_size=8, actors=2)
+    )
+    ours = result.in_order()
+    assert ours.sources == [f"{tmp_path / 'batch.npy'}[{i}]" for i in range(40)]
+    local = InferenceEngine(pyinfer.load_model(model), batch_size=8, progress=False)
+    _assert_same(ours, local.run_dataset(batch))
+
+
 def _bert_folder(folder: Path) -> Path:
     torch = require_module("torch")
     transformers = require_module("transformers")
