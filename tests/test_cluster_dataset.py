@@ -27,6 +27,7 @@ from tests.conftest import require_module
 import pyinfer
 from pyinfer import cli
 from pyinfer.cluster import DatasetRunReport, read_outputs, run_dataset
+from pyinfer.cluster.actor import ActorSettings, DatasetPredictor
 from pyinfer.engine import DatasetResult, InferenceEngine
 from pyinfer.errors import (
     FrameworkNotInstalledError,
@@ -207,6 +208,28 @@ def test_arrays_run_without_preprocessing_as_the_engine_runs_an_array(
     assert ours.sources == [f"{tmp_path / 'batch.npy'}[{i}]" for i in range(40)]
     local = InferenceEngine(pyinfer.load_model(model), batch_size=8, progress=False)
     _assert_same(ours, local.run_dataset(batch))
+
+
+def test_the_actor_answers_one_row_per_input_with_its_id_in_this_process(
+    onnx_models: dict[str, Path], image_folder: Path
+) -> None:
+    model = onnx_models["mobilenet_v2"]
+    predictor = DatasetPredictor(ActorSettings(str(model), kind="image", batch_size=2))
+    files = sorted(image_folder.glob("*.jpg"))[DAMAGED - 2 : DAMAGED + 2]
+    row = np.empty(1, dtype=object)
+    row[0] = np.array([str(f) for f in files], dtype=object)
+    answer = predictor({"start": np.array([100]), "sources": row, "payload": row})
+    assert answer["id"].tolist() == [100, 101, 102, 103]
+    assert [e[:36] for e in answer["error"]] == ["", "", "InvalidInputError: cannot decode ima", ""]
+    assert np.isnan(answer["out:logits"][2]).all()  # a failed row: NaN, its reason beside it
+    local = _local(model, files, "image", 2)
+    for i in (0, 1, 3):
+        assert np.array_equal(answer["out:logits"][i], local.outputs[i]["logits"])
+    items = {"id": np.array([7, 3]), "path": np.array([str(files[0]), str(files[1])])}
+    answer = predictor(items)
+    assert answer["id"].tolist() == [7, 3]
+    assert answer["source"].tolist() == ["item 7", "item 3"]
+    assert np.array_equal(answer["out:logits"][1], local.outputs[1]["logits"])
 
 
 def _bert_folder(folder: Path) -> Path:

@@ -40,12 +40,6 @@ class ActorThroughput:
     busy_s: float
     items_per_s: float
 
-    @property
-    def busy_fraction(self) -> float:
-        """The fraction of the run's wall time the actor was busy (0 to about 1)."""
-        wall = self.items / self.items_per_s if self.items_per_s > 0 else 0.0
-        return self.busy_s / wall if wall > 0 else float("nan")
-
 
 @dataclass(frozen=True)
 class DatasetRunReport(JsonRecord):
