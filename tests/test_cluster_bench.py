@@ -84,8 +84,9 @@ def test_an_unreachable_address_is_a_cluster_error_naming_it() -> None:
     with pytest.raises(ClusterError) as caught:
         run_suite_on_cluster(SuiteConfig(models=("mobilenetv2",)), address=address)
     assert str(caught.value) == (
-        f"pyinfer bench --ray: could not reach the Ray cluster at {address}: Connection "
-        "refused (is 'ray start --head' running there, and the port open?)"
+        f"pyinfer bench --ray: could not start or reach the Ray cluster at {address}: nothing "
+        f"answers at {address} (Connection refused); start it there with `ray start --head`, "
+        "or give the address it printed"
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "given_from_args",
     "input_shapes",
     "load_from_args",
+    "load_options_from_args",
     "parse_shape",
     "parse_spec",
     "shapes_from_specs",
@@ -167,7 +168,23 @@ def load_from_args(args: argparse.Namespace) -> Model:
     that option is given. The frameworks' native log lines are kept off the console while it
     loads, unless ``--verbose``.
     """
-    from pyinfer.loading import detect_format, load_model
+    from pyinfer.loading import load_model
+
+    return load_model(
+        args.model,
+        format=args.format,
+        device=args.device,
+        quiet_native_logs=not getattr(args, "verbose", False),
+        **load_options_from_args(args),
+    )
+
+
+def load_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The loader options of ``--option``, ``--trust-code`` and whole ``--input-shape`` shapes.
+
+    (``format`` and ``device`` not included: :func:`load_from_args` passes them apart.)
+    """
+    from pyinfer.loading import detect_format
 
     options = dict(args.options)
     if getattr(args, "trust_code", False):
@@ -180,13 +197,7 @@ def load_from_args(args: argparse.Namespace) -> Model:
             if fmt in _SHAPELESS_FORMATS:
                 logger.info("loading %s with input_shapes=%s", args.model, shapes)
                 options["input_shapes"] = shapes
-    return load_model(
-        args.model,
-        format=args.format,
-        device=args.device,
-        quiet_native_logs=not getattr(args, "verbose", False),
-        **options,
-    )
+    return options
 
 
 def parse_shape(text: str, where: str) -> tuple[int, ...]:

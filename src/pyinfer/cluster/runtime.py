@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,12 +20,15 @@ from typing import Any
 
 from pyinfer.errors import ClusterError, FrameworkNotInstalledError, InvalidArgumentError
 
-__all__ = ["ClusterInfo", "NodeInfo", "connect", "require_ray"]
+__all__ = ["ClusterInfo", "NodeInfo", "check_reachable", "connect", "require_ray"]
 
 logger = logging.getLogger(__name__)
 
 #: The install hint every Ray-backed command gives when Ray is missing.
 INSTALL_HINT = "pip install 'pyinfer-toolkit[ray]'"
+#: Seconds :func:`check_reachable` waits for a cluster's port to answer (Ray itself retries
+#: an address that does not answer for minutes before it gives up).
+REACH_TIMEOUT_S = 5.0
 
 
 def require_ray(what: str) -> ModuleType:
@@ -163,27 +168,24 @@ def connect(
             ray.shutdown()
 
 
-#: How long :func:`check_reachable` waits for a cluster's port to answer.
-REACH_TIMEOUT_S = 5.0
-
-
 def check_reachable(address: str | None, what: str = "this command") -> None:
     """Refuses, within seconds, a ``host:port`` or ``ray://host:port`` nobody listens on.
 
     Ray itself retries an unreachable cluster for minutes before it gives up; a command that
     is given an address checks first that something answers there. ``None``, ``"local"`` and
-    ``"auto"`` (Ray finds the address itself) are not checked, nor is anything once this
-    process has set Ray up (:func:`connect` then reuses it).
+    ``"auto"`` (Ray finds the address itself) are not checked, nor is anything while this
+    process has Ray set up already (:func:`connect` then reuses it).
 
     Raises:
-        ClusterError: Nothing answers at the address (the socket's cause in the message).
+        ClusterError: The address is not ``host:port``, or nothing accepts a connection there
+            within :data:`REACH_TIMEOUT_S`; the message names the address and the cause.
     """
-    import socket
-
-    if address is None or address in ("local", "auto") or require_ray(what).is_initialized():
+    ray = sys.modules.get("ray")
+    if address in (None, "local", "auto") or (ray is not None and ray.is_initialized()):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    assert address is not None
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not colon or not port.isdigit():
         raise ClusterError(
             f"{what}: the Ray cluster address {address} is not host:port or ray://host:port"
         )
@@ -192,6 +194,7 @@ def check_reachable(address: str | None, what: str = "this command") -> None:
             pass
     except OSError as exc:
         raise ClusterError(
-            f"{what}: could not reach the Ray cluster at {address}: {exc.strerror or exc} "
-            f"(is 'ray start --head' running there, and the port open?)"
+            f"{what}: could not start or reach the Ray cluster at {address}: nothing answers "
+            f"at {host}:{port} ({exc.strerror or exc}); start it there with `ray start --head`, "
+            "or give the address it printed"
         ) from exc
