@@ -143,11 +143,11 @@ struct BenchmarkResult {
   }
 
   /// One line per result: name, median, P99, samples, batch and counters.
-  inline std::string to_text() const;
+  PYINFER_COMPILED std::string to_text() const;
   /// The result as a pyinfer profile report (JSON, the schema pyinfer.ProfileReport reads).
-  inline std::string to_json() const;
+  PYINFER_COMPILED std::string to_json() const;
   /// Writes to_json() into `path`. @return false (and errno set) when the file cannot be written.
-  inline bool write_json(const std::string& path) const;
+  PYINFER_COMPILED bool write_json(const std::string& path) const;
 
  private:
   double per_second(double per_iteration) const noexcept {
@@ -176,14 +176,10 @@ struct Registered {
   const char* name;
   BenchmarkFunction function;
 };
-inline std::vector<Registered>& registry() {
-  static std::vector<Registered> benchmarks;
-  return benchmarks;
-}
-inline bool register_benchmark(const char* name, BenchmarkFunction function) {
-  registry().push_back({name, function});
-  return true;
-}
+/// The benchmarks PYINFER_BENCHMARK registered, in the order of registration.
+PYINFER_COMPILED std::vector<Registered>& registry();
+/// Adds a benchmark to registry() (PYINFER_BENCHMARK does it before main()).
+PYINFER_COMPILED bool register_benchmark(const char* name, BenchmarkFunction function);
 }  // namespace detail
 
 /// What a PYINFER_BENCHMARK body receives as `bench`: the options from the command line (change
@@ -218,7 +214,7 @@ class Benchmark {
 /// --json FILE writes each as a pyinfer profile report (FILE may hold "{name}", replaced by the
 /// benchmark's name; without it, exactly one benchmark must be selected).
 /// Exit status: 0, 1 when a report cannot be written, 2 for bad arguments.
-inline int benchmark_main(int argc, char** argv);
+PYINFER_COMPILED int benchmark_main(int argc, char** argv);
 
 }  // namespace pyinfer
 

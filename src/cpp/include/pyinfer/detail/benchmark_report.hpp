@@ -218,7 +218,7 @@ inline std::string stats_json(const Summary& s) {
 
 }  // namespace detail
 
-inline std::string BenchmarkResult::to_text() const {
+PYINFER_COMPILED std::string BenchmarkResult::to_text() const {
   std::string line = name + ": median " + detail::format_g(median_ns()) + " ns";
   if (stats.percentile_values.size() > 3) {
     line += ", p99 " + detail::format_g(stats.percentile_values[3]) + " ns";
@@ -243,7 +243,7 @@ inline std::string BenchmarkResult::to_text() const {
   return line;
 }
 
-inline std::string BenchmarkResult::to_json() const {
+PYINFER_COMPILED std::string BenchmarkResult::to_json() const {
   using detail::json_bool;
   using detail::json_number;
   using detail::json_string;
@@ -374,7 +374,7 @@ inline std::string BenchmarkResult::to_json() const {
   return out;
 }
 
-inline bool BenchmarkResult::write_json(const std::string& path) const {
+PYINFER_COMPILED bool BenchmarkResult::write_json(const std::string& path) const {
   const std::string text = to_json();
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) return false;
