@@ -271,3 +271,25 @@ def test_the_documented_example_builds_and_runs(tmp_path: Path) -> None:
     assert re.search(r", batch \d+, 2 repetitions", lines[1])
     for name in ("matmul_64", "noop"):
         assert ProfileReport.load(tmp_path / f"{name}.json").repetitions is not None
+
+
+def test_the_median_ci_stability_measure(program: Path, tmp_path: Path) -> None:
+    # The same measure, by the same name, as the Python stopping rule's.
+    from pyinfer.report.stats import median_ci_relative
+
+    data = measure(program, "median_ci_target", tmp_path / "ci.json")
+    latency = data["latency"]
+    assert latency["stability_metric"] == "median_ci"
+    assert latency["stats"]["count"] == 200
+    expected = median_ci_relative(np.asarray(latency["samples_ns"]))
+    assert latency["stability_value"] == pytest.approx(expected, rel=1e-12)
+    assert latency["stable"] is (expected <= 0.5)
+    verdict = "stable" if expected <= 0.5 else "NOT stable"
+    assert latency["stability_reason"].startswith(f"{verdict}: median 95% CI ")
+    assert ProfileReport.from_dict(data).latency.stability_metric == "median_ci"
+
+
+def test_an_unknown_stability_measure_is_refused(program: Path, tmp_path: Path) -> None:
+    result = run(program, "--filter", "^unknown_metric$")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "unknown stability_metric 'iqr'; use one of 'cv', 'median_ci'\n"

@@ -56,10 +56,15 @@ struct BenchmarkOptions {
   std::size_t max_iterations = 1000000;
   /// Stop after this much measured time, stable or not (seconds; infinity: no time cap).
   double max_time_s = 10.0;
-  /// The samples' coefficient of variation (std / mean) must be at or under this to stop at the
+  /// The stability measure (stability_metric) must be at or under this to stop at the
   /// minimum; infinity (the default) stops at the minimum whatever it is, as google-benchmark
   /// does. With a target, a run that reaches a cap above it is reported as not stable.
   double stability_target = std::numeric_limits<double>::infinity();
+  /// The stability measure stability_target applies to, by the Python stopping rule's names:
+  /// "cv" (std / mean, the default) or "median_ci" (the half-width of the median's
+  /// distribution-free 95% confidence interval over the median, pyinfer.report.stats'
+  /// median_ci_relative: it shrinks as samples accumulate, even on a noisy machine).
+  std::string stability_metric = "cv";
   /// Untimed calls made before each repetition's measurement.
   std::size_t warmup_iterations = 10;
   /// Calls per sample: 0 chooses (1 when a call takes at least batch_threshold_ns, else enough

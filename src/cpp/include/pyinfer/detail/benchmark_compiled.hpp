@@ -60,6 +60,10 @@ PYINFER_COMPILED void check_benchmark_options(const BenchmarkOptions& o) {
     PYINFER_THROW(InvalidArgument("stability_target must be above 0 (0.05 is 5%), got " +
                                   std::to_string(o.stability_target)));
   }
+  if (o.stability_metric != "cv" && o.stability_metric != "median_ci") {
+    PYINFER_THROW(InvalidArgument("unknown stability_metric '" + o.stability_metric +
+                                  "'; use one of 'cv', 'median_ci'"));
+  }
   if (o.repetitions < 1) {
     PYINFER_THROW(
         InvalidArgument("repetitions must be at least 1, got " + std::to_string(o.repetitions)));
@@ -68,6 +72,20 @@ PYINFER_COMPILED void check_benchmark_options(const BenchmarkOptions& o) {
         std::isfinite(o.batch_target_ns))) {
     PYINFER_THROW(InvalidArgument("batch_threshold_ns must be >= 0 and batch_target_ns > 0"));
   }
+}
+
+PYINFER_COMPILED double median_ci_relative(std::vector<double> values) {
+  const std::size_t n = values.size();
+  if (n < 3) return std::numeric_limits<double>::infinity();
+  std::sort(values.begin(), values.end());
+  const double nd = static_cast<double>(n);
+  const double half = 1.959963984540054 * std::sqrt(nd) / 2.0;
+  const double lo = std::max(0.0, std::floor(nd / 2.0 - half));
+  const double hi = std::min(nd - 1.0, std::ceil(nd / 2.0 + half) - 1.0);
+  const double median = percentile_of_sorted(values.data(), n, 50.0);
+  if (!(median > 0.0)) return std::numeric_limits<double>::infinity();
+  return (values[static_cast<std::size_t>(hi)] - values[static_cast<std::size_t>(lo)]) / 2.0 /
+         median;
 }
 
 PYINFER_COMPILED double median_of(std::vector<double> values) {
@@ -115,9 +133,11 @@ PYINFER_COMPILED bool decide(const BenchmarkOptions& o, BenchmarkRun& run, doubl
   const bool at_min = count >= o.min_iterations && elapsed_s >= o.min_time_s;
   const bool at_cap = count >= o.max_iterations || elapsed_s >= o.max_time_s;
   if (!(at_min || at_cap)) return false;
-  const double value = coefficient_of_variation(run.samples_ns);
+  const bool ci = o.stability_metric == "median_ci";
+  const double value =
+      ci ? median_ci_relative(run.samples_ns) : coefficient_of_variation(run.samples_ns);
   const bool stable = !std::isfinite(o.stability_target) || value <= o.stability_target;
-  std::string figures = "cv " + format_fixed(value * 100.0, 2) + "%";
+  std::string figures = (ci ? "median 95% CI " : "cv ") + format_fixed(value * 100.0, 2) + "%";
   if (std::isfinite(o.stability_target)) {
     figures += (value <= o.stability_target ? " <= " : " > ") +
                format_fixed(o.stability_target * 100.0, 2) + "% target";

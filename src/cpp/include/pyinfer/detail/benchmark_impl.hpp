@@ -21,6 +21,10 @@ namespace detail {
 
 /// @throws InvalidArgument naming the first inconsistent option
 PYINFER_COMPILED void check_benchmark_options(const BenchmarkOptions& o);
+/// Half-width of the 95% confidence interval of the median of `values` over the median: the
+/// order statistics at ranks n/2 -+ 1.96 sqrt(n)/2 (pyinfer.report.stats.median_ci_relative);
+/// infinity below 3 values or for a median <= 0.
+PYINFER_COMPILED double median_ci_relative(std::vector<double> values);
 /// The median of `values` (0 for none).
 PYINFER_COMPILED double median_of(std::vector<double> values);
 /// The next chunk's size: StoppingRule.chunk_size (about 0.1 s, never past a boundary).

@@ -292,8 +292,8 @@ PYINFER_COMPILED std::string BenchmarkResult::to_json() const {
          std::to_string(options.warmup_iterations * static_cast<std::size_t>(runs.size()));
   out += ", \"warmup_settled\": null, \"stable\": " + json_bool(stable());
   out += ", \"stability_reason\": " + json_string(stop_reason);
-  out += ", \"stability_metric\": \"cv\", \"stability_value\": " +
-         json_number(runs.empty() ? 0.0 : runs.back().stability_value);
+  out += ", \"stability_metric\": " + json_string(options.stability_metric) +
+         ", \"stability_value\": " + json_number(runs.empty() ? 0.0 : runs.back().stability_value);
   out += ", \"timing_method\": " + json_string(timing_method);
   out += ", \"wall_s\": " + json_number(wall_s) + "},\n";
   out += "  \"throughput\": {\"batch_size\": " + std::to_string(batch_size) +
