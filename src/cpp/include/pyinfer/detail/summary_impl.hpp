@@ -118,25 +118,33 @@ inline std::vector<double> draw_sample(const double* data, std::size_t n) {
   return sample;
 }
 
-/// summarize() for small n: copy, sort.
+/// summarize() for small n: copy, then select the ranks the percentiles need (with the min, the
+/// max and the middle, the shift of the moments) by nth_element: linear time, where a full sort
+/// took n log n (slower than numpy.percentile from a few thousand samples).
 inline Summary summarize_by_sorting(const double* data, std::size_t n,
                                     const std::vector<double>& percentiles, int ddof) {
   check_finite(data, n);
-  std::vector<double> sorted(data, data + n);
-  std::sort(sorted.begin(), sorted.end());
+  std::vector<double> values(data, data + n);
+  std::vector<std::size_t> ranks = inner_ranks(percentiles, n);
+  ranks.push_back(0);
+  ranks.push_back(n - 1);
+  ranks.push_back(n / 2);
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  select_ranks(values.data(), 0, n, ranks.data(), ranks.size());
   Summary s;
   s.count = n;
-  const double shift = sorted[n / 2];
+  const double shift = values[n / 2];
   CompensatedSum s1, s2;
   for (std::size_t b = 0; b < n; b += kScanBlock) {
-    const BlockMoments m = moments_block<2>(sorted.data() + b, std::min(kScanBlock, n - b), shift);
+    const BlockMoments m = moments_block<2>(values.data() + b, std::min(kScanBlock, n - b), shift);
     s1.add(m.s1);
     s2.add(m.s2);
   }
   finish_moments(&s, shift, s1.value(), s2.value(), ddof);
-  s.min = sorted.front();
-  s.max = sorted.back();
-  fill_percentiles(&s, percentiles, [&](std::size_t r) { return sorted[r]; });
+  s.min = values.front();
+  s.max = values.back();
+  fill_percentiles(&s, percentiles, [&](std::size_t r) { return values[r]; });
   return s;
 }
 
