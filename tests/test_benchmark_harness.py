@@ -293,3 +293,23 @@ def test_an_unknown_stability_measure_is_refused(program: Path, tmp_path: Path) 
     result = run(program, "--filter", "^unknown_metric$")
     assert result.returncode == 0, result.stderr
     assert result.stderr == "unknown stability_metric 'iqr'; use one of 'cv', 'median_ci'\n"
+
+
+def test_the_report_carries_the_machine_context(program: Path, tmp_path: Path) -> None:
+    # The Python reports' Environment.system, key for key, plus the load and the caches.
+    from pyinfer.report.system import read_system_tuning
+
+    path = tmp_path / "context.json"
+    measure(program, "no_samples", path)
+    system = ProfileReport.load(path).environment.system
+    expected = read_system_tuning().to_dict()
+    assert {k: system[k] for k in expected} == expected
+    load = system["load_average"]
+    assert len(load) == 3
+    assert all(v >= 0.0 for v in load)
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        caches.append({"level": int(level), "type": kind, "size": size})
+    caches.sort(key=lambda c: (c["level"], c["type"]))
+    assert sorted(system["caches"], key=lambda c: (c["level"], c["type"])) == caches
