@@ -313,3 +313,14 @@ def test_the_report_carries_the_machine_context(program: Path, tmp_path: Path) -
         caches.append({"level": int(level), "type": kind, "size": size})
     caches.sort(key=lambda c: (c["level"], c["type"]))
     assert sorted(system["caches"], key=lambda c: (c["level"], c["type"])) == caches
+
+
+def test_warm_up_until_settled(program: Path, tmp_path: Path) -> None:
+    # As the Python profiler's warm-up: windows of samples until two medians agree.
+    data = measure(program, "settling", tmp_path / "settle.json")
+    assert data["latency"]["warmup_settled"] is True
+    assert data["latency"]["warmup_iterations"] == 300
+    assert ProfileReport.from_dict(data).latency.warmup_settled is True
+    fixed = measure(program, "exact_count", tmp_path / "fixed.json")
+    assert fixed["latency"]["warmup_settled"] is None
+    assert fixed["latency"]["warmup_iterations"] == 10

@@ -132,3 +132,19 @@ PYINFER_BENCHMARK(unknown_metric) {
   bench.options().max_iterations = 100;
   bench.run([] { pyinfer::do_not_optimize(chain(100)); });
 }
+
+// Warm-up until settled: the first 150 calls are ten times slower (a cold start). The batch
+// probe takes 11 of them, the first window of 100 samples is slow, the second mostly fast (its
+// median differs), the third agrees with it: settled after 300 warm-up samples.
+PYINFER_BENCHMARK(settling) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 100;
+  o.max_iterations = 100;
+  o.warmup_iterations = 0;
+  o.warmup_until_settled = true;
+  o.settle_tolerance = 0.5;
+  o.batch = 1;
+  std::size_t calls = 0;
+  bench.run([&calls] { pyinfer::do_not_optimize(chain(++calls <= 150 ? 2000 : 200)); });
+}

@@ -67,6 +67,14 @@ struct BenchmarkOptions {
   std::string stability_metric = "cv";
   /// Untimed calls made before each repetition's measurement.
   std::size_t warmup_iterations = 10;
+  /// Then keep warming up until settled, as the Python profiler's warm-up does: windows of
+  /// samples lasting about 0.05 s (5 to 100 samples) until one window's median is within
+  /// settle_tolerance of the previous one's, or warmup_max_iterations samples or
+  /// warmup_max_time_s seconds (then measured anyway, reported as not settled). Off by default.
+  bool warmup_until_settled = false;
+  double settle_tolerance = 0.02;
+  std::size_t warmup_max_iterations = 1000;
+  double warmup_max_time_s = 10.0;
   /// Calls per sample: 0 chooses (1 when a call takes at least batch_threshold_ns, else enough
   /// calls that a sample lasts about batch_target_ns); 1 times every call; k > 1 forces k.
   std::size_t batch = 0;
@@ -96,6 +104,10 @@ struct BenchmarkRun {
   double stability_value = 0.0;
   std::string stop_reason;
   std::size_t chunks = 0;
+  /// Warm-up samples taken (warmup_iterations calls, then the settling windows' samples), and
+  /// whether the median settled: 1 yes, 0 no, -1 not asked (warmup_until_settled off).
+  std::size_t warmup_samples = 0;
+  int warmup_settled = -1;
 };
 
 /// Mean, median, standard deviation (n - 1) and coefficient of variation of the repetitions'

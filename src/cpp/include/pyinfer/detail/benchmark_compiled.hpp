@@ -64,6 +64,10 @@ PYINFER_COMPILED void check_benchmark_options(const BenchmarkOptions& o) {
     PYINFER_THROW(InvalidArgument("unknown stability_metric '" + o.stability_metric +
                                   "'; use one of 'cv', 'median_ci'"));
   }
+  if (!(o.settle_tolerance > 0.0)) {
+    PYINFER_THROW(InvalidArgument("settle_tolerance must be above 0, got " +
+                                  std::to_string(o.settle_tolerance)));
+  }
   if (o.repetitions < 1) {
     PYINFER_THROW(
         InvalidArgument("repetitions must be at least 1, got " + std::to_string(o.repetitions)));
@@ -86,6 +90,12 @@ PYINFER_COMPILED double median_ci_relative(std::vector<double> values) {
   if (!(median > 0.0)) return std::numeric_limits<double>::infinity();
   return (values[static_cast<std::size_t>(hi)] - values[static_cast<std::size_t>(lo)]) / 2.0 /
          median;
+}
+
+PYINFER_COMPILED std::size_t settle_window(double typical_ns) {
+  if (!(typical_ns > 0.0)) return 5;
+  const double calls = std::round(0.05 / (typical_ns / 1e9));
+  return static_cast<std::size_t>(std::min(std::max(calls, 5.0), 100.0));
 }
 
 PYINFER_COMPILED double median_of(std::vector<double> values) {

@@ -25,6 +25,9 @@ PYINFER_COMPILED void check_benchmark_options(const BenchmarkOptions& o);
 /// order statistics at ranks n/2 -+ 1.96 sqrt(n)/2 (pyinfer.report.stats.median_ci_relative);
 /// infinity below 3 values or for a median <= 0.
 PYINFER_COMPILED double median_ci_relative(std::vector<double> values);
+/// Samples in a settling window of the warm-up when a sample takes `typical_ns` (the Python
+/// warm-up's: about 0.05 s, 5 to 100).
+PYINFER_COMPILED std::size_t settle_window(double typical_ns);
 /// The median of `values` (0 for none).
 PYINFER_COMPILED double median_of(std::vector<double> values);
 /// The next chunk's size: StoppingRule.chunk_size (about 0.1 s, never past a boundary).
@@ -54,6 +57,32 @@ void timed_samples(Body& body, std::size_t batch, std::size_t samples, std::size
       samples, 0, out);
   const double k = static_cast<double>(batch);
   for (std::size_t i = 0; i < samples; ++i) out[i] /= k;
+}
+
+/// Warm-up windows until the median settles (BenchmarkOptions::warmup_until_settled); fills
+/// `run`'s warm-up fields. `typical_ns`: a sample's expected time.
+template <class Body>
+void settle(Body& body, std::size_t batch, const BenchmarkOptions& o, double typical_ns,
+            BenchmarkRun& run) {
+  run.warmup_settled = 0;
+  std::vector<double> window;
+  double previous = -1.0;
+  std::size_t calls = 0;
+  const std::int64_t start = now_ns();
+  while (calls < o.warmup_max_iterations &&
+         static_cast<double>(now_ns() - start) / 1e9 < o.warmup_max_time_s) {
+    window.resize(std::min(settle_window(typical_ns), o.warmup_max_iterations - calls));
+    timed_samples(body, batch, window.size(), 0, window.data());
+    calls += window.size();
+    const double median = median_of(window);
+    if (previous >= 0.0 && std::abs(median - previous) <= o.settle_tolerance * previous) {
+      run.warmup_settled = 1;
+      break;
+    }
+    previous = median;
+    typical_ns = median * static_cast<double>(batch);
+  }
+  run.warmup_samples += calls;
 }
 
 /// The smallest power of two of calls whose batch lasts batch_target_ns (the fastest of 5).
@@ -100,8 +129,10 @@ BenchmarkResult run_benchmark(const std::string& name, Body&& body,
   for (int rep = 0; rep < options.repetitions; ++rep) {
     BenchmarkRun run;
     detail::timed_samples(body, batch, 0, options.warmup_iterations, nullptr);
-    double elapsed_s = 0.0;
+    run.warmup_samples = options.warmup_iterations;
     double typical_ns = result.warmup_median_ns * static_cast<double>(batch);
+    if (options.warmup_until_settled) detail::settle(body, batch, options, typical_ns, run);
+    double elapsed_s = 0.0;
     while (true) {
       const std::size_t n =
           detail::chunk_size(options, run.samples_ns.size(), elapsed_s, typical_ns);

@@ -415,9 +415,16 @@ PYINFER_COMPILED std::string BenchmarkResult::to_json() const {
       }
     }
   }
-  out += "], \"warmup_iterations\": " +
-         std::to_string(options.warmup_iterations * static_cast<std::size_t>(runs.size()));
-  out += ", \"warmup_settled\": null, \"stable\": " + json_bool(stable());
+  std::size_t warmup = 0;
+  int settled = -1;  // any repetition not settled makes it false; null when none was asked
+  for (const BenchmarkRun& r : runs) {
+    warmup += r.warmup_samples;
+    if (r.warmup_settled >= 0)
+      settled = settled < 0 ? r.warmup_settled : std::min(settled, r.warmup_settled);
+  }
+  out += "], \"warmup_iterations\": " + std::to_string(warmup);
+  out += ", \"warmup_settled\": " + (settled < 0 ? std::string("null") : json_bool(settled == 1)) +
+         ", \"stable\": " + json_bool(stable());
   out += ", \"stability_reason\": " + json_string(stop_reason);
   out += ", \"stability_metric\": " + json_string(options.stability_metric) +
          ", \"stability_value\": " + json_number(runs.empty() ? 0.0 : runs.back().stability_value);
