@@ -1,14 +1,16 @@
 """Benchmark: pyinfer.summarize against numpy on latency-like samples (not a test).
 
-Times, side by side in one run, each repeated and reduced to the median:
+For every size (100 to 10,000,000 samples by default) times, side by side and alternating round
+by round, each round a batch of calls lasting about 20 ms, reduced to the median per call:
 
   (a) numpy: mean, std, min, max and np.percentile(x, [50, 95, 99])
   (b) numpy: one sort, then mean, std and the percentiles read off the sorted copy
   (c) pyinfer.summarize(x, [50, 95, 99])
 
-plus np.sum(x) as a floor (one pass over the memory), and checks that (c) matches (a) exactly.
+plus np.sum(x) as a floor (one pass over the memory). Checks at every size that (c) gives
+numpy's percentiles, min and max exactly, and its mean and std to 1e-12 relative.
 
-Usage: PYTHONPATH=src python3 benchmarks/bench_summarize.py [--n 10000000] [--repeat 7]
+Usage: PYTHONPATH=src python3 benchmarks/bench_summarize.py [--sizes 100,1000,...] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -51,41 +53,83 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000_000, help="number of samples")
-    parser.add_argument("--repeat", type=int, default=7, help="runs per method (median taken)")
-    parser.add_argument("--seed", type=int, default=2024)
-    args = parser.parse_args()
+def per_call_s(fn: Callable[[], object], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
 
-    rng = np.random.default_rng(args.seed)
-    # Latency-like: lognormal around 5 ms in ns, with a few slow outliers.
-    x = rng.lognormal(np.log(5e6), 0.25, args.n)
-    x[rng.integers(0, args.n, max(1, args.n // 1000))] *= 4.0
 
-    pyinfer.summarize(x, PERCENTILES)  # warm up (threads, page faults)
-    rows = [
-        ("np.sum (memory floor)", median_ms(lambda: np.sum(x), args.repeat)),
-        ("numpy mean/std/min/max/percentile", median_ms(lambda: numpy_summary(x), args.repeat)),
-        ("numpy sort + interpolate", median_ms(lambda: numpy_sorted_summary(x), args.repeat)),
-        ("pyinfer.summarize", median_ms(lambda: pyinfer.summarize(x, PERCENTILES), args.repeat)),
-    ]
+def calls_for(fn: Callable[[], object], batch_s: float) -> int:
+    """Calls of `fn` that last about `batch_s` (from the fastest of three single calls)."""
+    single = min(per_call_s(fn, 1) for _ in range(3))
+    return max(1, int(batch_s / max(single, 1e-9)))
+
+
+def samples(n: int, seed: int) -> np.ndarray:
+    """Latency-like: lognormal around 5 ms in ns, with a few slow outliers."""
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(np.log(5e6), 0.25, n)
+    x[rng.integers(0, n, max(1, n // 1000))] *= 4.0
+    return x
+
+
+def check(x: np.ndarray) -> tuple[bool, float]:
+    """Whether pyinfer's percentiles, min and max equal numpy's; the larger of the mean's and the
+    std's relative differences."""
     ref = numpy_summary(x)
     s = pyinfer.summarize(x, PERCENTILES)
     exact = all(s.percentiles[p] == v for p, v in zip(PERCENTILES, ref[4], strict=True))
     exact = exact and s.min == ref[2] and s.max == ref[3]
-    mean_err = abs(s.mean - ref[0]) / abs(ref[0])
-    std_err = abs(s.std - ref[1]) / abs(ref[1])
+    err = max(abs(s.mean - ref[0]) / abs(ref[0]), abs(s.std - ref[1]) / abs(ref[1]))
+    return exact, err
 
-    print(f"n = {args.n:,} float64, median of {args.repeat} runs")
-    print(f"{'method':<36} {'ms':>9} {'numpy / this':>13}")
-    numpy_ms = rows[1][1]
-    for name, ms in rows:
-        print(f"{name:<36} {ms:9.2f} {numpy_ms / ms:13.1f}")
-    print(f"speed-up of pyinfer over numpy (a): {numpy_ms / rows[3][1]:.1f}x")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default="100,1000,10000,32768,100000,1000000,10000000",
+        help="comma-separated sample counts",
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median taken)")
+    parser.add_argument("--batch-ms", type=float, default=20.0, help="length of one timed batch")
+    parser.add_argument("--seed", type=int, default=2024)
+    args = parser.parse_args()
+
+    print(f"median of {args.rounds} alternating rounds, microseconds per call")
+    print()
+    print("| samples | np.sum | numpy (a) | numpy sort (b) | pyinfer (c) | (a) / (c) | exact |")
+    print("|---|---|---|---|---|---|---|")
+    slower = []
+    for n in (int(v) for v in args.sizes.split(",")):
+        x = samples(n, args.seed)
+        pyinfer.summarize(x, PERCENTILES)  # warm up (threads, page faults)
+        methods: dict[str, Callable[[], object]] = {
+            "sum": lambda x=x: np.sum(x),
+            "numpy": lambda x=x: numpy_summary(x),
+            "sorted": lambda x=x: numpy_sorted_summary(x),
+            "pyinfer": lambda x=x: pyinfer.summarize(x, PERCENTILES),
+        }
+        calls = {k: calls_for(fn, args.batch_ms / 1e3) for k, fn in methods.items()}
+        times: dict[str, list[float]] = {k: [] for k in methods}
+        for _ in range(args.rounds):
+            for k, fn in methods.items():
+                times[k].append(per_call_s(fn, calls[k]))
+        us = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        exact, err = check(x)
+        ratio = us["numpy"] / us["pyinfer"]
+        if ratio < 1.0:
+            slower.append(n)
+        print(
+            f"| {n:,} | {us['sum']:.1f} | {us['numpy']:.1f} | {us['sorted']:.1f} "
+            f"| {us['pyinfer']:.1f} | {ratio:.2f} | {'yes' if exact and err < 1e-12 else 'NO'} |"
+        )
+    print()
     print(
-        f"results: percentiles/min/max identical to numpy: {exact}; "
-        f"mean rel. diff {mean_err:.1e}; std rel. diff {std_err:.1e}"
+        "pyinfer.summarize at least as fast as numpy at every size"
+        if not slower
+        else f"pyinfer.summarize slower than numpy at {', '.join(f'{n:,}' for n in slower)}"
     )
 
 

@@ -271,3 +271,56 @@ def test_the_documented_example_builds_and_runs(tmp_path: Path) -> None:
     assert re.search(r", batch \d+, 2 repetitions", lines[1])
     for name in ("matmul_64", "noop"):
         assert ProfileReport.load(tmp_path / f"{name}.json").repetitions is not None
+
+
+def test_the_median_ci_stability_measure(program: Path, tmp_path: Path) -> None:
+    # The same measure, by the same name, as the Python stopping rule's.
+    from pyinfer.report.stats import median_ci_relative
+
+    data = measure(program, "median_ci_target", tmp_path / "ci.json")
+    latency = data["latency"]
+    assert latency["stability_metric"] == "median_ci"
+    assert latency["stats"]["count"] == 200
+    expected = median_ci_relative(np.asarray(latency["samples_ns"]))
+    assert latency["stability_value"] == pytest.approx(expected, rel=1e-12)
+    assert latency["stable"] is (expected <= 0.5)
+    verdict = "stable" if expected <= 0.5 else "NOT stable"
+    assert latency["stability_reason"].startswith(f"{verdict}: median 95% CI ")
+    assert ProfileReport.from_dict(data).latency.stability_metric == "median_ci"
+
+
+def test_an_unknown_stability_measure_is_refused(program: Path, tmp_path: Path) -> None:
+    result = run(program, "--filter", "^unknown_metric$")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "unknown stability_metric 'iqr'; use one of 'cv', 'median_ci'\n"
+
+
+def test_the_report_carries_the_machine_context(program: Path, tmp_path: Path) -> None:
+    # The Python reports' Environment.system, key for key, plus the load and the caches.
+    from pyinfer.report.system import read_system_tuning
+
+    path = tmp_path / "context.json"
+    measure(program, "no_samples", path)
+    system = ProfileReport.load(path).environment.system
+    expected = read_system_tuning().to_dict()
+    assert {k: system[k] for k in expected} == expected
+    load = system["load_average"]
+    assert len(load) == 3
+    assert all(v >= 0.0 for v in load)
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        caches.append({"level": int(level), "type": kind, "size": size})
+    caches.sort(key=lambda c: (c["level"], c["type"]))
+    assert sorted(system["caches"], key=lambda c: (c["level"], c["type"])) == caches
+
+
+def test_warm_up_until_settled(program: Path, tmp_path: Path) -> None:
+    # As the Python profiler's warm-up: windows of samples until two medians agree.
+    data = measure(program, "settling", tmp_path / "settle.json")
+    assert data["latency"]["warmup_settled"] is True
+    assert data["latency"]["warmup_iterations"] == 300
+    assert ProfileReport.from_dict(data).latency.warmup_settled is True
+    fixed = measure(program, "exact_count", tmp_path / "fixed.json")
+    assert fixed["latency"]["warmup_settled"] is None
+    assert fixed["latency"]["warmup_iterations"] == 10

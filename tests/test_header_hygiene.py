@@ -157,3 +157,84 @@ def test_below_cpp17_the_first_error_says_so(tmp_path: Path, header: str) -> Non
         assert result.returncode != 0
         errors = [line for line in result.stderr.splitlines() if ": error:" in line]
         assert "pyinfer needs C++17 or later: compile with -std=c++17" in errors[0], errors[:3]
+
+
+LIBRARY_SOURCE = ROOT / "src" / "cpp" / "lib" / "pyinfer.cpp"
+
+
+def build_library(tmp_path: Path, compiler: str) -> Path:
+    """Compiles src/cpp/lib/pyinfer.cpp (strict, -fPIC) into a static library, as CMake does."""
+    obj = tmp_path / "pyinfer.o"
+    flags = ["-std=c++17", "-O2", "-fPIC", *STRICT, "-c", "-o", str(obj)]
+    result = compile_source(compiler, LIBRARY_SOURCE, *flags)
+    assert result.returncode == 0, result.stderr
+    archive = tmp_path / "libpyinfer_core.a"
+    subprocess.run(["ar", "rcs", str(archive), str(obj)], check=True)
+    return archive
+
+
+@needs_compiler
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_separately_compiled_the_program_runs_as_header_only(tmp_path: Path, compiler: str) -> None:
+    # PYINFER_SEPARATE_COMPILATION (the pyinfer::pyinfer CMake target): the program sees only
+    # declarations of summarize() & co. and links them from the library; same output.
+    archive = build_library(tmp_path, compiler)
+    source = tmp_path / "uses_separate.cpp"
+    source.write_text("".join(f"#include <pyinfer/{h}>\n" for h in USED_HEADERS) + USES.read_text())
+    exe = tmp_path / "uses_separate"
+    flags = ["-std=c++17", "-O2", *STRICT, "-DPYINFER_SEPARATE_COMPILATION", f"-I{INCLUDE}"]
+    command = [compiler, *flags, str(source), str(archive), "-o", str(exe), "-pthread", "-ldl"]
+    built = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    separate = subprocess.run([str(exe)], check=False, capture_output=True, text=True)
+    assert separate.returncode == 0, separate.stderr
+    header_only = subprocess.run(
+        [str(build_uses(tmp_path, compiler))], check=False, capture_output=True, text=True
+    )
+    # The first line is the version, the second holds timings; the rest are exact figures.
+    assert separate.stdout.splitlines()[0] == header_only.stdout.splitlines()[0]
+    assert ", p50 486, min 0, estimate 500.5, rss yes, " in separate.stdout.splitlines()[1]
+    bad = subprocess.run([str(exe), "bad-rank"], check=False, capture_output=True, text=True)
+    assert bad.returncode == 3, bad.stderr
+    assert bad.stderr.startswith("caught: percentile 101.000000 is outside [0, 100]")
+
+
+@needs_compiler
+def test_separately_compiled_the_definitions_are_in_the_library_only(tmp_path: Path) -> None:
+    compiler = COMPILERS[0]
+    archive = build_library(tmp_path, compiler)
+    source = tmp_path / "calls.cpp"
+    source.write_text(
+        "#include <pyinfer/pyinfer.hpp>\n"
+        "int main() { double v[3] = {1, 2, 3};\n"
+        "  return static_cast<int>(pyinfer::summarize(v, 3, {50.0}).percentile(50.0)); }\n"
+    )
+    obj = tmp_path / "calls.o"
+    flags = ["-std=c++17", "-O2", "-DPYINFER_SEPARATE_COMPILATION", "-c", "-o", str(obj)]
+    assert compile_source(compiler, source, *flags).returncode == 0
+
+    def defined(path: Path) -> set[str]:
+        out = subprocess.run(["nm", "-C", str(path)], check=True, capture_output=True, text=True)
+        return {line.split(" ", 2)[2] for line in out.stdout.splitlines() if " T " in line}
+
+    summarize = (
+        "pyinfer::summarize(double const*, unsigned long, std::vector<double, "
+        "std::allocator<double> > const&, int, unsigned int)"
+    )
+    assert summarize in defined(archive)
+    assert summarize not in defined(obj)
+    undefined = subprocess.run(["nm", "-C", "-u", str(obj)], check=True, capture_output=True)
+    assert summarize in undefined.stdout.decode()
+    exe = tmp_path / "calls"
+    link = [compiler, str(obj), str(archive), "-o", str(exe), "-pthread", "-ldl"]
+    subprocess.run(link, check=True)
+    assert subprocess.run([str(exe)], check=False).returncode == 2
+
+
+@needs_compiler
+@pytest.mark.parametrize("header", PUBLIC_HEADERS)
+def test_each_header_is_clean_when_separately_compiled(tmp_path: Path, header: str) -> None:
+    for compiler in COMPILERS:
+        flags = ["-std=c++17", "-fsyntax-only", "-DPYINFER_SEPARATE_COMPILATION", *STRICT]
+        result = compile_source(compiler, header_source(tmp_path, header), *flags)
+        assert result.returncode == 0, result.stderr

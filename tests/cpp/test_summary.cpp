@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "pyinfer/summary.hpp"
+// The internals these tests reach (the sampler's indices, the scan's switch), which a separately
+// compiled build (test_summary_separate: summarize() from the library) leaves out of summary.hpp.
+#include "pyinfer/detail/select.hpp"
 
 namespace {
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 
 namespace {
 
@@ -103,3 +104,47 @@ PYINFER_BENCHMARK(no_samples) {
 PYINFER_BENCHMARK(never_runs) {}
 
 PYINFER_BENCHMARK_MAIN()
+
+// The Python stopping rule's other stability measure: the median's 95% confidence interval.
+PYINFER_BENCHMARK(median_ci_target) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 200;
+  o.max_iterations = 200;
+  o.stability_metric = "median_ci";
+  o.stability_target = 0.5;
+  o.batch = 1;
+  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+}
+
+// A measure the rule does not know: InvalidArgument before anything runs.
+PYINFER_BENCHMARK(unknown_metric) {
+  pyinfer::BenchmarkOptions o = bench.options();
+  o.stability_metric = "iqr";
+#if PYINFER_HAS_EXCEPTIONS  // without them the error aborts: not tried there
+  try {
+    pyinfer::run_benchmark("unknown", [] {}, o);
+  } catch (const pyinfer::InvalidArgument& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+  }
+#endif
+  bench.options().min_time_s = 0.0;
+  bench.options().max_iterations = 100;
+  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+}
+
+// Warm-up until settled: the first 150 calls are ten times slower (a cold start). The batch
+// probe takes 11 of them, the first window of 100 samples is slow, the second mostly fast (its
+// median differs), the third agrees with it: settled after 300 warm-up samples.
+PYINFER_BENCHMARK(settling) {
+  pyinfer::BenchmarkOptions& o = bench.options();
+  o.min_time_s = 0.0;
+  o.min_iterations = 100;
+  o.max_iterations = 100;
+  o.warmup_iterations = 0;
+  o.warmup_until_settled = true;
+  o.settle_tolerance = 0.5;
+  o.batch = 1;
+  std::size_t calls = 0;
+  bench.run([&calls] { pyinfer::do_not_optimize(chain(++calls <= 150 ? 2000 : 200)); });
+}

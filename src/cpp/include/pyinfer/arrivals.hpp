@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -70,19 +69,8 @@ inline std::vector<std::int64_t> constant_arrivals(double qps, std::size_t count
 /// `qps`: the first at 0, then exponentially distributed gaps of mean 1/qps (std::mt19937_64
 /// seeded with `seed`, so a seed gives the same schedule on every run of one standard library).
 /// @throws InvalidArgument when qps is not a finite number above 0 or count is 0
-inline std::vector<std::int64_t> poisson_arrivals(double qps, std::size_t count,
-                                                  std::uint64_t seed) {
-  detail::check_rate(qps, count);
-  std::mt19937_64 engine(seed);
-  std::exponential_distribution<double> gap(qps);
-  std::vector<std::int64_t> offsets(count);
-  double t = 0.0;
-  for (std::size_t i = 0; i < count; ++i) {
-    offsets[i] = static_cast<std::int64_t>(std::llround(t * 1e9));
-    t += gap(engine);
-  }
-  return offsets;
-}
+PYINFER_COMPILED std::vector<std::int64_t> poisson_arrivals(double qps, std::size_t count,
+                                                            std::uint64_t seed);
 
 /// Issues the requests of a schedule on time, from a thread of its own, to workers that wait in
 /// next(). Thread-safety: every member may be called from any thread; next() by any number of
@@ -122,13 +110,7 @@ class ArrivalScheduler {
   /// Starts issuing: request i is due at start_ns + offsets[i] (now_ns() time). A start in the
   /// past issues the overdue requests at once, each stamped with its true issue time.
   /// @throws InvalidArgument when called twice
-  void start(std::int64_t start_ns) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (started_) PYINFER_THROW(InvalidArgument("the scheduler was already started"));
-    started_ = true;
-    start_ns_ = start_ns;
-    thread_ = std::thread([this] { run(); });
-  }
+  PYINFER_COMPILED void start(std::int64_t start_ns);
 
   /// Waits for the next issued request and takes it. Returns true with `out` filled; false when
   /// the wait passed `deadline_ns` (now_ns() time; negative: no deadline), or when every request
@@ -231,3 +213,7 @@ class ArrivalScheduler {
 };
 
 }  // namespace pyinfer
+
+#if PYINFER_DETAIL_DEFINE_COMPILED
+#include "pyinfer/detail/arrivals_impl.hpp"
+#endif

@@ -56,12 +56,25 @@ struct BenchmarkOptions {
   std::size_t max_iterations = 1000000;
   /// Stop after this much measured time, stable or not (seconds; infinity: no time cap).
   double max_time_s = 10.0;
-  /// The samples' coefficient of variation (std / mean) must be at or under this to stop at the
+  /// The stability measure (stability_metric) must be at or under this to stop at the
   /// minimum; infinity (the default) stops at the minimum whatever it is, as google-benchmark
   /// does. With a target, a run that reaches a cap above it is reported as not stable.
   double stability_target = std::numeric_limits<double>::infinity();
+  /// The stability measure stability_target applies to, by the Python stopping rule's names:
+  /// "cv" (std / mean, the default) or "median_ci" (the half-width of the median's
+  /// distribution-free 95% confidence interval over the median, pyinfer.report.stats'
+  /// median_ci_relative: it shrinks as samples accumulate, even on a noisy machine).
+  std::string stability_metric = "cv";
   /// Untimed calls made before each repetition's measurement.
   std::size_t warmup_iterations = 10;
+  /// Then keep warming up until settled, as the Python profiler's warm-up does: windows of
+  /// samples lasting about 0.05 s (5 to 100 samples) until one window's median is within
+  /// settle_tolerance of the previous one's, or warmup_max_iterations samples or
+  /// warmup_max_time_s seconds (then measured anyway, reported as not settled). Off by default.
+  bool warmup_until_settled = false;
+  double settle_tolerance = 0.02;
+  std::size_t warmup_max_iterations = 1000;
+  double warmup_max_time_s = 10.0;
   /// Calls per sample: 0 chooses (1 when a call takes at least batch_threshold_ns, else enough
   /// calls that a sample lasts about batch_target_ns); 1 times every call; k > 1 forces k.
   std::size_t batch = 0;
@@ -91,6 +104,10 @@ struct BenchmarkRun {
   double stability_value = 0.0;
   std::string stop_reason;
   std::size_t chunks = 0;
+  /// Warm-up samples taken (warmup_iterations calls, then the settling windows' samples), and
+  /// whether the median settled: 1 yes, 0 no, -1 not asked (warmup_until_settled off).
+  std::size_t warmup_samples = 0;
+  int warmup_settled = -1;
 };
 
 /// Mean, median, standard deviation (n - 1) and coefficient of variation of the repetitions'
@@ -143,11 +160,11 @@ struct BenchmarkResult {
   }
 
   /// One line per result: name, median, P99, samples, batch and counters.
-  inline std::string to_text() const;
+  PYINFER_COMPILED std::string to_text() const;
   /// The result as a pyinfer profile report (JSON, the schema pyinfer.ProfileReport reads).
-  inline std::string to_json() const;
+  PYINFER_COMPILED std::string to_json() const;
   /// Writes to_json() into `path`. @return false (and errno set) when the file cannot be written.
-  inline bool write_json(const std::string& path) const;
+  PYINFER_COMPILED bool write_json(const std::string& path) const;
 
  private:
   double per_second(double per_iteration) const noexcept {
@@ -176,14 +193,10 @@ struct Registered {
   const char* name;
   BenchmarkFunction function;
 };
-inline std::vector<Registered>& registry() {
-  static std::vector<Registered> benchmarks;
-  return benchmarks;
-}
-inline bool register_benchmark(const char* name, BenchmarkFunction function) {
-  registry().push_back({name, function});
-  return true;
-}
+/// The benchmarks PYINFER_BENCHMARK registered, in the order of registration.
+PYINFER_COMPILED std::vector<Registered>& registry();
+/// Adds a benchmark to registry() (PYINFER_BENCHMARK does it before main()).
+PYINFER_COMPILED bool register_benchmark(const char* name, BenchmarkFunction function);
 }  // namespace detail
 
 /// What a PYINFER_BENCHMARK body receives as `bench`: the options from the command line (change
@@ -218,7 +231,7 @@ class Benchmark {
 /// --json FILE writes each as a pyinfer profile report (FILE may hold "{name}", replaced by the
 /// benchmark's name; without it, exactly one benchmark must be selected).
 /// Exit status: 0, 1 when a report cannot be written, 2 for bad arguments.
-inline int benchmark_main(int argc, char** argv);
+PYINFER_COMPILED int benchmark_main(int argc, char** argv);
 
 }  // namespace pyinfer
 

@@ -84,7 +84,7 @@ struct ClockInfo {
 /// @param batches          batches to take the median over; values below 1 count as 1
 /// @param reads_per_batch  reads per batch; values below 2 count as 2
 /// Thread-safety: thread-safe. Throws only std::bad_alloc.
-inline ClockInfo clock_info(int batches = 31, int reads_per_batch = 2000);
+PYINFER_COMPILED ClockInfo clock_info(int batches = 31, int reads_per_batch = 2000);
 
 }  // namespace pyinfer
 

@@ -130,51 +130,12 @@ class LogLinearHistogram {
 
   /// Estimated values at the 0-based sorted ranks `ranks[0 .. k)` (each < count()), written to
   /// `out`. One pass over the buckets whatever k is. @throws InvalidArgument on a bad rank.
-  void values_at_ranks(const std::uint64_t* ranks, std::size_t k, double* out) const {
-    std::vector<std::size_t> order(k);
-    for (std::size_t i = 0; i < k; ++i) {
-      if (ranks[i] >= total_) {
-        PYINFER_THROW(InvalidArgument("rank " + std::to_string(ranks[i]) + " is beyond the " +
-                                      std::to_string(total_) + " recorded values"));
-      }
-      order[i] = i;
-    }
-    std::sort(order.begin(), order.end(),
-              [ranks](std::size_t a, std::size_t b) { return ranks[a] < ranks[b]; });
-    std::uint64_t cumulative = 0;
-    std::size_t bucket = 0;
-    for (std::size_t i : order) {
-      while (cumulative + counts_[bucket] <= ranks[i]) cumulative += counts_[bucket++];
-      out[i] = representative(bucket);
-    }
-  }
+  PYINFER_COMPILED void values_at_ranks(const std::uint64_t* ranks, std::size_t k,
+                                        double* out) const;
 
   /// Percentiles by the linear definition of summary.hpp, from bucket representatives.
   /// @throws InvalidArgument when empty or for a rank outside [0, 100].
-  std::vector<double> percentiles(const std::vector<double>& ranks) const {
-    validate_percentiles(ranks);
-    if (total_ == 0)
-      PYINFER_THROW(InvalidArgument("cannot take percentiles of an empty histogram"));
-    const std::size_t n = static_cast<std::size_t>(total_);
-    std::vector<std::uint64_t> wanted;
-    std::vector<double> fractions;
-    wanted.reserve(2 * ranks.size());
-    for (double p : ranks) {
-      std::size_t i;
-      double g;
-      detail::virtual_index(p, n, &i, &g);
-      wanted.push_back(i);
-      wanted.push_back(std::min<std::uint64_t>(i + 1, total_ - 1));
-      fractions.push_back(g);
-    }
-    std::vector<double> values(wanted.size());
-    values_at_ranks(wanted.data(), wanted.size(), values.data());
-    std::vector<double> out(ranks.size());
-    for (std::size_t j = 0; j < ranks.size(); ++j) {
-      out[j] = detail::lerp(values[2 * j], values[2 * j + 1], fractions[j]);
-    }
-    return out;
-  }
+  PYINFER_COMPILED std::vector<double> percentiles(const std::vector<double>& ranks) const;
 
  private:
   static int count_leading_zeros(std::uint64_t v) noexcept {
@@ -202,5 +163,52 @@ class LogLinearHistogram {
   std::uint64_t min_ = 0;
   std::uint64_t max_ = 0;
 };
+
+#if PYINFER_DETAIL_DEFINE_COMPILED
+PYINFER_COMPILED void LogLinearHistogram::values_at_ranks(const std::uint64_t* ranks, std::size_t k,
+                                                          double* out) const {
+  std::vector<std::size_t> order(k);
+  for (std::size_t i = 0; i < k; ++i) {
+    if (ranks[i] >= total_) {
+      PYINFER_THROW(InvalidArgument("rank " + std::to_string(ranks[i]) + " is beyond the " +
+                                    std::to_string(total_) + " recorded values"));
+    }
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(),
+            [ranks](std::size_t a, std::size_t b) { return ranks[a] < ranks[b]; });
+  std::uint64_t cumulative = 0;
+  std::size_t bucket = 0;
+  for (std::size_t i : order) {
+    while (cumulative + counts_[bucket] <= ranks[i]) cumulative += counts_[bucket++];
+    out[i] = representative(bucket);
+  }
+}
+
+PYINFER_COMPILED std::vector<double> LogLinearHistogram::percentiles(
+    const std::vector<double>& ranks) const {
+  validate_percentiles(ranks);
+  if (total_ == 0) PYINFER_THROW(InvalidArgument("cannot take percentiles of an empty histogram"));
+  const std::size_t n = static_cast<std::size_t>(total_);
+  std::vector<std::uint64_t> wanted;
+  std::vector<double> fractions;
+  wanted.reserve(2 * ranks.size());
+  for (double p : ranks) {
+    std::size_t i;
+    double g;
+    detail::virtual_index(p, n, &i, &g);
+    wanted.push_back(i);
+    wanted.push_back(std::min<std::uint64_t>(i + 1, total_ - 1));
+    fractions.push_back(g);
+  }
+  std::vector<double> values(wanted.size());
+  values_at_ranks(wanted.data(), wanted.size(), values.data());
+  std::vector<double> out(ranks.size());
+  for (std::size_t j = 0; j < ranks.size(); ++j) {
+    out[j] = detail::lerp(values[2 * j], values[2 * j + 1], fractions[j]);
+  }
+  return out;
+}
+#endif
 
 }  // namespace pyinfer

@@ -40,9 +40,8 @@ class PinnedBuffer {
   /// of milliseconds per hundred MiB when pinned.
   /// @throws InvalidArgument (nbytes 0, no such device), CudaUnavailable, OutOfMemory,
   ///         CudaError.
-  explicit PinnedBuffer(std::size_t nbytes, int device = 0, bool allow_pageable = false)
-      : PinnedBuffer(std::make_shared<detail::HostAllocation>(nbytes, device, allow_pageable), 0,
-                     nbytes, device) {}
+  PYINFER_COMPILED explicit PinnedBuffer(std::size_t nbytes, int device = 0,
+                                         bool allow_pageable = false);
 
   /// A slice `[offset, offset + size)` of an existing allocation, which it keeps alive.
   /// @throws InvalidArgument if the slice is empty or exceeds the allocation.
@@ -144,27 +143,8 @@ class PinnedRing {
  public:
   /// @throws InvalidArgument (slot_nbytes or slots 0, size overflow, no such device),
   ///         CudaUnavailable, OutOfMemory, CudaError.
-  PinnedRing(std::size_t slot_nbytes, std::size_t slots = 2, int device = 0,
-             bool allow_pageable = false)
-      : slot_nbytes_(slot_nbytes), device_(device) {
-    if (slot_nbytes == 0) PYINFER_THROW(InvalidArgument("slot_nbytes must be at least 1, got 0"));
-    if (slots == 0) PYINFER_THROW(InvalidArgument("slots must be at least 1, got 0"));
-    const std::size_t limit = static_cast<std::size_t>(-1) / 2;  // no overflow below
-    if (slot_nbytes > limit ||
-        slots > limit / detail::align_up(slot_nbytes, detail::kHostAlignment)) {
-      PYINFER_THROW(InvalidArgument("slot_nbytes * slots is too large"));
-    }
-    stride_ = detail::align_up(slot_nbytes, detail::kHostAlignment);
-    auto allocation =
-        std::make_shared<detail::HostAllocation>(stride_ * slots, device, allow_pageable);
-    pinned_ = allocation->pinned();
-    slots_.reserve(slots);
-    for (std::size_t i = 0; i < slots; ++i) {
-      slots_.push_back(
-          std::make_shared<PinnedBuffer>(allocation, i * stride_, slot_nbytes, device));
-    }
-    events_.resize(slots);
-  }
+  PYINFER_COMPILED PinnedRing(std::size_t slot_nbytes, std::size_t slots = 2, int device = 0,
+                              bool allow_pageable = false);
 
   /// Waits for the copies still in flight from the slots, then destroys the events. The memory
   /// lives on while slot buffers are still referenced elsewhere.
@@ -305,5 +285,32 @@ class PinnedRing {
   std::vector<std::shared_ptr<PinnedBuffer>> slots_;
   std::vector<SlotEvent> events_;
 };
+
+#if PYINFER_DETAIL_DEFINE_COMPILED
+PYINFER_COMPILED PinnedBuffer::PinnedBuffer(std::size_t nbytes, int device, bool allow_pageable)
+    : PinnedBuffer(std::make_shared<detail::HostAllocation>(nbytes, device, allow_pageable), 0,
+                   nbytes, device) {}
+
+PYINFER_COMPILED PinnedRing::PinnedRing(std::size_t slot_nbytes, std::size_t slots, int device,
+                                        bool allow_pageable)
+    : slot_nbytes_(slot_nbytes), device_(device) {
+  if (slot_nbytes == 0) PYINFER_THROW(InvalidArgument("slot_nbytes must be at least 1, got 0"));
+  if (slots == 0) PYINFER_THROW(InvalidArgument("slots must be at least 1, got 0"));
+  const std::size_t limit = static_cast<std::size_t>(-1) / 2;  // no overflow below
+  if (slot_nbytes > limit ||
+      slots > limit / detail::align_up(slot_nbytes, detail::kHostAlignment)) {
+    PYINFER_THROW(InvalidArgument("slot_nbytes * slots is too large"));
+  }
+  stride_ = detail::align_up(slot_nbytes, detail::kHostAlignment);
+  auto allocation =
+      std::make_shared<detail::HostAllocation>(stride_ * slots, device, allow_pageable);
+  pinned_ = allocation->pinned();
+  slots_.reserve(slots);
+  for (std::size_t i = 0; i < slots; ++i) {
+    slots_.push_back(std::make_shared<PinnedBuffer>(allocation, i * stride_, slot_nbytes, device));
+  }
+  events_.resize(slots);
+}
+#endif
 
 }  // namespace pyinfer

@@ -108,21 +108,7 @@ class PeakRssTracker {
     return hwm != 0 && hwm <= rss + rss / 8 + (4u << 20);
   }
 
-  void start_sampler_locked() {
-    if (sampler_.joinable()) return;
-    stop_requested_ = false;
-    sampler_ = std::thread([this] {
-      // The lock is held from each reading to its update and released only while waiting.
-      std::unique_lock<std::mutex> lock(sampler_mutex_);
-      while (!stop_requested_) {
-        const std::uint64_t now = current_rss_bytes();
-        std::uint64_t peak = sampled_peak_.load();
-        while (now > peak && !sampled_peak_.compare_exchange_weak(peak, now)) {
-        }
-        wake_.wait_for(lock, period_, [this] { return stop_requested_; });
-      }
-    });
-  }
+  PYINFER_COMPILED void start_sampler_locked();
   void stop_sampler_locked() {
     if (!sampler_.joinable()) return;
     {
@@ -147,5 +133,23 @@ class PeakRssTracker {
   std::condition_variable wake_;
   bool stop_requested_ = false;
 };
+
+#if PYINFER_DETAIL_DEFINE_COMPILED
+PYINFER_COMPILED void PeakRssTracker::start_sampler_locked() {
+  if (sampler_.joinable()) return;
+  stop_requested_ = false;
+  sampler_ = std::thread([this] {
+    // The lock is held from each reading to its update and released only while waiting.
+    std::unique_lock<std::mutex> lock(sampler_mutex_);
+    while (!stop_requested_) {
+      const std::uint64_t now = current_rss_bytes();
+      std::uint64_t peak = sampled_peak_.load();
+      while (now > peak && !sampled_peak_.compare_exchange_weak(peak, now)) {
+      }
+      wake_.wait_for(lock, period_, [this] { return stop_requested_; });
+    }
+  });
+}
+#endif
 
 }  // namespace pyinfer

@@ -1,7 +1,8 @@
 // Umbrella header: everything in pyinfer's public C++ core.
 //
 // Header-only, C++17, no Python and no CUDA headers needed. Link Threads and ${CMAKE_DL_LIBS}
-// (the pyinfer::headers CMake target does it for you).
+// (the pyinfer::headers CMake target does it for you). Or precompiled: the pyinfer::pyinfer
+// target (PYINFER_SEPARATE_COMPILATION, see pyinfer/detail/config.hpp) compiles much faster.
 #pragma once
 
 #include "pyinfer/detail/config.hpp"

@@ -156,64 +156,13 @@ class LatencyRecorder {
 
   /// Count, mean, std, min, max and the requested percentiles, in one call.
   /// @throws InvalidArgument when nothing was recorded, or for a bad rank or ddof.
-  Summary summary(const std::vector<double>& percentiles, int ddof = 0,
-                  unsigned threads = 0) const {
-    validate_percentiles(percentiles);
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!histogram_) {
-      // A snapshot, then the selection without the lock: writers are not held up by it.
-      const SampleSnapshot snap{buffer_, buffer_.get(), size_};
-      lock.unlock();
-      if (snap.size == 0) throw_empty();
-      return summarize(snap.data, snap.size, percentiles, ddof, threads);
-    }
-    const std::uint64_t n = histogram_->count();
-    if (n == 0) throw_empty();
-    if (ddof < 0 || static_cast<std::uint64_t>(ddof) >= n) {
-      PYINFER_THROW(InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
-                                    " for " + std::to_string(n) + " samples"));
-    }
-    Summary s;
-    s.count = static_cast<std::size_t>(n);
-    s.mean = mean_;
-    s.std = std::sqrt(m2_ / static_cast<double>(n - static_cast<std::uint64_t>(ddof)));
-    s.min = min_;
-    s.max = max_;
-    s.percentile_ranks = percentiles;
-    s.percentile_values = histogram_->percentiles(percentiles);
-    for (double& v : s.percentile_values) v = std::clamp(v, min_, max_);
-    s.exact = false;
-    s.relative_error = histogram_->relative_error();
-    return s;
-  }
+  PYINFER_COMPILED Summary summary(const std::vector<double>& percentiles, int ddof = 0,
+                                   unsigned threads = 0) const;
 
   /// Adds everything `other` recorded. Exact + exact concatenates; anything into a histogram
   /// records the other's samples or merges its buckets exactly (same settings required).
   /// @throws InvalidArgument when merging a histogram into an exact recorder or settings differ.
-  void merge(const LatencyRecorder& other) {
-    if (&other == this) {
-      PYINFER_THROW(InvalidArgument("cannot merge a recorder into itself"));
-    }
-    std::scoped_lock lock(mutex_, other.mutex_);
-    if (!histogram_) {
-      if (other.histogram_) {
-        PYINFER_THROW(InvalidArgument(
-            "cannot merge a histogram recorder into an exact one: its samples are not kept"));
-      }
-      append_unlocked(other.buffer_.get(), other.size_);
-      return;
-    }
-    if (!other.histogram_) {
-      const double* values = other.buffer_.get();
-      for (std::size_t i = 0; i < other.size_; ++i) {
-        if (!fits_histogram(values[i])) throw_too_large(values[i], i);
-      }
-      record_histogram_batch_unlocked(values, other.size_);
-      return;
-    }
-    histogram_->merge(*other.histogram_);  // throws on different settings, before any change
-    merge_moments(other.moments_n_, other.mean_, other.m2_, other.min_, other.max_);
-  }
+  PYINFER_COMPILED void merge(const LatencyRecorder& other);
 
   /// Forgets everything recorded (settings are kept). Snapshots taken before stay valid: an
   /// exact recorder lets go of its sample buffer (freed with the last snapshot that reads it)
@@ -236,19 +185,7 @@ class LatencyRecorder {
 
   /// The histogram's non-empty buckets as (lowest value, width, count) triples, ascending.
   /// @throws InvalidArgument in exact mode.
-  std::vector<std::uint64_t> histogram_buckets() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!histogram_) PYINFER_THROW(InvalidArgument("an exact recorder has no histogram buckets"));
-    std::vector<std::uint64_t> out;
-    for (std::size_t i = 0; i < histogram_->bucket_count(); ++i) {
-      const std::uint64_t c = histogram_->bucket_count_at(i);
-      if (c == 0) continue;
-      out.push_back(histogram_->bucket_lower(i));
-      out.push_back(histogram_->bucket_width(i));
-      out.push_back(c);
-    }
-    return out;
-  }
+  PYINFER_COMPILED std::vector<std::uint64_t> histogram_buckets() const;
 
  private:
   static void check_duration(double ns, std::size_t index) {
@@ -294,18 +231,7 @@ class LatencyRecorder {
 
   // Exact mode: append with amortised doubling; a buffer shared with a snapshot is never
   // written below the snapshot's size, and is dropped (not reused) by clear().
-  void append_unlocked(const double* values, std::size_t n) {
-    if (n == 0) return;
-    if (size_ + n > capacity_) {
-      std::size_t capacity = std::max<std::size_t>({capacity_ * 2, size_ + n, 1024});
-      std::shared_ptr<double[]> grown(new double[capacity]);
-      if (size_ > 0) std::memcpy(grown.get(), buffer_.get(), size_ * sizeof(double));
-      buffer_ = std::move(grown);
-      capacity_ = capacity;
-    }
-    std::memcpy(buffer_.get() + size_, values, n * sizeof(double));
-    size_ += n;
-  }
+  PYINFER_COMPILED void append_unlocked(const double* values, std::size_t n);
 
   void record_histogram_unlocked(double ns) {
     if (!fits_histogram(ns)) throw_too_large(ns, 0);
@@ -378,5 +304,90 @@ class LatencyRecorder {
   double min_ = 0.0;
   double max_ = 0.0;
 };
+
+#if PYINFER_DETAIL_DEFINE_COMPILED
+PYINFER_COMPILED Summary LatencyRecorder::summary(const std::vector<double>& percentiles, int ddof,
+                                                  unsigned threads) const {
+  validate_percentiles(percentiles);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!histogram_) {
+    // A snapshot, then the selection without the lock: writers are not held up by it.
+    const SampleSnapshot snap{buffer_, buffer_.get(), size_};
+    lock.unlock();
+    if (snap.size == 0) throw_empty();
+    return summarize(snap.data, snap.size, percentiles, ddof, threads);
+  }
+  const std::uint64_t n = histogram_->count();
+  if (n == 0) throw_empty();
+  if (ddof < 0 || static_cast<std::uint64_t>(ddof) >= n) {
+    PYINFER_THROW(InvalidArgument("ddof must be in [0, count); got ddof=" + std::to_string(ddof) +
+                                  " for " + std::to_string(n) + " samples"));
+  }
+  Summary s;
+  s.count = static_cast<std::size_t>(n);
+  s.mean = mean_;
+  s.std = std::sqrt(m2_ / static_cast<double>(n - static_cast<std::uint64_t>(ddof)));
+  s.min = min_;
+  s.max = max_;
+  s.percentile_ranks = percentiles;
+  s.percentile_values = histogram_->percentiles(percentiles);
+  for (double& v : s.percentile_values) v = std::clamp(v, min_, max_);
+  s.exact = false;
+  s.relative_error = histogram_->relative_error();
+  return s;
+}
+
+PYINFER_COMPILED void LatencyRecorder::merge(const LatencyRecorder& other) {
+  if (&other == this) {
+    PYINFER_THROW(InvalidArgument("cannot merge a recorder into itself"));
+  }
+  std::scoped_lock lock(mutex_, other.mutex_);
+  if (!histogram_) {
+    if (other.histogram_) {
+      PYINFER_THROW(InvalidArgument(
+          "cannot merge a histogram recorder into an exact one: its samples are not kept"));
+    }
+    append_unlocked(other.buffer_.get(), other.size_);
+    return;
+  }
+  if (!other.histogram_) {
+    const double* values = other.buffer_.get();
+    for (std::size_t i = 0; i < other.size_; ++i) {
+      if (!fits_histogram(values[i])) throw_too_large(values[i], i);
+    }
+    record_histogram_batch_unlocked(values, other.size_);
+    return;
+  }
+  histogram_->merge(*other.histogram_);  // throws on different settings, before any change
+  merge_moments(other.moments_n_, other.mean_, other.m2_, other.min_, other.max_);
+}
+
+PYINFER_COMPILED std::vector<std::uint64_t> LatencyRecorder::histogram_buckets() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!histogram_) PYINFER_THROW(InvalidArgument("an exact recorder has no histogram buckets"));
+  std::vector<std::uint64_t> out;
+  for (std::size_t i = 0; i < histogram_->bucket_count(); ++i) {
+    const std::uint64_t c = histogram_->bucket_count_at(i);
+    if (c == 0) continue;
+    out.push_back(histogram_->bucket_lower(i));
+    out.push_back(histogram_->bucket_width(i));
+    out.push_back(c);
+  }
+  return out;
+}
+
+PYINFER_COMPILED void LatencyRecorder::append_unlocked(const double* values, std::size_t n) {
+  if (n == 0) return;
+  if (size_ + n > capacity_) {
+    std::size_t capacity = std::max<std::size_t>({capacity_ * 2, size_ + n, 1024});
+    std::shared_ptr<double[]> grown(new double[capacity]);
+    if (size_ > 0) std::memcpy(grown.get(), buffer_.get(), size_ * sizeof(double));
+    buffer_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  std::memcpy(buffer_.get() + size_, values, n * sizeof(double));
+  size_ += n;
+}
+#endif
 
 }  // namespace pyinfer

@@ -5,8 +5,11 @@
 // type 7): with the samples sorted as x[0] <= ... <= x[n-1], h = (p / 100) * (n - 1),
 // i = floor(h), g = h - i, and P(p) = x[i] + g * (x[i+1] - x[i]) (numpy's lerp formulation).
 //
-// Header-only: the definitions, and the selection machinery behind summarize(), are in
-// pyinfer/detail/ (summary_impl.hpp, select.hpp, summary_scan.hpp), included at the end.
+// Header-only by default: the definitions, and the selection machinery behind summarize(), are in
+// pyinfer/detail/ (summary_impl.hpp, select.hpp, summary_scan.hpp), included at the end. With
+// PYINFER_SEPARATE_COMPILATION (the pyinfer::pyinfer CMake target sets it) summarize() is
+// declared here and compiled once, in the pyinfer library (src/cpp/lib/pyinfer.cpp): a file
+// calling it then compiles in a fraction of the time (docs/native.md, "Compile time").
 #pragma once
 
 #include "pyinfer/detail/config.hpp"
@@ -101,9 +104,13 @@ inline double percentile_of_sorted(const double* sorted, std::size_t n, double p
 /// @throws InvalidArgument for n == 0, n <= ddof, a non-finite sample (the message names the
 ///         index of the first) or a bad rank; std::bad_alloc when out of memory
 /// Thread-safety: reentrant; `data` must not change during the call.
-inline Summary summarize(const double* data, std::size_t n, const std::vector<double>& percentiles,
-                         int ddof = 0, unsigned threads = 0);
+PYINFER_COMPILED Summary summarize(const double* data, std::size_t n,
+                                   const std::vector<double>& percentiles, int ddof = 0,
+                                   unsigned threads = 0);
 
 }  // namespace pyinfer
 
+#include "pyinfer/detail/percentile.hpp"
+#if PYINFER_DETAIL_DEFINE_COMPILED
 #include "pyinfer/detail/summary_impl.hpp"
+#endif

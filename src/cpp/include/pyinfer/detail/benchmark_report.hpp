@@ -155,6 +155,123 @@ inline int physical_core_count(int logical) {
 }
 
 /// The report's "environment" object (pyinfer.report.Environment).
+/// The first line of a small file (trimmed); false when it cannot be read.
+inline bool read_line(const std::string& path, std::string* out) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return false;
+  char line[4096];
+  const bool got = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  if (!got) return false;
+  std::string text = line;
+  const std::size_t b = text.find_first_not_of(" \t\r\n");
+  const std::size_t e = text.find_last_not_of(" \t\r\n");
+  *out = b == std::string::npos ? std::string() : text.substr(b, e - b + 1);
+  return true;
+}
+
+/// A kernel CPU list ("0-3,8") as a JSON array of numbers; "null" when unreadable or malformed.
+inline std::string cpu_list_json(const std::string& path) {
+  std::string text;
+  if (!read_line(path, &text)) return "null";
+  std::vector<long> cpus;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string part = text.substr(at, comma - at);
+    char* end = nullptr;
+    const long lo = std::strtol(part.c_str(), &end, 10);
+    long hi = lo;
+    if (end == part.c_str()) return "null";
+    if (*end == '-') hi = std::strtol(end + 1, &end, 10);
+    if (*end != '\0' || hi < lo || lo < 0) return "null";
+    for (long c = lo; c <= hi; ++c) cpus.push_back(c);
+    at = comma + 1;
+  }
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  std::string out = "[";
+  for (std::size_t i = 0; i < cpus.size(); ++i) out += (i ? ", " : "") + std::to_string(cpus[i]);
+  return out + "]";
+}
+
+/// The machine's timing-related settings, with the keys and meaning of the Python reports'
+/// Environment.system (pyinfer.report.system.SystemTuning.to_dict), plus the load average and
+/// CPU 0's caches: what makes timings steady or noisy, for the reader of a C++ report.
+inline std::string system_json(const std::vector<int>& affinity) {
+  const std::string cpu_dir = "/sys/devices/system/cpu/";
+  std::string line;
+  std::string out = "{\"affinity\": [";
+  for (std::size_t i = 0; i < affinity.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(affinity[i]);
+  }
+  out += "]";
+  std::string governors = "{";
+  std::vector<std::string> groups;
+  bool all_governors = true, all_groups = true;
+  for (std::size_t i = 0; i < affinity.size(); ++i) {
+    const std::string cpu = cpu_dir + "cpu" + std::to_string(affinity[i]);
+    if (all_governors && read_line(cpu + "/cpufreq/scaling_governor", &line)) {
+      governors +=
+          (i ? ", " : "") + json_string(std::to_string(affinity[i])) + ": " + json_string(line);
+    } else {
+      all_governors = false;
+    }
+    const std::string group = cpu_list_json(cpu + "/topology/thread_siblings_list");
+    if (group == "null") all_groups = false;
+    if (all_groups && std::find(groups.begin(), groups.end(), group) == groups.end()) {
+      groups.push_back(group);
+    }
+  }
+  out += ", \"governors\": " + (all_governors && !affinity.empty() ? governors + "}" : "null");
+  std::string turbo = "null", control;
+  if (read_line(cpu_dir + "intel_pstate/no_turbo", &line) && (line == "0" || line == "1")) {
+    turbo = json_bool(line == "0");
+    control = "/" + cpu_dir.substr(1) + "intel_pstate/no_turbo";
+  } else if (read_line(cpu_dir + "cpufreq/boost", &line) && (line == "0" || line == "1")) {
+    turbo = json_bool(line == "1");
+    control = "/" + cpu_dir.substr(1) + "cpufreq/boost";
+  }
+  out += ", \"turbo\": " + turbo + ", \"turbo_control\": " + json_string(control);
+  out += ", \"smt\": " + (read_line(cpu_dir + "smt/control", &line) ? json_string(line) : "null");
+  const bool smt_known = read_line(cpu_dir + "smt/active", &line) && (line == "0" || line == "1");
+  out += ", \"smt_active\": " + (smt_known ? json_bool(line == "1") : std::string("null"));
+  std::sort(groups.begin(), groups.end(), [](const std::string& a, const std::string& b) {
+    return std::strtol(a.c_str() + 1, nullptr, 10) < std::strtol(b.c_str() + 1, nullptr, 10);
+  });
+  std::string siblings = "[";
+  for (std::size_t i = 0; i < groups.size(); ++i) siblings += (i ? ", " : "") + groups[i];
+  out += ", \"siblings\": " + (all_groups && !groups.empty() ? siblings + "]" : "null");
+  out += ", \"isolated\": " + cpu_list_json(cpu_dir + "isolated");
+  out += ", \"nohz_full\": " + cpu_list_json(cpu_dir + "nohz_full");
+  const std::string flags = read_first_line_with("/proc/cpuinfo", "flags");
+  out += ", \"hypervisor\": " +
+         (flags.empty() ? std::string("null")
+                        : json_bool((" " + flags + " ").find(" hypervisor ") != std::string::npos));
+  double load[3] = {0.0, 0.0, 0.0};
+  if (read_line("/proc/loadavg", &line) &&
+      std::sscanf(line.c_str(), "%lf %lf %lf", &load[0], &load[1], &load[2]) == 3) {
+    out += ", \"load_average\": [" + json_number(load[0]) + ", " + json_number(load[1]) + ", " +
+           json_number(load[2]) + "]";
+  } else {
+    out += ", \"load_average\": null";
+  }
+  std::string caches = "[";
+  for (int index = 0;; ++index) {
+    const std::string dir = cpu_dir + "cpu0/cache/index" + std::to_string(index) + "/";
+    std::string level, type, size;
+    if (!read_line(dir + "level", &level) || !read_line(dir + "type", &type) ||
+        !read_line(dir + "size", &size)) {
+      break;
+    }
+    caches += (index ? ", " : "") + std::string("{\"level\": ") + level +
+              ", \"type\": " + json_string(type) + ", \"size\": " + json_string(size) + "}";
+  }
+  out += ", \"caches\": " + caches + "]";
+  return out + "}";
+}
+
 inline std::string environment_json() {
   char host[256] = {0};
   if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
@@ -173,11 +290,20 @@ inline std::string environment_json() {
   const long online = sysconf(_SC_NPROCESSORS_ONLN);
   const int logical = online > 0 ? static_cast<int>(online) : 1;
   int affinity = logical;
+  std::vector<int> cpus;
 #if defined(__linux__) && defined(CPU_COUNT)
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) affinity = CPU_COUNT(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    affinity = CPU_COUNT(&set);
+    for (std::size_t c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(static_cast<int>(c));
+    }
+  }
 #endif
+  if (cpus.empty()) {
+    for (int c = 0; c < logical; ++c) cpus.push_back(c);
+  }
   const TickClock& clock = TickClock::instance();
   std::string out = "{";
   out += "\"hostname\": " + json_string(host);
@@ -200,6 +326,7 @@ inline std::string environment_json() {
          "}";
   out += ", \"clock\": {\"timed_loop_clock\": " + json_string(clock.description()) +
          ", \"ns_per_tick\": " + json_number(clock.ns_per_tick()) + "}";
+  out += ", \"system\": " + system_json(cpus);
   out += "}";
   return out;
 }
@@ -218,7 +345,7 @@ inline std::string stats_json(const Summary& s) {
 
 }  // namespace detail
 
-inline std::string BenchmarkResult::to_text() const {
+PYINFER_COMPILED std::string BenchmarkResult::to_text() const {
   std::string line = name + ": median " + detail::format_g(median_ns()) + " ns";
   if (stats.percentile_values.size() > 3) {
     line += ", p99 " + detail::format_g(stats.percentile_values[3]) + " ns";
@@ -243,7 +370,7 @@ inline std::string BenchmarkResult::to_text() const {
   return line;
 }
 
-inline std::string BenchmarkResult::to_json() const {
+PYINFER_COMPILED std::string BenchmarkResult::to_json() const {
   using detail::json_bool;
   using detail::json_number;
   using detail::json_string;
@@ -288,12 +415,19 @@ inline std::string BenchmarkResult::to_json() const {
       }
     }
   }
-  out += "], \"warmup_iterations\": " +
-         std::to_string(options.warmup_iterations * static_cast<std::size_t>(runs.size()));
-  out += ", \"warmup_settled\": null, \"stable\": " + json_bool(stable());
+  std::size_t warmup = 0;
+  int settled = -1;  // any repetition not settled makes it false; null when none was asked
+  for (const BenchmarkRun& r : runs) {
+    warmup += r.warmup_samples;
+    if (r.warmup_settled >= 0)
+      settled = settled < 0 ? r.warmup_settled : std::min(settled, r.warmup_settled);
+  }
+  out += "], \"warmup_iterations\": " + std::to_string(warmup);
+  out += ", \"warmup_settled\": " + (settled < 0 ? std::string("null") : json_bool(settled == 1)) +
+         ", \"stable\": " + json_bool(stable());
   out += ", \"stability_reason\": " + json_string(stop_reason);
-  out += ", \"stability_metric\": \"cv\", \"stability_value\": " +
-         json_number(runs.empty() ? 0.0 : runs.back().stability_value);
+  out += ", \"stability_metric\": " + json_string(options.stability_metric) +
+         ", \"stability_value\": " + json_number(runs.empty() ? 0.0 : runs.back().stability_value);
   out += ", \"timing_method\": " + json_string(timing_method);
   out += ", \"wall_s\": " + json_number(wall_s) + "},\n";
   out += "  \"throughput\": {\"batch_size\": " + std::to_string(batch_size) +
@@ -374,7 +508,7 @@ inline std::string BenchmarkResult::to_json() const {
   return out;
 }
 
-inline bool BenchmarkResult::write_json(const std::string& path) const {
+PYINFER_COMPILED bool BenchmarkResult::write_json(const std::string& path) const {
   const std::string text = to_json();
   std::FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) return false;

@@ -6,7 +6,6 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
-#include <x86intrin.h>
 #define PYINFER_HAVE_TSC 1
 #else
 #define PYINFER_HAVE_TSC 0
@@ -64,8 +63,10 @@ double calibrate_ns_per_tick(Now&& now, Ticks&& ticks, std::int64_t span_ns, int
 /// the work may start while it completes, which shortens a sample by at most the read's own
 /// latency, where a second fence would add about 10 ns to every sample.
 inline std::uint64_t read_tsc() noexcept {
-  _mm_lfence();
-  return __rdtsc();
+  // The compiler builtins behind _mm_lfence() and __rdtsc(): <x86intrin.h> alone costs a
+  // translation unit about 0.7 s of compile time (benchmarks/bench_cpp_compile.py).
+  __builtin_ia32_lfence();
+  return __builtin_ia32_rdtsc();
 }
 
 /// True when the CPU says its TSC is invariant (CPUID leaf 0x80000007, EDX bit 8).
@@ -111,7 +112,8 @@ inline TickClock::TickClock() {
   description_ = "clock_gettime(CLOCK_MONOTONIC)";
 }
 
-inline ClockInfo clock_info(int batches, int reads_per_batch) {
+#if PYINFER_DETAIL_DEFINE_COMPILED
+PYINFER_COMPILED ClockInfo clock_info(int batches, int reads_per_batch) {
   ClockInfo info;
   info.source = "clock_gettime(CLOCK_MONOTONIC)";
   info.kernel_clocksource = detail::kernel_clocksource();
@@ -155,5 +157,6 @@ inline ClockInfo clock_info(int batches, int reads_per_batch) {
   info.timed_loop_read_cost_ns = *middle;
   return info;
 }
+#endif
 
 }  // namespace pyinfer

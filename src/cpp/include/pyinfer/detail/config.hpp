@@ -32,6 +32,27 @@
 #define PYINFER_RETHROW std::abort()
 #endif
 
+// Header-only, or separately compiled. By default every definition is in the headers (a plain
+// -I is all a program needs). Defining PYINFER_SEPARATE_COMPILATION (the pyinfer::pyinfer CMake
+// target does it) keeps the heaviest ones (summarize() and the benchmark harness's reporting)
+// out of them: they are compiled once, into the pyinfer library (src/cpp/lib/pyinfer.cpp), which
+// the program then links. The library throws C++ exceptions: -fno-exceptions programs use the
+// headers alone.
+#if defined(PYINFER_SEPARATE_COMPILATION)
+#define PYINFER_HEADER_ONLY 0
+#define PYINFER_COMPILED
+#else
+#define PYINFER_HEADER_ONLY 1
+#define PYINFER_COMPILED inline
+#endif
+// Whether the definitions of the PYINFER_COMPILED functions are seen: in a header-only build, and
+// in the library's own source (src/cpp/lib/pyinfer.cpp).
+#if PYINFER_HEADER_ONLY || defined(PYINFER_DETAIL_BUILDING_LIBRARY)
+#define PYINFER_DETAIL_DEFINE_COMPILED 1
+#else
+#define PYINFER_DETAIL_DEFINE_COMPILED 0
+#endif
+
 namespace pyinfer {
 namespace detail {
 /// Where an error goes without exceptions: prints "pyinfer: <what>" on stderr, then aborts.

@@ -22,10 +22,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__GNUC__) && !defined(PYINFER_NO_SIMD) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace pyinfer {
 namespace detail {
 
@@ -138,7 +134,7 @@ PYINFER_DETAIL_ALWAYS_INLINE bool any_sign(const typename Vec<W>::U& v) noexcept
 #if PYINFER_DETAIL_X86_DISPATCH
 template <>
 PYINFER_DETAIL_ALWAYS_INLINE bool any_sign<2>(const Vec<2>::U& v) noexcept {
-  return _mm_movemask_pd(reinterpret_cast<__m128d>(v)) != 0;
+  return __builtin_ia32_movmskpd(reinterpret_cast<Vec<2>::D>(v)) != 0;
 }
 #if !defined(__clang__)
 // Clang gives this specialization the primary template's always_inline, and then refuses to
@@ -146,7 +142,7 @@ PYINFER_DETAIL_ALWAYS_INLINE bool any_sign<2>(const Vec<2>::U& v) noexcept {
 // compiles to a vector OR and one test inside the AVX2 build.
 template <>
 __attribute__((target("avx2"))) inline bool any_sign<4>(const Vec<4>::U& v) noexcept {
-  return _mm256_movemask_pd(reinterpret_cast<__m256d>(v)) != 0;
+  return __builtin_ia32_movmskpd256(reinterpret_cast<Vec<4>::D>(v)) != 0;
 }
 #endif
 #endif
