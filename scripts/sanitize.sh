@@ -78,7 +78,10 @@ rm -f "$package"/_core*.so
 rm -rf "$package/__pycache__"
 cp "$build"/_core*.so "$package/"
 core=$(ls "$package"/_core*.so)
-if ! ldd "$core" | grep -q libasan; then
+# ldd's output read whole first: `ldd | grep -q` under pipefail fails when grep exits at the
+# first match while ldd is still writing (SIGPIPE), which once failed a CI run on a good module.
+deps=$(ldd "$core")
+if [[ $deps != *libasan* ]]; then
   echo "sanitize.sh: $core is not linked with libasan" >&2
   exit 1
 fi
