@@ -28,7 +28,6 @@ import os
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import numpy as np
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch
 from pyinfer.cluster import run_dataset
 from pyinfer.engine import InferenceEngine
+from pyinfer.export import export_onnx
 from pyinfer.loading import load_model
 from pyinfer.preprocess import ImagePipeline
 
@@ -48,18 +48,10 @@ def export(name: str, folder: Path) -> Path:
 
     net = getattr(torchvision.models, name)(weights=None).eval()
     path = folder / f"{name}.onnx"
-    with warnings.catch_warnings():
-        # torch 2.14 deprecates the legacy exporter, which is the one that needs no onnxscript.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (torch.randn(1, 3, 224, 224),),
-            str(path),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        )
+    # The TorchScript-based exporter: it needs no onnxscript; pyinfer's export keeps the batch
+    # dynamic and silences the exporter's deprecation warning.
+    example = (torch.randn(1, 3, 224, 224),)
+    export_onnx(net, path, example, input_names=["image"], output_names=["logits"], dynamo=False)
     return path
 
 
