@@ -17,13 +17,13 @@ import argparse
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyinfer.backends.frameworks import ensure_triton_safe, import_torch, physical_cores
+from pyinfer.export import export_onnx
 from pyinfer.loading import load_model
 
 
@@ -34,18 +34,10 @@ def export_resnet50(folder: Path) -> Path:
 
     net = torchvision.models.resnet50(weights=None).eval()
     path = folder / "resnet50.onnx"
-    with warnings.catch_warnings():
-        # torch 2.14 deprecates the legacy exporter, which is the one that needs no onnxscript.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (torch.randn(1, 3, 224, 224),),
-            str(path),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        )
+    # The TorchScript-based exporter: it needs no onnxscript; pyinfer's export keeps the batch
+    # dynamic and silences the exporter's deprecation warning.
+    example = (torch.randn(1, 3, 224, 224),)
+    export_onnx(net, path, example, input_names=["image"], output_names=["logits"], dynamo=False)
     return path
 
 
