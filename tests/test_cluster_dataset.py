@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from tests._tiny_bert import save_tiny_bert
 from tests.conftest import require_module
 
 import pyinfer
@@ -233,39 +234,9 @@ def test_the_actor_answers_one_row_per_input_with_its_id_in_this_process(
 
 
 def _bert_folder(folder: Path) -> Path:
-    torch = require_module("torch")
-    transformers = require_module("transformers")
-    tokenizers = require_module("tokenizers")
-    from tokenizers import models, normalizers, pre_tokenizers, processors
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    ids = {w: i for i, w in enumerate(vocab)}
-    tok = tokenizers.Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).eval().save_pretrained(folder)
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    ).save_pretrained(folder)
-    return folder
+    for name in ("torch", "transformers", "tokenizers"):
+        require_module(name)
+    return save_tiny_bert(folder, WORDS)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from tests._tiny_bert import fast_tokenizer, save_tiny_bert, wordpiece_tokenizer  # noqa: E402
+
 import pyinfer  # noqa: E402
 from pyinfer import export  # noqa: E402
 from pyinfer.backends.huggingface import TextEncoder  # noqa: E402
@@ -59,51 +61,16 @@ MAX_POSITIONS = 64
 
 
 def _tokenizer() -> Any:
-    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]
-    vocab += [*WORDS, "##s", "##es", "##ing"]
-    ids = {w: i for i, w in enumerate(dict.fromkeys(vocab))}
-    tok = tokenizers.Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
-    )
-    tok.decoder = decoders.WordPiece()
-    return tok
+    return wordpiece_tokenizer(WORDS)
 
 
 def _fast(tok: Any) -> Any:
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+    return fast_tokenizer(tok)
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hf") / "tiny-bert"
-    tok = _tokenizer()
-    config = transformers.BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POSITIONS,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).eval().save_pretrained(folder)
-    _fast(tok).save_pretrained(folder)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("hf") / "tiny-bert", WORDS, MAX_POSITIONS)
 
 
 @pytest.fixture(scope="module")
