@@ -14,6 +14,9 @@ said, as a user runs it:
   (31% more pixels: about 30% slower), the same gate; a pair the gate fails is a detection.
   The target: at least 18 in 20. ``ab14`` does the same against width multiplier 1.4 (about
   1.8x slower here: an easy case).
+* ``aa-measure``, ``ab-measure``: the same comparisons measured by one command, ``pyinfer
+  compare --measure A B --fail-if-slower 5%``, whose runs alternate (A B A B ...) so a change
+  of the machine's speed between runs hits both models alike. Same targets as ``aa``/``ab``.
 * ``calibration``: N consecutive default profiles (default 10); run i's reported 95% interval
   of the median should hold run i+1's median at least 8 times in 10 (9 checks: 8 of 9).
 * ``walltime``: ``pyinfer profile resnet50.onnx`` with the default repetitions and with
@@ -41,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXPERIMENTS = ("aa", "ab", "ab14", "calibration", "walltime")
+EXPERIMENTS = ("aa", "ab", "ab14", "aa-measure", "ab-measure", "calibration", "walltime")
 EXIT_REGRESSION = 4
 
 
@@ -125,6 +128,25 @@ def pairs(first: Path, second: Path, count: int, folder: Path, label: str) -> di
     return {"pairs": count, "gate_failed": failed, "median_ratios": ratios}
 
 
+def measured_pairs(
+    first: Path, second: Path, count: int, folder: Path, label: str
+) -> dict[str, Any]:
+    """``count`` runs of ``compare --measure first second --fail-if-slower 5%``."""
+    failed, ratios = 0, []
+    for i in range(count):
+        out = folder / f"{label}_{i}.json"
+        code, _, _ = pyinfer(
+            "compare", "--measure", first, second, "--fail-if-slower", "5%", "--json", out
+        )
+        slower = code == EXIT_REGRESSION
+        failed += slower
+        ratio = float(json.loads(out.read_text())["comparisons"][0]["ratio"])
+        ratios.append(ratio)
+        verdict = "FAILS" if slower else "passes"
+        print(f"  {label} {i + 1:2d}: ratio {ratio:.3f}, gate {verdict}")
+    return {"pairs": count, "gate_failed": failed, "median_ratios": ratios}
+
+
 def calibration(model: Path, count: int, folder: Path) -> dict[str, Any]:
     """``count`` consecutive profiles; how often one's interval holds the next one's median."""
     reports = [profile(model, folder / f"cal_{i}.json") for i in range(count)]
@@ -203,6 +225,12 @@ def main() -> None:
         if "ab14" in chosen:
             print(f"A/B: MobileNetV2 then width 1.4, the same gate, {args.pairs} pairs")
             results["ab14"] = pairs(models["mnv2"], models["mnv2_14"], args.pairs, folder, "ab14")
+        for key, other in (("aa-measure", "mnv2"), ("ab-measure", "mnv2_256")):
+            if key in chosen:
+                print(f"{key}: compare --measure MobileNetV2 {other}, {args.pairs} times")
+                results[key] = measured_pairs(
+                    models["mnv2"], models[other], args.pairs, folder, key
+                )
         if "calibration" in chosen:
             print(f"Calibration: {args.runs} consecutive default profiles of MobileNetV2")
             results["calibration"] = calibration(models["mnv2"], args.runs, folder)
@@ -210,12 +238,14 @@ def main() -> None:
             print(f"Wall time: ResNet50 default profile against --repeat 1, {args.rounds} rounds")
             results["walltime"] = walltime(models["resnet50"], args.rounds, folder, args.before)
     print()
-    if "aa" in results:
-        r = results["aa"]
-        print(
-            f"false alarms: {r['gate_failed']} of {r['pairs']} A/A pairs (target: at most 1 in 20)"
-        )
-    for key in ("ab", "ab14"):
+    for key in ("aa", "aa-measure"):
+        if key in results:
+            r = results[key]
+            print(
+                f"false alarms ({key}): {r['gate_failed']} of {r['pairs']} A/A pairs (target: at "
+                "most 1 in 20)"
+            )
+    for key in ("ab", "ab14", "ab-measure"):
         if key in results:
             r = results[key]
             ratio = statistics.median(r["median_ratios"])

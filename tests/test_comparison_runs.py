@@ -184,6 +184,71 @@ def test_a_30_percent_slowdown_is_detected_nearly_always(rng: np.random.Generato
     assert fails >= 0.97
 
 
+# ---- runs measured in alternation: compared in their pairs ------------------------------------
+
+
+def test_paired_runs_give_the_t_interval_of_the_pair_log_ratios() -> None:
+    factors = (1.30, 1.32, 1.28, 1.31, 1.29)
+    after = [a * f for a, f in zip(RUNS_A, factors, strict=True)]
+    c = compare(make(RUNS_A), make(after), paired=True)
+    logs = np.log(factors)
+    half95 = 2.7764451051977934 * logs.std(ddof=1) / np.sqrt(5)  # t(0.975, 4 df)
+    half90 = 2.1318467863266499 * logs.std(ddof=1) / np.sqrt(5)  # t(0.95, 4 df)
+    assert c.paired
+    assert c.ratio == pytest.approx(np.exp(logs.mean()))
+    assert c.ratio_low == pytest.approx(np.exp(logs.mean() - half95))
+    assert c.ratio_high == pytest.approx(np.exp(logs.mean() + half95))
+    assert c.slower_bound == pytest.approx(np.exp(logs.mean() - half90))
+    assert c.verdict == SLOWER
+    assert c.summary == (
+        "after is 1.30x slower than before, 95% interval 1.28-1.32x, over 5 alternating "
+        "pairs of runs"
+    )
+    assert Comparison.from_dict(c.to_dict()) == c
+
+
+def test_paired_falls_back_to_the_unpaired_interval_without_matching_runs() -> None:
+    unequal = compare(make(RUNS_A), make(scaled(1.38)[:4]), paired=True)
+    assert not unequal.paired
+    assert unequal.summary.endswith("over 5+4 runs")
+    few = compare(make(RUNS_A[:3]), make(scaled(1.38)[:3]), paired=True)
+    assert (few.paired, few.verdict) == (False, UNDECIDED)
+
+
+def _drifting_pairs(rng: np.random.Generator, slowdown: float) -> tuple[list[float], list[float]]:
+    """Five alternating pairs on a machine whose speed state (1x or 1.6x, at random for each
+    pair) lasts longer than a pair: both runs of a pair share it."""
+    state = np.where(rng.random(5) < 0.5, 1.0, 1.6)
+    a = 5.0 * state * rng.lognormal(0.0, 0.03, size=5)
+    b = 5.0 * slowdown * state * rng.lognormal(0.0, 0.03, size=5)
+    return [float(v) for v in a], [float(v) for v in b]
+
+
+def _paired_rates(rng: np.random.Generator, slowdown: float, paired: bool) -> float:
+    fails = 0
+    for _ in range(600):
+        a, b = _drifting_pairs(rng, slowdown)
+        fails += compare(make(a), make(b), paired=paired).regression(0.05)
+    return fails / 600
+
+
+def test_pairs_cancel_a_speed_state_that_outlasts_them(rng: np.random.Generator) -> None:
+    # The machine's state moves both runs of a pair: the pairs see a 30% slowdown through it
+    # nearly always, two independent sets of runs far less often, and neither cries wolf.
+    assert _paired_rates(rng, 1.3, paired=True) >= 0.97
+    assert _paired_rates(rng, 1.3, paired=False) <= 0.8
+    assert _paired_rates(rng, 1.0, paired=True) <= 0.05
+
+
+def test_pairs_hold_on_a_machine_that_flips_between_runs(rng: np.random.Generator) -> None:
+    # The worst case for pairs: every run lands at 4.9 or 7.5 ms at random, so a state change
+    # can fall inside a pair; the paired gate still rarely fails on no change.
+    fails = 0
+    for _ in range(600):
+        fails += compare(make(_bimodal(rng)), make(_bimodal(rng)), paired=True).regression(0.05)
+    assert fails / 600 <= 0.05
+
+
 # ---- pyinfer compare: the gate, JSON and baselines -------------------------------------------
 
 
