@@ -1,4 +1,7 @@
-"""The energy readers on a fake powercap tree and a fake NVML."""
+"""The energy readers on a fake powercap tree and a fake NVML.
+
+(The profiler's throughput run reading them, and the report's line: tests/test_profiler_energy.py.)
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from pyinfer.analysis import energy as analysis_energy
 from pyinfer.analysis.energy import EnergyReading, measure_energy, rapl_domains
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.profiling import energy as profiling_energy
 
 
 def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int = 10**9) -> Path:
@@ -51,7 +56,7 @@ def test_no_powercap_says_why(tmp_path: Path) -> None:
     assert reading.joules is None
     assert reading.joules_per_inference is None
     assert reading.line() == (
-        f"Energy (RAPL): unavailable: no {tmp_path / 'none'} (no powercap support in this "
+        f"Energy: unavailable: no {tmp_path / 'none'} (no powercap support in this "
         "kernel or container)"
     )
     (tmp_path / "empty").mkdir()
@@ -106,3 +111,8 @@ def test_nvml_without_a_counter_says_why(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_bad_counts_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match=r"at least 1, not 0 and 1"):
         measure_energy(lambda: None, 0, 1)
+
+
+def test_the_analysis_names_are_the_profilers_readers() -> None:
+    for name in analysis_energy.__all__:
+        assert getattr(analysis_energy, name) is getattr(profiling_energy, name), name

@@ -153,7 +153,7 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert " of the measured fp32 peak " in printed.splitlines()[1]
-    assert printed.splitlines()[-1].startswith("Energy (RAPL): ")
+    assert printed.splitlines()[-1].startswith("Energy: ")
     macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
     assert macs == 9_179_136
     assert printed.startswith("Arithmetic: 9.179 M MACs (18.36 MFLOP, FLOPs = 2 x MACs) per call")

@@ -89,6 +89,7 @@ def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
 def _energy(model: Model, batch_size: int, runs: int, dims: Mapping[str, int]) -> EnergyReading:
     """Joules per inference over ``runs`` more calls (RAPL, or NVML on a CUDA model)."""
     from pyinfer.analysis.energy import measure_energy
+    from pyinfer.profiling.gpu import nvml_index
 
     native = model.to_native(model.example_inputs(batch_size, dims=dims))
 
@@ -96,7 +97,7 @@ def _energy(model: Model, batch_size: int, runs: int, dims: Mapping[str, int]) -
         model.run_native(native)
         model.synchronize()
 
-    gpu = model.device.index if model.device.is_cuda else None
+    gpu = nvml_index(model.device.index) if model.device.is_cuda else None
     return measure_energy(call, runs, batch_size, gpu_index=gpu)
 
 
