@@ -32,6 +32,7 @@ def test_rapl_packages_are_added_and_sub_zones_are_not(tmp_path: Path) -> None:
     pkg0 = _zone(root, "intel-rapl:0", "package-0", 1_000_000)
     pkg1 = _zone(root, "intel-rapl:1", "package-1", 999_000_000)  # wraps at 10**9
     _zone(root, "intel-rapl:0:0", "core", 5)  # part of package-0
+    _zone(root, "intel-rapl:2", "psys", 7)  # the whole platform, packages included
     calls = []
 
     def call() -> None:  # each call spends 2 J on package 0 and 3 J on package 1

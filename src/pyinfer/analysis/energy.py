@@ -10,12 +10,12 @@ from __future__ import annotations
 from pyinfer.profiling.energy import (
     POWERCAP,
     EnergyMeter,
-    EnergyReading,
     measure_energy,
     rapl_domains,
     rapl_joules,
     read_rapl_uj,
 )
+from pyinfer.report.energy import EnergyReading
 
 __all__ = [
     "POWERCAP",

@@ -2,7 +2,8 @@
 
 RAPL (Intel, and AMD since Zen) is read through Linux's powercap files,
 ``/sys/class/powercap/intel-rapl:N/energy_uj`` (one per package; sub-zones ``intel-rapl:N:M``
-are parts of it and are not added again), in microjoules, wrapping at ``max_energy_range_uj``
+are parts of it and are not added again, nor is a laptop's ``psys`` zone, the whole platform),
+in microjoules, wrapping at ``max_energy_range_uj``
 (one wrap between two reads is undone; the range is hundreds of kilojoules, minutes at full
 power, far more than a throughput run). Since Linux 5.10 these files are readable by root
 only, and virtual machines and containers rarely have them: the reading then says why it is
@@ -30,7 +31,6 @@ from pyinfer.report.energy import EnergyReading
 __all__ = [
     "POWERCAP",
     "EnergyMeter",
-    "EnergyReading",
     "measure_energy",
     "rapl_domains",
     "rapl_joules",
@@ -56,6 +56,8 @@ def rapl_domains(root: Path | None = None) -> list[Path] | str:
     if not root.is_dir():
         return f"no {root} (no powercap support in this kernel or container)"
     zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+    # A laptop's "psys" zone is the whole platform, the packages included: not added to them.
+    zones = [z for z in zones if _zone_name(z) != "psys"]
     if not zones:
         return f"no RAPL zone under {root} (a virtual machine, or a CPU without RAPL)"
     for zone in zones:
