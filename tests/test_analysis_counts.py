@@ -336,3 +336,59 @@ def test_a_saved_model_is_counted_from_its_frozen_graph(
         "Attention": 5 * 5 * 2,  # z^T z: K is the batch
     }
     assert counted.framework == "tensorflow"
+    # (activations read, weights read, outputs written), in bytes, of the frozen constants
+    by_class = {op.op_class: op for op in counted.operators if op.macs}
+    read_written = {
+        k: (op.input_bytes, op.weight_bytes, op.output_bytes) for k, op in by_class.items()
+    }
+    assert read_written == {
+        "Conv": (4 * 2 * 72, 4 * 72, 4 * 2 * 144),
+        "MatMul/Gemm": (4 * 2 * 144, 4 * 144 * 5, 4 * 2 * 5),
+        "Attention": (4 * 2 * 10, 0, 4 * 25),
+    }
+
+
+# ---- each operator's bytes: weights and activations read, outputs written ---------------------
+
+#: A conv (3 -> 4 channels, 3x3, pad 1, bias) on 8x8, flattened, times a (256, 5) weight, batch 1.
+#: Conv: reads x 3*64 floats and its weights 4*27 + 4, writes 4*64; 4*64 * 27 MACs.
+#: MatMul: reads 256 activations and 256*5 weights, writes 5; 256 * 5 MACs.
+CONV_BYTES = {"input": 4 * 3 * 64, "weight": 4 * (4 * 27 + 4), "output": 4 * 4 * 64}
+MATMUL_BYTES = {"input": 4 * 256, "weight": 4 * 256 * 5, "output": 4 * 5}
+CONV_MACS, MATMUL_MACS = 4 * 64 * 27, 256 * 5
+
+
+@pytest.fixture(scope="module")
+def conv_fc_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(256, 5, bias=False)
+    ).eval()
+    folder = tmp_path_factory.mktemp("conv_fc")
+    example = torch.randn(1, 3, 8, 8)
+    _save_traced(torch, net, example, folder / "conv_fc.pt")
+    export_onnx(net, folder / "conv_fc.onnx", example, input_names=["x"], dynamo=False)
+    return {"torchscript": folder / "conv_fc.pt", "onnx": folder / "conv_fc.onnx"}
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnx"])
+def test_each_operator_counts_the_weights_it_reads(
+    conv_fc_files: dict[str, Path], kind: str
+) -> None:
+    shapes = {"input_shapes": (None, 3, 8, 8)} if kind == "torchscript" else {}
+    counted = count_macs(load_model(conv_fc_files[kind], **shapes), batch_size=1)
+    by_class = {op.op_class: op for op in counted.operators if op.macs}
+    assert set(by_class) == {"Conv", "MatMul/Gemm"}
+    for op_class, expected in (("Conv", CONV_BYTES), ("MatMul/Gemm", MATMUL_BYTES)):
+        op = by_class[op_class]
+        assert (op.input_bytes, op.weight_bytes, op.output_bytes) == (
+            expected["input"],
+            expected["weight"],
+            expected["output"],
+        ), op
+        assert op.bytes_moved == sum(expected.values())
+    assert counted.intensity_by_class() == {
+        "Conv": 2 * CONV_MACS / sum(CONV_BYTES.values()),  # 13824 FLOP / 2240 B = 6.17
+        "MatMul/Gemm": 2 * MATMUL_MACS / sum(MATMUL_BYTES.values()),  # 2560 / 6164 = 0.42
+    }

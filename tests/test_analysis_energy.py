@@ -1,4 +1,7 @@
-"""The energy readers on a fake powercap tree and a fake NVML."""
+"""The energy readers on a fake powercap tree and a fake NVML.
+
+(The profiler's throughput run reading them, and the report's line: tests/test_profiler_energy.py.)
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from pyinfer.analysis import energy as analysis_energy
 from pyinfer.analysis.energy import EnergyReading, measure_energy, rapl_domains
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.profiling import energy as profiling_energy
 
 
 def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int = 10**9) -> Path:
@@ -27,6 +32,7 @@ def test_rapl_packages_are_added_and_sub_zones_are_not(tmp_path: Path) -> None:
     pkg0 = _zone(root, "intel-rapl:0", "package-0", 1_000_000)
     pkg1 = _zone(root, "intel-rapl:1", "package-1", 999_000_000)  # wraps at 10**9
     _zone(root, "intel-rapl:0:0", "core", 5)  # part of package-0
+    _zone(root, "intel-rapl:2", "psys", 7)  # the whole platform, packages included
     calls = []
 
     def call() -> None:  # each call spends 2 J on package 0 and 3 J on package 1
@@ -51,7 +57,7 @@ def test_no_powercap_says_why(tmp_path: Path) -> None:
     assert reading.joules is None
     assert reading.joules_per_inference is None
     assert reading.line() == (
-        f"Energy (RAPL): unavailable: no {tmp_path / 'none'} (no powercap support in this "
+        f"Energy: unavailable: no {tmp_path / 'none'} (no powercap support in this "
         "kernel or container)"
     )
     (tmp_path / "empty").mkdir()
@@ -106,3 +112,8 @@ def test_nvml_without_a_counter_says_why(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_bad_counts_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match=r"at least 1, not 0 and 1"):
         measure_energy(lambda: None, 0, 1)
+
+
+def test_the_analysis_names_are_the_profilers_readers() -> None:
+    for name in analysis_energy.__all__:
+        assert getattr(analysis_energy, name) is getattr(profiling_energy, name), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -16,6 +17,7 @@ import pytest
 from pyinfer import load_model
 from pyinfer.analysis import count_macs
 from pyinfer.analysis import peaks as peaks_module
+from pyinfer.analysis.arithmetic import OperatorCount, summarise
 from pyinfer.analysis.operators import (
     OperatorBreakdown,
     OperatorTime,
@@ -24,6 +26,7 @@ from pyinfer.analysis.operators import (
 )
 from pyinfer.analysis.peaks import MachinePeaks, calibrate
 from pyinfer.cli import app
+from pyinfer.cli.ops import roofline_points
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.export import export_onnx
 
@@ -153,13 +156,18 @@ def test_ops_command_prints_and_writes_the_breakdown(
     assert plot.read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert " of the measured fp32 peak " in printed.splitlines()[1]
-    assert printed.splitlines()[-1].startswith("Energy (RAPL): ")
+    assert printed.splitlines()[-1].startswith("Energy: ")
     macs = 32 * 32 * 32 * 27 + 32 * 30 * 30 * 32 * 9
     assert macs == 9_179_136
     assert printed.startswith("Arithmetic: 9.179 M MACs (18.36 MFLOP, FLOPs = 2 x MACs) per call")
     data = json.loads(out.read_text())
     assert data["arithmetic"]["macs"] == macs
     assert data["arithmetic"]["flops"] == 2 * macs
+    # Each conv reads its input and weights (bias included) and writes its output, in floats.
+    conv_bytes = 4 * (3 * 1024 + 32 * 27 + 32 + 32 * 1024) + 4 * (
+        32 * 1024 + 32 * 288 + 32 + 32 * 900
+    )
+    assert data["arithmetic"]["intensity_by_class"] == {"Conv": 2 * macs / conv_bytes}
     assert data["operators"][0]["op_class"] in {"Conv", "Elementwise"}
     assert data["overhead_ms"] == pytest.approx(data["latency_ms"] - data["operator_ms"])
     assert sys.modules.get("pyinfer.analysis.operators") is not None
@@ -279,3 +287,27 @@ def test_tensorflow_operators_are_the_kernels_of_the_frozen_graph(
         for op in breakdown.operators
         for name in op.framework_ops
     )
+
+
+def test_the_roofline_places_each_class_at_its_flops_over_weights_and_activations() -> None:
+    conv = OperatorCount("c", "Conv", "Conv", macs=6912, output_bytes=1024)
+    conv = dataclasses.replace(conv, weight_bytes=448, input_bytes=768)
+    fc = OperatorCount(
+        "m", "MatMul", "MatMul/Gemm", 1280, 0, 20, weight_bytes=5120, input_bytes=1024
+    )
+    relu = OperatorCount("r", "Relu", "Elementwise", 0, 256, 1024, input_bytes=1024)
+    counted = summarise(("m", "onnx", 1), [conv, relu, fc], (560 + 5120, 768), "by hand")
+    times = (
+        OperatorTime("Conv", ("Conv",), 1, 0.01, macs=6912),  # 1.3824 GFLOP/s
+        OperatorTime("Elementwise", ("Relu",), 1, 0.005),
+        OperatorTime("MatMul/Gemm", ("MatMul",), 1, 0.002, macs=1280),  # 1.28 GFLOP/s
+    )
+    breakdown = OperatorBreakdown("m", "onnxruntime", 1, 10, 0.02, times, "trace", counted)
+    points = roofline_points(breakdown, counted, 0.5)
+    assert points == [
+        ("m", counted.arithmetic_intensity, 0.5),
+        ("Conv", 13824 / 2240, pytest.approx(1.3824)),
+        ("MatMul/Gemm", 2560 / 6164, pytest.approx(1.28)),
+    ]
+    # The weights count: without them the Conv would sit at 13824 / 1792 FLOP per byte.
+    assert points[1][1] < 13824 / (768 + 1024)

@@ -1021,7 +1021,8 @@ def test_nvml_counts_the_gpus_cuda_visible_devices_hides(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,2")
     PerformanceProfiler(FakeCudaModel("onnxruntime"), FAST).measure_throughput(duration_s=0.01)
-    assert fake_gpu.handles == [2]  # cuda:1 is the machine's GPU 2
+    # cuda:1 is the machine's GPU 2: the utilisation sampler's and the energy meter's handle
+    assert fake_gpu.handles == [2, 2]
 
 
 def test_cuda_graphs_capture_once_and_time_the_replay(

@@ -203,6 +203,9 @@ def test_profile_repeated_in_fresh_processes(tiny_onnx: Path) -> None:
     # The memory pass and the throughput run come from the first run only.
     assert report.memory is not None
     assert report.throughput is not None
+    # Its energy reading (or why there is none) came back from the worker.
+    assert report.throughput.energy is not None
+    assert report.throughput.energy.inferences == report.throughput.items
     assert reps.interval_low_ms is not None
     assert reps.interval_high_ms is not None
     assert reps.interval_low_ms <= report.latency.stats.median_ms <= reps.interval_high_ms

@@ -353,7 +353,7 @@ def test_runs_in_one_process_are_said_so_and_kept_in_json() -> None:
     )
     report = _report(reps)
     data = json.loads(report.to_json())
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == "1.3"
     assert data["repetitions"]["in_one_process"] is True
     assert ProfileReport.from_json(report.to_json()) == report
     # A report of schema 1.1 has no such field: its runs were in fresh processes.

@@ -156,6 +156,10 @@ class OperatorCount:
         element_ops: Element operations of pooling and elementwise operators (output elements,
             times the window for pooling); 0 for the others.
         output_bytes: Bytes of its outputs.
+        weight_bytes: Bytes of the weights it reads (the framework's own word for them: ONNX
+            initializers and constants feeding the node, the torch module's parameters and
+            buffers, a TensorFlow graph's frozen constants, a TFLite model's constant tensors).
+        input_bytes: Bytes of the activations it reads (its operands that are not weights).
     """
 
     name: str
@@ -164,6 +168,13 @@ class OperatorCount:
     macs: int = 0
     element_ops: int = 0
     output_bytes: int = 0
+    weight_bytes: int = 0
+    input_bytes: int = 0
+
+    @property
+    def bytes_moved(self) -> int:
+        """Activations read, weights read, outputs written: the least traffic of the operator."""
+        return self.input_bytes + self.weight_bytes + self.output_bytes
 
 
 @dataclass(frozen=True)
@@ -216,6 +227,22 @@ class Arithmetic:
         """FLOPs per byte moved (:attr:`bytes_moved`); NaN when nothing is moved."""
         moved = self.bytes_moved
         return self.flops / moved if moved else math.nan
+
+    def intensity_by_class(self) -> dict[str, float]:
+        """FLOPs per byte of each class with MACs, over its operators' own traffic.
+
+        A class's bytes are, for each of its operators, the activations it reads, the weights
+        it reads and the outputs it writes (:attr:`OperatorCount.bytes_moved`): the intensity
+        of the class's operators run alone, where the roofline places them. A class whose
+        operators have no bytes counted is left out.
+        """
+        macs: dict[str, int] = {}
+        moved: dict[str, int] = {}
+        for op in self.operators:
+            if op.macs:
+                macs[op.op_class] = macs.get(op.op_class, 0) + op.macs
+                moved[op.op_class] = moved.get(op.op_class, 0) + op.bytes_moved
+        return {k: 2 * macs[k] / moved[k] for k in macs if moved[k] > 0}
 
     def summary_line(self) -> str:
         """``4.09 G MACs (8.18 GFLOP, FLOPs = 2 x MACs) per call at batch 1; ...``."""

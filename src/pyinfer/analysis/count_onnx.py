@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,8 @@ def count_onnx_graph(
                 macs=macs,
                 element_ops=0 if counts_macs else _element_ops(node, op_class, out_shape),
                 output_bytes=_output_bytes(node, shapes, op_class),
+                weight_bytes=_input_bytes(node, shapes, lambda n: n in weights),
+                input_bytes=_input_bytes(node, shapes, lambda n: n not in weights),
             )
         )
     param_bytes = sum(math.prod(shapes[i.name][0]) * shapes[i.name][1] for i in graph.initializer)
@@ -205,6 +207,18 @@ def _symbolic(proto: Any, path: Path) -> Any:
     except Exception as exc:  # any failure leaves onnx's own shapes, logged
         logger.info("ONNX Runtime's symbolic shape inference failed on %s: %s", path, exc)
         return None
+
+
+def _input_bytes(
+    node: Any, shapes: Mapping[str, tuple[tuple[int, ...], int]], which: Callable[[str], bool]
+) -> int:
+    """Bytes of the node's inputs of known shape that ``which`` picks (weights or activations)."""
+    total = 0
+    for name in node.input:
+        if name and which(name) and name in shapes:
+            shape, itemsize = shapes[name]
+            total += math.prod(shape) * itemsize
+    return total
 
 
 def _output_bytes(

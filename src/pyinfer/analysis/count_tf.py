@@ -181,7 +181,12 @@ def count_tf_function(
         elements = 0
         if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and shapes and shapes[0]:
             elements = math.prod(shapes[0]) * (_tf_window(op) if op_class == ar.POOLING else 1)
-        ops.append(ar.OperatorCount(op.name, op.type, op_class, macs, elements, out_bytes))
+        weight_bytes, input_bytes = _read_bytes(op, constants)
+        ops.append(
+            ar.OperatorCount(
+                op.name, op.type, op_class, macs, elements, out_bytes, weight_bytes, input_bytes
+            )
+        )
     input_bytes = sum(
         math.prod(s) * tf.as_dtype(input_dtypes[n]).size for n, s in input_shapes.items()
     )
@@ -191,6 +196,21 @@ def count_tf_function(
         (parameter_bytes, input_bytes),
         "TensorFlow graph, frozen and inlined, at static shapes",
     )
+
+
+def _read_bytes(op: Any, constants: set[str]) -> tuple[int, int]:
+    """Bytes of the op's constant operands (weights) and of the others (activations)."""
+    weights = activations = 0
+    for tensor in op.inputs:
+        shape = _shape(tensor)
+        if shape is None:
+            continue
+        size = math.prod(shape) * tensor.dtype.size
+        if tensor.op.name in constants:
+            weights += size
+        else:
+            activations += size
+    return weights, activations
 
 
 def _tf_window(op: Any) -> int:
@@ -282,8 +302,22 @@ def count_tflite(interpreter: Any, *, model: str, batch_size: int) -> Arithmetic
         elements = 0
         if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and out:
             elements = math.prod(out)
+        read = {
+            int(i): math.prod(shapes[int(i)]) * tensors[int(i)]["dtype"]().itemsize
+            for i in d["inputs"]
+            if int(i) >= 0
+        }
         ops.append(
-            ar.OperatorCount(f"{raw}_{d['index']}", raw, op_class, macs, elements, out_bytes)
+            ar.OperatorCount(
+                f"{raw}_{d['index']}",
+                raw,
+                op_class,
+                macs,
+                elements,
+                out_bytes,
+                weight_bytes=sum(b for i, b in read.items() if i in constant),
+                input_bytes=sum(b for i, b in read.items() if i not in constant),
+            )
         )
     param_bytes = sum(
         math.prod(int(s) for s in tensors[i]["shape"]) * tensors[i]["dtype"]().itemsize

@@ -82,13 +82,15 @@ def _make_counter(torch: Any, weights: set[int]) -> Any:
             if op_class not in ar.MAC_CLASSES:
                 macs = 0
             outputs = [] if name in _VIEWS else _tensors(out, torch)
-            out_bytes = sum(t.numel() * t.element_size() for t in outputs)
+            out_bytes = _nbytes(outputs)
             elements = 0
             if op_class not in ar.MAC_CLASSES and op_class != ar.DATA_MOVEMENT and outputs:
                 elements = outputs[0].numel()
                 if op_class == ar.POOLING:
                     elements *= _window(name, args, outputs[0])
             if name not in _VIEWS:
+                read = _tensors([*args, *kwargs.values()], torch)
+                weight = [t for t in read if _storage(t) in weights]
                 self.ops.append(
                     ar.OperatorCount(
                         name=f"aten::{name}",
@@ -97,11 +99,17 @@ def _make_counter(torch: Any, weights: set[int]) -> Any:
                         macs=macs,
                         element_ops=elements,
                         output_bytes=out_bytes,
+                        weight_bytes=_nbytes(weight),
+                        input_bytes=_nbytes([t for t in read if _storage(t) not in weights]),
                     )
                 )
             return out
 
     return _Counter()
+
+
+def _nbytes(tensors: list[Any]) -> int:
+    return sum(int(t.numel()) * int(t.element_size()) for t in tensors)
 
 
 def _sdpa_macs(q: Any, k: Any, v: Any) -> int:

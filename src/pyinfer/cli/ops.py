@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyinfer.backends.base import Model
     from pyinfer.report import ProfileReport
 
-__all__ = ["add_parser", "cmd_ops", "operator_section", "with_arithmetic"]
+__all__ = ["add_parser", "cmd_ops", "operator_section", "roofline_points", "with_arithmetic"]
 logger = logging.getLogger(__name__)
 
 
@@ -89,6 +89,7 @@ def with_arithmetic(report: ProfileReport, model: Model) -> ProfileReport:
 def _energy(model: Model, batch_size: int, runs: int, dims: Mapping[str, int]) -> EnergyReading:
     """Joules per inference over ``runs`` more calls (RAPL, or NVML on a CUDA model)."""
     from pyinfer.analysis.energy import measure_energy
+    from pyinfer.profiling.gpu import nvml_index
 
     native = model.to_native(model.example_inputs(batch_size, dims=dims))
 
@@ -96,7 +97,7 @@ def _energy(model: Model, batch_size: int, runs: int, dims: Mapping[str, int]) -
         model.run_native(native)
         model.synchronize()
 
-    gpu = model.device.index if model.device.is_cuda else None
+    gpu = nvml_index(model.device.index) if model.device.is_cuda else None
     return measure_energy(call, runs, batch_size, gpu_index=gpu)
 
 
@@ -104,22 +105,38 @@ def _plot(
     breakdown: OperatorBreakdown, arithmetic: Arithmetic, peaks: MachinePeaks, rate: float,
     path: Path,
 ) -> None:  # fmt: skip
-    """The roofline: the model, then each class with MACs (its activations read and written)."""
+    """The roofline: the model, then each of the top classes with MACs.
+
+    A class sits at its FLOPs over the bytes its operators read and write, weights included
+    (:meth:`~pyinfer.analysis.arithmetic.Arithmetic.intensity_by_class`).
+    """
     from pyinfer.analysis.roofline_plot import plot_roofline
 
-    points = [(breakdown.model, arithmetic.arithmetic_intensity, rate)]
-    written: dict[str, int] = {}
-    for counted in arithmetic.operators:
-        written[counted.op_class] = written.get(counted.op_class, 0) + counted.output_bytes
-    for op in breakdown.operators[:5]:
-        if op.macs and op.gflops_per_s and written.get(op.op_class):
-            label = f"{op.op_class} (activations only, weights left out)"
-            points.append((label, op.macs / written[op.op_class], op.gflops_per_s))
+    points = roofline_points(breakdown, arithmetic, rate)
     write_plot(
         lambda file: plot_roofline(peaks, points, file, title=f"{breakdown.model} roofline"),
         path,
         "roofline plot",
     )
+
+
+def roofline_points(
+    breakdown: OperatorBreakdown, arithmetic: Arithmetic, rate: float, top: int = 5
+) -> list[tuple[str, float, float]]:
+    """``(label, FLOP per byte, achieved GFLOP/s)``: the model, then its top classes with MACs.
+
+    Args:
+        breakdown: The timed operators (slowest first).
+        arithmetic: The counted operators, with their weight and activation bytes.
+        rate: The model's achieved GFLOP/s.
+        top: How many of the slowest classes to consider.
+    """
+    points = [(breakdown.model, arithmetic.arithmetic_intensity, rate)]
+    intensity = arithmetic.intensity_by_class()
+    for op in breakdown.operators[:top]:
+        if op.macs and op.gflops_per_s and op.op_class in intensity:
+            points.append((op.op_class, intensity[op.op_class], op.gflops_per_s))
+    return points
 
 
 def _as_json(breakdown: OperatorBreakdown) -> dict[str, Any]:
@@ -128,6 +145,8 @@ def _as_json(breakdown: OperatorBreakdown) -> dict[str, Any]:
     if arithmetic is not None:
         arithmetic.pop("operators", None)
         arithmetic["flops"] = 2 * arithmetic["macs"]
+        assert breakdown.arithmetic is not None
+        arithmetic["intensity_by_class"] = breakdown.arithmetic.intensity_by_class()
     data["arithmetic"] = arithmetic
     data["operator_ms"] = breakdown.operator_ms
     data["overhead_ms"] = breakdown.overhead_ms

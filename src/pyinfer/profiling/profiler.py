@@ -21,7 +21,9 @@ best tools add:
   the host with a synchronisation after each call, and labelled so. ``cuda_graphs`` (torch on
   CUDA) captures the call into a CUDA graph after warm-up and times its replay.
 * **Throughput**: back-to-back calls for ``throughput_time_s``, items over wall time (FPS) and
-  calls over wall time (RPS), with GPU utilisation sampled through NVML meanwhile.
+  calls over wall time (RPS), with GPU utilisation sampled through NVML meanwhile, and the
+  energy counters (RAPL, or NVML on the model's GPU) read once before and once after the calls:
+  joules per inference and average watts (:mod:`pyinfer.profiling.energy`).
 * **Memory**, in a pass of its own: see :meth:`PerformanceProfiler.measure_memory`.
 * **Batch sweep**: latency and throughput per batch size, the knee and the best batch under a
   latency budget; running out of memory ends the sweep, recorded in the curve.
@@ -316,7 +318,9 @@ class PerformanceProfiler:
         then the calls run back to back in chunks that double up to about 0.1 s (the clock is
         read between chunks) until ``duration_s`` has passed and at least
         :data:`MIN_THROUGHPUT_CALLS` calls were made; the wall time ends after the device's
-        synchronisation. On a GPU, utilisation is sampled through NVML.
+        synchronisation. On a GPU, utilisation is sampled through NVML. The energy counters
+        (RAPL, or NVML's on the model's GPU) are read just before the first chunk and just
+        after the synchronisation, unless ``settings.energy`` is off.
 
         Args:
             batch_size: Items per call.
@@ -352,6 +356,7 @@ class PerformanceProfiler:
             duration,
             probe_calls=self.settings.warmup_iterations,
             clock=self._clock,
+            energy=self.settings.energy,
         )
 
     # -- memory ----------------------------------------------------------------------------

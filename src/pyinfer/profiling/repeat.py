@@ -40,6 +40,7 @@ from pyinfer.profiling.jobs import WORKER_COMMAND, WorkerFailure, WorkerJob, Wor
 from pyinfer.profiling.merge import merge_curves, merge_latency
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.report import BatchCurve, LatencyMeasurement, ProfileReport, SweepReport
+from pyinfer.report.energy import combine_energy
 from pyinfer.report.environment import Environment
 from pyinfer.report.noise import combine_readings
 
@@ -531,6 +532,10 @@ def merge_reports(
 ) -> ProfileReport:
     """One report of several runs: the first's passes, every run's latency and sweep.
 
+    The throughput figures are the first run's. Its energy reading, where several runs made a
+    throughput run, is theirs combined (:func:`~pyinfer.report.energy.combine_energy`: joules,
+    seconds and inferences summed, so joules per inference and watts are over all of them).
+
     Args:
         runs: The runs' reports, the first with the memory pass and throughput run.
         settings: The measurement's settings (its stability and reproducibility targets).
@@ -542,9 +547,15 @@ def merge_reports(
     overlaps = list(
         dict.fromkeys(line for r in runs for line in r.environment.concurrent_measurements)
     )
+    throughputs = [r.throughput for r in runs if r.throughput is not None]
+    throughput = first.throughput
+    if throughput is not None and len(throughputs) > 1:
+        energy = combine_energy([t.energy for t in throughputs])
+        throughput = dataclasses.replace(throughput, energy=energy)
     return dataclasses.replace(
         first,
         latency=latency,
+        throughput=throughput,
         batch_curve=merge_curves(curves, settings.reproducibility_target) if curves else None,
         repetitions=reps,
         noise=combine_readings([r.noise for r in runs]),

@@ -109,6 +109,9 @@ class ProfilerSettings:
             must be expected within this fraction of the median for the result to count as
             stable (0.10: results reproducible within 10% across runs).
         cpus: Logical CPUs to pin the worker processes to (empty: wherever the OS runs them).
+        energy: Read the energy counters around the throughput run's calls (RAPL on the CPU,
+            NVML on the model's GPU; two reads, nothing during the calls) for its joules per
+            inference and average watts; ``False`` leaves the report's ``energy`` empty.
     """
 
     batch_size: int | None = None
@@ -131,6 +134,7 @@ class ProfilerSettings:
     repetitions: int = 1
     reproducibility_target: float = DEFAULT_REPRODUCIBILITY_TARGET
     cpus: tuple[int, ...] = ()
+    energy: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -206,6 +210,9 @@ class ProfilerSettings:
                 f"cpus must be distinct CPU numbers of 0 or more, got {list(self.cpus)!r}"
             )
         object.__setattr__(self, "cpus", tuple(int(c) for c in cpus))
+        if not isinstance(self.energy, (bool, np.bool_)):
+            raise InvalidArgumentError(f"energy must be True or False, got {self.energy!r}")
+        object.__setattr__(self, "energy", bool(self.energy))
         self.stopping_rule()  # validates the rule's fields, with their own messages
         self.warmup_policy()
 

@@ -5,7 +5,8 @@
 * on CUDA with the model's stream, CUDA events on that stream, one synchronisation per chunk
   (optionally the replay of a CUDA graph of the call);
 * on CUDA without a stream, the host clock with a synchronisation after each call;
-* the throughput loop: back-to-back calls in chunks, the wall time around all of them.
+* the throughput loop: back-to-back calls in chunks, the wall time around all of them, with the
+  energy counters read just before the first chunk and just after the final synchronisation.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy.typing as npt
 from pyinfer import core
 from pyinfer.backends.base import Model
 from pyinfer.errors import DeviceError
-from pyinfer.profiling.gpu import UtilizationSampler
+from pyinfer.profiling.energy import EnergyMeter
+from pyinfer.profiling.gpu import UtilizationSampler, nvml_index
 from pyinfer.profiling.inputs import PreparedCall
 from pyinfer.profiling.settings import ProfilerSettings
 from pyinfer.profiling.stopping import CHUNK_TIME_S, SampleSource
@@ -152,6 +154,7 @@ def run_throughput(
     *,
     probe_calls: int,
     clock: Callable[[], float],
+    energy: bool = True,
 ) -> Throughput:
     """Back-to-back calls of ``prep`` for ``duration`` seconds (see ``measure_throughput``).
 
@@ -161,6 +164,8 @@ def run_throughput(
         duration: Seconds to run for.
         probe_calls: Calls timed first to size the chunks when ``prep.call_s`` is unknown.
         clock: Seconds from a monotonic origin.
+        energy: Read the energy counters around the timed calls (RAPL on the CPU, NVML on the
+            model's GPU): one read before the first chunk, one after the synchronisation.
     """
     if prep.call_s is not None:  # warm from a latency run on these inputs: no probe
         per_call = max(prep.call_s, 1e-9)
@@ -173,7 +178,13 @@ def run_throughput(
     sampler = UtilizationSampler(model.device.index) if model.device.is_cuda else None
     if sampler is not None:
         sampler.start()
+    meter = None
+    if energy:
+        gpu = nvml_index(model.device.index) if model.device.is_cuda else None
+        meter = EnergyMeter(gpu_index=gpu)
+        meter.start()
     calls, n, elapsed = 0, 0, 0.0
+    reading = None
     start = clock()
     try:
         # Chunks that double up to about CHUNK_TIME_S, the clock read between them, so the
@@ -190,13 +201,16 @@ def run_throughput(
             elapsed = now
         model.synchronize()
         wall = clock() - start
+        reading = None if meter is None else meter.stop(wall, calls * prep.batch_size)
     finally:
+        if meter is not None and reading is None:  # interrupted: let NVML go all the same
+            meter.stop(0.0, 0)
         utilization = (
             sampler.stop()
             if sampler is not None
             else GpuUtilization(unavailable="the model runs on the CPU")
         )
-    return Throughput(prep.batch_size, calls, wall, utilization)
+    return Throughput(prep.batch_size, calls, wall, utilization, reading)
 
 
 def interrupted_latency(

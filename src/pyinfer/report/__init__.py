@@ -32,6 +32,7 @@ from pyinfer.report.comparison import (
     MetricChange,
     compare,
 )
+from pyinfer.report.energy import EnergyReading, combine_energy
 from pyinfer.report.environment import Environment
 from pyinfer.report.files import STALE_TEMP_S, write_atomic
 from pyinfer.report.formatting import MB, format_ms, format_short, one_line
@@ -68,6 +69,7 @@ __all__ = [
     "BatchPoint",
     "ColdStart",
     "Comparison",
+    "EnergyReading",
     "Environment",
     "GpuUtilization",
     "JsonRecord",
@@ -84,6 +86,7 @@ __all__ = [
     "baseline_path",
     "box_table",
     "check_schema",
+    "combine_energy",
     "compare",
     "comparison_table",
     "encode_json",

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 #: Version of the JSON layout: the major number changes when a field is removed or changes
 #: meaning (older pyinfer refuses such files), the minor when fields are added (ignored by
 #: older readers).
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 R = typing.TypeVar("R", bound="JsonRecord")
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from pyinfer import core
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.report.energy import EnergyReading
 from pyinfer.report.formatting import format_macs
 from pyinfer.report.stats import percentile_supported
 
@@ -189,12 +190,16 @@ class Throughput:
         calls: Calls made.
         wall_s: Wall time of the run, including the final synchronisation on a GPU.
         gpu_utilization: NVML samples taken during the run.
+        energy: The energy counters read around the run's timed calls (RAPL on the CPU, NVML
+            on the model's GPU), or why they could not be; ``None`` when not read (turned off
+            with ``ProfilerSettings(energy=False)``, or a report older than schema 1.3).
     """
 
     batch_size: int
     calls: int
     wall_s: float
     gpu_utilization: GpuUtilization = field(default_factory=GpuUtilization)
+    energy: EnergyReading | None = None
 
     @property
     def items(self) -> int:

@@ -147,6 +147,8 @@ def details(report: ProfileReport) -> list[str]:
             f"batch {t.batch_size}, {t.calls} calls in {t.wall_s:.2f} s"
         )
         out.append(f"  GPU utilisation: {t.gpu_utilization.text()}")
+        if t.energy is not None:
+            out.append(f"  {t.energy.line()}")
     else:
         # An interrupted (or throughput=False) profile: the figure is the latency run's.
         out.append(
@@ -264,6 +266,8 @@ def report_markdown(report: ProfileReport) -> str:
         ),
         ("Throughput", f"{report.throughput_fps:.1f} FPS"),
     ]
+    if report.throughput is not None and report.throughput.energy is not None:
+        rows.append(("Energy", report.throughput.energy.text()))
     if report.memory is not None:
         rows.append(("Model parameters", f"{format_mb(report.memory.parameter_bytes)} MB"))
         if report.memory.peak_activation_bytes is not None:
