@@ -66,6 +66,7 @@ def add_parser(commands: Any) -> None:
         [
             "pyinfer load model.onnx --qps 50,100,200 --duration 10",
             "pyinfer load model.onnx --concurrency 1,2,4,8 --workers 2 --json load.json",
+            "pyinfer load model.pt --qps 50 --workers 2 --instances processes",
             "pyinfer load model.onnx --qps 100 --max-batch 8 --max-queue-delay-ms 5",
             "pyinfer load model.onnx --find-capacity --p99-budget-ms 50 --plot load.png",
         ],
@@ -102,6 +103,13 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         default=1,
         help="model instances serving (default 1)",
+    )
+    group.add_argument(
+        "--instances",
+        choices=("threads", "processes"),
+        default="threads",
+        help="each worker a thread of this process (default) or a process of its own that "
+        "loads its own copy of the model (for models that hold Python's GIL)",
     )
     group.add_argument(
         "--timeout",
@@ -165,7 +173,7 @@ def _measure(args: argparse.Namespace, instances: list[Any]) -> LoadReport:
         "input_dims": dims, "inputs": arrays, "input_values": values,
         "duration_s": args.duration, "arrival": args.arrival, "timeout_s": args.timeout,
         "seed": args.seed, "max_batch": args.max_batch,
-        "max_queue_delay_ms": args.max_queue_delay_ms,
+        "max_queue_delay_ms": args.max_queue_delay_ms, "instances": args.instances,
     }  # fmt: skip
     levels: LoadReport | None = None
     try:
@@ -202,7 +210,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.find_capacity and args.p99_budget_ms is None:
         raise InvalidArgumentError("--find-capacity needs --p99-budget-ms")
     check_outputs(args.json, plot=args.plot)
-    instances = [load_from_args(args) for _ in range(args.workers)]
+    if args.instances == "processes":  # each process loads its own copy from the file
+        instances = [load_from_args(args)] * args.workers
+    else:
+        instances = [load_from_args(args) for _ in range(args.workers)]
     try:
         report = _measure(args, instances)
     except KeyboardInterrupt as exc:
