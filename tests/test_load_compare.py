@@ -113,10 +113,13 @@ def test_json_on_stdout_with_the_verdicts(
     assert c["notes"] == [ONE_RUN_NOTE, "c=4 was served differently: workers 1 vs 2"]
     assert err.startswith(f"{a} -> {b}\n")  # the text goes to stderr
     assert "slower beyond 20%: capacity: [200.0, inf) -> [90.0, 100.0) qps" in err
-    # Without a gate the verdicts are null.
-    code, out, _ = _compare([a, b, "--json", "-"], capsys)
+    # Without a gate the verdicts are null; the files hold what stdout would.
+    md, js = tmp_path / "c.md", tmp_path / "c.json"
+    code, out, _ = _compare([a, b, "--json", str(js), "--markdown", str(md)], capsys)
     assert code == 0
-    assert json.loads(out)["comparisons"][0]["regression"] is None
+    assert json.loads(js.read_text())["comparisons"][0]["regression"] is None
+    body = out.split("\n", 1)[1].rstrip("\n")
+    assert md.read_text() == f"## Load comparison\n\n### {a} -> {b}\n\n```\n{body}\n```\n"
 
 
 def test_baselines_and_reports_sharing_nothing_are_refused(
