@@ -17,8 +17,9 @@ import pytest
 import pyinfer
 from pyinfer.core import ArrivalScheduler, constant_arrivals, now_ns, poisson_arrivals
 from pyinfer.errors import InvalidArgumentError
-from pyinfer.load.targets import make_servers
-from pyinfer.report.load import LoadReport
+from pyinfer.load.runner import LevelSettings, run_concurrency
+from pyinfer.load.targets import Server, make_servers
+from pyinfer.report.load import LoadReport, load_table
 
 
 class StallEvery:
@@ -209,6 +210,49 @@ def test_a_model_served_by_instances_and_a_batcher(tiny_onnx: Path) -> None:
     assert level.completed == level.scheduled == 200
     # A worker waits up to 20 ms for more requests, 8 arrive in 20 ms: batches form.
     assert level.mean_batch > 2.0
+
+
+class OneCallAtATime:
+    """An instance whose call takes ``seconds`` whatever the batch, one call at a time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            time.sleep(self.seconds)
+
+
+def test_concurrency_levels_go_through_the_batcher() -> None:
+    # 8 requests in flight on one instance whose call costs 20 ms whatever its batch: alone,
+    # each call serves one request (50 per second at most); batched, up to 8 per call.
+    settings = LevelSettings(1.0, max_batch=8, max_queue_delay_ms=5.0)
+    batched = run_concurrency([Server(OneCallAtATime(0.02), None)], 8, settings)
+    single = run_concurrency(
+        [Server(OneCallAtATime(0.02), None)], 8, LevelSettings(1.0, max_batch=1)
+    )
+    assert (batched.mode, batched.concurrency, batched.max_batch) == ("concurrency", 8, 8)
+    assert batched.completed == batched.scheduled > 0
+    assert batched.errors == batched.dropped == 0
+    assert 2.0 < batched.mean_batch <= batched.largest_batch <= 8
+    assert (single.mean_batch, single.largest_batch) == (1.0, 1)
+    assert single.achieved_qps <= 55.0
+    assert batched.achieved_qps > 2.0 * single.achieved_qps
+    assert "Batch mean/max" in load_table([single, batched])
+    assert "Batch mean/max" not in load_table([single])
+
+
+def test_a_model_is_batched_at_a_concurrency_level(tiny_onnx: Path) -> None:
+    model = pyinfer.load_model(tiny_onnx, intra_op_threads=1)
+    report = pyinfer.load_test(
+        model, concurrency=4, duration_s=0.3, max_batch=4, max_queue_delay_ms=20.0
+    )
+    (level,) = report.levels
+    assert level.completed == level.scheduled > 0
+    assert level.errors == 0
+    assert 1.0 < level.mean_batch <= level.largest_batch <= 4
+    assert LoadReport.from_json(report.to_json()) == report
 
 
 def test_an_engine_is_served_with_its_batch_size(tiny_onnx: Path) -> None:

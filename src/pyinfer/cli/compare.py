@@ -269,6 +269,8 @@ _DESCRIPTION = [
     "runs to judge (it never passes silently). Baselines are profile reports kept as NAME.json "
     "in --baseline-dir (.pyinfer/baselines by default): --save-baseline NAME keeps the one "
     "REPORT given (not when the gate failed), --baseline NAME compares the REPORTs with it.",
+    "Load reports (pyinfer load --json) are compared level by level; --fail-if-slower gates "
+    "on the P99 of the levels both measured (one run each) and on capacity (docs/load.md).",
 ]
 
 

@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyinfer.cli.common import EXIT_INTERRUPTED, EXIT_OK, check_outputs, write_output, write_plot
+from pyinfer.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    EXIT_USAGE,
+    check_outputs,
+    write_output,
+    write_plot,
+)
 from pyinfer.cli.model_args import add_input_options, given_from_args, input_shapes, load_from_args
 from pyinfer.cli.parser import (
     add_command,
@@ -23,6 +31,7 @@ from pyinfer.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from pyinfer.report.load import LoadReport
+    from pyinfer.report.load_compare import LoadComparison
 
 __all__ = ["add_parser", "cmd_load", "compare_load_reports", "is_load_report"]
 
@@ -57,6 +66,7 @@ def add_parser(commands: Any) -> None:
         [
             "pyinfer load model.onnx --qps 50,100,200 --duration 10",
             "pyinfer load model.onnx --concurrency 1,2,4,8 --workers 2 --json load.json",
+            "pyinfer load model.pt --qps 50 --workers 2 --instances processes",
             "pyinfer load model.onnx --qps 100 --max-batch 8 --max-queue-delay-ms 5",
             "pyinfer load model.onnx --find-capacity --p99-budget-ms 50 --plot load.png",
         ],
@@ -93,6 +103,13 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         default=1,
         help="model instances serving (default 1)",
+    )
+    group.add_argument(
+        "--instances",
+        choices=("threads", "processes"),
+        default="threads",
+        help="each worker a thread of this process (default) or a process of its own that "
+        "loads its own copy of the model (for models that hold Python's GIL)",
     )
     group.add_argument(
         "--timeout",
@@ -156,7 +173,7 @@ def _measure(args: argparse.Namespace, instances: list[Any]) -> LoadReport:
         "input_dims": dims, "inputs": arrays, "input_values": values,
         "duration_s": args.duration, "arrival": args.arrival, "timeout_s": args.timeout,
         "seed": args.seed, "max_batch": args.max_batch,
-        "max_queue_delay_ms": args.max_queue_delay_ms,
+        "max_queue_delay_ms": args.max_queue_delay_ms, "instances": args.instances,
     }  # fmt: skip
     levels: LoadReport | None = None
     try:
@@ -193,7 +210,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     if args.find_capacity and args.p99_budget_ms is None:
         raise InvalidArgumentError("--find-capacity needs --p99-budget-ms")
     check_outputs(args.json, plot=args.plot)
-    instances = [load_from_args(args) for _ in range(args.workers)]
+    if args.instances == "processes":  # each process loads its own copy from the file
+        instances = [load_from_args(args)] * args.workers
+    else:
+        instances = [load_from_args(args) for _ in range(args.workers)]
     try:
         report = _measure(args, instances)
     except KeyboardInterrupt as exc:
@@ -223,27 +243,100 @@ def is_load_report(path: str) -> bool:
 def compare_load_reports(args: argparse.Namespace) -> int:
     """``pyinfer compare`` of load reports: each later one against the first, level by level.
 
+    ``--json`` and ``--markdown`` write the comparison too (``--json -``: the JSON alone on
+    stdout, the text on stderr); ``--fail-if-slower`` exits with status 4 when a shared level's
+    P99 (one run each) or a capacity (judged on both searches' intervals) is slower beyond the
+    limit, and with status 2 when a capacity change cannot be judged.
+
     Raises:
-        InvalidArgumentError: If an option of profile comparisons is given, a report cannot be
-            read, or a report shares no level with the first.
+        InvalidArgumentError: If a baseline option is given, a report cannot be read, or a
+            report shares nothing with the first.
     """
     from pyinfer.report.load import LoadReport, load_comparison
+    from pyinfer.report.load_compare import compare_loads
 
     given = [
         option
         for option, value in (
-            ("--baseline", args.baseline), ("--save-baseline", args.save_baseline),
-            ("--fail-if-slower", args.fail_if_slower), ("--json", args.json),
-            ("--markdown", args.markdown),
+            ("--baseline", args.baseline),
+            ("--save-baseline", args.save_baseline),
         )
         if value is not None
-    ]  # fmt: skip
+    ]
     if given:
         raise InvalidArgumentError(
-            f"{', '.join(given)}: for profile reports; load reports are compared as a table only"
+            f"{', '.join(given)}: baselines are profile reports; compare a load report with "
+            "another one (pyinfer compare BEFORE.json AFTER.json)"
         )
+    check_outputs(args.markdown, None if args.json == "-" else args.json)
     paths = list(args.reports)
     first, *later = [LoadReport.load(p) for p in paths]
+    pairs, blocks = [], []
     for path, report in zip(paths[1:], later, strict=True):
-        print(f"{paths[0]} -> {path}\n{load_comparison(first, report)}\n")
-    return EXIT_OK
+        comparison = compare_loads(first, report)
+        table = load_comparison(first, report) if comparison.levels else ""
+        body = "\n".join(part for part in (table, comparison.to_text()) if part)
+        pairs.append((path, comparison))
+        blocks.append((f"{paths[0]} -> {path}", body))
+    text = "".join(f"{title}\n{body}\n\n" for title, body in blocks)
+    document = _comparison_json(paths[0], args.fail_if_slower, pairs)
+    if args.json == "-":
+        sys.stdout.write(document)
+        sys.stderr.write(text)
+    else:
+        sys.stdout.write(text)
+        if args.json:
+            write_output(args.json, document, "JSON comparison")
+    if args.markdown:
+        md = ["## Load comparison"]
+        for title, body in blocks:
+            md += ["", f"### {title}", "", "```", body, "```"]
+        write_output(args.markdown, "\n".join(md) + "\n", "Markdown comparison")
+    if args.fail_if_slower is None:
+        return EXIT_OK
+    titled = [(title, c) for (title, _), (_, c) in zip(blocks, pairs, strict=True)]
+    status, lines = _load_gate(args.fail_if_slower, titled)
+    sys.stderr.writelines(line + "\n" for line in lines)
+    return status
+
+
+def _load_gate(threshold: float, pairs: list[tuple[str, LoadComparison]]) -> tuple[int, list[str]]:
+    """The exit status of ``--fail-if-slower`` on load reports and its lines for stderr."""
+    limit = f"{threshold * 100:g}%"
+    slower = [
+        f"pyinfer compare: {title}: slower beyond {limit}: {line}"
+        for title, c in pairs
+        for line in c.slower(threshold)
+    ]
+    if slower:
+        return EXIT_REGRESSION, slower
+    undecided = [
+        f"pyinfer compare: error: --fail-if-slower {limit} cannot judge {title}: {line}"
+        for title, c in pairs
+        for line in c.undecided(threshold)
+    ]
+    return (EXIT_USAGE, undecided) if undecided else (EXIT_OK, [])
+
+
+def _comparison_json(
+    reference: str, threshold: float | None, pairs: list[tuple[str, LoadComparison]]
+) -> str:
+    from pyinfer.report import encode_json
+    from pyinfer.report.load import LOAD_SCHEMA_VERSION
+
+    document = {
+        "kind": "pyinfer load comparison",
+        "schema_version": LOAD_SCHEMA_VERSION,
+        "reference": reference,
+        "fail_if_slower": threshold,
+        "comparisons": [
+            {
+                "before": reference,
+                "after": after,
+                "regression": None if threshold is None else bool(c.slower(threshold)),
+                **c.to_dict(threshold),
+            }
+            for after, c in pairs
+        ],
+    }
+    return json.dumps(encode_json(document), indent=2, allow_nan=False) + "\n"

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.errors import InvalidArgumentError
+from pyinfer.load.processes import serving
 from pyinfer.load.runner import LevelSettings, run_concurrency, run_open_loop
-from pyinfer.load.targets import Server, make_servers, request_inputs, target_name
+from pyinfer.load.targets import Server, request_inputs, target_name
 from pyinfer.report.load import LoadLevel, LoadReport
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ def load_test(
     duration_s: float = 10.0,
     arrival: str = "poisson",
     workers: int | None = None,
+    instances: str = "threads",
     timeout_s: float | None = None,
     seed: int = 0,
     max_batch: int = 1,
@@ -126,7 +128,12 @@ def load_test(
         concurrency: Requests kept in flight, one level per value.
         duration_s: Seconds of schedule (open loop) or of issuing (closed loop) per level.
         arrival: ``"poisson"`` (exponential gaps, as real users) or ``"constant"``.
-        workers: Worker threads serving requests (default 1, or one per instance given).
+        workers: Workers serving requests (default 1, or one per instance given).
+        instances: ``"threads"``: each worker is a thread of this process, with its target
+            instance (one shared, or one per worker given). ``"processes"``: each worker is a
+            process of its own that loads its own copy of the model from its file (or imports
+            the callable by reference), for targets that hold Python's GIL; requests and
+            replies cross a pipe, latency is still counted here from the scheduled time.
         timeout_s: Requests not completed this long after their scheduled time are dropped.
         seed: Seed of the Poisson schedule and of a model's example inputs.
         max_batch: Dynamic batcher: serve up to this many queued requests in one model call.
@@ -140,7 +147,9 @@ def load_test(
         The report: one :class:`~pyinfer.report.load.LoadLevel` per rate, then per concurrency.
 
     Raises:
-        InvalidArgumentError: On a bad setting or target, naming it.
+        InvalidArgumentError: On a bad setting or target, naming it; with processes, a target
+            another process cannot load (a lambda, a model made in memory).
+        InferenceError: If a process instance fails to start or load its target.
         KeyboardInterrupt: On Ctrl-C, with ``partial_result``: the report of what was measured.
     """
     if qps is None and concurrency is None:
@@ -154,11 +163,13 @@ def load_test(
     given = request_inputs(
         seed=seed, input_dims=input_dims, inputs=inputs, input_values=input_values
     )
-    servers = make_servers(target, workers, max_batch=max_batch, inputs=given)
     name = target_name(target)
     done: list[LoadLevel] = []
     try:
-        run_levels(servers, settings, rates, [int(n) for n in levels], done)
+        with serving(
+            target, workers, instances=instances, max_batch=max_batch, inputs=given
+        ) as servers:
+            run_levels(servers, settings, rates, [int(n) for n in levels], done)
     except KeyboardInterrupt as exc:
         partial = getattr(exc, "partial_result", None)
         exc.partial_result = LoadReport(  # type: ignore[attr-defined]

@@ -13,15 +13,17 @@ rate that failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.load.api import check_settings
+from pyinfer.load.processes import serving
 from pyinfer.load.runner import LevelSettings, run_concurrency, run_open_loop
-from pyinfer.load.targets import Server, make_servers, request_inputs, target_name
+from pyinfer.load.targets import Server, request_inputs, target_name
 from pyinfer.report.load import CapacitySearch, LoadLevel, LoadReport
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ class _Search:
     """The trials run so far and what they say."""
 
     def __init__(
-        self, servers: list[Server], settings: LevelSettings, budget_ms: float, max_trials: int
+        self, servers: Sequence[Server], settings: LevelSettings, budget_ms: float, max_trials: int
     ) -> None:
         self.servers = servers
         self.settings = settings
@@ -116,6 +118,7 @@ def find_capacity(
     duration_s: float = 5.0,
     arrival: str = "poisson",
     workers: int | None = None,
+    instances: str = "threads",
     timeout_s: float | None = None,
     seed: int = 0,
     max_batch: int = 1,
@@ -135,7 +138,8 @@ def find_capacity(
         p99_budget_ms: The latency budget for the 99th percentile, in milliseconds.
         duration_s: Seconds of schedule per trial.
         arrival: ``"poisson"`` or ``"constant"``.
-        workers: Worker threads (one target instance each).
+        workers: Workers (one target instance each).
+        instances: ``"threads"`` or ``"processes"``, as for :func:`~pyinfer.load.load_test`.
         timeout_s: Requests not completed this long after their scheduled time are dropped
             (and fail the trial); default 5x the budget, at least 0.5 s, so an overloaded trial
             ends soon after its schedule.
@@ -175,7 +179,10 @@ def find_capacity(
     given = request_inputs(
         seed=seed, input_dims=input_dims, inputs=inputs, input_values=input_values
     )
-    servers = make_servers(target, workers, max_batch=max_batch, inputs=given)
+    stack = contextlib.ExitStack()  # process instances are stopped when the search ends
+    servers = stack.enter_context(
+        serving(target, workers, instances=instances, max_batch=max_batch, inputs=given)
+    )
     search = _Search(servers, settings, p99_budget_ms, max_trials)
     estimate: tuple[LoadLevel, ...] = ()
     name = target_name(target)
@@ -196,6 +203,8 @@ def find_capacity(
         )
         exc.partial_result = LoadReport(name, estimate, result)  # type: ignore[attr-defined]
         raise
+    finally:
+        stack.close()
     result = CapacitySearch(
         p99_budget_ms, search.lower(), search.failed, tuple(search.trials), note
     )

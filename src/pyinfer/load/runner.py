@@ -8,11 +8,16 @@ corrected, as MLPerf LoadGen and wrk2 do). With a dynamic batcher, a worker that
 waits up to ``max_queue_delay`` for more, up to ``max_batch``, and serves them in one call.
 
 Closed loop (concurrency N): N slots each issue a request as soon as their last one completes.
+Without a batcher each slot calls its instance directly; with one (``max_batch`` > 1) the slots
+queue their requests and the instances take up to ``max_batch`` of them per call, waiting at
+most ``max_queue_delay`` after the first (Triton's dynamic batcher under perf_analyzer's
+concurrency mode).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +81,7 @@ class _Tally:
         self._lock = threading.Lock()
         self.completed = self.dropped = self.errors = 0
         self.calls = self.served = 0  # calls made, and the requests they served
+        self.largest = 0  # the largest batch one call served
         self.last_end_ns = 0
         self.first_error: str | None = None
         self.abandon = threading.Event()
@@ -89,6 +95,7 @@ class _Tally:
             self.errors += count
             self.calls += 1
             self.served += count
+            self.largest = max(self.largest, count)
             if self.first_error is None:
                 self.first_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("load test: a request failed: %s", self.first_error)
@@ -107,6 +114,7 @@ class _Tally:
             self.dropped += late
             self.calls += 1
             self.served += len(scheduled)
+            self.largest = max(self.largest, len(scheduled))
             self.last_end_ns = max(self.last_end_ns, end_ns)
 
     def level(
@@ -137,6 +145,7 @@ class _Tally:
             service=LatencyPercentiles.from_recorder(self.service),
             schedule_error_us=error,
             mean_batch=self.served / self.calls if self.calls else 1.0,
+            largest_batch=max(self.largest, 1),
             first_error=self.first_error,
             interrupted=self.abandon.is_set(),
             **kw,  # type: ignore[arg-type]
@@ -248,36 +257,109 @@ def _slot(server: Server, tally: _Tally, end_ns: int, timeout_ns: int) -> None:
         _serve(server, tally, None, timeout_ns)
 
 
+class _Request:
+    """One closed-loop request queued for the batcher: its issue time, and its completion."""
+
+    __slots__ = ("done", "issued_ns")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.issued_ns = now_ns()
+
+
+class _BatchQueue:
+    """The closed-loop batcher: slots queue requests, instances take batches of them."""
+
+    def __init__(self, slots: int, settings: LevelSettings) -> None:
+        self.requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self.settings = settings
+        self._live = slots
+        self._lock = threading.Lock()
+        self.finished = threading.Event()  # every slot has stopped: nothing more will come
+
+    def slot(self, tally: _Tally, end_ns: int) -> None:
+        """Issues a request, waits for its reply, again, until the end (or Ctrl-C)."""
+        try:
+            while not tally.abandon.is_set() and now_ns() < end_ns:
+                request = _Request()
+                self.requests.put(request)
+                request.done.wait()
+        finally:
+            with self._lock:
+                self._live -= 1
+                if self._live == 0:
+                    self.finished.set()
+
+    def _take(self, timeout_s: float) -> _Request | None:
+        try:
+            return self.requests.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
+
+    def worker(self, server: Server, tally: _Tally) -> None:
+        """Serves batches: the first queued request, and what comes within the delay."""
+        delay_ns = round(self.settings.max_queue_delay_ms * 1e6)
+        while True:
+            first = self._take(_JOIN_POLL_S)
+            if first is None:
+                if self.finished.is_set():  # a slot stops only once its request is served
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self.settings.max_batch:
+                more = self._take((first.issued_ns + delay_ns - now_ns()) * 1e-9)
+                if more is None:
+                    break
+                batch.append(more)
+            try:
+                _serve(server, tally, [r.issued_ns for r in batch], self.settings.timeout_ns)
+            finally:
+                for r in batch:
+                    r.done.set()
+
+
 def run_concurrency(
     servers: Sequence[Server], concurrency: int, settings: LevelSettings
 ) -> LoadLevel:
     """One closed-loop level: ``concurrency`` requests kept in flight for the duration.
 
-    Slot i is served by worker ``i % len(servers)``: with fewer instances than slots, requests
-    share instances (their calls then run at once on one instance).
+    Without a batcher (``max_batch`` 1), slot i is served by instance ``i % len(servers)``:
+    with fewer instances than slots, requests share instances (their calls then run at once on
+    one instance). With one, every instance takes up to ``max_batch`` queued requests per call,
+    waiting at most ``max_queue_delay_ms`` after the first was issued.
 
     Raises:
         KeyboardInterrupt: With ``partial_result``, the level measured so far.
     """
-    _warm_up(servers, 1)
+    _warm_up(servers, settings.max_batch)
     tally = _Tally()
     start_ns = now_ns()
     end_ns = start_ns + round(settings.duration_s * 1e9)
-    threads = [
-        threading.Thread(
-            target=_slot,
-            args=(servers[i % len(servers)], tally, end_ns, settings.timeout_ns),
-            name=f"pyinfer-load-slot-{i}",
-        )
-        for i in range(concurrency)
-    ]
+    if settings.max_batch > 1:
+        batcher = _BatchQueue(concurrency, settings)
+        threads = [
+            threading.Thread(target=batcher.slot, args=(tally, end_ns), name=f"pyinfer-slot-{i}")
+            for i in range(concurrency)
+        ]
+        threads += [
+            threading.Thread(target=batcher.worker, args=(s, tally), name=f"pyinfer-load-{i}")
+            for i, s in enumerate(servers)
+        ]
+    else:
+        threads = [
+            threading.Thread(
+                target=_slot,
+                args=(servers[i % len(servers)], tally, end_ns, settings.timeout_ns),
+                name=f"pyinfer-slot-{i}",
+            )
+            for i in range(concurrency)
+        ]
     fields = {"mode": "concurrency", "offered_qps": None, "concurrency": concurrency}
-    no_batch = LevelSettings(settings.duration_s, timeout_s=settings.timeout_s)
 
     def level() -> LoadLevel:
         issued = tally.completed + tally.dropped + tally.errors
         return tally.level(
-            start_ns=start_ns, scheduled=issued, workers=len(servers), settings=no_batch,
+            start_ns=start_ns, scheduled=issued, workers=len(servers), settings=settings,
             arrival=None, **fields,
         )  # fmt: skip
 

@@ -68,7 +68,7 @@ class Server:
         self.fn = fn
         self.model = model
         self.request_batch = request_batch
-        self._settings = inputs or ProfilerSettings()
+        self.inputs = inputs or ProfilerSettings()
         self._calls: dict[int, PreparedCall] = {}
         self._lock = threading.Lock()
 
@@ -81,7 +81,7 @@ class Server:
             call = self._calls.get(requests)
             if call is None:
                 batch = requests * self.request_batch
-                call = prepare(self.model, batch, settings=self._settings)
+                call = prepare(self.model, batch, settings=self.inputs)
                 self._calls[requests] = call
         return call.call
 

@@ -25,7 +25,7 @@ __all__ = ["CapacitySearch", "LatencyPercentiles", "LoadLevel", "LoadReport", "p
 #: The percentile ranks of every latency in a load report.
 LOAD_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0, 99.9)
 #: JSON layout version of load reports (major: incompatible change; minor: fields added).
-LOAD_SCHEMA_VERSION = "1.0"
+LOAD_SCHEMA_VERSION = "1.1"
 LOAD_KIND = "pyinfer load report"
 
 
@@ -71,8 +71,8 @@ class LoadLevel:
         concurrency: Requests kept in flight (concurrency mode; ``None`` in open loop).
         arrival: ``"poisson"`` or ``"constant"`` (open loop).
         workers: Worker threads serving requests (one target instance each).
-        max_batch: Largest batch the dynamic batcher formed (1: no batching).
-        max_queue_delay_ms: How long the batcher waited to fill a batch.
+        max_batch: The dynamic batcher's largest batch allowed (1: no batching).
+        max_queue_delay_ms: How long the batcher waited at most to fill a batch.
         duration_s: Seconds the level ran: the schedule's duration (open loop) or the time
             of issuing (closed loop), or until the last completion when that is later (and
             when interrupted).
@@ -89,7 +89,8 @@ class LoadLevel:
         service: The call itself (the whole batch's call when batched).
         schedule_error_us: Issue minus scheduled time of the scheduler thread, P50/P99/max in
             microseconds (open loop).
-        mean_batch: Mean requests per call.
+        mean_batch: Mean requests per call: the batch the batcher actually formed.
+        largest_batch: The most requests one call served.
         first_error: The first error's text, if any.
         interrupted: Stopped before the schedule ended (Ctrl-C).
     """
@@ -112,6 +113,7 @@ class LoadLevel:
     service: LatencyPercentiles | None
     schedule_error_us: dict[str, float]
     mean_batch: float = 1.0
+    largest_batch: int = 1
     first_error: str | None = None
     interrupted: bool = False
 
@@ -219,12 +221,16 @@ def _ms(p: LatencyPercentiles | None, name: str) -> str:
 
 
 def load_table(levels: tuple[LoadLevel, ...] | list[LoadLevel]) -> str:
-    """Offered vs achieved load, latency percentiles, queueing vs service and drops."""
-    header = (
+    """Offered vs achieved load, latency percentiles, queueing vs service and drops.
+
+    With a dynamic batcher in any level, a ``Batch`` column gives the mean and largest batch
+    each level formed.
+    """
+    header: tuple[str, ...] = (
         "Load", "Achieved QPS", "P50 ms", "P95 ms", "P99 ms", "P99.9 ms", "Queue P99 ms",
         "Service P99 ms", "Dropped", "Errors",
     )  # fmt: skip
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             lv.label,
             f"{lv.achieved_qps:.1f}",
@@ -239,6 +245,10 @@ def load_table(levels: tuple[LoadLevel, ...] | list[LoadLevel]) -> str:
         )
         for lv in levels
     ]
+    if any(lv.max_batch > 1 for lv in levels):
+        header += ("Batch mean/max",)
+        batches = [f"{lv.mean_batch:.2f}/{lv.largest_batch}" for lv in levels]
+        rows = [(*row, b) for row, b in zip(rows, batches, strict=True)]
     return box_table(header, rows, widths=(10,) + (9,) * (len(header) - 1))
 
 
