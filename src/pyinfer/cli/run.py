@@ -79,12 +79,22 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
                 f"({', '.join(names)})"
             )
     if _whole_calls(model, arrays):
-        # A shared scalar or a batch on another axis: the file is one call's inputs, as given.
+        # A shared scalar with inputs of undeclared shape: where their batch is is unknown.
         return [_Entry(str(path), "call", arrays)]
-    # A leading batch dimension (the input's full rank) means many items; one less, one item.
+    # A batch dimension (the input's full rank) means many items, on each input's batch axis;
+    # one less, one item. An input a batch shares (a 0-d sample rate) goes to every item.
     batched: bool | None = None
+    counts: set[int] = set()
     for spec in model.inputs:
         value = arrays[spec.name]
+        if spec.shape is not None and spec.batch_axis is None:
+            if value.ndim != len(spec.shape):
+                return failed(
+                    f"'{spec.name}' has shape {tuple(value.shape)}; the model takes "
+                    f"{spec.shape_text()}, which a batch shares"
+                )
+            continue
+        axis = spec.batch_axis or 0
         if spec.rank is None or value.ndim == spec.rank:
             this = spec.rank is not None or value.ndim > 0
         elif value.ndim == spec.rank - 1:
@@ -97,30 +107,43 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
         if batched is not None and this != batched:
             return failed("some arrays have a batch dimension and others do not")
         batched = this
+        if this:
+            counts.add(int(value.shape[axis]))
     if not batched:
         return [_Entry(str(path), "array", arrays)]
-    counts = {len(v) for v in arrays.values()}
     if len(counts) != 1:
         return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
     n = counts.pop()
-    return [_Entry(f"{path}[{i}]", "array", {k: v[i] for k, v in arrays.items()}) for i in range(n)]
+    return [_Entry(f"{path}[{i}]", "array", _item(model, arrays, i)) for i in range(n)]
+
+
+def _item(model: Model, arrays: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+    """Item ``index`` of a file's batch: each input taken on its batch axis, shared ones whole."""
+    import numpy as np
+
+    out: dict[str, np.ndarray] = {}
+    for spec in model.inputs:
+        value = arrays[spec.name]
+        shared = spec.shape is not None and spec.batch_axis is None
+        out[spec.name] = value if shared else np.take(value, index, axis=spec.batch_axis or 0)
+    return out
 
 
 def _whole_calls(model: Model, arrays: dict[str, np.ndarray]) -> bool:
     """Whether a file's arrays are run as one call rather than split into items.
 
-    So they are for a model with an input that a batch shares (a 0-d sample rate) or holds
-    its batch on another axis than the first (a state ``(2, batch, 128)``), and for 0-d
-    arrays given to inputs of undeclared shape: the items of such a batch cannot be stacked
-    on the first axis.
+    So they are for a model with inputs of undeclared shape (TorchScript loaded without
+    ``--input-shape``) given a 0-d array, or with an input that a batch shares: the batch
+    axes of the inputs of undeclared shape are unknown (a state ``(2, batch, 128)`` holds it
+    on axis 1), so the items cannot be told apart. Give their shapes to run item by item.
     """
-    for spec in model.inputs:
-        if spec.shape is None:
-            if arrays[spec.name].ndim == 0:
-                return True
-        elif spec.batch_axis != 0:
-            return True
-    return False
+    undeclared = any(spec.shape is None for spec in model.inputs)
+    shared = any(
+        (spec.shape is None and arrays[spec.name].ndim == 0)
+        or (spec.shape is not None and spec.batch_axis is None)
+        for spec in model.inputs
+    )
+    return undeclared and shared
 
 
 def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) -> None:
@@ -342,8 +365,9 @@ def add_parser(commands: Any) -> None:
         "Face folder's). Images are preprocessed for the model (ImageNet-style). A model of "
         "one output of scores gets its top-k classes per item (others with --top-k or "
         "--labels); every other output is printed by name with its shape, dtype and a "
-        "summary. An .npz for a model with a "
-        "shared scalar input or a batch on another axis than the first is run as one call. "
+        "summary. An .npz's items are taken on each input's batch axis (a state "
+        "(2, batch, 128) on axis 1); an input a batch shares (a 0-d sample rate) goes to every "
+        "item, and items of different such values run in separate calls. "
         "Items that fail are listed on stderr and the exit status is 1; the others are still "
         "printed and written.",
         [
