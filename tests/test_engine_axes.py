@@ -314,10 +314,8 @@ def test_run_takes_an_npz_item_by_item_on_each_batch_axis(
     batch = rm.example(7, seed=4)
     np.savez(tmp_path / "in.npz", **batch)
     out = tmp_path / "out.npz"
-    code = cli.main(
-        ["run", str(vad["vad.onnx"]), str(tmp_path / "in.npz"), "--batch-size", "3"]
-        + ["--output", str(out), "--no-progress"]
-    )
+    argv = ["run", vad["vad.onnx"], tmp_path / "in.npz", "--batch-size", "3", "--output", out]
+    code = cli.main([str(a) for a in [*argv, "--no-progress"]])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "state_out: (7, 2, 128) float32" in captured.out
@@ -329,3 +327,44 @@ def test_run_takes_an_npz_item_by_item_on_each_batch_axis(
         np.testing.assert_allclose(
             written["state_out"], want["state"].transpose(1, 0, 2), rtol=1e-5, atol=1e-6
         )
+
+
+def test_the_staged_upload_path_moves_the_state_and_splits_mixed_rates(
+    vad: dict[str, Path],
+) -> None:
+    from pyinfer.engine.upload import _CudaUploader
+
+    model = load(vad, "vad.onnx")
+    engine = InferenceEngine(model, batch_size=3, num_workers=0, progress=False)
+    # The staging logic on pageable memory: what a CUDA model's batches go through.
+    engine._uploader = _CudaUploader(model, allow_pageable=True)
+    items = items_of(rm.example(7, seed=5))
+    items[4] = {**items[4], "sr": np.array(8000, np.int64)}
+    result = engine.run_dataset(items)
+    assert result.batch_sizes == [3, 1, 1, 1, 1]  # [0 1 2] staged; [3 | 4 | 5] plain; [6]
+    for item, outputs in zip(items, result.outputs, strict=True):
+        assert outputs is not None
+        for got, want in zip(outputs.values(), one_call(model, item), strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    engine.close()
+
+
+def test_run_takes_a_shared_value_the_npz_leaves_out(
+    vad: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = rm.example(4, seed=6)
+    np.savez(tmp_path / "in.npz", x=batch["x"], state=batch["state"])  # no sample rate
+    out = tmp_path / "out.npz"
+    argv = ["run", vad["vad.onnx"], tmp_path / "in.npz", "--batch-size", "3", "--no-progress"]
+    code = cli.main([str(a) for a in [*argv, "--input-value", "sr=8000", "--output", out]])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    with np.load(out) as written:
+        want = rm.reference(batch["x"], batch["state"], 8000)
+        np.testing.assert_allclose(written["prob"], want["prob"], rtol=1e-5, atol=1e-6)
+    code = cli.main([str(a) for a in [*argv, "--input-value", "sr=8000:8001"]])
+    assert code == cli.EXIT_USAGE
+    assert (
+        "--input-value sr=8000:8001: a range draws random values for measuring; run takes one "
+        "value (sr=8000)"
+    ) in capsys.readouterr().err

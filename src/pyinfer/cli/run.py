@@ -15,7 +15,7 @@ from pyinfer.cli.common import (
     check_outputs,
     write_output,
 )
-from pyinfer.cli.model_args import load_from_args, shapes_from_specs
+from pyinfer.cli.model_args import given_from_args, load_from_args, shapes_from_specs
 from pyinfer.cli.parser import add_command, add_model_options, positive_int
 from pyinfer.cli.run_ray import add_ray_options, cmd_run_ray
 from pyinfer.cli.run_results import (
@@ -29,7 +29,7 @@ from pyinfer.cli.run_results import (
 from pyinfer.errors import InvalidArgumentError, PyinferError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     import numpy as np
 
@@ -38,8 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "cmd_run"]
 
 
-def _array_entries(path: Path, model: Model) -> list[_Entry]:
-    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry."""
+def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> list[_Entry]:
+    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry.
+
+    ``given`` names the inputs ``--input-value`` gives, which the file may leave out.
+    """
     import numpy as np
 
     def failed(reason: str) -> list[_Entry]:
@@ -62,7 +65,7 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
                 "save numeric arrays"
             )
         return failed(f"cannot read {path.suffix} file: {exc}")
-    names = model.input_names()
+    names = [n for n in model.input_names() if n not in given]
     if isinstance(loaded, np.ndarray):
         if len(names) != 1:
             return failed(
@@ -73,7 +76,7 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
     else:
         with loaded:
             arrays = {k: loaded[k] for k in loaded.files}
-        if set(arrays) != set(names):
+        if not set(names) <= set(arrays) <= set(model.input_names()):
             return failed(
                 f"its keys ({', '.join(sorted(arrays)) or 'none'}) are not the model's inputs "
                 f"({', '.join(names)})"
@@ -86,6 +89,8 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
     batched: bool | None = None
     counts: set[int] = set()
     for spec in model.inputs:
+        if spec.name not in arrays:
+            continue  # given by --input-value
         value = arrays[spec.name]
         if spec.shape is not None and spec.batch_axis is None:
             if value.ndim != len(spec.shape):
@@ -123,6 +128,8 @@ def _item(model: Model, arrays: dict[str, np.ndarray], index: int) -> dict[str, 
 
     out: dict[str, np.ndarray] = {}
     for spec in model.inputs:
+        if spec.name not in arrays:
+            continue
         value = arrays[spec.name]
         shared = spec.shape is not None and spec.batch_axis is None
         out[spec.name] = value if shared else np.take(value, index, axis=spec.batch_axis or 0)
@@ -139,7 +146,7 @@ def _whole_calls(model: Model, arrays: dict[str, np.ndarray]) -> bool:
     """
     undeclared = any(spec.shape is None for spec in model.inputs)
     shared = any(
-        (spec.shape is None and arrays[spec.name].ndim == 0)
+        (spec.shape is None and spec.name in arrays and arrays[spec.name].ndim == 0)
         or (spec.shape is not None and spec.batch_axis is None)
         for spec in model.inputs
     )
@@ -156,12 +163,29 @@ def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) ->
         if entry.kind != "call" or entry.error is not None:
             continue
         arrays = {k: np.asarray(v) for k, v in entry.payload.items()}
+        specs = {spec.name: spec for spec in model.inputs}
+        for name, value in args.given_values.items():
+            arrays.setdefault(name, np.asarray(value, dtype=specs[name].dtype))
         try:
             if args.cast != "none":
                 arrays = cast_arrays(arrays, model.inputs, args.cast)
             entry.outputs = model(arrays)
         except PyinferError as exc:
             entry.error = str(exc)
+
+
+def _run_values(args: argparse.Namespace, model: Model) -> dict[str, Any]:
+    """The ``--input-value`` constants: one value per input, shared by every item."""
+    from pyinfer.profiling import IntRange
+
+    values = given_from_args(args, model)[1]
+    for name, value in values.items():
+        if isinstance(value, IntRange):
+            raise InvalidArgumentError(
+                f"--input-value {name}={value.low}:{value.high}: a range draws random values "
+                f"for measuring; run takes one value ({name}={value.low})"
+            )
+    return values
 
 
 def _text_entries(path: Path) -> list[_Entry]:
@@ -254,7 +278,12 @@ def _run_entries(
                 ) from exc
         cast = None if args.cast == "none" else args.cast
         engine = InferenceEngine(
-            model, pipeline, batch_size=args.batch_size, progress=progress, cast_inputs=cast
+            model,
+            pipeline,
+            batch_size=args.batch_size,
+            progress=progress,
+            cast_inputs=cast,
+            input_values=args.given_values,
         )
         items = [Path(e.source) if kind == "image" else e.payload for e in todo]
         try:
@@ -309,6 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "not (TorchScript, a pickled module, a state_dict)"
         )
     _check_npy_output(output, model, model.output_names())
+    args.given_values = _run_values(args, model)
     if model.outputs and model.outputs[0].shape is not None:
         shape = model.outputs[0].shape
         if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
@@ -316,7 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     entries: list[_Entry] = []
     for path, kind in files:
         if kind == "array":
-            entries += _array_entries(path, model)
+            entries += _array_entries(path, model, args.given_values)
         elif kind == "text":
             entries += _text_entries(path)
         else:
@@ -407,6 +437,15 @@ def add_parser(commands: Any) -> None:
         help="for a model that declares no input shape (TorchScript, a pickled module, a "
         "state_dict): an input's whole shape (1x3x224x224, or x=1x3x224x224), the batch left "
         "dynamic; repeatable",
+    )
+    run.add_argument(
+        "--input-value",
+        action="append",
+        default=[],
+        dest="input_values",
+        metavar="NAME=VALUE",
+        help="a value for an input, given to every item that leaves it out (sr=16000: an "
+        ".npz may then omit it); repeatable",
     )
     run.add_argument(
         "--output",

@@ -13,6 +13,11 @@ path) with an optional preprocessor (see :mod:`pyinfer.preprocess`) and runs:
   the current one; on CUDA (torch) each batch is staged in a pinned-memory ring slot and
   uploaded on a side stream while the previous batch computes.
 
+Each input's items are stacked along its own batch axis (a state ``(2, batch, 128)`` on axis 1),
+an input without one (a 0-d sample rate) is shared by a model call (items of different values
+run in separate calls, or it is given once: ``input_values``), and outputs are split back along
+each output's batch axis (:mod:`~pyinfer.engine.axes`).
+
 Every input is checked against the model's input specs before it runs (names, shapes with
 dynamic dimensions, dtypes); dtypes are cast only when asked (``cast_inputs="safe"``). An input
 that fails to decode, preprocess or validate in a dataset is reported with its index and reason,
@@ -26,7 +31,8 @@ classifier's answer.
 
 The work is shared out: listing a dataset (:mod:`~pyinfer.engine.dataset`), preparing
 batches (:mod:`~pyinfer.engine.prefetch`), checking and padding them
-(:mod:`~pyinfer.engine.batching`), running them with out-of-memory back-off
+(:mod:`~pyinfer.engine.batching`), each tensor's batch axis (:mod:`~pyinfer.engine.axes`),
+running them with out-of-memory back-off
 (:mod:`~pyinfer.engine.runner`), running a whole dataset through both
 (:mod:`~pyinfer.engine.pipeline`), uploading batches (:mod:`~pyinfer.engine.upload`) and
 choosing a batch size (:mod:`~pyinfer.engine.batch_size`).
