@@ -167,6 +167,22 @@ def test_items_of_different_sample_rates_run_in_separate_calls_in_order(
     assert engine.find_max_batch_size(limit=4) == 4
 
 
+def test_inputs_given_once_leave_a_bare_array_for_the_last(vad: dict[str, Path]) -> None:
+    model = load(vad, "vad.onnx")
+    zero = np.zeros((2, 128), np.float32)
+    engine = InferenceEngine(model, num_workers=0, input_values={"sr": 8000, "state": zero})
+    x = rm.example(3, seed=7)["x"]
+    want = model({"x": x, "state": np.zeros((2, 3, 128), np.float32), "sr": np.array(8000)})
+    got = engine.predict_batch(x)  # a stacked batch of the one input not given
+    assert got["state_out"].shape == (2, 3, 128)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6)
+    one = engine.predict(x[2])
+    np.testing.assert_allclose(one["state_out"], want["state_out"][:, 2], rtol=0, atol=1e-6)
+    with pytest.raises(InvalidInputError, match=r"^model 'vad' takes 3 inputs \(x, state, sr\)"):
+        InferenceEngine(model, num_workers=0, input_values={"sr": 8000}).predict(x[0])
+
+
 def test_a_call_never_merges_different_shared_values(vad: dict[str, Path]) -> None:
     layout = BatchLayout(load(vad, "vad.onnx"))
     rows = {

@@ -403,6 +403,7 @@ def add_parser(commands: Any) -> None:
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run vad.onnx audio.npz --input-value sr=16000 --batch-size 16",
             "pyinfer run my-bert-folder/ reviews.txt --labels labels.txt",
             "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
             "pyinfer run resnet50.onnx images/ --ray --actors 2 --output outputs/",

@@ -314,11 +314,13 @@ class GivenValues:
 
     def fill(self, value: Any) -> dict[str, Any]:
         """An item (a dict, or an array for the one input not given) with the given values."""
-        if not isinstance(value, Mapping) and len(self._rest) == 1:
-            value = {self._rest[0]: value}
-        elif not isinstance(value, Mapping):
-            value = as_item(self.model, value)  # its message says what to pass
-        return {**self.values, **value}
+        return {**self.values, **self.named(value)}
+
+    def named(self, value: Any) -> dict[str, Any]:
+        """A dict as it is; an array as the one input not given (or the model's one input)."""
+        if not isinstance(value, Mapping) and len(self._rest) == 1 and self.values:
+            return {self._rest[0]: value}
+        return as_item(self.model, value)  # its message says what to pass
 
 
 def _given_value(spec: TensorSpec, value: Any, model_name: str) -> np.ndarray:

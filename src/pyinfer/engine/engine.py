@@ -76,7 +76,7 @@ from pyinfer.errors import (
     InvalidArgumentError,
     InvalidInputError,
 )
-from pyinfer.preprocess import Casting, as_array, as_item
+from pyinfer.preprocess import Casting, as_array
 
 __all__ = ["InferenceEngine"]
 
@@ -249,7 +249,7 @@ class InferenceEngine:
         if isinstance(xs, (np.ndarray, Mapping)):
             fast = self._stacked.fast(xs)
             try:
-                arrays = fast if fast is not None else self._stacked.full(as_item(self.model, xs))
+                arrays = fast if fast is not None else self._stacked.full(self._given.named(xs))
             except InvalidInputError as exc:
                 if self.preprocessor is None:
                     raise
