@@ -191,10 +191,10 @@ class OutputAxes:
         unknown = [n for n in outputs if self.axis(n, outputs[n].shape, count) is None]
         if unknown:
             self._tell_apart(unknown, outputs, count, probe)
-        return {
-            n: v if self.axes[n] == 0 else np.moveaxis(v, self.axes[n], 0)
-            for n, v in outputs.items()
-        }
+        axes = self.axes
+        if not any(axes[n] for n in outputs):
+            return outputs  # every output's items first: nothing to move
+        return {n: v if axes[n] == 0 else np.moveaxis(v, axes[n], 0) for n, v in outputs.items()}
 
     def axis(self, name: str, shape: tuple[int, ...], count: int) -> int | None:
         """The batch axis of one output, ``None`` while several axes could be it.
@@ -202,15 +202,15 @@ class OutputAxes:
         Raises:
             InferenceError: If no axis has the call's batch size.
         """
-        where = f"output '{name}' of model '{self.model.name}'"
         known = self.axes.get(name)
         if known is not None:
-            if known >= len(shape) or shape[known] != count:
-                raise InferenceError(
-                    f"{where} has shape {shape} on a batch of {count}: its batch axis {known} "
-                    f"does not hold {count} items, so the engine cannot split it per input"
-                )
-            return known
+            if known < len(shape) and shape[known] == count:
+                return known
+            raise InferenceError(
+                f"output '{name}' of model '{self.model.name}' has shape {shape} on a batch of "
+                f"{count}: its batch axis {known} does not hold {count} items, so the engine "
+                "cannot split it per input"
+            )
         sizes = [a for a, d in enumerate(shape) if d == count]
         declared = self._declared.get(name)
         if declared is not None and declared in sizes:
@@ -218,8 +218,8 @@ class OutputAxes:
             return declared
         if not sizes:
             raise InferenceError(
-                f"{where} has shape {shape}, with no axis of the call's batch size {count}: "
-                "the engine cannot split it per input"
+                f"output '{name}' of model '{self.model.name}' has shape {shape}, with no axis "
+                f"of the call's batch size {count}: the engine cannot split it per input"
             )
         if len(sizes) == 1:
             self.axes[name] = sizes[0]

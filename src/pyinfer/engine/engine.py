@@ -271,11 +271,14 @@ class InferenceEngine:
             )
         stats = RunStats()
         rows = self._runner.run_batch(arrays, count, stats)
-        axes = self._runner.output_axes.axes
+        known = self._runner.output_axes.axes
+        axes = {k: known.get(k, 0) for k in rows}
         result = BatchOutputs(
-            {k: v if axes.get(k, 0) == 0 else np.moveaxis(v, 0, axes[k]) for k, v in rows.items()}
+            rows
+            if not any(axes.values())
+            else {k: v if axes[k] == 0 else np.moveaxis(v, 0, axes[k]) for k, v in rows.items()}
         )
-        result.batch_axes = {k: axes.get(k, 0) for k in rows}
+        result.batch_axes = axes
         stats.copy_to(result)
         return result
 
