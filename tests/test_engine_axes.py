@@ -93,6 +93,20 @@ def test_a_dataset_equals_per_item_calls_with_the_state_split_on_axis_1(
     np.testing.assert_array_equal(states[4], result.outputs[4][names[1]])  # type: ignore[index]
 
 
+def test_stacked_rows_stay_aligned_with_a_failed_item(vad: dict[str, Path]) -> None:
+    model = load(vad, "vad.onnx")
+    items = items_of(rm.example(4, seed=8))
+    items[1] = {**items[1], "state": np.zeros((128, 2), np.float32)}  # the axes swapped
+    result = InferenceEngine(model, batch_size=3, num_workers=0).run_dataset(items)
+    assert [f.index for f in result.failures] == [1]
+    assert "must have shape (2, 128) per item" in result.failures[0].reason
+    states = result.stacked("state_out")
+    assert states.shape == (4, 2, 128)
+    assert np.isnan(states[1]).all()
+    for row in (0, 2, 3):
+        np.testing.assert_allclose(states[row], one_call(model, items[row])[1], rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["vad.pt2", "vad.onnx"])
 def test_predict_batch_takes_and_gives_each_tensor_on_its_batch_axis(
     vad: dict[str, Path], name: str
