@@ -100,8 +100,12 @@ def save_export(torch: Any, path: Path) -> Path:
     return path
 
 
-def save_onnx(onnx: Any, path: Path) -> Path:
-    """The model in ONNX, built node by node (opset 18); ``batch`` names the batch dimension."""
+def save_onnx(onnx: Any, path: Path, batch: str | None = "batch") -> Path:
+    """The model in ONNX, built node by node (opset 18); ``batch`` names the batch dimension.
+
+    With ``batch=None`` the batch dimension has no name (no ``dim_param``), as some exporters
+    leave it.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     def const(name: str, value: Any, dtype: Any) -> Any:
@@ -150,13 +154,13 @@ def save_onnx(onnx: Any, path: Path) -> Path:
         nodes,
         "vad",
         [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", SAMPLES]),
-            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", HIDDEN]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, SAMPLES]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, batch, HIDDEN]),
             helper.make_tensor_value_info("sr", TensorProto.INT64, []),
         ],
         [
-            helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 1]),
-            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [2, "batch", HIDDEN]),
+            helper.make_tensor_value_info("prob", TensorProto.FLOAT, [batch, 1]),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [2, batch, HIDDEN]),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -164,3 +168,12 @@ def save_onnx(onnx: Any, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def save_all(torch: Any, onnx: Any, folder: Path) -> dict[str, Path]:
+    """The model in each format, in ``folder``: ``vad.pt``, ``vad.pt2`` and ``vad.onnx``."""
+    return {
+        "vad.pt": save_torchscript(torch, folder / "vad.pt"),
+        "vad.pt2": save_export(torch, folder / "vad.pt2"),
+        "vad.onnx": save_onnx(onnx, folder / "vad.onnx"),
+    }

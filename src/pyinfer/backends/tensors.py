@@ -240,7 +240,10 @@ def with_batch_axes(
     The batch's name is the name of the first dimension of any input whose first dimension is
     named, or one of :data:`BATCH_NAMES`; a tensor whose first dimension is not dynamic but
     another dimension has that name holds its batch there (a recurrent state
-    ``(2, batch, 128)``). Otherwise the batch is the first axis; a 0-d tensor has none.
+    ``(2, batch, 128)``). So does, in a model whose batch is dynamic (an input's first
+    dimension is), a tensor whose first dimension is fixed and whose one dynamic dimension has
+    no name (``(2, ?, 128)``: an ONNX ``dim_param`` left out). Otherwise the batch is the first
+    axis; a 0-d tensor has none.
 
     Args:
         inputs: The input specs as read from the model.
@@ -251,6 +254,7 @@ def with_batch_axes(
     """
     names = set(BATCH_NAMES)
     names |= {s.shape[0] for s in inputs if s.shape and isinstance(s.shape[0], str)}
+    dynamic_batch = any(s.shape and not isinstance(s.shape[0], int) for s in inputs)
 
     def axis(spec: TensorSpec) -> TensorSpec:
         if not spec.shape:
@@ -258,6 +262,9 @@ def with_batch_axes(
         found = 0
         if isinstance(spec.shape[0], int):
             found = next((i for i, d in enumerate(spec.shape) if d in names), 0)
+            unnamed = [i for i, d in enumerate(spec.shape) if not isinstance(d, int)]
+            if not found and dynamic_batch and len(unnamed) == 1 and spec.shape[unnamed[0]] is None:
+                found = unnamed[0]
         return TensorSpec(spec.name, spec.shape, spec.dtype, found)
 
     return tuple(axis(s) for s in inputs), tuple(axis(s) for s in outputs)

@@ -15,7 +15,7 @@ from pyinfer.cli.common import (
     check_outputs,
     write_output,
 )
-from pyinfer.cli.model_args import load_from_args, shapes_from_specs
+from pyinfer.cli.model_args import given_from_args, load_from_args, shapes_from_specs
 from pyinfer.cli.parser import add_command, add_model_options, positive_int
 from pyinfer.cli.run_ray import add_ray_options, cmd_run_ray
 from pyinfer.cli.run_results import (
@@ -29,7 +29,7 @@ from pyinfer.cli.run_results import (
 from pyinfer.errors import InvalidArgumentError, PyinferError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     import numpy as np
 
@@ -38,8 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "cmd_run"]
 
 
-def _array_entries(path: Path, model: Model) -> list[_Entry]:
-    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry."""
+def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> list[_Entry]:
+    """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry.
+
+    ``given`` names the inputs ``--input-value`` gives, which the file may leave out.
+    """
     import numpy as np
 
     def failed(reason: str) -> list[_Entry]:
@@ -62,7 +65,7 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
                 "save numeric arrays"
             )
         return failed(f"cannot read {path.suffix} file: {exc}")
-    names = model.input_names()
+    names = [n for n in model.input_names() if n not in given]
     if isinstance(loaded, np.ndarray):
         if len(names) != 1:
             return failed(
@@ -73,18 +76,30 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
     else:
         with loaded:
             arrays = {k: loaded[k] for k in loaded.files}
-        if set(arrays) != set(names):
+        if not set(names) <= set(arrays) <= set(model.input_names()):
             return failed(
                 f"its keys ({', '.join(sorted(arrays)) or 'none'}) are not the model's inputs "
                 f"({', '.join(names)})"
             )
     if _whole_calls(model, arrays):
-        # A shared scalar or a batch on another axis: the file is one call's inputs, as given.
+        # A shared scalar with inputs of undeclared shape: where their batch is is unknown.
         return [_Entry(str(path), "call", arrays)]
-    # A leading batch dimension (the input's full rank) means many items; one less, one item.
+    # A batch dimension (the input's full rank) means many items, on each input's batch axis;
+    # one less, one item. An input a batch shares (a 0-d sample rate) goes to every item.
     batched: bool | None = None
+    counts: set[int] = set()
     for spec in model.inputs:
+        if spec.name not in arrays:
+            continue  # given by --input-value
         value = arrays[spec.name]
+        if spec.shape is not None and spec.batch_axis is None:
+            if value.ndim != len(spec.shape):
+                return failed(
+                    f"'{spec.name}' has shape {tuple(value.shape)}; the model takes "
+                    f"{spec.shape_text()}, which a batch shares"
+                )
+            continue
+        axis = spec.batch_axis or 0
         if spec.rank is None or value.ndim == spec.rank:
             this = spec.rank is not None or value.ndim > 0
         elif value.ndim == spec.rank - 1:
@@ -97,30 +112,45 @@ def _array_entries(path: Path, model: Model) -> list[_Entry]:
         if batched is not None and this != batched:
             return failed("some arrays have a batch dimension and others do not")
         batched = this
+        if this:
+            counts.add(int(value.shape[axis]))
     if not batched:
         return [_Entry(str(path), "array", arrays)]
-    counts = {len(v) for v in arrays.values()}
     if len(counts) != 1:
         return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
     n = counts.pop()
-    return [_Entry(f"{path}[{i}]", "array", {k: v[i] for k, v in arrays.items()}) for i in range(n)]
+    return [_Entry(f"{path}[{i}]", "array", _item(model, arrays, i)) for i in range(n)]
+
+
+def _item(model: Model, arrays: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+    """Item ``index`` of a file's batch: each input taken on its batch axis, shared ones whole."""
+    import numpy as np
+
+    out: dict[str, np.ndarray] = {}
+    for spec in model.inputs:
+        if spec.name not in arrays:
+            continue
+        value = arrays[spec.name]
+        shared = spec.shape is not None and spec.batch_axis is None
+        out[spec.name] = value if shared else np.take(value, index, axis=spec.batch_axis or 0)
+    return out
 
 
 def _whole_calls(model: Model, arrays: dict[str, np.ndarray]) -> bool:
     """Whether a file's arrays are run as one call rather than split into items.
 
-    So they are for a model with an input that a batch shares (a 0-d sample rate) or holds
-    its batch on another axis than the first (a state ``(2, batch, 128)``), and for 0-d
-    arrays given to inputs of undeclared shape: the items of such a batch cannot be stacked
-    on the first axis.
+    So they are for a model with inputs of undeclared shape (TorchScript loaded without
+    ``--input-shape``) given a 0-d array, or with an input that a batch shares: the batch
+    axes of the inputs of undeclared shape are unknown (a state ``(2, batch, 128)`` holds it
+    on axis 1), so the items cannot be told apart. Give their shapes to run item by item.
     """
-    for spec in model.inputs:
-        if spec.shape is None:
-            if arrays[spec.name].ndim == 0:
-                return True
-        elif spec.batch_axis != 0:
-            return True
-    return False
+    undeclared = any(spec.shape is None for spec in model.inputs)
+    shared = any(
+        (spec.shape is None and spec.name in arrays and arrays[spec.name].ndim == 0)
+        or (spec.shape is not None and spec.batch_axis is None)
+        for spec in model.inputs
+    )
+    return undeclared and shared
 
 
 def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) -> None:
@@ -133,12 +163,29 @@ def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) ->
         if entry.kind != "call" or entry.error is not None:
             continue
         arrays = {k: np.asarray(v) for k, v in entry.payload.items()}
+        specs = {spec.name: spec for spec in model.inputs}
+        for name, value in args.given_values.items():
+            arrays.setdefault(name, np.asarray(value, dtype=specs[name].dtype))
         try:
             if args.cast != "none":
                 arrays = cast_arrays(arrays, model.inputs, args.cast)
             entry.outputs = model(arrays)
         except PyinferError as exc:
             entry.error = str(exc)
+
+
+def _run_values(args: argparse.Namespace, model: Model) -> dict[str, Any]:
+    """The ``--input-value`` constants: one value per input, shared by every item."""
+    from pyinfer.profiling import IntRange
+
+    values = given_from_args(args, model)[1]
+    for name, value in values.items():
+        if isinstance(value, IntRange):
+            raise InvalidArgumentError(
+                f"--input-value {name}={value.low}:{value.high}: a range draws random values "
+                f"for measuring; run takes one value ({name}={value.low})"
+            )
+    return values
 
 
 def _text_entries(path: Path) -> list[_Entry]:
@@ -231,7 +278,12 @@ def _run_entries(
                 ) from exc
         cast = None if args.cast == "none" else args.cast
         engine = InferenceEngine(
-            model, pipeline, batch_size=args.batch_size, progress=progress, cast_inputs=cast
+            model,
+            pipeline,
+            batch_size=args.batch_size,
+            progress=progress,
+            cast_inputs=cast,
+            input_values=args.given_values,
         )
         items = [Path(e.source) if kind == "image" else e.payload for e in todo]
         try:
@@ -286,6 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "not (TorchScript, a pickled module, a state_dict)"
         )
     _check_npy_output(output, model, model.output_names())
+    args.given_values = _run_values(args, model)
     if model.outputs and model.outputs[0].shape is not None:
         shape = model.outputs[0].shape
         if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
@@ -293,7 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     entries: list[_Entry] = []
     for path, kind in files:
         if kind == "array":
-            entries += _array_entries(path, model)
+            entries += _array_entries(path, model, args.given_values)
         elif kind == "text":
             entries += _text_entries(path)
         else:
@@ -342,13 +395,15 @@ def add_parser(commands: Any) -> None:
         "Face folder's). Images are preprocessed for the model (ImageNet-style). A model of "
         "one output of scores gets its top-k classes per item (others with --top-k or "
         "--labels); every other output is printed by name with its shape, dtype and a "
-        "summary. An .npz for a model with a "
-        "shared scalar input or a batch on another axis than the first is run as one call. "
+        "summary. An .npz's items are taken on each input's batch axis (a state "
+        "(2, batch, 128) on axis 1); an input a batch shares (a 0-d sample rate) goes to every "
+        "item, and items of different such values run in separate calls. "
         "Items that fail are listed on stderr and the exit status is 1; the others are still "
         "printed and written.",
         [
             "pyinfer run resnet50.onnx images/ --top-k 3 --labels imagenet.txt",
             "pyinfer run model.onnx batch.npz --output outputs.npz",
+            "pyinfer run vad.onnx audio.npz --input-value sr=16000 --batch-size 16",
             "pyinfer run my-bert-folder/ reviews.txt --labels labels.txt",
             "pyinfer run resnet50.pt images/ --input-shape 1x3x224x224 --output top5.json",
             "pyinfer run resnet50.onnx images/ --ray --actors 2 --output outputs/",
@@ -383,6 +438,15 @@ def add_parser(commands: Any) -> None:
         help="for a model that declares no input shape (TorchScript, a pickled module, a "
         "state_dict): an input's whole shape (1x3x224x224, or x=1x3x224x224), the batch left "
         "dynamic; repeatable",
+    )
+    run.add_argument(
+        "--input-value",
+        action="append",
+        default=[],
+        dest="input_values",
+        metavar="NAME=VALUE",
+        help="a value for an input, given to every item that leaves it out (sr=16000: an "
+        ".npz may then omit it); repeatable",
     )
     run.add_argument(
         "--output",

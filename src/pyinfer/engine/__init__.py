@@ -3,7 +3,8 @@
 What belongs here: :class:`InferenceEngine` and the jobs it coordinates, one module each:
 listing a dataset (:mod:`~pyinfer.engine.dataset`), preparing batches ahead in worker threads
 (:mod:`~pyinfer.engine.prefetch`), checking, padding and cutting batches
-(:mod:`~pyinfer.engine.batching`), running them with out-of-memory back-off
+(:mod:`~pyinfer.engine.batching`), stacking and splitting along each tensor's batch axis
+(:mod:`~pyinfer.engine.axes`), running them with out-of-memory back-off
 (:mod:`~pyinfer.engine.runner`), staging and uploading them to the device
 (:mod:`~pyinfer.engine.upload`), choosing a batch size (:mod:`~pyinfer.engine.batch_size`),
 what a run gives back (:mod:`~pyinfer.engine.results`) and reading a classifier's scores

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pyinfer.backends.base import Model
+from pyinfer.backends.base import Model, name_mismatch
+from pyinfer.engine.axes import BatchLayout
 from pyinfer.engine.results import Arrays
 from pyinfer.errors import InferenceError, InvalidArgumentError, InvalidInputError
 from pyinfer.preprocess import Casting, cast_arrays, check_item
@@ -75,16 +76,29 @@ def cut_batch(outputs: Arrays, count: int, fixed_batch: int | None, model_name: 
 
 
 class StackedBatchCheck:
-    """Checks stacked batches (the batch first) against a model's input specs.
+    """Checks stacked batches (as the model takes them) against a model's input specs.
+
+    A stacked batch holds each input's items on that input's batch axis (a state
+    ``(2, batch, 128)`` on axis 1) and a shared input once (a 0-d sample rate); it comes back
+    with every input's items first (:class:`~pyinfer.engine.axes.BatchLayout`), the form the
+    engine runs.
 
     Args:
         model: The model the batches are for.
         cast_inputs: The dtype cast the engine applies, if any.
+        values: Inputs given once to the engine, for those a batch leaves out.
     """
 
-    def __init__(self, model: Model, cast_inputs: Casting | None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        cast_inputs: Casting | None,
+        values: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.model = model
         self.cast_inputs = cast_inputs
+        self.layout = BatchLayout(model)
+        self.values = dict(values or {})
         # name, dtype, rank (None: unknown) and the fixed dimensions after the batch, per input
         self._fast_specs = [
             (
@@ -101,9 +115,11 @@ class StackedBatchCheck:
     def fast(self, xs: Any) -> Arrays | None:
         """A stacked batch checked cheaply, or ``None`` for the full check and its messages.
 
-        The common case passes: right names, dtypes, ranks and fixed dimensions, one batch
-        size, C-contiguous arrays.
+        The common case passes: every input's batch first, right names, dtypes, ranks and
+        fixed dimensions, one batch size, C-contiguous arrays.
         """
+        if not self.layout.trivial:
+            return None
         given: Mapping[str, Any] = (
             {self._fast_specs[0][0]: xs}
             if isinstance(xs, np.ndarray) and len(self._fast_specs) == 1
@@ -131,32 +147,56 @@ class StackedBatchCheck:
         return {name: given[name] for name, _, _, _ in self._fast_specs}
 
     def full(self, given: Mapping[str, Any]) -> Arrays:
-        """A stacked batch checked in full: the messages say what does not fit.
+        """A stacked batch checked in full, its items first: the messages say what does not fit.
 
         Raises:
             InvalidInputError: If the batch does not fit the model.
         """
         arrays = {k: np.asarray(v) for k, v in given.items()}
+        arrays = {**{k: v for k, v in self.values.items() if k not in arrays}, **arrays}
         if self.cast_inputs is not None:
             arrays = cast_arrays(arrays, self.model.inputs, self.cast_inputs)
-        lengths = {len(v) if v.ndim else 0 for v in arrays.values()}
+        mismatch = name_mismatch(self.model.name, self.model.input_names(), arrays, "")
+        if mismatch:
+            raise InvalidInputError(mismatch)
+        layout = self.layout
+        # An input given once to the engine is one item's value: every item of the batch gets it.
+        filled = {k for k in self.values if k not in given and layout.axes.get(k) is not None}
+        counts = layout.batch_count({k: v for k, v in arrays.items() if k not in filled})
+        lengths = set(counts.values()) or {1}  # only shared inputs: one call
         if len(lengths) != 1 or 0 in lengths:
             sizes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in arrays.items())
+            where = (
+                "their first axis"
+                if layout.trivial
+                else "their batch axes ("
+                + ", ".join(f"{k}: {'shared' if a is None else a}" for k, a in layout.axes.items())
+                + ")"
+            )
             raise InvalidInputError(
                 f"stacked inputs of model '{self.model.name}' must share one non-zero batch "
-                f"size on their first axis, got {sizes}"
+                f"size on {where}, got {sizes}"
             )
+        count = lengths.pop()
+        for name in filled:
+            arrays[name] = np.broadcast_to(arrays[name], (count, *arrays[name].shape))
+        rows = layout.to_items_first({k: v for k, v in arrays.items() if k not in filled}, count)
+        rows.update({k: arrays[k] for k in filled})
         # The first row stands for all: the same names, dtypes and per-item shapes.
         try:
-            check_item(self.model, {k: v[0] for k, v in arrays.items()}, where=" (stacked batch)")
+            check_item(self.model, {k: v[0] for k, v in rows.items()}, where=" (stacked batch)")
         except InvalidInputError as exc:
             if "per item" not in str(exc):
                 raise
             sizes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in arrays.items())
+            taken = "its first axis taken as the batch" if layout.trivial else "batch axes as above"
             raise InvalidInputError(
-                f"{exc} (the stacked batch is {sizes}, its first axis taken as the batch; for "
-                "one input without a batch axis use predict)"
+                f"{exc} (the stacked batch is {sizes}, {taken}; for one input without a "
+                "batch axis use predict)"
             ) from exc
-        return {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in self.model.inputs}
-
-    # -- running the model -----------------------------------------------------------------
+        return {
+            spec.name: rows[spec.name]
+            if layout.axes[spec.name] is None
+            else np.ascontiguousarray(rows[spec.name])
+            for spec in self.model.inputs
+        }

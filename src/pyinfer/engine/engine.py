@@ -13,6 +13,11 @@ path) with an optional preprocessor (see :mod:`pyinfer.preprocess`) and runs:
   the current one; on CUDA (torch) each batch is staged in a pinned-memory ring slot and
   uploaded on a side stream while the previous batch computes.
 
+Each input's items are stacked along its own batch axis (a state ``(2, batch, 128)`` on axis 1),
+an input without one (a 0-d sample rate) is shared by a model call (items of different values
+run in separate calls, or it is given once: ``input_values``), and outputs are split back along
+each output's batch axis (:mod:`~pyinfer.engine.axes`).
+
 Every input is checked against the model's input specs before it runs (names, shapes with
 dynamic dimensions, dtypes); dtypes are cast only when asked (``cast_inputs="safe"``). An input
 that fails to decode, preprocess or validate in a dataset is reported with its index and reason,
@@ -26,7 +31,8 @@ classifier's answer.
 
 The work is shared out: listing a dataset (:mod:`~pyinfer.engine.dataset`), preparing
 batches (:mod:`~pyinfer.engine.prefetch`), checking and padding them
-(:mod:`~pyinfer.engine.batching`), running them with out-of-memory back-off
+(:mod:`~pyinfer.engine.batching`), each tensor's batch axis (:mod:`~pyinfer.engine.axes`),
+running them with out-of-memory back-off
 (:mod:`~pyinfer.engine.runner`), running a whole dataset through both
 (:mod:`~pyinfer.engine.pipeline`), uploading batches (:mod:`~pyinfer.engine.upload`) and
 choosing a batch size (:mod:`~pyinfer.engine.batch_size`).
@@ -43,7 +49,8 @@ from typing import IO, Any, Literal, overload
 
 import numpy as np
 
-from pyinfer.backends.base import Device, Model, fit_batch, parse_device
+from pyinfer.backends.base import Device, Model, parse_device
+from pyinfer.engine.axes import GivenValues
 from pyinfer.engine.batch_size import (
     candidate_sizes,
     choose_batch_size,
@@ -69,7 +76,7 @@ from pyinfer.errors import (
     InvalidArgumentError,
     InvalidInputError,
 )
-from pyinfer.preprocess import Casting, as_array, as_item
+from pyinfer.preprocess import Casting, as_array
 
 __all__ = ["InferenceEngine"]
 
@@ -102,7 +109,20 @@ class InferenceEngine:
         overlap_upload: On CUDA, stage batches in pinned memory and upload them on a side
             stream while the previous batch computes (default: on for CUDA torch models).
         check_preprocessor: Run the preprocessor's ``check(model)`` at construction.
+        input_values: Inputs given once, by name, for every item that does not give them
+            itself: a shared input's value (``{"sr": 16000}`` for a 0-d sample rate), or one
+            item's value of an input with a batch axis. Items may then leave them out, and a
+            model whose inputs are all given but one takes a bare array for that one.
+        output_batch_axes: Output name to the axis that holds its batch, for an output whose
+            batch axis the engine cannot tell (see :class:`~pyinfer.engine.axes.OutputAxes`).
         **load_options: Options for ``load_model`` when ``model`` is a path.
+
+    Batch axes: items are stacked along each input's own batch axis
+    (:attr:`~pyinfer.backends.base.TensorSpec.batch_axis`: an item ``(2, 128)`` of a state
+    ``(2, batch, 128)`` makes a batch ``(2, 3, 128)``), and outputs are split back along each
+    output's. An input without a batch axis (a 0-d sample rate) is shared by a batch: items
+    that give it different values are run in separate model calls (consecutive items of equal
+    values together), in order, never merged.
 
     Threads: engines in several threads may share one model (torch, ONNX Runtime and TensorFlow
     models run calls from several threads at once; a TFLite model's calls take turns). One
@@ -114,9 +134,11 @@ class InferenceEngine:
         preprocessor: The preprocessor, or ``None``.
         batch_size: The dataset batch size in effect.
         device: The model's device.
+        input_values: The inputs given once, by name, as arrays of the inputs' dtypes.
 
     Raises:
-        InvalidArgumentError: On a bad argument, or a ``device`` other than the model's.
+        InvalidArgumentError: On a bad argument, a ``device`` other than the model's, or an
+            ``input_values`` entry that is not an input or does not fit it.
         InvalidInputError: If the preprocessor's output does not fit the model.
     """
 
@@ -134,6 +156,8 @@ class InferenceEngine:
         cast_inputs: Casting | None = None,
         overlap_upload: bool | None = None,
         check_preprocessor: bool = True,
+        input_values: Mapping[str, Any] | None = None,
+        output_batch_axes: Mapping[str, int] | None = None,
         **load_options: Any,
     ) -> None:
         model = _loaded_model(model, device, load_options)
@@ -156,9 +180,15 @@ class InferenceEngine:
         self.prefetch = int(prefetch)
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.cast_inputs: Casting | None = cast_inputs
-        self._stacked = StackedBatchCheck(model, cast_inputs)
-        self._preparer = BatchPreparer(model, preprocessor, cast_inputs)
-        self._runner = BatchRunner(model, self.fixed_batch)
+        self._given = GivenValues(model, input_values or {}, preprocessor)
+        self.input_values: dict[str, np.ndarray] = self._given.values
+        self._stacked = StackedBatchCheck(model, cast_inputs, self.input_values)
+        self._preparer = BatchPreparer(
+            model, self._given if self.input_values else preprocessor, cast_inputs
+        )
+        self._runner = BatchRunner(
+            model, self.fixed_batch, _output_axes(model, output_batch_axes or {})
+        )
         use_overlap = model.supports_overlapped_upload
         if overlap_upload and not use_overlap:
             logger.info("overlap_upload needs a CUDA torch or ONNX Runtime model; not used")
@@ -187,8 +217,7 @@ class InferenceEngine:
             OutOfMemoryError: If even one item does not fit in memory.
             InferenceError: If the model fails.
         """
-        out = self.predict_batch([x])
-        return {name: value[0] for name, value in out.items()}
+        return self.predict_batch([x]).item(0)
 
     def predict_batch(self, xs: Any) -> BatchOutputs:
         """Runs a batch.
@@ -196,14 +225,18 @@ class InferenceEngine:
         Args:
             xs: A list of inputs (as for :meth:`predict`), or an already stacked batch: an
                 array with the batch first (one-input model; a CPU torch tensor is read as one)
-                or a dict of name to such arrays.
-                A stacked batch is used as it is (no preprocessor).
+                or a dict of name to arrays as the model takes them (each input's items on
+                its batch axis, a shared input once; those in ``input_values`` may be left
+                out). A stacked batch is used as it is (no preprocessor).
 
         Returns:
-            Output name to array with the batch first, one row per input, with how it ran
+            Output name to array as the model gives it for the whole batch, each output's
+            items on its batch axis (first for most; ``BatchOutputs.batch_axes`` says where,
+            ``BatchOutputs.item(i)`` gives input ``i``'s), with how it ran
             (:class:`BatchOutputs`). On a dynamic-batch model the batch is one model call
-            (smaller ones after running out of memory); on a fixed-batch model it is split in
-            the model's batch and the last chunk padded.
+            (smaller ones after running out of memory, and one per run of equal values of a
+            shared input); on a fixed-batch model it is split in the model's batch and the
+            last chunk padded.
 
         Raises:
             InvalidInputError: If an input does not fit the model (the message names the input,
@@ -216,7 +249,7 @@ class InferenceEngine:
         if isinstance(xs, (np.ndarray, Mapping)):
             fast = self._stacked.fast(xs)
             try:
-                arrays = fast if fast is not None else self._stacked.full(as_item(self.model, xs))
+                arrays = fast if fast is not None else self._stacked.full(self._given.named(xs))
             except InvalidInputError as exc:
                 if self.preprocessor is None:
                     raise
@@ -237,7 +270,15 @@ class InferenceEngine:
                 f"arrays, not {type(xs).__name__}"
             )
         stats = RunStats()
-        result = BatchOutputs(self._runner.run_batch(arrays, count, stats))
+        rows = self._runner.run_batch(arrays, count, stats)
+        known = self._runner.output_axes.axes
+        axes = {k: known.get(k, 0) for k in rows}
+        result = BatchOutputs(
+            rows
+            if not any(axes.values())
+            else {k: v if axes[k] == 0 else np.moveaxis(v, 0, axes[k]) for k, v in rows.items()}
+        )
+        result.batch_axes = axes
         stats.copy_to(result)
         return result
 
@@ -331,26 +372,23 @@ class InferenceEngine:
     # -- choosing a batch size -------------------------------------------------------------
 
     def _example_batch(self, example: Any, size: int) -> Arrays:
-        """``size`` copies of one item, each input repeated along its own batch axis."""
+        """``size`` copies of one item, every input's items first (as the runner takes them)."""
         if example is None:
             try:
-                one = self.model.example_inputs(1)
+                batch = self.model.example_inputs(1)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(
                     f"{exc}; or pass example= (one input, as for predict)"
                 ) from exc
+            layout = self._runner.layout
+            one = {
+                k: v if layout.axes.get(k, 0) is None else np.take(v, 0, axis=layout.axes[k])
+                for k, v in batch.items()
+            }
+            one.update(self.input_values)  # a sample rate that random values would miss
         else:
             one = self._preparer.item(example, " (example)")
-        specs = {s.name: s for s in self.model.inputs}
-        where = f"model '{self.model.name}'"
-        out: Arrays = {}
-        for k, v in one.items():
-            spec = specs.get(k)
-            if spec is None or spec.shape is None:  # an item without a declared shape
-                out[k] = np.repeat(v[None], size, axis=0)
-            else:
-                out[k] = fit_batch(spec, v, size, f"example input '{k}' of {where}")
-        return out
+        return {k: np.repeat(v[None], size, axis=0) for k, v in one.items()}
 
     def find_max_batch_size(
         self, limit: int = 1024, *, start: int = 1, example: Any = None, retries: int = 1
@@ -478,7 +516,7 @@ def _loaded_model(
 def _check_settings(
     model: Model, batch_size: int, prefetch: int, num_workers: int | None, cast_inputs: Any
 ) -> None:
-    """Raises :class:`InvalidArgumentError` on a bad engine setting or a model it cannot batch."""
+    """Raises :class:`InvalidArgumentError` on a bad engine setting or a model without inputs."""
     if int(batch_size) < 1:
         raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
     if int(prefetch) < 1:
@@ -491,19 +529,24 @@ def _check_settings(
         )
     if not model.inputs:
         raise InvalidArgumentError(f"model '{model.name}' declares no inputs")
-    for spec in model.inputs:
-        if spec.shape is not None and spec.batch_axis != 0:
-            what = (
-                "is a scalar: it has no batch dimension to batch on"
-                if not spec.shape
-                else f"holds its batch on axis {spec.batch_axis} {spec.shape_text()}, and the "
-                "engine stacks items on the first"
-            )
+
+
+def _output_axes(model: Model, given: Mapping[str, int]) -> dict[str, int]:
+    """``output_batch_axes`` checked: integers, and names of outputs when they are declared."""
+    names = model.output_names()
+    out: dict[str, int] = {}
+    for name, axis in given.items():
+        if names and name not in names:
             raise InvalidArgumentError(
-                f"input '{spec.name}' of model '{model.name}' {what}; call the model on whole "
-                "batches (model(inputs)), or measure it with given inputs "
-                "(ProfilerSettings(inputs=..., input_values=...))"
+                f"output_batch_axes names {name!r}, which is not an output of model "
+                f"'{model.name}' ({', '.join(names)})"
             )
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis < 0:
+            raise InvalidArgumentError(
+                f"output_batch_axes[{name!r}] must be an axis (an integer >= 0), not {axis!r}"
+            )
+        out[name] = int(axis)
+    return out
 
 
 def _takes_keyword(function: Callable[..., Any], name: str) -> bool:

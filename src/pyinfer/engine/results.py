@@ -163,17 +163,25 @@ class DatasetResult:
 
 
 class BatchOutputs(dict[str, np.ndarray]):
-    """Output name to stacked array, with how the batch was run.
+    """Output name to stacked array, as the model gives it, with how the batch was run.
 
     Attributes:
+        batch_axes: Output name to the axis holding its items (``0`` for most; ``1`` for a
+            state ``(2, batch, 128)``).
         batch_sizes: The batch size of each model call (padding not counted).
         padded_items: Filler items added for a fixed-batch model (their outputs were dropped).
         oom_retries: How many times the batch was halved after running out of memory.
     """
 
+    batch_axes: dict[str, int]
     batch_sizes: list[int]
     padded_items: int
     oom_retries: int
+
+    def item(self, index: int) -> Arrays:
+        """Input ``index``'s outputs: each output taken at ``index`` on its batch axis."""
+        axes = getattr(self, "batch_axes", {})
+        return {k: np.take(v, index, axis=axes.get(k, 0)) for k, v in self.items()}
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from pyinfer.backends.base import Model
+from pyinfer.engine.axes import BatchLayout, OutputAxes
 from pyinfer.engine.batching import cut_batch, pad_batch
 from pyinfer.engine.prefetch import PreparedBatch
 from pyinfer.engine.results import Arrays, RunStats
@@ -40,18 +41,51 @@ class BatchRunner:
             ran out yet).
     """
 
-    def __init__(self, model: Model, fixed_batch: int | None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        fixed_batch: int | None,
+        output_batch_axes: Mapping[str, int] | None = None,
+    ) -> None:
         self.model = model
         self.device = model.device
         self.fixed_batch = fixed_batch
         self.oom_limit: int | None = None
+        self.layout = BatchLayout(model)
+        self.output_axes = OutputAxes(model, output_batch_axes or {}, fixed_batch)
 
     def call(self, arrays: Arrays, count: int) -> Arrays:
-        """One model call on a batch that fits (padded for a fixed-batch model)."""
+        """One model call on a batch that fits (padded for a fixed-batch model).
+
+        Args:
+            arrays: The batch, every input's items first (one run of equal shared values).
+            count: Its items.
+
+        Returns:
+            The outputs of the ``count`` items, every output's items first.
+        """
+        padded = pad_batch(arrays, count, self.fixed_batch, self.model.name)
+        return self.split(self.model_call(padded), count, padded)
+
+    def model_call(self, arrays: Arrays) -> Arrays:
+        """The model's outputs (as it gives them) for a batch with its items first."""
         model = self.model
-        padded = pad_batch(arrays, count, self.fixed_batch, model.name)
-        outputs = model.to_numpy(model.run_native(model.to_native(padded)))
-        return cut_batch(outputs, count, self.fixed_batch, model.name)
+        return model.to_numpy(model.run_native(model.to_native(self.layout.to_model(arrays))))
+
+    def split(self, outputs: Arrays, count: int, padded: Arrays) -> Arrays:
+        """The model's outputs with each output's items first, cut to the ``count`` real ones.
+
+        ``padded`` is the batch that ran (items first): where an output's batch axis is
+        ambiguous, it runs again at another size to tell it.
+        """
+        full = count if self.fixed_batch is None else max(count, self.fixed_batch)
+
+        def probe(size: int) -> Arrays:
+            index = np.arange(size) % full
+            return self.model_call({k: v[index] for k, v in padded.items()})
+
+        rows = self.output_axes.rows(outputs, full, None if self.fixed_batch else probe)
+        return cut_batch(rows, count, self.fixed_batch, self.model.name)
 
     def execute(
         self, batches: Iterator[PreparedBatch], stats: RunStats, uploader: _CudaUploader | None
@@ -75,7 +109,7 @@ class BatchRunner:
             outputs: Arrays | None
             if pending is not None:
                 try:
-                    outputs = self.to_rows(self.model.to_numpy(pending), current.count, stats)
+                    outputs = self.to_rows(self.model.to_numpy(pending), current, stats)
                 except Exception as exc:
                     self.back_off_or_raise(exc, current.count, stats)
                     outputs = self.run_prepared(current, stats)
@@ -96,13 +130,18 @@ class BatchRunner:
             return None
         if self.oom_limit is not None and prepared.count > self.oom_limit:
             return None  # too big since an OOM: the plain path splits it
+        if len(self.layout.runs(prepared.arrays, prepared.count)) > 1:
+            return None  # items of different shared values: the plain path calls per run
         arrays = pad_batch(prepared.arrays, prepared.count, self.fixed_batch, self.model.name)
-        return uploader.stage(arrays)
+        return uploader.stage(self.layout.to_model(arrays))
 
-    def to_rows(self, outputs: Arrays, count: int, stats: RunStats) -> Arrays:
-        """Counts a staged call and keeps the outputs of its real items."""
+    def to_rows(self, outputs: Arrays, prepared: PreparedBatch, stats: RunStats) -> Arrays:
+        """Counts a staged call and keeps the outputs of its real items, items first."""
+        count = prepared.count
         stats.record_call(count, self.fixed_batch)
-        return cut_batch(outputs, count, self.fixed_batch, self.model.name)
+        assert prepared.arrays is not None  # a staged batch has inputs
+        padded = pad_batch(prepared.arrays, count, self.fixed_batch, self.model.name)
+        return self.split(outputs, count, padded)
 
     def run_prepared(self, prepared: PreparedBatch, stats: RunStats) -> Arrays | None:
         """A prepared batch's outputs (``None`` when none of its inputs made it)."""
@@ -136,14 +175,29 @@ class BatchRunner:
         )
 
     def run_chunks(self, arrays: Arrays, count: int, stats: RunStats) -> Arrays:
-        """Runs ``count`` stacked items, in chunks that fit, halving after out-of-memory."""
+        """Runs ``count`` stacked items, in chunks that fit, halving after out-of-memory.
+
+        Items whose shared inputs differ (a sample rate of 8000, then 16000) go to separate
+        calls: each run of consecutive equal values is chunked on its own, in order.
+        """
         parts: list[Arrays] = []
-        start = 0
-        while start < count:
+        for span in self.layout.runs(arrays, count):
+            parts += self.run_span(arrays, span, count, stats)
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def run_span(
+        self, arrays: Arrays, span: tuple[int, int], count: int, stats: RunStats
+    ) -> list[Arrays]:
+        """The outputs of items ``span[0]`` to ``span[1]`` of a batch of ``count``, by call."""
+        start, stop = span
+        parts: list[Arrays] = []
+        while start < stop:
             if self.fixed_batch is not None:
-                size = min(self.fixed_batch, count - start)
+                size = min(self.fixed_batch, stop - start)
             else:
-                size = min(count - start, self.oom_limit or count)
+                size = min(stop - start, self.oom_limit or count)
             chunk = (
                 arrays if size == count else {k: v[start : start + size] for k, v in arrays.items()}
             )
@@ -168,9 +222,7 @@ class BatchRunner:
             stats.record_call(size, self.fixed_batch)
             parts.append(out)
             start += size
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return parts
 
     def after_oom(self, size: int, stats: RunStats) -> None:
         """Halves the batch after ``size`` items ran out of memory, or raises if it cannot."""

@@ -122,7 +122,8 @@ def check_item(
                 f"got {value.dtype.name}{hint}"
             )
         if spec.shape is not None:
-            per_item = spec.shape[1:]
+            axis = spec.batch_axis  # a state (2, batch, 128) is (2, 128) per item; a scalar ()
+            per_item = spec.shape if axis is None else spec.shape[:axis] + spec.shape[axis + 1 :]
             if value.ndim != len(per_item) or any(
                 isinstance(d, int) and d != s for d, s in zip(per_item, value.shape, strict=False)
             ):
@@ -131,11 +132,15 @@ def check_item(
                 raise InvalidInputError(
                     f"input '{spec.name}' of model '{model.name}'{where} must have shape "
                     f"{expected} per item (the model takes {spec.shape_text()} with the batch "
-                    f"first), got {tuple(value.shape)}"
+                    f"{_batch_place(axis)}), got {tuple(value.shape)}"
                 )
         # ascontiguousarray would make a 0-d array 1-d (a scalar input would gain an axis).
         out[spec.name] = value if value.flags.c_contiguous else np.ascontiguousarray(value)
     return out
+
+
+def _batch_place(axis: int | None) -> str:
+    return "first" if axis == 0 else "shared" if axis is None else f"on axis {axis}"
 
 
 def as_item(model: Model, value: Any) -> dict[str, Any]:
