@@ -20,11 +20,11 @@ from pyinfer.cli.parser import add_command, add_model_options, positive_int
 from pyinfer.cli.run_ray import add_ray_options, cmd_run_ray
 from pyinfer.cli.run_results import (
     DEFAULT_TOP_K,
-    _check_labels,
-    _Entry,
-    _print_results,
-    _read_labels,
-    _run_output_payload,
+    RunEntry,
+    check_labels,
+    print_results,
+    read_labels,
+    run_output_payload,
 )
 from pyinfer.errors import InvalidArgumentError, PyinferError
 
@@ -38,15 +38,15 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "cmd_run"]
 
 
-def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> list[_Entry]:
+def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> list[RunEntry]:
     """The items of one ``.npy``/``.npz`` file; a file that does not fit is one failed entry.
 
     ``given`` names the inputs ``--input-value`` gives, which the file may leave out.
     """
     import numpy as np
 
-    def failed(reason: str) -> list[_Entry]:
-        return [_Entry(str(path), "array", error=reason)]
+    def failed(reason: str) -> list[RunEntry]:
+        return [RunEntry(str(path), "array", error=reason)]
 
     magic = b"\x93NUMPY" if path.suffix.lower() == ".npy" else b"PK"
     try:
@@ -83,7 +83,7 @@ def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> lis
             )
     if _whole_calls(model, arrays):
         # A shared scalar with inputs of undeclared shape: where their batch is is unknown.
-        return [_Entry(str(path), "call", arrays)]
+        return [RunEntry(str(path), "call", arrays)]
     # A batch dimension (the input's full rank) means many items, on each input's batch axis;
     # one less, one item. An input a batch shares (a 0-d sample rate) goes to every item.
     batched: bool | None = None
@@ -115,11 +115,11 @@ def _array_entries(path: Path, model: Model, given: Collection[str] = ()) -> lis
         if this:
             counts.add(int(value.shape[axis]))
     if not batched:
-        return [_Entry(str(path), "array", arrays)]
+        return [RunEntry(str(path), "array", arrays)]
     if len(counts) != 1:
         return failed(f"the arrays hold different numbers of items: {sorted(counts)}")
     n = counts.pop()
-    return [_Entry(f"{path}[{i}]", "array", _item(model, arrays, i)) for i in range(n)]
+    return [RunEntry(f"{path}[{i}]", "array", _item(model, arrays, i)) for i in range(n)]
 
 
 def _item(model: Model, arrays: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
@@ -153,7 +153,7 @@ def _whole_calls(model: Model, arrays: dict[str, np.ndarray]) -> bool:
     return undeclared and shared
 
 
-def _run_calls(entries: list[_Entry], model: Model, args: argparse.Namespace) -> None:
+def _run_calls(entries: list[RunEntry], model: Model, args: argparse.Namespace) -> None:
     """Runs each whole-call entry as one call of the model (its arrays cast as ``--cast``)."""
     import numpy as np
 
@@ -188,18 +188,18 @@ def _run_values(args: argparse.Namespace, model: Model) -> dict[str, Any]:
     return values
 
 
-def _text_entries(path: Path) -> list[_Entry]:
+def _text_entries(path: Path) -> list[RunEntry]:
     """One item per non-empty line of a ``.txt`` file, named ``FILE:LINE``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [_Entry(str(path), "text", error=f"cannot read text file: {exc}")]
+        return [RunEntry(str(path), "text", error=f"cannot read text file: {exc}")]
     entries = [
-        _Entry(f"{path}:{number}", "text", line.strip())
+        RunEntry(f"{path}:{number}", "text", line.strip())
         for number, line in enumerate(text.splitlines(), start=1)
         if line.strip()
     ]
-    return entries or [_Entry(str(path), "text", error="the text file has no non-empty line")]
+    return entries or [RunEntry(str(path), "text", error="the text file has no non-empty line")]
 
 
 def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
@@ -239,7 +239,7 @@ def _gather(inputs: Sequence[str]) -> list[tuple[Path, str]]:
 
 
 def _run_entries(
-    entries: list[_Entry], model: Model, args: argparse.Namespace
+    entries: list[RunEntry], model: Model, args: argparse.Namespace
 ) -> BaseException | None:
     """Runs the entries through the engine; returns the exception that stopped it, if any."""
     from pyinfer.engine import InferenceEngine
@@ -298,7 +298,7 @@ def _run_entries(
     return None
 
 
-def _take_results(todo: list[_Entry], result: Any) -> None:
+def _take_results(todo: list[RunEntry], result: Any) -> None:
     for entry, outputs in zip(todo, result.outputs, strict=False):
         entry.outputs = outputs
     for failure in result.failures:
@@ -322,7 +322,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if output is not None and output.suffix.lower() not in {".npy", ".npz", ".json"}:
         raise InvalidArgumentError(f"--output {output}: use a .npy, .npz or .json file")
     check_outputs(args.output)
-    labels = _read_labels(args.labels)
+    labels = read_labels(args.labels)
     files = _gather(args.inputs)
     if args.input_shape and shapes_from_specs(args.input_shape) is None:
         raise InvalidArgumentError(
@@ -342,24 +342,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if model.outputs and model.outputs[0].shape is not None:
         shape = model.outputs[0].shape
         if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1:
-            _check_labels(labels, args.labels, shape[1])  # before the run, when known
-    entries: list[_Entry] = []
+            check_labels(labels, args.labels, shape[1])  # before the run, when known
+    entries: list[RunEntry] = []
     for path, kind in files:
         if kind == "array":
             entries += _array_entries(path, model, args.given_values)
         elif kind == "text":
             entries += _text_entries(path)
         else:
-            entries.append(_Entry(str(path), kind))
+            entries.append(RunEntry(str(path), kind))
     stopped = _run_entries(entries, model, args)
     done = [e for e in entries if e.outputs is not None]
     # A model without declared outputs (TorchScript) names them at its first call.
     names = model.output_names() or (list(done[0].outputs) if done and done[0].outputs else [])
     _check_npy_output(output, model, names)
-    score, failed = _print_results(entries, names, args, labels)
+    score, failed = print_results(entries, names, args, labels)
     k = args.top_k or DEFAULT_TOP_K
     if output is not None and (done or output.suffix.lower() == ".json"):
-        payload = _run_output_payload(
+        payload = run_output_payload(
             entries,
             names,
             output,

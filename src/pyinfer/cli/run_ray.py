@@ -15,7 +15,7 @@ from typing import Any
 from pyinfer.cli.common import EXIT_FAILED, EXIT_OK, first_and_last_line
 from pyinfer.cli.model_args import load_options_from_args
 from pyinfer.cli.parser import positive_int
-from pyinfer.cli.run_results import MAX_FAILURES_SHOWN, _Entry, _print_results, _read_labels
+from pyinfer.cli.run_results import MAX_FAILURES_SHOWN, RunEntry, print_results, read_labels
 from pyinfer.errors import InvalidArgumentError
 
 __all__ = ["LOCAL", "add_ray_options", "cmd_run_ray"]
@@ -79,7 +79,7 @@ def cmd_run_ray(args: argparse.Namespace) -> int:
         given = [name for name, value in ray_only.items() if value is not None]
         if given:
             raise InvalidArgumentError(f"{given[0]} is an option of --ray; add --ray")
-    labels = _read_labels(args.labels)
+    labels = read_labels(args.labels)
     options: dict[str, Any] = load_options_from_args(args)
     if args.format:
         options["format"] = args.format
@@ -105,11 +105,11 @@ def cmd_run_ray(args: argparse.Namespace) -> int:
         data = result.in_order()
         failed = {f.index: f.reason for f in data.failures}
         entries = [
-            _Entry(source, "item", outputs=outputs, error=failed.get(index))
+            RunEntry(source, "item", outputs=outputs, error=failed.get(index))
             for index, (source, outputs) in enumerate(zip(data.sources, data.outputs, strict=True))
         ]
         first = next((o for o in data.outputs if o is not None), None)
-        _print_results(entries, list(first) if first else [], args, labels)
+        print_results(entries, list(first) if first else [], args, labels)
     else:
         for failure in report.failures[:MAX_FAILURES_SHOWN]:
             sys.stderr.write(f"failed: {failure.source}: {first_and_last_line(failure.reason)}\n")

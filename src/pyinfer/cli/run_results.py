@@ -1,8 +1,8 @@
 """What ``pyinfer run`` shows and writes: each item's top-k or the outputs' summaries, the failures.
 
 Shared by a local run and a run on Ray (:mod:`~pyinfer.cli.run_ray`): both turn their results
-into :class:`_Entry` rows, printed by :func:`_print_results` and written by
-:func:`_run_output_payload`.
+into :class:`RunEntry` rows, printed by :func:`print_results` and written by
+:func:`run_output_payload`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,22 @@ from pyinfer.errors import InvalidArgumentError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__: list[str] = []
+__all__ = [
+    "DEFAULT_TOP_K",
+    "MAX_FAILURES_SHOWN",
+    "RunEntry",
+    "check_labels",
+    "print_results",
+    "read_labels",
+    "run_output_payload",
+]
 
 #: How long a run's list of failed items gets on stderr before it is cut.
 MAX_FAILURES_SHOWN = 20
 
 
 @dataclasses.dataclass
-class _Entry:
+class RunEntry:
     """One item of ``pyinfer run``: where it came from, what to feed, and what came of it."""
 
     source: str
@@ -46,7 +54,7 @@ def _is_scores(value: np.ndarray) -> bool:
     return value.ndim == 1 and value.dtype.kind == "f" and value.size > 1
 
 
-def _score_output(names: list[str], done: list[_Entry], *, asked: bool) -> str | None:
+def _score_output(names: list[str], done: list[RunEntry], *, asked: bool) -> str | None:
     """The output to read as class scores, or ``None``: no softmax or top-k is made up.
 
     Scores are a float vector per item; they are read as classes only when the model has
@@ -61,7 +69,7 @@ def _score_output(names: list[str], done: list[_Entry], *, asked: bool) -> str |
     return next((n for n in names if _is_scores(first[n])), None)
 
 
-def _summaries(names: list[str], done: list[_Entry]) -> list[str]:
+def _summaries(names: list[str], done: list[RunEntry]) -> list[str]:
     """One line per output, named: its shape (stacked over items, or per call), dtype, range."""
     import numpy as np
 
@@ -97,7 +105,12 @@ def _top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[Any]:
     return top_k(scores, k, labels, apply_softmax=None)
 
 
-def _read_labels(path: str | None) -> list[str] | None:
+def read_labels(path: str | None) -> list[str] | None:
+    """The class names of ``--labels FILE``, one per non-empty line (``None`` without one).
+
+    Raises:
+        CommandError: If the file cannot be read.
+    """
     if path is None:
         return None
     try:
@@ -123,8 +136,8 @@ def _json_values(value: np.ndarray) -> Any:
     return value.tolist()
 
 
-def _run_output_payload(
-    entries: list[_Entry],
+def run_output_payload(
+    entries: list[RunEntry],
     names: list[str],
     path: Path,
     k: int,
@@ -186,7 +199,12 @@ def _run_output_payload(
     return buffer.getvalue()
 
 
-def _check_labels(labels: list[str] | None, path: str | None, classes: int) -> None:
+def check_labels(labels: list[str] | None, path: str | None, classes: int) -> None:
+    """Refuses ``--labels`` whose count is not the model's number of classes.
+
+    Raises:
+        InvalidArgumentError: The counts differ; the message names the file and both counts.
+    """
     if labels is not None and len(labels) != classes:
         raise InvalidArgumentError(
             f"--labels {path}: {len(labels)} labels for a model of {classes} classes; give "
@@ -194,9 +212,9 @@ def _check_labels(labels: list[str] | None, path: str | None, classes: int) -> N
         )
 
 
-def _print_results(
-    entries: list[_Entry], names: list[str], args: argparse.Namespace, labels: list[str] | None
-) -> tuple[str | None, list[_Entry]]:
+def print_results(
+    entries: list[RunEntry], names: list[str], args: argparse.Namespace, labels: list[str] | None
+) -> tuple[str | None, list[RunEntry]]:
     """Prints each item's top-k (or each output's summary) and the failures.
 
     Returns:
@@ -207,7 +225,7 @@ def _print_results(
     k = args.top_k or DEFAULT_TOP_K
     out: list[str] = []
     if score is not None:
-        _check_labels(labels, args.labels, done[0].outputs[score].size)  # type: ignore[index]
+        check_labels(labels, args.labels, done[0].outputs[score].size)  # type: ignore[index]
         prefix = f"{score}: " if len(names) > 1 else ""
         for e in done:
             assert e.outputs is not None
