@@ -33,7 +33,6 @@ from pyinfer.report import (
 )
 from pyinfer.report.stats import (
     EXACT_U_MAX_PAIRS,
-    paired_ratio_interval,
     ratio_interval,
     student_t_quantile,
     u_distribution,
@@ -141,38 +140,6 @@ def test_ratio_interval_on_a_hand_computed_example() -> None:
     few = ratio_interval(before[:3], after[:3])
     assert (few.low, few.high, few.rank, few.bounded) == (None, None, 0, False)
     assert few.estimate == pytest.approx(1.35 / 1.0, rel=1e-12)
-
-
-def test_paired_ratio_interval_on_a_hand_computed_example() -> None:
-    # Pair ratios 1.2, 1.25, 1.15, 1.2, 1.2: logs with mean m and sd s; the 95% interval is
-    # exp(m +- t * s / sqrt(5)), t = 2.776445 (the 0.975 quantile with 4 degrees of freedom).
-    before = [1.0, 2.0, 4.0, 0.5, 3.0]
-    ratios = np.array([1.2, 1.25, 1.15, 1.2, 1.2])
-    r = paired_ratio_interval(before, np.array(before) * ratios)
-    logs = np.log(ratios)
-    half = T_975[4] * logs.std(ddof=1) / math.sqrt(5)
-    assert r.estimate == pytest.approx(math.exp(logs.mean()), rel=1e-12)
-    assert r.low == pytest.approx(math.exp(logs.mean() - half), rel=1e-12)
-    assert r.high == pytest.approx(math.exp(logs.mean() + half), rel=1e-12)
-    assert (r.paired, r.bounded, r.before_count, r.after_count, r.rank) == (True, True, 5, 5, 0)
-    # The unpaired interval of the same values spans the runs' own 6x range.
-    assert not ratio_interval(before, np.array(before) * ratios).paired
-
-
-@pytest.mark.parametrize(
-    ("before", "after", "message"),
-    [
-        ([1.0, 2.0], [1.0], r"needs two sets of one length, 2 or more, got 2 and 1 values"),
-        ([1.0], [1.0], r"needs two sets of one length, 2 or more, got 1 and 1 values"),
-        ([1.0, 0.0], [1.0, 1.0], r"paired ratio interval \(first set\): values must be above 0"),
-        ([1.0, 1.0], [1.0, math.inf], r"\(second set\): samples must be finite"),
-    ],
-)
-def test_paired_ratio_interval_refuses_bad_sets(
-    before: list[float], after: list[float], message: str
-) -> None:
-    with pytest.raises(InvalidArgumentError, match=message):
-        paired_ratio_interval(before, after)
 
 
 @pytest.mark.parametrize(

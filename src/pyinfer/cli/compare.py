@@ -209,11 +209,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         reports.insert(0, _load_baseline(args.baseline, args.baseline_dir))
         names.insert(0, f"baseline {args.baseline}")
     table = comparison_table(reports)
-    # Models measured here ran in alternation (A1 B1 A2 B2 ...): their runs compare in pairs;
-    # a saved baseline was measured another time, so its runs do not pair with them.
-    paired = args.measure and args.baseline is None
     pairs = [
-        (names[0], name, compare(reports[0], report, paired=paired))
+        (names[0], name, compare(reports[0], report))
         for name, report in zip(names[1:], reports[1:], strict=True)
     ]
     blocks = [(f"{before} -> {after}", c.to_text()) for before, after, c in pairs]

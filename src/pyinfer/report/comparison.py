@@ -6,10 +6,7 @@ autocorrelated and share the run's mode (memory layout, core placement, the mach
 work), so thousands of them make any drift between two runs look "significant". The verdict
 is the ratio of the run medians, B over A, with a distribution-free 95% interval
 (:func:`pyinfer.report.stats.ratio_interval`); with one run per side there is no telling a
-change from run-to-run variation, and the comparison says so. Runs measured in alternation
-(``pyinfer compare --measure``: A1 B1 A2 B2 ...) are compared in their pairs
-(:func:`pyinfer.report.stats.paired_ratio_interval`), so a change of the machine's speed that
-lasts longer than a pair of runs cancels instead of widening or faking the verdict.
+change from run-to-run variation, and the comparison says so.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from typing import TYPE_CHECKING
 from pyinfer.errors import InvalidArgumentError
 from pyinfer.report.codec import JsonRecord
 from pyinfer.report.formatting import MB
-from pyinfer.report.stats import RatioInterval, paired_ratio_interval, ratio_interval
+from pyinfer.report.stats import RatioInterval, ratio_interval
 
 if TYPE_CHECKING:
     from pyinfer.report.records import ProfileReport
@@ -101,8 +98,6 @@ class Comparison(JsonRecord):
         slower_bound: The one-sided 95% lower confidence bound of ``ratio`` (the low end of
             its two-sided 90% interval): the second report is slower than this with 95%
             confidence. :meth:`regression` tests it (``None``: too few runs).
-        paired: Whether the runs were compared in their alternating pairs (run i of each,
-            one after the other) rather than as two independent sets.
     """
 
     changes: tuple[MetricChange, ...]
@@ -115,7 +110,6 @@ class Comparison(JsonRecord):
     summary: str
     notes: tuple[str, ...] = ()
     slower_bound: float | None = None
-    paired: bool = False
 
     JSON_WHAT = "comparison"
     JSON_ROOT = "comparison"
@@ -202,8 +196,6 @@ def _decided(interval: RatioInterval, names: tuple[str, str]) -> tuple[str, str]
     assert interval.high is not None
     a, b = names
     runs = f"over {interval.before_count}+{interval.after_count} runs"
-    if interval.paired:
-        runs = f"over {interval.before_count} alternating pairs of runs"
     if interval.low > 1.0 + MIN_MEANINGFUL_CHANGE:
         est, low, high = _times(interval.estimate, interval.low, interval.high)
         return SLOWER, f"{b} is {est}x slower than {a}, 95% interval {low}-{high}x, {runs}"
@@ -229,27 +221,7 @@ def _undecided_note(runs_before: int, runs_after: int) -> str:
     )
 
 
-def _intervals(
-    medians_a: tuple[float, ...], medians_b: tuple[float, ...], paired: bool
-) -> tuple[RatioInterval, RatioInterval] | None:
-    """The two-sided 95% and 90% intervals of the ratio, paired or not.
-
-    The 90% interval's low end is the one-sided 95% bound the gate tests. ``None`` with a
-    single run on a side.
-    """
-    if min(len(medians_a), len(medians_b)) < 2:
-        return None
-    if paired and len(medians_a) == len(medians_b) >= MIN_RUNS_FOR_INTERVAL:
-        find = paired_ratio_interval
-    else:
-        find = ratio_interval
-    return (
-        find(medians_a, medians_b, 1.0 - SIGNIFICANCE_LEVEL),
-        find(medians_a, medians_b, 1.0 - 2 * SIGNIFICANCE_LEVEL),
-    )
-
-
-def compare(before: ProfileReport, after: ProfileReport, *, paired: bool = False) -> Comparison:
+def compare(before: ProfileReport, after: ProfileReport) -> Comparison:
     """How ``after`` differs from ``before``, and whether its latency changed beyond noise.
 
     The verdict is decided on the run medians (:attr:`ProfileReport.repetitions`). With at
@@ -262,16 +234,9 @@ def compare(before: ProfileReport, after: ProfileReport, *, paired: bool = False
     with a note saying how to decide. Reports of different models or batch sizes are compared
     all the same, with a note saying so.
 
-    With ``paired`` (the two were measured in alternation, run i of ``before`` right before
-    run i of ``after``, as ``pyinfer compare --measure`` does) and the same number of runs, at
-    least :data:`MIN_RUNS_FOR_INTERVAL`, on each side, the ratio and its interval are those of
-    the pairs instead (:func:`~pyinfer.report.stats.paired_ratio_interval`): the geometric mean
-    of the pair ratios with a t interval.
-
     Args:
         before: The reference report.
         after: The report to judge.
-        paired: Whether run i of each was measured next to run i of the other.
 
     Returns:
         The comparison.
@@ -291,13 +256,15 @@ def compare(before: ProfileReport, after: ProfileReport, *, paired: bool = False
     medians_a, medians_b = run_medians(before), run_medians(after)
     names = _names(before, after)
     notes = []
-    found = _intervals(medians_a, medians_b, paired)
-    interval = None if found is None else found[0]
+    interval = None
+    if min(len(medians_a), len(medians_b)) >= 2:
+        interval = ratio_interval(medians_a, medians_b, 1.0 - SIGNIFICANCE_LEVEL)
     bound = None
-    if found is not None and found[0].bounded:
-        verdict, summary = _decided(found[0], names)
-        ratio, low, high = found[0].estimate, found[0].low, found[0].high
-        bound = found[1].low
+    if interval is not None and interval.bounded:
+        verdict, summary = _decided(interval, names)
+        ratio, low, high = interval.estimate, interval.low, interval.high
+        one_sided = ratio_interval(medians_a, medians_b, 1.0 - 2 * SIGNIFICANCE_LEVEL)
+        bound = one_sided.low
     else:
         if interval is not None:
             ratio, how = interval.estimate, "Hodges-Lehmann ratio of the run medians"
@@ -332,5 +299,4 @@ def compare(before: ProfileReport, after: ProfileReport, *, paired: bool = False
         summary=summary,
         notes=tuple(notes),
         slower_bound=bound,
-        paired=interval is not None and interval.bounded and interval.paired,
     )

@@ -34,7 +34,6 @@ __all__ = [
     "knee_index",
     "median_ci_relative",
     "min_samples_for_percentile",
-    "paired_ratio_interval",
     "percentile_supported",
     "ratio_interval",
     "student_t_quantile",
@@ -293,9 +292,6 @@ class RatioInterval:
             (0 when no interval exists).
         exact: Whether ``k`` came from the exact U distribution (else the normal
             approximation).
-        paired: Whether the values were taken in pairs (run i of each side one after the
-            other) and the interval is :func:`paired_ratio_interval`'s (``rank`` 0, ``exact``
-            ``False``).
     """
 
     estimate: float
@@ -306,7 +302,6 @@ class RatioInterval:
     after_count: int
     rank: int
     exact: bool
-    paired: bool = False
 
     @property
     def bounded(self) -> bool:
@@ -353,58 +348,3 @@ def ratio_interval(
     low = math.exp(float(diffs[rank - 1]))
     high = math.exp(float(diffs[diffs.size - rank]))
     return RatioInterval(estimate, low, high, confidence, x.size, y.size, rank, exact)
-
-
-def paired_ratio_interval(
-    before: npt.ArrayLike, after: npt.ArrayLike, confidence: float = 0.95
-) -> RatioInterval:
-    """The ratio ``after / before`` of values taken in pairs, with its interval.
-
-    For runs that alternate (A1 B1 A2 B2 ...): pair i is ``before[i]`` and ``after[i]``, measured
-    one after the other, so a change of the machine's speed that lasts longer than a pair
-    moves both alike and cancels in their ratio, where it would widen (or, landing on one side
-    only, fake) an unpaired comparison. The estimate is the geometric mean of the pair ratios;
-    the interval is Student's t interval of the mean log-ratio, ``mean +- t * s / sqrt(n)``
-    with ``n - 1`` degrees of freedom, the same log-scale t interval the run medians of one
-    report get. It needs at least 2 pairs.
-
-    Args:
-        before: The first set (run medians in the order run), positive and finite.
-        after: The second set, the same length, pair i run right after (or before) ``before[i]``.
-        confidence: The interval's coverage, in ``(0, 1)``.
-
-    Returns:
-        The estimate and its interval (``paired`` set).
-
-    Raises:
-        InvalidArgumentError: If the sets differ in length or hold fewer than 2 values, a value
-            is not positive and finite, or ``confidence`` is outside ``(0, 1)``.
-    """
-    _check_confidence(confidence)
-    x = _as_samples(before, "paired ratio interval (first set)")
-    y = _as_samples(after, "paired ratio interval (second set)")
-    if x.size != y.size or x.size < 2:
-        raise InvalidArgumentError(
-            f"paired ratio interval: needs two sets of one length, 2 or more, got {x.size} "
-            f"and {y.size} values"
-        )
-    for values, which in ((x, "first"), (y, "second")):
-        if np.any(values <= 0.0):
-            raise InvalidArgumentError(
-                f"paired ratio interval ({which} set): values must be above 0"
-            )
-    logs = np.log(y) - np.log(x)
-    mean = float(np.mean(logs))
-    half = student_t_quantile(confidence, logs.size - 1) * float(np.std(logs, ddof=1))
-    half /= math.sqrt(logs.size)
-    return RatioInterval(
-        math.exp(mean),
-        math.exp(mean - half),
-        math.exp(mean + half),
-        confidence,
-        x.size,
-        y.size,
-        0,
-        False,
-        paired=True,
-    )
