@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,40 @@ def test_specs_give_sr_as_0d_int64_and_the_state_its_batch_on_axis_1(
     want = rm.reference(**ex)
     for got_value, want_value in zip(got.values(), want.values(), strict=True):
         np.testing.assert_allclose(got_value, want_value, rtol=1e-5, atol=1e-6)
+
+
+def test_torchscript_outputs_read_at_the_first_call_keep_the_states_batch_axis(
+    vad: dict[str, Path],
+) -> None:
+    # The random example cannot give sr a legal value, so the outputs are read at the first
+    # call; at batch 2 the state (2, 2, 128) has the batch's size on both of its first two axes:
+    # the state input's own batch axis decides.
+    shapes = {"x": (None, 512), "state": (2, None, 128), "sr": ()}
+    model = pyinfer.load_model(vad["vad.pt"], input_shapes=shapes)
+    assert model.outputs == ()
+    model(rm.example(2))
+    specs = {s.name: s for s in model.outputs}
+    assert specs["output_1"] == TensorSpec("output_1", (2, None, 128), np.dtype(np.float32), 1)
+    assert specs["output_0"] == TensorSpec("output_0", (None, 1), np.dtype(np.float32), 0)
+
+
+def test_torchscript_outputs_read_at_load_find_a_state_batched_on_axis_1(tmp_path: Path) -> None:
+    # Loading runs random examples at batch 1 and 2: the state output's axis that grows from 1
+    # to 2 is its batch (it was left fixed at (2, 1, 3) when only the first axis was tried).
+    torch = pytest.importorskip("torch")
+
+    class Step(torch.nn.Module):  # type: ignore[misc]
+        def forward(self, x: Any, h: Any) -> tuple[Any, Any]:
+            return x.sum(dim=1, keepdim=True), h * 2.0
+
+    path = tmp_path / "step.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in 2.14
+        torch.jit.trace(Step(), (torch.randn(1, 4), torch.randn(2, 1, 3))).save(str(path))
+    model = pyinfer.load_model(path, input_shapes={"x": (None, 4), "h": (2, None, 3)})
+    specs = {s.name: s for s in model.outputs}
+    assert specs["output_1"] == TensorSpec("output_1", (2, "batch", 3), np.dtype(np.float32), 1)
+    assert specs["output_0"] == TensorSpec("output_0", ("batch", 1), np.dtype(np.float32), 0)
 
 
 def test_with_batch_axes_reads_an_unnamed_dynamic_axis_after_a_fixed_one() -> None:

@@ -196,20 +196,35 @@ def _observed_outputs(
 ) -> tuple[TensorSpec, ...]:
     shapes = {n: tuple(t.shape) for n, t in first.items()}
     dynamic = model.has_dynamic_batch and all(s.shape for s in model.inputs)
-    batch_follows: dict[str, bool] = dict.fromkeys(shapes, False)
+    batch_axis: dict[str, int | None] = dict.fromkeys(shapes)
     if dynamic:
         twice = model.example_inputs(2)
         second = _run_example(model, twice, path)
         for n, shape in shapes.items():
-            other = tuple(second[n].shape)
-            batch_follows[n] = bool(shape) and shape[0] == 1 and other[:1] == (2,)
+            batch_axis[n] = _grown_axis(shape, tuple(second[n].shape))
     specs = []
     for n, t in first.items():
         dims: list[Dim] = list(shapes[n])
-        if batch_follows[n]:
-            dims[0] = "batch"
+        found = batch_axis[n]
+        if found is not None:
+            dims[found] = "batch"
         specs.append(TensorSpec(n, tuple(dims), _numpy_dtype(t.dtype)))
     return tuple(specs)
+
+
+def _grown_axis(at_one: tuple[int, ...], at_two: tuple[int, ...]) -> int | None:
+    """The axis of an output that is 1 at batch 1 and 2 at batch 2: the output's batch.
+
+    The one axis that grows so while the others stay (the first for most outputs, the second
+    for a recurrent state ``(2, batch, 128)``); when several change, the first axis if it grows
+    so; else ``None``.
+    """
+    if len(at_one) != len(at_two) or not at_one:
+        return None
+    grown = [i for i, (a, b) in enumerate(zip(at_one, at_two, strict=True)) if a != b]
+    if len(grown) == 1 and at_one[grown[0]] == 1 and at_two[grown[0]] == 2:
+        return grown[0]
+    return 0 if at_one[0] == 1 and at_two[0] == 2 else None
 
 
 def _freeze(

@@ -88,10 +88,18 @@ class TorchModel(Model):
         }
         if not self.outputs:
             # Shapes were not declared at load: record what the first run gives, the batch
+            # on the axis of an input of the same shape (a recurrent state in and out), else
             # on the axis that has the inputs' batch size (the first that does).
             batch = _batch_size(self.inputs, inputs)
+            alike = {
+                tuple(inputs[s.name].shape): s.batch_axis
+                for s in self.inputs
+                if s.batch_axis is not None and hasattr(inputs.get(s.name), "shape")
+            }
             self.outputs = tuple(
-                _observed_spec(n, tuple(t.shape), _numpy_dtype(t.dtype), batch)
+                _observed_spec(
+                    n, tuple(t.shape), _numpy_dtype(t.dtype), batch, alike.get(tuple(t.shape))
+                )
                 for n, t in outputs.items()
             )
         return outputs
@@ -288,11 +296,17 @@ def _batch_size(specs: Sequence[TensorSpec], inputs: Mapping[str, Any]) -> int |
 
 
 def _observed_spec(
-    name: str, shape: tuple[int, ...], dtype: np.dtype[Any], batch: int | None
+    name: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    batch: int | None,
+    axis: int | None = None,
 ) -> TensorSpec:
+    """An output's spec from its first result: ``axis`` (if known) or the first of batch size."""
     if not shape:
         return TensorSpec(name, (), dtype)
-    axis = next((i for i, d in enumerate(shape) if d == batch), 0)
+    if axis is None or axis >= len(shape):
+        axis = next((i for i, d in enumerate(shape) if d == batch), 0)
     dims = [*shape]
     dims[axis] = None  # type: ignore[call-overload]
     return TensorSpec(name, tuple(dims), dtype, axis)
