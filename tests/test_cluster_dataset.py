@@ -368,7 +368,7 @@ def test_an_error_an_actor_raises_is_raised_as_the_same_pyinfer_error(
     with pytest.raises(
         InvalidArgumentError,
         match=r"^the inputs are images, but model 'lin' takes no images: input 'x' \(b, 4\) is "
-        r"not an image batch \(rank 4\); give \.npy or \.npz arrays$",
+        r"not an image batch \(rank 4\); give it \.npy or \.npz arrays$",
     ):
         _within(RUN_TIMEOUT_S, lambda: run_dataset(tmp_path / "lin.onnx", image_folder, actors=1))
 

@@ -34,6 +34,7 @@ from pyinfer.preprocess import (
     cast_arrays,
     check_item,
     image_layout,
+    pipeline_for,
     stack_items,
 )
 
@@ -313,6 +314,29 @@ def test_layout_and_size_from_the_model() -> None:
         ImagePipeline.for_model(unknown)
     with pytest.raises(InvalidArgumentError, match="cannot tell the channel axis"):
         image_layout(TensorSpec("x", ("N", 5, 8, 8), np.float32))
+
+
+def test_pipeline_for_each_kind_of_item_and_why_a_model_cannot_take_it() -> None:
+    images = SpecModel(TensorSpec("x", ("N", 3, 32, 32), np.float32))
+    vectors = SpecModel(TensorSpec("x", ("N", 4), np.float32))
+    chosen = pipeline_for(images, "image", "a.png is read as an image")
+    assert isinstance(chosen, ImagePipeline)
+    assert chosen(IMG)["x"].shape == (3, 32, 32)
+    assert pipeline_for(vectors, "array", "unused") is None
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^a\.png is read as an image, but model 'spec' takes no images: .*not an image "
+        r"batch.*; give it \.npy or \.npz arrays$",
+    ):
+        pipeline_for(vectors, "image", "a.png is read as an image")
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^the inputs are texts, but model 'spec' has no tokenizer: .*; load a Hugging Face "
+        r"folder with its tokenizer, or give token ids as \.npz arrays$",
+    ):
+        pipeline_for(vectors, "text", "the inputs are texts")
+    with pytest.raises(InvalidArgumentError, match=r"unknown kind of item 'audio': use one of"):
+        pipeline_for(vectors, "audio", "x")
 
 
 def test_for_model_fits_grey_and_non_square_inputs() -> None:

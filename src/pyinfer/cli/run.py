@@ -243,7 +243,7 @@ def _run_entries(
 ) -> BaseException | None:
     """Runs the entries through the engine; returns the exception that stopped it, if any."""
     from pyinfer.engine import InferenceEngine
-    from pyinfer.preprocess import ImagePipeline, TextPipeline
+    from pyinfer.preprocess import ImagePipeline, TextPipeline, pipeline_for
 
     _run_calls(entries, model, args)
     progress = args.progress
@@ -260,22 +260,9 @@ def _run_entries(
                     f"the shape of its input '{shapeless[0]}', so its image size and layout are "
                     "unknown: give it, such as --input-shape 1x3x224x224"
                 )
-            try:
-                pipeline = ImagePipeline.for_model(model)
-            except InvalidArgumentError as exc:
-                raise InvalidArgumentError(
-                    f"{todo[0].source} is read as an image, but model '{model.name}' takes no "
-                    f"images: {exc}; give it .npy or .npz arrays"
-                ) from exc
+            pipeline = pipeline_for(model, kind, f"{todo[0].source} is read as an image")
         if kind == "text":
-            try:
-                pipeline = TextPipeline.for_model(model)
-            except InvalidArgumentError as exc:
-                raise InvalidArgumentError(
-                    f"{todo[0].source.rsplit(':', 1)[0]} is text, but model '{model.name}' has "
-                    f"no tokenizer: {exc}; load a Hugging Face folder with its tokenizer, or "
-                    "give token ids as .npz arrays"
-                ) from exc
+            pipeline = pipeline_for(model, kind, f"{todo[0].source.rsplit(':', 1)[0]} is text")
         cast = None if args.cast == "none" else args.cast
         engine = InferenceEngine(
             model,

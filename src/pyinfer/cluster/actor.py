@@ -25,7 +25,7 @@ import numpy as np
 
 from pyinfer.cluster.sources import ARRAY_PREFIX
 from pyinfer.engine import InferenceEngine
-from pyinfer.errors import InvalidArgumentError, PyinferError
+from pyinfer.errors import PyinferError
 
 __all__ = ["OUTPUT_PREFIX", "ActorSettings", "DatasetPredictor", "make_pipeline"]
 
@@ -66,25 +66,10 @@ def make_pipeline(model: Any, kind: str) -> Any:
         InvalidArgumentError: The model takes no images (or has no tokenizer) for image (text)
             items; the message says what to give instead.
     """
-    from pyinfer.preprocess import ImagePipeline, TextPipeline
+    from pyinfer.preprocess import pipeline_for
 
-    if kind == "image":
-        try:
-            return ImagePipeline.for_model(model)
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(
-                f"the inputs are images, but model '{model.name}' takes no images: {exc}; give "
-                ".npy or .npz arrays"
-            ) from exc
-    if kind == "text":
-        try:
-            return TextPipeline.for_model(model)
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError(
-                f"the inputs are texts, but model '{model.name}' has no tokenizer: {exc}; load "
-                "a Hugging Face folder with its tokenizer, or give token ids as .npz arrays"
-            ) from exc
-    return None
+    subject = {"image": "the inputs are images", "text": "the inputs are texts"}.get(kind, "")
+    return pipeline_for(model, kind, subject) if subject else None
 
 
 def _load(settings: ActorSettings) -> Any:

@@ -15,7 +15,9 @@ class with ``__call__``) chained by :class:`Compose`:
   input;
 * text (:mod:`~pyinfer.preprocess.text`): :class:`TextPipeline`,
   :class:`WordPieceTokenizer` (BERT's ids from a ``vocab.txt``, offline) and
-  :class:`VocabTokenizer`.
+  :class:`VocabTokenizer`;
+* a kind of raw item to its pipeline (:mod:`~pyinfer.preprocess.choose`):
+  :func:`pipeline_for`.
 
 Every pipeline offers ``check(model)``: it runs on an example and compares its output with the
 model's input specs, so a mismatch is found before the first batch, with a message saying what
@@ -25,6 +27,7 @@ to change. The inference engine calls it. Pillow is imported at first use
 
 from __future__ import annotations
 
+from pyinfer.preprocess.choose import pipeline_for
 from pyinfer.preprocess.compose import Compose
 from pyinfer.preprocess.decode import IMAGE_EXTENSIONS, Decode
 from pyinfer.preprocess.image import (
@@ -87,5 +90,6 @@ __all__ = [
     "cast_arrays",
     "check_item",
     "image_layout",
+    "pipeline_for",
     "stack_items",
 ]
