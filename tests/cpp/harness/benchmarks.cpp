@@ -68,7 +68,9 @@ PYINFER_BENCHMARK(exact_count) {
   bench.run([] { pyinfer::do_not_optimize(chain(100)); });
 }
 
-// A stability target no run meets: it stops at the iteration cap, not stable.
+// A stability target no run meets: it stops at the iteration cap, not stable. The calls
+// alternate between two lengths, so the samples always spread (on a quiet machine ten calls of
+// one length can take the same number of ticks: a spread of 0, which meets any target).
 PYINFER_BENCHMARK(iteration_cap) {
   pyinfer::BenchmarkOptions& o = bench.options();
   o.min_time_s = 0.0;
@@ -76,7 +78,8 @@ PYINFER_BENCHMARK(iteration_cap) {
   o.max_iterations = 300;
   o.stability_target = 1e-12;
   o.batch = 1;
-  bench.run([] { pyinfer::do_not_optimize(chain(100)); });
+  std::size_t n = 0;
+  bench.run([&n] { pyinfer::do_not_optimize(chain(++n % 2 == 0 ? 100 : 300)); });
 }
 
 // The same at the time cap.
@@ -87,7 +90,8 @@ PYINFER_BENCHMARK(time_cap) {
   o.max_iterations = 100000000;
   o.stability_target = 1e-12;
   o.batch = 1;
-  bench.run([] { pyinfer::do_not_optimize(chain(1000)); });
+  std::size_t n = 0;
+  bench.run([&n] { pyinfer::do_not_optimize(chain(++n % 2 == 0 ? 1000 : 3000)); });
 }
 
 // Statistics without the samples in the report.
