@@ -23,3 +23,8 @@ def gil_held_wait_2ms() -> None:
     on how busy the machine's CPUs are, unlike :func:`busy_2ms`'s.
     """
     _LIBC_KEEPING_THE_GIL.usleep(2000)
+
+
+def refuses_every_request() -> None:
+    """A target whose every call fails, as a serving bug does."""
+    raise ValueError("this target refuses every request")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests._load_targets import busy_2ms, gil_held_wait_2ms
+from tests._load_targets import busy_2ms, gil_held_wait_2ms, refuses_every_request
 
 import pyinfer
-from pyinfer.errors import InvalidArgumentError
+from pyinfer.errors import InferenceError, InvalidArgumentError
 
 
 def test_processes_serve_a_callable_that_holds_the_gil_in_parallel() -> None:
@@ -71,3 +71,39 @@ def test_what_cannot_cross_a_process_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         pyinfer.load_test(busy_2ms, qps=10, duration_s=0.1, instances="fork")
     assert str(caught.value) == ("instances must be one of ('threads', 'processes'), got 'fork'")
+
+
+def test_a_model_its_process_cannot_load_is_an_inference_error_naming_why(tmp_path: Path) -> None:
+    # The parent loaded the file; by the time the instance starts it is gone (moved, deleted).
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    path = tmp_path / "gone.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = pyinfer.load_model(path)
+    path.unlink()
+    with pytest.raises(InferenceError) as caught:
+        pyinfer.load_test(model, qps=10, duration_s=0.2, instances="processes")
+    message = str(caught.value)
+    assert message.startswith("pyinfer load process instance 0 could not load its target: ")
+    assert str(path) in message
+
+
+def test_requests_that_fail_in_a_process_are_counted_with_the_first_error() -> None:
+    report = pyinfer.load_test(
+        refuses_every_request, concurrency=1, workers=1, duration_s=0.3, instances="processes"
+    )
+    (level,) = report.levels
+    assert level.completed == 0
+    assert level.errors > 0
+    assert level.first_error == (
+        "InferenceError: pyinfer load process instance 0: ValueError: this target refuses every "
+        "request"
+    )
