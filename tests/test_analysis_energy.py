@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+from tests._powercap import rapl_zone
 
 from pyinfer.analysis import energy as analysis_energy
 from pyinfer.analysis.energy import EnergyReading, measure_energy, rapl_domains
@@ -18,21 +19,12 @@ from pyinfer.errors import InvalidArgumentError
 from pyinfer.profiling import energy as profiling_energy
 
 
-def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int = 10**9) -> Path:
-    zone = root / name
-    zone.mkdir(parents=True)
-    (zone / "name").write_text(f"{label}\n")
-    (zone / "energy_uj").write_text(f"{energy_uj}\n")
-    (zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
-    return zone
-
-
 def test_rapl_packages_are_added_and_sub_zones_are_not(tmp_path: Path) -> None:
     root = tmp_path / "powercap"
-    pkg0 = _zone(root, "intel-rapl:0", "package-0", 1_000_000)
-    pkg1 = _zone(root, "intel-rapl:1", "package-1", 999_000_000)  # wraps at 10**9
-    _zone(root, "intel-rapl:0:0", "core", 5)  # part of package-0
-    _zone(root, "intel-rapl:2", "psys", 7)  # the whole platform, packages included
+    pkg0 = rapl_zone(root, "intel-rapl:0", "package-0", 1_000_000)
+    pkg1 = rapl_zone(root, "intel-rapl:1", "package-1", 999_000_000)  # wraps at 10**9
+    rapl_zone(root, "intel-rapl:0:0", "core", 5)  # part of package-0
+    rapl_zone(root, "intel-rapl:2", "psys", 7)  # the whole platform, packages included
     calls = []
 
     def call() -> None:  # each call spends 2 J on package 0 and 3 J on package 1
@@ -68,7 +60,7 @@ def test_no_powercap_says_why(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
 def test_an_unreadable_counter_says_why(tmp_path: Path) -> None:
-    zone = _zone(tmp_path, "intel-rapl:0", "package-0", 1)
+    zone = rapl_zone(tmp_path, "intel-rapl:0", "package-0", 1)
     (zone / "energy_uj").chmod(0)
     assert "is not readable by this user (root only since Linux 5.10" in str(rapl_domains(tmp_path))
 

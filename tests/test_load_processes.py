@@ -15,6 +15,23 @@ import pyinfer
 from pyinfer.errors import InferenceError, InvalidArgumentError
 
 
+def _relu_onnx(path: Path) -> Path:
+    """A one-Relu ONNX model, batch dynamic (with an unused initializer), saved at ``path``."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[numpy_helper.from_array(np.zeros(1, dtype=np.float32), name="unused")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def test_processes_serve_a_callable_that_holds_the_gil_in_parallel() -> None:
     # Each request holds the GIL for 2 ms, two requests in flight: two threads take turns with
     # the GIL (one call at a time: 500 per second at most), two processes wait side by side.
@@ -46,20 +63,7 @@ def test_what_cannot_cross_a_process_is_refused(tmp_path: Path) -> None:
     local = functools.partial(lambda n: n, 1)
     with pytest.raises(InvalidArgumentError, match="cannot be loaded in a worker process"):
         pyinfer.load_test(local, qps=10, duration_s=0.1, instances="processes")
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        initializer=[numpy_helper.from_array(np.zeros(1, dtype=np.float32), name="unused")],
-    )
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    model = pyinfer.load_model(path)
+    model = pyinfer.load_model(_relu_onnx(tmp_path / "relu.onnx"))
     model.load_request = None  # as a model made in memory has none
     with pytest.raises(InvalidArgumentError) as caught:
         pyinfer.load_test(model, qps=10, duration_s=0.1, instances="processes")
@@ -75,18 +79,7 @@ def test_what_cannot_cross_a_process_is_refused(tmp_path: Path) -> None:
 
 def test_a_model_its_process_cannot_load_is_an_inference_error_naming_why(tmp_path: Path) -> None:
     # The parent loaded the file; by the time the instance starts it is gone (moved, deleted).
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-    )
-    path = tmp_path / "gone.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path = _relu_onnx(tmp_path / "gone.onnx")
     model = pyinfer.load_model(path)
     path.unlink()
     with pytest.raises(InferenceError) as caught:

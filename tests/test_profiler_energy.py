@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._powercap import rapl_zone
 from tests.test_profiler import FAST, FakeCudaModel, FakeEventTimer, FakeNvml, SpinModel, fast
 
 from pyinfer import core as _core
@@ -31,24 +32,15 @@ PACKAGE_UJ = (2_000_000, 3_000_000)
 WRAP_UJ = 10**9
 
 
-def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int = WRAP_UJ) -> Path:
-    zone = root / name
-    zone.mkdir(parents=True)
-    (zone / "name").write_text(f"{label}\n")
-    (zone / "energy_uj").write_text(f"{energy_uj}\n")
-    (zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
-    return zone
-
-
 @pytest.fixture
 def powercap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Two packages (and a sub-zone, not added again), pointed at by the profiler's reader."""
     root = tmp_path / "powercap"
     zones = [
-        _zone(root, "intel-rapl:0", "package-0", 1_000_000),
-        _zone(root, "intel-rapl:1", "package-1", WRAP_UJ - 1_000_000),
+        rapl_zone(root, "intel-rapl:0", "package-0", 1_000_000),
+        rapl_zone(root, "intel-rapl:1", "package-1", WRAP_UJ - 1_000_000),
     ]
-    _zone(root, "intel-rapl:0:0", "core", 5)
+    rapl_zone(root, "intel-rapl:0:0", "core", 5)
     monkeypatch.setattr(profiling_energy, "POWERCAP", root)
     return zones
 
@@ -146,7 +138,7 @@ def test_a_counter_that_cannot_be_read_says_why(tmp_path: Path) -> None:
 
 
 def test_a_counter_wrapping_between_the_reads_is_undone(tmp_path: Path) -> None:
-    zone = _zone(tmp_path, "intel-rapl:0", "package-0", 262_143_000_000, max_uj=262_143_328_850)
+    zone = rapl_zone(tmp_path, "intel-rapl:0", "package-0", 262_143_000_000, max_uj=262_143_328_850)
     meter = EnergyMeter(powercap_root=tmp_path)
     meter.start()
     (zone / "energy_uj").write_text("671150")  # 1 J after wrapping
